@@ -1,0 +1,638 @@
+//! Authentication and authorization: credentials, principals, API keys, roles and the one authorizer.
+//!
+//! A credential is one string like an HTTP `Authorization` header: `"ApiKey tp_..."` or `"Bearer <jwt>"`.
+//! [`Credential::parse`] is the only place that reads it. Every operation then asks [`authorize`] whether the
+//! principal holds a permission on an organization and study.
+
+use crate::error::{Error, Result};
+use crate::sink::hex;
+use crate::store::KeyStore;
+use chrono::{DateTime, Utc};
+use ring::{hmac, rand::SecureRandom};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A role (**contract** names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including key management and identifiable data.
+    Admin,
+    /// Exports of every kind, jobs, downloads.
+    DataManager,
+    /// Data, report and dashboard exports, jobs, downloads.
+    Statistician,
+    /// Reports and dashboards, reading jobs, downloads.
+    Monitor,
+    /// Reading jobs and the audit trail.
+    Auditor,
+    /// Machine callers: data and bulk exports, jobs, downloads.
+    Integration,
+}
+
+impl Role {
+    /// All roles.
+    pub const ALL: [Role; 6] = [
+        Role::Admin,
+        Role::DataManager,
+        Role::Statistician,
+        Role::Monitor,
+        Role::Auditor,
+        Role::Integration,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::DataManager => "data_manager",
+            Role::Statistician => "statistician",
+            Role::Monitor => "monitor",
+            Role::Auditor => "auditor",
+            Role::Integration => "integration",
+        }
+    }
+
+    /// Parses the snake_case name.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_role` with field `roles`.
+    pub fn parse(s: &str) -> Result<Self> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                Error::validation("invalid_role", format!("unknown role '{s}'")).with_field("roles")
+            })
+    }
+
+    /// The permissions the role grants.
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Role::Admin => &[
+                ExportData,
+                ExportReport,
+                ExportDashboard,
+                ExportBulk,
+                JobsRead,
+                JobsCancel,
+                Download,
+                FormatsRead,
+                AuditRead,
+                KeysManage,
+                IdentifiableData,
+            ],
+            Role::DataManager => &[
+                ExportData,
+                ExportReport,
+                ExportDashboard,
+                ExportBulk,
+                JobsRead,
+                JobsCancel,
+                Download,
+                FormatsRead,
+            ],
+            Role::Statistician => &[
+                ExportData,
+                ExportReport,
+                ExportDashboard,
+                JobsRead,
+                JobsCancel,
+                Download,
+                FormatsRead,
+            ],
+            Role::Monitor => &[
+                ExportReport,
+                ExportDashboard,
+                JobsRead,
+                Download,
+                FormatsRead,
+            ],
+            Role::Auditor => &[JobsRead, FormatsRead, AuditRead],
+            Role::Integration => &[
+                ExportData,
+                ExportBulk,
+                JobsRead,
+                JobsCancel,
+                Download,
+                FormatsRead,
+            ],
+        }
+    }
+}
+
+/// A permission an operation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// `export_data`.
+    ExportData,
+    /// `export_report`.
+    ExportReport,
+    /// `export_dashboard`.
+    ExportDashboard,
+    /// `bulk_export`.
+    ExportBulk,
+    /// `list_jobs`, `get_job`, `wait`.
+    JobsRead,
+    /// `cancel`.
+    JobsCancel,
+    /// `download`.
+    Download,
+    /// `formats`.
+    FormatsRead,
+    /// Reading the audit trail (`audit:read`).
+    AuditRead,
+    /// Creating and revoking API keys.
+    KeysManage,
+    /// Exporting identifiable (PHI) data without de-identification.
+    IdentifiableData,
+}
+
+impl Permission {
+    /// The name used in errors and the audit trail, e.g. `export:data`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ExportData => "export:data",
+            Permission::ExportReport => "export:report",
+            Permission::ExportDashboard => "export:dashboard",
+            Permission::ExportBulk => "export:bulk",
+            Permission::JobsRead => "jobs:read",
+            Permission::JobsCancel => "jobs:cancel",
+            Permission::Download => "jobs:download",
+            Permission::FormatsRead => "formats:read",
+            Permission::AuditRead => "audit:read",
+            Permission::KeysManage => "keys:manage",
+            Permission::IdentifiableData => "data:identifiable",
+        }
+    }
+}
+
+/// Who is calling: resolved from a credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// Stable subject id (for API keys: `apikey:<key id>`).
+    pub subject: String,
+    /// Printed name.
+    pub name: String,
+    /// Organization.
+    pub org: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Studies the principal may touch; `["*"]` means all of the organization's.
+    pub studies: Vec<String>,
+}
+
+impl Principal {
+    /// Whether any role grants `p`.
+    pub fn has(&self, p: Permission) -> bool {
+        self.roles.iter().any(|r| r.permissions().contains(&p))
+    }
+
+    /// Whether the principal may touch `study`.
+    pub fn sees_study(&self, study: &str) -> bool {
+        self.studies.iter().any(|s| s == "*" || s == study)
+    }
+
+    /// The studies visible to the principal, `None` meaning all.
+    pub fn study_scope(&self) -> Option<Vec<String>> {
+        if self.studies.iter().any(|s| s == "*") {
+            None
+        } else {
+            Some(self.studies.clone())
+        }
+    }
+}
+
+/// The one authorizer: does `principal` hold `permission` on `org` (and `study`, when given)?
+///
+/// # Errors
+/// EXP003 `permission_denied` with details `permission`, and `scope` (`role`, `organization` or `study`).
+pub fn authorize(
+    principal: &Principal,
+    permission: Permission,
+    org: &str,
+    study: Option<&str>,
+) -> Result<()> {
+    let deny = |scope: &str| {
+        Err(Error::unauthorized(
+            "permission_denied",
+            format!(
+                "permission '{}' is not granted for this {scope}",
+                permission.as_str()
+            ),
+        )
+        .with_detail("permission", permission.as_str())
+        .with_detail("scope", scope))
+    };
+    if !principal.has(permission) {
+        return deny("role");
+    }
+    if principal.org != org {
+        return deny("organization");
+    }
+    if let Some(study) = study {
+        if !principal.sees_study(study) {
+            return deny("study");
+        }
+    }
+    Ok(())
+}
+
+/// A parsed credential.
+#[derive(PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// `ApiKey tp_...`.
+    ApiKey(&'a str),
+    /// `Bearer <jwt>`.
+    Bearer(&'a str),
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        match self {
+            Credential::ApiKey(_) => f.write_str("ApiKey(***)"),
+            Credential::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+/// Longest credential accepted before any parsing (a JWT is rejected past 8 KiB).
+pub const MAX_CREDENTIAL_BYTES: usize = 8 * 1024;
+
+impl<'a> Credential<'a> {
+    /// Parses `"ApiKey <key>"` or `"Bearer <token>"` (scheme case-insensitive).
+    ///
+    /// # Errors
+    /// EXP003 `missing_credential`, `credential_too_large` or `invalid_credential`.
+    pub fn parse(s: &'a str) -> Result<Self> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(Error::unauthorized(
+                "missing_credential",
+                "a credential is required: 'ApiKey <key>' or 'Bearer <token>'",
+            ));
+        }
+        if s.len() > MAX_CREDENTIAL_BYTES {
+            return Err(Error::unauthorized(
+                "credential_too_large",
+                "the credential is longer than 8 KiB",
+            ));
+        }
+        let (scheme, value) = s.split_once(' ').ok_or_else(invalid_credential)?;
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(invalid_credential());
+        }
+        if scheme.eq_ignore_ascii_case("apikey") {
+            Ok(Credential::ApiKey(value))
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            Ok(Credential::Bearer(value))
+        } else {
+            Err(invalid_credential())
+        }
+    }
+}
+
+fn invalid_credential() -> Error {
+    Error::unauthorized(
+        "invalid_credential",
+        "the credential is not valid: expected 'ApiKey <key>' or 'Bearer <token>'",
+    )
+}
+
+/// A stored API key: the keyed hash of its secret and what it grants. The secret itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Public key id (12 hex digits), part of the key text.
+    pub key_id: String,
+    /// HMAC-SHA256 of the secret under the home's pepper, hex.
+    pub secret_hash: String,
+    /// A name for people.
+    pub name: String,
+    /// Organization.
+    pub org: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Studies (`["*"]` for all).
+    pub studies: Vec<String>,
+    /// Subject of who created it.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What a new key grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    /// A name for people.
+    pub name: String,
+    /// Organization.
+    pub org: String,
+    /// Roles (at least one).
+    pub roles: Vec<Role>,
+    /// Studies (at least one; `"*"` for all).
+    pub studies: Vec<String>,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Verifies credentials against a key store; holds the pepper for keyed hashes.
+pub struct Authenticator {
+    keys: Arc<dyn KeyStore>,
+    pepper: hmac::Key,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+const KEY_PREFIX: &str = "tp_";
+
+impl Authenticator {
+    /// An authenticator over `keys`, hashing secrets with HMAC-SHA256 under `pepper` (32 bytes or more).
+    pub fn new(keys: Arc<dyn KeyStore>, pepper: &[u8]) -> Self {
+        Authenticator {
+            keys,
+            pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper),
+        }
+    }
+
+    /// Resolves a credential to a principal.
+    ///
+    /// # Errors
+    /// EXP003: `missing_credential`, `invalid_credential`, `unknown_key`, `key_revoked`, `key_expired`,
+    /// `unsupported_credential` (bearer tokens until JWT verification is configured); EXP005 for store I/O.
+    pub fn authenticate(&self, credential: &str, now: DateTime<Utc>) -> Result<Principal> {
+        match Credential::parse(credential)? {
+            Credential::Bearer(_) => Err(Error::unauthorized(
+                "unsupported_credential",
+                "bearer tokens are not accepted: no JWT key is configured",
+            )),
+            Credential::ApiKey(key) => self.authenticate_key(key, now),
+        }
+    }
+
+    fn authenticate_key(&self, key: &str, now: DateTime<Utc>) -> Result<Principal> {
+        let (key_id, secret) = split_key(key).ok_or_else(invalid_credential)?;
+        // Checksum verified before any store access: a mistyped key costs no I/O.
+        let record = self
+            .keys
+            .get_key(key_id)?
+            .ok_or_else(|| Error::unauthorized("unknown_key", "the API key is not known"))?;
+        let expected = decode_hex(&record.secret_hash).unwrap_or_default();
+        // Constant-time comparison of the keyed hash.
+        hmac::verify(&self.pepper, secret.as_bytes(), &expected)
+            .map_err(|_| Error::unauthorized("unknown_key", "the API key is not known"))?;
+        if record.revoked_at.is_some() {
+            return Err(Error::unauthorized(
+                "key_revoked",
+                "the API key was revoked",
+            ));
+        }
+        if record.expires_at.is_some_and(|t| t <= now) {
+            return Err(Error::unauthorized(
+                "key_expired",
+                "the API key has expired",
+            ));
+        }
+        Ok(Principal {
+            subject: format!("apikey:{}", record.key_id),
+            name: record.name,
+            org: record.org,
+            roles: record.roles,
+            studies: record.studies,
+        })
+    }
+
+    /// Creates a key; returns its full text (shown once, never stored) and its record.
+    ///
+    /// # Errors
+    /// EXP002 for no roles or studies or an invalid name; EXP005 when randomness or the store fails.
+    pub fn create_key(
+        &self,
+        new: NewApiKey,
+        created_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(String, ApiKeyRecord)> {
+        if new.roles.is_empty() {
+            return Err(
+                Error::validation("missing_roles", "a key needs at least one role")
+                    .with_field("roles"),
+            );
+        }
+        if new.studies.is_empty() {
+            return Err(Error::validation(
+                "missing_studies",
+                "a key needs at least one study, or '*'",
+            )
+            .with_field("studies"));
+        }
+        for s in &new.studies {
+            if s != "*" {
+                crate::sink::validate_name(s, "studies")?;
+            }
+        }
+        if new.name.is_empty() || new.name.len() > 200 || new.name.chars().any(char::is_control) {
+            return Err(Error::validation(
+                "invalid_name",
+                "a key name has 1 to 200 printable characters",
+            )
+            .with_field("name"));
+        }
+        let rng = ring::rand::SystemRandom::new();
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 32];
+        rng.fill(&mut id)
+            .and_then(|_| rng.fill(&mut secret))
+            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+        let key_id = hex(&id);
+        let secret_hex = hex(&secret);
+        let body = format!("{KEY_PREFIX}{key_id}_{secret_hex}");
+        let text = format!("{body}_{:08x}", crc32(body.as_bytes()));
+        let record = ApiKeyRecord {
+            key_id,
+            secret_hash: hex(hmac::sign(&self.pepper, secret_hex.as_bytes()).as_ref()),
+            name: new.name,
+            org: new.org,
+            roles: new.roles,
+            studies: new.studies,
+            created_by: created_by.to_string(),
+            created_at: now,
+            expires_at: new.expires_at,
+            revoked_at: None,
+        };
+        self.keys.insert_key(&record)?;
+        Ok((text, record))
+    }
+
+    /// The key store.
+    pub fn keys(&self) -> &Arc<dyn KeyStore> {
+        &self.keys
+    }
+}
+
+/// Splits `tp_<id>_<secret>_<crc>` into id and secret after checking the shape and the checksum.
+fn split_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(KEY_PREFIX)?;
+    let mut parts = rest.split('_');
+    let (id, secret, check) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || id.len() != 12
+        || secret.len() != 64
+        || check.len() != 8
+        || !(id.bytes().chain(secret.bytes()).chain(check.bytes()))
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    let body_len = KEY_PREFIX.len() + id.len() + 1 + secret.len();
+    let want = u32::from_str_radix(check, 16).ok()?;
+    (crc32(&key.as_bytes()[..body_len]) == want).then_some((id, secret))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// CRC-32 (IEEE), for the API key checksum.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn auth() -> Authenticator {
+        Authenticator::new(Arc::new(MemoryStore::new()), &[7u8; 32])
+    }
+
+    fn new_key(studies: &[&str], roles: &[Role]) -> NewApiKey {
+        NewApiKey {
+            name: "test".into(),
+            org: "acme".into(),
+            roles: roles.to_vec(),
+            studies: studies.iter().map(|s| s.to_string()).collect(),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn keys_authenticate_and_tampered_keys_do_not() {
+        let a = auth();
+        let now = Utc::now();
+        let (text, rec) = a
+            .create_key(new_key(&["S1"], &[Role::Statistician]), "admin", now)
+            .unwrap();
+        assert!(text.starts_with("tp_"));
+        assert!(
+            !rec.secret_hash.contains(&text[16..80]),
+            "the secret is stored"
+        );
+        let p = a.authenticate(&format!("ApiKey {text}"), now).unwrap();
+        assert_eq!(p.org, "acme");
+        assert_eq!(p.subject, format!("apikey:{}", rec.key_id));
+        // One changed secret digit breaks the checksum; a recomputed checksum still fails the hash.
+        let mut bad = text.clone().into_bytes();
+        bad[20] = if bad[20] == b'a' { b'b' } else { b'a' };
+        let bad = String::from_utf8(bad).unwrap();
+        let e = a.authenticate(&format!("ApiKey {bad}"), now).unwrap_err();
+        assert_eq!(e.reason(), "invalid_credential");
+        let body = &bad[..bad.len() - 9];
+        let forged = format!("{body}_{:08x}", crc32(body.as_bytes()));
+        assert_eq!(
+            a.authenticate(&format!("ApiKey {forged}"), now)
+                .unwrap_err()
+                .reason(),
+            "unknown_key"
+        );
+        for c in ["", "ApiKey", "Basic abc", "ApiKey tp_x"] {
+            assert_eq!(
+                a.authenticate(c, now).unwrap_err().code(),
+                crate::ErrorCode::Unauthorized
+            );
+        }
+    }
+
+    #[test]
+    fn revoked_and_expired_keys_are_refused() {
+        let a = auth();
+        let now = Utc::now();
+        let (text, rec) = a
+            .create_key(new_key(&["*"], &[Role::Admin]), "x", now)
+            .unwrap();
+        a.keys().revoke_key(&rec.key_id, now).unwrap();
+        assert_eq!(
+            a.authenticate(&format!("ApiKey {text}"), now)
+                .unwrap_err()
+                .reason(),
+            "key_revoked"
+        );
+        let mut k = new_key(&["*"], &[Role::Admin]);
+        k.expires_at = Some(now);
+        let (text, _) = a.create_key(k, "x", now).unwrap();
+        assert_eq!(
+            a.authenticate(&format!("ApiKey {text}"), now)
+                .unwrap_err()
+                .reason(),
+            "key_expired"
+        );
+    }
+
+    #[test]
+    fn authorization_checks_role_org_and_study() {
+        let p = Principal {
+            subject: "u".into(),
+            name: "U".into(),
+            org: "acme".into(),
+            roles: vec![Role::Monitor],
+            studies: vec!["S1".into()],
+        };
+        authorize(&p, Permission::ExportReport, "acme", Some("S1")).unwrap();
+        let scope = |r: Result<()>| r.unwrap_err().details()["scope"].clone();
+        assert_eq!(
+            scope(authorize(&p, Permission::ExportData, "acme", Some("S1"))),
+            "role"
+        );
+        assert_eq!(
+            scope(authorize(&p, Permission::ExportReport, "other", Some("S1"))),
+            "organization"
+        );
+        assert_eq!(
+            scope(authorize(&p, Permission::ExportReport, "acme", Some("S2"))),
+            "study"
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! The engine's injectable clock: every timestamp trialport writes comes from here, never from a caller.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::sync::Mutex;
+
+/// A source of UTC time.
+///
+/// # Contract
+/// `now` is cheap and never fails. It need not be monotonic: the audit trail orders by sequence number.
+pub trait Clock: Send + Sync {
+    /// The current UTC time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that stands still until told otherwise: for tests and for re-deriving past exports byte for byte.
+#[derive(Debug)]
+pub struct FixedClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl FixedClock {
+    /// A clock fixed at `at`.
+    pub fn new(at: DateTime<Utc>) -> Self {
+        FixedClock {
+            now: Mutex::new(at),
+        }
+    }
+
+    /// Sets the time.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    /// Moves the time forward (or backward, with a negative duration).
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// RFC 3339 in UTC with a `Z`, with fractional seconds only when there are any.
+pub fn format_utc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}

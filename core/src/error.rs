@@ -1,0 +1,269 @@
+//! The one structured error of trialport, mapped mechanically to the EXP codes of the contract.
+//!
+//! Every failure that reaches a user is an [`Error`]: a stable [`ErrorCode`] (EXP001-EXP006), a message that never
+//! contains data values or secrets, an optional field, a stable snake_case `reason` and further details. It renders
+//! as the seed's standard error response with [`Error::to_json`].
+
+use serde_json::{json, Map, Value};
+use std::fmt;
+
+/// The stable error codes of the contract (DESIGN.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// EXP001: resource not found (job, dataset, study, format, artifact).
+    #[serde(rename = "EXP001")]
+    NotFound,
+    /// EXP002: validation error (bad request, option, metadata; a value the format cannot represent).
+    #[serde(rename = "EXP002")]
+    Validation,
+    /// EXP003: unauthorized (missing, invalid or expired credential; permission denied).
+    #[serde(rename = "EXP003")]
+    Unauthorized,
+    /// EXP004: conflict (illegal state transition, idempotency key reuse, version mismatch, artifact expired).
+    #[serde(rename = "EXP004")]
+    Conflict,
+    /// EXP005: server error (I/O, sink, audit hook failure, integrity failure).
+    #[serde(rename = "EXP005")]
+    Server,
+    /// EXP006: rate limit exceeded.
+    #[serde(rename = "EXP006")]
+    RateLimited,
+}
+
+impl ErrorCode {
+    /// The code as it appears in the error JSON, e.g. `"EXP002"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "EXP001",
+            ErrorCode::Validation => "EXP002",
+            ErrorCode::Unauthorized => "EXP003",
+            ErrorCode::Conflict => "EXP004",
+            ErrorCode::Server => "EXP005",
+            ErrorCode::RateLimited => "EXP006",
+        }
+    }
+
+    /// The HTTP status an HTTP adapter answers with (403 for a denied permission is chosen by
+    /// [`Error::http_status`], which also sees the reason).
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::NotFound => 404,
+            ErrorCode::Validation => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Conflict => 409,
+            ErrorCode::Server => 500,
+            ErrorCode::RateLimited => 429,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A trialport error: code, message, optional field, stable reason and details.
+///
+/// Construct with the helpers ([`Error::validation`], [`Error::not_found`], ...) and refine with
+/// [`Error::with_field`] and [`Error::with_detail`]. The message is for people; programs match on
+/// [`Error::code`] and [`Error::reason`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    code: ErrorCode,
+    reason: String,
+    message: String,
+    field: Option<String>,
+    details: Map<String, Value>,
+}
+
+/// The result type of trialport.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error with a code, a stable snake_case reason and a human message.
+    pub fn new(code: ErrorCode, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            field: None,
+            details: Map::new(),
+        }
+    }
+
+    /// EXP001 with reason `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::NotFound, "not_found", message)
+    }
+
+    /// EXP002 with the given reason.
+    pub fn validation(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::Validation, reason, message)
+    }
+
+    /// EXP003 with the given reason.
+    pub fn unauthorized(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::Unauthorized, reason, message)
+    }
+
+    /// EXP004 with the given reason.
+    pub fn conflict(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::Conflict, reason, message)
+    }
+
+    /// EXP005 with the given reason.
+    pub fn server(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::Server, reason, message)
+    }
+
+    /// EXP005 for an I/O failure; the OS error kind is kept, the path is not (it may name data).
+    pub fn io(context: &str, err: &std::io::Error) -> Self {
+        Error::server("io_error", format!("{context}: {}", err.kind()))
+    }
+
+    /// Sets the request field the error is about, e.g. `"limit"`.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// Adds one detail (never a data value or a secret).
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The stable snake_case reason, e.g. `permission_denied`.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The human message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The request field the error is about.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// Further details (`reason` is included when rendered).
+    pub fn details(&self) -> &Map<String, Value> {
+        &self.details
+    }
+
+    /// The HTTP status for this error: 403 for a denied permission, else the code's status.
+    pub fn http_status(&self) -> u16 {
+        if self.code == ErrorCode::Unauthorized && self.reason == "permission_denied" {
+            403
+        } else {
+            self.code.http_status()
+        }
+    }
+
+    /// Renders the seed's standard error response:
+    /// `{"error": {"code", "message", "field", "details": {"reason", ...}, "timestamp", "request_id"}}`.
+    pub fn to_json(&self, timestamp: chrono::DateTime<chrono::Utc>, request_id: &str) -> Value {
+        let mut details = Map::new();
+        details.insert("reason".into(), Value::String(self.reason.clone()));
+        for (k, v) in &self.details {
+            details.insert(k.clone(), v.clone());
+        }
+        json!({"error": {
+            "code": self.code.as_str(),
+            "message": self.message,
+            "field": self.field,
+            "details": details,
+            "timestamp": crate::clock::format_utc(timestamp),
+            "request_id": request_id,
+        }})
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.reason, self.message)?;
+        if let Some(field) = &self.field {
+            write!(f, " [field {field}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        match e {
+            arrow::error::ArrowError::IoError(_, io) => Error::io("arrow", &io),
+            other => Error::validation("invalid_data", arrow_message(&other)),
+        }
+    }
+}
+
+/// A message for an Arrow error that keeps its kind but not the values it may quote.
+fn arrow_message(e: &arrow::error::ArrowError) -> String {
+    use arrow::error::ArrowError as A;
+    let kind = match e {
+        A::CastError(_) => "value cannot be cast to the column type",
+        A::ParseError(_) => "value cannot be parsed as the column type",
+        A::SchemaError(_) => "schema mismatch",
+        A::InvalidArgumentError(_) => "invalid argument",
+        A::CsvError(_) => "malformed CSV",
+        A::JsonError(_) => "malformed JSON",
+        A::IpcError(_) => "malformed Arrow IPC",
+        A::ComputeError(_) => "computation failed",
+        A::ParquetError(_) => "malformed Parquet",
+        A::NotYetImplemented(_) => "unsupported data type",
+        _ => "invalid data",
+    };
+    format!("data error: {kind}")
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::io("I/O error", &e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_seed_shape() {
+        let e = Error::validation("out_of_range", "limit must be between 1 and 100")
+            .with_field("limit")
+            .with_detail("max", 100);
+        let ts = chrono::DateTime::parse_from_rfc3339("2025-01-21T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let v = e.to_json(ts, "req_123456");
+        assert_eq!(
+            v,
+            json!({"error": {"code": "EXP002", "message": "limit must be between 1 and 100", "field": "limit",
+                "details": {"reason": "out_of_range", "max": 100}, "timestamp": "2025-01-21T10:00:00Z",
+                "request_id": "req_123456"}})
+        );
+    }
+
+    #[test]
+    fn permission_denied_is_403() {
+        assert_eq!(
+            Error::unauthorized("permission_denied", "x").http_status(),
+            403
+        );
+        assert_eq!(
+            Error::unauthorized("invalid_credential", "x").http_status(),
+            401
+        );
+    }
+}

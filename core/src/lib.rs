@@ -1,0 +1,20 @@
+//! trialport-core: the export engine of clinical-trial data platforms.
+//!
+//! The engine runs exports as jobs on worker threads, keeps them in a [`store::JobStore`], writes artifacts to a
+//! [`sink::Sink`], reads study data from [`source::DataSource`]s, checks every call's credential through one
+//! authorizer ([`auth`]) and records everything in the audit trail ([`audit`]). Formats live in the
+//! `trialport-formats` crate and are registered explicitly.
+
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod document;
+pub mod error;
+pub mod format;
+pub mod job;
+pub mod meta;
+pub mod sink;
+pub mod source;
+pub mod store;
+
+pub use error::{Error, ErrorCode, Result};

@@ -1,0 +1,559 @@
+//! Where artifacts are written: the [`Sink`] trait, path validation, and the local-directory and memory sinks.
+
+use crate::error::{Error, Result};
+use ring::digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What a sink reports of a completed artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactReceipt {
+    /// The artifact's path in the sink.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// An artifact being written.
+///
+/// # Contract
+/// Nothing is visible at the path until `complete` returns `Ok`; then the whole artifact is, durably.
+/// `abort`, an error, or dropping the writer leaves nothing behind.
+pub trait SinkWriter: Write + Send {
+    /// Makes the artifact durable and visible, and reports its size and SHA-256.
+    ///
+    /// # Errors
+    /// EXP005 for I/O; the artifact is then not visible.
+    fn complete(self: Box<Self>) -> Result<ArtifactReceipt>;
+
+    /// Discards everything written.
+    fn abort(self: Box<Self>);
+}
+
+/// A place to write artifacts: atomic, abortable, readable back.
+///
+/// # Contract
+/// Paths are relative, `/`-separated, checked by [`validate_path`] (no `..`, no absolute paths, no control
+/// characters). `create` on a path that exists fails with EXP004. `open` of a missing path is EXP001.
+pub trait Sink: Send + Sync {
+    /// Starts writing an artifact at `path`.
+    ///
+    /// # Errors
+    /// EXP002 for an invalid path, EXP004 when it exists, EXP005 for I/O.
+    fn create(&self, path: &str) -> Result<Box<dyn SinkWriter>>;
+
+    /// Reads a completed artifact.
+    ///
+    /// # Errors
+    /// EXP001 when it does not exist, EXP005 for I/O.
+    fn open(&self, path: &str) -> Result<Box<dyn Read + Send>>;
+
+    /// Deletes a completed artifact (no error when it is already gone).
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn delete(&self, path: &str) -> Result<()>;
+}
+
+/// Checks an artifact path: relative, `/`-separated, no empty, `.` or `..` segment, no backslash, no control
+/// character, at most 1,024 bytes.
+///
+/// # Errors
+/// EXP002 `invalid_path`.
+pub fn validate_path(path: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::validation(
+            "invalid_path",
+            format!("artifact path {why}"),
+        ))
+    };
+    if path.is_empty() || path.len() > 1024 {
+        return bad("must have 1 to 1024 bytes");
+    }
+    if path.starts_with('/') || path.contains('\\') || path.contains(':') {
+        return bad("must be relative and use '/'");
+    }
+    if path.chars().any(char::is_control) {
+        return bad("must not contain control characters");
+    }
+    if path
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return bad("must not contain empty, '.' or '..' segments");
+    }
+    Ok(())
+}
+
+/// Checks a study or dataset name: 1 to 64 characters of `A-Z a-z 0-9 _ - .`, not starting with `.`.
+///
+/// # Errors
+/// EXP002 `invalid_name` with `field`.
+pub fn validate_name(name: &str, field: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            "invalid_name",
+            format!("{field} names have 1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.'"),
+        )
+        .with_field(field))
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// A writer that counts and hashes (SHA-256) what passes through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    ctx: digest::Context,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            ctx: digest::Context::new(&digest::SHA256),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The inner writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The inner writer, the byte count and the SHA-256 (hex).
+    pub fn into_parts(self) -> (W, u64, String) {
+        (self.inner, self.bytes, hex(self.ctx.finish().as_ref()))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.ctx.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// SHA-256 (hex) and size of everything `r` yields.
+///
+/// # Errors
+/// The reader's I/O error.
+pub fn sha256_of(mut r: impl Read) -> io::Result<(u64, String)> {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n_total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        n_total += n as u64;
+    }
+    Ok((n_total, hex(ctx.finish().as_ref())))
+}
+
+/// Artifacts as files below a root directory: temp file, fsync, rename, fsync of the directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirSink {
+    root: PathBuf,
+}
+
+impl LocalDirSink {
+    /// A sink writing below `root` (created when missing).
+    ///
+    /// # Errors
+    /// EXP005 when the directory cannot be created.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)
+            .map_err(|e| Error::io("cannot create the artifact directory", &e))?;
+        Ok(LocalDirSink { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> Result<PathBuf> {
+        validate_path(path)?;
+        Ok(self.root.join(path))
+    }
+}
+
+/// Fsyncs a directory so that a rename or a new file in it is durable.
+///
+/// # Errors
+/// The I/O error.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably: temp file, fsync, rename, fsync of the directory.
+///
+/// # Errors
+/// The I/O error; the target is then unchanged.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", random_suffix()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 8];
+    // A failure of the system RNG leaves zeros; the suffix only avoids collisions between writers.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    hex(&b)
+}
+
+struct LocalWriter {
+    file: Option<HashingWriter<io::BufWriter<File>>>,
+    tmp: PathBuf,
+    target: PathBuf,
+    path: String,
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(f) => f.write(buf),
+            None => Err(io::Error::other("artifact writer is closed")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl SinkWriter for LocalWriter {
+    fn complete(mut self: Box<Self>) -> Result<ArtifactReceipt> {
+        let Some(w) = self.file.take() else {
+            return Err(Error::server("sink_closed", "artifact writer is closed"));
+        };
+        let (buf, bytes, sha256) = w.into_parts();
+        let finish = || -> io::Result<()> {
+            let file = buf.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            drop(file);
+            if self.target.exists() {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists"));
+            }
+            fs::rename(&self.tmp, &self.target)?;
+            sync_dir(self.target.parent().unwrap_or(Path::new(".")))
+        };
+        if let Err(e) = finish() {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(Error::io("cannot complete the artifact", &e));
+        }
+        Ok(ArtifactReceipt {
+            path: self.path.clone(),
+            bytes,
+            sha256,
+        })
+    }
+
+    fn abort(mut self: Box<Self>) {
+        self.file = None;
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Sink for LocalDirSink {
+    fn create(&self, path: &str) -> Result<Box<dyn SinkWriter>> {
+        let target = self.full(path)?;
+        if target.exists() {
+            return Err(Error::conflict(
+                "artifact_exists",
+                "the artifact already exists",
+            ));
+        }
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io("cannot create the artifact directory", &e))?;
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact");
+        let tmp = dir.join(format!(".{name}.tmp-{}", random_suffix()));
+        let file = File::create(&tmp).map_err(|e| Error::io("cannot create the artifact", &e))?;
+        Ok(Box::new(LocalWriter {
+            file: Some(HashingWriter::new(io::BufWriter::with_capacity(
+                256 * 1024,
+                file,
+            ))),
+            tmp,
+            target,
+            path: path.to_string(),
+        }))
+    }
+
+    fn open(&self, path: &str) -> Result<Box<dyn Read + Send>> {
+        let full = self.full(path)?;
+        match File::open(&full) {
+            Ok(f) => Ok(Box::new(io::BufReader::new(f))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(Error::not_found("the artifact does not exist").with_field("artifact"))
+            }
+            Err(e) => Err(Error::io("cannot open the artifact", &e)),
+        }
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        let full = self.full(path)?;
+        match fs::remove_file(&full) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("cannot delete the artifact", &e)),
+        }
+    }
+}
+
+/// Artifacts in memory, for tests and for hosts that take the bytes themselves.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink {
+    files: Arc<Mutex<BTreeMap<String, Arc<Vec<u8>>>>>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The completed paths, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// The bytes of a completed artifact.
+    pub fn get(&self, path: &str) -> Option<Vec<u8>> {
+        self.lock().get(path).map(|b| b.as_ref().clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Vec<u8>>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct MemoryWriter {
+    sink: MemorySink,
+    path: String,
+    buf: Vec<u8>,
+}
+
+impl Write for MemoryWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SinkWriter for MemoryWriter {
+    fn complete(self: Box<Self>) -> Result<ArtifactReceipt> {
+        let sha256 = hex(digest::digest(&digest::SHA256, &self.buf).as_ref());
+        let bytes = self.buf.len() as u64;
+        let mut files = self.sink.lock();
+        if files.contains_key(&self.path) {
+            return Err(Error::conflict(
+                "artifact_exists",
+                "the artifact already exists",
+            ));
+        }
+        files.insert(self.path.clone(), Arc::new(self.buf));
+        Ok(ArtifactReceipt {
+            path: self.path,
+            bytes,
+            sha256,
+        })
+    }
+    fn abort(self: Box<Self>) {}
+}
+
+impl Sink for MemorySink {
+    fn create(&self, path: &str) -> Result<Box<dyn SinkWriter>> {
+        validate_path(path)?;
+        if self.lock().contains_key(path) {
+            return Err(Error::conflict(
+                "artifact_exists",
+                "the artifact already exists",
+            ));
+        }
+        Ok(Box::new(MemoryWriter {
+            sink: self.clone(),
+            path: path.to_string(),
+            buf: Vec::new(),
+        }))
+    }
+
+    fn open(&self, path: &str) -> Result<Box<dyn Read + Send>> {
+        validate_path(path)?;
+        let bytes = self.lock().get(path).cloned().ok_or_else(|| {
+            Error::not_found("the artifact does not exist").with_field("artifact")
+        })?;
+        Ok(Box::new(io::Cursor::new(ArcBytes(bytes))))
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        validate_path(path)?;
+        self.lock().remove(path);
+        Ok(())
+    }
+}
+
+struct ArcBytes(Arc<Vec<u8>>);
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_validated() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a\\b",
+            "a\nb",
+            "./a",
+            "c:x",
+        ] {
+            assert_eq!(
+                validate_path(bad).unwrap_err().reason(),
+                "invalid_path",
+                "{bad:?}"
+            );
+        }
+        validate_path("job/dm.csv").unwrap();
+    }
+
+    fn conformance(sink: &dyn Sink) {
+        let mut w = sink.create("j1/a.csv").unwrap();
+        w.write_all(b"hello").unwrap();
+        let r = w.complete().unwrap();
+        assert_eq!(r.bytes, 5);
+        assert_eq!(
+            r.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        let mut back = Vec::new();
+        sink.open("j1/a.csv")
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, b"hello");
+        assert_eq!(
+            sink.create("j1/a.csv").err().unwrap().reason(),
+            "artifact_exists"
+        );
+
+        let mut w = sink.create("j1/b.csv").unwrap();
+        w.write_all(b"partial").unwrap();
+        w.abort();
+        assert_eq!(
+            sink.open("j1/b.csv").err().unwrap().code(),
+            crate::ErrorCode::NotFound
+        );
+        let mut w = sink.create("j1/c.csv").unwrap();
+        w.write_all(b"dropped").unwrap();
+        drop(w);
+        assert!(sink.open("j1/c.csv").is_err());
+
+        sink.delete("j1/a.csv").unwrap();
+        assert!(sink.open("j1/a.csv").is_err());
+        sink.delete("j1/a.csv").unwrap();
+        assert_eq!(sink.create("../x").err().unwrap().reason(), "invalid_path");
+    }
+
+    #[test]
+    fn memory_sink_conformance() {
+        conformance(&MemorySink::new());
+    }
+
+    #[test]
+    fn local_sink_conformance_and_no_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalDirSink::new(dir.path()).unwrap();
+        conformance(&sink);
+        let left: Vec<_> = fs::read_dir(dir.path().join("j1")).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "aborted or dropped writers left files behind"
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Persistence of jobs, API keys and audit events: the store traits and their memory and SQLite implementations.
+//!
+//! One conformance suite ([`conformance`]) states the contracts in code; every implementation must pass it.
+
+use crate::audit::AuditEvent;
+use crate::auth::ApiKeyRecord;
+use crate::error::Result;
+use crate::job::{Job, JobState};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub mod conformance;
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// Which jobs to list and which page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only jobs of this organization.
+    pub org: String,
+    /// Only jobs of these studies (`None`: every study).
+    pub studies: Option<Vec<String>>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// 1-based page number.
+    pub page: u32,
+    /// Jobs per page (1..=100).
+    pub limit: u32,
+}
+
+/// One page of jobs, newest first (by creation time, then id).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobPage {
+    /// The jobs on this page.
+    pub items: Vec<Job>,
+    /// 1-based page number.
+    pub page: u32,
+    /// Jobs per page.
+    pub limit: u32,
+    /// Jobs matching the query in all pages.
+    pub total: u64,
+}
+
+/// Persistent jobs with optimistic locking.
+///
+/// # Contract
+/// - `insert` stores a new job with version 1 and returns it. When the job has an idempotency key that a job of
+///   the same organization and requester already has, nothing is stored: the existing job is returned when its
+///   `request_hash` is the same, else EXP004 `idempotency_conflict`.
+/// - `get` of an unknown id is EXP001.
+/// - `update` writes `job` only if the stored version equals `job.version`, and returns it with the version
+///   incremented; a stale version is EXP004 `version_conflict`, an unknown id EXP001.
+/// - `list` returns the matching jobs newest first (created_at descending, then id descending) with the total.
+/// - `claim_next` atomically moves the oldest queued job (created_at, then id) to `running` with `started_at = now`
+///   and returns it; two concurrent claims never return the same job.
+/// - `requeue_running` moves every `running` job back to `queued` (progress reset) and returns them: called when a
+///   store is opened, for jobs whose worker died with the process.
+pub trait JobStore: Send + Sync {
+    /// Stores a new job (see the contract for idempotency keys).
+    ///
+    /// # Errors
+    /// EXP004 `idempotency_conflict`; EXP005 for I/O.
+    fn insert(&self, job: &Job) -> Result<Job>;
+
+    /// The job with `id`.
+    ///
+    /// # Errors
+    /// EXP001; EXP005 for I/O.
+    fn get(&self, id: Uuid) -> Result<Job>;
+
+    /// Conditionally replaces a job.
+    ///
+    /// # Errors
+    /// EXP004 `version_conflict`, EXP001, EXP005.
+    fn update(&self, job: &Job) -> Result<Job>;
+
+    /// Lists jobs.
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn list(&self, query: &JobQuery) -> Result<JobPage>;
+
+    /// Claims the oldest queued job.
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn claim_next(&self, now: DateTime<Utc>) -> Result<Option<Job>>;
+
+    /// Re-queues jobs left running by a dead process.
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn requeue_running(&self) -> Result<Vec<Job>>;
+}
+
+/// Persistent API keys (only keyed hashes of their secrets).
+///
+/// # Contract
+/// `insert_key` of an existing key id is EXP004. `get_key` of an unknown id is `Ok(None)`. `revoke_key` sets
+/// `revoked_at` (EXP001 for an unknown id) and takes effect on the next `get_key`.
+pub trait KeyStore: Send + Sync {
+    /// Stores a new key record.
+    ///
+    /// # Errors
+    /// EXP004 when the id exists; EXP005 for I/O.
+    fn insert_key(&self, key: &ApiKeyRecord) -> Result<()>;
+
+    /// The key record with `key_id`.
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Revokes a key.
+    ///
+    /// # Errors
+    /// EXP001 for an unknown id; EXP005 for I/O.
+    fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<()>;
+
+    /// Every key of an organization, by creation.
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn list_keys(&self, org: &str) -> Result<Vec<ApiKeyRecord>>;
+}
+
+/// Append-only storage of audit events.
+///
+/// # Contract
+/// `append` stores the event durably before returning `Ok` (the SQLite store commits with `synchronous=FULL`);
+/// it is EXP004 `sequence_conflict` unless `event.seq` is exactly one more than the last stored sequence number
+/// (1 for the first). There is no update or delete. `read` returns events with `seq >= from` in order.
+pub trait AuditStore: Send + Sync {
+    /// Appends one event.
+    ///
+    /// # Errors
+    /// EXP004 `sequence_conflict`; EXP005 for I/O.
+    fn append(&self, event: &AuditEvent) -> Result<()>;
+
+    /// The sequence number and hash of the last event, if any.
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn last(&self) -> Result<Option<(u64, String)>>;
+
+    /// Up to `limit` events with `seq >= from`, in order.
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>>;
+}
