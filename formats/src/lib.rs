@@ -1,1 +1,63 @@
-//! x
+//! trialport-formats: the formats trialport writes and reads, registered explicitly with [`default_formats`].
+//!
+//! | id | module |
+//! |---|---|
+//! | `csv`, `tsv` | [`csv`] |
+//! | `json`, `ndjson` | [`json`] |
+//! | `parquet` | [`parquet`] (feature `parquet`) |
+//! | `arrow-ipc` | [`ipc`] |
+//! | `xlsx` | [`xlsx`] (feature `xlsx`) |
+//! | `html` | [`document`] (reports and dashboards) |
+
+pub mod csv;
+pub mod document;
+pub mod ipc;
+pub mod json;
+#[cfg(feature = "parquet")]
+pub mod parquet;
+pub mod read;
+pub mod source;
+#[cfg(feature = "xlsx")]
+pub mod xlsx;
+
+use std::sync::Arc;
+use trialport_core::format::FormatRegistry;
+
+/// Every format this build has, registered by id.
+pub fn default_formats() -> FormatRegistry {
+    let mut r = FormatRegistry::new();
+    let all: Vec<Arc<dyn trialport_core::format::Format>> = vec![
+        Arc::new(csv::CsvFormat::csv()),
+        Arc::new(csv::CsvFormat::tsv()),
+        Arc::new(json::JsonFormat::array()),
+        Arc::new(json::JsonFormat::ndjson()),
+        #[cfg(feature = "parquet")]
+        Arc::new(parquet::ParquetFormat),
+        Arc::new(ipc::ArrowIpcFormat),
+        #[cfg(feature = "xlsx")]
+        Arc::new(xlsx::XlsxFormat),
+        Arc::new(document::HtmlFormat),
+    ];
+    for f in all {
+        // Ids are distinct constants: a duplicate is a programming error caught by the tests below.
+        let _ = r.register(f);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_format_registers_once() {
+        let r = super::default_formats();
+        let mut want = vec!["arrow-ipc", "csv", "html", "json", "ndjson", "tsv"];
+        if cfg!(feature = "parquet") {
+            want.push("parquet");
+        }
+        if cfg!(feature = "xlsx") {
+            want.push("xlsx");
+        }
+        want.sort();
+        assert_eq!(r.ids(), want);
+    }
+}
