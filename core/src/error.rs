@@ -76,6 +76,8 @@ pub struct Error {
     message: String,
     field: Option<String>,
     details: Map<String, Value>,
+    request_id: Option<String>,
+    timestamp: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The result type of trialport.
@@ -90,6 +92,8 @@ impl Error {
             message: message.into(),
             field: None,
             details: Map::new(),
+            request_id: None,
+            timestamp: None,
         }
     }
 
@@ -135,6 +139,20 @@ impl Error {
         self
     }
 
+    /// Stamps the request id and time of the operation that failed (done once, by the engine).
+    pub fn with_request(mut self, request_id: &str, at: chrono::DateTime<chrono::Utc>) -> Self {
+        if self.request_id.is_none() {
+            self.request_id = Some(request_id.to_string());
+            self.timestamp = Some(at);
+        }
+        self
+    }
+
+    /// The request id of the operation that failed, when stamped.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
         self.code
@@ -167,6 +185,40 @@ impl Error {
         } else {
             self.code.http_status()
         }
+    }
+
+    /// Renders the standard error response with the stamped request id and time (now and `""` when unstamped).
+    pub fn render(&self) -> Value {
+        self.to_json(
+            self.timestamp.unwrap_or_else(chrono::Utc::now),
+            self.request_id.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// The error object without timestamp and request id, as stored in a failed job's record.
+    pub fn to_object(&self) -> Value {
+        let mut v = self.to_json(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH, "");
+        if let Some(o) = v.get_mut("error").and_then(Value::as_object_mut) {
+            o.remove("timestamp");
+            o.remove("request_id");
+        }
+        v["error"].take()
+    }
+
+    /// Rebuilds an error from [`Error::to_object`] output (`None` when it is not of that shape).
+    pub fn from_object(v: &Value) -> Option<Self> {
+        let code = serde_json::from_value::<ErrorCode>(v.get("code")?.clone()).ok()?;
+        let mut details = v.get("details")?.as_object()?.clone();
+        let reason = details.remove("reason")?.as_str()?.to_string();
+        Some(Error {
+            code,
+            reason,
+            message: v.get("message")?.as_str()?.to_string(),
+            field: v.get("field").and_then(Value::as_str).map(str::to_string),
+            details,
+            request_id: None,
+            timestamp: None,
+        })
     }
 
     /// Renders the seed's standard error response:

@@ -1,0 +1,1184 @@
+//! The engine: the eight operations, wired explicitly with a builder, running jobs on worker threads.
+//!
+//! Every operation takes a credential first, authenticates it, authorizes the principal through
+//! [`crate::auth::authorize`], does its work and records one audit event, allowed, denied or failed
+//! (fail-closed). Export operations validate the request, store a `queued` job and return it at once; a pool of
+//! worker threads runs it.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow::array::{Int64Array, StringArray};
+//! use arrow::datatypes::{DataType, Field, Schema};
+//! use arrow::record_batch::RecordBatch;
+//! use trialport_core::engine::Engine;
+//! use trialport_core::request::ExportDataRequest;
+//! use trialport_core::source::MemorySource;
+//!
+//! let source = Arc::new(MemorySource::new());
+//! let schema = Arc::new(Schema::new(vec![
+//!     Field::new("USUBJID", DataType::Utf8, false),
+//!     Field::new("AGE", DataType::Int64, true),
+//! ]));
+//! let batch = RecordBatch::try_new(schema.clone(), vec![
+//!     Arc::new(StringArray::from(vec!["S1-001", "S1-002"])),
+//!     Arc::new(Int64Array::from(vec![Some(34), None])),
+//! ]).unwrap();
+//! source.add("S1", "DM", schema, vec![batch]).unwrap();
+//!
+//! // Formats come from trialport-formats (`default_formats()`); none are registered here.
+//! let engine = Engine::builder().source(source).build().unwrap();
+//! let key = engine.create_initial_admin_key("acme").unwrap();
+//! let credential = format!("ApiKey {key}");
+//! let err = engine
+//!     .export_data(&credential, ExportDataRequest::new("S1", &["DM"], "csv"))
+//!     .unwrap_err();
+//! assert_eq!(err.code().as_str(), "EXP001"); // no format "csv" in this engine
+//! ```
+
+mod compute;
+mod run;
+
+use crate::audit::{Actor, AuditEvent, AuditHook, AuditRecord, Auditor, Outcome};
+use crate::auth::{authorize, ApiKeyRecord, Authenticator, NewApiKey, Permission, Principal, Role};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, ErrorCode, Result};
+use crate::format::{Capability, FormatInfo, FormatRegistry};
+use crate::job::{Artifact, Job, JobKind, JobState, Progress};
+use crate::request::{
+    BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
+    PackageKind, ReportRequest,
+};
+use crate::sink::{hex, MemorySink, Sink};
+use crate::source::{unknown_dataset, unknown_study, BatchStream, DataSource, Filter};
+use crate::store::{AuditStore, JobPage, JobQuery, JobStore, KeyStore, MemoryStore, SqliteStore};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// The engine's version, written into manifests.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Jobs per page when `limit` is not given.
+pub const DEFAULT_PAGE_LIMIT: u32 = 20;
+/// The largest page.
+pub const MAX_PAGE_LIMIT: u32 = 100;
+
+/// Builds an [`Engine`]. Every part has a default: memory stores, a memory sink, a random pepper, the system
+/// clock, two workers, no formats and no sources.
+pub struct EngineBuilder {
+    formats: FormatRegistry,
+    sources: Vec<Arc<dyn DataSource>>,
+    sink: Option<Arc<dyn Sink>>,
+    jobs: Option<Arc<dyn JobStore>>,
+    keys: Option<Arc<dyn KeyStore>>,
+    audit: Option<Arc<dyn AuditStore>>,
+    hooks: Vec<Arc<dyn AuditHook>>,
+    clock: Arc<dyn Clock>,
+    pepper: Option<Vec<u8>>,
+    workers: usize,
+    retention: Option<chrono::Duration>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("formats", &self.formats)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Sets the formats (replacing any set before).
+    pub fn formats(mut self, formats: FormatRegistry) -> Self {
+        self.formats = formats;
+        self
+    }
+
+    /// Adds a data source; sources are asked in the order added.
+    pub fn source(mut self, source: Arc<dyn DataSource>) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    /// Sets the artifact sink (default: memory).
+    pub fn sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Uses one store for jobs, keys and the audit trail (e.g. [`SqliteStore`]).
+    pub fn store<S: JobStore + KeyStore + AuditStore + 'static>(mut self, store: Arc<S>) -> Self {
+        self.jobs = Some(store.clone());
+        self.keys = Some(store.clone());
+        self.audit = Some(store);
+        self
+    }
+
+    /// Adds an audit hook; every event goes to the store, then to each hook in order.
+    pub fn audit_hook(mut self, hook: Arc<dyn AuditHook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Sets the clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the pepper of API key hashes (at least 32 bytes; default: random, so keys die with the engine).
+    pub fn pepper(mut self, pepper: &[u8]) -> Self {
+        self.pepper = Some(pepper.to_vec());
+        self
+    }
+
+    /// Sets the number of worker threads (default 2; 0 runs no job, for tests of queued jobs).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Artifacts of succeeded jobs expire this long after the job finished (default: never).
+    pub fn retention(mut self, after: chrono::Duration) -> Self {
+        self.retention = Some(after);
+        self
+    }
+
+    /// Wires the engine to a home directory made by [`crate::home::Home::init`]: its SQLite store, its artifact
+    /// directory and its pepper.
+    ///
+    /// # Errors
+    /// EXP001 when `dir` is not a home; EXP005 for I/O.
+    pub fn home(self, dir: &Path) -> Result<Self> {
+        let home = crate::home::Home::open(dir)?;
+        let store = Arc::new(SqliteStore::open(&home.database_path())?);
+        let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
+        let pepper = home.pepper()?;
+        let mut b = self.store(store).sink(sink).pepper(&pepper);
+        if let Some(w) = home.config().workers {
+            b = b.workers(w);
+        }
+        if let Some(days) = home.config().retention_days {
+            b = b.retention(chrono::Duration::days(i64::from(days)));
+        }
+        Ok(b)
+    }
+
+    /// Builds the engine, re-queues jobs a dead process left running, and starts the workers.
+    ///
+    /// # Errors
+    /// EXP002 for a pepper shorter than 32 bytes; EXP005 when randomness, the store or the audit trail fails.
+    pub fn build(self) -> Result<Engine> {
+        let memory = Arc::new(MemoryStore::new());
+        let pepper = match self.pepper {
+            Some(p) if p.len() >= 32 => p,
+            Some(_) => {
+                return Err(Error::validation(
+                    "weak_pepper",
+                    "the API key pepper needs at least 32 bytes",
+                ))
+            }
+            None => {
+                let mut p = vec![0u8; 32];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p).map_err(
+                    |_| Error::server("rng_failed", "the system random generator failed"),
+                )?;
+                p
+            }
+        };
+        let keys = self.keys.unwrap_or_else(|| memory.clone());
+        let inner = Arc::new(Inner {
+            formats: self.formats,
+            sources: self.sources,
+            sink: self.sink.unwrap_or_else(|| Arc::new(MemorySink::new())),
+            jobs: self.jobs.unwrap_or_else(|| memory.clone()),
+            auth: Authenticator::new(keys, &pepper),
+            auditor: Auditor::new(
+                self.audit.unwrap_or_else(|| memory.clone()),
+                self.hooks,
+                self.clock.clone(),
+            ),
+            clock: self.clock,
+            retention: self.retention,
+            running: Mutex::new(HashMap::new()),
+            wake: Condvar::new(),
+            wake_lock: Mutex::new(0),
+            changed: Condvar::new(),
+            changed_lock: Mutex::new(0),
+            shutdown: AtomicBool::new(false),
+        });
+        for job in inner.jobs.requeue_running()? {
+            inner.audit_system(
+                "job.requeued",
+                &job,
+                json!({"reason": "worker_lost", "state": "queued"}),
+            )?;
+        }
+        let workers = (0..self.workers)
+            .map(|i| {
+                let inner = inner.clone();
+                std::thread::Builder::new()
+                    .name(format!("trialport-worker-{i}"))
+                    .spawn(move || run::worker_loop(&inner))
+                    .map_err(|e| Error::io("cannot start a worker thread", &e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Engine { inner, workers })
+    }
+}
+
+/// State shared by the engine handle and its workers.
+pub(crate) struct Inner {
+    pub(crate) formats: FormatRegistry,
+    pub(crate) sources: Vec<Arc<dyn DataSource>>,
+    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) jobs: Arc<dyn JobStore>,
+    pub(crate) auth: Authenticator,
+    pub(crate) auditor: Auditor,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) retention: Option<chrono::Duration>,
+    /// Cancel flags of the jobs this process is running.
+    pub(crate) running: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
+    pub(crate) wake: Condvar,
+    pub(crate) wake_lock: Mutex<u64>,
+    pub(crate) changed: Condvar,
+    pub(crate) changed_lock: Mutex<u64>,
+    pub(crate) shutdown: AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn audit_system(
+        &self,
+        action: &str,
+        job: &Job,
+        details: Value,
+    ) -> Result<AuditEvent> {
+        self.auditor.emit(AuditRecord {
+            actor: Actor::system(),
+            action: action.to_string(),
+            target: format!("job:{}", job.id),
+            outcome: Outcome::Success,
+            details,
+            request_id: format!("job_{}", job.id.simple()),
+        })
+    }
+
+    /// Wakes the workers: a job was queued.
+    pub(crate) fn notify_queued(&self) {
+        let mut n = self.wake_lock.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        self.wake.notify_all();
+    }
+
+    /// Wakes waiters: a job changed state.
+    pub(crate) fn notify_changed(&self) {
+        let mut n = self.changed_lock.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        self.changed.notify_all();
+    }
+
+    /// The source holding `dataset` of `study`.
+    pub(crate) fn source_for(&self, study: &str, dataset: &str) -> Result<&Arc<dyn DataSource>> {
+        let mut study_known = false;
+        for s in &self.sources {
+            match s.datasets(study) {
+                Ok(list) => {
+                    study_known = true;
+                    if list.iter().any(|d| d.name == dataset) {
+                        return Ok(s);
+                    }
+                }
+                Err(e) if e.code() == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(if study_known {
+            unknown_dataset(study, dataset)
+        } else {
+            unknown_study(study)
+        })
+    }
+
+    /// Every dataset name of `study` across sources, sorted.
+    pub(crate) fn dataset_names(&self, study: &str) -> Result<Vec<String>> {
+        let mut names = BTreeSet::new();
+        let mut known = false;
+        for s in &self.sources {
+            match s.datasets(study) {
+                Ok(list) => {
+                    known = true;
+                    names.extend(list.into_iter().map(|d| d.name));
+                }
+                Err(e) if e.code() == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !known {
+            return Err(unknown_study(study));
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Scans a selection of a dataset.
+    pub(crate) fn scan(
+        &self,
+        study: &str,
+        dataset: &str,
+        columns: Option<&[String]>,
+        filters: &[Filter],
+    ) -> Result<BatchStream> {
+        self.source_for(study, dataset)?
+            .scan_selected(study, dataset, columns, filters)
+    }
+}
+
+/// The export engine. Dropping it stops the workers; a job they were running goes back to `queued`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("formats", &self.inner.formats)
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        for flag in self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            flag.store(true, Ordering::SeqCst);
+        }
+        self.inner.notify_queued();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// An artifact being downloaded: its record and a reader that verifies the SHA-256 at the end.
+pub struct Download {
+    /// The artifact's record.
+    pub artifact: Artifact,
+    /// The bytes; reading fails with `InvalidData` at the end if they do not match the recorded SHA-256 and size.
+    pub reader: Box<dyn Read + Send>,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("artifact", &self.artifact)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The context of one operation call: request id, time, and the principal once known.
+struct Call<'a> {
+    inner: &'a Inner,
+    action: &'static str,
+    request_id: String,
+    at: chrono::DateTime<chrono::Utc>,
+    principal: Option<Principal>,
+}
+
+impl<'a> Call<'a> {
+    fn actor(&self) -> Actor {
+        match &self.principal {
+            Some(p) => Actor {
+                subject: p.subject.clone(),
+                name: p.name.clone(),
+                org: p.org.clone(),
+            },
+            None => Actor {
+                subject: "anonymous".into(),
+                name: String::new(),
+                org: String::new(),
+            },
+        }
+    }
+
+    fn principal(&self) -> &Principal {
+        // Set by `Engine::call` before the body runs.
+        self.principal
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("operation body ran without a principal"))
+    }
+
+    fn audit(&self, target: &str, outcome: Outcome, details: Value) -> Result<AuditEvent> {
+        self.inner.auditor.emit(AuditRecord {
+            actor: self.actor(),
+            action: self.action.to_string(),
+            target: target.to_string(),
+            outcome,
+            details,
+            request_id: self.request_id.clone(),
+        })
+    }
+}
+
+/// What an operation body returns on success: the value and its audit target and details.
+struct Done<T> {
+    value: T,
+    target: String,
+    details: Value,
+}
+
+impl Engine {
+    /// A builder with every default.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            formats: FormatRegistry::new(),
+            sources: Vec::new(),
+            sink: None,
+            jobs: None,
+            keys: None,
+            audit: None,
+            hooks: Vec::new(),
+            clock: Arc::new(SystemClock),
+            pepper: None,
+            workers: 2,
+            retention: None,
+        }
+    }
+
+    /// Runs one operation: authenticate, run the body (which authorizes), audit the outcome, stamp errors.
+    fn call<T>(
+        &self,
+        action: &'static str,
+        credential: &str,
+        body: impl FnOnce(&Call<'_>) -> Result<Done<T>>,
+    ) -> Result<T> {
+        let mut call = Call {
+            inner: &self.inner,
+            action,
+            request_id: format!("req_{}", Uuid::now_v7().simple()),
+            at: self.inner.clock.now(),
+            principal: None,
+        };
+        let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
+        match self.inner.auth.authenticate(credential, call.at) {
+            Ok(p) => call.principal = Some(p),
+            Err(e) => {
+                let outcome = if e.code() == ErrorCode::Unauthorized {
+                    Outcome::Denied
+                } else {
+                    Outcome::Failed
+                };
+                call.audit("-", outcome, json!({"reason": e.reason()}))
+                    .map_err(|a| stamp(a, &call))?;
+                return Err(stamp(e, &call));
+            }
+        }
+        match body(&call) {
+            Ok(done) => {
+                call.audit(&done.target, Outcome::Success, done.details)
+                    .map_err(|e| stamp(e, &call))?;
+                Ok(done.value)
+            }
+            Err(e) => {
+                let outcome = if e.code() == ErrorCode::Unauthorized {
+                    Outcome::Denied
+                } else {
+                    Outcome::Failed
+                };
+                let mut details = json!({"code": e.code().as_str(), "reason": e.reason()});
+                if let Some(f) = e.field() {
+                    details["field"] = json!(f);
+                }
+                call.audit("-", outcome, details)
+                    .map_err(|a| stamp(a, &call))?;
+                Err(stamp(e, &call))
+            }
+        }
+    }
+
+    /// `export_data`: exports datasets of a study, one artifact per dataset.
+    ///
+    /// # Errors
+    /// EXP003 unauthorized; EXP002 for a bad request (no datasets, a name twice, a format without the data
+    /// capability, a bad option, column or filter); EXP001 for an unknown format, study or dataset; EXP004 for an
+    /// idempotency key reused with another request; EXP005 for store or audit failures.
+    pub fn export_data(&self, credential: &str, request: ExportDataRequest) -> Result<Job> {
+        self.call("export_data", credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::ExportData, &p.org, Some(&request.study))?;
+            crate::sink::validate_name(&request.study, "study")?;
+            self.check_format(&request.format, Capability::Data, &request.options)?;
+            self.check_selections(&request.study, &request.datasets, false)?;
+            let total = request.datasets.len() as u32;
+            self.submit(
+                call,
+                JobKind::Data,
+                &request.study,
+                &request.format,
+                request.idempotency_key.clone(),
+                serde_json::to_value(&request).unwrap_or(Value::Null),
+                total,
+            )
+        })
+    }
+
+    /// `bulk_export`: several datasets of a study in one zip package with `manifest.json`.
+    ///
+    /// # Errors
+    /// As [`Engine::export_data`]; EXP002 `unsupported_package` for `ectd` until the regulatory formats land.
+    pub fn bulk_export(&self, credential: &str, request: BulkExportRequest) -> Result<Job> {
+        self.call("bulk_export", credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::ExportBulk, &p.org, Some(&request.study))?;
+            crate::sink::validate_name(&request.study, "study")?;
+            if request.package == PackageKind::Ectd {
+                return Err(Error::validation(
+                    "unsupported_package",
+                    "eCTD packages are not available in this version; use 'zip'",
+                )
+                .with_field("package"));
+            }
+            self.check_format(&request.format, Capability::Data, &request.options)?;
+            let mut request = request;
+            if request.datasets.is_empty() {
+                request.datasets = self
+                    .inner
+                    .dataset_names(&request.study)?
+                    .into_iter()
+                    .map(DatasetSelection::Name)
+                    .collect();
+            }
+            self.check_selections(&request.study, &request.datasets, true)?;
+            let total = request.datasets.len() as u32;
+            self.submit(
+                call,
+                JobKind::Bulk,
+                &request.study,
+                &request.format,
+                request.idempotency_key.clone(),
+                serde_json::to_value(&request).unwrap_or(Value::Null),
+                total,
+            )
+        })
+    }
+
+    /// `export_report`: renders a report (title, parameters, text and table sections).
+    ///
+    /// # Errors
+    /// EXP003; EXP002 for a bad spec or a format that does not render reports; EXP001 for unknown format, study or
+    /// dataset; EXP004; EXP005.
+    pub fn export_report(&self, credential: &str, request: ReportRequest) -> Result<Job> {
+        self.call("export_report", credential, |call| {
+            let p = call.principal();
+            let study = &request.report.study;
+            authorize(p, Permission::ExportReport, &p.org, Some(study))?;
+            crate::sink::validate_name(study, "study")?;
+            self.check_format(&request.format, Capability::Report, &request.options)?;
+            compute::check_report(&self.inner, &request.report)?;
+            self.submit(
+                call,
+                JobKind::Report,
+                study,
+                &request.format,
+                request.idempotency_key.clone(),
+                serde_json::to_value(&request).unwrap_or(Value::Null),
+                1,
+            )
+        })
+    }
+
+    /// `export_dashboard`: renders a dashboard (KPI tiles, tables, bar and line charts).
+    ///
+    /// # Errors
+    /// As [`Engine::export_report`].
+    pub fn export_dashboard(&self, credential: &str, request: DashboardRequest) -> Result<Job> {
+        self.call("export_dashboard", credential, |call| {
+            let p = call.principal();
+            let study = &request.dashboard.study;
+            authorize(p, Permission::ExportDashboard, &p.org, Some(study))?;
+            crate::sink::validate_name(study, "study")?;
+            self.check_format(&request.format, Capability::Dashboard, &request.options)?;
+            compute::check_dashboard(&self.inner, &request.dashboard)?;
+            self.submit(
+                call,
+                JobKind::Dashboard,
+                study,
+                &request.format,
+                request.idempotency_key.clone(),
+                serde_json::to_value(&request).unwrap_or(Value::Null),
+                1,
+            )
+        })
+    }
+
+    /// `list_jobs`: the jobs the caller may see (own organization, permitted studies), newest first.
+    ///
+    /// # Errors
+    /// EXP003; EXP002 with field `limit` (not 1..=100), `page` (below 1) or `status`; EXP005.
+    pub fn list_jobs(&self, credential: &str, request: ListJobsRequest) -> Result<JobPage> {
+        self.call("list_jobs", credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::JobsRead, &p.org, request.study.as_deref())?;
+            let limit = request.limit.unwrap_or(i64::from(DEFAULT_PAGE_LIMIT));
+            if !(1..=i64::from(MAX_PAGE_LIMIT)).contains(&limit) {
+                return Err(Error::validation(
+                    "out_of_range",
+                    format!("limit must be between 1 and {MAX_PAGE_LIMIT}"),
+                )
+                .with_field("limit")
+                .with_detail("min", 1)
+                .with_detail("max", MAX_PAGE_LIMIT));
+            }
+            let page = request.page.unwrap_or(1);
+            if !(1..=i64::from(u32::MAX)).contains(&page) {
+                return Err(Error::validation("out_of_range", "page must be 1 or more")
+                    .with_field("page")
+                    .with_detail("min", 1));
+            }
+            let state = request.status.as_deref().map(JobState::parse).transpose()?;
+            let studies = match &request.study {
+                Some(s) => Some(vec![s.clone()]),
+                None => p.study_scope(),
+            };
+            let result = self.inner.jobs.list(&JobQuery {
+                org: p.org.clone(),
+                studies,
+                state,
+                page: page as u32,
+                limit: limit as u32,
+            })?;
+            Ok(Done {
+                details: json!({"page": result.page, "limit": result.limit, "returned": result.items.len(),
+                    "total": result.total}),
+                target: format!("org:{}", p.org),
+                value: result,
+            })
+        })
+    }
+
+    /// `get_job`: one job's state, progress, artifacts and error.
+    ///
+    /// # Errors
+    /// EXP003; EXP001 for an unknown job; EXP005.
+    pub fn get_job(&self, credential: &str, job_id: Uuid) -> Result<Job> {
+        self.call("get_job", credential, |call| {
+            let job = self.visible_job(call, job_id, Permission::JobsRead)?;
+            Ok(Done {
+                target: format!("job:{}", job.id),
+                details: json!({"state": job.state}),
+                value: job,
+            })
+        })
+    }
+
+    /// Waits until a job has finished (or `timeout` passed) and returns it.
+    ///
+    /// # Errors
+    /// As [`Engine::get_job`]; a timeout is not an error: the job is returned as it is.
+    pub fn wait(&self, credential: &str, job_id: Uuid, timeout: Option<Duration>) -> Result<Job> {
+        self.call("wait", credential, |call| {
+            let mut job = self.visible_job(call, job_id, Permission::JobsRead)?;
+            let deadline = timeout.map(|t| Instant::now() + t);
+            while !job.state.is_finished() {
+                let step = Duration::from_millis(50);
+                let step = match deadline {
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => left.min(step),
+                        _ => break,
+                    },
+                    None => step,
+                };
+                let guard = self
+                    .inner
+                    .changed_lock
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let _ = self.inner.changed.wait_timeout(guard, step);
+                job = self.inner.jobs.get(job_id)?;
+            }
+            Ok(Done {
+                target: format!("job:{}", job.id),
+                details: json!({"state": job.state}),
+                value: job,
+            })
+        })
+    }
+
+    /// Cancels a queued or running job. A running job stops at its next batch and leaves no artifact.
+    ///
+    /// # Errors
+    /// EXP003; EXP001; EXP004 `illegal_transition` for a finished job; EXP005.
+    pub fn cancel(&self, credential: &str, job_id: Uuid) -> Result<Job> {
+        self.call("cancel", credential, |call| {
+            let mut job = self.visible_job(call, job_id, Permission::JobsCancel)?;
+            loop {
+                let result = match job.state {
+                    JobState::Queued => {
+                        job.transition(JobState::Cancelled, self.inner.clock.now())?;
+                        self.inner.jobs.update(&job)
+                    }
+                    JobState::Running => {
+                        job.cancel_requested = true;
+                        self.inner.jobs.update(&job)
+                    }
+                    other => {
+                        return Err(Error::conflict(
+                            "illegal_transition",
+                            format!("a {other} job cannot be cancelled"),
+                        )
+                        .with_detail("from", other.as_str())
+                        .with_detail("to", "cancelled"))
+                    }
+                };
+                match result {
+                    Ok(updated) => {
+                        job = updated;
+                        break;
+                    }
+                    Err(e) if e.reason() == "version_conflict" => {
+                        job = self.inner.jobs.get(job_id)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(flag) = self
+                .inner
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&job_id)
+            {
+                flag.store(true, Ordering::SeqCst);
+            }
+            if job.state == JobState::Cancelled {
+                self.inner.audit_system(
+                    "job.cancelled",
+                    &job,
+                    json!({"state": "cancelled", "from": "queued"}),
+                )?;
+                self.inner.notify_changed();
+            }
+            Ok(Done {
+                target: format!("job:{}", job.id),
+                details: json!({"state": job.state, "cancel_requested": job.cancel_requested}),
+                value: job,
+            })
+        })
+    }
+
+    /// `download`: streams an artifact of a succeeded job, verifying its SHA-256 as it is read.
+    ///
+    /// `artifact` names the file (`dm.csv`, `manifest.json`, ...); when `None`, the job's one main artifact (a
+    /// data job of several datasets needs a name).
+    ///
+    /// # Errors
+    /// EXP003 (checked again at download); EXP001 for an unknown job or artifact; EXP004 `job_not_succeeded` or
+    /// `artifact_expired`; EXP002 `artifact_required`; EXP005.
+    pub fn download(
+        &self,
+        credential: &str,
+        job_id: Uuid,
+        artifact: Option<&str>,
+    ) -> Result<Download> {
+        self.call("download", credential, |call| {
+            let job = self.visible_job(call, job_id, Permission::Download)?;
+            let job = self.expire_if_due(job)?;
+            match job.state {
+                JobState::Succeeded => {}
+                JobState::Expired => {
+                    return Err(Error::conflict(
+                        "artifact_expired",
+                        "the job's artifacts passed their retention time and were deleted",
+                    ))
+                }
+                other => {
+                    return Err(Error::conflict(
+                        "job_not_succeeded",
+                        format!("the job is {other}: only a succeeded job has artifacts"),
+                    )
+                    .with_detail("state", other.as_str()))
+                }
+            }
+            let names: Vec<&str> = job.artifacts.iter().map(|a| a.name.as_str()).collect();
+            let chosen = match artifact {
+                Some(name) => job.artifact(name).ok_or_else(|| {
+                    Error::not_found(format!("the job has no artifact '{name}'"))
+                        .with_field("artifact")
+                        .with_detail("artifacts", names.clone())
+                })?,
+                None => {
+                    let main: Vec<&Artifact> = job
+                        .artifacts
+                        .iter()
+                        .filter(|a| a.name != run::MANIFEST_NAME)
+                        .collect();
+                    match main.as_slice() {
+                        [one] => *one,
+                        _ => {
+                            return Err(Error::validation(
+                                "artifact_required",
+                                "the job has several artifacts: name the one to download",
+                            )
+                            .with_field("artifact")
+                            .with_detail("artifacts", names))
+                        }
+                    }
+                }
+            };
+            let reader = self
+                .inner
+                .sink
+                .open(&run::artifact_path(&job, &chosen.name))?;
+            Ok(Done {
+                target: format!("job:{}", job.id),
+                details: json!({"artifact": chosen.name, "bytes": chosen.bytes, "sha256": chosen.sha256}),
+                value: Download {
+                    reader: Box::new(VerifyingReader::new(reader, chosen.bytes, &chosen.sha256)),
+                    artifact: chosen.clone(),
+                },
+            })
+        })
+    }
+
+    /// `formats`: the registered formats with their capabilities and options.
+    ///
+    /// # Errors
+    /// EXP003; EXP005.
+    pub fn formats(&self, credential: &str) -> Result<Vec<FormatInfo>> {
+        self.call("formats", credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::FormatsRead, &p.org, None)?;
+            let infos = self.inner.formats.infos();
+            Ok(Done {
+                target: "formats".into(),
+                details: json!({"count": infos.len()}),
+                value: infos,
+            })
+        })
+    }
+
+    /// Creates an API key in the caller's organization; returns the key text (shown once) and its record.
+    ///
+    /// # Errors
+    /// EXP003 (needs `keys:manage`; only for the caller's organization); EXP002 for bad roles, studies or name;
+    /// EXP005.
+    pub fn create_api_key(
+        &self,
+        credential: &str,
+        new: NewApiKey,
+    ) -> Result<(String, ApiKeyRecord)> {
+        self.call("create_api_key", credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::KeysManage, &new.org, None)?;
+            let (text, rec) = self.inner.auth.create_key(new, &p.subject, call.at)?;
+            Ok(Done {
+                target: format!("apikey:{}", rec.key_id),
+                details: json!({"roles": rec.roles, "studies": rec.studies, "org": rec.org}),
+                value: (text, rec),
+            })
+        })
+    }
+
+    /// Revokes an API key of the caller's organization; it fails from the next call on.
+    ///
+    /// # Errors
+    /// EXP003; EXP001 for an unknown key; EXP005.
+    pub fn revoke_api_key(&self, credential: &str, key_id: &str) -> Result<()> {
+        self.call("revoke_api_key", credential, |call| {
+            let p = call.principal();
+            let rec = self
+                .inner
+                .auth
+                .keys()
+                .get_key(key_id)?
+                .ok_or_else(|| Error::not_found("no such API key").with_field("key_id"))?;
+            authorize(p, Permission::KeysManage, &rec.org, None)?;
+            self.inner.auth.keys().revoke_key(key_id, call.at)?;
+            Ok(Done {
+                target: format!("apikey:{key_id}"),
+                details: json!({}),
+                value: (),
+            })
+        })
+    }
+
+    /// Creates the first `admin` key of an organization, for `init`: refused once the organization has a key.
+    ///
+    /// # Errors
+    /// EXP004 `already_initialized`; EXP005.
+    pub fn create_initial_admin_key(&self, org: &str) -> Result<String> {
+        crate::sink::validate_name(org, "org")?;
+        if !self.inner.auth.keys().list_keys(org)?.is_empty() {
+            return Err(Error::conflict(
+                "already_initialized",
+                "the organization already has API keys",
+            ));
+        }
+        let (text, rec) = self.inner.auth.create_key(
+            NewApiKey {
+                name: "initial admin".into(),
+                org: org.to_string(),
+                roles: vec![Role::Admin],
+                studies: vec!["*".into()],
+                expires_at: None,
+            },
+            "system",
+            self.inner.clock.now(),
+        )?;
+        self.inner.auditor.emit(AuditRecord {
+            actor: Actor::system(),
+            action: "create_api_key".into(),
+            target: format!("apikey:{}", rec.key_id),
+            outcome: Outcome::Success,
+            details: json!({"roles": ["admin"], "studies": ["*"], "org": org, "initial": true}),
+            request_id: format!("req_{}", Uuid::now_v7().simple()),
+        })?;
+        Ok(text)
+    }
+
+    /// Reads up to `limit` (1..=1000) audit events from sequence number `from`.
+    ///
+    /// # Errors
+    /// EXP003 (needs `audit:read`); EXP002 for a bad limit; EXP005.
+    pub fn audit_events(
+        &self,
+        credential: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        self.call("audit_events", credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::AuditRead, &p.org, None)?;
+            if !(1..=1000).contains(&limit) {
+                return Err(
+                    Error::validation("out_of_range", "limit must be between 1 and 1000")
+                        .with_field("limit"),
+                );
+            }
+            let events = self.inner.auditor.read(from, limit)?;
+            Ok(Done {
+                target: "audit".into(),
+                details: json!({"from": from, "returned": events.len()}),
+                value: events,
+            })
+        })
+    }
+
+    /// Verifies the audit trail's hash chain; returns the number of events checked.
+    ///
+    /// # Errors
+    /// EXP003 (needs `audit:read`); EXP005 `integrity_violation` with `details.seq`.
+    pub fn verify_audit(&self, credential: &str) -> Result<u64> {
+        self.call("verify_audit", credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::AuditRead, &p.org, None)?;
+            let n = self.inner.auditor.verify()?;
+            Ok(Done {
+                target: "audit".into(),
+                details: json!({"events": n}),
+                value: n,
+            })
+        })
+    }
+
+    /// Loads a job and checks `permission` on its organization and study.
+    fn visible_job(&self, call: &Call<'_>, job_id: Uuid, permission: Permission) -> Result<Job> {
+        let job = self.inner.jobs.get(job_id)?;
+        authorize(call.principal(), permission, &job.org, Some(&job.study))?;
+        Ok(job)
+    }
+
+    /// Expires a succeeded job whose retention time has passed: deletes its bytes, keeps its record.
+    fn expire_if_due(&self, job: Job) -> Result<Job> {
+        let (Some(retention), Some(finished)) = (self.inner.retention, job.finished_at) else {
+            return Ok(job);
+        };
+        if job.state != JobState::Succeeded || finished + retention > self.inner.clock.now() {
+            return Ok(job);
+        }
+        for a in &job.artifacts {
+            self.inner.sink.delete(&run::artifact_path(&job, &a.name))?;
+        }
+        let mut expired = job.clone();
+        expired.transition(JobState::Expired, self.inner.clock.now())?;
+        match self.inner.jobs.update(&expired) {
+            Ok(j) => {
+                self.inner
+                    .audit_system("job.expired", &j, json!({"state": "expired"}))?;
+                Ok(j)
+            }
+            Err(e) if e.reason() == "version_conflict" => self.inner.jobs.get(job.id),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_format(
+        &self,
+        id: &str,
+        capability: Capability,
+        options: &crate::format::FormatOptions,
+    ) -> Result<()> {
+        let format = self.inner.formats.get(id)?;
+        let info = format.info();
+        if !info.can(capability) {
+            return Err(Error::validation(
+                "unsupported_by_format",
+                format!("format '{id}' cannot be used for this export"),
+            )
+            .with_field("format"));
+        }
+        format.check_options(options)
+    }
+
+    fn check_selections(
+        &self,
+        study: &str,
+        selections: &[DatasetSelection],
+        bulk: bool,
+    ) -> Result<()> {
+        if selections.is_empty() {
+            return Err(
+                Error::validation("missing_datasets", "name at least one dataset")
+                    .with_field("datasets"),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for s in selections {
+            crate::sink::validate_name(s.name(), "datasets")?;
+            if !seen.insert(s.name().to_ascii_lowercase()) {
+                return Err(Error::validation(
+                    "duplicate_dataset",
+                    format!("dataset '{}' is named twice", s.name()),
+                )
+                .with_field("datasets"));
+            }
+            // Opening the selection checks the dataset, its columns and filters before a job exists.
+            drop(self.inner.scan(study, s.name(), s.columns(), s.filters())?);
+        }
+        let _ = bulk;
+        Ok(())
+    }
+
+    /// Stores a queued job (or returns the existing one for a repeated idempotency key) and wakes a worker.
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &self,
+        call: &Call<'_>,
+        kind: JobKind,
+        study: &str,
+        format: &str,
+        idempotency_key: Option<String>,
+        request: Value,
+        datasets_total: u32,
+    ) -> Result<Done<Job>> {
+        if let Some(k) = &idempotency_key {
+            if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
+                return Err(Error::validation(
+                    "invalid_idempotency_key",
+                    "an idempotency key has 1 to 200 printable characters",
+                )
+                .with_field("idempotency_key"));
+            }
+        }
+        let p = call.principal();
+        let mut hashed = request.clone();
+        if let Some(o) = hashed.as_object_mut() {
+            o.remove("idempotency_key");
+        }
+        let request_hash = hex(ring::digest::digest(
+            &ring::digest::SHA256,
+            crate::audit::canonical_json(&json!({"kind": kind, "request": hashed})).as_bytes(),
+        )
+        .as_ref());
+        let job = Job {
+            id: Uuid::now_v7(),
+            kind,
+            study: study.to_string(),
+            org: p.org.clone(),
+            requested_by: p.subject.clone(),
+            request,
+            format: format.to_string(),
+            state: JobState::Queued,
+            progress: Progress {
+                datasets_total,
+                ..Progress::default()
+            },
+            created_at: call.at,
+            started_at: None,
+            finished_at: None,
+            artifacts: vec![],
+            error: None,
+            idempotency_key,
+            request_hash,
+            cancel_requested: false,
+            version: 0,
+        };
+        let stored = self.inner.jobs.insert(&job)?;
+        let reused = stored.id != job.id;
+        if !reused {
+            self.inner.notify_queued();
+        }
+        Ok(Done {
+            target: format!("job:{}", stored.id),
+            details: json!({"study": study, "kind": kind, "format": format, "idempotent_replay": reused,
+                "requested_by_name": p.name}),
+            value: stored,
+        })
+    }
+}
+
+/// Verifies size and SHA-256 of a stream as it is read; fails at the end on a mismatch.
+struct VerifyingReader {
+    inner: Box<dyn Read + Send>,
+    ctx: Option<ring::digest::Context>,
+    bytes: u64,
+    expected_bytes: u64,
+    expected_sha256: String,
+}
+
+impl VerifyingReader {
+    fn new(inner: Box<dyn Read + Send>, expected_bytes: u64, expected_sha256: &str) -> Self {
+        VerifyingReader {
+            inner,
+            ctx: Some(ring::digest::Context::new(&ring::digest::SHA256)),
+            bytes: 0,
+            expected_bytes,
+            expected_sha256: expected_sha256.to_string(),
+        }
+    }
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(ctx) = &mut self.ctx {
+            ctx.update(&buf[..n]);
+            self.bytes += n as u64;
+            if n == 0 || self.bytes > self.expected_bytes {
+                let ctx = self.ctx.take().unwrap_or_else(|| unreachable!());
+                if self.bytes != self.expected_bytes
+                    || hex(ctx.finish().as_ref()) != self.expected_sha256
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "integrity_violation: the artifact does not match its recorded SHA-256",
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,809 @@
+//! The eight operations end to end, each with success and the error codes it can give.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+use trialport_core::audit::{AuditEvent, AuditHook, Outcome, RecordingHook};
+use trialport_core::auth::Role;
+use trialport_core::clock::FixedClock;
+use trialport_core::document::{
+    ChartKind, ChartSpec, DashboardSpec, Measure, ReportSpec, SectionSpec, TableSpec, TileSpec,
+};
+use trialport_core::engine::Engine;
+use trialport_core::error::{Error, ErrorCode};
+use trialport_core::job::JobState;
+use trialport_core::request::{
+    BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
+    PackageKind, ReportRequest,
+};
+use trialport_core::sink::MemorySink;
+use trialport_core::source::{Filter, FilterOp, SortKey};
+use uuid::Uuid;
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(20));
+
+fn code(e: &Error) -> &'static str {
+    e.code().as_str()
+}
+
+fn read_all(engine: &Engine, cred: &str, job: Uuid, artifact: Option<&str>) -> Vec<u8> {
+    let mut d = engine.download(cred, job, artifact).unwrap();
+    let mut buf = Vec::new();
+    d.reader.read_to_end(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn export_data_succeeds_with_artifacts_manifest_and_matching_checksums() {
+    let (e, admin) = engine(2);
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    let done = e.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    assert_eq!(done.progress.rows_written, 10);
+    assert_eq!(done.progress.datasets_done, 1);
+    let names: Vec<_> = done.artifacts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["dm.txt", "manifest.json"]);
+    let bytes = read_all(&e, &admin, job.id, None);
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert_eq!(text.lines().count(), 11);
+    assert!(text.starts_with("USUBJID|SEX|AGE|WEIGHT\nS1-000|F|20|50.5\n"));
+    let (n, sha) = trialport_core::sink::sha256_of(&bytes[..]).unwrap();
+    assert_eq!(n, done.artifacts[0].bytes);
+    assert_eq!(sha, done.artifacts[0].sha256);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read_all(&e, &admin, job.id, Some("manifest.json"))).unwrap();
+    assert_eq!(manifest["files"][0]["rows"], 10);
+    assert_eq!(manifest["files"][0]["source_rows"], 10);
+    assert_eq!(manifest["files"][0]["sha256"], done.artifacts[0].sha256);
+    assert_eq!(manifest["study"], "S1");
+}
+
+#[test]
+fn export_data_applies_columns_filters_and_options() {
+    let (e, admin) = engine(1);
+    let mut req = ExportDataRequest::new("S1", &[], "lines");
+    req.datasets = vec![DatasetSelection::Selected {
+        name: "DM".into(),
+        columns: Some(vec!["USUBJID".into(), "AGE".into()]),
+        filters: vec![Filter::new("SEX", FilterOp::Eq, "F")],
+    }];
+    req.options = trialport_core::format::FormatOptions::new().with("sep", ";");
+    let job = e.export_data(&admin, req).unwrap();
+    let done = e.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    let text = String::from_utf8(read_all(&e, &admin, job.id, Some("dm.txt"))).unwrap();
+    assert_eq!(text.lines().next(), Some("USUBJID;AGE"));
+    assert_eq!(text.lines().count(), 1 + 5);
+}
+
+#[test]
+fn export_data_errors() {
+    let (e, admin) = engine(0);
+    let statistician_s1 = key(&e, &admin, &[Role::Statistician], &["S1"]);
+    let monitor = key(&e, &admin, &[Role::Monitor], &["*"]);
+    let req = || ExportDataRequest::new("S1", &["DM"], "lines");
+    // EXP003: no credential, malformed, unknown key, bearer without JWT config, other study, role lacking it.
+    for bad in ["", "ApiKey nope", "Token x", "Bearer a.b.c"] {
+        assert_eq!(
+            code(&e.export_data(bad, req()).unwrap_err()),
+            "EXP003",
+            "{bad}"
+        );
+    }
+    let err = e
+        .export_data(
+            &statistician_s1,
+            ExportDataRequest::new("S2", &["DM"], "lines"),
+        )
+        .unwrap_err();
+    assert_eq!((code(&err), err.reason()), ("EXP003", "permission_denied"));
+    assert_eq!(err.details()["scope"], "study");
+    let err = e.export_data(&monitor, req()).unwrap_err();
+    assert_eq!(err.details()["scope"], "role");
+    // EXP001: unknown format, study, dataset.
+    let err = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "nope"))
+        .unwrap_err();
+    assert_eq!((code(&err), err.field()), ("EXP001", Some("format")));
+    let err = e
+        .export_data(&admin, ExportDataRequest::new("S9", &["DM"], "lines"))
+        .unwrap_err();
+    assert_eq!((code(&err), err.field()), ("EXP001", Some("study")));
+    let err = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["LB"], "lines"))
+        .unwrap_err();
+    assert_eq!((code(&err), err.field()), ("EXP001", Some("datasets")));
+    // EXP002: no datasets, duplicates, bad option, bad filter, unknown column, bad names.
+    let cases: Vec<(ExportDataRequest, &str)> = vec![
+        (
+            ExportDataRequest::new("S1", &[], "lines"),
+            "missing_datasets",
+        ),
+        (
+            ExportDataRequest::new("S1", &["DM", "dm"], "lines"),
+            "duplicate_dataset",
+        ),
+        (
+            {
+                let mut r = req();
+                r.options = r.options.with("delimiter", ",");
+                r
+            },
+            "unknown_option",
+        ),
+        (
+            {
+                let mut r = req();
+                r.datasets = vec![DatasetSelection::Selected {
+                    name: "DM".into(),
+                    columns: None,
+                    filters: vec![Filter::new("AGE", FilterOp::Gt, "old")],
+                }];
+                r
+            },
+            "invalid_filter",
+        ),
+        (
+            {
+                let mut r = req();
+                r.datasets = vec![DatasetSelection::Selected {
+                    name: "DM".into(),
+                    columns: Some(vec!["NOPE".into()]),
+                    filters: vec![],
+                }];
+                r
+            },
+            "unknown_column",
+        ),
+        (
+            ExportDataRequest::new("../S1", &["DM"], "lines"),
+            "invalid_name",
+        ),
+    ];
+    for (r, reason) in cases {
+        let err = e.export_data(&admin, r).unwrap_err();
+        assert_eq!((code(&err), err.reason()), ("EXP002", reason));
+    }
+    // EXP004: an idempotency key reused for another request; the same request returns the same job.
+    let mut r = req();
+    r.idempotency_key = Some("k1".into());
+    let first = e.export_data(&admin, r.clone()).unwrap();
+    let again = e.export_data(&admin, r.clone()).unwrap();
+    assert_eq!(first.id, again.id);
+    r.datasets = vec!["AE".into()];
+    let err = e.export_data(&admin, r).unwrap_err();
+    assert_eq!(
+        (code(&err), err.reason()),
+        ("EXP004", "idempotency_conflict")
+    );
+    // Errors carry the request id and render the standard shape.
+    let v = err.render();
+    assert_eq!(v["error"]["code"], "EXP004");
+    assert!(v["error"]["request_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("req_"));
+    assert!(v["error"]["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn list_jobs_pages_and_validates() {
+    let (e, admin) = engine(0);
+    for _ in 0..25 {
+        e.export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+            .unwrap();
+    }
+    for _ in 0..3 {
+        e.export_data(&admin, ExportDataRequest::new("S2", &["DM"], "lines"))
+            .unwrap();
+    }
+    let page = e.list_jobs(&admin, ListJobsRequest::default()).unwrap();
+    assert_eq!(
+        (page.items.len(), page.page, page.limit, page.total),
+        (20, 1, 20, 28)
+    );
+    let page2 = e
+        .list_jobs(
+            &admin,
+            ListJobsRequest {
+                page: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(page2.items.len(), 8);
+    assert!(page.items[0].created_at >= page2.items[0].created_at);
+    let s1_only = key(&e, &admin, &[Role::Statistician], &["S1"]);
+    let page = e.list_jobs(&s1_only, ListJobsRequest::default()).unwrap();
+    assert_eq!(page.total, 25);
+    let queued = e
+        .list_jobs(
+            &admin,
+            ListJobsRequest {
+                status: Some("succeeded".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(queued.total, 0);
+    for limit in [0, 101, -1] {
+        let err = e
+            .list_jobs(
+                &admin,
+                ListJobsRequest {
+                    limit: Some(limit),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!((code(&err), err.field()), ("EXP002", Some("limit")));
+        assert_eq!(err.render()["error"]["details"]["max"], 100);
+    }
+    let err = e
+        .list_jobs(
+            &admin,
+            ListJobsRequest {
+                page: Some(0),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.field(), Some("page"));
+    let err = e
+        .list_jobs(
+            &admin,
+            ListJobsRequest {
+                status: Some("done".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.field(), Some("status"));
+    let err = e
+        .list_jobs(
+            &s1_only,
+            ListJobsRequest {
+                study: Some("S2".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(code(&err), "EXP003");
+    assert_eq!(
+        code(&e.list_jobs("", ListJobsRequest::default()).unwrap_err()),
+        "EXP003"
+    );
+}
+
+#[test]
+fn get_job_and_its_errors() {
+    let (e, admin) = engine(0);
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("S2", &["DM"], "lines"))
+        .unwrap();
+    assert_eq!(e.get_job(&admin, job.id).unwrap().id, job.id);
+    let err = e.get_job(&admin, Uuid::now_v7()).unwrap_err();
+    assert_eq!(code(&err), "EXP001");
+    let s1_only = key(&e, &admin, &[Role::Auditor], &["S1"]);
+    assert_eq!(code(&e.get_job(&s1_only, job.id).unwrap_err()), "EXP003");
+    assert_eq!(code(&e.get_job("ApiKey x", job.id).unwrap_err()), "EXP003");
+}
+
+#[test]
+fn download_errors_and_recheck_of_permission() {
+    let (e, admin) = engine(0);
+    let queued = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    let err = e.download(&admin, queued.id, None).unwrap_err();
+    assert_eq!((code(&err), err.reason()), ("EXP004", "job_not_succeeded"));
+    assert_eq!(
+        code(&e.download(&admin, Uuid::now_v7(), None).unwrap_err()),
+        "EXP001"
+    );
+    drop(e);
+
+    let (e, admin) = engine(1);
+    let two = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM", "AE"], "lines"))
+        .unwrap();
+    e.wait(&admin, two.id, WAIT).unwrap();
+    let err = e.download(&admin, two.id, None).unwrap_err();
+    assert_eq!((code(&err), err.reason()), ("EXP002", "artifact_required"));
+    let err = e.download(&admin, two.id, Some("lb.txt")).unwrap_err();
+    assert_eq!((code(&err), err.field()), ("EXP001", Some("artifact")));
+    assert_eq!(read_all(&e, &admin, two.id, Some("ae.txt")).len() as u64, {
+        e.get_job(&admin, two.id)
+            .unwrap()
+            .artifact("ae.txt")
+            .unwrap()
+            .bytes
+    });
+    // Permission is checked again at download: a revoked key is refused.
+    let (reader_key, rec) = e
+        .create_api_key(
+            &admin,
+            trialport_core::auth::NewApiKey {
+                name: "reader".into(),
+                org: "acme".into(),
+                roles: vec![Role::Monitor],
+                studies: vec!["S1".into()],
+                expires_at: None,
+            },
+        )
+        .unwrap();
+    let reader = format!("ApiKey {reader_key}");
+    read_all(&e, &reader, two.id, Some("ae.txt"));
+    e.revoke_api_key(&admin, &rec.key_id).unwrap();
+    let err = e.download(&reader, two.id, Some("ae.txt")).unwrap_err();
+    assert_eq!((code(&err), err.reason()), ("EXP003", "key_revoked"));
+    let auditor = key(&e, &admin, &[Role::Auditor], &["S1"]);
+    assert_eq!(
+        e.download(&auditor, two.id, Some("ae.txt"))
+            .unwrap_err()
+            .reason(),
+        "permission_denied"
+    );
+}
+
+#[test]
+fn downloads_detect_tampered_artifacts() {
+    let sink = MemorySink::new();
+    let e = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .sink(Arc::new(sink.clone()))
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    e.wait(&admin, job.id, WAIT).unwrap();
+    let path = format!("{}/dm.txt", job.id);
+    let mut bytes = sink.get(&path).unwrap();
+    bytes[0] ^= 1;
+    use trialport_core::sink::Sink;
+    sink.delete(&path).unwrap();
+    let mut w = sink.create(&path).unwrap();
+    std::io::Write::write_all(&mut w, &bytes).unwrap();
+    w.complete().unwrap();
+    let mut d = e.download(&admin, job.id, None).unwrap();
+    let mut out = Vec::new();
+    let err = d.reader.read_to_end(&mut out).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn expired_artifacts_are_deleted_and_refused() {
+    let clock = Arc::new(FixedClock::new(chrono::Utc::now()));
+    let sink = MemorySink::new();
+    let e = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .sink(Arc::new(sink.clone()))
+        .clock(clock.clone())
+        .retention(chrono::Duration::days(30))
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    e.wait(&admin, job.id, WAIT).unwrap();
+    read_all(&e, &admin, job.id, None);
+    clock.advance(chrono::Duration::days(31));
+    let err = e.download(&admin, job.id, None).unwrap_err();
+    assert_eq!((code(&err), err.reason()), ("EXP004", "artifact_expired"));
+    assert!(sink.paths().is_empty(), "expired bytes were kept");
+    let job = e.get_job(&admin, job.id).unwrap();
+    assert_eq!(job.state, JobState::Expired);
+    assert_eq!(
+        job.artifacts.len(),
+        2,
+        "the record keeps its artifacts' checksums"
+    );
+}
+
+#[test]
+fn formats_lists_registered_formats() {
+    let (e, admin) = engine(0);
+    let infos = e.formats(&admin).unwrap();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].id, "lines");
+    assert_eq!(infos[0].options[0].default, "|");
+    assert_eq!(code(&e.formats("").unwrap_err()), "EXP003");
+}
+
+#[test]
+fn bulk_export_writes_a_zip_with_a_manifest() {
+    let (e, admin) = engine(1);
+    let job = e
+        .bulk_export(
+            &admin,
+            BulkExportRequest {
+                study: "S1".into(),
+                datasets: vec![],
+                format: "lines".into(),
+                options: Default::default(),
+                package: PackageKind::Zip,
+                idempotency_key: None,
+            },
+        )
+        .unwrap();
+    let done = e.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    assert_eq!(done.progress.datasets_total, 2);
+    let bytes = read_all(&e, &admin, job.id, None);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut names: Vec<String> = (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["S1/ae.txt", "S1/dm.txt", "manifest.json"]);
+    let mut manifest = String::new();
+    zip.by_name("manifest.json")
+        .unwrap()
+        .read_to_string(&mut manifest)
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    for f in manifest["files"].as_array().unwrap() {
+        let mut content = Vec::new();
+        zip.by_name(f["path"].as_str().unwrap())
+            .unwrap()
+            .read_to_end(&mut content)
+            .unwrap();
+        let (n, sha) = trialport_core::sink::sha256_of(&content[..]).unwrap();
+        assert_eq!(json!(n), f["bytes"]);
+        assert_eq!(json!(sha), f["sha256"]);
+    }
+    let ae = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["dataset"] == "AE")
+        .unwrap();
+    assert_eq!(ae["rows"], 4);
+
+    let mut bad = BulkExportRequest {
+        study: "S1".into(),
+        datasets: vec!["XX".into()],
+        format: "lines".into(),
+        options: Default::default(),
+        package: PackageKind::Zip,
+        idempotency_key: None,
+    };
+    assert_eq!(
+        code(&e.bulk_export(&admin, bad.clone()).unwrap_err()),
+        "EXP001"
+    );
+    bad.datasets = vec![];
+    bad.package = PackageKind::Ectd;
+    assert_eq!(
+        e.bulk_export(&admin, bad.clone()).unwrap_err().reason(),
+        "unsupported_package"
+    );
+    let stat = key(&e, &admin, &[Role::Statistician], &["*"]);
+    bad.package = PackageKind::Zip;
+    assert_eq!(code(&e.bulk_export(&stat, bad).unwrap_err()), "EXP003");
+}
+
+fn report_spec() -> ReportSpec {
+    ReportSpec {
+        study: "S1".into(),
+        title: "Safety <summary>".into(),
+        parameters: [("cutoff".to_string(), "2025-01-01".to_string())].into(),
+        sections: vec![
+            SectionSpec::Text {
+                heading: Some("Intro".into()),
+                body: "Hello".into(),
+            },
+            SectionSpec::Table(TableSpec {
+                heading: None,
+                dataset: "DM".into(),
+                columns: Some(vec!["USUBJID".into(), "AGE".into()]),
+                filters: vec![Filter::new("SEX", FilterOp::Eq, "M")],
+                sort: vec![SortKey {
+                    column: "AGE".into(),
+                    descending: true,
+                }],
+                limit: Some(3),
+            }),
+        ],
+    }
+}
+
+#[test]
+fn export_report_renders_tables_with_filters_sort_and_limit() {
+    let (e, admin) = engine(1);
+    let job = e
+        .export_report(
+            &admin,
+            ReportRequest {
+                report: report_spec(),
+                format: "lines".into(),
+                options: Default::default(),
+                idempotency_key: None,
+            },
+        )
+        .unwrap();
+    let done = e.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    let text = String::from_utf8(read_all(&e, &admin, job.id, None)).unwrap();
+    assert_eq!(text, "title=Safety <summary>\ntext=Hello\ntable=3/5\n");
+
+    let mut bad = report_spec();
+    if let SectionSpec::Table(t) = &mut bad.sections[1] {
+        t.sort[0].column = "WEIGHT".into();
+    }
+    let req = |r: ReportSpec| ReportRequest {
+        report: r,
+        format: "lines".into(),
+        options: Default::default(),
+        idempotency_key: None,
+    };
+    let err = e.export_report(&admin, req(bad)).unwrap_err();
+    assert_eq!((code(&err), err.field()), ("EXP002", Some("sort")));
+    let mut bad = report_spec();
+    if let SectionSpec::Table(t) = &mut bad.sections[1] {
+        t.dataset = "LB".into();
+    }
+    assert_eq!(
+        code(&e.export_report(&admin, req(bad)).unwrap_err()),
+        "EXP001"
+    );
+    let auditor = key(&e, &admin, &[Role::Auditor], &["*"]);
+    assert_eq!(
+        code(&e.export_report(&auditor, req(report_spec())).unwrap_err()),
+        "EXP003"
+    );
+}
+
+#[test]
+fn export_dashboard_computes_kpis_and_charts() {
+    let (e, admin) = engine(1);
+    let spec = DashboardSpec {
+        study: "S1".into(),
+        title: "Overview".into(),
+        tiles: vec![
+            TileSpec {
+                label: "Subjects".into(),
+                dataset: "DM".into(),
+                measure: Measure::Count,
+                column: None,
+                filters: vec![],
+            },
+            TileSpec {
+                label: "Subjects with AEs".into(),
+                dataset: "AE".into(),
+                measure: Measure::DistinctCount,
+                column: Some("USUBJID".into()),
+                filters: vec![],
+            },
+            TileSpec {
+                label: "Mean age".into(),
+                dataset: "DM".into(),
+                measure: Measure::Mean,
+                column: Some("AGE".into()),
+                filters: vec![],
+            },
+        ],
+        tables: vec![],
+        charts: vec![ChartSpec {
+            title: "AEs by severity".into(),
+            kind: ChartKind::Bar,
+            dataset: "AE".into(),
+            x: "AESEV".into(),
+            measure: Measure::Count,
+            column: None,
+            filters: vec![],
+        }],
+    };
+    let req = |d: DashboardSpec| DashboardRequest {
+        dashboard: d,
+        format: "lines".into(),
+        options: Default::default(),
+        idempotency_key: None,
+    };
+    let job = e.export_dashboard(&admin, req(spec.clone())).unwrap();
+    let done = e.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    let text = String::from_utf8(read_all(&e, &admin, job.id, None)).unwrap();
+    // Ages: 20..=25 (first batch of 6) and 20..=23 (second batch of 4): 221 / 10.
+    assert_eq!(
+        text,
+        "title=Overview\nkpi=Subjects=Some(10.0)\nkpi=Subjects with AEs=Some(3.0)\nkpi=Mean age=Some(22.1)\n\
+         chart=AEs by severity=[(\"(missing)\", 1.0), (\"MILD\", 2.0), (\"SEVERE\", 1.0)]\n"
+    );
+    let mut bad = spec.clone();
+    bad.tiles[2].column = Some("SEX".into());
+    let err = e.export_dashboard(&admin, req(bad)).unwrap_err();
+    assert_eq!((code(&err), err.reason()), ("EXP002", "not_numeric"));
+    let mut bad = spec;
+    bad.charts[0].x = "NOPE".into();
+    assert_eq!(
+        code(&e.export_dashboard(&admin, req(bad)).unwrap_err()),
+        "EXP002"
+    );
+}
+
+#[test]
+fn cancel_queued_running_and_finished_jobs() {
+    let (e, admin) = engine(0);
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    let c = e.cancel(&admin, job.id).unwrap();
+    assert_eq!(c.state, JobState::Cancelled);
+    let err = e.cancel(&admin, job.id).unwrap_err();
+    assert_eq!((code(&err), err.reason()), ("EXP004", "illegal_transition"));
+    assert_eq!(
+        code(&e.cancel(&admin, Uuid::now_v7()).unwrap_err()),
+        "EXP001"
+    );
+    let monitor = key(&e, &admin, &[Role::Monitor], &["*"]);
+    assert_eq!(code(&e.cancel(&monitor, job.id).unwrap_err()), "EXP003");
+
+    // A running job stops at its next batch and leaves no artifact.
+    let sink = MemorySink::new();
+    let e = Engine::builder()
+        .formats(registry())
+        .source(Arc::new(SlowSource {
+            batches: 1000,
+            pause: Duration::from_millis(5),
+        }))
+        .sink(Arc::new(sink.clone()))
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("SLOW", &["BIG"], "lines"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while e.get_job(&admin, job.id).unwrap().progress.rows_written == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never made progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    e.cancel(&admin, job.id).unwrap();
+    let done = e.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Cancelled);
+    assert!(done.artifacts.is_empty());
+    assert!(done.progress.rows_written < 100_000);
+    assert!(
+        sink.paths().is_empty(),
+        "a cancelled job left {:?}",
+        sink.paths()
+    );
+}
+
+#[test]
+fn the_audit_trail_records_each_operation_in_order_and_verifies() {
+    let hook = RecordingHook::new();
+    let e = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .audit_hook(Arc::new(hook.clone()))
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    e.wait(&admin, job.id, WAIT).unwrap();
+    let _ = e.export_data("ApiKey bad", ExportDataRequest::new("S1", &["DM"], "lines"));
+    let _ = e.export_data(&admin, ExportDataRequest::new("S1", &["XX"], "lines"));
+    let actions: Vec<(String, Outcome)> = hook.actions();
+    let expect: Vec<(&str, Outcome)> = vec![
+        ("create_api_key", Outcome::Success),
+        ("export_data", Outcome::Success),
+        ("job.running", Outcome::Success),
+        ("job.succeeded", Outcome::Success),
+        ("wait", Outcome::Success),
+        ("export_data", Outcome::Denied),
+        ("export_data", Outcome::Failed),
+    ];
+    let actions: Vec<(&str, Outcome)> = actions.iter().map(|(a, o)| (a.as_str(), *o)).collect();
+    assert_eq!(actions, expect);
+    let events = hook.events();
+    assert_eq!(events[1].target, format!("job:{}", job.id));
+    assert_eq!(events[5].actor.subject, "anonymous");
+    assert_eq!(events[5].details["reason"], "invalid_credential");
+    assert!(events
+        .windows(2)
+        .all(|w| w[1].seq == w[0].seq + 1 && w[1].prev_hash == w[0].hash));
+    let serialized = serde_json::to_string(&events).unwrap();
+    assert!(
+        !serialized.contains(admin.trim_start_matches("ApiKey ")),
+        "a secret reached the audit trail"
+    );
+    assert_eq!(e.verify_audit(&admin).unwrap(), 7);
+    let read = e.audit_events(&admin, 1, 100).unwrap();
+    assert_eq!(read.len(), 8, "the verify call itself is audited");
+    let stat = key(&e, &admin, &[Role::Statistician], &["*"]);
+    assert_eq!(code(&e.audit_events(&stat, 1, 10).unwrap_err()), "EXP003");
+}
+
+struct FailingHook;
+impl AuditHook for FailingHook {
+    fn record(&self, _: &AuditEvent) -> trialport_core::Result<()> {
+        Err(Error::server("hook_down", "down"))
+    }
+}
+
+#[test]
+fn a_failing_audit_hook_fails_the_operation() {
+    let store = Arc::new(trialport_core::store::MemoryStore::new());
+    let ok = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .store(store.clone())
+        .pepper(&[1u8; 32])
+        .workers(0)
+        .build()
+        .unwrap();
+    let admin = format!("ApiKey {}", ok.create_initial_admin_key("acme").unwrap());
+    drop(ok);
+    let e = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .store(store.clone())
+        .pepper(&[1u8; 32])
+        .audit_hook(Arc::new(FailingHook))
+        .workers(0)
+        .build()
+        .unwrap();
+    let err = e.formats(&admin).unwrap_err();
+    assert_eq!(
+        (err.code(), err.reason()),
+        (ErrorCode::Server, "audit_failed")
+    );
+}
+
+#[test]
+fn jobs_survive_a_restart_of_a_home() {
+    let dir = tempfile::tempdir().unwrap();
+    trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+    let open = |workers: usize| {
+        Engine::builder()
+            .formats(registry())
+            .source(source())
+            .home(dir.path())
+            .unwrap()
+            .workers(workers)
+            .build()
+            .unwrap()
+    };
+    let e = open(0);
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    drop(e);
+    let e = open(1);
+    let done = e.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    assert!(dir
+        .path()
+        .join("artifacts")
+        .join(job.id.to_string())
+        .join("dm.txt")
+        .is_file());
+    assert_eq!(e.verify_audit(&admin).unwrap() >= 5, true);
+    let err = e.create_initial_admin_key("acme").unwrap_err();
+    assert_eq!(err.reason(), "already_initialized");
+}
