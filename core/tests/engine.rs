@@ -807,3 +807,61 @@ fn jobs_survive_a_restart_of_a_home() {
     let err = e.create_initial_admin_key("acme").unwrap_err();
     assert_eq!(err.reason(), "already_initialized");
 }
+
+#[test]
+fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+    let open = |workers: usize, slow: bool| {
+        let b = Engine::builder()
+            .formats(registry())
+            .home(dir.path())
+            .unwrap();
+        let b = if slow {
+            b.source(Arc::new(SlowSource {
+                batches: 400,
+                pause: Duration::from_millis(10),
+            }))
+        } else {
+            b.source(source())
+        };
+        b.workers(workers).build().unwrap()
+    };
+    let e = open(0, false);
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let job = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    drop(e);
+    // A process claims the job and dies without finishing it.
+    {
+        use trialport_core::store::JobStore;
+        let store =
+            trialport_core::store::SqliteStore::open(&dir.path().join("trialport.db")).unwrap();
+        let claimed = store.claim_next(chrono::Utc::now()).unwrap().unwrap();
+        assert_eq!(claimed.id, job.id);
+    }
+    let e = open(1, false);
+    let done = e.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    drop(e);
+
+    // While a live engine runs a job, another engine opening the home leaves it alone.
+    let live = open(1, true);
+    let slow = live
+        .export_data(&admin, ExportDataRequest::new("SLOW", &["BIG"], "lines"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live.get_job(&admin, slow.id).unwrap().state != JobState::Running {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let other = open(0, true);
+    assert_eq!(
+        other.get_job(&admin, slow.id).unwrap().state,
+        JobState::Running
+    );
+    live.cancel(&admin, slow.id).unwrap();
+    let done = live.wait(&admin, slow.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Cancelled);
+}

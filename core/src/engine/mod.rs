@@ -83,6 +83,10 @@ pub struct EngineBuilder {
     pepper: Option<Vec<u8>>,
     workers: usize,
     retention: Option<chrono::Duration>,
+    /// Held (shared) while the engine lives, so that another process opening the same home knows it is alive.
+    home_lock: Option<std::fs::File>,
+    /// Whether no other engine process is alive, so jobs left `running` belong to a dead process.
+    sole_process: bool,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -161,7 +165,24 @@ impl EngineBuilder {
         let store = Arc::new(SqliteStore::open(&home.database_path())?);
         let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
         let pepper = home.pepper()?;
+        // An exclusive lock succeeds only when no other engine has this home open: then jobs left `running`
+        // were orphaned by a dead process. The lock is then held shared for the engine's lifetime.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("engine.lock"))
+            .map_err(|e| Error::io("cannot open the home lock", &e))?;
+        let sole = lock.try_lock().is_ok();
+        if sole {
+            lock.unlock()
+                .map_err(|e| Error::io("cannot release the home lock", &e))?;
+        }
+        lock.lock_shared()
+            .map_err(|e| Error::io("cannot take the home lock", &e))?;
         let mut b = self.store(store).sink(sink).pepper(&pepper);
+        b.home_lock = Some(lock);
+        b.sole_process = sole;
         if let Some(w) = home.config().workers {
             b = b.workers(w);
         }
@@ -171,7 +192,8 @@ impl EngineBuilder {
         Ok(b)
     }
 
-    /// Builds the engine, re-queues jobs a dead process left running, and starts the workers.
+    /// Builds the engine, re-queues jobs a dead process left running (on a home: only when no other engine has
+    /// the home open), and starts the workers.
     ///
     /// # Errors
     /// EXP002 for a pepper shorter than 32 bytes; EXP005 when randomness, the store or the audit trail fails.
@@ -213,8 +235,14 @@ impl EngineBuilder {
             changed: Condvar::new(),
             changed_lock: Mutex::new(0),
             shutdown: AtomicBool::new(false),
+            _home_lock: self.home_lock,
         });
-        for job in inner.jobs.requeue_running()? {
+        let orphans = if self.sole_process {
+            inner.jobs.requeue_running()?
+        } else {
+            vec![]
+        };
+        for job in orphans {
             inner.audit_system(
                 "job.requeued",
                 &job,
@@ -251,6 +279,7 @@ pub(crate) struct Inner {
     pub(crate) changed: Condvar,
     pub(crate) changed_lock: Mutex<u64>,
     pub(crate) shutdown: AtomicBool,
+    _home_lock: Option<std::fs::File>,
 }
 
 impl Inner {
@@ -455,6 +484,8 @@ impl Engine {
             pepper: None,
             workers: 2,
             retention: None,
+            home_lock: None,
+            sole_process: true,
         }
     }
 
@@ -521,7 +552,7 @@ impl Engine {
             authorize(p, Permission::ExportData, &p.org, Some(&request.study))?;
             crate::sink::validate_name(&request.study, "study")?;
             self.check_format(&request.format, Capability::Data, &request.options)?;
-            self.check_selections(&request.study, &request.datasets, false)?;
+            self.check_selections(&request.study, &request.datasets)?;
             let total = request.datasets.len() as u32;
             self.submit(
                 call,
@@ -561,7 +592,7 @@ impl Engine {
                     .map(DatasetSelection::Name)
                     .collect();
             }
-            self.check_selections(&request.study, &request.datasets, true)?;
+            self.check_selections(&request.study, &request.datasets)?;
             let total = request.datasets.len() as u32;
             self.submit(
                 call,
@@ -1043,12 +1074,7 @@ impl Engine {
         format.check_options(options)
     }
 
-    fn check_selections(
-        &self,
-        study: &str,
-        selections: &[DatasetSelection],
-        bulk: bool,
-    ) -> Result<()> {
+    fn check_selections(&self, study: &str, selections: &[DatasetSelection]) -> Result<()> {
         if selections.is_empty() {
             return Err(
                 Error::validation("missing_datasets", "name at least one dataset")
@@ -1068,7 +1094,6 @@ impl Engine {
             // Opening the selection checks the dataset, its columns and filters before a job exists.
             drop(self.inner.scan(study, s.name(), s.columns(), s.filters())?);
         }
-        let _ = bulk;
         Ok(())
     }
 
