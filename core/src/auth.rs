@@ -388,7 +388,7 @@ impl Authenticator {
             .keys
             .get_key(key_id)?
             .ok_or_else(|| Error::unauthorized("unknown_key", "the API key is not known"))?;
-        let expected = decode_hex(&record.secret_hash).unwrap_or_default();
+        let expected = crate::sink::hex_decode(&record.secret_hash).unwrap_or_default();
         // Constant-time comparison of the keyed hash.
         hmac::verify(&self.pepper, secret.as_bytes(), &expected)
             .map_err(|_| Error::unauthorized("unknown_key", "the API key is not known"))?;
@@ -497,16 +497,6 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
     let body_len = KEY_PREFIX.len() + id.len() + 1 + secret.len();
     let want = u32::from_str_radix(check, 16).ok()?;
     (crc32(&key.as_bytes()[..body_len]) == want).then_some((id, secret))
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// CRC-32 (IEEE), for the API key checksum.

@@ -70,7 +70,11 @@ impl fmt::Display for ErrorCode {
 /// [`Error::with_field`] and [`Error::with_detail`]. The message is for people; programs match on
 /// [`Error::code`] and [`Error::reason`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+/// The fields of an error, boxed so that `Result<T, Error>` stays one pointer wide.
+#[derive(Debug, Clone, PartialEq)]
+struct Inner {
     code: ErrorCode,
     reason: String,
     message: String,
@@ -86,7 +90,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error with a code, a stable snake_case reason and a human message.
     pub fn new(code: ErrorCode, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(Inner {
             code,
             reason: reason.into(),
             message: message.into(),
@@ -94,7 +98,7 @@ impl Error {
             details: Map::new(),
             request_id: None,
             timestamp: None,
-        }
+        }))
     }
 
     /// EXP001 with reason `not_found`.
@@ -129,69 +133,69 @@ impl Error {
 
     /// Sets the request field the error is about, e.g. `"limit"`.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.0.field = Some(field.into());
         self
     }
 
     /// Adds one detail (never a data value or a secret).
     pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.details.insert(key.to_string(), value.into());
+        self.0.details.insert(key.to_string(), value.into());
         self
     }
 
     /// Stamps the request id and time of the operation that failed (done once, by the engine).
     pub fn with_request(mut self, request_id: &str, at: chrono::DateTime<chrono::Utc>) -> Self {
-        if self.request_id.is_none() {
-            self.request_id = Some(request_id.to_string());
-            self.timestamp = Some(at);
+        if self.0.request_id.is_none() {
+            self.0.request_id = Some(request_id.to_string());
+            self.0.timestamp = Some(at);
         }
         self
     }
 
     /// The request id of the operation that failed, when stamped.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.0.request_id.as_deref()
     }
 
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.0.code
     }
 
     /// The stable snake_case reason, e.g. `permission_denied`.
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.0.reason
     }
 
     /// The human message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The request field the error is about.
     pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
+        self.0.field.as_deref()
     }
 
     /// Further details (`reason` is included when rendered).
     pub fn details(&self) -> &Map<String, Value> {
-        &self.details
+        &self.0.details
     }
 
     /// The HTTP status for this error: 403 for a denied permission, else the code's status.
     pub fn http_status(&self) -> u16 {
-        if self.code == ErrorCode::Unauthorized && self.reason == "permission_denied" {
+        if self.0.code == ErrorCode::Unauthorized && self.0.reason == "permission_denied" {
             403
         } else {
-            self.code.http_status()
+            self.0.code.http_status()
         }
     }
 
     /// Renders the standard error response with the stamped request id and time (now and `""` when unstamped).
     pub fn render(&self) -> Value {
         self.to_json(
-            self.timestamp.unwrap_or_else(chrono::Utc::now),
-            self.request_id.as_deref().unwrap_or(""),
+            self.0.timestamp.unwrap_or_else(chrono::Utc::now),
+            self.0.request_id.as_deref().unwrap_or(""),
         )
     }
 
@@ -210,7 +214,7 @@ impl Error {
         let code = serde_json::from_value::<ErrorCode>(v.get("code")?.clone()).ok()?;
         let mut details = v.get("details")?.as_object()?.clone();
         let reason = details.remove("reason")?.as_str()?.to_string();
-        Some(Error {
+        Some(Error(Box::new(Inner {
             code,
             reason,
             message: v.get("message")?.as_str()?.to_string(),
@@ -218,21 +222,21 @@ impl Error {
             details,
             request_id: None,
             timestamp: None,
-        })
+        })))
     }
 
     /// Renders the seed's standard error response:
     /// `{"error": {"code", "message", "field", "details": {"reason", ...}, "timestamp", "request_id"}}`.
     pub fn to_json(&self, timestamp: chrono::DateTime<chrono::Utc>, request_id: &str) -> Value {
         let mut details = Map::new();
-        details.insert("reason".into(), Value::String(self.reason.clone()));
-        for (k, v) in &self.details {
+        details.insert("reason".into(), Value::String(self.0.reason.clone()));
+        for (k, v) in &self.0.details {
             details.insert(k.clone(), v.clone());
         }
         json!({"error": {
-            "code": self.code.as_str(),
-            "message": self.message,
-            "field": self.field,
+            "code": self.0.code.as_str(),
+            "message": self.0.message,
+            "field": self.0.field,
             "details": details,
             "timestamp": crate::clock::format_utc(timestamp),
             "request_id": request_id,
@@ -242,8 +246,8 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.reason, self.message)?;
-        if let Some(field) = &self.field {
+        write!(f, "{} ({}): {}", self.0.code, self.0.reason, self.0.message)?;
+        if let Some(field) = &self.0.field {
             write!(f, " [field {field}]")?;
         }
         Ok(())

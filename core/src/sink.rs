@@ -124,6 +124,17 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Decodes lowercase or uppercase hex; `None` when the text is not whole bytes of hex digits.
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// A writer that counts and hashes (SHA-256) what passes through it.
 pub struct HashingWriter<W> {
     inner: W,

@@ -803,7 +803,7 @@ fn jobs_survive_a_restart_of_a_home() {
         .join(job.id.to_string())
         .join("dm.txt")
         .is_file());
-    assert_eq!(e.verify_audit(&admin).unwrap() >= 5, true);
+    assert!(e.verify_audit(&admin).unwrap() >= 5);
     let err = e.create_initial_admin_key("acme").unwrap_err();
     assert_eq!(err.reason(), "already_initialized");
 }
