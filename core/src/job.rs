@@ -170,6 +170,9 @@ pub struct Job {
     pub org: String,
     /// Subject of the principal who asked.
     pub requested_by: String,
+    /// Printed name of the principal who asked, at the time of asking.
+    #[serde(default)]
+    pub requested_by_name: String,
     /// The full request, as given.
     pub request: serde_json::Value,
     /// Output format id.

@@ -64,6 +64,7 @@ fn export_data_succeeds_with_artifacts_manifest_and_matching_checksums() {
     assert_eq!(manifest["files"][0]["source_rows"], 10);
     assert_eq!(manifest["files"][0]["sha256"], done.artifacts[0].sha256);
     assert_eq!(manifest["study"], "S1");
+    assert_eq!(manifest["requested_by"]["name"], "initial admin");
 }
 
 #[test]

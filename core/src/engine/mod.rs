@@ -1134,6 +1134,7 @@ impl Engine {
             study: study.to_string(),
             org: p.org.clone(),
             requested_by: p.subject.clone(),
+            requested_by_name: p.name.clone(),
             request,
             format: format.to_string(),
             state: JobState::Queued,
@@ -1158,8 +1159,7 @@ impl Engine {
         }
         Ok(Done {
             target: format!("job:{}", stored.id),
-            details: json!({"study": study, "kind": kind, "format": format, "idempotent_replay": reused,
-                "requested_by_name": p.name}),
+            details: json!({"study": study, "kind": kind, "format": format, "idempotent_replay": reused}),
             value: stored,
         })
     }

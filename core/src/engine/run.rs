@@ -388,7 +388,7 @@ fn manifest_of(run: &Running<'_>, files: Vec<ManifestEntry>) -> Manifest {
         format: job.format.clone(),
         requested_by: ManifestPrincipal {
             subject: job.requested_by.clone(),
-            name: job.requested_by.clone(),
+            name: job.requested_by_name.clone(),
             org: job.org.clone(),
         },
         created_at: job.created_at,

@@ -161,6 +161,7 @@ pub fn sample_job(org: &str, study: &str, requested_by: &str, created_at: DateTi
         study: study.to_string(),
         org: org.to_string(),
         requested_by: requested_by.to_string(),
+        requested_by_name: format!("{requested_by} (printed name)"),
         request: json!({"study": study, "datasets": ["dm", "ae"], "format": "csv",
             "options": {"zip": false, "nested": {"b": 1, "a": [1, 2, 3]}}}),
         format: "csv".to_string(),
