@@ -724,6 +724,7 @@ fn the_audit_trail_records_each_operation_in_order_and_verifies() {
     assert_eq!(events[1].target, format!("job:{}", job.id));
     assert_eq!(events[5].actor.subject, "anonymous");
     assert_eq!(events[5].details["reason"], "invalid_credential");
+    assert_eq!(events[5].target, "study:S1");
     assert!(events
         .windows(2)
         .all(|w| w[1].seq == w[0].seq + 1 && w[1].prev_hash == w[0].hash));

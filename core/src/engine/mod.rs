@@ -490,9 +490,11 @@ impl Engine {
     }
 
     /// Runs one operation: authenticate, run the body (which authorizes), audit the outcome, stamp errors.
+    /// `target` names what a refused or failed call was aimed at; a successful body names its own.
     fn call<T>(
         &self,
         action: &'static str,
+        target: String,
         credential: &str,
         body: impl FnOnce(&Call<'_>) -> Result<Done<T>>,
     ) -> Result<T> {
@@ -512,7 +514,7 @@ impl Engine {
                 } else {
                     Outcome::Failed
                 };
-                call.audit("-", outcome, json!({"reason": e.reason()}))
+                call.audit(&target, outcome, json!({"reason": e.reason()}))
                     .map_err(|a| stamp(a, &call))?;
                 return Err(stamp(e, &call));
             }
@@ -533,7 +535,7 @@ impl Engine {
                 if let Some(f) = e.field() {
                     details["field"] = json!(f);
                 }
-                call.audit("-", outcome, details)
+                call.audit(&target, outcome, details)
                     .map_err(|a| stamp(a, &call))?;
                 Err(stamp(e, &call))
             }
@@ -547,23 +549,28 @@ impl Engine {
     /// capability, a bad option, column or filter); EXP001 for an unknown format, study or dataset; EXP004 for an
     /// idempotency key reused with another request; EXP005 for store or audit failures.
     pub fn export_data(&self, credential: &str, request: ExportDataRequest) -> Result<Job> {
-        self.call("export_data", credential, |call| {
-            let p = call.principal();
-            authorize(p, Permission::ExportData, &p.org, Some(&request.study))?;
-            crate::sink::validate_name(&request.study, "study")?;
-            self.check_format(&request.format, Capability::Data, &request.options)?;
-            self.check_selections(&request.study, &request.datasets)?;
-            let total = request.datasets.len() as u32;
-            self.submit(
-                call,
-                JobKind::Data,
-                &request.study,
-                &request.format,
-                request.idempotency_key.clone(),
-                serde_json::to_value(&request).unwrap_or(Value::Null),
-                total,
-            )
-        })
+        self.call(
+            "export_data",
+            format!("study:{}", request.study),
+            credential,
+            |call| {
+                let p = call.principal();
+                authorize(p, Permission::ExportData, &p.org, Some(&request.study))?;
+                crate::sink::validate_name(&request.study, "study")?;
+                self.check_format(&request.format, Capability::Data, &request.options)?;
+                self.check_selections(&request.study, &request.datasets)?;
+                let total = request.datasets.len() as u32;
+                self.submit(
+                    call,
+                    JobKind::Data,
+                    &request.study,
+                    &request.format,
+                    request.idempotency_key.clone(),
+                    serde_json::to_value(&request).unwrap_or(Value::Null),
+                    total,
+                )
+            },
+        )
     }
 
     /// `bulk_export`: several datasets of a study in one zip package with `manifest.json`.
@@ -571,39 +578,44 @@ impl Engine {
     /// # Errors
     /// As [`Engine::export_data`]; EXP002 `unsupported_package` for `ectd` until the regulatory formats land.
     pub fn bulk_export(&self, credential: &str, request: BulkExportRequest) -> Result<Job> {
-        self.call("bulk_export", credential, |call| {
-            let p = call.principal();
-            authorize(p, Permission::ExportBulk, &p.org, Some(&request.study))?;
-            crate::sink::validate_name(&request.study, "study")?;
-            if request.package == PackageKind::Ectd {
-                return Err(Error::validation(
-                    "unsupported_package",
-                    "eCTD packages are not available in this version; use 'zip'",
+        self.call(
+            "bulk_export",
+            format!("study:{}", request.study),
+            credential,
+            |call| {
+                let p = call.principal();
+                authorize(p, Permission::ExportBulk, &p.org, Some(&request.study))?;
+                crate::sink::validate_name(&request.study, "study")?;
+                if request.package == PackageKind::Ectd {
+                    return Err(Error::validation(
+                        "unsupported_package",
+                        "eCTD packages are not available in this version; use 'zip'",
+                    )
+                    .with_field("package"));
+                }
+                self.check_format(&request.format, Capability::Data, &request.options)?;
+                let mut request = request;
+                if request.datasets.is_empty() {
+                    request.datasets = self
+                        .inner
+                        .dataset_names(&request.study)?
+                        .into_iter()
+                        .map(DatasetSelection::Name)
+                        .collect();
+                }
+                self.check_selections(&request.study, &request.datasets)?;
+                let total = request.datasets.len() as u32;
+                self.submit(
+                    call,
+                    JobKind::Bulk,
+                    &request.study,
+                    &request.format,
+                    request.idempotency_key.clone(),
+                    serde_json::to_value(&request).unwrap_or(Value::Null),
+                    total,
                 )
-                .with_field("package"));
-            }
-            self.check_format(&request.format, Capability::Data, &request.options)?;
-            let mut request = request;
-            if request.datasets.is_empty() {
-                request.datasets = self
-                    .inner
-                    .dataset_names(&request.study)?
-                    .into_iter()
-                    .map(DatasetSelection::Name)
-                    .collect();
-            }
-            self.check_selections(&request.study, &request.datasets)?;
-            let total = request.datasets.len() as u32;
-            self.submit(
-                call,
-                JobKind::Bulk,
-                &request.study,
-                &request.format,
-                request.idempotency_key.clone(),
-                serde_json::to_value(&request).unwrap_or(Value::Null),
-                total,
-            )
-        })
+            },
+        )
     }
 
     /// `export_report`: renders a report (title, parameters, text and table sections).
@@ -612,23 +624,28 @@ impl Engine {
     /// EXP003; EXP002 for a bad spec or a format that does not render reports; EXP001 for unknown format, study or
     /// dataset; EXP004; EXP005.
     pub fn export_report(&self, credential: &str, request: ReportRequest) -> Result<Job> {
-        self.call("export_report", credential, |call| {
-            let p = call.principal();
-            let study = &request.report.study;
-            authorize(p, Permission::ExportReport, &p.org, Some(study))?;
-            crate::sink::validate_name(study, "study")?;
-            self.check_format(&request.format, Capability::Report, &request.options)?;
-            compute::check_report(&self.inner, &request.report)?;
-            self.submit(
-                call,
-                JobKind::Report,
-                study,
-                &request.format,
-                request.idempotency_key.clone(),
-                serde_json::to_value(&request).unwrap_or(Value::Null),
-                1,
-            )
-        })
+        self.call(
+            "export_report",
+            format!("study:{}", request.report.study),
+            credential,
+            |call| {
+                let p = call.principal();
+                let study = &request.report.study;
+                authorize(p, Permission::ExportReport, &p.org, Some(study))?;
+                crate::sink::validate_name(study, "study")?;
+                self.check_format(&request.format, Capability::Report, &request.options)?;
+                compute::check_report(&self.inner, &request.report)?;
+                self.submit(
+                    call,
+                    JobKind::Report,
+                    study,
+                    &request.format,
+                    request.idempotency_key.clone(),
+                    serde_json::to_value(&request).unwrap_or(Value::Null),
+                    1,
+                )
+            },
+        )
     }
 
     /// `export_dashboard`: renders a dashboard (KPI tiles, tables, bar and line charts).
@@ -636,23 +653,28 @@ impl Engine {
     /// # Errors
     /// As [`Engine::export_report`].
     pub fn export_dashboard(&self, credential: &str, request: DashboardRequest) -> Result<Job> {
-        self.call("export_dashboard", credential, |call| {
-            let p = call.principal();
-            let study = &request.dashboard.study;
-            authorize(p, Permission::ExportDashboard, &p.org, Some(study))?;
-            crate::sink::validate_name(study, "study")?;
-            self.check_format(&request.format, Capability::Dashboard, &request.options)?;
-            compute::check_dashboard(&self.inner, &request.dashboard)?;
-            self.submit(
-                call,
-                JobKind::Dashboard,
-                study,
-                &request.format,
-                request.idempotency_key.clone(),
-                serde_json::to_value(&request).unwrap_or(Value::Null),
-                1,
-            )
-        })
+        self.call(
+            "export_dashboard",
+            format!("study:{}", request.dashboard.study),
+            credential,
+            |call| {
+                let p = call.principal();
+                let study = &request.dashboard.study;
+                authorize(p, Permission::ExportDashboard, &p.org, Some(study))?;
+                crate::sink::validate_name(study, "study")?;
+                self.check_format(&request.format, Capability::Dashboard, &request.options)?;
+                compute::check_dashboard(&self.inner, &request.dashboard)?;
+                self.submit(
+                    call,
+                    JobKind::Dashboard,
+                    study,
+                    &request.format,
+                    request.idempotency_key.clone(),
+                    serde_json::to_value(&request).unwrap_or(Value::Null),
+                    1,
+                )
+            },
+        )
     }
 
     /// `list_jobs`: the jobs the caller may see (own organization, permitted studies), newest first.
@@ -660,7 +682,7 @@ impl Engine {
     /// # Errors
     /// EXP003; EXP002 with field `limit` (not 1..=100), `page` (below 1) or `status`; EXP005.
     pub fn list_jobs(&self, credential: &str, request: ListJobsRequest) -> Result<JobPage> {
-        self.call("list_jobs", credential, |call| {
+        self.call("list_jobs", "jobs".to_string(), credential, |call| {
             let p = call.principal();
             authorize(p, Permission::JobsRead, &p.org, request.study.as_deref())?;
             let limit = request.limit.unwrap_or(i64::from(DEFAULT_PAGE_LIMIT));
@@ -705,7 +727,7 @@ impl Engine {
     /// # Errors
     /// EXP003; EXP001 for an unknown job; EXP005.
     pub fn get_job(&self, credential: &str, job_id: Uuid) -> Result<Job> {
-        self.call("get_job", credential, |call| {
+        self.call("get_job", format!("job:{job_id}"), credential, |call| {
             let job = self.visible_job(call, job_id, Permission::JobsRead)?;
             Ok(Done {
                 target: format!("job:{}", job.id),
@@ -720,7 +742,7 @@ impl Engine {
     /// # Errors
     /// As [`Engine::get_job`]; a timeout is not an error: the job is returned as it is.
     pub fn wait(&self, credential: &str, job_id: Uuid, timeout: Option<Duration>) -> Result<Job> {
-        self.call("wait", credential, |call| {
+        self.call("wait", format!("job:{job_id}"), credential, |call| {
             let mut job = self.visible_job(call, job_id, Permission::JobsRead)?;
             let deadline = timeout.map(|t| Instant::now() + t);
             while !job.state.is_finished() {
@@ -753,7 +775,7 @@ impl Engine {
     /// # Errors
     /// EXP003; EXP001; EXP004 `illegal_transition` for a finished job; EXP005.
     pub fn cancel(&self, credential: &str, job_id: Uuid) -> Result<Job> {
-        self.call("cancel", credential, |call| {
+        self.call("cancel", format!("job:{job_id}"), credential, |call| {
             let mut job = self.visible_job(call, job_id, Permission::JobsCancel)?;
             loop {
                 let result = match job.state {
@@ -824,7 +846,7 @@ impl Engine {
         job_id: Uuid,
         artifact: Option<&str>,
     ) -> Result<Download> {
-        self.call("download", credential, |call| {
+        self.call("download", format!("job:{job_id}"), credential, |call| {
             let job = self.visible_job(call, job_id, Permission::Download)?;
             let job = self.expire_if_due(job)?;
             match job.state {
@@ -889,7 +911,7 @@ impl Engine {
     /// # Errors
     /// EXP003; EXP005.
     pub fn formats(&self, credential: &str) -> Result<Vec<FormatInfo>> {
-        self.call("formats", credential, |call| {
+        self.call("formats", "formats".to_string(), credential, |call| {
             let p = call.principal();
             authorize(p, Permission::FormatsRead, &p.org, None)?;
             let infos = self.inner.formats.infos();
@@ -911,16 +933,21 @@ impl Engine {
         credential: &str,
         new: NewApiKey,
     ) -> Result<(String, ApiKeyRecord)> {
-        self.call("create_api_key", credential, |call| {
-            let p = call.principal();
-            authorize(p, Permission::KeysManage, &new.org, None)?;
-            let (text, rec) = self.inner.auth.create_key(new, &p.subject, call.at)?;
-            Ok(Done {
-                target: format!("apikey:{}", rec.key_id),
-                details: json!({"roles": rec.roles, "studies": rec.studies, "org": rec.org}),
-                value: (text, rec),
-            })
-        })
+        self.call(
+            "create_api_key",
+            "apikeys".to_string(),
+            credential,
+            |call| {
+                let p = call.principal();
+                authorize(p, Permission::KeysManage, &new.org, None)?;
+                let (text, rec) = self.inner.auth.create_key(new, &p.subject, call.at)?;
+                Ok(Done {
+                    target: format!("apikey:{}", rec.key_id),
+                    details: json!({"roles": rec.roles, "studies": rec.studies, "org": rec.org}),
+                    value: (text, rec),
+                })
+            },
+        )
     }
 
     /// Revokes an API key of the caller's organization; it fails from the next call on.
@@ -928,22 +955,27 @@ impl Engine {
     /// # Errors
     /// EXP003; EXP001 for an unknown key; EXP005.
     pub fn revoke_api_key(&self, credential: &str, key_id: &str) -> Result<()> {
-        self.call("revoke_api_key", credential, |call| {
-            let p = call.principal();
-            let rec = self
-                .inner
-                .auth
-                .keys()
-                .get_key(key_id)?
-                .ok_or_else(|| Error::not_found("no such API key").with_field("key_id"))?;
-            authorize(p, Permission::KeysManage, &rec.org, None)?;
-            self.inner.auth.keys().revoke_key(key_id, call.at)?;
-            Ok(Done {
-                target: format!("apikey:{key_id}"),
-                details: json!({}),
-                value: (),
-            })
-        })
+        self.call(
+            "revoke_api_key",
+            format!("apikey:{key_id}"),
+            credential,
+            |call| {
+                let p = call.principal();
+                let rec = self
+                    .inner
+                    .auth
+                    .keys()
+                    .get_key(key_id)?
+                    .ok_or_else(|| Error::not_found("no such API key").with_field("key_id"))?;
+                authorize(p, Permission::KeysManage, &rec.org, None)?;
+                self.inner.auth.keys().revoke_key(key_id, call.at)?;
+                Ok(Done {
+                    target: format!("apikey:{key_id}"),
+                    details: json!({}),
+                    value: (),
+                })
+            },
+        )
     }
 
     /// Creates the first `admin` key of an organization, for `init`: refused once the organization has a key.
@@ -990,7 +1022,7 @@ impl Engine {
         from: u64,
         limit: usize,
     ) -> Result<Vec<AuditEvent>> {
-        self.call("audit_events", credential, |call| {
+        self.call("audit_events", "audit".to_string(), credential, |call| {
             let p = call.principal();
             authorize(p, Permission::AuditRead, &p.org, None)?;
             if !(1..=1000).contains(&limit) {
@@ -1013,7 +1045,7 @@ impl Engine {
     /// # Errors
     /// EXP003 (needs `audit:read`); EXP005 `integrity_violation` with `details.seq`.
     pub fn verify_audit(&self, credential: &str) -> Result<u64> {
-        self.call("verify_audit", credential, |call| {
+        self.call("verify_audit", "audit".to_string(), credential, |call| {
             let p = call.principal();
             authorize(p, Permission::AuditRead, &p.org, None)?;
             let n = self.inner.auditor.verify()?;
