@@ -14,6 +14,7 @@ pub mod error;
 pub mod format;
 pub mod home;
 pub mod job;
+pub mod limit;
 pub mod manifest;
 pub mod meta;
 pub mod request;

@@ -867,3 +867,25 @@ fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones() {
     let done = live.wait(&admin, slow.id, WAIT).unwrap();
     assert_eq!(done.state, JobState::Cancelled);
 }
+
+#[test]
+fn calls_over_the_rate_limit_get_exp006_per_principal() {
+    let e = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .rate_limit(0.5, 3)
+        .unwrap()
+        .workers(0)
+        .build()
+        .unwrap();
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let other = key(&e, &admin, &[Role::Auditor], &["*"]);
+    e.formats(&admin).unwrap();
+    e.formats(&admin).unwrap();
+    let err = e.formats(&admin).unwrap_err();
+    assert_eq!((code(&err), err.reason()), ("EXP006", "rate_limited"));
+    assert!(err.details()["retry_after_ms"].as_u64().unwrap() > 0);
+    let err = e.list_jobs(&admin, ListJobsRequest::default()).unwrap_err();
+    assert_eq!(code(&err), "EXP006");
+    e.formats(&other).unwrap();
+}

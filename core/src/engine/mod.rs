@@ -85,6 +85,7 @@ pub struct EngineBuilder {
     retention: Option<chrono::Duration>,
     /// Held (shared) while the engine lives, so that another process opening the same home knows it is alive.
     home_lock: Option<std::fs::File>,
+    rate_limit: Option<crate::limit::RateLimiter>,
     /// Whether no other engine process is alive, so jobs left `running` belong to a dead process.
     sole_process: bool,
 }
@@ -147,6 +148,16 @@ impl EngineBuilder {
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
+    }
+
+    /// Limits each principal to `burst` calls at once and `per_second` on average (default: no limit).
+    /// Calls over the limit fail with EXP006 and `details.retry_after_ms`.
+    ///
+    /// # Errors
+    /// EXP002 unless both are positive.
+    pub fn rate_limit(mut self, per_second: f64, burst: u32) -> Result<Self> {
+        self.rate_limit = Some(crate::limit::RateLimiter::new(per_second, burst)?);
+        Ok(self)
     }
 
     /// Artifacts of succeeded jobs expire this long after the job finished (default: never).
@@ -236,6 +247,7 @@ impl EngineBuilder {
             changed_lock: Mutex::new(0),
             shutdown: AtomicBool::new(false),
             _home_lock: self.home_lock,
+            rate_limit: self.rate_limit,
         });
         let orphans = if self.sole_process {
             inner.jobs.requeue_running()?
@@ -280,6 +292,7 @@ pub(crate) struct Inner {
     pub(crate) changed_lock: Mutex<u64>,
     pub(crate) shutdown: AtomicBool,
     _home_lock: Option<std::fs::File>,
+    rate_limit: Option<crate::limit::RateLimiter>,
 }
 
 impl Inner {
@@ -485,6 +498,7 @@ impl Engine {
             workers: 2,
             retention: None,
             home_lock: None,
+            rate_limit: None,
             sole_process: true,
         }
     }
@@ -506,14 +520,25 @@ impl Engine {
             principal: None,
         };
         let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
-        match self.inner.auth.authenticate(credential, call.at) {
+        let authenticated = self
+            .inner
+            .auth
+            .authenticate(credential, call.at)
+            .and_then(|p| {
+                if let Some(limit) = &self.inner.rate_limit {
+                    limit.check(&p.subject, Instant::now())?;
+                }
+                Ok(p)
+            });
+        match authenticated {
             Ok(p) => call.principal = Some(p),
             Err(e) => {
-                let outcome = if e.code() == ErrorCode::Unauthorized {
-                    Outcome::Denied
-                } else {
-                    Outcome::Failed
-                };
+                let outcome =
+                    if matches!(e.code(), ErrorCode::Unauthorized | ErrorCode::RateLimited) {
+                        Outcome::Denied
+                    } else {
+                        Outcome::Failed
+                    };
                 call.audit(&target, outcome, json!({"reason": e.reason()}))
                     .map_err(|a| stamp(a, &call))?;
                 return Err(stamp(e, &call));
