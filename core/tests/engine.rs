@@ -889,3 +889,63 @@ fn calls_over_the_rate_limit_get_exp006_per_principal() {
     assert_eq!(code(&err), "EXP006");
     e.formats(&other).unwrap();
 }
+
+#[test]
+fn packages_verify_against_their_manifest_and_tampering_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+    let e = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .home(dir.path())
+        .unwrap()
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let bulk = e
+        .bulk_export(
+            &admin,
+            BulkExportRequest {
+                study: "S1".into(),
+                datasets: vec![],
+                format: "lines".into(),
+                options: Default::default(),
+                package: PackageKind::Zip,
+                idempotency_key: None,
+            },
+        )
+        .unwrap();
+    e.wait(&admin, bulk.id, WAIT).unwrap();
+    let zip_path = dir.path().join("package.zip");
+    std::fs::write(&zip_path, read_all(&e, &admin, bulk.id, None)).unwrap();
+    let report = trialport_core::manifest::verify_package(&zip_path).unwrap();
+    assert_eq!((report.job_id, report.files_verified), (bulk.id, 2));
+
+    // A job's artifact directory verifies too; one changed byte is found.
+    let data = e
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM", "AE"], "lines"))
+        .unwrap();
+    e.wait(&admin, data.id, WAIT).unwrap();
+    let job_dir = dir.path().join("artifacts").join(data.id.to_string());
+    assert_eq!(
+        trialport_core::manifest::verify_package(&job_dir)
+            .unwrap()
+            .files_verified,
+        2
+    );
+    let dm = job_dir.join("dm.txt");
+    let mut bytes = std::fs::read(&dm).unwrap();
+    bytes[5] ^= 0x20;
+    std::fs::write(&dm, bytes).unwrap();
+    let err = trialport_core::manifest::verify_package(&job_dir).unwrap_err();
+    assert_eq!(
+        (code(&err), err.reason()),
+        ("EXP005", "integrity_violation")
+    );
+    assert_eq!(err.details()["path"], "dm.txt");
+    assert_eq!(
+        code(&trialport_core::manifest::verify_package(&dir.path().join("nope")).unwrap_err()),
+        "EXP001"
+    );
+}

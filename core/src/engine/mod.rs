@@ -767,9 +767,25 @@ impl Engine {
     /// # Errors
     /// As [`Engine::get_job`]; a timeout is not an error: the job is returned as it is.
     pub fn wait(&self, credential: &str, job_id: Uuid, timeout: Option<Duration>) -> Result<Job> {
+        self.wait_with_progress(credential, job_id, timeout, |_| {})
+    }
+
+    /// Like [`Engine::wait`], calling `on_progress` with the job whenever it is read again (about every 50 ms
+    /// while it runs): one audited call however long the wait, for progress bars.
+    ///
+    /// # Errors
+    /// As [`Engine::get_job`].
+    pub fn wait_with_progress(
+        &self,
+        credential: &str,
+        job_id: Uuid,
+        timeout: Option<Duration>,
+        mut on_progress: impl FnMut(&Job),
+    ) -> Result<Job> {
         self.call("wait", format!("job:{job_id}"), credential, |call| {
             let mut job = self.visible_job(call, job_id, Permission::JobsRead)?;
             let deadline = timeout.map(|t| Instant::now() + t);
+            on_progress(&job);
             while !job.state.is_finished() {
                 let step = Duration::from_millis(50);
                 let step = match deadline {
@@ -786,6 +802,7 @@ impl Engine {
                     .unwrap_or_else(|p| p.into_inner());
                 let _ = self.inner.changed.wait_timeout(guard, step);
                 job = self.inner.jobs.get(job_id)?;
+                on_progress(&job);
             }
             Ok(Done {
                 target: format!("job:{}", job.id),

@@ -1,0 +1,350 @@
+//! The command line as clap parses it: every command, argument and help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const LONG_ABOUT: &str = "trialport: export clinical-trial data as analysis extracts, reports, dashboards and \
+packages, with every export run as a job and recorded in a 21 CFR Part 11 audit trail.
+
+`formats`, `convert` and `demo` need nothing else. Every other command works on a home directory (--home or \
+TRIALPORT_HOME; create one with `init`) and needs a credential (--credential or TRIALPORT_CREDENTIAL: \
+\"ApiKey tp_...\", a bare \"tp_...\" key, or \"Bearer <jwt>\").";
+
+const AFTER_HELP: &str = "Jobs and workers: export jobs run on worker threads inside the trialport process that \
+waits for them (`export ... --wait`, `jobs wait ID`, `demo`). A process that exits right after `export` without \
+--wait leaves the job queued in the home's SQLite database; the next trialport process that waits on the home \
+(for example `trialport jobs wait ID`) picks it up and runs it.
+
+Output: --json prints JSON on stdout; without it, readable tables. Errors print the standard error JSON \
+{\"error\": {\"code\": \"EXP00x\", ...}} on stderr. Exit status: 0 success, 1 error (or a failed job with \
+--wait), 2 usage error, 3 --timeout passed before the job finished.";
+
+/// `trialport`: the command line of the trialport export engine.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trialport",
+    version,
+    about = "Export clinical-trial data: extracts, reports, dashboards and packages, as audited jobs",
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Home directory (jobs, keys, audit trail, artifacts); created by `init`.
+    #[arg(long, global = true, env = "TRIALPORT_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Credential: "ApiKey tp_...", a bare "tp_..." key, or "Bearer <jwt>".
+    #[arg(
+        long,
+        global = true,
+        env = "TRIALPORT_CREDENTIAL",
+        hide_env_values = true,
+        value_name = "CRED"
+    )]
+    pub credential: Option<String>,
+
+    /// Print JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the formats with their capabilities and options (no home or credential needed).
+    Formats,
+    /// Convert a data file from one format to another (no home or credential needed).
+    Convert(ConvertArgs),
+    /// Run a complete tour on a generated fictional study: exports, report, dashboard, package, download.
+    Demo(DemoArgs),
+    /// Create a home directory and its first admin API key (printed once).
+    Init(InitArgs),
+    /// Start an export job: data, report, dashboard or bulk package.
+    #[command(subcommand, after_help = AFTER_HELP)]
+    Export(ExportCommand),
+    /// List, show, cancel or wait for jobs.
+    #[command(subcommand, after_help = AFTER_HELP)]
+    Jobs(JobsCommand),
+    /// Download an artifact of a succeeded job (verified against its SHA-256).
+    Download(DownloadArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Read and verify the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check a package (bulk zip or a job's artifact directory) against its manifest (no home needed).
+    Verify(VerifyArgs),
+}
+
+/// `verify PACKAGE`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A bulk zip package, or a job's artifact directory holding manifest.json.
+    pub package: PathBuf,
+}
+
+/// `convert INPUT -o OUTPUT ...`
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Input file (CSV, TSV, Parquet, Arrow IPC, NDJSON, JSON, ...), read by its extension.
+    pub input: PathBuf,
+    /// Output file; written atomically (nothing is left behind on failure).
+    #[arg(short, long, value_name = "OUTPUT")]
+    pub output: PathBuf,
+    /// Output format id (default: from the output's extension).
+    #[arg(long, value_name = "FORMAT")]
+    pub to: Option<String>,
+    /// Dataset name stored with the data (e.g. DM).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<String>,
+    /// Dataset label stored with the data (e.g. Demographics).
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+    /// Metadata JSON document (Dataset-JSON `columns` shape plus `privacy`).
+    #[arg(long, value_name = "META.json")]
+    pub meta: Option<PathBuf>,
+    /// Format option as name=value (repeatable); `trialport formats` lists them.
+    #[arg(long = "option", value_name = "K=V")]
+    pub options: Vec<String>,
+}
+
+/// `demo [--out DIR]`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory to create (must not exist or be empty; default ./trialport-demo).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `init [--source DIR] [--org ORG]`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory of study data served to exports: DIR/<study>/<DATASET>.<ext>.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Organization of the first admin key.
+    #[arg(long, value_name = "ORG", default_value = "default")]
+    pub org: String,
+}
+
+/// Waiting for a job after starting it.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Run the job in this process and wait until it finishes; exit 1 with its error if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (exit 3).
+    #[arg(long, value_name = "SECS", requires = "wait")]
+    pub timeout: Option<f64>,
+}
+
+/// `export data|report|dashboard|bulk`
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export datasets of a study, one file per dataset.
+    Data(ExportDataArgs),
+    /// Render a report from a spec file (ReportSpec or ReportRequest JSON).
+    Report(DocumentArgs),
+    /// Render a dashboard from a spec file (DashboardSpec or DashboardRequest JSON).
+    Dashboard(DocumentArgs),
+    /// Export several datasets as one zip package with a manifest.
+    Bulk(ExportBulkArgs),
+}
+
+/// `export data ...`
+#[derive(Debug, Args)]
+pub struct ExportDataArgs {
+    /// Study id.
+    #[arg(long)]
+    pub study: String,
+    /// Datasets, comma-separated (e.g. DM,AE).
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub datasets: Vec<String>,
+    /// Format id (see `trialport formats`).
+    #[arg(long)]
+    pub format: String,
+    /// Format option as name=value (repeatable).
+    #[arg(long = "option", value_name = "K=V")]
+    pub options: Vec<String>,
+    /// Row filter COLUMN:OP:VALUE (repeatable; OP is eq, ne, lt, le, gt, ge, in, is_null, is_not_null; `in` takes
+    /// a comma-separated list).
+    #[arg(long = "filter", value_name = "COL:OP:VALUE")]
+    pub filters: Vec<String>,
+    /// Columns to keep, in order, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// Idempotency key: repeating the same request with it returns the same job.
+    #[arg(long, value_name = "K")]
+    pub idempotency_key: Option<String>,
+    /// Waiting.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `export report|dashboard ...`
+#[derive(Debug, Args)]
+pub struct DocumentArgs {
+    /// Spec file: the spec JSON, or a whole request JSON with the spec and a format.
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// Format id (default html, or the request file's format).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Format option as name=value (repeatable).
+    #[arg(long = "option", value_name = "K=V")]
+    pub options: Vec<String>,
+    /// Idempotency key.
+    #[arg(long, value_name = "K")]
+    pub idempotency_key: Option<String>,
+    /// Waiting.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `export bulk ...`
+#[derive(Debug, Args)]
+pub struct ExportBulkArgs {
+    /// Study id.
+    #[arg(long)]
+    pub study: String,
+    /// Datasets, comma-separated (default: every dataset of the study).
+    #[arg(long, value_delimiter = ',')]
+    pub datasets: Vec<String>,
+    /// Format id of the files inside the package.
+    #[arg(long)]
+    pub format: String,
+    /// Format option as name=value (repeatable).
+    #[arg(long = "option", value_name = "K=V")]
+    pub options: Vec<String>,
+    /// Packaging (zip).
+    #[arg(long)]
+    pub package: Option<String>,
+    /// Idempotency key.
+    #[arg(long, value_name = "K")]
+    pub idempotency_key: Option<String>,
+    /// Waiting.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `jobs list|show|cancel|wait`
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// The jobs you may see, newest first.
+    List(JobsListArgs),
+    /// One job: state, progress, artifacts, error.
+    Show(JobIdArg),
+    /// Cancel a queued or running job.
+    Cancel(JobIdArg),
+    /// Run (if queued) and wait for a job; exit 1 with its error if it fails.
+    Wait(JobsWaitArgs),
+}
+
+/// `jobs list ...`
+#[derive(Debug, Args)]
+pub struct JobsListArgs {
+    /// Page, from 1.
+    #[arg(long, allow_negative_numbers = true)]
+    pub page: Option<i64>,
+    /// Jobs per page, 1 to 100 (default 20).
+    #[arg(long, allow_negative_numbers = true)]
+    pub limit: Option<i64>,
+    /// Only jobs in this state (queued, running, succeeded, failed, cancelled, expired).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only jobs of this study.
+    #[arg(long)]
+    pub study: Option<String>,
+}
+
+/// A job id argument.
+#[derive(Debug, Args)]
+pub struct JobIdArg {
+    /// Job id.
+    pub id: String,
+}
+
+/// `jobs wait ID [--timeout SECS]`
+#[derive(Debug, Args)]
+pub struct JobsWaitArgs {
+    /// Job id.
+    pub id: String,
+    /// Give up after this many seconds (exit 3).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+/// `download ID -o PATH [--artifact NAME]`
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Job id.
+    pub id: String,
+    /// Where to write (a file, or an existing directory to write the artifact's name into).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// Artifact name (needed when the job has several, e.g. dm.csv or manifest.json).
+    #[arg(long, value_name = "NAME")]
+    pub artifact: Option<String>,
+}
+
+/// `keys create|revoke`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key; its text is printed once.
+    Create(KeysCreateArgs),
+    /// Revoke an API key by id.
+    Revoke(KeysRevokeArgs),
+}
+
+/// `keys create ...`
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    /// A name for people.
+    #[arg(long)]
+    pub name: String,
+    /// Roles, comma-separated: admin, data_manager, statistician, monitor, auditor, integration.
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub roles: Vec<String>,
+    /// Studies, comma-separated ("*" for all).
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub studies: Vec<String>,
+    /// Organization (default: the home's).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Expiry time, RFC 3339 (e.g. 2026-12-31T23:59:59Z).
+    #[arg(long, value_name = "TIME")]
+    pub expires_at: Option<String>,
+}
+
+/// `keys revoke KEY_ID`
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    /// Key id (the 12 hex digits after `tp_`).
+    pub key_id: String,
+}
+
+/// `audit verify|export`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain of the audit trail.
+    Verify,
+    /// Print audit events as JSON lines.
+    Export(AuditExportArgs),
+}
+
+/// `audit export ...`
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// First sequence number.
+    #[arg(long, default_value_t = 1)]
+    pub from: u64,
+    /// Events at most (default: all).
+    #[arg(long)]
+    pub limit: Option<u64>,
+}

@@ -1,0 +1,566 @@
+//! `trialport demo`: a complete tour on the generated fictional study `DEMO01` (see [`data`]).
+//!
+//! It writes the study as CSV files into `DIR/source/DEMO01/`, creates a home in `DIR/home` serving that
+//! directory, and then, through the engine and its admin key, exports DM in every data format, renders a report
+//! and a dashboard, packages all four datasets in a zip, lists the jobs, downloads one artifact into
+//! `DIR/downloads/`, verifies the audit trail and tells where everything is.
+
+pub mod data;
+
+use crate::args::DemoArgs;
+use crate::files::AtomicFile;
+use crate::output::{self, Table};
+use data::{Dataset, STUDY};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+use trialport_core::document::{
+    ChartKind, ChartSpec, DashboardSpec, Measure, ReportSpec, SectionSpec, TableSpec, TileSpec,
+};
+use trialport_core::format::{Capability, FormatOptions};
+use trialport_core::home::Home;
+use trialport_core::job::{Job, JobState};
+use trialport_core::request::{
+    BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
+    PackageKind, ReportRequest,
+};
+use trialport_core::source::{Filter, FilterOp, SortKey};
+use trialport_core::{Error, Result};
+
+/// The organization of the demo home.
+const ORG: &str = "demo";
+
+/// Runs the tour; exits 1 (after the summary) when any demo job failed.
+///
+/// # Errors
+/// EXP004 `directory_not_empty` when the output directory has files; the engine's errors.
+pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
+    let started = Instant::now();
+    let dir = prepare_dir(args.out.as_deref())?;
+    let say = |text: &str| -> Result<()> {
+        if json {
+            Ok(())
+        } else {
+            output::line(text)
+        }
+    };
+    say(&format!(
+        "trialport demo: a tour on {STUDY}, a generated fictional study\n  directory {}\n",
+        dir.display()
+    ))?;
+
+    // 1. The study, as CSV files a directory source serves.
+    let datasets = data::generate()?;
+    let source = dir.join("source");
+    let study_dir = source.join(STUDY);
+    fs::create_dir_all(&study_dir)
+        .map_err(|e| Error::io("cannot create the demo source directory", &e))?;
+    for d in &datasets {
+        write_csv(&study_dir, d)?;
+    }
+    say(&format!(
+        "1. wrote {STUDY} as CSV: {}",
+        datasets
+            .iter()
+            .map(|d| format!("{} ({} rows)", d.name, d.batch.num_rows()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))?;
+
+    // 2. A home serving that directory, and its admin key.
+    let home_dir = dir.join("home");
+    Home::init(&home_dir, ORG, Some(&source))?;
+    let engine = trialport_formats::home::engine_builder(&home_dir)?.build()?;
+    let key = engine.create_initial_admin_key(ORG)?;
+    let key_file = dir.join("demo.key");
+    write_secret(&key_file, &key)?;
+    let cred = format!("ApiKey {key}");
+    say(&format!(
+        "2. created the home {} with an admin API key (saved in {}, mode 0600)",
+        home_dir.display(),
+        key_file.display()
+    ))?;
+
+    // 3. Jobs: DM in every data format, a report, a dashboard, a bulk package.
+    let mut submitted: Vec<(String, Result<Job>)> = Vec::new();
+    let data_formats: Vec<&'static str> = engine
+        .formats(&cred)?
+        .into_iter()
+        .filter(|f| f.can(Capability::Data))
+        .map(|f| f.id)
+        .collect();
+    for id in &data_formats {
+        submitted.push((
+            format!("DM as {id}"),
+            engine.export_data(&cred, ExportDataRequest::new(STUDY, &["DM"], id)),
+        ));
+    }
+    submitted.push((
+        "report (html)".into(),
+        engine.export_report(
+            &cred,
+            ReportRequest {
+                report: report_spec(),
+                format: "html".into(),
+                options: FormatOptions::new(),
+                idempotency_key: None,
+            },
+        ),
+    ));
+    submitted.push((
+        "dashboard (html)".into(),
+        engine.export_dashboard(
+            &cred,
+            DashboardRequest {
+                dashboard: dashboard_spec(),
+                format: "html".into(),
+                options: FormatOptions::new(),
+                idempotency_key: None,
+            },
+        ),
+    ));
+    submitted.push((
+        "bulk zip of DM, AE, LB, VS (csv)".into(),
+        engine.bulk_export(
+            &cred,
+            BulkExportRequest {
+                study: STUDY.into(),
+                datasets: datasets
+                    .iter()
+                    .map(|d| DatasetSelection::Name(d.name.to_string()))
+                    .collect(),
+                format: "csv".into(),
+                options: FormatOptions::new(),
+                package: PackageKind::Zip,
+                idempotency_key: None,
+            },
+        ),
+    ));
+    say(&format!(
+        "3. started {} jobs: DM in {} data formats ({}), a report, a dashboard and a bulk package",
+        submitted.len(),
+        data_formats.len(),
+        data_formats.join(", ")
+    ))?;
+
+    // 4. Wait for each.
+    let mut results: Vec<(String, Result<Job>)> = Vec::new();
+    for (what, job) in submitted {
+        let done = job.and_then(|j| engine.wait(&cred, j.id, None));
+        results.push((what, done));
+    }
+    let artifacts_dir = Home::open(&home_dir)?.artifacts_dir();
+    let mut t = Table::new(&["JOB", "STATE", "ARTIFACT", "ROWS", "SIZE"]);
+    for (what, r) in &results {
+        match r {
+            Ok(job) => {
+                let main: Vec<_> = job
+                    .artifacts
+                    .iter()
+                    .filter(|a| a.name != "manifest.json")
+                    .collect();
+                if main.is_empty() {
+                    t.row(vec![
+                        what.clone(),
+                        job.state.to_string(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ]);
+                }
+                for a in main {
+                    t.row(vec![
+                        what.clone(),
+                        job.state.to_string(),
+                        artifacts_dir
+                            .join(job.id.to_string())
+                            .join(&a.name)
+                            .display()
+                            .to_string(),
+                        a.rows.map(|r| r.to_string()).unwrap_or_default(),
+                        output::bytes(a.bytes),
+                    ]);
+                }
+            }
+            Err(e) => t.row(vec![
+                what.clone(),
+                format!("not started ({})", e.code()),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]),
+        }
+    }
+    say("4. waited for every job:\n")?;
+    if !json {
+        t.print()?;
+    }
+
+    // 5. The job list, as `trialport jobs list` shows it.
+    let page = engine.list_jobs(
+        &cred,
+        ListJobsRequest {
+            limit: Some(100),
+            ..ListJobsRequest::default()
+        },
+    )?;
+    say(&format!("\n5. the job list ({} jobs):\n", page.total))?;
+    if !json {
+        output::jobs_table(&page.items).print()?;
+    }
+
+    // 6. Download one artifact (DM as CSV), verified against its SHA-256.
+    let downloads = dir.join("downloads");
+    fs::create_dir_all(&downloads)
+        .map_err(|e| Error::io("cannot create the downloads directory", &e))?;
+    let pick = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .filter(|j| j.state == JobState::Succeeded && j.kind == trialport_core::job::JobKind::Data)
+        .min_by_key(|j| j.format != "csv");
+    let download = match pick {
+        Some(job) => {
+            let d = crate::engine_cmds::download_to(&engine, &cred, job.id, None, &downloads)?;
+            say(&format!(
+                "\n6. downloaded {} to {} (sha256 {} matches the job's record)",
+                d["artifact"].as_str().unwrap_or(""),
+                d["path"].as_str().unwrap_or(""),
+                d["sha256"].as_str().unwrap_or("")
+            ))?;
+            Some(d)
+        }
+        None => {
+            say("\n6. no data job succeeded: nothing to download")?;
+            None
+        }
+    };
+
+    // 7. The audit trail.
+    let events = engine.verify_audit(&cred)?;
+    say(&format!(
+        "7. audit trail verified: {events} events, hash chain intact"
+    ))?;
+
+    let failures: Vec<Error> = results
+        .iter()
+        .filter_map(|(what, r)| match r {
+            Ok(job) => match crate::wait::outcome(job) {
+                crate::wait::Finished::Err(e) => Some(e.with_detail("demo_step", what.as_str())),
+                _ => None,
+            },
+            Err(e) => Some(e.clone().with_detail("demo_step", what.as_str())),
+        })
+        .collect();
+    let seconds = started.elapsed().as_secs_f64();
+
+    if json {
+        output::json(&json!({
+            "directory": dir,
+            "source": study_dir,
+            "home": home_dir,
+            "key_file": key_file,
+            "jobs": results.iter().map(|(what, r)| job_json(what, r, &artifacts_dir)).collect::<Vec<_>>(),
+            "download": download,
+            "audit_events": events,
+            "failed": failures.len(),
+            "seconds": (seconds * 10.0).round() / 10.0,
+        }))?;
+    } else {
+        summary(
+            &dir,
+            &home_dir,
+            &key_file,
+            &results,
+            &artifacts_dir,
+            seconds,
+        )?;
+    }
+    match failures.into_iter().next() {
+        None => Ok(ExitCode::SUCCESS),
+        Some(first) => Err(first),
+    }
+}
+
+fn job_json(what: &str, r: &Result<Job>, artifacts_dir: &Path) -> Value {
+    match r {
+        Ok(job) => json!({
+            "step": what,
+            "id": job.id,
+            "kind": job.kind,
+            "format": job.format,
+            "state": job.state,
+            "artifacts": job.artifacts.iter().map(|a| json!({
+                "name": a.name,
+                "path": artifacts_dir.join(job.id.to_string()).join(&a.name),
+                "bytes": a.bytes,
+                "rows": a.rows,
+                "sha256": a.sha256,
+            })).collect::<Vec<_>>(),
+            "error": job.error,
+        }),
+        Err(e) => json!({"step": what, "state": "not_started", "error": e.render()["error"]}),
+    }
+}
+
+fn summary(
+    dir: &Path,
+    home: &Path,
+    key_file: &Path,
+    results: &[(String, Result<Job>)],
+    artifacts_dir: &Path,
+    seconds: f64,
+) -> Result<()> {
+    let find = |kind: trialport_core::job::JobKind| {
+        results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .find(|j| j.kind == kind && j.state == JobState::Succeeded)
+    };
+    let path_of = |job: Option<&Job>| {
+        job.and_then(|j| {
+            j.artifacts
+                .iter()
+                .find(|a| a.name != "manifest.json")
+                .map(|a| artifacts_dir.join(j.id.to_string()).join(&a.name))
+        })
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(failed)".into())
+    };
+    let lines = [
+        String::new(),
+        format!("Done in {seconds:.1} s. Everything is in {}:", dir.display()),
+        format!("  source/{STUDY}/      the study as CSV (DM, AE, LB, VS)"),
+        "  home/               the trialport home: trialport.db (jobs, keys, audit trail), config.json".into(),
+        "  home/artifacts/     one folder per job: <job id>/<artifact> and manifest.json".into(),
+        "  downloads/          the downloaded artifact".into(),
+        "  demo.key            the demo home's admin API key (keep it private)".into(),
+        String::new(),
+        format!("  report:     {}", path_of(find(trialport_core::job::JobKind::Report))),
+        format!("  dashboard:  {}", path_of(find(trialport_core::job::JobKind::Dashboard))),
+        format!("  package:    {}", path_of(find(trialport_core::job::JobKind::Bulk))),
+        String::new(),
+        "Explore it with the CLI:".into(),
+        format!("  export TRIALPORT_HOME={}", home.display()),
+        format!("  export TRIALPORT_CREDENTIAL=\"$(cat {})\"", key_file.display()),
+        "  trialport jobs list".into(),
+        format!("  trialport export data --study {STUDY} --datasets AE --format csv --filter AESER:eq:Y --wait"),
+        "  trialport audit verify".into(),
+    ];
+    for l in lines {
+        output::line(&l)?;
+    }
+    Ok(())
+}
+
+/// The output directory: `--out`, else `./trialport-demo` (or a temp directory when the current one is not
+/// writable). It must not exist or be empty.
+fn prepare_dir(out: Option<&Path>) -> Result<PathBuf> {
+    let dir = match out {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let here = std::env::current_dir()
+                .map(|d| d.join("trialport-demo"))
+                .unwrap_or_else(|_| PathBuf::from("trialport-demo"));
+            match fs::create_dir_all(&here) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    std::env::temp_dir().join(format!("trialport-demo-{}", std::process::id()))
+                }
+                _ => here,
+            }
+        }
+    };
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(Error::validation(
+                "not_a_directory",
+                "the demo output path exists and is not a directory",
+            )
+            .with_field("out"));
+        }
+        let mut entries =
+            fs::read_dir(&dir).map_err(|e| Error::io("cannot read the demo directory", &e))?;
+        if entries.next().is_some() {
+            return Err(Error::conflict(
+                "directory_not_empty",
+                "the demo directory is not empty: remove it or choose another with --out DIR",
+            )
+            .with_field("out"));
+        }
+    } else {
+        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create the demo directory", &e))?;
+    }
+    fs::canonicalize(&dir).map_err(|e| Error::io("cannot resolve the demo directory", &e))
+}
+
+/// Writes one dataset as `<NAME>.csv` with the csv format and its metadata as `<NAME>.meta.json`, atomically.
+fn write_csv(study_dir: &Path, d: &Dataset) -> Result<()> {
+    let registry = trialport_formats::default_formats();
+    let csv = registry.get("csv")?;
+    let mut file = AtomicFile::create(&study_dir.join(format!("{}.csv", d.name)), "out")?;
+    {
+        let mut enc = csv.encoder(&d.schema, &d.meta(), &FormatOptions::new(), &mut file)?;
+        enc.write(&d.batch)?;
+        enc.finish()?;
+    }
+    file.commit()?;
+    // The labels and types travel in a `<NAME>.meta.json` sidecar, which the directory source layers over the
+    // CSV file.
+    let meta = serde_json::to_vec_pretty(&d.meta())
+        .map_err(|_| Error::server("internal", "cannot serialize the demo metadata"))?;
+    let mut file = AtomicFile::create(&study_dir.join(format!("{}.meta.json", d.name)), "out")?;
+    file.write_all(&meta)
+        .map_err(|e| Error::io("cannot write the demo metadata", &e))?;
+    file.commit()?;
+    Ok(())
+}
+
+/// Writes the demo key to a file only its owner can read.
+fn write_secret(path: &Path, key: &str) -> Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| Error::io("cannot write the demo key file", &e))?;
+    writeln!(f, "{key}").map_err(|e| Error::io("cannot write the demo key file", &e))
+}
+
+fn eq(column: &str, value: &str) -> Filter {
+    Filter::new(column, FilterOp::Eq, value)
+}
+
+fn asc(column: &str) -> SortKey {
+    SortKey {
+        column: column.into(),
+        descending: false,
+    }
+}
+
+fn report_spec() -> ReportSpec {
+    let parameters = BTreeMap::from([
+        ("Data cut-off".to_string(), "2024-12-31".to_string()),
+        (
+            "Population".to_string(),
+            "Safety: all randomized subjects".to_string(),
+        ),
+        ("Study".to_string(), STUDY.to_string()),
+    ]);
+    ReportSpec {
+        study: STUDY.into(),
+        title: format!("{STUDY} safety overview (fictional data)"),
+        parameters,
+        sections: vec![
+            SectionSpec::Text {
+                heading: Some("About this report".into()),
+                body: format!(
+                    "This report was rendered by `trialport demo` from {STUDY}, a generated study of {} \
+                     fictional subjects in three arms.\n\nNo value in it describes a real person.",
+                    data::SUBJECTS
+                ),
+            },
+            SectionSpec::Table(TableSpec {
+                heading: Some("Adverse events".into()),
+                dataset: "AE".into(),
+                columns: Some(
+                    ["USUBJID", "AESEQ", "AETERM", "AEDECOD", "AESEV", "AESER", "AESTDTC"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+                filters: vec![],
+                sort: vec![asc("USUBJID"), asc("AESEQ")],
+                limit: None,
+            }),
+            SectionSpec::Table(TableSpec {
+                heading: Some("Alanine aminotransferase (ALT) results".into()),
+                dataset: "LB".into(),
+                columns: Some(
+                    ["USUBJID", "VISITNUM", "LBTESTCD", "LBSTRESN", "LBSTRESU", "LBDT"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+                filters: vec![eq("LBTESTCD", "ALT")],
+                sort: vec![asc("USUBJID"), asc("VISITNUM")],
+                limit: None,
+            }),
+        ],
+    }
+}
+
+fn dashboard_spec() -> DashboardSpec {
+    let tile = |label: &str, dataset: &str, measure: Measure, column: Option<&str>| TileSpec {
+        label: label.into(),
+        dataset: dataset.into(),
+        measure,
+        column: column.map(String::from),
+        filters: vec![],
+    };
+    DashboardSpec {
+        study: STUDY.into(),
+        title: format!("{STUDY} dashboard (fictional data)"),
+        tiles: vec![
+            tile("Subjects", "DM", Measure::Count, None),
+            tile(
+                "Subjects with an adverse event",
+                "AE",
+                Measure::DistinctCount,
+                Some("USUBJID"),
+            ),
+            tile("Mean age", "DM", Measure::Mean, Some("AGE")),
+        ],
+        tables: vec![TableSpec {
+            heading: Some("Serious adverse events".into()),
+            dataset: "AE".into(),
+            columns: Some(
+                ["USUBJID", "AEDECOD", "AESEV", "AESTDTC"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            filters: vec![eq("AESER", "Y")],
+            sort: vec![asc("USUBJID")],
+            limit: None,
+        }],
+        charts: vec![
+            ChartSpec {
+                title: "Adverse events by severity".into(),
+                kind: ChartKind::Bar,
+                dataset: "AE".into(),
+                x: "AESEV".into(),
+                measure: Measure::Count,
+                column: None,
+                filters: vec![],
+            },
+            ChartSpec {
+                title: "Mean ALT by visit".into(),
+                kind: ChartKind::Line,
+                dataset: "LB".into(),
+                x: "VISITNUM".into(),
+                measure: Measure::Mean,
+                column: Some("LBSTRESN".into()),
+                filters: vec![eq("LBTESTCD", "ALT")],
+            },
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_round_trip_as_json() {
+        let r = report_spec();
+        let text = serde_json::to_string(&r).unwrap_or_default();
+        assert_eq!(serde_json::from_str::<ReportSpec>(&text).ok(), Some(r));
+        let d = dashboard_spec();
+        let text = serde_json::to_string(&d).unwrap_or_default();
+        assert_eq!(serde_json::from_str::<DashboardSpec>(&text).ok(), Some(d));
+    }
+}
