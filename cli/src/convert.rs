@@ -172,6 +172,25 @@ pub fn convert(args: &ConvertArgs, json: bool) -> Result<()> {
     }
 }
 
+/// `verify PACKAGE`: every file listed in the manifest has its recorded size and SHA-256.
+///
+/// # Errors
+/// EXP005 `integrity_violation` naming the first bad file; EXP001/EXP002 for a missing or unreadable package.
+pub fn verify(a: &crate::args::VerifyArgs, json: bool) -> trialport_core::Result<()> {
+    let report = trialport_core::manifest::verify_package(&a.package)?;
+    if json {
+        crate::output::json(
+            &serde_json::json!({"verified": true, "job_id": report.job_id,
+            "files": report.files_verified}),
+        )
+    } else {
+        crate::output::line(&format!(
+            "package verified: {} files match the manifest of job {}",
+            report.files_verified, report.job_id
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -192,24 +211,5 @@ mod tests {
             .map(|f| f.info().id)
             .unwrap_err();
         assert_eq!(e.code().as_str(), "EXP001");
-    }
-}
-
-/// `verify PACKAGE`: every file listed in the manifest has its recorded size and SHA-256.
-///
-/// # Errors
-/// EXP005 `integrity_violation` naming the first bad file; EXP001/EXP002 for a missing or unreadable package.
-pub fn verify(a: &crate::args::VerifyArgs, json: bool) -> trialport_core::Result<()> {
-    let report = trialport_core::manifest::verify_package(&a.package)?;
-    if json {
-        crate::output::json(
-            &serde_json::json!({"verified": true, "job_id": report.job_id,
-            "files": report.files_verified}),
-        )
-    } else {
-        crate::output::line(&format!(
-            "package verified: {} files match the manifest of job {}",
-            report.files_verified, report.job_id
-        ))
     }
 }

@@ -7,10 +7,14 @@
 //! | `parquet` | [`parquet`] (feature `parquet`) |
 //! | `arrow-ipc` | [`ipc`] |
 //! | `xlsx` | [`xlsx`] (feature `xlsx`) |
+//! | `xpt` | [`xpt`] (SAS XPORT v5/v8, writer and reader) |
 //! | `html` | [`document`] (reports and dashboards) |
+//! | reading csv, tsv, json, ndjson, parquet, arrow-ipc | [`read`] ([`read::open`], [`read::open_with_schema`]) |
+//! | study files as a data source | [`source`] ([`source::DirectorySource`]) |
 
 pub mod csv;
 pub mod document;
+pub mod home;
 pub mod ipc;
 pub mod json;
 #[cfg(feature = "parquet")]
@@ -19,6 +23,7 @@ pub mod read;
 pub mod source;
 #[cfg(feature = "xlsx")]
 pub mod xlsx;
+pub mod xpt;
 
 use std::sync::Arc;
 use trialport_core::format::FormatRegistry;
@@ -37,6 +42,7 @@ pub fn default_formats() -> FormatRegistry {
         #[cfg(feature = "xlsx")]
         Arc::new(xlsx::XlsxFormat),
         Arc::new(document::HtmlFormat),
+        Arc::new(xpt::XptFormat),
     ];
     for f in all {
         // Ids are distinct constants: a duplicate is a programming error caught by the tests below.
@@ -50,7 +56,7 @@ mod tests {
     #[test]
     fn every_format_registers_once() {
         let r = super::default_formats();
-        let mut want = vec!["arrow-ipc", "csv", "html", "json", "ndjson", "tsv"];
+        let mut want = vec!["arrow-ipc", "csv", "html", "json", "ndjson", "tsv", "xpt"];
         if cfg!(feature = "parquet") {
             want.push("parquet");
         }

@@ -1,0 +1,371 @@
+//! `trialport._trialport.Engine`: an engine on a home directory, with an in-memory source for `add_dataset` and
+//! Python audit hooks. Requests arrive as JSON text and results leave as JSON text (see `trialport/_engine.py`).
+
+use crate::data;
+use crate::gil::released;
+use crate::hooks::PyHooks;
+use pyo3::exceptions::PyValueError;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3::PyTraverseError;
+use pyo3_arrow::input::AnyRecordBatch;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use trialport_core::auth::{NewApiKey, Role};
+use trialport_core::engine::Engine;
+use trialport_core::home::Home;
+use trialport_core::request::{
+    BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest, ReportRequest,
+};
+use trialport_core::source::MemorySource;
+use trialport_core::{Error, Result};
+
+/// The native engine handle.
+#[pyclass(name = "Engine", module = "trialport._trialport", frozen)]
+pub(crate) struct PyEngine {
+    /// `None` once closed. Calls clone the `Arc`, so closing while another thread is in a call is safe.
+    engine: Mutex<Option<Arc<Engine>>>,
+    source: Arc<MemorySource>,
+    hooks: Arc<PyHooks>,
+    home: PathBuf,
+}
+
+impl PyEngine {
+    fn engine(&self) -> PyResult<Arc<Engine>> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| PyValueError::new_err("the engine is closed"))
+    }
+
+    fn take(&self) -> Option<Arc<Engine>> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Drop for PyEngine {
+    fn drop(&mut self) {
+        let mut engine = self.take();
+        if engine.is_some() {
+            // Dropping joins the workers, which may be waiting for the GIL to run a hook: release it meanwhile.
+            let _ = Python::try_attach(|py| py.detach(|| drop(engine.take())));
+            drop(engine);
+        }
+    }
+}
+
+#[pymethods]
+impl PyEngine {
+    /// Opens the engine on a home (every format of this build, the home's store, artifacts and source).
+    #[new]
+    #[pyo3(signature = (home, workers, rate_limit))]
+    fn new(
+        py: Python<'_>,
+        home: PathBuf,
+        workers: Option<usize>,
+        rate_limit: Option<(f64, u32)>,
+    ) -> PyResult<Self> {
+        let source = Arc::new(MemorySource::new());
+        let hooks = Arc::new(PyHooks::default());
+        let engine = released(py, || {
+            let mut builder = trialport_formats::home::engine_builder(&home)?
+                .source(source.clone())
+                .audit_hook(hooks.clone());
+            if let Some(n) = workers {
+                builder = builder.workers(n);
+            }
+            if let Some((per_second, burst)) = rate_limit {
+                builder = builder.rate_limit(per_second, burst)?;
+            }
+            builder.build()
+        })?;
+        Ok(PyEngine {
+            engine: Mutex::new(Some(Arc::new(engine))),
+            source,
+            hooks,
+            home,
+        })
+    }
+
+    /// Stops the workers (a running job goes back to `queued`) and releases the home.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        match self.take() {
+            Some(engine) => released(py, move || {
+                drop(engine);
+                Ok(())
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `close` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Registers (or replaces) dataset `name` of `study` in the engine's in-memory source.
+    #[pyo3(signature = (study, name, data, meta))]
+    fn add_dataset(
+        &self,
+        py: Python<'_>,
+        study: String,
+        name: String,
+        data: AnyRecordBatch,
+        meta: Option<String>,
+    ) -> PyResult<()> {
+        let reader = data.into_reader()?;
+        let source = self.source.clone();
+        released(py, move || {
+            let meta = data::meta(meta.as_deref())?;
+            let stream = data::stream(reader).with_meta(&meta)?;
+            let schema = stream.schema().clone();
+            let batches = stream.collect()?;
+            source.add(&study, &name, schema, batches)
+        })
+    }
+
+    /// Adds a callable that receives every audit event (as JSON text) from now on.
+    fn add_audit_hook(&self, hook: Py<PyAny>) {
+        self.hooks.push(hook);
+    }
+
+    /// `export_data`; returns the job as JSON text.
+    fn export_data(&self, py: Python<'_>, credential: String, request: String) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || {
+            let request: ExportDataRequest = data::parse(&request)?;
+            data::to_json(&engine.export_data(&credential, request)?)
+        })
+    }
+
+    /// `export_report`; returns the job as JSON text.
+    fn export_report(
+        &self,
+        py: Python<'_>,
+        credential: String,
+        request: String,
+    ) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || {
+            let request: ReportRequest = data::parse(&request)?;
+            data::to_json(&engine.export_report(&credential, request)?)
+        })
+    }
+
+    /// `export_dashboard`; returns the job as JSON text.
+    fn export_dashboard(
+        &self,
+        py: Python<'_>,
+        credential: String,
+        request: String,
+    ) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || {
+            let request: DashboardRequest = data::parse(&request)?;
+            data::to_json(&engine.export_dashboard(&credential, request)?)
+        })
+    }
+
+    /// `bulk_export`; returns the job as JSON text.
+    fn bulk_export(&self, py: Python<'_>, credential: String, request: String) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || {
+            let request: BulkExportRequest = data::parse(&request)?;
+            data::to_json(&engine.bulk_export(&credential, request)?)
+        })
+    }
+
+    /// `list_jobs`; returns the page as JSON text.
+    fn list_jobs(&self, py: Python<'_>, credential: String, request: String) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || {
+            let request: ListJobsRequest = data::parse(&request)?;
+            data::to_json(&engine.list_jobs(&credential, request)?)
+        })
+    }
+
+    /// `get_job`; returns the job as JSON text.
+    fn get_job(&self, py: Python<'_>, credential: String, job_id: String) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || {
+            data::to_json(&engine.get_job(&credential, data::job_id(&job_id)?)?)
+        })
+    }
+
+    /// Waits for a job to finish (or `timeout` seconds); returns it as JSON text. Ctrl-C cancels the job, waits for
+    /// it to stop and raises `KeyboardInterrupt`.
+    #[pyo3(signature = (credential, job_id, timeout))]
+    fn wait(
+        &self,
+        py: Python<'_>,
+        credential: String,
+        job_id: String,
+        timeout: Option<f64>,
+    ) -> PyResult<String> {
+        let engine = self.engine()?;
+        let mut interrupted: Option<PyErr> = None;
+        let job = released(py, || {
+            let id = data::job_id(&job_id)?;
+            let timeout = data::timeout(timeout)?;
+            engine.wait_with_progress(&credential, id, timeout, |job| {
+                if interrupted.is_some() || job.state.is_finished() {
+                    return;
+                }
+                if let Some(Err(e)) = Python::try_attach(|py| py.check_signals()) {
+                    interrupted = Some(e);
+                    // Refused cancels (no permission, already finished) leave the wait to end as it would.
+                    let _ = engine.cancel(&credential, id);
+                }
+            })
+        })?;
+        match interrupted {
+            Some(e) => Err(e),
+            None => data::to_json(&job).map_err(|e| crate::error::to_py(py, &e)),
+        }
+    }
+
+    /// `cancel`; returns the job as JSON text.
+    fn cancel(&self, py: Python<'_>, credential: String, job_id: String) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || {
+            data::to_json(&engine.cancel(&credential, data::job_id(&job_id)?)?)
+        })
+    }
+
+    /// `download`: the artifact's bytes, or `None` after writing them to `path`.
+    #[pyo3(signature = (credential, job_id, artifact, path))]
+    fn download<'py>(
+        &self,
+        py: Python<'py>,
+        credential: String,
+        job_id: String,
+        artifact: Option<String>,
+        path: Option<PathBuf>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let engine = self.engine()?;
+        let bytes = released(py, move || {
+            let mut download =
+                engine.download(&credential, data::job_id(&job_id)?, artifact.as_deref())?;
+            match path {
+                Some(path) => {
+                    crate::oneshot::copy_to(&path, download.reader)?;
+                    Ok(None)
+                }
+                None => {
+                    let mut bytes = Vec::with_capacity(download.artifact.bytes as usize);
+                    download
+                        .reader
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| data::download_error(&e))?;
+                    Ok(Some(bytes))
+                }
+            }
+        })?;
+        Ok(bytes.map(|b| PyBytes::new(py, &b)))
+    }
+
+    /// `create_api_key`; returns the key text (shown once) and its record as JSON text.
+    #[pyo3(signature = (credential, name, roles, studies, org, expires_at))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_api_key(
+        &self,
+        py: Python<'_>,
+        credential: String,
+        name: String,
+        roles: Vec<String>,
+        studies: Vec<String>,
+        org: Option<String>,
+        expires_at: Option<String>,
+    ) -> PyResult<String> {
+        let engine = self.engine()?;
+        let home = self.home.clone();
+        released(py, move || {
+            // As the CLI: the home's organization unless another is named.
+            let org = match org {
+                Some(o) => o,
+                None => Home::open(&home)?.config().org.clone(),
+            };
+            let roles = roles
+                .iter()
+                .map(|r| Role::parse(r))
+                .collect::<Result<Vec<_>>>()?;
+            let expires_at = expires_at
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(&t)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|_| {
+                            Error::validation("invalid_time", "expires_at is an RFC 3339 time")
+                                .with_field("expires_at")
+                        })
+                })
+                .transpose()?;
+            let (text, record) = engine.create_api_key(
+                &credential,
+                NewApiKey {
+                    name,
+                    org,
+                    roles,
+                    studies,
+                    expires_at,
+                },
+            )?;
+            data::to_json(&serde_json::json!({
+                "api_key": text,
+                "key_id": record.key_id,
+                "name": record.name,
+                "org": record.org,
+                "roles": record.roles,
+                "studies": record.studies,
+                "expires_at": record.expires_at,
+            }))
+        })
+    }
+
+    /// Revokes an API key of the caller's organization.
+    fn revoke_api_key(&self, py: Python<'_>, credential: String, key_id: String) -> PyResult<()> {
+        let engine = self.engine()?;
+        released(py, move || engine.revoke_api_key(&credential, &key_id))
+    }
+
+    /// Up to `limit` audit events from sequence number `start`, as JSON text.
+    #[pyo3(signature = (credential, start, limit))]
+    fn audit_events(
+        &self,
+        py: Python<'_>,
+        credential: String,
+        start: u64,
+        limit: usize,
+    ) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || {
+            data::to_json(&engine.audit_events(&credential, start, limit)?)
+        })
+    }
+
+    /// Verifies the audit trail's hash chain; returns the number of events checked.
+    fn verify_audit(&self, py: Python<'_>, credential: String) -> PyResult<u64> {
+        let engine = self.engine()?;
+        released(py, move || engine.verify_audit(&credential))
+    }
+
+    /// `formats`, as JSON text.
+    fn formats(&self, py: Python<'_>, credential: String) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || data::to_json(&engine.formats(&credential)?))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> std::result::Result<(), PyTraverseError> {
+        self.hooks.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.hooks.clear();
+    }
+}

@@ -1,0 +1,34 @@
+//! The embedded default wiring: an engine on a home directory with every format of this build.
+//!
+//! ```no_run
+//! # fn main() -> trialport_core::Result<()> {
+//! let engine = trialport_formats::home::engine_builder(std::path::Path::new("/var/lib/trialport"))?.build()?;
+//! # drop(engine);
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::source::DirectorySource;
+use std::path::Path;
+use std::sync::Arc;
+use trialport_core::engine::{Engine, EngineBuilder};
+use trialport_core::home::Home;
+use trialport_core::Result;
+
+/// An engine builder wired to the home in `home_dir` (its SQLite store, artifact directory and pepper), with
+/// [`crate::default_formats`] and, when the home's configuration names a `source` directory, a
+/// [`DirectorySource`] over it. Callers may still change the builder (workers, clock, more sources) before
+/// `build()`.
+///
+/// # Errors
+/// EXP001 `not_a_home` when `home_dir` is not a home; EXP002 for an unreadable configuration; EXP005 for I/O.
+pub fn engine_builder(home_dir: &Path) -> Result<EngineBuilder> {
+    let home = Home::open(home_dir)?;
+    let mut builder = Engine::builder()
+        .formats(crate::default_formats())
+        .home(home_dir)?;
+    if let Some(dir) = &home.config().source {
+        builder = builder.source(Arc::new(DirectorySource::new(dir)));
+    }
+    Ok(builder)
+}
