@@ -53,6 +53,7 @@ enum Kind {
     Ndjson,
     Parquet,
     Ipc,
+    Xpt,
 }
 
 impl Kind {
@@ -64,6 +65,7 @@ impl Kind {
             "ndjson" => Kind::Ndjson,
             "parquet" => Kind::Parquet,
             "arrow-ipc" | "arrow" | "ipc" | "feather" => Kind::Ipc,
+            "xpt" => Kind::Xpt,
             _ => {
                 return Err(Error::validation(
                     "unsupported_format",
@@ -90,6 +92,7 @@ impl Kind {
             "ndjson" | "jsonl" => Kind::Ndjson,
             "parquet" | "pq" => Kind::Parquet,
             "arrow" | "ipc" | "feather" | "arrows" => Kind::Ipc,
+            "xpt" => Kind::Xpt,
             _ => {
                 return Err(Error::validation(
                     "unknown_format",
@@ -102,12 +105,20 @@ impl Kind {
 }
 
 /// The format ids [`open`] reads.
-pub const READABLE: &[&str] = &["arrow-ipc", "csv", "json", "ndjson", "parquet", "tsv"];
+pub const READABLE: &[&str] = &[
+    "arrow-ipc",
+    "csv",
+    "json",
+    "ndjson",
+    "parquet",
+    "tsv",
+    "xpt",
+];
 
 /// The file extensions (without the dot) [`open`] recognises, lowercase.
 pub const EXTENSIONS: &[&str] = &[
     "csv", "tsv", "tab", "json", "ndjson", "jsonl", "parquet", "pq", "arrow", "ipc", "feather",
-    "arrows",
+    "arrows", "xpt",
 ];
 
 /// Opens `path` as a stream of batches, in `format` (a format id) or the format its extension names.
@@ -148,6 +159,10 @@ fn open_impl(path: &Path, format: Option<&str>, schema: Option<SchemaRef>) -> Re
         Kind::Ndjson => json_stream(path, file, false, schema)?,
         Kind::Parquet => conform(parquet_stream(file)?, schema)?,
         Kind::Ipc => conform(rechunk(ipc_stream(file)?), schema)?,
+        Kind::Xpt => {
+            drop(file);
+            conform(crate::xpt::read_xpt(path)?, schema)?
+        }
     };
     with_file_meta(path, stream)
 }

@@ -15,7 +15,7 @@ use trialport_core::source::{
 use trialport_core::{Error, Result};
 
 /// The extensions a directory source reads, lowercase.
-pub const SOURCE_EXTENSIONS: &[&str] = &["csv", "tsv", "parquet", "arrow", "ndjson", "json"];
+pub const SOURCE_EXTENSIONS: &[&str] = &["csv", "tsv", "parquet", "arrow", "ndjson", "json", "xpt"];
 
 /// Study data in a directory tree: `ROOT/<study>/<DATASET>.<ext>`.
 #[derive(Debug, Clone)]
