@@ -246,6 +246,7 @@ pub fn lb_dataset_schema() -> SchemaRef {
         name: DATASET.to_string(),
         label: Some(DATASET_LABEL.to_string()),
         columns: vec![],
+        ..Default::default()
     };
     let plain = lb_schema();
     // Only a metadata entry naming an unknown column can fail, and there is none.

@@ -32,6 +32,8 @@ pub enum Capability {
     Read,
     /// Writes metadata only and accepts zero batches.
     MetadataOnly,
+    /// Describes several datasets in one document ([`Format::describe`], e.g. Define-XML).
+    Describe,
 }
 
 /// One option a format accepts, with its documented default.
@@ -259,6 +261,28 @@ pub trait Encoder: Send {
     fn finish(self: Box<Self>) -> Result<EncodeSummary>;
 }
 
+/// One dataset as a metadata document ([`Format::describe`]) describes it.
+#[derive(Debug, Clone)]
+pub struct Described<'a> {
+    /// The dataset's schema, with its metadata stored in it.
+    pub schema: &'a SchemaRef,
+    /// The dataset's metadata.
+    pub meta: &'a DatasetMeta,
+    /// The file holding the dataset, relative to the document, e.g. `dm.xpt` (Define-XML `def:leaf`).
+    pub file: &'a str,
+    /// The rows in that file, when known.
+    pub rows: Option<u64>,
+}
+
+/// What a metadata document says of the study and of itself.
+#[derive(Debug, Clone)]
+pub struct StudyInfo<'a> {
+    /// Study id, e.g. `CDISCPILOT01`.
+    pub study: &'a str,
+    /// Creation time of the document (the engine clock), so output is reproducible.
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
 /// The output an encoder writes to.
 pub type Output<'a> = &'a mut (dyn Write + Send);
 
@@ -303,6 +327,22 @@ pub trait Format: Send + Sync {
     fn render(&self, doc: &Document, options: &FormatOptions, out: Output<'_>) -> Result<()> {
         let _ = (doc, options, out);
         Err(unsupported(self.info().id, "reports or dashboards"))
+    }
+
+    /// Writes one document describing `datasets` (formats with [`Capability::Describe`], e.g. Define-XML).
+    ///
+    /// # Errors
+    /// EXP002 for a bad option or metadata the document cannot carry; by default, that the format does not
+    /// describe datasets.
+    fn describe(
+        &self,
+        study: &StudyInfo<'_>,
+        datasets: &[Described<'_>],
+        options: &FormatOptions,
+        out: Output<'_>,
+    ) -> Result<()> {
+        let _ = (study, datasets, options, out);
+        Err(unsupported(self.info().id, "dataset descriptions"))
     }
 }
 
@@ -360,10 +400,14 @@ impl FormatRegistry {
         })
     }
 
-    /// The format whose extension is `ext` (without the dot, any case), the first by id when several share it.
+    /// The format whose extension is `ext` (without the dot, any case): the one whose id is the extension when
+    /// several share it (`.json` is `json`, not `dataset-json`), else the first by id.
     pub fn by_extension(&self, ext: &str) -> Option<&Arc<dyn Format>> {
         let ext = ext.to_ascii_lowercase();
-        self.formats.values().find(|f| f.info().extension == ext)
+        self.formats
+            .get(ext.as_str())
+            .filter(|f| f.info().extension == ext)
+            .or_else(|| self.formats.values().find(|f| f.info().extension == ext))
     }
 
     /// The registered ids, sorted.

@@ -25,6 +25,13 @@ const KEY_KEY_SEQUENCE: &str = "trialport.key_sequence";
 const KEY_CODELIST: &str = "trialport.codelist";
 const KEY_ORIGIN: &str = "trialport.origin";
 const KEY_PRIVACY: &str = "trialport.privacy";
+const KEY_ITEM_OID: &str = "trialport.item_oid";
+const KEY_TARGET_DATA_TYPE: &str = "trialport.target_data_type";
+const KEY_METHOD: &str = "trialport.method";
+const KEY_COMMENT: &str = "trialport.comment";
+const KEY_ITEM_GROUP_OID: &str = "trialport.item_group_oid";
+const KEY_CLASS: &str = "trialport.class";
+const KEY_STRUCTURE: &str = "trialport.structure";
 
 /// How a column identifies a person, which decides what de-identification does with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -95,6 +102,18 @@ pub struct ColumnMeta {
     /// Origin (`Collected`, `Derived`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Dataset-JSON/Define-XML item OID, e.g. `IT.DM.USUBJID`.
+    #[serde(rename = "itemOID", skip_serializing_if = "Option::is_none")]
+    pub item_oid: Option<String>,
+    /// Dataset-JSON target data type (`integer` or `decimal`) for values carried as another type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_data_type: Option<String>,
+    /// Derivation method (Define-XML MethodDef description) for derived columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Comment (Define-XML CommentDef description).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// Privacy class.
     #[serde(skip_serializing_if = "is_none_class")]
     pub privacy: PrivacyClass,
@@ -113,6 +132,18 @@ pub struct DatasetMeta {
     /// Dataset label, e.g. `Demographics`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Dataset-JSON/Define-XML item group OID, e.g. `IG.DM`.
+    #[serde(rename = "itemGroupOID", skip_serializing_if = "Option::is_none")]
+    pub item_group_oid: Option<String>,
+    /// Define-XML dataset class, e.g. `SPECIAL PURPOSE` or `SUBJECT LEVEL ANALYSIS DATASET`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Define-XML structure, e.g. `One record per subject`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structure: Option<String>,
+    /// Comment on the dataset (Define-XML CommentDef).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// Columns with metadata (any subset of the schema's columns, by name).
     pub columns: Vec<ColumnMeta>,
 }
@@ -146,6 +177,10 @@ impl DatasetMeta {
         DatasetMeta {
             name: md.get(KEY_DATASET).cloned().unwrap_or_default(),
             label: md.get(KEY_LABEL).cloned(),
+            item_group_oid: md.get(KEY_ITEM_GROUP_OID).cloned(),
+            class: md.get(KEY_CLASS).cloned(),
+            structure: md.get(KEY_STRUCTURE).cloned(),
+            comment: md.get(KEY_COMMENT).cloned(),
             columns,
         }
     }
@@ -160,9 +195,10 @@ impl DatasetMeta {
         if !other.name.is_empty() {
             self.name = other.name.clone();
         }
-        if other.label.is_some() {
-            self.label = other.label.clone();
+        macro_rules! take_dataset {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
         }
+        take_dataset!(label, item_group_oid, class, structure, comment);
         for oc in &other.columns {
             match self.columns.iter_mut().find(|c| c.name == oc.name) {
                 Some(c) => {
@@ -176,7 +212,11 @@ impl DatasetMeta {
                         data_type,
                         key_sequence,
                         codelist,
-                        origin
+                        origin,
+                        item_oid,
+                        target_data_type,
+                        method,
+                        comment
                     );
                     if oc.privacy != PrivacyClass::None {
                         c.privacy = oc.privacy;
@@ -221,8 +261,16 @@ impl DatasetMeta {
         if !self.name.is_empty() {
             md.insert(KEY_DATASET.into(), self.name.clone());
         }
-        if let Some(l) = &self.label {
-            md.insert(KEY_LABEL.into(), l.clone());
+        for (key, value) in [
+            (KEY_LABEL, &self.label),
+            (KEY_ITEM_GROUP_OID, &self.item_group_oid),
+            (KEY_CLASS, &self.class),
+            (KEY_STRUCTURE, &self.structure),
+            (KEY_COMMENT, &self.comment),
+        ] {
+            if let Some(v) = value {
+                md.insert(key.into(), v.clone());
+            }
         }
         Ok(Arc::new(Schema::new_with_metadata(fields, md)))
     }
@@ -240,6 +288,10 @@ fn column_from_field(f: &Field) -> ColumnMeta {
         key_sequence: num(KEY_KEY_SEQUENCE),
         codelist: md.get(KEY_CODELIST).cloned(),
         origin: md.get(KEY_ORIGIN).cloned(),
+        item_oid: md.get(KEY_ITEM_OID).cloned(),
+        target_data_type: md.get(KEY_TARGET_DATA_TYPE).cloned(),
+        method: md.get(KEY_METHOD).cloned(),
+        comment: md.get(KEY_COMMENT).cloned(),
         privacy: md
             .get(KEY_PRIVACY)
             .and_then(|p| PrivacyClass::parse(p).ok())
@@ -260,6 +312,10 @@ fn write_column(md: &mut HashMap<String, String>, c: &ColumnMeta) {
     put(KEY_KEY_SEQUENCE, c.key_sequence.map(|v| v.to_string()));
     put(KEY_CODELIST, c.codelist.clone());
     put(KEY_ORIGIN, c.origin.clone());
+    put(KEY_ITEM_OID, c.item_oid.clone());
+    put(KEY_TARGET_DATA_TYPE, c.target_data_type.clone());
+    put(KEY_METHOD, c.method.clone());
+    put(KEY_COMMENT, c.comment.clone());
     if c.privacy != PrivacyClass::None {
         put(KEY_PRIVACY, Some(c.privacy.as_str().to_string()));
     }
@@ -273,9 +329,9 @@ mod tests {
     #[test]
     fn metadata_round_trips_through_the_schema() {
         let meta = DatasetMeta::from_json(
-            r#"{"name":"DM","label":"Demographics","columns":[
+            r#"{"name":"DM","label":"Demographics","itemGroupOID":"IG.DM","class":"SPECIAL PURPOSE","columns":[
                 {"name":"USUBJID","label":"Unique Subject Identifier","length":20,"keySequence":1,
-                 "privacy":"subject_id"},{"name":"AGE","dataType":"integer","privacy":"age"}]}"#,
+                 "itemOID":"IT.DM.USUBJID","comment":"Study and subject","privacy":"subject_id"},{"name":"AGE","dataType":"integer","privacy":"age"}]}"#,
         )
         .unwrap();
         let schema = Schema::new(vec![
@@ -287,6 +343,8 @@ mod tests {
         let back = DatasetMeta::from_schema(&applied);
         assert_eq!(back.name, "DM");
         assert_eq!(back.label.as_deref(), Some("Demographics"));
+        assert_eq!(back.item_group_oid.as_deref(), Some("IG.DM"));
+        assert_eq!(back.class.as_deref(), Some("SPECIAL PURPOSE"));
         assert_eq!(back.column("USUBJID").unwrap(), &meta.columns[0]);
         assert_eq!(back.column("AGE").unwrap().privacy, PrivacyClass::Age);
         assert_eq!(back.column("SEX").unwrap().label, None);

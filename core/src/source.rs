@@ -388,7 +388,7 @@ impl MemorySource {
         let schema = DatasetMeta {
             name: name.to_string(),
             label: meta.label.clone(),
-            columns: vec![],
+            ..Default::default()
         }
         .apply_to(&schema)?;
         let batches = batches

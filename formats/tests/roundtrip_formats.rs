@@ -199,6 +199,7 @@ fn encode(format: &dyn Format, options: &FormatOptions, batches: &[RecordBatch])
         name: "DM".into(),
         label: Some("Demographics".into()),
         columns: vec![],
+        ..Default::default()
     };
     let mut out: Vec<u8> = Vec::new();
     let mut enc = format.encoder(&schema, &meta, options, &mut out).unwrap();

@@ -28,6 +28,7 @@ fn ipc_bytes(label: &str) -> Vec<u8> {
         name: "WHATEVER".into(),
         label: Some(label.into()),
         columns: vec![],
+        ..Default::default()
     };
     let mut out: Vec<u8> = Vec::new();
     let mut enc = trialport_formats::ipc::ArrowIpcFormat

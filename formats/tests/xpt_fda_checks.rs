@@ -26,6 +26,7 @@ fn meta(name: &str, columns: Vec<ColumnMeta>) -> DatasetMeta {
         name: name.into(),
         label: None,
         columns,
+        ..Default::default()
     }
 }
 

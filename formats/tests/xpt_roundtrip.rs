@@ -208,6 +208,7 @@ fn dm() -> (SchemaRef, DatasetMeta, RecordBatch) {
                 ..ColumnMeta::default()
             },
         ],
+        ..Default::default()
     };
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -358,6 +359,7 @@ fn version_8_keeps_long_names_labels_and_formats() {
                 ..ColumnMeta::default()
             },
         ],
+        ..Default::default()
     };
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -447,6 +449,7 @@ fn one_text_column(name: &str, values: &[&str], length: u32) -> Vec<u8> {
             length: Some(length),
             ..ColumnMeta::default()
         }],
+        ..Default::default()
     };
     let batch = RecordBatch::try_new(
         schema.clone(),

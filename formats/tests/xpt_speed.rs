@@ -75,6 +75,7 @@ fn meta(with_lengths: bool) -> DatasetMeta {
         } else {
             vec![]
         },
+        ..Default::default()
     }
 }
 

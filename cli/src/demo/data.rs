@@ -197,6 +197,7 @@ fn dataset(
         name: name.to_string(),
         label: Some(label.to_string()),
         columns: fields.into_iter().map(|(c, _, _)| c).collect(),
+        ..Default::default()
     };
     let schema = meta.apply_to(&schema)?;
     let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(Error::from)?;

@@ -588,6 +588,7 @@ impl Member {
             name: self.name.clone(),
             label: self.label.clone(),
             columns,
+            ..Default::default()
         };
         // Every column named in `meta` is a field of `plain`, so this cannot fail.
         meta.apply_to(&plain).unwrap_or_else(|_| Arc::new(plain))
