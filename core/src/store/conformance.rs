@@ -201,7 +201,8 @@ pub fn sample_key(key_id: &str, org: &str, created_at: DateTime<Utc>) -> ApiKeyR
     }
 }
 
-/// An audit event with sequence number `seq` chained to `prev_hash`, its hash computed.
+/// An audit event with sequence number `seq` chained to `prev_hash`, its hash computed: every member set (the
+/// study on odd sequence numbers only), with escapes, non-ASCII text and a fraction in its name and details.
 pub fn sample_event(seq: u64, prev_hash: &str) -> AuditEvent {
     let mut event = AuditEvent {
         seq,
@@ -209,13 +210,15 @@ pub fn sample_event(seq: u64, prev_hash: &str) -> AuditEvent {
         timestamp: base_time() + Duration::milliseconds(i64::try_from(seq).unwrap_or(0)),
         actor: Actor {
             subject: "apikey:0123456789ab".to_string(),
-            name: "Alice Example".to_string(),
+            name: "Alice Ex\u{e4}mple \"A\"".to_string(),
             org: "org-a".to_string(),
         },
+        org: "org-a".to_string(),
+        study: (seq % 2 == 1).then(|| "S1".to_string()),
         action: "export_data".to_string(),
         target: "study:S1".to_string(),
         outcome: Outcome::Success,
-        details: json!({"datasets": ["dm"], "n": seq}),
+        details: json!({"datasets": ["dm"], "n": seq, "ratio": 0.5, "note": "line\nbreak \u{1F600}"}),
         request_id: format!("req_{seq:06}"),
         prev_hash: prev_hash.to_string(),
         hash: String::new(),
@@ -964,6 +967,14 @@ pub fn audit_append_and_read(store: &dyn AuditStore) {
         events,
         "every event, in order, as appended"
     );
+    for e in ok(store.read(1, 100), "read all") {
+        assert_eq!(
+            e.compute_hash(),
+            e.hash,
+            "seq {}: an event read back hashes as it did when appended",
+            e.seq
+        );
+    }
     assert_eq!(ok(store.read(0, 100), "read from 0"), events);
     assert_eq!(ok(store.read(3, 2), "read 3..=4"), events[2..4].to_vec());
     assert_eq!(ok(store.read(5, 10), "read from 5"), events[4..].to_vec());

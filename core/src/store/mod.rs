@@ -1,4 +1,5 @@
-//! Persistence of jobs, API keys and audit events: the store traits and their memory and SQLite implementations.
+//! Persistence of jobs, API keys and audit events: the store traits and their memory and SQLite implementations,
+//! and the append-only audit log file ([`AuditFileStore`]) that holds a home's audit trail.
 //!
 //! One conformance suite ([`conformance`]) states the contracts in code; every implementation must pass it.
 
@@ -10,10 +11,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+mod audit_file;
 pub mod conformance;
 mod memory;
 mod sqlite;
 
+pub use audit_file::AuditFileStore;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
@@ -131,14 +134,24 @@ pub trait KeyStore: Send + Sync {
 /// Append-only storage of audit events.
 ///
 /// # Contract
-/// `append` stores the event durably before returning `Ok` (the SQLite store commits with `synchronous=FULL`);
-/// it is EXP004 `sequence_conflict` unless `event.seq` is exactly one more than the last stored sequence number
-/// (1 for the first). There is no update or delete. `read` returns events with `seq >= from` in order.
+/// - `append` stores the event durably before returning `Ok` (the file log fsyncs each record; the SQLite store
+///   commits with `synchronous=FULL`). It is EXP004 `sequence_conflict`, storing nothing, unless `event.seq` is
+///   exactly one more than the last stored sequence number (1 for the first). An EXP002 error also means nothing
+///   was stored; after an EXP005 error part of the record may have reached storage, and the caller must stop
+///   appending through this store (the [`crate::audit::Auditor`] poisons itself).
+/// - There is no update or delete.
+/// - `last` is the sequence number and hash of the last stored event.
+/// - `read` returns the events with `seq >= from` in order, at most `limit`.
+/// - Several stores (or processes) on one backing storage see each other's appends, and their sequence checks
+///   are atomic across them.
+/// - `take_recoveries` returns, once each, the repairs the store made to its storage (a torn last record cut
+///   away) for the auditor to record; stores that never repair return none.
 pub trait AuditStore: Send + Sync {
     /// Appends one event.
     ///
     /// # Errors
-    /// EXP004 `sequence_conflict`; EXP005 for I/O.
+    /// EXP004 `sequence_conflict`; EXP002 for a record the store refuses before writing (nothing stored);
+    /// EXP005 for I/O.
     fn append(&self, event: &AuditEvent) -> Result<()>;
 
     /// The sequence number and hash of the last event, if any.
@@ -150,6 +163,25 @@ pub trait AuditStore: Send + Sync {
     /// Up to `limit` events with `seq >= from`, in order.
     ///
     /// # Errors
-    /// EXP005 for I/O.
+    /// EXP005 for I/O; EXP005 `integrity_violation` for a stored record that cannot be read back.
     fn read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>>;
+
+    /// Repairs made to the storage and not yet reported (each returned once).
+    fn take_recoveries(&self) -> Vec<AuditRecovery> {
+        Vec::new()
+    }
+}
+
+/// A repair an [`AuditStore`] made to its storage: a torn last record (bytes of an append that never completed,
+/// so was never acknowledged) cut away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecovery {
+    /// The sequence number of the last intact event before the cut bytes (0 when none).
+    pub after_seq: u64,
+    /// Where the cut bytes began.
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub bytes: u64,
+    /// Their SHA-256, lowercase hex.
+    pub sha256: String,
 }
