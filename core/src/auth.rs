@@ -3,8 +3,13 @@
 //! A credential is one string like an HTTP `Authorization` header: `"ApiKey tp_..."` or `"Bearer <jwt>"`.
 //! [`Credential::parse`] is the only place that reads it. Every operation then asks [`authorize`] whether the
 //! principal holds a permission on an organization and study.
+//!
+//! An API key resolves to the principal `apikey:<key id>` with the key record's name, organization, roles and
+//! studies. A bearer token is verified by [`crate::jwt::JwtVerifier`] and resolves to its `sub`, `name`, `org`,
+//! `roles`, `studies` and `auth_time` claims (see [`crate::jwt`] for the rules).
 
 use crate::error::{Error, Result};
+use crate::jwt::JwtVerifier;
 use crate::sink::hex;
 use crate::store::KeyStore;
 use chrono::{DateTime, Utc};
@@ -182,6 +187,10 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// Studies the principal may touch; `["*"]` means all of the organization's.
     pub studies: Vec<String>,
+    /// When the user last authenticated to the identity provider (a JWT's `auth_time`); `None` for API keys
+    /// and tokens without the claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 impl Principal {
@@ -259,8 +268,9 @@ impl std::fmt::Debug for Credential<'_> {
     }
 }
 
-/// Longest credential accepted before any parsing (a JWT is rejected past 8 KiB).
-pub const MAX_CREDENTIAL_BYTES: usize = 8 * 1024;
+/// Longest credential accepted before any parsing: 8 KiB of key or token plus room for the scheme (the JWT
+/// verifier then refuses tokens over 8 KiB themselves).
+pub const MAX_CREDENTIAL_BYTES: usize = 8 * 1024 + 64;
 
 impl<'a> Credential<'a> {
     /// Parses `"ApiKey <key>"` or `"Bearer <token>"` (scheme case-insensitive).
@@ -278,7 +288,7 @@ impl<'a> Credential<'a> {
         if s.len() > MAX_CREDENTIAL_BYTES {
             return Err(Error::unauthorized(
                 "credential_too_large",
-                "the credential is longer than 8 KiB",
+                "the credential is longer than 8 KiB and its scheme",
             ));
         }
         let (scheme, value) = s.split_once(' ').ok_or_else(invalid_credential)?;
@@ -343,10 +353,12 @@ pub struct NewApiKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Verifies credentials against a key store; holds the pepper for keyed hashes.
+/// Verifies credentials: API keys against a key store (holding the pepper for keyed hashes), bearer tokens with
+/// the JWT verifier when one is configured.
 pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
     pepper: hmac::Key,
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -363,20 +375,32 @@ impl Authenticator {
         Authenticator {
             keys,
             pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper),
+            jwt: None,
         }
+    }
+
+    /// Accepts `Bearer <jwt>` credentials verified by `verifier` (without one they fail with
+    /// `unsupported_credential`).
+    pub fn with_jwt(mut self, verifier: Option<Arc<JwtVerifier>>) -> Self {
+        self.jwt = verifier;
+        self
     }
 
     /// Resolves a credential to a principal.
     ///
     /// # Errors
     /// EXP003: `missing_credential`, `invalid_credential`, `unknown_key`, `key_revoked`, `key_expired`,
-    /// `unsupported_credential` (bearer tokens until JWT verification is configured); EXP005 for store I/O.
+    /// `unsupported_credential` (bearer tokens when no JWT verifier is configured), and for bearer tokens the
+    /// reasons of [`crate::jwt`]; EXP005 for store I/O.
     pub fn authenticate(&self, credential: &str, now: DateTime<Utc>) -> Result<Principal> {
         match Credential::parse(credential)? {
-            Credential::Bearer(_) => Err(Error::unauthorized(
-                "unsupported_credential",
-                "bearer tokens are not accepted: no JWT key is configured",
-            )),
+            Credential::Bearer(token) => match &self.jwt {
+                Some(verifier) => verifier.verify(token, now),
+                None => Err(Error::unauthorized(
+                    "unsupported_credential",
+                    "bearer tokens are not accepted: no JWT key is configured",
+                )),
+            },
             Credential::ApiKey(key) => self.authenticate_key(key, now),
         }
     }
@@ -410,6 +434,7 @@ impl Authenticator {
             org: record.org,
             roles: record.roles,
             studies: record.studies,
+            auth_time: None,
         })
     }
 
@@ -609,6 +634,7 @@ mod tests {
             org: "acme".into(),
             roles: vec![Role::Monitor],
             studies: vec!["S1".into()],
+            auth_time: None,
         };
         authorize(&p, Permission::ExportReport, "acme", Some("S1")).unwrap();
         let scope = |r: Result<()>| r.unwrap_err().details()["scope"].clone();
