@@ -1,0 +1,222 @@
+//! The e-signature commands: `signing set-password|reset|public-key`, the `--sign MEANING` of the export commands,
+//! and the signatures that `verify` reports. Every decision (who may sign, which exports need a signature) is the
+//! engine's; this only gathers the password and prints.
+
+use crate::engine_cmds::Ctx;
+use crate::output;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use trialport_core::manifest::VerifyReport;
+use trialport_core::signature::{Meaning, PublicKey, SignatureRequest};
+use trialport_core::{Error, Result};
+
+/// The environment variable holding the signing password (else it is asked for on the terminal).
+pub const PASSWORD_ENV: &str = "TRIALPORT_SIGN_PASSWORD";
+
+/// `--sign MEANING` of the export commands.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Sign the export electronically (21 CFR Part 11) with this meaning: review, approval, responsibility or
+    /// authorship. Required for eCTD packages and identifiable data. The signing password comes from
+    /// TRIALPORT_SIGN_PASSWORD, else from a terminal prompt.
+    #[arg(long, value_name = "MEANING")]
+    pub sign: Option<String>,
+}
+
+impl SignArgs {
+    /// The signature of the request: `None` without `--sign`.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_meaning` with field `sign`; EXP003 `signature_required` when there is no password.
+    pub fn request(&self) -> Result<Option<SignatureRequest>> {
+        let Some(meaning) = &self.sign else {
+            return Ok(None);
+        };
+        let meaning = Meaning::parse(meaning).map_err(|e| e.with_field("sign"))?;
+        let password = password(&format!("signing password ({meaning}): "))?;
+        Ok(Some(SignatureRequest::new(meaning, password)))
+    }
+}
+
+/// `signing set-password|reset|public-key`
+#[derive(Debug, Subcommand)]
+pub enum SigningCommand {
+    /// Set your signing password (the second component of your e-signatures), read from standard input (one
+    /// line; without echo and twice when standard input is a terminal). Changing it needs the current one, from
+    /// TRIALPORT_SIGN_PASSWORD or a terminal prompt.
+    SetPassword,
+    /// Clear a signer's password, failed attempts and lock, so that they can set a new password (needs the admin
+    /// role; nobody can set another's password).
+    Reset(ResetArgs),
+    /// Print the engine's public signing key (PEM) for `verify --public-key`: give it to verifiers out of band.
+    PublicKey(PublicKeyArgs),
+}
+
+/// `signing reset SUBJECT`
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The signer's subject id (`apikey:<key id>` for an API key, the token's `sub` for a JWT).
+    pub subject: String,
+}
+
+/// `signing public-key [-o FILE]`
+#[derive(Debug, Args)]
+pub struct PublicKeyArgs {
+    /// Write the key to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The password from [`PASSWORD_ENV`], else asked for on the terminal.
+fn password(prompt: &str) -> Result<String> {
+    if let Some(p) = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()) {
+        return Ok(p);
+    }
+    rpassword::prompt_password(prompt).map_err(|_| {
+        Error::unauthorized(
+            "signature_required",
+            format!(
+                "a signature needs the signing password: set {PASSWORD_ENV} or run in a terminal"
+            ),
+        )
+        .with_field("signature.password")
+    })
+}
+
+/// The new password: one line of standard input, or asked for twice on a terminal.
+fn new_password() -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("new signing password: ")
+            .map_err(|e| Error::io("cannot read the password", &e))?;
+        let again = rpassword::prompt_password("new signing password again: ")
+            .map_err(|e| Error::io("cannot read the password", &e))?;
+        if first != again {
+            return Err(
+                Error::validation("password_mismatch", "the two passwords differ")
+                    .with_field("password"),
+            );
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io("cannot read the password from standard input", &e))?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_string())
+}
+
+/// `trialport signing set-password|reset|public-key`.
+///
+/// # Errors
+/// The engine's errors.
+pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
+    match cmd {
+        SigningCommand::SetPassword => {
+            let new = new_password()?;
+            let engine = ctx.engine(false)?;
+            let current = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+            match engine.set_signing_password(ctx.cred(), &new, current.as_deref()) {
+                Err(e) if e.reason() == "current_password_required" && current.is_none() => {
+                    let Ok(current) = rpassword::prompt_password("current signing password: ")
+                    else {
+                        return Err(e);
+                    };
+                    engine.set_signing_password(ctx.cred(), &new, Some(&current))?;
+                }
+                other => other?,
+            }
+            if ctx.json() {
+                output::json(&json!({"signing_password": "set"}))?;
+            } else {
+                output::line("signing password set")?;
+            }
+        }
+        SigningCommand::Reset(a) => {
+            ctx.engine(false)?.reset_signing(ctx.cred(), &a.subject)?;
+            if ctx.json() {
+                output::json(&json!({"subject": a.subject, "reset": true}))?;
+            } else {
+                output::line(&format!(
+                    "signing reset for {}: they must set a new password",
+                    a.subject
+                ))?;
+            }
+        }
+        SigningCommand::PublicKey(a) => {
+            let key = ctx.engine(false)?.signing_public_key();
+            match &a.output {
+                Some(path) => {
+                    std::fs::write(path, key.to_pem())
+                        .map_err(|e| Error::io("cannot write the public key", &e))?;
+                    if ctx.json() {
+                        output::json(&json!({"key_id": key.id(), "path": path}))?;
+                    } else {
+                        output::line(&format!("public key {} written", key.id()))?;
+                    }
+                }
+                None if ctx.json() => output::json(
+                    &json!({"key_id": key.id(), "public_key": key.to_base64(), "pem": key.to_pem()}),
+                )?,
+                None => output::line(key.to_pem().trim_end())?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a public key file of `verify --public-key`: PEM (as `signing public-key` or OpenSSL write it) or the
+/// base64 of the key's 32 bytes.
+///
+/// # Errors
+/// EXP001 when the file does not exist; EXP002 `invalid_public_key`.
+pub fn read_public_key(path: &Path) -> Result<PublicKey> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::not_found("the public key file does not exist").with_field("public_key")
+        }
+        _ => Error::io("cannot read the public key file", &e),
+    })?;
+    PublicKey::parse(&text)
+}
+
+/// Prints what `verify` checked: the files, then each signature with its manifestation (§11.50: printed name,
+/// time, meaning) and whether its key was the trusted one.
+///
+/// # Errors
+/// EXP005 when standard output fails.
+pub fn print_verified(report: &VerifyReport, json: bool) -> Result<()> {
+    if json {
+        return output::json(&json!({
+            "verified": true,
+            "job_id": report.job_id,
+            "files": report.files_verified,
+            "signatures": report.signatures,
+        }));
+    }
+    output::line(&format!(
+        "package verified: {} files match the manifest of job {}",
+        report.files_verified, report.job_id
+    ))?;
+    for s in &report.signatures {
+        let trust = if s.key_trusted {
+            "the trusted key"
+        } else {
+            "the key the package carries (integrity only; give --public-key to check origin)"
+        };
+        output::line(&format!(
+            "signed by {} ({}, {}) at {} meaning {}; signature verified with key {}, {trust}",
+            s.printed_name,
+            s.signer_id,
+            s.org,
+            trialport_core::clock::format_utc(s.signed_at),
+            s.meaning,
+            s.key_id
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,971 @@
+//! Part 11 e-signatures through the engine: which exports need one, re-authentication, lockout, what the signature
+//! binds (copied records and changed bytes fail verification), who can sign, and where the password never goes.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use arrow::datatypes::SchemaRef;
+use common::{key, registry, source, LinesFormat};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use trialport_core::audit::{AuditEvent, Outcome, RecordingHook};
+use trialport_core::auth::{Principal, Role};
+use trialport_core::engine::Engine;
+use trialport_core::format::{
+    Capability, Described, Encoder, Format, FormatInfo, FormatOptions, FormatRegistry, Output,
+    StudyInfo,
+};
+use trialport_core::home::{Home, HomeConfig};
+use trialport_core::job::{Job, JobState};
+use trialport_core::manifest::{verify_package, verify_package_with};
+use trialport_core::meta::DatasetMeta;
+use trialport_core::request::{
+    from_json, BulkExportRequest, DashboardRequest, ExportDataRequest, PackageKind, ReportRequest,
+};
+use trialport_core::signature::{
+    Meaning, PasswordStore, SignatureRecord, SignatureRequest, SignatureVerifier, SigningSettings,
+};
+use trialport_core::sink::LocalDirSink;
+use trialport_core::store::SqliteStore;
+use trialport_core::{Error, Result};
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+const PASSWORD: &str = "correct horse battery";
+const WRONG: &str = "incorrect mule staple";
+
+/// Fast hashing for tests; the production default is 600,000 iterations.
+fn settings() -> SigningSettings {
+    SigningSettings {
+        pbkdf2_iterations: 1_000,
+        max_failed_attempts: 5,
+    }
+}
+
+/// The lines format under another id: stands in for `xpt` and `define-xml`, whose real encoders live in the
+/// formats crate, so that the engine's eCTD rules run here.
+struct Renamed {
+    id: &'static str,
+    describes: bool,
+}
+
+impl Format for Renamed {
+    fn info(&self) -> FormatInfo {
+        FormatInfo {
+            id: self.id,
+            name: "renamed lines (test)",
+            extension: if self.describes { "xml" } else { "xpt" },
+            media_type: "text/plain",
+            capabilities: if self.describes {
+                vec![Capability::Describe, Capability::MetadataOnly]
+            } else {
+                vec![Capability::Data, Capability::Streaming]
+            },
+            options: vec![],
+        }
+    }
+
+    fn encoder<'a>(
+        &self,
+        schema: &SchemaRef,
+        meta: &DatasetMeta,
+        _options: &FormatOptions,
+        out: Output<'a>,
+    ) -> Result<Box<dyn Encoder + 'a>> {
+        LinesFormat.encoder(schema, meta, &FormatOptions::new(), out)
+    }
+
+    fn describe(
+        &self,
+        study: &StudyInfo<'_>,
+        datasets: &[Described<'_>],
+        _options: &FormatOptions,
+        out: Output<'_>,
+    ) -> Result<()> {
+        writeln!(out, "study={}", study.study)?;
+        for d in datasets {
+            writeln!(out, "dataset={} rows={:?}", d.file, d.rows)?;
+        }
+        Ok(())
+    }
+}
+
+fn formats() -> FormatRegistry {
+    let mut r = registry();
+    r.register(Arc::new(Renamed {
+        id: "xpt",
+        describes: false,
+    }))
+    .unwrap();
+    r.register(Arc::new(Renamed {
+        id: "define-xml",
+        describes: true,
+    }))
+    .unwrap();
+    r
+}
+
+struct Setup {
+    engine: Engine,
+    admin: String,
+    hook: RecordingHook,
+}
+
+fn setup() -> Setup {
+    let hook = RecordingHook::new();
+    let engine = Engine::builder()
+        .formats(formats())
+        .source(source())
+        .audit_hook(Arc::new(hook.clone()))
+        .password_store(Arc::new(PasswordStore::in_memory(settings()).unwrap()))
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!(
+        "ApiKey {}",
+        engine.create_initial_admin_key("acme").unwrap()
+    );
+    Setup {
+        engine,
+        admin,
+        hook,
+    }
+}
+
+fn sign(meaning: Meaning, password: &str) -> Option<SignatureRequest> {
+    Some(SignatureRequest::new(meaning, password))
+}
+
+fn data(signature: Option<SignatureRequest>) -> ExportDataRequest {
+    ExportDataRequest {
+        signature,
+        ..ExportDataRequest::new("S1", &["DM", "AE"], "lines")
+    }
+}
+
+fn bulk(package: PackageKind, signature: Option<SignatureRequest>) -> BulkExportRequest {
+    from_json::<BulkExportRequest>(
+        &json!({"study": "S1", "datasets": ["DM", "AE"],
+            "format": if package == PackageKind::Ectd { "xpt" } else { "lines" }, "package": package})
+        .to_string(),
+    )
+    .map(|r| BulkExportRequest { signature, ..r })
+    .unwrap()
+}
+
+fn finished(s: &Setup, cred: &str, job: &Job) -> Job {
+    let done = s.engine.wait(cred, job.id, WAIT).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    done
+}
+
+/// Downloads every artifact of a job into `dir` (at its name, which may hold folders).
+fn save(s: &Setup, cred: &str, job: &Job, dir: &Path) {
+    for a in &job.artifacts {
+        let mut dl = s.engine.download(cred, job.id, Some(&a.name)).unwrap();
+        let mut bytes = Vec::new();
+        dl.reader.read_to_end(&mut bytes).unwrap();
+        let path = dir.join(&a.name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+fn manifest(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn records(manifest: &Value) -> Vec<SignatureRecord> {
+    serde_json::from_value(manifest["signatures"].clone()).unwrap()
+}
+
+fn reason(e: &Error) -> (&str, &str) {
+    (e.code().as_str(), e.reason())
+}
+
+fn problem(e: &Error) -> String {
+    assert_eq!(reason(e), ("EXP005", "integrity_violation"), "{e}");
+    e.details()["problem"].as_str().unwrap_or("").to_string()
+}
+
+/// The events of `action`.
+fn events(s: &Setup, action: &str) -> Vec<AuditEvent> {
+    s.hook
+        .events()
+        .into_iter()
+        .filter(|e| e.action == action)
+        .collect()
+}
+
+fn no_jobs(s: &Setup) {
+    let page = s.engine.list_jobs(&s.admin, Default::default()).unwrap();
+    assert_eq!(page.total, 0, "a job was stored");
+}
+
+#[test]
+fn an_ectd_package_needs_a_signature_and_carries_it() {
+    let s = setup();
+    let e = s
+        .engine
+        .bulk_export(&s.admin, bulk(PackageKind::Ectd, None))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_required"));
+    assert_eq!(e.field(), Some("signature"));
+    assert_eq!(e.details()["required_for"], "ectd_package");
+    no_jobs(&s);
+    let denied = events(&s, "bulk_export");
+    assert_eq!(denied.last().unwrap().outcome, Outcome::Denied);
+    assert_eq!(
+        denied.last().unwrap().details["reason"],
+        "signature_required"
+    );
+
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let job = s
+        .engine
+        .bulk_export(
+            &s.admin,
+            bulk(PackageKind::Ectd, sign(Meaning::Approval, PASSWORD)),
+        )
+        .unwrap();
+    assert_eq!(job.request["signature"], json!({"meaning": "approval"}));
+    let job = finished(&s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(&s, &s.admin, &job, dir.path());
+    // The zip's own manifest and the job's manifest (which lists the zip) are both signed.
+    let key = s.engine.signing_public_key();
+    let zip = dir.path().join("s1_ectd.zip");
+    let inner = verify_package_with(&zip, Some(&key)).unwrap();
+    assert_eq!(
+        inner.files_verified, 3,
+        "two SDTM datasets and their define"
+    );
+    let outer = verify_package_with(dir.path(), Some(&key)).unwrap();
+    for report in [&inner, &outer] {
+        assert_eq!(report.signatures.len(), 1);
+        let sig = &report.signatures[0];
+        assert_eq!(sig.meaning, Meaning::Approval);
+        assert_eq!(sig.printed_name, "initial admin");
+        assert!(sig.key_trusted);
+        assert_eq!(sig.signed_at, job.created_at);
+    }
+}
+
+#[test]
+fn identifiable_exports_need_a_signature() {
+    let s = setup();
+    let identifiable = ExportDataRequest {
+        identifiable: true,
+        ..data(None)
+    };
+    let e = s
+        .engine
+        .export_data(&s.admin, identifiable.clone())
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_required"));
+    assert_eq!(e.details()["required_for"], "identifiable_data");
+    let e = s
+        .engine
+        .bulk_export(
+            &s.admin,
+            BulkExportRequest {
+                identifiable: true,
+                ..bulk(PackageKind::Zip, None)
+            },
+        )
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_required"));
+    // A signature without its password is no signature.
+    let e = s
+        .engine
+        .export_data(
+            &s.admin,
+            ExportDataRequest {
+                signature: from_json(r#"{"meaning": "approval"}"#).unwrap(),
+                ..identifiable.clone()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_required"));
+    assert_eq!(e.field(), Some("signature.password"));
+    no_jobs(&s);
+
+    // Exports that are not critical need none, and may still carry one.
+    let plain = s.engine.export_data(&s.admin, data(None)).unwrap();
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let signed = s
+        .engine
+        .export_data(
+            &s.admin,
+            ExportDataRequest {
+                signature: sign(Meaning::Responsibility, PASSWORD),
+                ..identifiable
+            },
+        )
+        .unwrap();
+    for (job, n) in [(plain, 0), (signed, 1)] {
+        let job = finished(&s, &s.admin, &job);
+        let dir = tempfile::tempdir().unwrap();
+        save(&s, &s.admin, &job, dir.path());
+        assert_eq!(verify_package(dir.path()).unwrap().signatures.len(), n);
+    }
+    let ok = events(&s, "export_data");
+    assert_eq!(
+        ok.last().unwrap().details["signature"],
+        json!({"meaning": "responsibility", "signer": ok.last().unwrap().actor.subject,
+            "required_for": "identifiable_data"})
+    );
+}
+
+#[test]
+fn every_meaning_is_recorded_and_no_other_is_accepted() {
+    let s = setup();
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let spec = json!({"study": "S1", "title": "T", "sections": [{"type": "text", "body": "x"}]});
+    for meaning in Meaning::ALL {
+        let jobs = [
+            s.engine
+                .export_data(&s.admin, data(sign(meaning, PASSWORD)))
+                .unwrap(),
+            s.engine
+                .export_report(
+                    &s.admin,
+                    ReportRequest {
+                        signature: sign(meaning, PASSWORD),
+                        ..from_json(&json!({"report": spec, "format": "lines"}).to_string())
+                            .unwrap()
+                    },
+                )
+                .unwrap(),
+            s.engine
+                .export_dashboard(
+                    &s.admin,
+                    DashboardRequest {
+                        signature: sign(meaning, PASSWORD),
+                        ..from_json(
+                            &json!({"dashboard": {"study": "S1", "title": "D"}, "format": "lines"})
+                                .to_string(),
+                        )
+                        .unwrap()
+                    },
+                )
+                .unwrap(),
+        ];
+        for job in jobs {
+            let job = finished(&s, &s.admin, &job);
+            let dir = tempfile::tempdir().unwrap();
+            save(&s, &s.admin, &job, dir.path());
+            let report = verify_package(dir.path()).unwrap();
+            assert_eq!(report.signatures[0].meaning, meaning);
+            assert_eq!(records(&manifest(dir.path()))[0].meaning, meaning);
+        }
+    }
+    for bad in ["witness", "", "APPROVAL "] {
+        let text = json!({"study": "S1", "datasets": ["DM"], "format": "lines",
+            "signature": {"meaning": bad, "password": PASSWORD}})
+        .to_string();
+        let e = from_json::<ExportDataRequest>(&text).unwrap_err();
+        assert_eq!(reason(&e), ("EXP002", "invalid_request"));
+    }
+}
+
+#[test]
+fn a_wrong_password_fails_is_audited_and_counted() {
+    let s = setup();
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let e = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Review, WRONG)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+    assert_eq!(e.details()["attempts_left"], 4);
+    let last = s.hook.events().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.outcome),
+        ("export_data", Outcome::Denied)
+    );
+    assert_eq!(last.details["reason"], "signature_invalid");
+    no_jobs(&s);
+    let e = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Review, WRONG)))
+        .unwrap_err();
+    assert_eq!(e.details()["attempts_left"], 3);
+    // A success clears the count.
+    s.engine
+        .export_data(&s.admin, data(sign(Meaning::Review, PASSWORD)))
+        .unwrap();
+    let e = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Review, WRONG)))
+        .unwrap_err();
+    assert_eq!(e.details()["attempts_left"], 4);
+}
+
+#[test]
+fn a_signer_without_a_password_cannot_sign_and_passwords_follow_the_policy() {
+    let s = setup();
+    let e = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Review, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_not_enrolled"));
+    let e = s
+        .engine
+        .set_signing_password(&s.admin, "short", None)
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP002", "weak_password"));
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    // Changing needs the current password, checked like a signature.
+    let e = s
+        .engine
+        .set_signing_password(&s.admin, "another password", None)
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "current_password_required"));
+    let e = s
+        .engine
+        .set_signing_password(&s.admin, "another password", Some(WRONG))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+    s.engine
+        .set_signing_password(&s.admin, "another password", Some(PASSWORD))
+        .unwrap();
+    let e = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Review, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+    s.engine
+        .export_data(&s.admin, data(sign(Meaning::Review, "another password")))
+        .unwrap();
+    let set = events(&s, "set_signing_password");
+    let outcomes: Vec<Outcome> = set.iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Failed,
+            Outcome::Success,
+            Outcome::Denied,
+            Outcome::Denied,
+            Outcome::Success
+        ]
+    );
+    assert_eq!(set[4].details, json!({"changed": true}));
+}
+
+/// A home whose configuration hashes fast, with the test formats and source.
+fn home_engine(dir: &Path, hook: &RecordingHook) -> Engine {
+    Engine::builder()
+        .home(dir)
+        .unwrap()
+        .formats(formats())
+        .source(source())
+        .audit_hook(Arc::new(hook.clone()))
+        .workers(1)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn five_failures_lock_signing_across_restarts_and_emit_a_security_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HomeConfig {
+        signing: Some(settings()),
+        ..HomeConfig::new("acme")
+    };
+    let (_, admin) = Home::init_with_admin_key(dir.path(), &config).unwrap();
+    let admin = format!("ApiKey {admin}");
+    let hook = RecordingHook::new();
+    let engine = home_engine(dir.path(), &hook);
+    let s = Setup {
+        engine,
+        admin: admin.clone(),
+        hook: hook.clone(),
+    };
+    let user = key(&s.engine, &admin, &[Role::DataManager], &["S1"]);
+    let other = key(&s.engine, &admin, &[Role::DataManager], &["S1"]);
+    for cred in [&user, &other] {
+        s.engine.set_signing_password(cred, PASSWORD, None).unwrap();
+    }
+    for attempt in 1..=5u32 {
+        let e = s
+            .engine
+            .export_data(&user, data(sign(Meaning::Approval, WRONG)))
+            .unwrap_err();
+        if attempt < 5 {
+            assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+            assert!(events(&s, "security.signing_locked").is_empty());
+        } else {
+            assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+        }
+    }
+    // The security event is written before the call returns, right before the call's own event.
+    let all = hook.events();
+    let n = all.len();
+    assert_eq!(all[n - 2].action, "security.signing_locked");
+    assert_eq!(all[n - 2].outcome, Outcome::Denied);
+    assert_eq!(all[n - 2].details["failures"], 5);
+    assert_eq!(all[n - 2].actor, all[n - 1].actor);
+    assert_eq!(all[n - 1].details["reason"], "signing_locked");
+    assert_eq!(events(&s, "security.signing_locked").len(), 1);
+    // Locked: the right password no longer works, nor can the password be changed; others are not affected.
+    let locked = |engine: &Engine| {
+        let e = engine
+            .export_data(&user, data(sign(Meaning::Approval, PASSWORD)))
+            .unwrap_err();
+        assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+        let e = engine
+            .set_signing_password(&user, "a new password", Some(PASSWORD))
+            .unwrap_err();
+        assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+    };
+    locked(&s.engine);
+    s.engine
+        .export_data(&other, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap();
+    // A restart does not reset the lock.
+    drop(s);
+    let engine = home_engine(dir.path(), &hook);
+    locked(&engine);
+    // Only an administrator resets it; the signer then sets a new password and signs again.
+    let subject = engine
+        .audit_events(&admin, 1, 1000)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "security.signing_locked")
+        .unwrap()
+        .actor
+        .subject;
+    let e = engine.reset_signing(&other, &subject).unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "permission_denied"));
+    engine.reset_signing(&admin, &subject).unwrap();
+    assert_eq!(
+        reason(&engine.reset_signing(&admin, &subject).unwrap_err()),
+        ("EXP001", "not_found")
+    );
+    engine
+        .set_signing_password(&user, "a new password", None)
+        .unwrap();
+    engine
+        .export_data(&user, data(sign(Meaning::Approval, "a new password")))
+        .unwrap();
+}
+
+#[test]
+fn a_signature_copied_onto_another_manifest_fails() {
+    let s = setup();
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for dir in &dirs {
+        let job = s
+            .engine
+            .export_data(&s.admin, data(sign(Meaning::Approval, PASSWORD)))
+            .unwrap();
+        let job = finished(&s, &s.admin, &job);
+        save(&s, &s.admin, &job, dir.path());
+        verify_package(dir.path()).unwrap();
+    }
+    let (a, b) = (manifest(dirs[0].path()), manifest(dirs[1].path()));
+    // Same request, same data, same signer: only the job and its times differ, and that is enough.
+    assert_eq!(a["files"], b["files"]);
+    let mut forged = b.clone();
+    forged["signatures"] = a["signatures"].clone();
+    std::fs::write(
+        dirs[1].path().join("manifest.json"),
+        serde_json::to_vec_pretty(&forged).unwrap(),
+    )
+    .unwrap();
+    let key = s.engine.signing_public_key();
+    for trusted in [None, Some(&key)] {
+        let e = verify_package_with(dirs[1].path(), trusted).unwrap_err();
+        assert_eq!(problem(&e), "manifest_mismatch");
+    }
+    // Pointing the copied record at this manifest breaks its Ed25519 signature instead.
+    let mut record = a["signatures"][0].clone();
+    record["manifest_sha256"] = json!(trialport_core::signature::manifest_sha256(&b));
+    record["job_id"] = b["job_id"].clone();
+    forged["signatures"] = json!([record]);
+    std::fs::write(
+        dirs[1].path().join("manifest.json"),
+        serde_json::to_vec_pretty(&forged).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        problem(&verify_package(dirs[1].path()).unwrap_err()),
+        "bad_signature"
+    );
+}
+
+#[test]
+fn changing_any_byte_of_a_signed_package_fails_verification() {
+    let s = setup();
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let job = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Authorship, PASSWORD)))
+        .unwrap();
+    let job = finished(&s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(&s, &s.admin, &job, dir.path());
+    verify_package(dir.path()).unwrap();
+    let mut checked = 0;
+    for a in &job.artifacts {
+        let path = dir.path().join(&a.name);
+        let original = std::fs::read(&path).unwrap();
+        for i in 0..original.len() {
+            let mut changed = original.clone();
+            changed[i] ^= 0x01;
+            std::fs::write(&path, &changed).unwrap();
+            assert!(
+                verify_package(dir.path()).is_err(),
+                "byte {i} of {} changed unnoticed",
+                a.name
+            );
+            checked += 1;
+        }
+        std::fs::write(&path, &original).unwrap();
+    }
+    assert!(checked > 1000, "{checked}");
+    verify_package(dir.path()).unwrap();
+    // A changed artifact with its manifest entry updated to match: the signature no longer matches the manifest.
+    let dm = dir.path().join("dm.txt");
+    let mut bytes = std::fs::read(&dm).unwrap();
+    bytes.extend_from_slice(b"S1-999|F|99|99.5\n");
+    std::fs::write(&dm, &bytes).unwrap();
+    let (n, sha) = trialport_core::sink::sha256_of(bytes.as_slice()).unwrap();
+    let mut m = manifest(dir.path());
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == "dm.txt" {
+            f["bytes"] = json!(n);
+            f["sha256"] = json!(sha);
+        }
+    }
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        problem(&verify_package(dir.path()).unwrap_err()),
+        "manifest_mismatch"
+    );
+    // Cutting the signature out is noticed too: the signed request stays in the manifest.
+    let mut m = manifest(dir.path());
+    m["signatures"] = json!([]);
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&dm, &bytes).unwrap();
+    assert_eq!(
+        problem(&verify_package(dir.path()).unwrap_err()),
+        "signature_missing"
+    );
+}
+
+#[test]
+fn no_role_can_sign_as_another_user() {
+    let s = setup();
+    let bob = key(&s.engine, &s.admin, &[Role::DataManager], &["S1"]);
+    s.engine.set_signing_password(&bob, PASSWORD, None).unwrap();
+    // The admin knows Bob's password: it is checked against the admin's own credential, which has none.
+    let e = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_not_enrolled"));
+    // A request cannot name a signer.
+    let text = json!({"study": "S1", "datasets": ["DM"], "format": "lines",
+        "signature": {"meaning": "approval", "password": PASSWORD, "signer_id": "bob"}})
+    .to_string();
+    let e = from_json::<ExportDataRequest>(&text).unwrap_err();
+    assert_eq!(reason(&e), ("EXP002", "invalid_request"));
+    assert!(e.message().contains("signer_id"), "{e}");
+    // Nor can the admin reset Bob's password and set one for him: setting is for the caller only.
+    let bob_subject = s
+        .engine
+        .get_job(
+            &bob,
+            s.engine
+                .export_data(&bob, data(sign(Meaning::Approval, PASSWORD)))
+                .unwrap()
+                .id,
+        )
+        .unwrap()
+        .requested_by;
+    s.engine.reset_signing(&s.admin, &bob_subject).unwrap();
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let e = s
+        .engine
+        .export_data(&bob, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_not_enrolled"));
+    // What the admin signs names the admin.
+    let job = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap();
+    let job = finished(&s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(&s, &s.admin, &job, dir.path());
+    let sig = &verify_package(dir.path()).unwrap().signatures[0];
+    assert_eq!(sig.signer_id, job.requested_by);
+    assert_ne!(sig.signer_id, bob_subject);
+}
+
+#[test]
+fn the_record_lands_in_the_manifest_and_the_audit_trail() {
+    let s = setup();
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let job = s
+        .engine
+        .bulk_export(
+            &s.admin,
+            bulk(PackageKind::Zip, sign(Meaning::Review, PASSWORD)),
+        )
+        .unwrap();
+    let job = finished(&s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(&s, &s.admin, &job, dir.path());
+    let outer = records(&manifest(dir.path()));
+    let zip = zip::ZipArchive::new(std::fs::File::open(dir.path().join("s1_package.zip")).unwrap());
+    let mut zip = zip.unwrap();
+    let mut text = String::new();
+    zip.by_name("manifest.json")
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let inner = records(&serde_json::from_str(&text).unwrap());
+    let signed = events(&s, "job.signed");
+    assert_eq!(signed.len(), 1);
+    let event = &signed[0];
+    assert_eq!(event.target, format!("job:{}", job.id));
+    assert_eq!(event.actor.subject, job.requested_by);
+    assert_eq!(event.actor.name, "initial admin");
+    let audited: Vec<SignatureRecord> =
+        serde_json::from_value(event.details["signatures"].clone()).unwrap();
+    assert_eq!(audited, [inner[0].clone(), outer[0].clone()]);
+    for r in &audited {
+        assert_eq!(
+            (
+                r.signer_id.as_str(),
+                r.printed_name.as_str(),
+                r.org.as_str()
+            ),
+            (job.requested_by.as_str(), "initial admin", "acme")
+        );
+        assert_eq!(
+            (r.meaning, r.signed_at, r.job_id),
+            (Meaning::Review, job.created_at, job.id)
+        );
+        assert_eq!(r.key_id, s.engine.signing_public_key().id());
+    }
+    // The job succeeded before it was signed in the trail, and the chain holds.
+    let actions: Vec<String> = s.hook.events().into_iter().map(|e| e.action).collect();
+    let succeeded = actions.iter().position(|a| a == "job.succeeded").unwrap();
+    assert_eq!(actions[succeeded + 1], "job.signed");
+    s.engine.verify_audit(&s.admin).unwrap();
+}
+
+/// Every file below `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn the_password_appears_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trialport.db");
+    let hook = RecordingHook::new();
+    // Unencrypted artifacts, so that a search of the bytes means something.
+    let engine = Engine::builder()
+        .formats(formats())
+        .source(source())
+        .store(Arc::new(SqliteStore::open(&db).unwrap()))
+        .sink(Arc::new(
+            LocalDirSink::new(dir.path().join("artifacts")).unwrap(),
+        ))
+        .password_store(Arc::new(PasswordStore::open(&db, settings()).unwrap()))
+        .audit_hook(Arc::new(hook.clone()))
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!(
+        "ApiKey {}",
+        engine.create_initial_admin_key("acme").unwrap()
+    );
+    let s = Setup {
+        engine,
+        admin,
+        hook,
+    };
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let mut jobs = vec![];
+    let request = data(sign(Meaning::Approval, PASSWORD));
+    assert!(!format!("{request:?}").contains(PASSWORD));
+    jobs.push(s.engine.export_data(&s.admin, request).unwrap());
+    jobs.push(
+        s.engine
+            .bulk_export(
+                &s.admin,
+                bulk(PackageKind::Ectd, sign(Meaning::Approval, PASSWORD)),
+            )
+            .unwrap(),
+    );
+    let _ = s
+        .engine
+        .export_data(&s.admin, data(sign(Meaning::Approval, WRONG)))
+        .unwrap_err();
+    let mut seen = Vec::new();
+    for job in &jobs {
+        let job = finished(&s, &s.admin, job);
+        seen.extend(serde_json::to_vec(&job).unwrap());
+        assert_eq!(job.request["signature"], json!({"meaning": "approval"}));
+    }
+    for e in s.engine.audit_events(&s.admin, 1, 1000).unwrap() {
+        seen.extend(serde_json::to_vec(&e).unwrap());
+    }
+    for e in s.hook.events() {
+        seen.extend(serde_json::to_vec(&e).unwrap());
+    }
+    drop(s);
+    let mut stored = 0;
+    for path in files(dir.path()) {
+        seen.extend(std::fs::read(&path).unwrap());
+        stored += 1;
+    }
+    assert!(stored >= 5, "{stored} files");
+    assert!(contains(&seen, "\"meaning\":\"approval\""));
+    assert!(contains(&seen, "pbkdf2-sha256"), "the hash is stored");
+    for secret in [PASSWORD, WRONG] {
+        assert!(!contains(&seen, secret), "a password was stored");
+    }
+}
+
+/// A host's verifier: the second component is checked elsewhere (here, one fixed phrase).
+struct Phrase;
+
+impl SignatureVerifier for Phrase {
+    fn verify(&self, _signer: &Principal, secret: &str) -> Result<bool> {
+        Ok(secret == "open sesame")
+    }
+
+    fn enrolled(&self, _signer: &Principal) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+#[test]
+fn a_host_verifier_decides_and_failures_still_lock() {
+    let engine = Engine::builder()
+        .formats(formats())
+        .source(source())
+        .password_store(Arc::new(
+            PasswordStore::in_memory(SigningSettings {
+                max_failed_attempts: 2,
+                ..settings()
+            })
+            .unwrap(),
+        ))
+        .signature_verifier(Arc::new(Phrase))
+        .workers(0)
+        .build()
+        .unwrap();
+    let admin = format!(
+        "ApiKey {}",
+        engine.create_initial_admin_key("acme").unwrap()
+    );
+    engine
+        .export_data(&admin, data(sign(Meaning::Review, "open sesame")))
+        .unwrap();
+    let e = engine
+        .set_signing_password(&admin, PASSWORD, Some("open sesame"))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP002", "unsupported"));
+    let e = engine
+        .export_data(&admin, data(sign(Meaning::Review, WRONG)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+    let e = engine
+        .export_data(&admin, data(sign(Meaning::Review, WRONG)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+    let e = engine
+        .export_data(&admin, data(sign(Meaning::Review, "open sesame")))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+}
+
+#[test]
+fn the_engine_key_is_the_homes_and_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    Home::init(dir.path(), "acme", None).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("signing.key")).unwrap();
+    assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let first = Engine::builder()
+        .home(dir.path())
+        .unwrap()
+        .workers(0)
+        .build()
+        .unwrap()
+        .signing_public_key();
+    let again = Engine::builder()
+        .home(dir.path())
+        .unwrap()
+        .workers(0)
+        .build()
+        .unwrap()
+        .signing_public_key();
+    assert_eq!(first, again);
+    let home = Home::open(dir.path()).unwrap();
+    assert_eq!(*home.signing_key().unwrap().public_key(), first);
+    // Homes differ.
+    let other = tempfile::tempdir().unwrap();
+    Home::init(other.path(), "acme", None).unwrap();
+    assert_ne!(
+        *Home::open(other.path())
+            .unwrap()
+            .signing_key()
+            .unwrap()
+            .public_key(),
+        first
+    );
+}
