@@ -7,6 +7,16 @@
 //!  "columns": [{"name": "USUBJID", "label": "Unique Subject Identifier", "dataType": "string",
 //!               "length": 20, "keySequence": 1, "privacy": "subject_id"}]}
 //! ```
+//!
+//! Define-XML also reads `class`, `structure`, `domain`, `repeating`, `isReferenceData` and `comment` of the
+//! dataset, `mandatory`, `role`, `origin`, `method`, `comment` and `codelist` (an OID) of each column, and the
+//! `codelists` those OIDs name, given with the dataset:
+//!
+//! ```json
+//! {"name": "DM", "columns": [{"name": "SEX", "codelist": "CL.SEX"}],
+//!  "codelists": [{"oid": "CL.SEX", "name": "Sex", "dataType": "text",
+//!                 "terms": [{"value": "F", "decode": "Female"}, {"value": "M", "decode": "Male"}]}]}
+//! ```
 
 use crate::error::{Error, Result};
 use arrow::datatypes::{Field, Schema, SchemaRef};
@@ -32,6 +42,13 @@ const KEY_COMMENT: &str = "trialport.comment";
 const KEY_ITEM_GROUP_OID: &str = "trialport.item_group_oid";
 const KEY_CLASS: &str = "trialport.class";
 const KEY_STRUCTURE: &str = "trialport.structure";
+const KEY_MANDATORY: &str = "trialport.mandatory";
+const KEY_ROLE: &str = "trialport.role";
+const KEY_DOMAIN: &str = "trialport.domain";
+const KEY_REPEATING: &str = "trialport.repeating";
+const KEY_IS_REFERENCE_DATA: &str = "trialport.is_reference_data";
+/// Schema metadata key of the codelists, stored as a JSON array of [`CodeListMeta`].
+pub const KEY_CODELISTS: &str = "trialport.codelists";
 
 /// How a column identifies a person, which decides what de-identification does with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -114,6 +131,12 @@ pub struct ColumnMeta {
     /// Comment (Define-XML CommentDef description).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Whether the column must hold a value in every row (Define-XML `ItemRef/@Mandatory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mandatory: Option<bool>,
+    /// Role in the dataset, e.g. `Identifier`, `Topic`, `Timing` (Define-XML `ItemRef/@Role`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// Privacy class.
     #[serde(skip_serializing_if = "is_none_class")]
     pub privacy: PrivacyClass,
@@ -144,8 +167,53 @@ pub struct DatasetMeta {
     /// Comment on the dataset (Define-XML CommentDef).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// SDTM domain the dataset belongs to, e.g. `DM` for `SUPPDM` or `QS` for a split `QSPH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Whether a subject can have several records (Define-XML `ItemGroupDef/@Repeating`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeating: Option<bool>,
+    /// Whether the dataset is reference data, not about subjects (Define-XML `ItemGroupDef/@IsReferenceData`).
+    #[serde(rename = "isReferenceData", skip_serializing_if = "Option::is_none")]
+    pub is_reference_data: Option<bool>,
     /// Columns with metadata (any subset of the schema's columns, by name).
     pub columns: Vec<ColumnMeta>,
+    /// The codelists that columns' `codelist` references name (Define-XML CodeList).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub codelists: Vec<CodeListMeta>,
+}
+
+/// A codelist: the terms a column's values are drawn from, or an external dictionary.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CodeListMeta {
+    /// OID that columns name in `codelist`, e.g. `CL.SEX`.
+    pub oid: String,
+    /// Name, e.g. `Sex`.
+    pub name: String,
+    /// Data type of the coded values: `text` (when absent), `integer` or `float`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+    /// The terms, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<CodeListTerm>,
+    /// External dictionary instead of terms, e.g. `MedDRA`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dictionary: Option<String>,
+    /// Version of the external dictionary, e.g. `26.0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One term of a codelist.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CodeListTerm {
+    /// The coded value as it appears in the data, e.g. `F`.
+    pub value: String,
+    /// Its decode, e.g. `Female`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode: Option<String>,
 }
 
 impl DatasetMeta {
@@ -181,7 +249,14 @@ impl DatasetMeta {
             class: md.get(KEY_CLASS).cloned(),
             structure: md.get(KEY_STRUCTURE).cloned(),
             comment: md.get(KEY_COMMENT).cloned(),
+            domain: md.get(KEY_DOMAIN).cloned(),
+            repeating: md.get(KEY_REPEATING).and_then(|v| parse_bool(v)),
+            is_reference_data: md.get(KEY_IS_REFERENCE_DATA).and_then(|v| parse_bool(v)),
             columns,
+            codelists: md
+                .get(KEY_CODELISTS)
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default(),
         }
     }
 
@@ -198,7 +273,22 @@ impl DatasetMeta {
         macro_rules! take_dataset {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
         }
-        take_dataset!(label, item_group_oid, class, structure, comment);
+        take_dataset!(
+            label,
+            item_group_oid,
+            class,
+            structure,
+            comment,
+            domain,
+            repeating,
+            is_reference_data
+        );
+        for cl in &other.codelists {
+            match self.codelists.iter_mut().find(|c| c.oid == cl.oid) {
+                Some(c) => *c = cl.clone(),
+                None => self.codelists.push(cl.clone()),
+            }
+        }
         for oc in &other.columns {
             match self.columns.iter_mut().find(|c| c.name == oc.name) {
                 Some(c) => {
@@ -216,7 +306,9 @@ impl DatasetMeta {
                         item_oid,
                         target_data_type,
                         method,
-                        comment
+                        comment,
+                        mandatory,
+                        role
                     );
                     if oc.privacy != PrivacyClass::None {
                         c.privacy = oc.privacy;
@@ -267,10 +359,23 @@ impl DatasetMeta {
             (KEY_CLASS, &self.class),
             (KEY_STRUCTURE, &self.structure),
             (KEY_COMMENT, &self.comment),
+            (KEY_DOMAIN, &self.domain),
+            (KEY_REPEATING, &self.repeating.map(bool_text)),
+            (
+                KEY_IS_REFERENCE_DATA,
+                &self.is_reference_data.map(bool_text),
+            ),
         ] {
             if let Some(v) = value {
                 md.insert(key.into(), v.clone());
             }
+        }
+        if !self.codelists.is_empty() {
+            let text = serde_json::to_string(&self.codelists).map_err(|_| {
+                Error::validation("invalid_metadata", "the codelists cannot be stored")
+                    .with_field("codelists")
+            })?;
+            md.insert(KEY_CODELISTS.into(), text);
         }
         Ok(Arc::new(Schema::new_with_metadata(fields, md)))
     }
@@ -292,10 +397,24 @@ fn column_from_field(f: &Field) -> ColumnMeta {
         target_data_type: md.get(KEY_TARGET_DATA_TYPE).cloned(),
         method: md.get(KEY_METHOD).cloned(),
         comment: md.get(KEY_COMMENT).cloned(),
+        mandatory: md.get(KEY_MANDATORY).and_then(|v| parse_bool(v)),
+        role: md.get(KEY_ROLE).cloned(),
         privacy: md
             .get(KEY_PRIVACY)
             .and_then(|p| PrivacyClass::parse(p).ok())
             .unwrap_or_default(),
+    }
+}
+
+fn bool_text(b: bool) -> String {
+    if b { "true" } else { "false" }.to_string()
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     }
 }
 
@@ -316,6 +435,8 @@ fn write_column(md: &mut HashMap<String, String>, c: &ColumnMeta) {
     put(KEY_TARGET_DATA_TYPE, c.target_data_type.clone());
     put(KEY_METHOD, c.method.clone());
     put(KEY_COMMENT, c.comment.clone());
+    put(KEY_MANDATORY, c.mandatory.map(bool_text));
+    put(KEY_ROLE, c.role.clone());
     if c.privacy != PrivacyClass::None {
         put(KEY_PRIVACY, Some(c.privacy.as_str().to_string()));
     }
@@ -348,6 +469,36 @@ mod tests {
         assert_eq!(back.column("USUBJID").unwrap(), &meta.columns[0]);
         assert_eq!(back.column("AGE").unwrap().privacy, PrivacyClass::Age);
         assert_eq!(back.column("SEX").unwrap().label, None);
+    }
+
+    #[test]
+    fn define_metadata_and_codelists_round_trip_and_merge() {
+        let meta = DatasetMeta::from_json(
+            r#"{"name":"SUPPDM","domain":"DM","repeating":true,"isReferenceData":false,
+                "columns":[{"name":"QNAM","mandatory":true,"role":"Topic","codelist":"CL.QNAM"}],
+                "codelists":[{"oid":"CL.QNAM","name":"QNAM values","terms":[{"value":"RACE1","decode":"Race 1"}]},
+                             {"oid":"CL.MEDDRA","name":"MedDRA","dictionary":"MedDRA","version":"26.0"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(meta.codelists[0].terms[0].decode.as_deref(), Some("Race 1"));
+        let schema = Schema::new(vec![Field::new("QNAM", DataType::Utf8, true)]);
+        let back = DatasetMeta::from_schema(&meta.apply_to(&schema).unwrap());
+        assert_eq!(back, meta);
+        assert_eq!(back.column("QNAM").unwrap().mandatory, Some(true));
+        assert_eq!(back.is_reference_data, Some(false));
+
+        // Absent keys stay absent; a later document replaces a codelist by OID and adds new ones.
+        let plain = DatasetMeta::from_schema(&schema);
+        assert_eq!((plain.repeating, plain.codelists.len()), (None, 0));
+        let over = DatasetMeta::from_json(
+            r#"{"repeating":false,"codelists":[{"oid":"CL.QNAM","name":"Renamed"},{"oid":"CL.X","name":"X"}]}"#,
+        )
+        .unwrap();
+        let merged = meta.merged_with(&over);
+        assert_eq!(merged.repeating, Some(false));
+        assert_eq!(merged.domain.as_deref(), Some("DM"));
+        let names: Vec<&str> = merged.codelists.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Renamed", "MedDRA", "X"]);
     }
 
     #[test]

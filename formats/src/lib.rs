@@ -8,15 +8,22 @@
 //! | `arrow-ipc` | [`ipc`] |
 //! | `xlsx` | [`xlsx`] (feature `xlsx`) |
 //! | `xpt` | [`xpt`] (SAS XPORT v5/v8, writer and reader) |
+//! | `dataset-json` | [`dataset_json`] (CDISC Dataset-JSON 1.1: JSON, NDJSON, DSJC; writer and reader) |
+//! | `define-xml` | [`define`] (CDISC Define-XML 2.1 from dataset metadata; [`define::cross_check`]) |
+//! | `odm-xml` | [`odm`] (CDISC ODM 1.3.2 clinical data, streamed) |
 //! | `html` | [`document`] (reports and dashboards) |
 //! | reading csv, tsv, json, ndjson, parquet, arrow-ipc | [`read`] ([`read::open`], [`read::open_with_schema`]) |
 //! | study files as a data source | [`source`] ([`source::DirectorySource`]) |
 
+pub mod convert;
 pub mod csv;
+pub mod dataset_json;
+pub mod define;
 pub mod document;
 pub mod home;
 pub mod ipc;
 pub mod json;
+pub mod odm;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 pub mod read;
@@ -43,6 +50,9 @@ pub fn default_formats() -> FormatRegistry {
         Arc::new(xlsx::XlsxFormat),
         Arc::new(document::HtmlFormat),
         Arc::new(xpt::XptFormat),
+        Arc::new(dataset_json::DatasetJsonFormat),
+        Arc::new(define::DefineXmlFormat),
+        Arc::new(odm::OdmXmlFormat),
     ];
     for f in all {
         // Ids are distinct constants: a duplicate is a programming error caught by the tests below.
@@ -63,6 +73,8 @@ mod tests {
         if cfg!(feature = "xlsx") {
             want.push("xlsx");
         }
+        want.push("dataset-json");
+        want.extend(["define-xml", "odm-xml"]);
         want.sort();
         assert_eq!(r.ids(), want);
     }

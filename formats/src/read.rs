@@ -7,13 +7,16 @@
 //! | `ndjson` | .ndjson, .jsonl | arrow-json |
 //! | `parquet` | .parquet | parquet's Arrow reader (feature `parquet`) |
 //! | `arrow-ipc` | .arrow, .ipc, .feather, .arrows | Arrow IPC file (or stream) reader |
+//! | `dataset-json` | .dsjc; .json and .ndjson holding Dataset-JSON | [`crate::dataset_json`], with the file's metadata |
 //!
 //! Types: CSV and JSON are read with a known schema ([`open_with_schema`]) or infer one from the first
 //! [`INFER_SAMPLE_ROWS`] records. CSV inference: `true`/`false` (any case) -> Boolean, integers -> Int64 (not
 //! with a leading zero such as `007`, which stays text, nor beyond the i64 range), decimals and `NaN`/`inf` ->
 //! Float64, `YYYY-MM-DD` -> Date32, `YYYY-MM-DDTHH:MM:SS[.f]` -> Timestamp(Microsecond) (with `Z` or an offset:
 //! time zone `UTC`), anything else (and a column without any value) -> Utf8. A later value that does not fit the
-//! inferred type is EXP002 `type_mismatch`: read such files with a known schema. JSON inference is arrow-json's.
+//! inferred type is EXP002 `type_mismatch`: read such files with a known schema. A column that the file's
+//! `<STEM>.meta.json` declares with `dataType` `string` (or `text`) is read as text whatever its values look like.
+//! JSON inference is arrow-json's.
 //! Parquet and Arrow IPC keep their schema and its metadata.
 //!
 //! Metadata: the dataset name defaults to the file stem uppercased, and a `<STEM>.meta.json` file beside the input
@@ -54,6 +57,7 @@ enum Kind {
     Parquet,
     Ipc,
     Xpt,
+    DatasetJson,
 }
 
 impl Kind {
@@ -66,6 +70,7 @@ impl Kind {
             "parquet" => Kind::Parquet,
             "arrow-ipc" | "arrow" | "ipc" | "feather" => Kind::Ipc,
             "xpt" => Kind::Xpt,
+            "dataset-json" => Kind::DatasetJson,
             _ => {
                 return Err(Error::validation(
                     "unsupported_format",
@@ -93,6 +98,7 @@ impl Kind {
             "parquet" | "pq" => Kind::Parquet,
             "arrow" | "ipc" | "feather" | "arrows" => Kind::Ipc,
             "xpt" => Kind::Xpt,
+            "dsjc" => Kind::DatasetJson,
             _ => {
                 return Err(Error::validation(
                     "unknown_format",
@@ -108,6 +114,7 @@ impl Kind {
 pub const READABLE: &[&str] = &[
     "arrow-ipc",
     "csv",
+    "dataset-json",
     "json",
     "ndjson",
     "parquet",
@@ -118,7 +125,7 @@ pub const READABLE: &[&str] = &[
 /// The file extensions (without the dot) [`open`] recognises, lowercase.
 pub const EXTENSIONS: &[&str] = &[
     "csv", "tsv", "tab", "json", "ndjson", "jsonl", "parquet", "pq", "arrow", "ipc", "feather",
-    "arrows", "xpt",
+    "arrows", "xpt", "dsjc",
 ];
 
 /// Opens `path` as a stream of batches, in `format` (a format id) or the format its extension names.
@@ -152,6 +159,13 @@ fn open_impl(path: &Path, format: Option<&str>, schema: Option<SchemaRef>) -> Re
         None => Kind::from_path(path)?,
     };
     let file = open_file(path)?;
+    // A `.json` or `.ndjson` file that holds Dataset-JSON is read as Dataset-JSON, with its metadata.
+    let kind = match kind {
+        Kind::Json | Kind::Ndjson if crate::dataset_json::is_dataset_json(path)? => {
+            Kind::DatasetJson
+        }
+        k => k,
+    };
     let stream = match kind {
         Kind::Csv => csv_stream(path, file, b',', schema)?,
         Kind::Tsv => csv_stream(path, file, b'\t', schema)?,
@@ -163,6 +177,7 @@ fn open_impl(path: &Path, format: Option<&str>, schema: Option<SchemaRef>) -> Re
             drop(file);
             conform(crate::xpt::read_xpt(path)?, schema)?
         }
+        Kind::DatasetJson => conform(crate::dataset_json::read_dataset_json_from(file)?, schema)?,
     };
     with_file_meta(path, stream)
 }
@@ -931,10 +946,19 @@ fn csv_stream(
         None => {
             drop(records);
             let types = infer_csv(open_file(path)?, delimiter, names.len())?;
+            // A column its `<STEM>.meta.json` declares as text stays text, whatever its values look like
+            // (site ids such as `701`, codes such as `1`): inference only decides what the metadata leaves open.
+            let declared = sidecar_meta(path)?.unwrap_or_default();
             let fields: Vec<Field> = names
                 .iter()
                 .zip(types)
-                .map(|(n, t)| Field::new(n.clone(), t, true))
+                .map(|(n, t)| {
+                    let text = declared
+                        .column(n)
+                        .and_then(|c| c.data_type.as_deref())
+                        .is_some_and(|d| matches!(d, "string" | "text"));
+                    Field::new(n.clone(), if text { DataType::Utf8 } else { t }, true)
+                })
                 .collect();
             let (records, _) = csv_header(open_file(path)?, delimiter)?;
             (

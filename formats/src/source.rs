@@ -1,6 +1,7 @@
 //! [`DirectorySource`]: study data as files, `ROOT/<study>/<DATASET>.<ext>`.
 //!
-//! Readable extensions: `csv`, `tsv`, `parquet`, `arrow`, `ndjson`, `json` (read by [`crate::read`]). A
+//! Readable extensions: `csv`, `tsv`, `parquet`, `arrow`, `ndjson`, `json`, `xpt`, `dsjc` (read by [`crate::read`];
+//! `.json` and `.ndjson` files holding Dataset-JSON are read as such, with their metadata). A
 //! `<DATASET>.meta.json` beside a file is its metadata, not a dataset. Dataset names are the file stems
 //! uppercased (`dm.csv` is `DM`); two files for one name (`DM.csv` and `DM.parquet`) are ambiguous, an EXP002.
 //! Study and dataset names are validated like every other name (no path traversal).
@@ -15,7 +16,9 @@ use trialport_core::source::{
 use trialport_core::{Error, Result};
 
 /// The extensions a directory source reads, lowercase.
-pub const SOURCE_EXTENSIONS: &[&str] = &["csv", "tsv", "parquet", "arrow", "ndjson", "json", "xpt"];
+pub const SOURCE_EXTENSIONS: &[&str] = &[
+    "csv", "tsv", "parquet", "arrow", "ndjson", "json", "xpt", "dsjc",
+];
 
 /// Study data in a directory tree: `ROOT/<study>/<DATASET>.<ext>`.
 #[derive(Debug, Clone)]
@@ -127,6 +130,15 @@ fn label_of(path: &Path) -> Result<Option<String>> {
         .map(str::to_ascii_lowercase);
     if matches!(ext.as_deref(), Some("parquet" | "arrow")) {
         // Opening reads only the footer and schema, not the rows.
+        return Ok(read::open(path, None)?.meta().label);
+    }
+    let dataset_json = match ext.as_deref() {
+        Some("dsjc") => true,
+        Some("json" | "ndjson") => crate::dataset_json::is_dataset_json(path)?,
+        _ => false,
+    };
+    if dataset_json {
+        // Opening reads the metadata before the rows, not the rows.
         return Ok(read::open(path, None)?.meta().label);
     }
     Ok(None)
