@@ -1,0 +1,356 @@
+//! The engine handle behind `tp_engine *`: an engine on a home directory, with an in-memory source for
+//! `tp_engine_add_dataset` and the C audit callbacks. Requests arrive as JSON text, parsed by the core; results
+//! leave as JSON text. Everything here is safe Rust; the pointers are handled in `lib.rs`.
+
+use crate::hooks::CHooks;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use trialport_core::engine::Engine;
+use trialport_core::job::Job;
+use trialport_core::request::{
+    from_json, job_id, BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest,
+    ReportRequest,
+};
+use trialport_core::source::{BatchStream, MemorySource};
+use trialport_core::{Error, Result};
+use uuid::Uuid;
+
+/// `timeout_ms` of `tp_engine_wait` that means "no timeout".
+pub const TP_WAIT_FOREVER: u32 = u32::MAX;
+
+/// An engine opened by `tp_engine_open`: opaque to C, freed by `tp_engine_free`. Thread-safe: every function but
+/// `tp_engine_free` may be called on it from several threads at once.
+#[allow(non_camel_case_types)]
+pub struct tp_engine {
+    /// Dropped first (see `Drop`): stopping the workers before the callbacks' userdata is freed.
+    engine: Option<Engine>,
+    source: Arc<MemorySource>,
+    hooks: Arc<CHooks>,
+    /// The credential each job was obtained with from this handle, for `tp_engine_wait` (which takes none).
+    credentials: Mutex<HashMap<Uuid, String>>,
+    /// The first admin key, when `tp_engine_open` created the home; handed out once.
+    initial_key: Mutex<Option<String>>,
+}
+
+impl Drop for tp_engine {
+    fn drop(&mut self) {
+        // Joins the workers; then the last reference to the hooks goes with the fields, freeing each userdata.
+        drop(self.engine.take());
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|_| Error::server("internal", "a result could not be serialized"))
+}
+
+impl tp_engine {
+    /// Opens the engine on the home `dir`; when `dir` is not a home yet and `config_json` is given, creates it
+    /// first (as `trialport init`) with those settings.
+    ///
+    /// # Errors
+    /// EXP002 for bad settings JSON (even when the home exists); EXP001 `not_a_home` without settings; the errors
+    /// of creating a home and of building the engine.
+    pub(crate) fn open(dir: &Path, config_json: Option<&str>) -> Result<tp_engine> {
+        let settings = config_json
+            .map(trialport_core::home::HomeConfig::from_settings_json)
+            .transpose()?;
+        let initial_key = match (trialport_core::home::Home::open(dir), settings) {
+            (Ok(_), _) => None,
+            (Err(e), Some(settings)) if e.reason() == "not_a_home" => {
+                Some(trialport_core::home::Home::init_with_admin_key(dir, &settings)?.1)
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let source = Arc::new(MemorySource::new());
+        let hooks = Arc::new(CHooks::default());
+        let engine = trialport_formats::home::engine_builder(dir)?
+            .source(source.clone())
+            .audit_hook(hooks.clone())
+            .build()?;
+        Ok(tp_engine {
+            engine: Some(engine),
+            source,
+            hooks,
+            credentials: Mutex::new(HashMap::new()),
+            initial_key: Mutex::new(initial_key),
+        })
+    }
+
+    fn engine(&self) -> Result<&Engine> {
+        self.engine
+            .as_ref()
+            .ok_or_else(|| Error::server("closed", "the engine is closed"))
+    }
+
+    /// The callbacks of this engine.
+    pub(crate) fn hooks(&self) -> &CHooks {
+        &self.hooks
+    }
+
+    /// The first admin API key, once, when this handle created the home.
+    ///
+    /// # Errors
+    /// EXP001 `no_initial_key` when the home existed or the key was taken already.
+    pub(crate) fn take_initial_key(&self) -> Result<String> {
+        self.initial_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| {
+                Error::new(
+                    trialport_core::ErrorCode::NotFound,
+                    "no_initial_key",
+                    "no initial API key: the home existed already, or the key was taken",
+                )
+            })
+    }
+
+    /// Registers (or replaces) dataset `name` of `study` from `stream`, with the metadata document `meta_json`
+    /// layered over the stream's own metadata.
+    ///
+    /// # Errors
+    /// EXP002 for bad metadata (field `metadata`) or bad data; EXP005.
+    pub(crate) fn add_dataset(
+        &self,
+        study: &str,
+        name: &str,
+        stream: BatchStream,
+        meta_json: Option<&str>,
+    ) -> Result<()> {
+        let meta = match meta_json {
+            Some(text) => trialport_core::meta::DatasetMeta::from_json(text)
+                .map_err(|e| e.with_field("metadata"))?,
+            None => trialport_core::meta::DatasetMeta::default(),
+        };
+        let stream = stream.with_meta(&meta)?;
+        let schema = stream.schema().clone();
+        let batches = stream.collect()?;
+        self.source.add(study, name, schema, batches)
+    }
+
+    fn remember(&self, credential: &str, jobs: &[&Job]) {
+        let mut known = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+        for job in jobs {
+            known.insert(job.id, credential.to_string());
+        }
+    }
+
+    fn job_json(&self, credential: &str, job: Result<Job>) -> Result<String> {
+        let job = job?;
+        self.remember(credential, &[&job]);
+        to_json(&job)
+    }
+
+    /// `export_data`: the queued job as JSON.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_request` for bad JSON; the engine's errors.
+    pub(crate) fn export_data(&self, credential: &str, request: &str) -> Result<String> {
+        let request: ExportDataRequest = from_json(request)?;
+        self.job_json(credential, self.engine()?.export_data(credential, request))
+    }
+
+    /// `export_report`: the queued job as JSON.
+    ///
+    /// # Errors
+    /// As [`tp_engine::export_data`].
+    pub(crate) fn export_report(&self, credential: &str, request: &str) -> Result<String> {
+        let request: ReportRequest = from_json(request)?;
+        self.job_json(
+            credential,
+            self.engine()?.export_report(credential, request),
+        )
+    }
+
+    /// `export_dashboard`: the queued job as JSON.
+    ///
+    /// # Errors
+    /// As [`tp_engine::export_data`].
+    pub(crate) fn export_dashboard(&self, credential: &str, request: &str) -> Result<String> {
+        let request: DashboardRequest = from_json(request)?;
+        self.job_json(
+            credential,
+            self.engine()?.export_dashboard(credential, request),
+        )
+    }
+
+    /// `bulk_export`: the queued job as JSON.
+    ///
+    /// # Errors
+    /// As [`tp_engine::export_data`].
+    pub(crate) fn bulk_export(&self, credential: &str, request: &str) -> Result<String> {
+        let request: BulkExportRequest = from_json(request)?;
+        self.job_json(credential, self.engine()?.bulk_export(credential, request))
+    }
+
+    /// `list_jobs`: the page as JSON (`{"items": [...], "page", "limit", "total"}`).
+    ///
+    /// # Errors
+    /// As [`tp_engine::export_data`].
+    pub(crate) fn list_jobs(&self, credential: &str, query: Option<&str>) -> Result<String> {
+        let query: ListJobsRequest = match query {
+            Some(text) => from_json(text)?,
+            None => ListJobsRequest::default(),
+        };
+        let page = self.engine()?.list_jobs(credential, query)?;
+        self.remember(credential, &page.items.iter().collect::<Vec<_>>());
+        to_json(&page)
+    }
+
+    /// `get_job`: the job as JSON.
+    ///
+    /// # Errors
+    /// EXP001 for an unknown job; the engine's errors.
+    pub(crate) fn get_job(&self, credential: &str, id: &str) -> Result<String> {
+        let id = job_id(id)?;
+        self.job_json(credential, self.engine()?.get_job(credential, id))
+    }
+
+    /// Waits for a job (or `timeout_ms`, [`TP_WAIT_FOREVER`] for none), with `credential` or, when `None`, the
+    /// credential the job was obtained with from this handle (an empty one, refused by the engine, if none).
+    ///
+    /// # Errors
+    /// As [`tp_engine::get_job`]; a timeout is not an error.
+    pub(crate) fn wait(
+        &self,
+        credential: Option<&str>,
+        id: &str,
+        timeout_ms: u32,
+    ) -> Result<String> {
+        let id = job_id(id)?;
+        let credential = match credential {
+            Some(c) => c.to_string(),
+            None => self
+                .credentials
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let timeout =
+            (timeout_ms != TP_WAIT_FOREVER).then(|| Duration::from_millis(timeout_ms.into()));
+        self.job_json(&credential, self.engine()?.wait(&credential, id, timeout))
+    }
+
+    /// Cancels a job: the job as JSON.
+    ///
+    /// # Errors
+    /// As [`tp_engine::get_job`]; EXP004 for a finished job.
+    pub(crate) fn cancel(&self, credential: &str, id: &str) -> Result<String> {
+        let id = job_id(id)?;
+        self.job_json(credential, self.engine()?.cancel(credential, id))
+    }
+
+    /// Downloads an artifact (by default the job's one main artifact) to the new file `path`.
+    ///
+    /// # Errors
+    /// The engine's errors; EXP004 `artifact_exists` when `path` exists; EXP005 `integrity_violation`.
+    pub(crate) fn download(
+        &self,
+        credential: &str,
+        id: &str,
+        artifact: Option<&str>,
+        path: &Path,
+    ) -> Result<()> {
+        let id = job_id(id)?;
+        let download = self.engine()?.download(credential, id, artifact)?;
+        trialport_formats::convert::copy_to_file(download.reader, path, false)?;
+        Ok(())
+    }
+
+    /// The formats of this build, as `trialport formats --json` lists them.
+    ///
+    /// # Errors
+    /// EXP005 (not expected).
+    pub(crate) fn formats(&self) -> Result<String> {
+        to_json(&trialport_formats::default_formats().infos())
+    }
+
+    /// Verifies the audit trail's hash chain: the number of events checked.
+    ///
+    /// # Errors
+    /// EXP003 without `audit:read`; EXP005 `integrity_violation`.
+    pub(crate) fn verify_audit(&self, credential: &str) -> Result<u64> {
+        self.engine()?.verify_audit(credential)
+    }
+}
+
+/// `tp_convert`: `trialport convert` with the options as JSON ([`trialport_formats::convert::ConvertOptions`]).
+///
+/// # Errors
+/// EXP002 `invalid_request` for bad options JSON; the errors of the conversion.
+pub(crate) fn convert(input: &Path, output: &Path, options_json: Option<&str>) -> Result<String> {
+    let options = match options_json {
+        Some(text) => from_json(text)?,
+        None => trialport_formats::convert::ConvertOptions::default(),
+    };
+    to_json(&trialport_formats::convert::convert(
+        input, output, &options,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use trialport_core::home::HomeConfig;
+
+    #[test]
+    fn settings_are_the_home_configuration_with_the_defaults_of_init() {
+        let c = HomeConfig::from_settings_json("{}").unwrap();
+        assert_eq!(c, HomeConfig::new("default"));
+        let c = HomeConfig::from_settings_json(r#"{"org": "acme", "workers": 0}"#).unwrap();
+        assert_eq!((c.org.as_str(), c.workers), ("acme", Some(0)));
+        assert!(
+            c.encryption,
+            "new homes are encrypted unless told otherwise"
+        );
+        for bad in [
+            r#"{"version": 1}"#,
+            r#"{"wrkers": 1}"#,
+            "[]",
+            r#"{"workers": "2"}"#,
+            "{",
+        ] {
+            let e = HomeConfig::from_settings_json(bad).unwrap_err();
+            assert_eq!(
+                (e.code().as_str(), e.reason()),
+                ("EXP002", "invalid_request")
+            );
+        }
+    }
+
+    #[test]
+    fn open_creates_a_home_once_and_hands_out_its_key_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let e = tp_engine::open(&home, None).err().unwrap();
+        assert_eq!(e.reason(), "not_a_home");
+        let engine = tp_engine::open(&home, Some(r#"{"org": "acme", "workers": 0}"#)).unwrap();
+        let key = engine.take_initial_key().unwrap();
+        assert!(key.starts_with("tp_"));
+        assert_eq!(
+            engine.take_initial_key().unwrap_err().reason(),
+            "no_initial_key"
+        );
+        let credential = format!("ApiKey {key}");
+        let page = engine.list_jobs(&credential, None).unwrap();
+        assert!(page.contains("\"total\":0"), "{page}");
+        drop(engine);
+        // Reopened: the settings are checked but the stored configuration applies; no new key.
+        let again = tp_engine::open(&home, Some(r#"{"org": "other"}"#)).unwrap();
+        assert_eq!(
+            again.take_initial_key().unwrap_err().reason(),
+            "no_initial_key"
+        );
+        let stored = trialport_core::home::Home::open(&home).unwrap();
+        assert_eq!(stored.config().org, "acme");
+        assert_eq!(stored.config().workers, Some(0));
+        assert!(tp_engine::open(&home, Some("{")).is_err());
+    }
+}

@@ -1,0 +1,523 @@
+//! One-shot conversion: a data file, or any batch stream, written to one output file in a format named by id or
+//! chosen from the output's extension.
+//!
+//! `trialport convert`, Python's `trialport.write` and C's `tp_convert` are [`convert`] and [`write()`]; the output
+//! is written by [`OutputFile`] (temp file beside the target, fsync, rename, fsync of the directory), so nothing
+//! is visible at the output until it is complete, and nothing is left behind on error.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use trialport_formats::convert::{convert, ConvertOptions};
+//!
+//! let options = ConvertOptions { dataset: Some("DM".into()), ..ConvertOptions::default() };
+//! let receipt = convert(Path::new("dm.csv"), Path::new("dm.xpt"), &options)?;
+//! println!("{} rows, sha256 {}", receipt.rows, receipt.sha256);
+//! # Ok::<(), trialport_core::Error>(())
+//! ```
+
+use crate::read;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use trialport_core::format::{Format, FormatOptions, FormatRegistry};
+use trialport_core::meta::DatasetMeta;
+use trialport_core::sink::{sync_dir, HashingWriter};
+use trialport_core::source::BatchStream;
+use trialport_core::{Error, Result};
+
+/// What a conversion does besides reading and writing: the output format, its options, metadata, and whether an
+/// existing output may be replaced. As JSON (the C library's `options_json`), every member is optional:
+/// `{"format": "xpt", "options": {"version": "5"}, "dataset": "DM", "label": "Demographics", "meta": {...},
+/// "overwrite": false}` (`to` is accepted for `format`, as the CLI's `--to`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConvertOptions {
+    /// Output format id. Default: from the output's extension ([`output_format`]).
+    #[serde(alias = "to")]
+    pub format: Option<String>,
+    /// Format options, as the format lists them (`trialport formats`). Default: none.
+    pub options: FormatOptions,
+    /// A metadata document (Dataset-JSON `columns` shape plus `privacy`) layered over the input's own metadata.
+    /// Default: none.
+    pub meta: Option<DatasetMeta>,
+    /// Dataset name stored with the data (e.g. `DM`), over `meta`'s. Default: the input's (the file stem).
+    pub dataset: Option<String>,
+    /// Dataset label stored with the data, over `meta`'s. Default: the input's.
+    pub label: Option<String>,
+    /// Whether an existing output file is replaced (atomically). Default `false`: it is EXP004 `artifact_exists`.
+    pub overwrite: bool,
+}
+
+impl ConvertOptions {
+    /// The metadata to layer over the input's: `meta` with `dataset` and `label` over it.
+    fn effective_meta(&self) -> DatasetMeta {
+        let mut meta = self.meta.clone().unwrap_or_default();
+        if let Some(name) = &self.dataset {
+            meta.name.clone_from(name);
+        }
+        if let Some(label) = &self.label {
+            meta.label = Some(label.clone());
+        }
+        meta
+    }
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// The output format id.
+    pub format: String,
+    /// Rows written.
+    pub rows: u64,
+    /// Size of the output in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the output, lowercase hex.
+    pub sha256: String,
+}
+
+/// The output format: the format `id` when given, else the one of the output's extension. The documented mapping
+/// comes first (`.json` is `json`, `.ndjson`/`.jsonl` are `ndjson`, `.arrow`/`.ipc` are `arrow-ipc`, `.dsjc` is
+/// `dataset-json`), then any registered format with that extension.
+///
+/// # Errors
+/// EXP001 with field `format` for an unknown `id`; EXP002 `unknown_output_format` with field `format` when the
+/// extension names no format.
+pub fn output_format(
+    registry: &FormatRegistry,
+    id: Option<&str>,
+    output: &Path,
+) -> Result<Arc<dyn Format>> {
+    if let Some(id) = id {
+        return Ok(registry.get(id)?.clone());
+    }
+    let ext = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let documented = match ext.as_str() {
+        "csv" => Some("csv"),
+        "tsv" => Some("tsv"),
+        "json" => Some("json"),
+        "ndjson" | "jsonl" => Some("ndjson"),
+        "parquet" => Some("parquet"),
+        "arrow" | "ipc" => Some("arrow-ipc"),
+        "xlsx" => Some("xlsx"),
+        "xpt" => Some("xpt"),
+        "dsjc" => Some("dataset-json"),
+        _ => None,
+    };
+    if let Some(f) = documented.and_then(|id| registry.get(id).ok()) {
+        return Ok(f.clone());
+    }
+    if !ext.is_empty() {
+        if let Some(f) = registry.by_extension(&ext) {
+            return Ok(f.clone());
+        }
+    }
+    Err(Error::validation(
+        "unknown_output_format",
+        "cannot tell the output format from the file name: name the format",
+    )
+    .with_field("format")
+    .with_detail("available", registry.ids()))
+}
+
+/// Converts the file `input` (any format [`read::open`] reads, by its extension) to `output`.
+///
+/// # Errors
+/// EXP001 for a missing input or an unknown format; EXP002 for a bad option, bad metadata, an unknown output
+/// extension or data the output format cannot represent; EXP004 `artifact_exists` when the output exists and
+/// `overwrite` is off; EXP005 for I/O. Nothing is left at the output on error.
+pub fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<Receipt> {
+    let registry = crate::default_formats();
+    let format = output_format(&registry, options.format.as_deref(), output)?;
+    format.check_options(&options.options)?;
+    let stream = read::open(input, None)?;
+    write_as(format.as_ref(), stream, output, options)
+}
+
+/// Writes `stream` to `output` (the one-shot write of the bindings), with the format and metadata of `options`.
+///
+/// # Errors
+/// As [`convert`], without the input's.
+pub fn write(stream: BatchStream, output: &Path, options: &ConvertOptions) -> Result<Receipt> {
+    let registry = crate::default_formats();
+    let format = output_format(&registry, options.format.as_deref(), output)?;
+    format.check_options(&options.options)?;
+    write_as(format.as_ref(), stream, output, options)
+}
+
+fn write_as(
+    format: &dyn Format,
+    stream: BatchStream,
+    output: &Path,
+    options: &ConvertOptions,
+) -> Result<Receipt> {
+    let stream = stream.with_meta(&options.effective_meta())?;
+    let schema = stream.schema().clone();
+    let meta = stream.meta();
+    let format_options = options_for_output(format, output, &options.options);
+    let mut file = OutputFile::create(output, options.overwrite)?;
+    let summary = {
+        let mut encoder = format.encoder(&schema, &meta, &format_options, &mut file)?;
+        for batch in stream {
+            encoder.write(&batch?)?;
+        }
+        encoder.finish()?
+    };
+    let written = file.commit()?;
+    Ok(Receipt {
+        format: format.info().id.to_string(),
+        rows: summary.rows,
+        bytes: written.bytes,
+        sha256: written.sha256,
+    })
+}
+
+/// The format options for writing `output`: `options`, plus what the file name says when they do not (a Dataset-JSON
+/// output named `.dsjc` or `.ndjson` is written in that form).
+fn options_for_output(
+    format: &dyn Format,
+    output: &Path,
+    options: &FormatOptions,
+) -> FormatOptions {
+    let mut options = options.clone();
+    if format.info().id == "dataset-json" && options.get("form").is_none() {
+        let form = output
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(crate::dataset_json::form_for_extension);
+        if let Some(form) = form {
+            options = options.with("form", form.as_str());
+        }
+    }
+    options
+}
+
+/// Copies `reader` to the file `path` through an [`OutputFile`]: a verified download saved to disk. A read that
+/// fails with `InvalidData` (the engine's verifying reader at a SHA-256 mismatch) leaves nothing behind.
+///
+/// # Errors
+/// EXP005 `integrity_violation` when the bytes do not match their recorded SHA-256; as [`OutputFile::create`] for
+/// the path; EXP005 for other I/O.
+pub fn copy_to_file(mut reader: impl Read, path: &Path, overwrite: bool) -> Result<Written> {
+    let mut file = OutputFile::create(path, overwrite)?;
+    io::copy(&mut reader, &mut file).map_err(|e| download_error(&e))?;
+    file.commit()
+}
+
+/// The error of a failed read of a verified download: `InvalidData` (the engine's verifying reader at a SHA-256
+/// mismatch) is EXP005 `integrity_violation` with field `artifact`, anything else an I/O error.
+pub fn download_error(e: &io::Error) -> Error {
+    if e.kind() == io::ErrorKind::InvalidData {
+        Error::server(
+            "integrity_violation",
+            "the artifact does not match its recorded SHA-256",
+        )
+        .with_field("artifact")
+    } else {
+        Error::io("cannot download the artifact", e)
+    }
+}
+
+/// What a committed [`OutputFile`] holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Written {
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A file written atomically: bytes go to a temp file beside the target; [`OutputFile::commit`] fsyncs it, moves it
+/// into place and fsyncs the directory. Dropping it uncommitted (an error anywhere) removes the temp file.
+pub struct OutputFile {
+    target: PathBuf,
+    tmp: PathBuf,
+    overwrite: bool,
+    file: Option<HashingWriter<BufWriter<File>>>,
+}
+
+impl std::fmt::Debug for OutputFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputFile")
+            .field("overwrite", &self.overwrite)
+            .finish_non_exhaustive()
+    }
+}
+
+fn exists_error() -> Error {
+    Error::conflict("artifact_exists", "the output file already exists").with_field("output")
+}
+
+impl OutputFile {
+    /// Starts writing `target`, whose directory must exist. With `overwrite`, an existing file is replaced at
+    /// commit; without, an existing file is refused now and at commit.
+    ///
+    /// # Errors
+    /// EXP001 with field `output` when the directory does not exist; EXP002 `output_is_directory` or
+    /// `invalid_path`; EXP004 `artifact_exists`; EXP005 for I/O.
+    pub fn create(target: &Path, overwrite: bool) -> Result<Self> {
+        let name = target.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            Error::validation("invalid_path", "the output path names no file").with_field("output")
+        })?;
+        let dir = parent_of(target);
+        if !dir.is_dir() {
+            return Err(
+                Error::not_found("the output directory does not exist").with_field("output")
+            );
+        }
+        if target.is_dir() {
+            return Err(
+                Error::validation("output_is_directory", "the output path is a directory")
+                    .with_field("output"),
+            );
+        }
+        if !overwrite && target.exists() {
+            return Err(exists_error());
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(
+            ".{name}.tmp-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("cannot create the output file", &e))?;
+        Ok(OutputFile {
+            target: target.to_path_buf(),
+            tmp,
+            overwrite,
+            file: Some(HashingWriter::new(BufWriter::with_capacity(
+                256 * 1024,
+                file,
+            ))),
+        })
+    }
+
+    /// Flushes and fsyncs the temp file, moves it into place and fsyncs the directory.
+    ///
+    /// # Errors
+    /// EXP004 `artifact_exists` when the target appeared meanwhile (without `overwrite`); EXP005 for I/O. The
+    /// target is then unchanged and the temp file removed.
+    pub fn commit(mut self) -> Result<Written> {
+        let Some(w) = self.file.take() else {
+            return Err(Error::server("closed", "the output file is closed"));
+        };
+        let (buf, bytes, sha256) = w.into_parts();
+        let result = (|| -> io::Result<()> {
+            let file = buf.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            drop(file);
+            if self.overwrite {
+                fs::rename(&self.tmp, &self.target)?;
+            } else {
+                // A hard link never replaces an existing file, unlike rename.
+                match fs::hard_link(&self.tmp, &self.target) {
+                    Ok(()) => fs::remove_file(&self.tmp)?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+                    // File systems without hard links: check, then rename.
+                    Err(_) if self.target.exists() => {
+                        return Err(io::Error::from(io::ErrorKind::AlreadyExists))
+                    }
+                    Err(_) => fs::rename(&self.tmp, &self.target)?,
+                }
+            }
+            sync_dir(parent_of(&self.target))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&self.tmp);
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                return Err(exists_error());
+            }
+            return Err(Error::io("cannot complete the output file", &e));
+        }
+        Ok(Written { bytes, sha256 })
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(f) => f.write(buf),
+            None => Err(io::Error::other("the output file is closed")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for OutputFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn output_format_from_id_or_extension() {
+        let r = crate::default_formats();
+        let id = |p: &str| output_format(&r, None, Path::new(p)).map(|f| f.info().id);
+        assert_eq!(id("a/b.csv").unwrap(), "csv");
+        assert_eq!(id("b.TSV").unwrap(), "tsv");
+        assert_eq!(id("b.json").unwrap(), "json");
+        assert_eq!(id("b.jsonl").unwrap(), "ndjson");
+        assert_eq!(id("b.arrow").unwrap(), "arrow-ipc");
+        assert_eq!(id("b.ipc").unwrap(), "arrow-ipc");
+        assert_eq!(id("b.xpt").unwrap(), "xpt");
+        for bad in ["b.unknown", "no_extension"] {
+            let e = id(bad).unwrap_err();
+            assert_eq!(
+                (e.code().as_str(), e.reason(), e.field()),
+                ("EXP002", "unknown_output_format", Some("format"))
+            );
+        }
+        let e = output_format(&r, Some("nope"), Path::new("b.csv"))
+            .map(|f| f.info().id)
+            .unwrap_err();
+        assert_eq!((e.code().as_str(), e.field()), ("EXP001", Some("format")));
+        let named = output_format(&r, Some("csv"), Path::new("b.out")).unwrap();
+        assert_eq!(named.info().id, "csv");
+    }
+
+    #[test]
+    fn options_parse_from_json_with_to_as_an_alias() {
+        let o: ConvertOptions = trialport_core::request::from_json(
+            r#"{"to": "xpt", "dataset": "DM", "options": {"version": "5"}, "overwrite": true,
+                "meta": {"label": "Demographics", "columns": [{"name": "AGE", "label": "Age"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.format.as_deref(), Some("xpt"));
+        assert!(o.overwrite);
+        let meta = o.effective_meta();
+        assert_eq!(
+            (meta.name.as_str(), meta.label.as_deref()),
+            ("DM", Some("Demographics"))
+        );
+        assert_eq!(meta.columns.len(), 1);
+        let e =
+            trialport_core::request::from_json::<ConvertOptions>(r#"{"formt": "x"}"#).unwrap_err();
+        assert_eq!(e.reason(), "invalid_request");
+        let d: ConvertOptions = trialport_core::request::from_json("{}").unwrap();
+        assert_eq!(d, ConvertOptions::default());
+    }
+
+    #[test]
+    fn an_existing_output_is_kept_unless_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.txt");
+        fs::write(&target, b"old").unwrap();
+        let e = OutputFile::create(&target, false).unwrap_err();
+        assert_eq!(e.reason(), "artifact_exists");
+        // Appearing while the file is written is refused at commit.
+        fs::remove_file(&target).unwrap();
+        let mut f = OutputFile::create(&target, false).unwrap();
+        f.write_all(b"new").unwrap();
+        fs::write(&target, b"other").unwrap();
+        assert_eq!(f.commit().unwrap_err().reason(), "artifact_exists");
+        assert_eq!(fs::read(&target).unwrap(), b"other");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut f = OutputFile::create(&target, true).unwrap();
+        f.write_all(b"abc").unwrap();
+        let w = f.commit().unwrap();
+        assert_eq!(w.bytes, 3);
+        assert_eq!(
+            w.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"abc");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn nothing_is_left_when_dropped_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = OutputFile::create(&dir.path().join("out.txt"), false).unwrap();
+        f.write_all(b"partial").unwrap();
+        drop(f);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let e = OutputFile::create(&dir.path().join("missing/out.txt"), false).unwrap_err();
+        assert_eq!((e.code().as_str(), e.field()), ("EXP001", Some("output")));
+        let e = OutputFile::create(dir.path(), true).unwrap_err();
+        assert_eq!(e.reason(), "output_is_directory");
+    }
+
+    #[test]
+    fn a_bad_download_leaves_nothing() {
+        struct Bad;
+        impl Read for Bad {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::InvalidData))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let e = copy_to_file(Bad, &dir.path().join("x.csv"), false).unwrap_err();
+        assert_eq!(e.reason(), "integrity_violation");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let w = copy_to_file(&b"abc"[..], &dir.path().join("x.csv"), false).unwrap();
+        assert_eq!(w.bytes, 3);
+    }
+
+    #[test]
+    fn convert_writes_the_format_of_the_extension_with_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("dm.csv");
+        fs::write(&input, "USUBJID,AGE\nS-1,34\nS-2,51\n").unwrap();
+        let output = dir.path().join("dm.xpt");
+        let options = ConvertOptions {
+            label: Some("Demographics".into()),
+            ..ConvertOptions::default()
+        };
+        let r = convert(&input, &output, &options).unwrap();
+        assert_eq!((r.format.as_str(), r.rows), ("xpt", 2));
+        assert_eq!(r.bytes, fs::metadata(&output).unwrap().len());
+        // The XPT member header carries the dataset name (the input's stem) and the label.
+        let bytes = fs::read(&output).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("DM      "), "{text}");
+        assert!(text.contains("Demographics"), "{text}");
+        // Again without overwrite: refused, the first output kept.
+        let e = convert(&input, &output, &options).unwrap_err();
+        assert_eq!(e.reason(), "artifact_exists");
+        assert_eq!(fs::read(&output).unwrap(), bytes);
+        // A missing input is not found, and nothing is written.
+        let e = convert(
+            &dir.path().join("no.csv"),
+            &dir.path().join("no.xpt"),
+            &options,
+        )
+        .unwrap_err();
+        assert_eq!(e.code().as_str(), "EXP001");
+        assert!(!dir.path().join("no.xpt").exists());
+    }
+}
