@@ -2,18 +2,21 @@
 """trialport against its peers, in one sitting.
 
 Runs the peer cases of the shared harness (../shared/bench/bench_peers.py: pyarrow, polars, pandas,
-xlsxwriter, openpyxl) and trialport's cases (the `tp_bench` binary of this crate) interleaved, each run a separate
+xlsxwriter, openpyxl, pyreadstat) and trialport's cases (the `tp_bench` binary of this crate, `tp_*`, and the
+installed Python package through `py_cases.py`, `py_tp_*`) interleaved, each run a separate
 process under `/usr/bin/time -v`, then prints one markdown table (median, min-max, rows/s, MB/s, peak RSS, ratio
 of trialport to the best peer of its format) and the verdict on each target.
 
 The harness is imported from its path (never copied): its `run_child` runs every child (for trialport it is
-pointed at `tp_bench one CASE N`, which prints the same JSON keys as the harness's Python children), its
+pointed at `tp_bench one CASE N`, which prints the same JSON keys as the harness's Python children, and at
+`python py_cases.py one CASE N`, which runs the harness's own `run_one` on trialport's Python writers), its
 `summarize` computes the statistics. Order within each repetition: format by format, peers and trialport next to
 each other, the order reversed on odd repetitions, so drift in the machine's load hits every tool alike.
 
 Usage (run-peers.sh sets up the venv, the binary and the data, then calls this):
     python peers.py --tp-bench target/release/tp_bench [--harness ../shared/bench/bench_peers.py]
-                    [--reps 3] [--n 1000000] [--xlsx-n 100000] [--only SUBSTR] [--max-run-s 60]
+                    [--py PYTHON (with the trialport package; default this interpreter)]
+                    [--reps 3] [--n 1000000] [--xlsx-n 100000] [--only SUBSTR[,SUBSTR]] [--max-run-s 60]
                     [--results FILE.jsonl] [--markdown FILE.md]
     python peers.py --table FILE.jsonl      # re-print the tables of an earlier sitting
 Input: $BENCH_DATA/lb_<N>.parquet (gen_lb.py N); scratch: $BENCH_OUT (both as the harness).
@@ -42,18 +45,28 @@ TP_LABELS = {
     "tp_parquet_snappy": ("trialport parquet (compression=snappy)", "Parquet (snappy)"),
     "tp_ipc": ("trialport arrow-ipc", "Arrow IPC file (uncompr.)"),
     "tp_xlsx": ("trialport xlsx", "XLSX"),
+    "tp_dataset_json": ("trialport dataset-json", "Dataset-JSON 1.1 (hand-rolled)"),
+    "tp_xpt": ("trialport xpt (version 5)", "XPT v5"),
+    # the Python package (py_cases.py), the same labels as there
+    "py_tp_csv": ("trialport.write (Python, pyarrow in)", "CSV"),
+    "py_tp_parquet_zstd": ("trialport.write compression=zstd (Python, pyarrow in)", "Parquet (zstd)"),
+    "py_tp_xpt": ("trialport.write (Python, polars in)", "XPT v5"),
+    "py_tp_dataset_json": ("trialport.write dataset-json (Python, polars in)", "Dataset-JSON 1.1 (hand-rolled)"),
 }
 
-# Run order: (group, peer cases, trialport cases, "n" or "xlsx_n").  XPT has no trialport encoder yet and is
-# left out (its peers take 12-38 s a run); the Dataset-JSON peers are the nearest thing to a JSON array writer
-# the harness has (a different layout: rows as arrays under a header), shown for reference only.
+# Run order: (group, peer cases, trialport cases, "n" or "xlsx_n"). trialport cases named py_* run the Python
+# package (py_cases.py), the others tp_bench. XPT v5's peers are pyreadstat.write_xport given a polars frame and
+# given a pandas frame (12-38 s a run each). Dataset-JSON's peers are the harness's two hand-rolled writers (no
+# mainstream Python writer exists); trialport writes the same layout (rows as arrays under the header).
 GROUPS = [
-    ("CSV", ["pa_csv", "pl_csv", "pd_csv"], ["tp_csv"], "n"),
-    ("Parquet (zstd)", ["pa_parquet_zstd", "pl_parquet"], ["tp_parquet_zstd"], "n"),
+    ("CSV", ["pa_csv", "pl_csv", "pd_csv"], ["tp_csv", "py_tp_csv"], "n"),
+    ("Parquet (zstd)", ["pa_parquet_zstd", "pl_parquet"], ["tp_parquet_zstd", "py_tp_parquet_zstd"], "n"),
     ("Parquet (snappy)", ["pa_parquet_snappy", "pd_parquet"], ["tp_parquet_snappy"], "n"),
     ("Arrow IPC", ["pa_ipc", "pl_ipc", "pa_feather"], ["tp_ipc"], "n"),
     ("NDJSON", ["pl_ndjson", "pd_ndjson"], ["tp_ndjson"], "n"),
-    ("JSON", ["pd_dsjson_tojson"], ["tp_json"], "n"),
+    ("JSON", [], ["tp_json"], "n"),
+    ("Dataset-JSON", ["pd_dsjson_tojson", "pl_dsjson_stdlib"], ["tp_dataset_json", "py_tp_dataset_json"], "n"),
+    ("XPT v5", ["pl_xpt5", "pd_xpt5"], ["tp_xpt", "py_tp_xpt"], "n"),
     ("XLSX", ["pl_xlsx", "pd_xlsx_xlsxwriter", "pd_xlsx_openpyxl"], ["tp_xlsx"], "xlsx_n"),
 ]
 
@@ -65,6 +78,12 @@ COMPARABLE = {
     "tp_parquet_snappy": ["pa_parquet_snappy", "pd_parquet"],
     "tp_ipc": ["pa_ipc", "pl_ipc"],
     "tp_xlsx": ["pl_xlsx", "pd_xlsx_xlsxwriter", "pd_xlsx_openpyxl"],
+    "tp_dataset_json": ["pd_dsjson_tojson", "pl_dsjson_stdlib"],
+    "tp_xpt": ["pl_xpt5", "pd_xpt5"],
+    "py_tp_csv": ["pa_csv", "pl_csv", "pd_csv"],
+    "py_tp_parquet_zstd": ["pa_parquet_zstd", "pl_parquet"],
+    "py_tp_xpt": ["pl_xpt5", "pd_xpt5"],
+    "py_tp_dataset_json": ["pd_dsjson_tojson", "pl_dsjson_stdlib"],
 }
 
 # The issue's targets: trialport median / reference median must be at most `limit`.
@@ -76,6 +95,12 @@ TARGETS = [
     ("Parquet (snappy) within 1.2x of pyarrow", "tp_parquet_snappy", "pa_parquet_snappy", 1.2),
     ("Arrow IPC within 1.2x of pyarrow", "tp_ipc", "pa_ipc", 1.2),
     ("XLSX at least 5x faster than polars write_excel", "tp_xlsx", "pl_xlsx", 0.2),
+    ("Dataset-JSON at least 5x faster than the hand-rolled pandas writer", "tp_dataset_json",
+     "pd_dsjson_tojson", 0.2),
+    ("XPT v5 at least 20x faster than pyreadstat (polars in)", "tp_xpt", "pl_xpt5", 0.05),
+    ("from Python: XPT v5 at least 20x faster than pyreadstat (polars in)", "py_tp_xpt", "pl_xpt5", 0.05),
+    ("from Python: CSV at least as fast as pyarrow", "py_tp_csv", "pa_csv", 1.0),
+    ("from Python: Parquet (zstd) within 1.2x of pyarrow", "py_tp_parquet_zstd", "pa_parquet_zstd", 1.2),
 ]
 
 
@@ -96,6 +121,16 @@ def run_tp(h, tp_bench, case, n):
         h.PY, h.HERE = saved
 
 
+def run_py(h, python, case, n):
+    """The harness's run_child, pointed at `PYTHON py_cases.py one CASE N` (trialport's Python package)."""
+    saved = (h.PY, h.HERE)
+    h.PY, h.HERE = python, os.path.join(HERE, "py_cases.py")
+    try:
+        return h.run_child(["one", case, str(n)])
+    finally:
+        h.PY, h.HERE = saved
+
+
 def machine():
     model = "?"
     try:
@@ -104,7 +139,7 @@ def machine():
     except OSError:
         pass
     versions = {}
-    for pkg in ("pyarrow", "polars", "pandas", "numpy", "xlsxwriter", "openpyxl", "pyreadstat"):
+    for pkg in ("pyarrow", "polars", "pandas", "numpy", "xlsxwriter", "openpyxl", "pyreadstat", "trialport"):
         try:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -141,7 +176,7 @@ def render(summary, rows, info, started, finished, loads):
             if peers:
                 best = min(peers, key=lambda p: p["median_s"])
                 ratio = f"{s['median_s'] / best['median_s']:.2f}x ({best['tool']})"
-        tool = f"**{s['tool']}**" if case.startswith("tp_") else s["tool"]
+        tool = f"**{s['tool']}**" if case.startswith(("tp_", "py_tp_")) else s["tool"]
         rss = (f"{s['peak_rss_mib']:.0f} ({s['pre_write_rss_mib']:.0f})" if s["pre_write_rss_mib"]
                else f"{s['peak_rss_mib']:.0f}")
         out(f"| {s['format']} | {tool} | {s['n']:,} | {s['runs']} | {s['median_s']:.3f} | "
@@ -171,10 +206,13 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tp-bench", default=os.path.join(REPO, "target", "release", "tp_bench"))
     ap.add_argument("--harness", default=os.path.join(REPO, "..", "shared", "bench", "bench_peers.py"))
+    ap.add_argument("--py", default=sys.executable,
+                    help="the Python that runs py_cases.py (needs the trialport package); default this one")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--xlsx-n", type=int, default=100_000)
-    ap.add_argument("--only", default="", help="run only cases whose name contains this")
+    ap.add_argument("--only", default="",
+                    help="run only cases whose name contains this (or one of these, comma-separated)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the harness's raw-bytes ceiling runs")
     ap.add_argument("--table", metavar="RESULTS.jsonl",
                     help="only re-print the tables of an earlier results file")
@@ -187,6 +225,7 @@ def main(argv):
     a = ap.parse_args(argv)
 
     h = load_harness(os.path.abspath(a.harness))
+    os.environ["PEER_BENCH_HARNESS"] = os.path.abspath(a.harness)  # for py_cases.py
     for case, labels in TP_LABELS.items():
         h.LABELS[case] = labels
     if a.table:
@@ -212,10 +251,12 @@ def main(argv):
         for c in peers:
             plan.append((c, n, "peer"))
         for c in tps:
-            plan.append((c, n, "tp"))
+            plan.append((c, n, "py" if c.startswith("py_") else "tp"))
     if not a.no_ceiling:
         plan.append(("ceil_pybytes", a.n, "ceil"))
-    plan = [p for p in plan if a.only in p[0]]
+    plan = [p for p in plan if any(o in p[0] for o in a.only.split(","))]
+    if any(kind == "py" for _, _, kind in plan) and subprocess.run([a.py, "-c", "import trialport"]).returncode:
+        sys.exit(f"peers.py: {a.py} cannot import trialport: build it into that venv (run-peers.sh does)")
     for n in sorted({n for _, n, _ in plan}):
         path = os.path.join(h.DATA, f"lb_{n}.parquet")
         if not os.path.exists(path):
@@ -235,6 +276,8 @@ def main(argv):
                 loads.append(load1)
                 if kind == "tp":
                     r = run_tp(h, a.tp_bench, case, n)
+                elif kind == "py":
+                    r = run_py(h, a.py, case, n)
                 elif kind == "ceil":
                     r = h.run_child(["ceil_pybytes", str(n)])
                 else:

@@ -6,6 +6,8 @@
 //!   file deleted after each run outside the timing (as the peer harness does).
 //! * `job_path/csv/<rows>`: `Engine::export_data` + `wait` of the same 1,000,000 rows (in a `MemorySource`) to CSV
 //!   in a `LocalDirSink` (which hashes, fsyncs and renames), one worker.
+//! * `job_path/csv_encrypted/<rows>`: the same with the sink encrypted at rest (`EngineBuilder::encryption` with a
+//!   `FileKeyProvider`, as a home does): AES-256-GCM in 64 KiB segments, the plaintext's SHA-256 recorded.
 //!
 //! Ten samples of one run each (flat sampling; criterion's "Unable to complete 10 samples" warning is expected),
 //! after one untimed run that checks the encoder and measures the output size; throughput in rows and bytes. Run with
@@ -22,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trialport_benches::{lb_batches, lb_meta, lb_schema, DATASET, DEFAULT_BATCH_ROWS, STUDY};
+use trialport_core::crypto::FileKeyProvider;
 use trialport_core::engine::Engine;
 use trialport_core::format::{Format, FormatOptions};
 use trialport_core::job::JobState;
@@ -46,6 +49,7 @@ const CASES: &[(&str, usize)] = &[
     ("parquet", ROWS),
     ("arrow-ipc", ROWS),
     ("xlsx", XLSX_ROWS),
+    ("dataset-json", ROWS),
 ];
 
 type BoxError = Box<dyn std::error::Error>;
@@ -164,6 +168,18 @@ fn run_job(engine: &Engine, credential: &str) -> Result<(String, u64), BoxError>
 }
 
 fn job_path(c: &mut Criterion) {
+    let mut group = group_settings(c, "job_path");
+    for (name, encrypted) in [("csv", false), ("csv_encrypted", true)] {
+        job_path_case(&mut group, name, encrypted);
+    }
+    group.finish();
+}
+
+fn job_path_case(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    encrypted: bool,
+) {
     let setup = || -> Result<(tempfile::TempDir, Engine, String), BoxError> {
         let dir = tempfile::tempdir()?;
         let source = MemorySource::new();
@@ -173,38 +189,42 @@ fn job_path(c: &mut Criterion) {
             lb_schema(),
             lb_batches(ROWS, DEFAULT_BATCH_ROWS).collect(),
         )?;
-        let engine = Engine::builder()
+        let mut builder = Engine::builder()
             .formats(default_formats())
             .source(Arc::new(source))
-            .sink(Arc::new(LocalDirSink::new(dir.path())?))
-            .workers(1)
-            .build()?;
+            .sink(Arc::new(LocalDirSink::new(dir.path().join("artifacts"))?))
+            .workers(1);
+        if encrypted {
+            builder =
+                builder.encryption(Arc::new(FileKeyProvider::create(dir.path().join("keys"))?));
+        }
+        let engine = builder.build()?;
         let key = engine.create_initial_admin_key("bench")?;
         Ok((dir, engine, format!("ApiKey {key}")))
     };
     let (dir, engine, credential) = match setup() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("job_path: skipped, setup failed: {e}");
+            eprintln!("job_path/{name}: skipped, setup failed: {e}");
             return;
         }
     };
+    let artifacts = dir.path().join("artifacts");
     let bytes = match run_job(&engine, &credential) {
         Ok((id, b)) => {
-            let _ = fs::remove_dir_all(dir.path().join(id));
+            let _ = fs::remove_dir_all(artifacts.join(id));
             b
         }
         Err(e) => {
-            eprintln!("job_path: skipped, the job failed: {e}");
+            eprintln!("job_path/{name}: skipped, the job failed: {e}");
             return;
         }
     };
-    let mut group = group_settings(c, "job_path");
     group.throughput(Throughput::ElementsAndBytes {
         elements: ROWS as u64,
         bytes,
     });
-    group.bench_function(BenchmarkId::new("csv", ROWS), |b| {
+    group.bench_function(BenchmarkId::new(name, ROWS), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -214,15 +234,14 @@ fn job_path(c: &mut Criterion) {
                 match result {
                     // Deleted outside the timing, as the encoder runs' files are.
                     Ok((id, _)) => {
-                        let _ = fs::remove_dir_all(dir.path().join(id));
+                        let _ = fs::remove_dir_all(artifacts.join(id));
                     }
-                    Err(e) => eprintln!("job_path: failed: {e}"),
+                    Err(e) => eprintln!("job_path/{name}: failed: {e}"),
                 }
             }
             total
         })
     });
-    group.finish();
 }
 
 criterion_group!(benches, encoders, job_path);

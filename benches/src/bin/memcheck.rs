@@ -12,6 +12,11 @@
 //! job did not succeed, wrote another row count, or peaked above the limit (300 MB = 300,000,000 bytes by
 //! default), or an XLSX of more than one sheet's 1,048,575 data rows has a single worksheet. Defaults: 5,000,000
 //! rows; XLSX 1,100,000 rows (so the sheet split is exercised). `--quick`: 200,000 rows for every format.
+//!
+//! A format name with `+aes` (the default list has `ndjson+aes`: about 1.9 GB at 5,000,000 rows) runs the same
+//! export with the sink encrypted at rest (`EngineBuilder::encryption` with a `FileKeyProvider`, as a home does),
+//! then downloads the artifact through `Engine::download` (decrypting and verifying its SHA-256) into nothing, so
+//! the peak covers encrypting and decrypting the whole artifact.
 
 use serde_json::{json, Value};
 use std::error::Error;
@@ -19,12 +24,24 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Instant;
 use trialport_benches::{process, LbSource, DATASET, STUDY};
+use trialport_core::crypto::FileKeyProvider;
 use trialport_core::engine::Engine;
 use trialport_core::request::ExportDataRequest;
 use trialport_core::sink::LocalDirSink;
 use trialport_formats::default_formats;
 
-const FORMATS: &[&str] = &["csv", "ndjson", "json", "parquet", "arrow-ipc", "xlsx"];
+const FORMATS: &[&str] = &[
+    "csv",
+    "ndjson",
+    "json",
+    "parquet",
+    "arrow-ipc",
+    "xlsx",
+    "dataset-json",
+    "ndjson+aes",
+];
+/// The suffix of a format name that runs the export encrypted at rest.
+const ENCRYPTED: &str = "+aes";
 const FULL_ROWS: usize = 5_000_000;
 const FULL_XLSX_ROWS: usize = 1_100_000;
 const QUICK_ROWS: usize = 200_000;
@@ -43,15 +60,23 @@ fn parse_rows(v: &str) -> Res<usize> {
         .map_err(|_| format!("not a row count: '{v}'").into())
 }
 
-/// The child: one export job, then one JSON line on stdout.
-fn child(format: &str, rows: usize) -> Res<()> {
+/// The child: one export job (and, encrypted, its download), then one JSON line on stdout.
+fn child(name: &str, rows: usize) -> Res<()> {
+    let (format, encrypted) = match name.strip_suffix(ENCRYPTED) {
+        Some(f) => (f, true),
+        None => (name, false),
+    };
     let dir = tempfile::Builder::new().prefix("tp-memcheck-").tempdir()?;
-    let engine = Engine::builder()
+    let artifacts = dir.path().join("artifacts");
+    let mut builder = Engine::builder()
         .formats(default_formats())
         .source(Arc::new(LbSource::new(rows)))
-        .sink(Arc::new(LocalDirSink::new(dir.path())?))
-        .workers(1)
-        .build()?;
+        .sink(Arc::new(LocalDirSink::new(&artifacts)?))
+        .workers(1);
+    if encrypted {
+        builder = builder.encryption(Arc::new(FileKeyProvider::create(dir.path().join("keys"))?));
+    }
+    let engine = builder.build()?;
     let key = engine.create_initial_admin_key("bench")?;
     let credential = format!("ApiKey {key}");
     let baseline_kib = process::rss_kib();
@@ -62,6 +87,14 @@ fn child(format: &str, rows: usize) -> Res<()> {
     )?;
     let job = engine.wait(&credential, job.id, None)?;
     let seconds = start.elapsed().as_secs_f64();
+    let mut download_s = None;
+    if encrypted && job.state == trialport_core::job::JobState::Succeeded {
+        let start = Instant::now();
+        let mut d = engine.download(&credential, job.id, None)?;
+        std::io::copy(&mut d.reader, &mut std::io::sink())
+            .map_err(|e| trialport_core::engine::download_error(&e))?;
+        download_s = Some(start.elapsed().as_secs_f64());
+    }
     let peak_kib = process::peak_rss_kib();
     let data = job
         .artifacts
@@ -69,13 +102,15 @@ fn child(format: &str, rows: usize) -> Res<()> {
         .find(|a| a.rows.is_some())
         .or(job.artifacts.first());
     let sheets = match data {
-        Some(a) if a.name.ends_with(".xlsx") => Some(count_sheets(
-            &dir.path().join(job.id.to_string()).join(&a.name),
+        Some(a) if a.name.ends_with(".xlsx") && !encrypted => Some(count_sheets(
+            &artifacts.join(job.id.to_string()).join(&a.name),
         )?),
         _ => None,
     };
     let line = json!({
-        "format": format,
+        "format": name,
+        "encrypted": encrypted,
+        "download_s": download_s,
         "rows": rows,
         "state": job.state.as_str(),
         "rows_written": data.and_then(|a| a.rows),

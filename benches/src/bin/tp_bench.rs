@@ -58,6 +58,15 @@ const CASES: &[Case] = &[
     case("tp_parquet_none", "parquet", &[("compression", "none")]),
     case("tp_ipc", "arrow-ipc", &[]),
     case("tp_xlsx", "xlsx", &[]),
+    // Default options: SAS transport version 5.
+    case("tp_xpt", "xpt", &[]),
+    case("tp_dataset_json", "dataset-json", &[]),
+    case(
+        "tp_dataset_json_ndjson",
+        "dataset-json",
+        &[("form", "ndjson")],
+    ),
+    case("tp_dataset_json_dsjc", "dataset-json", &[("form", "dsjc")]),
 ];
 
 const USAGE: &str = "usage: tp_bench one CASE N | tp_bench cases";
