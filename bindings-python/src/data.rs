@@ -75,24 +75,12 @@ pub(crate) fn options(json: Option<&str>) -> Result<FormatOptions> {
     }
 }
 
-/// A request of the engine from its JSON text, with the core's serde types.
+/// A request of the engine from its JSON text, with the core's serde types ([`trialport_core::request::from_json`]).
 ///
 /// # Errors
 /// EXP002 `invalid_request`; the message names an unknown or missing field, never a value.
 pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        let said = e.to_string();
-        // serde names fields in these messages; other messages may quote the offending value, so they are not kept.
-        let message = if said.starts_with("unknown field") || said.starts_with("missing field") {
-            said.split(" at line ")
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        } else {
-            "the request is not of the expected shape".to_string()
-        };
-        Error::validation("invalid_request", message)
-    })
+    trialport_core::request::from_json(text)
 }
 
 /// JSON text of a result.
@@ -104,13 +92,12 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
         .map_err(|_| Error::server("internal", "a result could not be serialized"))
 }
 
-/// A job id; text that is no UUID names no job (as in the CLI).
+/// A job id ([`trialport_core::request::job_id`]); text that is no UUID names no job.
 ///
 /// # Errors
 /// EXP001 with field `job_id`.
 pub(crate) fn job_id(text: &str) -> Result<Uuid> {
-    Uuid::parse_str(text.trim())
-        .map_err(|_| Error::not_found("no job with this id").with_field("job_id"))
+    trialport_core::request::job_id(text)
 }
 
 /// A timeout in seconds (as in the CLI).
@@ -131,15 +118,7 @@ pub(crate) fn timeout(seconds: Option<f64>) -> Result<Option<std::time::Duration
         .transpose()
 }
 
-/// Maps a failed read of a verified download (`InvalidData` at the end) to the integrity error, as the CLI does.
+/// Maps a failed read of a verified download to its error ([`trialport_formats::convert::download_error`]).
 pub(crate) fn download_error(e: &std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::InvalidData {
-        Error::server(
-            "integrity_violation",
-            "the artifact does not match its recorded SHA-256",
-        )
-        .with_field("artifact")
-    } else {
-        Error::io("cannot download the artifact", e)
-    }
+    trialport_formats::convert::download_error(e)
 }

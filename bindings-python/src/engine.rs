@@ -355,6 +355,32 @@ impl PyEngine {
         released(py, move || engine.verify_audit(&credential))
     }
 
+    /// Sets the caller's signing password (`current`: the present one, needed to change it).
+    #[pyo3(signature = (credential, password, current))]
+    fn set_signing_password(
+        &self,
+        py: Python<'_>,
+        credential: String,
+        password: String,
+        current: Option<String>,
+    ) -> PyResult<()> {
+        let engine = self.engine()?;
+        released(py, move || {
+            engine.set_signing_password(&credential, &password, current.as_deref())
+        })
+    }
+
+    /// Clears a signer's password, failed attempts and lock (admin).
+    fn reset_signing(&self, py: Python<'_>, credential: String, subject: String) -> PyResult<()> {
+        let engine = self.engine()?;
+        released(py, move || engine.reset_signing(&credential, &subject))
+    }
+
+    /// The engine's public signing key as PEM.
+    fn signing_public_key(&self) -> PyResult<String> {
+        Ok(self.engine()?.signing_public_key().to_pem())
+    }
+
     /// `formats`, as JSON text.
     fn formats(&self, py: Python<'_>, credential: String) -> PyResult<String> {
         let engine = self.engine()?;

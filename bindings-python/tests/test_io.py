@@ -258,6 +258,59 @@ def test_xpt_takes_labels_and_the_dataset_name(tmp_path: Path) -> None:
     assert meta.original_variable_types["RFSTDT"].startswith("DATE9")
 
 
+def test_xpt_version_8_long_names_and_labels_read_by_pyreadstat(tmp_path: Path) -> None:
+    """Version 8 carries names up to 32 characters and labels up to 256: pyreadstat, an independent reader, sees
+    them, and the values, exactly."""
+    pyreadstat = pytest.importorskip("pyreadstat")
+    long_label = "A label longer than forty characters, as version 8 allows it"
+    table = pa.table(
+        {
+            "SUBJECT_IDENTIFIER": ["S1-001", "S1-002", None],
+            "BASELINE_WEIGHT_KG": [70.5, -0.0, None],
+        }
+    )
+    path = tmp_path / "long.xpt"
+    trialport.write(
+        table,
+        path,
+        dataset="LONGNAMES",
+        label="Dataset label",
+        columns={"BASELINE_WEIGHT_KG": {"label": long_label}},
+        options={"version": 8},
+    )
+    df, meta = pyreadstat.read_xport(str(path))
+    assert list(df.columns) == ["SUBJECT_IDENTIFIER", "BASELINE_WEIGHT_KG"]
+    assert meta.table_name == "LONGNAMES"
+    assert meta.column_names_to_labels["BASELINE_WEIGHT_KG"] == long_label
+    assert list(df["SUBJECT_IDENTIFIER"][:2]) == ["S1-001", "S1-002"]
+    assert df["BASELINE_WEIGHT_KG"][0] == 70.5
+    assert math.isnan(df["BASELINE_WEIGHT_KG"][2])
+    # The same names are refused by version 5, with every violation listed.
+    with pytest.raises(trialport.ValidationError) as info:
+        trialport.write(table, tmp_path / "long5.xpt", dataset="LONGNAMES")
+    assert info.value.reason == "fda_check_failed"
+
+
+def test_xpt_version_8_written_by_pyreadstat_reads_back(tmp_path: Path) -> None:
+    """A version 8 file written by ReadStat (pyreadstat) is read with its long names, labels and values."""
+    pyreadstat = pytest.importorskip("pyreadstat")
+    df = pd.DataFrame({"LONG_VARIABLE_NAME_1": [1.5, 2.25, float("nan")], "TEXT_COLUMN": ["a", "bb", "ccc"]})
+    path = tmp_path / "rs8.xpt"
+    pyreadstat.write_xport(
+        df,
+        str(path),
+        file_format_version=8,
+        table_name="RS8",
+        column_labels=["A numeric column with a label over forty chars", "Text"],
+    )
+    back = pa.table(trialport.read(path))
+    assert back.column_names == ["LONG_VARIABLE_NAME_1", "TEXT_COLUMN"]
+    assert back.column("LONG_VARIABLE_NAME_1").to_pylist() == [1.5, 2.25, None]
+    assert back.column("TEXT_COLUMN").to_pylist() == ["a", "bb", "ccc"]
+    label = back.schema.field("LONG_VARIABLE_NAME_1").metadata[b"trialport.label"]
+    assert label == b"A numeric column with a label over forty chars"
+
+
 def test_options_as_a_dict_or_keywords(tmp_path: Path) -> None:
     a = tmp_path / "a.csv"
     trialport.write(as_pyarrow(), a, options={"delimiter": ";", "header": False})
@@ -334,3 +387,57 @@ def test_read_errors(tmp_path: Path) -> None:
 def test_data_without_the_arrow_interface_is_refused(tmp_path: Path) -> None:
     with pytest.raises((TypeError, ValueError)):
         trialport.write([1, 2, 3], tmp_path / "a.csv")  # type: ignore[arg-type]
+
+
+def test_xpt_edge_values_read_back_exactly_by_pyreadstat_and_pandas(tmp_path: Path) -> None:
+    """Nulls, negative zero, tiny and huge magnitudes, dates, datetimes and 200-byte strings survive XPT v5 as two
+    independent readers see them (IBM floats hold every normal double in their range exactly)."""
+    pyreadstat = pytest.importorskip("pyreadstat")
+    numbers = [1.0, -0.0, None, 1e-70, -3.141592653589793, 7.2e75, 2.0**-200, 123456789.123456789, -1e-75]
+    text = ["x" * 200, "", None, "ASCII ~!@#$%^&*()", "y", "z" * 199, "a", "b", "c"]
+    dates = [dt.date(1960, 1, 1), dt.date(1959, 12, 31), None, dt.date(2024, 2, 29), dt.date(1900, 1, 1)] * 2
+    stamps = [
+        dt.datetime(2024, 1, 5, 7, 30, 15),
+        dt.datetime(1960, 1, 1, 0, 0, 0),
+        None,
+        dt.datetime(1959, 12, 31, 23, 59, 59),
+        dt.datetime(2099, 12, 31, 12, 0, 1),
+    ] * 2
+    table = pa.table(
+        {
+            "NUM": pa.array(numbers, pa.float64()),
+            "TEXT": pa.array(text, pa.string()),
+            "DATE": pa.array(dates[:9], pa.date32()),
+            "DTM": pa.array(stamps[:9], pa.timestamp("us")),
+        }
+    )
+    path = tmp_path / "edge.xpt"
+    trialport.write(table, path, dataset="EDGE")
+
+    df, meta = pyreadstat.read_xport(str(path))
+    assert meta.number_rows == 9
+    for got, want in zip(df["NUM"], numbers):
+        if want is None:
+            assert math.isnan(got)
+        else:
+            assert got == want, (got, want)
+    # Character "missing" is blank in XPT: a null and an empty string both read back as "".
+    assert list(df["TEXT"]) == [t or "" for t in text]
+    assert len(df["TEXT"][0].encode()) == 200
+    for got, want in zip(df["DATE"], dates[:9]):
+        assert (got is None or got != got) if want is None else got == want, (got, want)
+    for got, want in zip(df["DTM"], stamps[:9]):
+        if want is None:
+            assert pd.isna(got)
+        else:
+            assert pd.Timestamp(got).to_pydatetime() == want, (got, want)
+
+    frame = pd.read_sas(path, format="xport", encoding="ascii")
+    for got, want in zip(frame["NUM"], numbers):
+        # pandas reads an IBM zero (all mantissa bits clear) as +-16**-65; SAS and pyreadstat read 0.
+        got = 0.0 if abs(got) < 1e-77 else got
+        if want is None:
+            assert math.isnan(got)
+        else:
+            assert got == want, (got, want)
+    assert [t.rstrip() for t in frame["TEXT"].fillna("")] == [t or "" for t in text]

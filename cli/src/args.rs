@@ -72,14 +72,18 @@ pub enum Command {
     Jobs(JobsCommand),
     /// Download an artifact of a succeeded job (verified against its SHA-256).
     Download(DownloadArgs),
-    /// Manage API keys.
+    /// Manage API keys; rotate the key that encrypts artifacts at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Check a package (bulk zip or a job's artifact directory) against its manifest (no home needed).
+    /// Check a package (bulk zip or a job's artifact directory) against its manifest and its e-signatures (no
+    /// home needed).
     Verify(VerifyArgs),
+    /// E-signatures: set your signing password, reset a locked signer, print the engine's public key.
+    #[command(subcommand)]
+    Signing(crate::signing_cmds::SigningCommand),
 }
 
 /// `verify PACKAGE`
@@ -87,6 +91,11 @@ pub enum Command {
 pub struct VerifyArgs {
     /// A bulk zip package, or a job's artifact directory holding manifest.json.
     pub package: PathBuf,
+    /// The engine's public signing key (PEM from `signing public-key`, or base64), obtained out of band: every
+    /// signature must be made by it. Without it, signatures are checked with the key each carries, which proves
+    /// integrity but not origin.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
 }
 
 /// `convert INPUT -o OUTPUT ...`
@@ -122,7 +131,7 @@ pub struct DemoArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `init [--source DIR] [--org ORG]`
+/// `init [--source DIR] [--org ORG] [--jwt-...]`
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Directory of study data served to exports: DIR/<study>/<DATASET>.<ext>.
@@ -131,6 +140,23 @@ pub struct InitArgs {
     /// Organization of the first admin key.
     #[arg(long, value_name = "ORG", default_value = "default")]
     pub org: String,
+    /// Accept "Bearer <jwt>" credentials signed with HS256 by the secret in FILE (at least 32 bytes; one
+    /// trailing line break is ignored). The home refers to the file; it does not copy the secret.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// Accept "Bearer <jwt>" credentials verified with the public key in FILE: PEM (SPKI or PKCS#1 RSA, with
+    /// --jwt-alg), JWK or JWK Set (each key's own "alg", else --jwt-alg).
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// The one algorithm the public key verifies: RS256, PS256, ES256 or EdDSA.
+    #[arg(long, value_name = "ALG", requires = "jwt_public_key_file")]
+    pub jwt_alg: Option<String>,
+    /// Accepted token issuer ("iss"); repeatable. Without it, "iss" is not checked.
+    #[arg(long = "jwt-issuer", value_name = "ISS")]
+    pub jwt_issuers: Vec<String>,
+    /// Accepted token audience ("aud"); repeatable. Without it, tokens that name an audience are refused.
+    #[arg(long = "jwt-audience", value_name = "AUD")]
+    pub jwt_audiences: Vec<String>,
 }
 
 /// Waiting for a job after starting it.
@@ -179,12 +205,31 @@ pub struct ExportDataArgs {
     /// Columns to keep, in order, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// De-identification.
+    #[command(flatten)]
+    pub deid: DeidArgs,
+    /// E-signature.
+    #[command(flatten)]
+    pub sign: crate::signing_cmds::SignArgs,
     /// Idempotency key: repeating the same request with it returns the same job.
     #[arg(long, value_name = "K")]
     pub idempotency_key: Option<String>,
     /// Waiting.
     #[command(flatten)]
     pub wait: WaitArgs,
+}
+
+/// De-identification options of `export data` and `export bulk`.
+#[derive(Debug, Args)]
+pub struct DeidArgs {
+    /// De-identification profiles, comma-separated: safe-harbor, pseudonymize, date-shift, drop-free-text
+    /// (pseudonyms and date shifts use the home's deid.key).
+    #[arg(long, value_name = "PROFILES")]
+    pub deidentify: Option<String>,
+    /// Export identifying columns unchanged (without it, an export that would carry columns classed as
+    /// identifying is refused).
+    #[arg(long)]
+    pub identifiable: bool,
 }
 
 /// `export report|dashboard ...`
@@ -199,6 +244,9 @@ pub struct DocumentArgs {
     /// Format option as name=value (repeatable).
     #[arg(long = "option", value_name = "K=V")]
     pub options: Vec<String>,
+    /// E-signature.
+    #[command(flatten)]
+    pub sign: crate::signing_cmds::SignArgs,
     /// Idempotency key.
     #[arg(long, value_name = "K")]
     pub idempotency_key: Option<String>,
@@ -222,9 +270,21 @@ pub struct ExportBulkArgs {
     /// Format option as name=value (repeatable).
     #[arg(long = "option", value_name = "K=V")]
     pub options: Vec<String>,
-    /// Packaging (zip).
+    /// Packaging: `zip` (default), or `ectd` for the eCTD Module 5 tree of XPT files with define.xml.
     #[arg(long)]
     pub package: Option<String>,
+    /// Where an eCTD package's files go: `zip` (default, one zip artifact) or `directory` (the job's artifacts).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// eCTD: the largest data file in bytes (default 5000000000); larger datasets are split by rows.
+    #[arg(long, value_name = "BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// De-identification.
+    #[command(flatten)]
+    pub deid: DeidArgs,
+    /// E-signature.
+    #[command(flatten)]
+    pub sign: crate::signing_cmds::SignArgs,
     /// Idempotency key.
     #[arg(long, value_name = "K")]
     pub idempotency_key: Option<String>,
@@ -289,17 +349,23 @@ pub struct DownloadArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
     /// Artifact name (needed when the job has several, e.g. dm.csv or manifest.json).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
     pub artifact: Option<String>,
+    /// Every artifact, each at its path under the output directory (an eCTD tree, a job to `verify`).
+    #[arg(long)]
+    pub all: bool,
 }
 
-/// `keys create|revoke`
+/// `keys create|revoke|rotate-kek`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create an API key; its text is printed once.
     Create(KeysCreateArgs),
     /// Revoke an API key by id.
     Revoke(KeysRevokeArgs),
+    /// Rotate the key-encryption key of artifacts at rest: new artifacts use a new key, older ones stay readable
+    /// (needs the admin role).
+    RotateKek,
 }
 
 /// `keys create ...`
@@ -329,18 +395,51 @@ pub struct KeysRevokeArgs {
     pub key_id: String,
 }
 
-/// `audit verify|export`
+/// `audit verify|checkpoint|export`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify the hash chain of the audit trail.
-    Verify,
-    /// Print audit events as JSON lines.
+    /// Verify the hash chain of the audit trail (and, given one, that it still matches a checkpoint).
+    Verify(AuditVerifyArgs),
+    /// Verify the trail and write a checkpoint of its last event (sequence number and hash), to keep elsewhere.
+    Checkpoint(AuditCheckpointArgs),
+    /// Export audit events as JSON Lines or CSV.
     Export(AuditExportArgs),
+}
+
+/// `audit verify [--checkpoint FILE]`
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// A checkpoint written earlier by `audit checkpoint`: the trail must still reach it with the same hash.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// `audit checkpoint [-o FILE]`
+#[derive(Debug, Args)]
+pub struct AuditCheckpointArgs {
+    /// Write the checkpoint to this file (default: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The formats of `audit export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// One event per line, in the canonical JSON its hash covers.
+    Jsonl,
+    /// A header and one row per event, in fixed columns; formula-like cells neutralised.
+    Csv,
 }
 
 /// `audit export ...`
 #[derive(Debug, Args)]
 pub struct AuditExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: AuditFormat,
+    /// Write to this file (default: standard output); it appears only once complete.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// First sequence number.
     #[arg(long, default_value_t = 1)]
     pub from: u64,

@@ -1,11 +1,11 @@
-//! The engine commands: `init`, `export`, `jobs`, `download`, `keys` and `audit`. Each translates its arguments
-//! into one engine operation and prints the result; every decision (validation, permissions) is the engine's.
+//! The engine commands: `init`, `export`, `jobs`, `download` and `keys` (`audit` is in `audit_cmds`). Each
+//! translates its arguments into one engine operation and prints the result; every decision (validation,
+//! permissions) is the engine's.
 
 use crate::args::{
-    AuditCommand, AuditExportArgs, DocumentArgs, DownloadArgs, ExportBulkArgs, ExportCommand,
-    ExportDataArgs, InitArgs, JobsCommand, JobsListArgs, KeysCommand, KeysCreateArgs, WaitArgs,
+    DocumentArgs, DownloadArgs, ExportBulkArgs, ExportCommand, ExportDataArgs, InitArgs,
+    JobsCommand, JobsListArgs, KeysCommand, KeysCreateArgs, WaitArgs,
 };
-use crate::files::AtomicFile;
 use crate::output;
 use crate::wait::{self, Finished};
 use serde_json::{json, Value};
@@ -13,14 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use trialport_core::auth::{NewApiKey, Role};
+use trialport_core::deid::Deidentify;
 use trialport_core::document::{DashboardSpec, ReportSpec};
 use trialport_core::engine::Engine;
 use trialport_core::format::FormatOptions;
-use trialport_core::home::Home;
+use trialport_core::home::{Home, HomeConfig};
 use trialport_core::job::Job;
+use trialport_core::jwt::{Algorithm, JwtConfig, JwtKeyConfig, JwtVerifier};
 use trialport_core::request::{
     BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
-    PackageKind, ReportRequest,
+    PackageContainer, PackageKind, ReportRequest,
 };
 use trialport_core::source::{Filter, FilterOp};
 use trialport_core::{Error, Result};
@@ -65,7 +67,7 @@ impl Ctx {
 
     /// Opens the engine on the home. Only commands that wait for jobs run workers; the others leave queued jobs
     /// alone, so that a quick `jobs list` does not start and then abandon someone's job.
-    fn engine(&self, workers: bool) -> Result<Engine> {
+    pub(crate) fn engine(&self, workers: bool) -> Result<Engine> {
         let mut b = trialport_formats::home::engine_builder(self.home()?)?;
         if !workers {
             b = b.workers(0);
@@ -73,23 +75,96 @@ impl Ctx {
         b.build()
     }
 
-    fn cred(&self) -> &str {
+    pub(crate) fn cred(&self) -> &str {
         &self.credential
+    }
+
+    /// Whether output is JSON.
+    pub(crate) fn json(&self) -> bool {
+        self.json
     }
 }
 
-/// `trialport init`: creates the home and its first admin key; prints both as JSON.
+/// `trialport init`: creates the home (with its JWT settings, when given) and its first admin key; prints both
+/// as JSON.
 ///
 /// # Errors
-/// EXP004 `already_initialized`; EXP002 for a bad organization or source; EXP005.
+/// EXP004 `already_initialized`; EXP002 for a bad organization or source, or unusable JWT settings (checked
+/// before anything is created); EXP005.
 pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
     let dir = ctx.home()?;
-    Home::init(dir, &args.org, args.source.as_deref())?;
-    let engine = ctx.engine(false)?;
-    let key = engine.create_initial_admin_key(&args.org)?;
+    let jwt = jwt_config(args)?;
+    let mut config = HomeConfig::new(&args.org);
+    config.source.clone_from(&args.source);
+    let mut algorithms = None;
+    if let Some((jwt, algs)) = jwt {
+        config.jwt = Some(jwt);
+        algorithms = Some(algs);
+    }
+    let (_, key) = Home::init_with_admin_key(dir, &config)?;
     let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    output::json(&json!({"home": home, "api_key": key}))?;
+    let mut out = json!({"home": home, "api_key": key});
+    if let Some(algs) = algorithms {
+        out["jwt_algorithms"] = json!(algs);
+    }
+    output::json(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The JWT settings of `init`'s flags, with absolute key file paths, checked by loading the keys; with the
+/// algorithms the keys verify.
+fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>> {
+    let absolute = |p: &Path, field: &str| {
+        std::fs::canonicalize(p).map_err(|_| {
+            Error::validation("invalid_key_file", "the JWT key file cannot be found")
+                .with_field(field)
+        })
+    };
+    let mut keys = Vec::new();
+    if let Some(f) = &args.jwt_hs256_secret_file {
+        keys.push(JwtKeyConfig::new(
+            absolute(f, "jwt_hs256_secret_file")?,
+            Some(Algorithm::Hs256),
+        ));
+    }
+    if let Some(f) = &args.jwt_public_key_file {
+        let alg = args
+            .jwt_alg
+            .as_deref()
+            .map(|name| {
+                Algorithm::parse(name)
+                    .filter(|a| !a.is_hmac())
+                    .ok_or_else(|| {
+                        Error::validation(
+                            "unsupported_alg",
+                            "--jwt-alg is one of RS256, PS256, ES256 or EdDSA",
+                        )
+                        .with_field("jwt_alg")
+                    })
+            })
+            .transpose()?;
+        keys.push(JwtKeyConfig::new(absolute(f, "jwt_public_key_file")?, alg));
+    }
+    if keys.is_empty() {
+        if !args.jwt_issuers.is_empty() || !args.jwt_audiences.is_empty() {
+            return Err(Error::validation(
+                "missing_jwt_keys",
+                "--jwt-issuer and --jwt-audience need --jwt-hs256-secret-file or --jwt-public-key-file",
+            )
+            .with_field("jwt"));
+        }
+        return Ok(None);
+    }
+    let config = JwtConfig {
+        keys,
+        issuers: args.jwt_issuers.clone(),
+        audiences: args.jwt_audiences.clone(),
+        leeway_secs: None,
+    };
+    // The paths are absolute: the base directory is never used.
+    let verifier = JwtVerifier::from_config(&config, Path::new("."))?;
+    let algs = verifier.algorithms().iter().map(|a| a.as_str()).collect();
+    Ok(Some((config, algs)))
 }
 
 /// `trialport export data|report|dashboard|bulk`.
@@ -200,6 +275,9 @@ fn data_request(a: &ExportDataArgs) -> Result<ExportDataRequest> {
         datasets,
         format: a.format.clone(),
         options: options(&a.options)?,
+        deidentify: a.deid.deidentify.as_deref().map(Deidentify::from_list),
+        identifiable: a.deid.identifiable,
+        signature: a.sign.request()?,
         idempotency_key: a.idempotency_key.clone(),
     })
 }
@@ -209,6 +287,13 @@ fn bulk_request(a: &ExportBulkArgs) -> Result<BulkExportRequest> {
         None => PackageKind::default(),
         Some(p) => serde_json::from_value(Value::String(p.to_ascii_lowercase())).map_err(|_| {
             Error::validation("invalid_package", "package is 'zip' or 'ectd'").with_field("package")
+        })?,
+    };
+    let container = match &a.container {
+        None => PackageContainer::default(),
+        Some(c) => serde_json::from_value(Value::String(c.to_ascii_lowercase())).map_err(|_| {
+            Error::validation("invalid_container", "container is 'zip' or 'directory'")
+                .with_field("container")
         })?,
     };
     Ok(BulkExportRequest {
@@ -221,6 +306,11 @@ fn bulk_request(a: &ExportBulkArgs) -> Result<BulkExportRequest> {
         format: a.format.clone(),
         options: options(&a.options)?,
         package,
+        container,
+        max_file_bytes: a.max_file_bytes,
+        deidentify: a.deid.deidentify.as_deref().map(Deidentify::from_list),
+        identifiable: a.deid.identifiable,
+        signature: a.sign.request()?,
         idempotency_key: a.idempotency_key.clone(),
     })
 }
@@ -281,6 +371,17 @@ fn merge_document_args(
     Ok(())
 }
 
+/// Puts `--sign` over any signature of a request read from a file.
+fn merge_signature(
+    a: &DocumentArgs,
+    signature: &mut Option<trialport_core::signature::SignatureRequest>,
+) -> Result<()> {
+    if a.sign.sign.is_some() {
+        *signature = a.sign.request()?;
+    }
+    Ok(())
+}
+
 fn report_request(a: &DocumentArgs) -> Result<ReportRequest> {
     let (text, whole) = read_spec(&a.spec, "report")?;
     let mut req = if whole {
@@ -290,6 +391,7 @@ fn report_request(a: &DocumentArgs) -> Result<ReportRequest> {
             report: serde_json::from_str::<ReportSpec>(&text).map_err(|e| spec_error(&e))?,
             format: "html".into(),
             options: FormatOptions::new(),
+            signature: None,
             idempotency_key: None,
         }
     };
@@ -299,6 +401,7 @@ fn report_request(a: &DocumentArgs) -> Result<ReportRequest> {
         &mut req.options,
         &mut req.idempotency_key,
     )?;
+    merge_signature(a, &mut req.signature)?;
     Ok(req)
 }
 
@@ -311,6 +414,7 @@ fn dashboard_request(a: &DocumentArgs) -> Result<DashboardRequest> {
             dashboard: serde_json::from_str::<DashboardSpec>(&text).map_err(|e| spec_error(&e))?,
             format: "html".into(),
             options: FormatOptions::new(),
+            signature: None,
             idempotency_key: None,
         }
     };
@@ -320,6 +424,7 @@ fn dashboard_request(a: &DocumentArgs) -> Result<DashboardRequest> {
         &mut req.options,
         &mut req.idempotency_key,
     )?;
+    merge_signature(a, &mut req.signature)?;
     Ok(req)
 }
 
@@ -358,8 +463,7 @@ fn wait_and_report(
 /// # Errors
 /// EXP001 with field `job_id`.
 pub fn job_id(text: &str) -> Result<Uuid> {
-    Uuid::parse_str(text.trim())
-        .map_err(|_| Error::not_found("no job with this id").with_field("job_id"))
+    trialport_core::request::job_id(text)
 }
 
 /// `trialport jobs list|show|cancel|wait`.
@@ -412,14 +516,17 @@ fn list(ctx: &Ctx, a: &JobsListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `trialport download ID -o PATH [--artifact NAME]`: streams the verified artifact into a temp file beside PATH
-/// and renames it into place once complete and verified.
+/// `trialport download ID -o PATH [--artifact NAME]`: decrypts and verifies the artifact into a temp file beside
+/// PATH and renames it into place once complete and verified ([`trialport_core::engine::Download::save_to`]).
 ///
 /// # Errors
-/// The engine's errors; EXP005 `integrity_violation` when the bytes do not match the recorded SHA-256.
+/// The engine's errors; EXP005 `integrity_violation` when the stored artifact is damaged (nothing is written).
 pub fn download(ctx: &Ctx, a: &DownloadArgs) -> Result<ExitCode> {
     let id = job_id(&a.id)?;
     let engine = ctx.engine(false)?;
+    if a.all {
+        return download_all(ctx, &engine, id, &a.output);
+    }
     let written = download_to(&engine, ctx.cred(), id, a.artifact.as_deref(), &a.output)?;
     if ctx.json {
         output::json(&written)?;
@@ -430,6 +537,39 @@ pub fn download(ctx: &Ctx, a: &DownloadArgs) -> Result<ExitCode> {
             written["path"].as_str().unwrap_or(""),
             output::bytes(written["bytes"].as_u64().unwrap_or(0)),
             written["sha256"].as_str().unwrap_or("")
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Downloads every artifact of a job under `dir`, each at its artifact path (each verified, written to a temporary
+/// file and renamed only once verified).
+fn download_all(ctx: &Ctx, engine: &Engine, id: Uuid, dir: &Path) -> Result<ExitCode> {
+    let job = engine.get_job(ctx.cred(), id)?;
+    let mut written = Vec::new();
+    for artifact in &job.artifacts {
+        trialport_core::sink::validate_path(&artifact.name)?;
+        let path = dir.join(&artifact.name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::io("cannot create the output directory", &e).with_field("output")
+            })?;
+        }
+        written.push(download_to(
+            engine,
+            ctx.cred(),
+            id,
+            Some(&artifact.name),
+            &path,
+        )?);
+    }
+    if ctx.json {
+        output::json(&json!({"job_id": id, "files": written}))?;
+    } else {
+        output::line(&format!(
+            "downloaded {} artifacts of job {id} to {} (each sha256 verified)",
+            written.len(),
+            dir.display()
         ))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -446,41 +586,42 @@ pub fn download_to(
     artifact: Option<&str>,
     path: &Path,
 ) -> Result<Value> {
-    let mut dl = engine.download(credential, id, artifact)?;
-    let target = if path.is_dir() {
-        path.join(&dl.artifact.name)
-    } else {
-        path.to_path_buf()
-    };
-    let mut file = AtomicFile::create(&target, "output")?;
-    std::io::copy(&mut dl.reader, &mut file).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            Error::server(
-                "integrity_violation",
-                "the artifact does not match its recorded SHA-256",
-            )
-            .with_field("artifact")
+    let dl = engine.download(credential, id, artifact)?;
+    let name = dl.artifact.name.clone();
+    let saved = dl.save_to(path).map_err(|e| {
+        if e.field() == Some("path") {
+            e.with_field("output")
         } else {
-            Error::io("cannot download the artifact", &e)
+            e
         }
     })?;
-    let written = file.commit()?;
     Ok(json!({
         "job_id": id,
-        "artifact": dl.artifact.name,
-        "path": target,
-        "bytes": written.bytes,
-        "sha256": written.sha256,
+        "artifact": name,
+        "path": saved.path,
+        "bytes": saved.bytes,
+        "sha256": saved.sha256,
     }))
 }
 
-/// `trialport keys create|revoke`.
+/// `trialport keys create|revoke|rotate-kek`.
 ///
 /// # Errors
 /// The engine's errors; EXP002 for a bad role or expiry time.
 pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::Create(a) => create_key(ctx, a),
+        KeysCommand::RotateKek => {
+            let id = ctx.engine(false)?.rotate_encryption_key(ctx.cred())?;
+            if ctx.json {
+                output::json(&json!({"key_id": id}))?;
+            } else {
+                output::line(&format!(
+                    "new artifacts are encrypted under key {id}; older ones keep their keys"
+                ))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         KeysCommand::Revoke(a) => {
             ctx.engine(false)?.revoke_api_key(ctx.cred(), &a.key_id)?;
             if ctx.json {
@@ -547,59 +688,6 @@ fn create_key(ctx: &Ctx, a: &KeysCreateArgs) -> Result<ExitCode> {
         ));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `trialport audit verify|export`.
-///
-/// # Errors
-/// The engine's errors (EXP003 without `audit:read`; EXP005 `integrity_violation`).
-pub fn audit(ctx: &Ctx, cmd: &AuditCommand) -> Result<ExitCode> {
-    let engine = ctx.engine(false)?;
-    match cmd {
-        AuditCommand::Verify => {
-            let n = engine.verify_audit(ctx.cred())?;
-            if ctx.json {
-                output::json(&json!({"verified": true, "events": n}))?;
-            } else {
-                output::line(&format!(
-                    "audit trail verified: {n} events, hash chain intact"
-                ))?;
-            }
-        }
-        AuditCommand::Export(a) => audit_export(ctx, &engine, a)?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Prints events as JSON lines, a page of up to 1000 at a time. Each page read is itself audited, so the trail
-/// grows while it is read; the export stops at the first short page.
-fn audit_export(ctx: &Ctx, engine: &Engine, a: &AuditExportArgs) -> Result<()> {
-    const PAGE: u64 = 1000;
-    let mut from = a.from;
-    let mut left = a.limit;
-    loop {
-        let want = left.map_or(PAGE, |l| l.min(PAGE));
-        if want == 0 {
-            // Ask the engine anyway: it owns the rule for a limit of 0.
-            engine.audit_events(ctx.cred(), from, 0)?;
-            return Ok(());
-        }
-        let events = engine.audit_events(ctx.cred(), from, want as usize)?;
-        for e in &events {
-            output::json_line(e)?;
-        }
-        let n = events.len() as u64;
-        if let Some(l) = &mut left {
-            *l -= n;
-            if *l == 0 {
-                return Ok(());
-            }
-        }
-        match events.last() {
-            Some(last) if n == want => from = last.seq + 1,
-            _ => return Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! `trialport`: the command line of the trialport export engine.
 //!
 //! One module per command group: [`args`] (what clap parses), [`convert`] (`formats`, `convert`, `verify`),
-//! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`, `audit`), [`demo`] (the guided tour), with
-//! [`output`], [`files`] and [`wait`] shared by them. Errors print the standard error JSON on stderr and exit 1.
+//! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`), [`audit_cmds`] (`audit`), [`demo`] (the
+//! guided tour), with [`output`], [`files`] and [`wait`] shared by them. Errors print the standard error JSON on
+//! stderr and exit 1.
 
 mod args;
+mod audit_cmds;
 mod convert;
 mod demo;
 mod engine_cmds;
 mod files;
 mod output;
+mod signing_cmds;
 mod wait;
 
 use args::{Cli, Command};
@@ -40,7 +43,8 @@ fn run(cli: Cli) -> trialport_core::Result<ExitCode> {
         Command::Jobs(c) => engine_cmds::jobs(&ctx, c),
         Command::Download(a) => engine_cmds::download(&ctx, a),
         Command::Keys(c) => engine_cmds::keys(&ctx, c),
-        Command::Audit(c) => engine_cmds::audit(&ctx, c),
+        Command::Audit(c) => audit_cmds::audit(&ctx, c),
         Command::Verify(a) => convert::verify(a, json).map(|()| ExitCode::SUCCESS),
+        Command::Signing(c) => signing_cmds::signing(&ctx, c),
     }
 }

@@ -574,7 +574,7 @@ fn demo_runs_to_completion() {
         assert_eq!(j["state"], "succeeded", "{j}");
         for a in j["artifacts"].as_array().unwrap() {
             let p = PathBuf::from(a["path"].as_str().unwrap());
-            assert!(p.starts_with(out_dir.canonicalize().unwrap().join("home/artifacts")));
+            assert!(p.starts_with(out_dir.canonicalize().unwrap().join("files")));
             assert_eq!(
                 fs::metadata(&p).unwrap().len(),
                 a["bytes"].as_u64().unwrap()
@@ -620,15 +620,25 @@ fn verify_checks_a_bulk_package_and_finds_tampering() {
         (v["verified"].clone(), v["files"].clone()),
         (Value::Bool(true), 1.into())
     );
-    let job_dir = home.dir.join("artifacts").join(id);
+    // Artifacts are encrypted at rest in the home: a job's directory to verify is its download.
+    let job_dir = home.tmp().join("job");
+    let v = stdout_json(&home.run(&[
+        "download",
+        id,
+        "-o",
+        job_dir.to_str().unwrap(),
+        "--all",
+        "--json",
+    ]));
+    assert_eq!(v["files"].as_array().unwrap().len(), 2, "{v}");
     let v = stdout_json(&run(&["verify", job_dir.to_str().unwrap(), "--json"]));
     assert_eq!(v["files"], 1);
-    // Flip one byte of the package on disk: verification names the damaged file.
-    let zip_in_home = job_dir.join("s1_package.zip");
-    let mut bytes = fs::read(&zip_in_home).unwrap();
+    // Flip one byte of the package: verification names the damaged file.
+    let zip_in_dir = job_dir.join("s1_package.zip");
+    let mut bytes = fs::read(&zip_in_dir).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    fs::write(&zip_in_home, bytes).unwrap();
+    fs::write(&zip_in_dir, bytes).unwrap();
     let e = error_json(&run(&["verify", job_dir.to_str().unwrap()]), "EXP005");
     assert_eq!(e["details"]["reason"], "integrity_violation");
     assert_eq!(e["details"]["path"], "s1_package.zip");

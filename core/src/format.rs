@@ -235,10 +235,25 @@ fn invalid(name: &str, what: &str) -> Error {
 }
 
 /// What an encoder reports when it finishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct EncodeSummary {
     /// Rows written.
     pub rows: u64,
+    /// Metadata the file carries beyond what the encoder was given, layered over the dataset's by the caller:
+    /// e.g. the character lengths an XPT writer measured from the data, so that a Define-XML describing the
+    /// file states the lengths it really has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<DatasetMeta>,
+}
+
+impl EncodeSummary {
+    /// A summary of `rows` rows and nothing more.
+    pub fn rows(rows: u64) -> Self {
+        EncodeSummary {
+            rows,
+            written: None,
+        }
+    }
 }
 
 /// A streaming writer of one dataset in one format.
@@ -329,6 +344,20 @@ pub trait Format: Send + Sync {
         Err(unsupported(self.info().id, "reports or dashboards"))
     }
 
+    /// The extension (without the dot) of the files this format writes with `options`; by default
+    /// `info().extension`. A format whose options choose among file forms (Dataset-JSON's `json`, `ndjson`,
+    /// `dsjc`) overrides it, so that the engine names artifacts after what they hold.
+    fn extension_for(&self, options: &FormatOptions) -> &'static str {
+        let _ = options;
+        self.info().extension
+    }
+
+    /// The media type of the files this format writes with `options`; by default `info().media_type`.
+    fn media_type_for(&self, options: &FormatOptions) -> &'static str {
+        let _ = options;
+        self.info().media_type
+    }
+
     /// Writes one document describing `datasets` (formats with [`Capability::Describe`], e.g. Define-XML).
     ///
     /// # Errors
@@ -401,13 +430,22 @@ impl FormatRegistry {
     }
 
     /// The format whose extension is `ext` (without the dot, any case): the one whose id is the extension when
-    /// several share it (`.json` is `json`, not `dataset-json`), else the first by id.
+    /// several share it (`.json` is `json`, not `dataset-json`), else the only one with it. `None` when several
+    /// share it and none is named after it (`.xml` is `define-xml` or `odm-xml`): the caller must ask for the id.
     pub fn by_extension(&self, ext: &str) -> Option<&Arc<dyn Format>> {
         let ext = ext.to_ascii_lowercase();
-        self.formats
+        if let Some(f) = self
+            .formats
             .get(ext.as_str())
             .filter(|f| f.info().extension == ext)
-            .or_else(|| self.formats.values().find(|f| f.info().extension == ext))
+        {
+            return Some(f);
+        }
+        let mut with_ext = self.formats.values().filter(|f| f.info().extension == ext);
+        match (with_ext.next(), with_ext.next()) {
+            (Some(f), None) => Some(f),
+            _ => None,
+        }
     }
 
     /// The registered ids, sorted.

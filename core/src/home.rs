@@ -4,9 +4,19 @@
 //! HOME/
 //!   config.json     organization, data source directory, workers, retention
 //!   secret.key      the pepper of API key hashes (mode 0600)
-//!   trialport.db    jobs, API keys and the audit trail (SQLite, WAL)
-//!   artifacts/      one folder per job
+//!   trialport.db    jobs and API keys (SQLite, WAL)
+//!   audit.log       the audit trail: one hash-chained event per line, fsynced (see `crate::store::AuditFileStore`)
+//!   artifacts/      one folder per job (encrypted at rest when `encryption` is on)
+//!   keys/           key-encryption keys kek-0001.key, ... (mode 0600; see `crate::crypto`)
+//!   deid.key        the de-identification key of pseudonyms and date shifts (mode 0600; see `crate::deid`)
+//!   signing.key     the engine's Ed25519 e-signature key, PKCS#8 PEM (mode 0600; see `crate::signature`)
 //! ```
+//!
+//! Encryption at rest is on for every home made by this version (`"encryption": true` in `config.json`): each
+//! artifact is stored in the segmented AES-256-GCM format of [`crate::crypto`] under a fresh data key wrapped by
+//! the newest key in `keys/`. Homes made before it have no `encryption` member and stay unencrypted: their
+//! artifacts are plain files, and reading them through the encrypting sink would fail (there is deliberately no
+//! fallback from encrypted to plain reading). To encrypt such a home's future exports, make a new home.
 
 use crate::error::{Error, Result};
 use crate::sink::{hex, write_file_atomic};
@@ -31,6 +41,17 @@ pub struct HomeConfig {
     /// Days after which artifacts of succeeded jobs expire (default: never).
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// JWT verification: key files, issuers, audiences, leeway (default: none, bearer tokens are refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<crate::jwt::JwtConfig>,
+    /// Whether artifacts are encrypted at rest with the keys in `keys/` (true for new homes; absent, so false,
+    /// in homes made before encryption existed).
+    #[serde(default)]
+    pub encryption: bool,
+    /// E-signatures: PBKDF2 iterations of signing passwords and the failed attempts that lock a signer
+    /// (default: 600,000 and 5; see [`crate::signature`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<crate::signature::SigningSettings>,
 }
 
 /// An opened home directory.
@@ -42,9 +63,13 @@ pub struct Home {
 
 const CONFIG: &str = "config.json";
 const SECRET: &str = "secret.key";
+const KEYS: &str = "keys";
+const DEID_KEY: &str = "deid.key";
+const SIGNING_KEY: &str = "signing.key";
 
 impl Home {
-    /// Creates a home in `dir` (which must not be a home already) with a fresh pepper.
+    /// Creates a home in `dir` (which must not be a home already) with a fresh pepper and, encryption at rest
+    /// being on, a first key-encryption key in `keys/`.
     ///
     /// # Errors
     /// EXP004 `already_initialized`; EXP002 for an invalid organization or a source that is not a directory;
@@ -94,7 +119,13 @@ impl Home {
             source,
             workers: None,
             retention_days: None,
+            jwt: None,
+            encryption: true,
+            signing: None,
         };
+        crate::crypto::FileKeyProvider::create(dir.join(KEYS))?;
+        crate::deid::DeidKey::load_or_create(&dir.join(DEID_KEY))?;
+        crate::signature::SigningKey::load_or_create(&dir.join(SIGNING_KEY))?;
         let text = serde_json::to_vec_pretty(&config)
             .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
         // The config is written last: its presence marks a complete home.
@@ -132,9 +163,54 @@ impl Home {
         })
     }
 
+    /// Sets (or, with `None`, removes) the JWT settings and rewrites the configuration. The settings are checked
+    /// first by loading every key file (relative paths are relative to the home), so a home never holds JWT
+    /// settings that cannot be used.
+    ///
+    /// # Errors
+    /// The errors of [`crate::jwt::JwtVerifier::from_config`]; EXP005 when the configuration cannot be written.
+    pub fn set_jwt(&mut self, jwt: Option<crate::jwt::JwtConfig>) -> Result<()> {
+        if let Some(j) = &jwt {
+            crate::jwt::JwtVerifier::from_config(j, &self.dir)?;
+        }
+        let mut config = self.config.clone();
+        config.jwt = jwt;
+        let text = serde_json::to_vec_pretty(&config)
+            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
+        write_file_atomic(&self.dir.join(CONFIG), &text)
+            .map_err(|e| Error::io("cannot write the home configuration", &e))?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The JWT verifier of the home's settings, if it has any.
+    ///
+    /// # Errors
+    /// The errors of [`crate::jwt::JwtVerifier::from_config`].
+    pub fn jwt_verifier(&self) -> Result<Option<crate::jwt::JwtVerifier>> {
+        self.config
+            .jwt
+            .as_ref()
+            .map(|j| crate::jwt::JwtVerifier::from_config(j, &self.dir))
+            .transpose()
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The directory of key-encryption keys.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.join(KEYS)
+    }
+
+    /// The key provider of the home's key-encryption keys when its artifacts are encrypted; `None` for a home
+    /// without encryption.
+    pub fn key_provider(&self) -> Option<crate::crypto::FileKeyProvider> {
+        self.config
+            .encryption
+            .then(|| crate::crypto::FileKeyProvider::new(self.keys_dir()))
     }
 
     /// The configuration.
@@ -147,9 +223,32 @@ impl Home {
         self.dir.join("trialport.db")
     }
 
+    /// The audit log (`audit.log`). Homes made before it kept the trail in the SQLite database; opening such a
+    /// home with [`crate::engine::EngineBuilder::home`] copies that trail into the log once, verbatim, and appends
+    /// only to the log from then on (the SQLite table stays as it was, never written again).
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
     /// The artifact directory.
     pub fn artifacts_dir(&self) -> PathBuf {
         self.dir.join("artifacts")
+    }
+
+    /// The de-identification key (`deid.key`), created on first use in a home made before it existed.
+    ///
+    /// # Errors
+    /// EXP005 `invalid_key` for a malformed key file; EXP005 for I/O.
+    pub fn deid_key(&self) -> Result<crate::deid::DeidKey> {
+        crate::deid::DeidKey::load_or_create(&self.dir.join(DEID_KEY))
+    }
+
+    /// The engine's e-signature key (`signing.key`), created on first use in a home made before it existed.
+    ///
+    /// # Errors
+    /// EXP005 `invalid_key` for a malformed key file; EXP005 for I/O.
+    pub fn signing_key(&self) -> Result<crate::signature::SigningKey> {
+        crate::signature::SigningKey::load_or_create(&self.dir.join(SIGNING_KEY))
     }
 
     /// The pepper of API key hashes.
@@ -174,5 +273,99 @@ impl Home {
                 "the home secret is malformed",
             )),
         }
+    }
+}
+
+impl HomeConfig {
+    /// The configuration of a new home with default settings for `org`.
+    pub fn new(org: &str) -> HomeConfig {
+        HomeConfig {
+            version: 1,
+            org: org.to_string(),
+            source: None,
+            workers: None,
+            retention_days: None,
+            jwt: None,
+            encryption: true,
+            signing: None,
+        }
+    }
+
+    /// The configuration of a new home from its settings as JSON text: the members of `config.json` but `version`,
+    /// each optional (`org` defaults to `default`). This is what `trialport init` takes, as the C library's
+    /// `config_json`: `{"org": "acme", "source": "/data/studies", "workers": 2, "retention_days": 90, "jwt": {...}}`.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_request` for text that is not a JSON object of these members.
+    pub fn from_settings_json(text: &str) -> Result<HomeConfig> {
+        let mut settings: serde_json::Value = crate::request::from_json(text)?;
+        let Some(members) = settings.as_object_mut() else {
+            return Err(Error::validation(
+                "invalid_request",
+                "the home settings are a JSON object",
+            ));
+        };
+        if members.contains_key("version") {
+            return Err(Error::validation(
+                "invalid_request",
+                "unknown field `version`: it is not a setting",
+            ));
+        }
+        // The given members over the defaults of a new home (HomeConfig::new), whatever members it has.
+        let mut config = serde_json::to_value(HomeConfig::new("default"))
+            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
+        if let Some(defaults) = config.as_object_mut() {
+            defaults.extend(std::mem::take(members));
+        }
+        crate::request::from_json(&config.to_string())
+    }
+}
+
+impl Home {
+    /// Creates a home in `dir` with every setting of `config` (as [`Home::init`] for its organization and source),
+    /// checking JWT settings first by loading their key files (relative paths are relative to `dir`).
+    ///
+    /// # Errors
+    /// As [`Home::init`]; the errors of [`crate::jwt::JwtVerifier::from_config`].
+    pub fn init_with(dir: &Path, config: &HomeConfig) -> Result<Home> {
+        if let Some(jwt) = &config.jwt {
+            crate::jwt::JwtVerifier::from_config(jwt, dir)?;
+        }
+        let mut home = Home::init(dir, &config.org, config.source.as_deref())?;
+        let full = HomeConfig {
+            version: home.config.version,
+            org: home.config.org.clone(),
+            source: home.config.source.clone(),
+            ..config.clone()
+        };
+        if !full.encryption {
+            // Asked for an unencrypted home: the key `init` made will never be used.
+            fs::remove_dir_all(dir.join(KEYS))
+                .map_err(|e| Error::io("cannot remove the unused key directory", &e))?;
+        }
+        if full != home.config {
+            let text = serde_json::to_vec_pretty(&full)
+                .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
+            write_file_atomic(&dir.join(CONFIG), &text)
+                .map_err(|e| Error::io("cannot write the home configuration", &e))?;
+            home.config = full;
+        }
+        Ok(home)
+    }
+
+    /// Creates a home as `trialport init` does: [`Home::init_with`], then the organization's first `admin` API
+    /// key, whose text (shown once) is returned with the home. The CLI, the Python binding and the C library all
+    /// create homes with this.
+    ///
+    /// # Errors
+    /// As [`Home::init_with`]; EXP005 when the store cannot be opened or the key recorded.
+    pub fn init_with_admin_key(dir: &Path, config: &HomeConfig) -> Result<(Home, String)> {
+        let home = Home::init_with(dir, config)?;
+        let engine = crate::engine::Engine::builder()
+            .home(dir)?
+            .workers(0)
+            .build()?;
+        let key = engine.create_initial_admin_key(&home.config.org)?;
+        Ok((home, key))
     }
 }

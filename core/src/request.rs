@@ -70,6 +70,18 @@ pub struct ExportDataRequest {
     /// Format options.
     #[serde(default)]
     pub options: FormatOptions,
+    /// De-identification: profiles (`safe-harbor`, `pseudonymize`, `date-shift`, `drop-free-text`) and column
+    /// lists, applied while exporting (see [`crate::deid`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deidentify: Option<crate::deid::Deidentify>,
+    /// Allows identifying columns (classed in the dataset metadata) to leave the export unchanged; without it such
+    /// an export is refused with EXP002 `identifiable_data`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub identifiable: bool,
+    /// An e-signature: its meaning and the signer's password (see [`crate::signature`]). Required for an eCTD
+    /// package and for identifiable data; the password is never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::SignatureRequest>,
     /// Idempotency key: the same key and request return the same job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -86,9 +98,16 @@ impl ExportDataRequest {
                 .collect(),
             format: format.to_string(),
             options: FormatOptions::new(),
+            deidentify: None,
+            identifiable: false,
+            signature: None,
             idempotency_key: None,
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// How a bulk export is packaged.
@@ -98,8 +117,25 @@ pub enum PackageKind {
     /// One zip file with `manifest.json`.
     #[default]
     Zip,
-    /// An eCTD module 5 folder tree (arrives with the regulatory formats).
+    /// The eCTD Module 5 tree (`m5/datasets/<study>/tabulations/sdtm/`, `.../analysis/adam/datasets/`) of XPT v5
+    /// files with a `define.xml` per standard.
     Ectd,
+}
+
+/// Where a package's files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageContainer {
+    /// One zip artifact holding the files and their `manifest.json`.
+    #[default]
+    Zip,
+    /// The files as the job's artifacts, at their paths in the tree, with the job's `manifest.json` at the root
+    /// (eCTD only).
+    Directory,
+}
+
+fn is_default_container(c: &PackageContainer) -> bool {
+    *c == PackageContainer::Zip
 }
 
 /// `bulk_export`: several datasets of a study in one package with a manifest.
@@ -119,6 +155,25 @@ pub struct BulkExportRequest {
     /// Packaging.
     #[serde(default)]
     pub package: PackageKind,
+    /// Zip or directory (a directory only for eCTD packages).
+    #[serde(default, skip_serializing_if = "is_default_container")]
+    pub container: PackageContainer,
+    /// eCTD only: the largest data file, in bytes (default 5,000,000,000, the FDA's 5 GB). A dataset whose file
+    /// would be larger is split by rows into `split/<name>1.xpt`, `split/<name>2.xpt`, ... each at most this size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_bytes: Option<u64>,
+    /// De-identification: profiles (`safe-harbor`, `pseudonymize`, `date-shift`, `drop-free-text`) and column
+    /// lists, applied while exporting (see [`crate::deid`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deidentify: Option<crate::deid::Deidentify>,
+    /// Allows identifying columns (classed in the dataset metadata) to leave the export unchanged; without it such
+    /// an export is refused with EXP002 `identifiable_data`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub identifiable: bool,
+    /// An e-signature: its meaning and the signer's password (see [`crate::signature`]). Required for an eCTD
+    /// package and for identifiable data; the password is never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::SignatureRequest>,
     /// Idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -135,6 +190,10 @@ pub struct ReportRequest {
     /// Format options.
     #[serde(default)]
     pub options: FormatOptions,
+    /// An e-signature: its meaning and the signer's password (see [`crate::signature`]). The password is never
+    /// stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::SignatureRequest>,
     /// Idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -151,6 +210,10 @@ pub struct DashboardRequest {
     /// Format options.
     #[serde(default)]
     pub options: FormatOptions,
+    /// An e-signature: its meaning and the signer's password (see [`crate::signature`]). The password is never
+    /// stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::SignatureRequest>,
     /// Idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -172,4 +235,85 @@ pub struct ListJobsRequest {
     /// Only jobs of this study.
     #[serde(default)]
     pub study: Option<String>,
+}
+
+/// Parses a request (or any other of the core's serde types: options, list queries, settings) from its JSON text,
+/// as the bindings receive it: the one place where request text becomes a typed value.
+///
+/// ```
+/// use trialport_core::request::{from_json, ExportDataRequest};
+/// let r: ExportDataRequest = from_json(r#"{"study": "S1", "datasets": ["DM"], "format": "xpt"}"#)?;
+/// assert_eq!(r, ExportDataRequest::new("S1", &["DM"], "xpt"));
+/// # Ok::<(), trialport_core::Error>(())
+/// ```
+///
+/// # Errors
+/// EXP002 `invalid_request`. The message names an unknown or missing field, or says that the text is not JSON or
+/// that a value has the wrong type; it never quotes a value.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> crate::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        let said = e.to_string();
+        // serde names fields in these messages; its other messages may quote the offending value.
+        let message = if said.starts_with("unknown field") || said.starts_with("missing field") {
+            said.split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        } else if matches!(
+            e.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            format!(
+                "the request is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        } else {
+            "the request is not of the expected shape".to_string()
+        };
+        crate::Error::validation("invalid_request", message)
+    })
+}
+
+/// Parses a job id as every surface takes it (surrounding white space allowed); text that is not a UUID names no
+/// job.
+///
+/// # Errors
+/// EXP001 `not_found` with field `job_id`.
+pub fn job_id(text: &str) -> crate::Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(text.trim())
+        .map_err(|_| crate::Error::not_found("no job with this id").with_field("job_id"))
+}
+
+#[cfg(test)]
+mod json_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn from_json_names_fields_but_never_values() {
+        let r: ListJobsRequest = from_json(r#"{"limit": 20, "page": 1}"#).unwrap();
+        assert_eq!((r.limit, r.page), (Some(20), Some(1)));
+        let e = from_json::<ListJobsRequest>(r#"{"limt": 20}"#).unwrap_err();
+        assert_eq!(
+            (e.code().as_str(), e.reason()),
+            ("EXP002", "invalid_request")
+        );
+        assert!(e.message().starts_with("unknown field `limt`"), "{e}");
+        let e = from_json::<ExportDataRequest>(r#"{"study": "S1"}"#).unwrap_err();
+        assert!(e.message().starts_with("missing field"), "{e}");
+        let e = from_json::<ListJobsRequest>(r#"{"status": 12345678}"#).unwrap_err();
+        assert!(!e.message().contains("12345678"), "{e}");
+        let e = from_json::<ListJobsRequest>("{\"status\": \"SECRETVALUE").unwrap_err();
+        assert!(e.message().contains("not valid JSON"), "{e}");
+        assert!(!e.message().contains("SECRETVALUE"), "{e}");
+    }
+
+    #[test]
+    fn job_ids() {
+        let id = uuid::Uuid::now_v7();
+        assert_eq!(job_id(&format!(" {id}\n")).unwrap(), id);
+        let e = job_id("nope").unwrap_err();
+        assert_eq!((e.code().as_str(), e.field()), ("EXP001", Some("job_id")));
+    }
 }

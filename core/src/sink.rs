@@ -48,6 +48,16 @@ pub trait Sink: Send + Sync {
     /// EXP002 for an invalid path, EXP004 when it exists, EXP005 for I/O.
     fn create(&self, path: &str) -> Result<Box<dyn SinkWriter>>;
 
+    /// Like [`Sink::create`], for a wrapper that hashes what it is given itself (the encrypting sink hashes the
+    /// plaintext, and the hash of its ciphertext would be unused): the receipt's `sha256` may then be empty,
+    /// which saves hashing every byte twice. Defaults to `create`.
+    ///
+    /// # Errors
+    /// As [`Sink::create`].
+    fn create_unhashed(&self, path: &str) -> Result<Box<dyn SinkWriter>> {
+        self.create(path)
+    }
+
     /// Reads a completed artifact.
     ///
     /// # Errors
@@ -62,7 +72,8 @@ pub trait Sink: Send + Sync {
 }
 
 /// Checks an artifact path: relative, `/`-separated, no empty, `.` or `..` segment, no backslash, no control
-/// character, at most 1,024 bytes.
+/// character, no segment that Windows reserves (`NUL`, `com1.csv`, ...) or that ends in `.` or a space, at most
+/// 1,024 bytes.
 ///
 /// # Errors
 /// EXP002 `invalid_path`.
@@ -88,10 +99,29 @@ pub fn validate_path(path: &str) -> Result<()> {
     {
         return bad("must not contain empty, '.' or '..' segments");
     }
+    if path.split('/').any(is_reserved_segment) {
+        return bad("must not use a name reserved by Windows (CON, NUL, COM1, ...) or end a segment in '.' or ' '");
+    }
     Ok(())
 }
 
-/// Checks a study or dataset name: 1 to 64 characters of `A-Z a-z 0-9 _ - .`, not starting with `.`.
+/// Whether a path segment is a device name Windows reserves (whatever the extension: `nul.csv` is `NUL`), or ends
+/// in a dot or a space (which Windows strips, so two names would meet).
+fn is_reserved_segment(seg: &str) -> bool {
+    if seg.ends_with('.') || seg.ends_with(' ') {
+        return true;
+    }
+    let stem = seg.split('.').next().unwrap_or(seg).trim_end();
+    let upper = stem.to_ascii_uppercase();
+    matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((upper.starts_with("COM") || upper.starts_with("LPT"))
+            && upper.len() == 4
+            && upper.as_bytes()[3].is_ascii_digit()
+            && upper.as_bytes()[3] != b'0')
+}
+
+/// Checks a study or dataset name: 1 to 64 characters of `A-Z a-z 0-9 _ - .`, not starting with `.`, not ending in
+/// `.`, and not a device name Windows reserves (`CON`, `NUL`, `COM1`, ...), since names become file names.
 ///
 /// # Errors
 /// EXP002 `invalid_name` with `field`.
@@ -99,6 +129,7 @@ pub fn validate_name(name: &str, field: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
+        && !is_reserved_segment(name)
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
@@ -138,7 +169,7 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
 /// A writer that counts and hashes (SHA-256) what passes through it.
 pub struct HashingWriter<W> {
     inner: W,
-    ctx: digest::Context,
+    ctx: Option<digest::Context>,
     bytes: u64,
 }
 
@@ -147,7 +178,16 @@ impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
-            ctx: digest::Context::new(&digest::SHA256),
+            ctx: Some(digest::Context::new(&digest::SHA256)),
+            bytes: 0,
+        }
+    }
+
+    /// Wraps `inner`, counting but not hashing (the SHA-256 of [`HashingWriter::into_parts`] is then empty).
+    pub fn counting(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            ctx: None,
             bytes: 0,
         }
     }
@@ -162,16 +202,22 @@ impl<W: Write> HashingWriter<W> {
         &mut self.inner
     }
 
-    /// The inner writer, the byte count and the SHA-256 (hex).
+    /// The inner writer, the byte count and the SHA-256 (hex; empty when made by [`HashingWriter::counting`]).
     pub fn into_parts(self) -> (W, u64, String) {
-        (self.inner, self.bytes, hex(self.ctx.finish().as_ref()))
+        let sha = self
+            .ctx
+            .map(|c| hex(c.finish().as_ref()))
+            .unwrap_or_default();
+        (self.inner, self.bytes, sha)
     }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.ctx.update(&buf[..n]);
+        if let Some(ctx) = &mut self.ctx {
+            ctx.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -335,8 +381,8 @@ impl Drop for LocalWriter {
     }
 }
 
-impl Sink for LocalDirSink {
-    fn create(&self, path: &str) -> Result<Box<dyn SinkWriter>> {
+impl LocalDirSink {
+    fn writer(&self, path: &str, hash: bool) -> Result<Box<dyn SinkWriter>> {
         let target = self.full(path)?;
         if target.exists() {
             return Err(Error::conflict(
@@ -353,15 +399,27 @@ impl Sink for LocalDirSink {
             .unwrap_or("artifact");
         let tmp = dir.join(format!(".{name}.tmp-{}", random_suffix()));
         let file = File::create(&tmp).map_err(|e| Error::io("cannot create the artifact", &e))?;
+        let buffered = io::BufWriter::with_capacity(256 * 1024, file);
         Ok(Box::new(LocalWriter {
-            file: Some(HashingWriter::new(io::BufWriter::with_capacity(
-                256 * 1024,
-                file,
-            ))),
+            file: Some(if hash {
+                HashingWriter::new(buffered)
+            } else {
+                HashingWriter::counting(buffered)
+            }),
             tmp,
             target,
             path: path.to_string(),
         }))
+    }
+}
+
+impl Sink for LocalDirSink {
+    fn create(&self, path: &str) -> Result<Box<dyn SinkWriter>> {
+        self.writer(path, true)
+    }
+
+    fn create_unhashed(&self, path: &str) -> Result<Box<dyn SinkWriter>> {
+        self.writer(path, false)
     }
 
     fn open(&self, path: &str) -> Result<Box<dyn Read + Send>> {
@@ -488,7 +546,7 @@ impl AsRef<[u8]> for ArcBytes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -503,6 +561,12 @@ mod tests {
             "a\nb",
             "./a",
             "c:x",
+            "job/nul.csv",
+            "CON",
+            "job/com1.xpt",
+            "LPT9/x",
+            "job/a.",
+            "job/a ",
         ] {
             assert_eq!(
                 validate_path(bad).unwrap_err().reason(),
@@ -511,9 +575,21 @@ mod tests {
             );
         }
         validate_path("job/dm.csv").unwrap();
+        validate_path("job/com0.csv").unwrap();
+        validate_path("job/console.csv").unwrap();
+        validate_path("m5/datasets/s1/tabulations/sdtm/co.xpt").unwrap();
+        for bad in ["NUL", "con", "Com3", "a."] {
+            assert_eq!(
+                validate_name(bad, "dataset").unwrap_err().reason(),
+                "invalid_name",
+                "{bad:?}"
+            );
+        }
+        validate_name("CO", "dataset").unwrap();
     }
 
-    fn conformance(sink: &dyn Sink) {
+    /// The behaviour every sink shares (also run on the encrypting sink, in `crypto`).
+    pub(crate) fn conformance(sink: &dyn Sink) {
         let mut w = sink.create("j1/a.csv").unwrap();
         w.write_all(b"hello").unwrap();
         let r = w.complete().unwrap();
@@ -554,6 +630,25 @@ mod tests {
     #[test]
     fn memory_sink_conformance() {
         conformance(&MemorySink::new());
+    }
+
+    #[test]
+    fn unhashed_writers_count_and_complete_without_hashing() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalDirSink::new(dir.path()).unwrap();
+        let mut w = local.create_unhashed("j/a.bin").unwrap();
+        w.write_all(b"hello").unwrap();
+        let r = w.complete().unwrap();
+        assert_eq!((r.bytes, r.sha256.as_str()), (5, ""));
+        assert_eq!(fs::read(dir.path().join("j/a.bin")).unwrap(), b"hello");
+        // The default (memory sink) is `create`: it hashes.
+        let mem = MemorySink::new();
+        let mut w = mem.create_unhashed("j/a.bin").unwrap();
+        w.write_all(b"hello").unwrap();
+        assert_eq!(
+            w.complete().unwrap().sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
     }
 
     #[test]

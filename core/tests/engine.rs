@@ -19,7 +19,7 @@ use trialport_core::error::{Error, ErrorCode};
 use trialport_core::job::JobState;
 use trialport_core::request::{
     BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
-    PackageKind, ReportRequest,
+    PackageContainer, PackageKind, ReportRequest,
 };
 use trialport_core::sink::MemorySink;
 use trialport_core::source::{Filter, FilterOp, SortKey};
@@ -438,6 +438,11 @@ fn bulk_export_writes_a_zip_with_a_manifest() {
                 format: "lines".into(),
                 options: Default::default(),
                 package: PackageKind::Zip,
+                container: Default::default(),
+                max_file_bytes: None,
+                deidentify: None,
+                identifiable: false,
+                signature: None,
                 idempotency_key: None,
             },
         )
@@ -482,6 +487,11 @@ fn bulk_export_writes_a_zip_with_a_manifest() {
         format: "lines".into(),
         options: Default::default(),
         package: PackageKind::Zip,
+        container: Default::default(),
+        max_file_bytes: None,
+        deidentify: None,
+        identifiable: false,
+        signature: None,
         idempotency_key: None,
     };
     assert_eq!(
@@ -490,10 +500,18 @@ fn bulk_export_writes_a_zip_with_a_manifest() {
     );
     bad.datasets = vec![];
     bad.package = PackageKind::Ectd;
+    // The test engine's "lines" format is not XPT v5, so an eCTD package is refused before a job exists.
     assert_eq!(
         e.bulk_export(&admin, bad.clone()).unwrap_err().reason(),
-        "unsupported_package"
+        "ectd_requires_xpt_v5"
     );
+    bad.package = PackageKind::Zip;
+    bad.container = PackageContainer::Directory;
+    assert_eq!(
+        e.bulk_export(&admin, bad.clone()).unwrap_err().reason(),
+        "unsupported_container"
+    );
+    bad.container = PackageContainer::Zip;
     let stat = key(&e, &admin, &[Role::Statistician], &["*"]);
     bad.package = PackageKind::Zip;
     assert_eq!(code(&e.bulk_export(&stat, bad).unwrap_err()), "EXP003");
@@ -534,6 +552,7 @@ fn export_report_renders_tables_with_filters_sort_and_limit() {
                 report: report_spec(),
                 format: "lines".into(),
                 options: Default::default(),
+                signature: None,
                 idempotency_key: None,
             },
         )
@@ -551,6 +570,7 @@ fn export_report_renders_tables_with_filters_sort_and_limit() {
         report: r,
         format: "lines".into(),
         options: Default::default(),
+        signature: None,
         idempotency_key: None,
     };
     let err = e.export_report(&admin, req(bad)).unwrap_err();
@@ -614,6 +634,7 @@ fn export_dashboard_computes_kpis_and_charts() {
         dashboard: d,
         format: "lines".into(),
         options: Default::default(),
+        signature: None,
         idempotency_key: None,
     };
     let job = e.export_dashboard(&admin, req(spec.clone())).unwrap();
@@ -912,6 +933,11 @@ fn packages_verify_against_their_manifest_and_tampering_is_found() {
                 format: "lines".into(),
                 options: Default::default(),
                 package: PackageKind::Zip,
+                container: Default::default(),
+                max_file_bytes: None,
+                deidentify: None,
+                identifiable: false,
+                signature: None,
                 idempotency_key: None,
             },
         )
@@ -927,7 +953,14 @@ fn packages_verify_against_their_manifest_and_tampering_is_found() {
         .export_data(&admin, ExportDataRequest::new("S1", &["DM", "AE"], "lines"))
         .unwrap();
     e.wait(&admin, data.id, WAIT).unwrap();
-    let job_dir = dir.path().join("artifacts").join(data.id.to_string());
+    // The home encrypts artifacts at rest: the directory to verify is the job's artifacts as downloaded.
+    let job = e.get_job(&admin, data.id).unwrap();
+    let job_dir = dir.path().join("downloaded");
+    std::fs::create_dir_all(&job_dir).unwrap();
+    for a in &job.artifacts {
+        let bytes = read_all(&e, &admin, data.id, Some(&a.name));
+        std::fs::write(job_dir.join(&a.name), bytes).unwrap();
+    }
     assert_eq!(
         trialport_core::manifest::verify_package(&job_dir)
             .unwrap()

@@ -469,7 +469,7 @@ impl<W: Write> CsvWriter<W> {
     pub fn finish(mut self) -> Result<EncodeSummary> {
         self.flush_buf()?;
         self.out.flush().map_err(|e| Error::io("writing CSV", &e))?;
-        Ok(EncodeSummary { rows: self.rows })
+        Ok(EncodeSummary::rows(self.rows))
     }
 }
 

@@ -15,13 +15,14 @@ use trialport_core::engine::{Engine, EngineBuilder};
 use trialport_core::home::Home;
 use trialport_core::Result;
 
-/// An engine builder wired to the home in `home_dir` (its SQLite store, artifact directory and pepper), with
-/// [`crate::default_formats`] and, when the home's configuration names a `source` directory, a
-/// [`DirectorySource`] over it. Callers may still change the builder (workers, clock, more sources) before
-/// `build()`.
+/// An engine builder wired to the home in `home_dir` (its SQLite store, audit log, artifact directory and
+/// pepper), with [`crate::default_formats`], a [`DirectorySource`] over the configuration's `source` directory if
+/// it names one, and a JWT verifier when the configuration has `jwt` settings. Callers may still change the
+/// builder (workers, clock, more sources) before `build()`.
 ///
 /// # Errors
-/// EXP001 `not_a_home` when `home_dir` is not a home; EXP002 for an unreadable configuration; EXP005 for I/O.
+/// EXP001 `not_a_home` when `home_dir` is not a home; EXP002 for an unreadable configuration or unusable JWT
+/// settings; EXP005 for I/O.
 pub fn engine_builder(home_dir: &Path) -> Result<EngineBuilder> {
     let home = Home::open(home_dir)?;
     let mut builder = Engine::builder()
@@ -29,6 +30,9 @@ pub fn engine_builder(home_dir: &Path) -> Result<EngineBuilder> {
         .home(home_dir)?;
     if let Some(dir) = &home.config().source {
         builder = builder.source(Arc::new(DirectorySource::new(dir)));
+    }
+    if let Some(verifier) = home.jwt_verifier()? {
+        builder = builder.jwt(verifier);
     }
     Ok(builder)
 }

@@ -93,7 +93,7 @@ impl<W: Write> IpcWriter<W> {
         let mut out = self.inner.into_inner()?;
         out.flush()
             .map_err(|e| Error::io("writing Arrow IPC", &e))?;
-        Ok(EncodeSummary { rows: self.rows })
+        Ok(EncodeSummary::rows(self.rows))
     }
 }
 

@@ -340,7 +340,7 @@ impl<W: Write> JsonWriter<W> {
         self.out
             .flush()
             .map_err(|e| Error::io("writing JSON", &e))?;
-        Ok(EncodeSummary { rows: self.rows })
+        Ok(EncodeSummary::rows(self.rows))
     }
 }
 

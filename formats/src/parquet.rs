@@ -437,7 +437,7 @@ impl<W: Write + Send> ParquetWriter<W> {
         self.flush_row_group()?;
         let mut out = self.file.into_inner().map_err(parquet_error)?;
         out.flush().map_err(|e| Error::io("writing Parquet", &e))?;
-        Ok(EncodeSummary { rows: self.rows })
+        Ok(EncodeSummary::rows(self.rows))
     }
 }
 

@@ -240,6 +240,13 @@ def _close_open_engines() -> None:
         engine.close()
 
 
+def _deidentify_json(value: str | Sequence[str] | Mapping[str, Any] | None) -> Any:
+    """The ``deidentify`` member of a request: a string or mapping as given, any other sequence as a list."""
+    if value is None or isinstance(value, (str, Mapping)):
+        return dict(value) if isinstance(value, Mapping) else value
+    return list(value)
+
+
 class Engine:
     """The trialport engine on a home directory, in this process.
 
@@ -354,7 +361,9 @@ class Engine:
         datasets: Sequence[DatasetSelection],
         format: str,
         options: Mapping[str, OptionValue] | None = None,
-        deidentify: Mapping[str, Any] | None = None,
+        deidentify: str | Sequence[str] | Mapping[str, Any] | None = None,
+        identifiable: bool = False,
+        signature: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         **format_options: OptionValue,
     ) -> Job:
@@ -366,8 +375,16 @@ class Engine:
             datasets: Dataset names, or ``{"name", "columns", "filters"}`` selections.
             format: Format id, e.g. ``"csv"``.
             options: Format options by name; ``**format_options`` adds more as keyword arguments.
-            deidentify: A de-identification policy, passed to the engine as given (an engine that has none rejects
-                it with :class:`ValidationError`).
+            deidentify: De-identification: a comma list or sequence of profiles (``"safe-harbor"``,
+                ``"pseudonymize"``, ``"date-shift"``, ``"drop-free-text"``), or a mapping
+                ``{"profiles": [...], "drop": [...], "keep": [...]}``. Pseudonyms and date shifts use the home's
+                ``deid.key``. The policy and what it did are recorded in the manifest and the audit trail.
+            identifiable: Let columns classed as identifying (the ``privacy`` of the dataset metadata) leave the
+                export unchanged; without it such an export raises :class:`ValidationError`
+                (``reason == "identifiable_data"``).
+            signature: An e-signature, ``{"meaning": "review" | "approval" | "responsibility" | "authorship",
+                "password": <the caller's signing password>}`` (see :meth:`set_signing_password`). Required when
+                ``identifiable`` is true; the engine signs the job's manifest with it. The password is never stored.
             idempotency_key: The same key and request return the same job.
 
         Returns:
@@ -384,7 +401,9 @@ class Engine:
             "datasets": [d if isinstance(d, str) else dict(d) for d in datasets],
             "format": format,
             "options": options_json(options, format_options),
-            "deidentify": deidentify,
+            "deidentify": _deidentify_json(deidentify),
+            "identifiable": identifiable or None,
+            "signature": signature,
             "idempotency_key": idempotency_key,
         }
         return self._job(self._native.export_data(credential, request_json(request)), credential)
@@ -397,6 +416,7 @@ class Engine:
         report: Mapping[str, Any],
         format: str,
         options: Mapping[str, OptionValue] | None = None,
+        signature: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         **format_options: OptionValue,
     ) -> Job:
@@ -409,6 +429,8 @@ class Engine:
             report: The report spec.
             format: ``"html"``, ``"json"`` or ``"xlsx"`` (see :func:`trialport.formats`).
             options: Format options.
+            signature: An e-signature, ``{"meaning": ..., "password": ...}`` (see :meth:`bulk_export`): optional;
+                the engine signs the job's manifest with it.
             idempotency_key: The same key and request return the same job.
 
         Raises:
@@ -418,6 +440,7 @@ class Engine:
             "report": _with_study(report, study, "report"),
             "format": format,
             "options": options_json(options, format_options),
+            "signature": signature,
             "idempotency_key": idempotency_key,
         }
         return self._job(self._native.export_report(credential, request_json(request)), credential)
@@ -430,6 +453,7 @@ class Engine:
         dashboard: Mapping[str, Any],
         format: str,
         options: Mapping[str, OptionValue] | None = None,
+        signature: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         **format_options: OptionValue,
     ) -> Job:
@@ -442,6 +466,8 @@ class Engine:
             dashboard: The dashboard spec.
             format: ``"html"``, ``"json"`` or ``"xlsx"``.
             options: Format options.
+            signature: An e-signature, ``{"meaning": ..., "password": ...}`` (see :meth:`bulk_export`): optional;
+                the engine signs the job's manifest with it.
             idempotency_key: The same key and request return the same job.
 
         Raises:
@@ -451,6 +477,7 @@ class Engine:
             "dashboard": _with_study(dashboard, study, "dashboard"),
             "format": format,
             "options": options_json(options, format_options),
+            "signature": signature,
             "idempotency_key": idempotency_key,
         }
         return self._job(
@@ -465,8 +492,11 @@ class Engine:
         datasets: Sequence[DatasetSelection] | None = None,
         format: str,
         package: str = "zip",
+        container: str = "zip",
         options: Mapping[str, OptionValue] | None = None,
         signature: Mapping[str, Any] | None = None,
+        deidentify: str | Sequence[str] | Mapping[str, Any] | None = None,
+        identifiable: bool = False,
         idempotency_key: str | None = None,
         **format_options: OptionValue,
     ) -> Job:
@@ -477,9 +507,21 @@ class Engine:
             study: Study id.
             datasets: Dataset names or selections; ``None`` for all.
             format: Format id of the files inside.
-            package: ``"zip"`` (``"ectd"`` when the regulatory formats land).
+            package: ``"zip"``, or ``"ectd"`` for the eCTD Module 5 tree (XPT v5 files with a define.xml per
+                standard; every FDA check runs over every dataset before a byte is written).
+            container: ``"zip"`` (one zip artifact) or ``"directory"`` (an eCTD tree as the job's artifacts).
             options: Format options.
-            signature: An e-signature, passed to the engine as given (an engine without e-signatures rejects it).
+            signature: An e-signature, ``{"meaning": "review" | "approval" | "responsibility" | "authorship",
+                "password": <the caller's signing password>}`` (see :meth:`set_signing_password`). Required for
+                ``package="ectd"`` and when ``identifiable`` is true; the engine signs the package's manifests with
+                it. The password is never stored.
+            deidentify: De-identification: a comma list or sequence of profiles (``"safe-harbor"``,
+                ``"pseudonymize"``, ``"date-shift"``, ``"drop-free-text"``), or a mapping
+                ``{"profiles": [...], "drop": [...], "keep": [...]}``. Pseudonyms and date shifts use the home's
+                ``deid.key``. The policy and what it did are recorded in the manifest and the audit trail.
+            identifiable: Let columns classed as identifying (the ``privacy`` of the dataset metadata) leave the
+                export unchanged; without it such an export raises :class:`ValidationError`
+                (``reason == "identifiable_data"``).
             idempotency_key: The same key and request return the same job.
         """
         request = {
@@ -487,8 +529,11 @@ class Engine:
             "datasets": None if datasets is None else [d if isinstance(d, str) else dict(d) for d in datasets],
             "format": format,
             "package": package,
+            "container": container,
             "options": options_json(options, format_options),
             "signature": signature,
+            "deidentify": _deidentify_json(deidentify),
+            "identifiable": identifiable or None,
             "idempotency_key": idempotency_key,
         }
         return self._job(self._native.bulk_export(credential, request_json(request)), credential)
@@ -627,6 +672,38 @@ class Engine:
             ServerError: Reason ``integrity_violation`` with ``details["seq"]`` of the first bad event.
         """
         return self._native.verify_audit(credential)
+
+    # -- e-signatures ------------------------------------------------------------------------------------------
+
+    def set_signing_password(
+        self, credential: str, password: str, *, current: str | None = None
+    ) -> None:
+        """Sets the caller's signing password: the second component of their e-signatures (21 CFR 11.200).
+
+        Args:
+            credential: The signer's own credential (nobody sets another's password).
+            password: 8 to 1024 characters, no control characters.
+            current: The present password, needed to change it (checked like a signature).
+
+        Raises:
+            ValidationError: Reason ``weak_password``.
+            UnauthorizedError: Reason ``current_password_required``, ``signature_invalid`` or ``signing_locked``.
+        """
+        self._native.set_signing_password(credential, password, current)
+
+    def reset_signing(self, credential: str, subject: str) -> None:
+        """Clears a signer's password, failed attempts and lock (after five failed attempts signing locks), so
+        that they can set a new password. Needs an ``admin`` credential of the signer's organization.
+
+        Raises:
+            NotFoundError: The signer has nothing to reset.
+        """
+        self._native.reset_signing(credential, subject)
+
+    def signing_public_key(self) -> str:
+        """The engine's Ed25519 public key (PEM) that verifies the signatures in its manifests: hand it to
+        verifiers out of band (``trialport verify PACKAGE --public-key FILE``)."""
+        return self._native.signing_public_key()
 
     def formats(self, credential: str) -> list[dict[str, Any]]:
         """The engine's formats with capabilities and options (as :func:`trialport.formats`)."""

@@ -502,6 +502,9 @@ fn vs(rng: &mut Rng, subjects: &[Subject]) -> Vec<Finding> {
             }
         }
     }
+    // Sorted by subject and visit, as SDTM findings are (and as ODM's subject/visit nesting needs); the sort is
+    // stable, so the tests keep their order within a visit.
+    rows.sort_by(|a, b| a.usubjid.cmp(&b.usubjid).then(a.visit.cmp(&b.visit)));
     rows
 }
 

@@ -94,9 +94,24 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
         .map(|f| f.id)
         .collect();
     for id in &data_formats {
+        // ODM clinical data is organised by subject and visit: DM has no visits, vital signs do.
+        let dataset = if *id == "odm-xml" { "VS" } else { "DM" };
         submitted.push((
-            format!("DM as {id}"),
-            engine.export_data(&cred, ExportDataRequest::new(STUDY, &["DM"], id)),
+            format!("{dataset} as {id}"),
+            engine.export_data(
+                &cred,
+                ExportDataRequest {
+                    // HIPAA Safe Harbor: no identifiable data leaves the tour.
+                    deidentify: Some(trialport_core::deid::Deidentify::from_list("safe-harbor")),
+                    // The study OID of ODM, when the rows carry no STUDYID.
+                    options: if *id == "odm-xml" {
+                        FormatOptions::new().with("study_oid", STUDY)
+                    } else {
+                        FormatOptions::new()
+                    },
+                    ..ExportDataRequest::new(STUDY, &[dataset], id)
+                },
+            ),
         ));
     }
     submitted.push((
@@ -107,6 +122,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
                 report: report_spec(),
                 format: "html".into(),
                 options: FormatOptions::new(),
+                signature: None,
                 idempotency_key: None,
             },
         ),
@@ -119,6 +135,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
                 dashboard: dashboard_spec(),
                 format: "html".into(),
                 options: FormatOptions::new(),
+                signature: None,
                 idempotency_key: None,
             },
         ),
@@ -136,12 +153,17 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
                 format: "csv".into(),
                 options: FormatOptions::new(),
                 package: PackageKind::Zip,
+                container: Default::default(),
+                max_file_bytes: None,
+                deidentify: Some(trialport_core::deid::Deidentify::from_list("safe-harbor")),
+                identifiable: false,
+                signature: None,
                 idempotency_key: None,
             },
         ),
     ));
     say(&format!(
-        "3. started {} jobs: DM in {} data formats ({}), a report, a dashboard and a bulk package",
+        "3. started {} jobs: DM in {} data formats ({}; VS for ODM), a report, a dashboard and a bulk package",
         submitted.len(),
         data_formats.len(),
         data_formats.join(", ")
@@ -153,7 +175,27 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
         let done = job.and_then(|j| engine.wait(&cred, j.id, None));
         results.push((what, done));
     }
-    let artifacts_dir = Home::open(&home_dir)?.artifacts_dir();
+    // The home keeps artifacts encrypted at rest: the tour downloads each (decrypted, SHA-256 verified) into
+    // `files/<job id>/` so that they can be opened.
+    let artifacts_dir = dir.join("files");
+    for (_, r) in &results {
+        let Ok(job) = r else { continue };
+        if job.state != JobState::Succeeded {
+            continue;
+        }
+        let job_dir = artifacts_dir.join(job.id.to_string());
+        fs::create_dir_all(&job_dir)
+            .map_err(|e| Error::io("cannot create the files directory", &e))?;
+        for a in &job.artifacts {
+            crate::engine_cmds::download_to(
+                &engine,
+                &cred,
+                job.id,
+                Some(&a.name),
+                &job_dir.join(&a.name),
+            )?;
+        }
+    }
     let mut t = Table::new(&["JOB", "STATE", "ARTIFACT", "ROWS", "SIZE"]);
     for (what, r) in &results {
         match r {

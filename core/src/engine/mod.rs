@@ -36,24 +36,31 @@
 //! ```
 
 mod compute;
+mod download;
+mod encryption;
+mod package;
 mod run;
+mod signing;
 
-use crate::audit::{Actor, AuditEvent, AuditHook, AuditRecord, Auditor, Outcome};
+pub use download::{download_error, Download, SavedArtifact};
+
+use crate::audit::{
+    Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Checkpoint, Outcome,
+};
 use crate::auth::{authorize, ApiKeyRecord, Authenticator, NewApiKey, Permission, Principal, Role};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{Capability, FormatInfo, FormatRegistry};
-use crate::job::{Artifact, Job, JobKind, JobState, Progress};
+use crate::job::{Job, JobKind, JobState, Progress};
 use crate::request::{
     BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
-    PackageKind, ReportRequest,
+    PackageContainer, PackageKind, ReportRequest,
 };
 use crate::sink::{hex, MemorySink, Sink};
 use crate::source::{unknown_dataset, unknown_study, BatchStream, DataSource, Filter};
 use crate::store::{AuditStore, JobPage, JobQuery, JobStore, KeyStore, MemoryStore, SqliteStore};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
-use std::io::Read;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -88,6 +95,12 @@ pub struct EngineBuilder {
     rate_limit: Option<crate::limit::RateLimiter>,
     /// Whether no other engine process is alive, so jobs left `running` belong to a dead process.
     sole_process: bool,
+    jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    encryption: Option<Arc<dyn crate::crypto::KeyProvider>>,
+    deid_key: Option<Arc<crate::deid::DeidKey>>,
+    signing_key: Option<crate::signature::SigningKey>,
+    password_store: Option<Arc<crate::signature::PasswordStore>>,
+    signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -126,6 +139,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Uses `store` for the audit trail (after [`EngineBuilder::store`], which sets all three).
+    pub fn audit_store(mut self, store: Arc<dyn AuditStore>) -> Self {
+        self.audit = Some(store);
+        self
+    }
+
     /// Adds an audit hook; every event goes to the store, then to each hook in order.
     pub fn audit_hook(mut self, hook: Arc<dyn AuditHook>) -> Self {
         self.hooks.push(hook);
@@ -160,6 +179,28 @@ impl EngineBuilder {
         Ok(self)
     }
 
+    /// Accepts `Bearer <jwt>` credentials verified by `verifier` (default: none, so bearer tokens fail with
+    /// EXP003 `unsupported_credential`). Token times are checked against the engine clock.
+    pub fn jwt(mut self, verifier: crate::jwt::JwtVerifier) -> Self {
+        self.jwt = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Encrypts every artifact at rest under data keys wrapped by `keys` (default: off; on for a home whose
+    /// configuration says so): the sink set by [`EngineBuilder::sink`] or [`EngineBuilder::home`] is wrapped in a
+    /// [`crate::crypto::EncryptedSink`] when the engine is built.
+    pub fn encryption(mut self, keys: Arc<dyn crate::crypto::KeyProvider>) -> Self {
+        self.encryption = Some(keys);
+        self
+    }
+
+    /// The key of pseudonyms and date shifts (default: none, so `pseudonymize` and `date-shift` are refused with
+    /// EXP005 `key_unavailable`; a home's `deid.key` with [`EngineBuilder::home`]).
+    pub fn deid_key(mut self, key: crate::deid::DeidKey) -> Self {
+        self.deid_key = Some(Arc::new(key));
+        self
+    }
+
     /// Artifacts of succeeded jobs expire this long after the job finished (default: never).
     pub fn retention(mut self, after: chrono::Duration) -> Self {
         self.retention = Some(after);
@@ -167,13 +208,16 @@ impl EngineBuilder {
     }
 
     /// Wires the engine to a home directory made by [`crate::home::Home::init`]: its SQLite store, its artifact
-    /// directory and its pepper.
+    /// directory, its pepper and, when its configuration turns encryption on, its key-encryption keys.
     ///
     /// # Errors
     /// EXP001 when `dir` is not a home; EXP005 for I/O.
     pub fn home(self, dir: &Path) -> Result<Self> {
         let home = crate::home::Home::open(dir)?;
         let store = Arc::new(SqliteStore::open(&home.database_path())?);
+        // The audit trail lives in the append-only log; a trail an earlier version kept in SQLite moves there once.
+        let audit = Arc::new(crate::store::AuditFileStore::open(&home.audit_log_path())?);
+        audit.import(&*store)?;
         let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
         let pepper = home.pepper()?;
         // An exclusive lock succeeds only when no other engine has this home open: then jobs left `running`
@@ -191,7 +235,11 @@ impl EngineBuilder {
         }
         lock.lock_shared()
             .map_err(|e| Error::io("cannot take the home lock", &e))?;
-        let mut b = self.store(store).sink(sink).pepper(&pepper);
+        let mut b = self
+            .store(store)
+            .audit_store(audit)
+            .sink(sink)
+            .pepper(&pepper);
         b.home_lock = Some(lock);
         b.sole_process = sole;
         if let Some(w) = home.config().workers {
@@ -200,6 +248,15 @@ impl EngineBuilder {
         if let Some(days) = home.config().retention_days {
             b = b.retention(chrono::Duration::days(i64::from(days)));
         }
+        if let Some(keys) = home.key_provider() {
+            b = b.encryption(Arc::new(keys));
+        }
+        b = b.deid_key(home.deid_key()?);
+        b = b.signing_key(home.signing_key()?);
+        b = b.password_store(Arc::new(crate::signature::PasswordStore::open(
+            &home.database_path(),
+            home.config().signing.unwrap_or_default(),
+        )?));
         Ok(b)
     }
 
@@ -208,7 +265,8 @@ impl EngineBuilder {
     ///
     /// # Errors
     /// EXP002 for a pepper shorter than 32 bytes; EXP005 when randomness, the store or the audit trail fails.
-    pub fn build(self) -> Result<Engine> {
+    pub fn build(mut self) -> Result<Engine> {
+        let signing = self.take_signing()?;
         let memory = Arc::new(MemoryStore::new());
         let pepper = match self.pepper {
             Some(p) if p.len() >= 32 => p,
@@ -227,12 +285,18 @@ impl EngineBuilder {
             }
         };
         let keys = self.keys.unwrap_or_else(|| memory.clone());
+        let mut sink: Arc<dyn Sink> = self.sink.unwrap_or_else(|| Arc::new(MemorySink::new()));
+        if let Some(kp) = &self.encryption {
+            sink = Arc::new(crate::crypto::EncryptedSink::new(sink, kp.clone()));
+        }
         let inner = Arc::new(Inner {
             formats: self.formats,
             sources: self.sources,
-            sink: self.sink.unwrap_or_else(|| Arc::new(MemorySink::new())),
+            sink,
+            key_provider: self.encryption,
+            deid_key: self.deid_key,
             jobs: self.jobs.unwrap_or_else(|| memory.clone()),
-            auth: Authenticator::new(keys, &pepper),
+            auth: Authenticator::new(keys, &pepper).with_jwt(self.jwt),
             auditor: Auditor::new(
                 self.audit.unwrap_or_else(|| memory.clone()),
                 self.hooks,
@@ -243,12 +307,17 @@ impl EngineBuilder {
             running: Mutex::new(HashMap::new()),
             wake: Condvar::new(),
             wake_lock: Mutex::new(0),
+            unaudited: Mutex::new(HashSet::new()),
+            audited: Condvar::new(),
             changed: Condvar::new(),
             changed_lock: Mutex::new(0),
             shutdown: AtomicBool::new(false),
             _home_lock: self.home_lock,
             rate_limit: self.rate_limit,
+            signing,
         });
+        // A torn tail the audit log cut away when it was opened goes on the record at once.
+        inner.auditor.flush_recoveries()?;
         let orphans = if self.sole_process {
             inner.jobs.requeue_running()?
         } else {
@@ -279,6 +348,10 @@ pub(crate) struct Inner {
     pub(crate) formats: FormatRegistry,
     pub(crate) sources: Vec<Arc<dyn DataSource>>,
     pub(crate) sink: Arc<dyn Sink>,
+    /// The key provider when artifacts are encrypted at rest (`sink` is then an `EncryptedSink`).
+    pub(crate) key_provider: Option<Arc<dyn crate::crypto::KeyProvider>>,
+    /// The key of pseudonyms and date shifts.
+    pub(crate) deid_key: Option<Arc<crate::deid::DeidKey>>,
     pub(crate) jobs: Arc<dyn JobStore>,
     pub(crate) auth: Authenticator,
     pub(crate) auditor: Auditor,
@@ -288,11 +361,19 @@ pub(crate) struct Inner {
     pub(crate) running: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
     pub(crate) wake: Condvar,
     pub(crate) wake_lock: Mutex<u64>,
+    /// Jobs with an audit event on the way: submitted by a call not audited yet (a worker waits before it audits
+    /// the job's start, so that the trail says `export_data` before `job.running`), or finished by a worker that
+    /// has not audited the end yet (a `wait` waits, so that `job.succeeded` comes before the `wait`).
+    pub(crate) unaudited: Mutex<HashSet<Uuid>>,
+    /// Signalled when a call's audit event is written.
+    pub(crate) audited: Condvar,
     pub(crate) changed: Condvar,
     pub(crate) changed_lock: Mutex<u64>,
     pub(crate) shutdown: AtomicBool,
     _home_lock: Option<std::fs::File>,
     rate_limit: Option<crate::limit::RateLimiter>,
+    /// The signing key, the verifier of signers' passwords and the store of failed attempts.
+    pub(crate) signing: crate::signature::Signing,
 }
 
 impl Inner {
@@ -302,14 +383,17 @@ impl Inner {
         job: &Job,
         details: Value,
     ) -> Result<AuditEvent> {
-        self.auditor.emit(AuditRecord {
-            actor: Actor::system(),
-            action: action.to_string(),
-            target: format!("job:{}", job.id),
-            outcome: Outcome::Success,
-            details,
-            request_id: format!("job_{}", job.id.simple()),
-        })
+        self.auditor.emit_in(
+            AuditRecord {
+                actor: Actor::system(),
+                action: action.to_string(),
+                target: format!("job:{}", job.id),
+                outcome: Outcome::Success,
+                details,
+                request_id: format!("job_{}", job.id.simple()),
+            },
+            AuditScope::new(job.org.clone(), Some(&job.study)),
+        )
     }
 
     /// Wakes the workers: a job was queued.
@@ -317,6 +401,24 @@ impl Inner {
         let mut n = self.wake_lock.lock().unwrap_or_else(|p| p.into_inner());
         *n += 1;
         self.wake.notify_all();
+    }
+
+    /// Waits (at most `limit`) until no audit event about job `id` is pending: the event of the call that submitted
+    /// it, or the worker's event of its end.
+    pub(crate) fn wait_audited(&self, id: Uuid, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut pending = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+        while pending.contains(&id) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            pending = self
+                .audited
+                .wait_timeout(pending, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     /// Wakes waiters: a job changed state.
@@ -415,22 +517,6 @@ impl Drop for Engine {
     }
 }
 
-/// An artifact being downloaded: its record and a reader that verifies the SHA-256 at the end.
-pub struct Download {
-    /// The artifact's record.
-    pub artifact: Artifact,
-    /// The bytes; reading fails with `InvalidData` at the end if they do not match the recorded SHA-256 and size.
-    pub reader: Box<dyn Read + Send>,
-}
-
-impl std::fmt::Debug for Download {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Download")
-            .field("artifact", &self.artifact)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The context of one operation call: request id, time, and the principal once known.
 struct Call<'a> {
     inner: &'a Inner,
@@ -438,9 +524,51 @@ struct Call<'a> {
     request_id: String,
     at: chrono::DateTime<chrono::Utc>,
     principal: Option<Principal>,
+    /// The organization and study the call concerns, once a job it reads names them (see [`Call::scope`]).
+    scope: Mutex<Option<AuditScope>>,
+    /// Jobs this call submitted, held back from their `job.running` event until the call is audited.
+    submitted: Mutex<Vec<Uuid>>,
+}
+
+/// Releases the jobs a call submitted once the call is done (audited or failed).
+struct ReleaseOnDrop<'c, 'a>(&'c Call<'a>);
+
+impl Drop for ReleaseOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut *self.0.submitted.lock().unwrap_or_else(|p| p.into_inner()));
+        if ids.is_empty() {
+            return;
+        }
+        let inner = self.0.inner;
+        let mut pending = inner.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            pending.remove(&id);
+        }
+        inner.audited.notify_all();
+    }
 }
 
 impl<'a> Call<'a> {
+    /// Records that the call concerns `org` and `study` (the job it reads), for its audit event.
+    fn set_scope(&self, org: &str, study: Option<&str>) {
+        *self.scope.lock().unwrap_or_else(|p| p.into_inner()) = Some(AuditScope::new(org, study));
+    }
+
+    /// The scope of the call's audit event: as set, else the caller's organization and the study of a
+    /// `study:<id>` target.
+    fn scope(&self, target: &str) -> AuditScope {
+        if let Some(s) = self.scope.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return s;
+        }
+        AuditScope::new(
+            self.principal
+                .as_ref()
+                .map(|p| p.org.clone())
+                .unwrap_or_default(),
+            target.strip_prefix("study:"),
+        )
+    }
+
     fn actor(&self) -> Actor {
         match &self.principal {
             Some(p) => Actor {
@@ -464,14 +592,17 @@ impl<'a> Call<'a> {
     }
 
     fn audit(&self, target: &str, outcome: Outcome, details: Value) -> Result<AuditEvent> {
-        self.inner.auditor.emit(AuditRecord {
-            actor: self.actor(),
-            action: self.action.to_string(),
-            target: target.to_string(),
-            outcome,
-            details,
-            request_id: self.request_id.clone(),
-        })
+        self.inner.auditor.emit_in(
+            AuditRecord {
+                actor: self.actor(),
+                action: self.action.to_string(),
+                target: target.to_string(),
+                outcome,
+                details,
+                request_id: self.request_id.clone(),
+            },
+            self.scope(target),
+        )
     }
 }
 
@@ -500,6 +631,12 @@ impl Engine {
             home_lock: None,
             rate_limit: None,
             sole_process: true,
+            jwt: None,
+            encryption: None,
+            deid_key: None,
+            signing_key: None,
+            password_store: None,
+            signature_verifier: None,
         }
     }
 
@@ -518,6 +655,8 @@ impl Engine {
             request_id: format!("req_{}", Uuid::now_v7().simple()),
             at: self.inner.clock.now(),
             principal: None,
+            scope: Mutex::new(None),
+            submitted: Mutex::new(Vec::new()),
         };
         let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
         let authenticated = self
@@ -544,7 +683,14 @@ impl Engine {
                 return Err(stamp(e, &call));
             }
         }
-        match body(&call) {
+        // A call aimed at a study concerns that study, whatever its body names as its target (e.g. the new job).
+        if let (Some(study), Some(p)) = (target.strip_prefix("study:"), &call.principal) {
+            call.set_scope(&p.org, Some(study));
+        }
+        let result = body(&call);
+        // Whatever happens below, the jobs this call submitted may start once its event is written (or failed).
+        let _release = ReleaseOnDrop(&call);
+        match result {
             Ok(done) => {
                 call.audit(&done.target, Outcome::Success, done.details)
                     .map_err(|e| stamp(e, &call))?;
@@ -567,12 +713,17 @@ impl Engine {
         }
     }
 
-    /// `export_data`: exports datasets of a study, one artifact per dataset.
+    /// `export_data`: exports datasets of a study, one artifact per dataset. With `identifiable`, the request
+    /// needs an e-signature (see [`crate::signature`]); any signature given is checked now and applied to the
+    /// job's manifest when it succeeds.
     ///
     /// # Errors
-    /// EXP003 unauthorized; EXP002 for a bad request (no datasets, a name twice, a format without the data
-    /// capability, a bad option, column or filter); EXP001 for an unknown format, study or dataset; EXP004 for an
-    /// idempotency key reused with another request; EXP005 for store or audit failures.
+    /// EXP003 unauthorized, or for the e-signature `signature_required`, `signature_invalid`, `signing_locked` or
+    /// `signing_not_enrolled`; EXP002 for a bad request (no datasets, a name twice, a format without the data
+    /// capability, a bad option, column or filter); EXP002 with field `deidentify` for a bad de-identification
+    /// policy and `identifiable_data` for identifying columns without `identifiable` (see [`crate::deid`]);
+    /// EXP001 for an unknown format, study or dataset; EXP004 for an idempotency key reused with another request;
+    /// EXP005 for store or audit failures, `key_unavailable` for pseudonyms or date shifts without a key.
     pub fn export_data(&self, credential: &str, request: ExportDataRequest) -> Result<Job> {
         self.call(
             "export_data",
@@ -582,10 +733,43 @@ impl Engine {
                 let p = call.principal();
                 authorize(p, Permission::ExportData, &p.org, Some(&request.study))?;
                 crate::sink::validate_name(&request.study, "study")?;
-                self.check_format(&request.format, Capability::Data, &request.options)?;
+                let describes = self
+                    .inner
+                    .formats
+                    .get(&request.format)?
+                    .info()
+                    .can(Capability::Describe);
+                let needed = if describes {
+                    Capability::Describe
+                } else {
+                    Capability::Data
+                };
+                self.check_format(&request.format, needed, &request.options)?;
                 self.check_selections(&request.study, &request.datasets)?;
+                let deid = if describes {
+                    // A metadata document carries no values: nothing to de-identify.
+                    if request.deidentify.is_some() {
+                        return Err(Error::validation(
+                            "unsupported_by_format",
+                            "de-identification applies to data formats, not to metadata documents",
+                        )
+                        .with_field("deidentify"));
+                    }
+                    None
+                } else {
+                    self.check_deidentify(
+                        &request.study,
+                        &request.datasets,
+                        request.deidentify.as_ref(),
+                        request.identifiable,
+                    )?
+                };
+                let critical = request
+                    .identifiable
+                    .then_some(signing::Critical::IdentifiableData);
+                let signed = self.check_signature(call, request.signature.as_ref(), critical)?;
                 let total = request.datasets.len() as u32;
-                self.submit(
+                let mut done = self.submit(
                     call,
                     JobKind::Data,
                     &request.study,
@@ -593,15 +777,25 @@ impl Engine {
                     request.idempotency_key.clone(),
                     serde_json::to_value(&request).unwrap_or(Value::Null),
                     total,
-                )
+                )?;
+                if let Some(d) = deid {
+                    done.details["deidentification"] = d;
+                }
+                if let Some(s) = signed {
+                    done.details["signature"] = s;
+                }
+                Ok(done)
             },
         )
     }
 
-    /// `bulk_export`: several datasets of a study in one zip package with `manifest.json`.
+    /// `bulk_export`: several datasets of a study in one zip package with `manifest.json`. An eCTD package, and
+    /// a package with `identifiable`, needs an e-signature (see [`crate::signature`]).
     ///
     /// # Errors
-    /// As [`Engine::export_data`]; EXP002 `unsupported_package` for `ectd` until the regulatory formats land.
+    /// As [`Engine::export_data`]; EXP002 `ectd_requires_xpt_v5` or `ectd_requires_define` for an eCTD package
+    /// the request or the engine cannot make, `unsupported_container` for a zip package in a directory; the job
+    /// fails with EXP002 `fda_check_failed` listing every violation of every dataset, writing nothing.
     pub fn bulk_export(&self, credential: &str, request: BulkExportRequest) -> Result<Job> {
         self.call(
             "bulk_export",
@@ -611,13 +805,7 @@ impl Engine {
                 let p = call.principal();
                 authorize(p, Permission::ExportBulk, &p.org, Some(&request.study))?;
                 crate::sink::validate_name(&request.study, "study")?;
-                if request.package == PackageKind::Ectd {
-                    return Err(Error::validation(
-                        "unsupported_package",
-                        "eCTD packages are not available in this version; use 'zip'",
-                    )
-                    .with_field("package"));
-                }
+                self.check_package(&request)?;
                 self.check_format(&request.format, Capability::Data, &request.options)?;
                 let mut request = request;
                 if request.datasets.is_empty() {
@@ -629,8 +817,22 @@ impl Engine {
                         .collect();
                 }
                 self.check_selections(&request.study, &request.datasets)?;
+                let deid = self.check_deidentify(
+                    &request.study,
+                    &request.datasets,
+                    request.deidentify.as_ref(),
+                    request.identifiable,
+                )?;
+                let critical = if request.package == PackageKind::Ectd {
+                    Some(signing::Critical::EctdPackage)
+                } else {
+                    request
+                        .identifiable
+                        .then_some(signing::Critical::IdentifiableData)
+                };
+                let signed = self.check_signature(call, request.signature.as_ref(), critical)?;
                 let total = request.datasets.len() as u32;
-                self.submit(
+                let mut done = self.submit(
                     call,
                     JobKind::Bulk,
                     &request.study,
@@ -638,7 +840,14 @@ impl Engine {
                     request.idempotency_key.clone(),
                     serde_json::to_value(&request).unwrap_or(Value::Null),
                     total,
-                )
+                )?;
+                if let Some(d) = deid {
+                    done.details["deidentification"] = d;
+                }
+                if let Some(s) = signed {
+                    done.details["signature"] = s;
+                }
+                Ok(done)
             },
         )
     }
@@ -660,7 +869,8 @@ impl Engine {
                 crate::sink::validate_name(study, "study")?;
                 self.check_format(&request.format, Capability::Report, &request.options)?;
                 compute::check_report(&self.inner, &request.report)?;
-                self.submit(
+                let signed = self.check_signature(call, request.signature.as_ref(), None)?;
+                let mut done = self.submit(
                     call,
                     JobKind::Report,
                     study,
@@ -668,7 +878,11 @@ impl Engine {
                     request.idempotency_key.clone(),
                     serde_json::to_value(&request).unwrap_or(Value::Null),
                     1,
-                )
+                )?;
+                if let Some(s) = signed {
+                    done.details["signature"] = s;
+                }
+                Ok(done)
             },
         )
     }
@@ -689,7 +903,8 @@ impl Engine {
                 crate::sink::validate_name(study, "study")?;
                 self.check_format(&request.format, Capability::Dashboard, &request.options)?;
                 compute::check_dashboard(&self.inner, &request.dashboard)?;
-                self.submit(
+                let signed = self.check_signature(call, request.signature.as_ref(), None)?;
+                let mut done = self.submit(
                     call,
                     JobKind::Dashboard,
                     study,
@@ -697,7 +912,11 @@ impl Engine {
                     request.idempotency_key.clone(),
                     serde_json::to_value(&request).unwrap_or(Value::Null),
                     1,
-                )
+                )?;
+                if let Some(s) = signed {
+                    done.details["signature"] = s;
+                }
+                Ok(done)
             },
         )
     }
@@ -804,6 +1023,10 @@ impl Engine {
                 job = self.inner.jobs.get(job_id)?;
                 on_progress(&job);
             }
+            if job.state.is_finished() {
+                // The worker audits the job's end right after storing it: the wait is recorded after that.
+                self.inner.wait_audited(job_id, Duration::from_secs(5));
+            }
             Ok(Done {
                 target: format!("job:{}", job.id),
                 details: json!({"state": job.state}),
@@ -870,80 +1093,6 @@ impl Engine {
                 target: format!("job:{}", job.id),
                 details: json!({"state": job.state, "cancel_requested": job.cancel_requested}),
                 value: job,
-            })
-        })
-    }
-
-    /// `download`: streams an artifact of a succeeded job, verifying its SHA-256 as it is read.
-    ///
-    /// `artifact` names the file (`dm.csv`, `manifest.json`, ...); when `None`, the job's one main artifact (a
-    /// data job of several datasets needs a name).
-    ///
-    /// # Errors
-    /// EXP003 (checked again at download); EXP001 for an unknown job or artifact; EXP004 `job_not_succeeded` or
-    /// `artifact_expired`; EXP002 `artifact_required`; EXP005.
-    pub fn download(
-        &self,
-        credential: &str,
-        job_id: Uuid,
-        artifact: Option<&str>,
-    ) -> Result<Download> {
-        self.call("download", format!("job:{job_id}"), credential, |call| {
-            let job = self.visible_job(call, job_id, Permission::Download)?;
-            let job = self.expire_if_due(job)?;
-            match job.state {
-                JobState::Succeeded => {}
-                JobState::Expired => {
-                    return Err(Error::conflict(
-                        "artifact_expired",
-                        "the job's artifacts passed their retention time and were deleted",
-                    ))
-                }
-                other => {
-                    return Err(Error::conflict(
-                        "job_not_succeeded",
-                        format!("the job is {other}: only a succeeded job has artifacts"),
-                    )
-                    .with_detail("state", other.as_str()))
-                }
-            }
-            let names: Vec<&str> = job.artifacts.iter().map(|a| a.name.as_str()).collect();
-            let chosen = match artifact {
-                Some(name) => job.artifact(name).ok_or_else(|| {
-                    Error::not_found(format!("the job has no artifact '{name}'"))
-                        .with_field("artifact")
-                        .with_detail("artifacts", names.clone())
-                })?,
-                None => {
-                    let main: Vec<&Artifact> = job
-                        .artifacts
-                        .iter()
-                        .filter(|a| a.name != run::MANIFEST_NAME)
-                        .collect();
-                    match main.as_slice() {
-                        [one] => *one,
-                        _ => {
-                            return Err(Error::validation(
-                                "artifact_required",
-                                "the job has several artifacts: name the one to download",
-                            )
-                            .with_field("artifact")
-                            .with_detail("artifacts", names))
-                        }
-                    }
-                }
-            };
-            let reader = self
-                .inner
-                .sink
-                .open(&run::artifact_path(&job, &chosen.name))?;
-            Ok(Done {
-                target: format!("job:{}", job.id),
-                details: json!({"artifact": chosen.name, "bytes": chosen.bytes, "sha256": chosen.sha256}),
-                value: Download {
-                    reader: Box::new(VerifyingReader::new(reader, chosen.bytes, &chosen.sha256)),
-                    artifact: chosen.clone(),
-                },
             })
         })
     }
@@ -1043,18 +1192,24 @@ impl Engine {
             "system",
             self.inner.clock.now(),
         )?;
-        self.inner.auditor.emit(AuditRecord {
-            actor: Actor::system(),
-            action: "create_api_key".into(),
-            target: format!("apikey:{}", rec.key_id),
-            outcome: Outcome::Success,
-            details: json!({"roles": ["admin"], "studies": ["*"], "org": org, "initial": true}),
-            request_id: format!("req_{}", Uuid::now_v7().simple()),
-        })?;
+        self.inner.auditor.emit_in(
+            AuditRecord {
+                actor: Actor::system(),
+                action: "create_api_key".into(),
+                target: format!("apikey:{}", rec.key_id),
+                outcome: Outcome::Success,
+                details: json!({"roles": ["admin"], "studies": ["*"], "org": org, "initial": true}),
+                request_id: format!("req_{}", Uuid::now_v7().simple()),
+            },
+            AuditScope::new(org, None),
+        )?;
         Ok(text)
     }
 
-    /// Reads up to `limit` (1..=1000) audit events from sequence number `from`.
+    /// Reads up to `limit` (1..=1000) audit events from sequence number `from`, of those the caller may see: the
+    /// events of the caller's organization (and of its studies, for a caller limited to some) and the events that
+    /// concern no organization (refused credentials, the engine's own repairs). A page shorter than `limit` is the
+    /// last one.
     ///
     /// # Errors
     /// EXP003 (needs `audit:read`); EXP002 for a bad limit; EXP005.
@@ -1073,11 +1228,77 @@ impl Engine {
                         .with_field("limit"),
                 );
             }
-            let events = self.inner.auditor.read(from, limit)?;
+            let events = self.visible_events(p, from, limit)?;
             Ok(Done {
                 target: "audit".into(),
                 details: json!({"from": from, "returned": events.len()}),
                 value: events,
+            })
+        })
+    }
+
+    /// Up to `limit` events from `from` that `p` may see (see [`Engine::audit_events`]).
+    fn visible_events(&self, p: &Principal, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+        const BATCH: usize = 1000;
+        let mut out = Vec::new();
+        let mut next = from.max(1);
+        loop {
+            let batch = self.inner.auditor.read(next, BATCH)?;
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            next = next.saturating_add(batch.len() as u64);
+            for e in batch {
+                let org_ok = e.org.is_empty() || e.org == p.org;
+                let study_ok = e.study.as_deref().is_none_or(|s| p.sees_study(s));
+                if org_ok && study_ok {
+                    out.push(e);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Verifies the whole chain and returns a checkpoint of its last event: its sequence number and hash, to keep
+    /// outside the system and give to [`Engine::verify_audit_against`] later (see [`crate::audit`]).
+    ///
+    /// # Errors
+    /// EXP003 (needs `audit:read`); EXP005 `integrity_violation` as [`Engine::verify_audit`].
+    pub fn audit_checkpoint(&self, credential: &str) -> Result<Checkpoint> {
+        self.call(
+            "audit_checkpoint",
+            "audit".to_string(),
+            credential,
+            |call| {
+                let p = call.principal();
+                authorize(p, Permission::AuditRead, &p.org, None)?;
+                let cp = self.inner.auditor.checkpoint()?;
+                Ok(Done {
+                    target: "audit".into(),
+                    details: json!({"seq": cp.seq, "hash": cp.hash}),
+                    value: cp,
+                })
+            },
+        )
+    }
+
+    /// [`Engine::verify_audit`], and that the trail still reaches `checkpoint` with the same hash: detects a trail
+    /// cut below the checkpoint or rewritten whole. Audited as `verify_audit`.
+    ///
+    /// # Errors
+    /// EXP003 (needs `audit:read`); EXP005 `integrity_violation` with `details.seq` and `details.check`
+    /// (`checkpoint` when only the checkpoint does not match).
+    pub fn verify_audit_against(&self, credential: &str, checkpoint: &Checkpoint) -> Result<u64> {
+        self.call("verify_audit", "audit".to_string(), credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::AuditRead, &p.org, None)?;
+            let n = self.inner.auditor.verify_with(Some(checkpoint))?;
+            Ok(Done {
+                target: "audit".into(),
+                details: json!({"events": n, "checkpoint_seq": checkpoint.seq}),
+                value: n,
             })
         })
     }
@@ -1102,6 +1323,7 @@ impl Engine {
     /// Loads a job and checks `permission` on its organization and study.
     fn visible_job(&self, call: &Call<'_>, job_id: Uuid, permission: Permission) -> Result<Job> {
         let job = self.inner.jobs.get(job_id)?;
+        call.set_scope(&job.org, Some(&job.study));
         authorize(call.principal(), permission, &job.org, Some(&job.study))?;
         Ok(job)
     }
@@ -1146,6 +1368,75 @@ impl Engine {
             .with_field("format"));
         }
         format.check_options(options)
+    }
+
+    /// Checks what a package kind requires of the request and the engine.
+    fn check_package(&self, request: &BulkExportRequest) -> Result<()> {
+        match request.package {
+            PackageKind::Zip => {
+                if request.container != PackageContainer::Zip {
+                    return Err(Error::validation(
+                        "unsupported_container",
+                        "a zip package is a zip: the directory container is for eCTD packages",
+                    )
+                    .with_field("container"));
+                }
+            }
+            PackageKind::Ectd => {
+                let version = request.options.get("version").unwrap_or("5");
+                if request.format != package::ECTD_DATA_FORMAT || version != "5" {
+                    return Err(Error::validation(
+                        "ectd_requires_xpt_v5",
+                        "an eCTD package holds SAS XPORT version 5 files: use format 'xpt' without version 8",
+                    )
+                    .with_field("format"));
+                }
+                let define = self
+                    .inner
+                    .formats
+                    .get(package::ECTD_DEFINE_FORMAT)
+                    .map_err(|_| {
+                        Error::validation(
+                            "ectd_requires_define",
+                            "an eCTD package needs the 'define-xml' format, which this engine lacks",
+                        )
+                        .with_field("package")
+                    })?;
+                if !define.info().can(Capability::Describe) {
+                    return Err(Error::validation(
+                        "ectd_requires_define",
+                        "the engine's 'define-xml' format cannot describe datasets",
+                    )
+                    .with_field("package"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a request's de-identification against its datasets before a job exists: the policy, the key it
+    /// needs, the column lists, and identifying columns without the `identifiable` flag (the job checks each
+    /// dataset again when it runs). Returns the policy as the audit records it, `None` when there is none.
+    fn check_deidentify(
+        &self,
+        study: &str,
+        selections: &[DatasetSelection],
+        spec: Option<&crate::deid::Deidentify>,
+        identifiable: bool,
+    ) -> Result<Option<Value>> {
+        let policy = crate::deid::Policy::new(spec, identifiable)?;
+        let key = self.inner.deid_key.as_deref();
+        // Building the job's de-identifier checks the key and the versioned data it needs.
+        crate::deid::Deidentifier::new(policy.clone(), key, study, self.inner.clock.now())?;
+        let mut plans = Vec::with_capacity(selections.len());
+        for s in selections {
+            let stream = self.inner.scan(study, s.name(), s.columns(), s.filters())?;
+            plans.push(policy.plan(s.name(), stream.schema(), &stream.meta())?);
+        }
+        policy.check_columns(&plans)?;
+        policy.check_identifiable(&plans)?;
+        Ok((!policy.is_empty() || identifiable)
+            .then(|| policy.describe(key.map(crate::deid::DeidKey::id))))
     }
 
     fn check_selections(&self, study: &str, selections: &[DatasetSelection]) -> Result<()> {
@@ -1226,6 +1517,15 @@ impl Engine {
             cancel_requested: false,
             version: 0,
         };
+        self.inner
+            .unaudited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id);
+        call.submitted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(job.id);
         let stored = self.inner.jobs.insert(&job)?;
         let reused = stored.id != job.id;
         if !reused {
@@ -1236,48 +1536,5 @@ impl Engine {
             details: json!({"study": study, "kind": kind, "format": format, "idempotent_replay": reused}),
             value: stored,
         })
-    }
-}
-
-/// Verifies size and SHA-256 of a stream as it is read; fails at the end on a mismatch.
-struct VerifyingReader {
-    inner: Box<dyn Read + Send>,
-    ctx: Option<ring::digest::Context>,
-    bytes: u64,
-    expected_bytes: u64,
-    expected_sha256: String,
-}
-
-impl VerifyingReader {
-    fn new(inner: Box<dyn Read + Send>, expected_bytes: u64, expected_sha256: &str) -> Self {
-        VerifyingReader {
-            inner,
-            ctx: Some(ring::digest::Context::new(&ring::digest::SHA256)),
-            bytes: 0,
-            expected_bytes,
-            expected_sha256: expected_sha256.to_string(),
-        }
-    }
-}
-
-impl Read for VerifyingReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(ctx) = &mut self.ctx {
-            ctx.update(&buf[..n]);
-            self.bytes += n as u64;
-            if n == 0 || self.bytes > self.expected_bytes {
-                let ctx = self.ctx.take().unwrap_or_else(|| unreachable!());
-                if self.bytes != self.expected_bytes
-                    || hex(ctx.finish().as_ref()) != self.expected_sha256
-                {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "integrity_violation: the artifact does not match its recorded SHA-256",
-                    ));
-                }
-            }
-        }
-        Ok(n)
     }
 }

@@ -1,12 +1,16 @@
 //! Running jobs: the worker loop, encoding datasets into artifacts, bulk packages, documents and manifests.
 
-use super::{compute, Inner, ENGINE_VERSION};
+use super::{compute, package, Inner, ENGINE_VERSION};
 use crate::error::{Error, Result};
-use crate::format::{Format, FormatOptions};
+use crate::format::{Capability, Format, FormatOptions};
 use crate::job::{Artifact, Job, JobKind, JobState};
 use crate::manifest::{Manifest, ManifestEntry, ManifestPrincipal, MANIFEST_VERSION};
-use crate::request::{BulkExportRequest, DashboardRequest, ExportDataRequest, ReportRequest};
-use crate::sink::{HashingWriter, SinkWriter};
+use crate::meta::DatasetMeta;
+use crate::request::{
+    BulkExportRequest, DashboardRequest, ExportDataRequest, PackageKind, ReportRequest,
+};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use serde_json::json;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,7 +47,7 @@ pub(crate) fn worker_loop(inner: &Arc<Inner>) {
 }
 
 /// Why a job stopped before succeeding.
-enum Stop {
+pub(super) enum Stop {
     Cancelled,
     Shutdown,
     Failed(Error),
@@ -57,18 +61,22 @@ impl From<Error> for Stop {
 
 /// A running job: the record, its cancel flag, and throttled progress saving.
 pub(crate) struct Running<'a> {
-    inner: &'a Inner,
-    job: Job,
+    pub(super) inner: &'a Inner,
+    pub(super) job: Job,
     cancel: Arc<AtomicBool>,
-    bytes: Arc<AtomicU64>,
-    rows: u64,
+    pub(super) bytes: Arc<AtomicU64>,
+    pub(super) rows: u64,
     last_save: Instant,
     /// Artifacts completed so far, deleted if the job does not succeed.
-    completed: Vec<String>,
+    pub(super) completed: Vec<String>,
+    /// The job's de-identification, shared by its datasets (data and bulk jobs).
+    pub(super) deid: Option<Arc<crate::deid::Deidentifier>>,
+    /// The e-signatures of the manifests written so far, for the audit trail.
+    pub(super) signatures: Vec<crate::signature::SignatureRecord>,
 }
 
 impl<'a> Running<'a> {
-    fn check(&mut self) -> Result<(), Stop> {
+    pub(super) fn check(&mut self) -> Result<(), Stop> {
         if self.inner.shutdown.load(Ordering::SeqCst) {
             return Err(Stop::Shutdown);
         }
@@ -82,7 +90,7 @@ impl<'a> Running<'a> {
     }
 
     /// Saves progress; picks up a cancel request made through the store (by another process).
-    fn save_progress(&mut self) -> Result<(), Stop> {
+    pub(super) fn save_progress(&mut self) -> Result<(), Stop> {
         self.last_save = Instant::now();
         self.job.progress.rows_written = self.rows;
         self.job.progress.bytes_written = self.bytes.load(Ordering::Relaxed);
@@ -113,9 +121,9 @@ impl<'a> Running<'a> {
 }
 
 /// A writer that counts bytes into a shared counter, for progress.
-struct Counting<'w> {
-    inner: &'w mut (dyn Write + Send),
-    bytes: Arc<AtomicU64>,
+pub(super) struct Counting<'w> {
+    pub(super) inner: &'w mut (dyn Write + Send),
+    pub(super) bytes: Arc<AtomicU64>,
 }
 
 impl Write for Counting<'_> {
@@ -145,7 +153,11 @@ fn run_claimed(inner: &Arc<Inner>, job: Job) {
         rows: 0,
         last_save: Instant::now(),
         completed: vec![],
+        deid: None,
+        signatures: vec![],
     };
+    // The call that submitted the job audits itself first (bounded: a call in another process is not waited for).
+    inner.wait_audited(id, Duration::from_secs(5));
     // A failure to audit the start fails the job (fail-closed).
     let result = inner
         .audit_system("job.running", &run.job, json!({"state": "running"}))
@@ -204,6 +216,8 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
         if job.transition(state, inner.clock.now()).is_err() {
             return;
         }
+        // Until its end is audited, a waiter that sees the stored state holds its own event back.
+        let _pending = PendingAudit::new(inner, job.id);
         match inner.jobs.update(&job) {
             Ok(j) => {
                 let mut details = json!({"state": state, "rows": j.progress.rows_written,
@@ -218,13 +232,47 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
                         .iter()
                         .map(|a| json!({"name": a.name, "sha256": a.sha256, "bytes": a.bytes}))
                         .collect::<Vec<_>>());
+                    if let Some(d) = deidentification(run) {
+                        details["deidentification"] = d;
+                    }
                 }
                 let _ = inner.audit_system(&format!("job.{}", state.as_str()), &j, details);
+                if state == JobState::Succeeded {
+                    let _ = super::signing::audit_signatures(inner, &j, &run.signatures);
+                }
                 return;
             }
             Err(e) if e.reason() == "version_conflict" => continue,
             Err(_) => return,
         }
+    }
+}
+
+/// Marks a job's audit event as on the way (see `Inner::wait_audited`) for as long as it lives.
+struct PendingAudit<'i> {
+    inner: &'i Inner,
+    id: uuid::Uuid,
+}
+
+impl<'i> PendingAudit<'i> {
+    fn new(inner: &'i Inner, id: uuid::Uuid) -> Self {
+        inner
+            .unaudited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        PendingAudit { inner, id }
+    }
+}
+
+impl Drop for PendingAudit<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .unaudited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+        self.inner.audited.notify_all();
     }
 }
 
@@ -247,7 +295,7 @@ fn requeue(run: &mut Running<'_>) {
     }
 }
 
-fn parse_request<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T> {
+pub(super) fn parse_request<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T> {
     serde_json::from_value(job.request.clone()).map_err(|_| {
         Error::server(
             "corrupt_job",
@@ -256,22 +304,59 @@ fn parse_request<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T> {
     })
 }
 
+/// The de-identifier of a data or bulk job, from its request.
+fn job_deidentifier(run: &Running<'_>) -> Result<crate::deid::Deidentifier> {
+    let (spec, identifiable) = if run.job.kind == JobKind::Bulk {
+        let r: BulkExportRequest = parse_request(&run.job)?;
+        (r.deidentify, r.identifiable)
+    } else {
+        let r: ExportDataRequest = parse_request(&run.job)?;
+        (r.deidentify, r.identifiable)
+    };
+    let policy = crate::deid::Policy::new(spec.as_ref(), identifiable)?;
+    // The job's creation time is the reference date, so a re-run of the request decides the same way.
+    crate::deid::Deidentifier::new(
+        policy,
+        run.inner.deid_key.as_deref(),
+        &run.job.study,
+        run.job.created_at,
+    )
+}
+
+/// What the manifest and the audit record of de-identification: `None` for a job without a policy.
+fn deidentification(run: &Running<'_>) -> Option<serde_json::Value> {
+    let d = run.deid.as_ref()?;
+    (!d.policy().is_empty() || d.policy().identifiable()).then(|| d.describe())
+}
+
 fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
     let inner = run.inner;
     let format = inner.formats.get(&run.job.format)?.clone();
     let mut entries = Vec::new();
+    let data = match run.job.kind {
+        JobKind::Bulk => true,
+        JobKind::Data => !format.info().can(Capability::Describe),
+        _ => false,
+    };
+    if data {
+        run.deid = Some(Arc::new(job_deidentifier(run)?));
+    }
     match run.job.kind {
+        JobKind::Data if format.info().can(Capability::Describe) => {
+            let req: ExportDataRequest = parse_request(&run.job)?;
+            entries.push(package::write_description(run, format.as_ref(), &req)?);
+        }
         JobKind::Data => {
             let req: ExportDataRequest = parse_request(&run.job)?;
             for sel in &req.datasets {
                 let name = format!(
                     "{}.{}",
                     sel.name().to_ascii_lowercase(),
-                    format.info().extension
+                    format.extension_for(&req.options)
                 );
                 let path = artifact_path(&run.job, &name);
                 let mut writer = inner.sink.create(&path)?;
-                let counts = match encode_dataset(
+                let encoded = match encode_dataset(
                     run,
                     format.as_ref(),
                     &req.study,
@@ -279,7 +364,7 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                     &req.options,
                     &mut *writer,
                 ) {
-                    Ok(c) => c,
+                    Ok(encoded) => encoded,
                     Err(e) => {
                         writer.abort();
                         return Err(e);
@@ -289,11 +374,11 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                 run.completed.push(path);
                 entries.push(ManifestEntry {
                     path: name,
-                    media_type: format.info().media_type.to_string(),
+                    media_type: format.media_type_for(&req.options).to_string(),
                     bytes: receipt.bytes,
                     sha256: receipt.sha256,
-                    rows: Some(counts.0),
-                    source_rows: Some(counts.1),
+                    rows: Some(encoded.rows),
+                    source_rows: Some(encoded.source_rows),
                     dataset: Some(sel.name().to_string()),
                 });
                 run.job.progress.datasets_done += 1;
@@ -302,7 +387,14 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
         }
         JobKind::Bulk => {
             let req: BulkExportRequest = parse_request(&run.job)?;
-            entries.push(write_package(run, format.as_ref(), &req)?);
+            match req.package {
+                PackageKind::Zip => {
+                    entries.push(package::write_zip(run, format.as_ref(), &req)?);
+                }
+                PackageKind::Ectd => {
+                    entries.extend(package::write_ectd(run, format.as_ref(), &req)?);
+                }
+            }
         }
         JobKind::Report | JobKind::Dashboard => {
             let (doc, options) = if run.job.kind == JobKind::Report {
@@ -358,7 +450,7 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
             rows: e.rows,
         })
         .collect();
-    let manifest = manifest_of(run, entries);
+    let manifest = manifest_of(run, entries)?;
     let path = artifact_path(&run.job, MANIFEST_NAME);
     let mut writer = inner.sink.create(&path)?;
     if let Err(e) = writer.write_all(&manifest.to_bytes()) {
@@ -377,9 +469,13 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
     Ok(artifacts)
 }
 
-fn manifest_of(run: &Running<'_>, files: Vec<ManifestEntry>) -> Manifest {
+/// The manifest of a job's `files`, signed when the request asked for an e-signature.
+pub(super) fn manifest_of(
+    run: &mut Running<'_>,
+    files: Vec<ManifestEntry>,
+) -> Result<Manifest, Stop> {
     let job = &run.job;
-    Manifest {
+    let mut manifest = Manifest {
         manifest_version: MANIFEST_VERSION,
         engine: format!("trialport {ENGINE_VERSION}"),
         job_id: job.id,
@@ -394,37 +490,117 @@ fn manifest_of(run: &Running<'_>, files: Vec<ManifestEntry>) -> Manifest {
         created_at: job.created_at,
         completed_at: run.inner.clock.now(),
         request: job.request.clone(),
-        deidentification: None,
+        deidentification: deidentification(run),
         files,
         signatures: vec![],
-    }
+    };
+    super::signing::sign_manifest(run, &mut manifest)?;
+    Ok(manifest)
 }
 
-/// Encodes one dataset selection into `out`; returns (rows written, rows read from the source).
-fn encode_dataset(
+/// What encoding one dataset wrote.
+pub(super) struct Encoded {
+    /// Rows written.
+    pub(super) rows: u64,
+    /// Rows the source yielded.
+    pub(super) source_rows: u64,
+    /// The dataset's schema, with its metadata.
+    pub(super) schema: SchemaRef,
+    /// The dataset's metadata.
+    pub(super) meta: DatasetMeta,
+}
+
+/// A slice of a dataset's rows written as a dataset of its own (a part of a split dataset).
+pub(super) struct Part {
+    /// Rows of the source to skip.
+    pub(super) skip: u64,
+    /// Rows to write after them.
+    pub(super) take: u64,
+    /// The name of the part's dataset, e.g. `LB1`.
+    pub(super) name: String,
+}
+
+/// Encodes one dataset selection into `out`.
+pub(super) fn encode_dataset(
     run: &mut Running<'_>,
     format: &dyn Format,
     study: &str,
     sel: &crate::request::DatasetSelection,
     options: &FormatOptions,
     out: &mut (dyn Write + Send),
-) -> Result<(u64, u64), Stop> {
+) -> Result<Encoded, Stop> {
+    encode_part(run, format, study, sel, options, out, None)
+}
+
+/// Encodes one dataset selection, or the `part` of its rows, into `out`.
+pub(super) fn encode_part(
+    run: &mut Running<'_>,
+    format: &dyn Format,
+    study: &str,
+    sel: &crate::request::DatasetSelection,
+    options: &FormatOptions,
+    out: &mut (dyn Write + Send),
+    part: Option<&Part>,
+) -> Result<Encoded, Stop> {
     let inner = run.inner;
     let stream = inner.scan(study, sel.name(), sel.columns(), sel.filters())?;
-    let schema = stream.schema().clone();
-    let meta = stream.meta();
+    let mut schema = stream.schema().clone();
+    let mut meta = stream.meta();
+    let deid = match &run.deid {
+        Some(d) => Some(d.dataset(sel.name(), &schema, &meta)?),
+        None => None,
+    };
+    if let Some(t) = &deid {
+        schema = t.schema().clone();
+        meta = t.meta().clone();
+    }
+    if let Some(p) = part {
+        meta.name = p.name.clone();
+        schema = meta.apply_to(&schema)?;
+    }
+    let (skip, take) = part.map_or((0, u64::MAX), |p| (p.skip, p.take));
     let mut counted = Counting {
         inner: out,
         bytes: run.bytes.clone(),
     };
     let mut encoder = format.encoder(&schema, &meta, options, &mut counted)?;
+    let mut seen = 0u64;
     let mut source_rows = 0u64;
     for batch in stream {
         run.check()?;
         let batch = batch?;
-        source_rows += batch.num_rows() as u64;
-        encoder.write(&batch)?;
-        run.add_rows(batch.num_rows() as u64);
+        let n = batch.num_rows() as u64;
+        let (from, to) = (seen.max(skip), (seen + n).min(skip.saturating_add(take)));
+        seen += n;
+        if from >= to {
+            if seen >= skip.saturating_add(take) {
+                break;
+            }
+            continue;
+        }
+        let slice = if from == seen - n && to == seen {
+            batch
+        } else {
+            batch.slice((from - (seen - n)) as usize, (to - from) as usize)
+        };
+        let slice = match &deid {
+            Some(t) => t.apply(&slice)?,
+            None => slice,
+        };
+        // A part carries its own name in the schema; whole datasets keep their batches as the source made them.
+        let slice = if part.is_some() {
+            RecordBatch::try_new(schema.clone(), slice.columns().to_vec()).map_err(|e| {
+                Error::server(
+                    "schema_mismatch",
+                    format!("a batch does not fit the dataset's schema: {e}"),
+                )
+            })?
+        } else {
+            slice
+        };
+        source_rows += to - from;
+        encoder.write(&slice)?;
+        run.add_rows(to - from);
     }
     run.check()?;
     let summary = encoder.finish()?;
@@ -437,87 +613,18 @@ fn encode_dataset(
         .with_detail("source", source_rows)
         .into());
     }
-    Ok((summary.rows, source_rows))
-}
-
-/// Writes the bulk zip package: one file per dataset under `<study>/`, and `manifest.json` at the root.
-fn write_package(
-    run: &mut Running<'_>,
-    format: &dyn Format,
-    req: &BulkExportRequest,
-) -> Result<ManifestEntry, Stop> {
-    let inner = run.inner;
-    let name = format!("{}_package.zip", req.study.to_ascii_lowercase());
-    let path = artifact_path(&run.job, &name);
-    let mut writer: Box<dyn SinkWriter> = inner.sink.create(&path)?;
-    let result = (|| -> Result<(), Stop> {
-        let bytes = run.bytes.clone();
-        let mut zip = zip::ZipWriter::new_stream(Counting {
-            inner: &mut *writer,
-            bytes,
-        });
-        let t = run.job.created_at;
-        use chrono::{Datelike, Timelike};
-        let mtime = zip::DateTime::from_date_and_time(
-            t.year().clamp(1980, 2107) as u16,
-            t.month() as u8,
-            t.day() as u8,
-            t.hour() as u8,
-            t.minute() as u8,
-            t.second() as u8,
-        )
-        .unwrap_or_default();
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .last_modified_time(mtime)
-            .large_file(true);
-        let zerr = |e: zip::result::ZipError| {
-            Stop::Failed(Error::server("package_error", format!("zip: {e}")))
-        };
-        let mut files = Vec::new();
-        for sel in &req.datasets {
-            let file = format!(
-                "{}/{}.{}",
-                req.study,
-                sel.name().to_ascii_lowercase(),
-                format.info().extension
-            );
-            zip.start_file(file.as_str(), opts).map_err(zerr)?;
-            let mut hashing = HashingWriter::new(&mut zip);
-            let counts = encode_dataset(run, format, &req.study, sel, &req.options, &mut hashing)?;
-            let (_, bytes, sha256) = hashing.into_parts();
-            files.push(ManifestEntry {
-                path: file,
-                media_type: format.info().media_type.to_string(),
-                bytes,
-                sha256,
-                rows: Some(counts.0),
-                source_rows: Some(counts.1),
-                dataset: Some(sel.name().to_string()),
-            });
-            run.job.progress.datasets_done += 1;
-            run.save_progress()?;
+    // What the file says of itself (e.g. measured character lengths) is what a define must describe.
+    let (schema, meta) = match &summary.written {
+        Some(written) => {
+            let meta = meta.merged_with(written);
+            (meta.apply_to(&schema)?, meta)
         }
-        let manifest = manifest_of(run, files);
-        zip.start_file(MANIFEST_NAME, opts).map_err(zerr)?;
-        zip.write_all(&manifest.to_bytes())
-            .map_err(|e| Error::io("cannot write the package manifest", &e))?;
-        zip.finish().map_err(zerr)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        writer.abort();
-        return Err(e);
-    }
-    let receipt = writer.complete()?;
-    run.completed.push(path);
-    Ok(ManifestEntry {
-        path: name,
-        media_type: "application/zip".into(),
-        bytes: receipt.bytes,
-        sha256: receipt.sha256,
-        rows: Some(run.rows),
-        source_rows: None,
-        dataset: None,
+        None => (schema, meta),
+    };
+    Ok(Encoded {
+        rows: summary.rows,
+        source_rows,
+        schema,
+        meta,
     })
 }

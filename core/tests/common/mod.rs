@@ -98,7 +98,7 @@ impl Encoder for LinesEncoder<'_> {
 
     fn finish(self: Box<Self>) -> Result<EncodeSummary> {
         self.out.flush()?;
-        Ok(EncodeSummary { rows: self.rows })
+        Ok(EncodeSummary::rows(self.rows))
     }
 }
 

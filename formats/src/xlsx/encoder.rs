@@ -204,6 +204,6 @@ impl Encoder for XlsxEncoder<'_> {
         this.out
             .flush()
             .map_err(|e| Error::io("flushing the XLSX output", &e))?;
-        Ok(EncodeSummary { rows: this.rows })
+        Ok(EncodeSummary::rows(this.rows))
     }
 }

@@ -30,7 +30,7 @@ use std::io::{BufReader, BufWriter, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use trialport_core::format::{EncodeSummary, Encoder};
-use trialport_core::meta::DatasetMeta;
+use trialport_core::meta::{ColumnMeta, DatasetMeta};
 use trialport_core::{Error, Result};
 
 /// Batches kept in memory while measuring character lengths before they go to a spool file.
@@ -799,7 +799,24 @@ impl<W: Write> XptWriter<W> {
                 .map_err(|e| Error::io("writing XPT", &e))?;
         }
         self.out.flush().map_err(|e| Error::io("writing XPT", &e))?;
-        Ok(EncodeSummary { rows: self.rows })
+        let measured: Vec<ColumnMeta> = self
+            .columns
+            .iter()
+            .zip(self.schema.fields())
+            .filter(|(c, _)| c.measured && matches!(c.kind, Kind::Char))
+            .map(|(c, f)| ColumnMeta {
+                name: f.name().clone(),
+                length: Some(c.length as u32),
+                ..ColumnMeta::default()
+            })
+            .collect();
+        Ok(EncodeSummary {
+            rows: self.rows,
+            written: (!measured.is_empty()).then(|| DatasetMeta {
+                columns: measured,
+                ..DatasetMeta::default()
+            }),
+        })
     }
 
     /// Encodes and writes a spooled batch (already checked).
