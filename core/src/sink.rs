@@ -144,6 +144,49 @@ pub fn validate_name(name: &str, field: &str) -> Result<()> {
     }
 }
 
+/// Creates the file `path` holding secret `bytes`: mode 0600 from the start, fsynced, and never replacing an
+/// existing file (written to a temporary file, then hard-linked into place, so that two processes creating the
+/// same key at once keep one). `what` names the secret in errors, e.g. `signing key`.
+///
+/// # Errors
+/// EXP004 `key_exists` when `path` exists; EXP005 for I/O.
+pub fn create_secret_file(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+    let fail = |e: &io::Error| Error::io(&format!("cannot write the {what}"), e);
+    let tmp = path.with_extension("key.tmp");
+    let written = (|| -> io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(&e));
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(Error::conflict(
+                "key_exists",
+                format!("the {what} file already exists"),
+            ))
+        }
+        Err(e) => return Err(fail(&e)),
+    }
+    if let Some(dir) = path.parent() {
+        sync_dir(dir).map_err(|e| fail(&e))?;
+    }
+    Ok(())
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -7,10 +7,9 @@
 //! it: two homes that share the key file have the same key id, and so give the same pseudonyms and shifts.
 
 use crate::error::{Error, Result};
-use crate::sink::{hex, hex_decode, sync_dir};
+use crate::sink::{hex, hex_decode};
 use ring::hmac;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -77,39 +76,7 @@ impl DeidKey {
     pub fn create_file(path: &Path) -> Result<Self> {
         let key = DeidKey::generate()?;
         let text = Zeroizing::new(format!("{}\n", hex(key.key.as_ref())));
-        let tmp = path.with_extension("key.tmp");
-        let written = (|| -> std::io::Result<()> {
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut f = options.open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io("cannot write the de-identification key", &e));
-        }
-        // A hard link never replaces an existing file: two processes creating the key at once keep one key.
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::conflict(
-                    "key_exists",
-                    "the de-identification key file already exists",
-                ))
-            }
-            Err(e) => return Err(Error::io("cannot write the de-identification key", &e)),
-        }
-        if let Some(dir) = path.parent() {
-            sync_dir(dir).map_err(|e| Error::io("cannot write the de-identification key", &e))?;
-        }
+        crate::sink::create_secret_file(path, text.as_bytes(), "de-identification key")?;
         Ok(key)
     }
 

@@ -7,10 +7,9 @@
 
 use super::base64;
 use crate::error::{Error, Result};
-use crate::sink::{hex, sync_dir};
+use crate::sink::hex;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -100,39 +99,7 @@ impl SigningKey {
         let pkcs8 = fresh_pkcs8()?;
         let key = SigningKey::from_pkcs8(&pkcs8)?;
         let text = Zeroizing::new(pem(PRIVATE_PEM, &pkcs8));
-        let tmp = path.with_extension("key.tmp");
-        let written = (|| -> std::io::Result<()> {
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut f = options.open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io("cannot write the signing key", &e));
-        }
-        // A hard link never replaces an existing file: two processes creating the key at once keep one key.
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::conflict(
-                    "key_exists",
-                    "the signing key file already exists",
-                ))
-            }
-            Err(e) => return Err(Error::io("cannot write the signing key", &e)),
-        }
-        if let Some(dir) = path.parent() {
-            sync_dir(dir).map_err(|e| Error::io("cannot write the signing key", &e))?;
-        }
+        crate::sink::create_secret_file(path, text.as_bytes(), "signing key")?;
         Ok(key)
     }
 
