@@ -23,7 +23,7 @@ step() { printf -- '-- %s\n' "$*"; }
 # 1. cbindgen 0.29, pinned, installed once into the target directory.
 cbindgen_root="$target/tools"
 cbindgen="$cbindgen_root/bin/cbindgen"
-if ! "$cbindgen" --version 2>/dev/null | grep -q '^cbindgen 0\.29\.'; then
+if ! "$cbindgen" --version 2>/dev/null | grep '^cbindgen 0\.29\.' >/dev/null; then
   step "installing cbindgen 0.29 into $cbindgen_root"
   cargo install cbindgen --version '~0.29' --locked --root "$cbindgen_root" --quiet
 fi
@@ -59,14 +59,14 @@ if [ -n "$others" ]; then
   exit 1
 fi
 count="$(nm -D --defined-only "$lib/libtrialport.so" | grep -c ' T tp_')"
-readelf -d "$lib/libtrialport.so" | grep -q 'Library soname: \[libtrialport.so.0\]' || {
+readelf -d "$lib/libtrialport.so" | grep >/dev/null 'Library soname: \[libtrialport.so.0\]' || {
   echo "libtrialport.so has no soname libtrialport.so.0" >&2
   exit 1
 }
 echo "$count tp_* functions, soname libtrialport.so.0"
 
 # 5. pkg-config, from the committed template.
-version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | sed -n 1p)"
 mkdir -p "$work/pkgconfig"
 sed -e "s|@PREFIX@|$repo|" -e "s|@LIBDIR@|$lib|" -e "s|@INCLUDEDIR@|$here/include|" -e "s|@VERSION@|$version|" \
   "$here/trialport.pc.in" >"$work/pkgconfig/trialport.pc"

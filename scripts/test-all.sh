@@ -26,7 +26,7 @@ if ! command -v xmllint >/dev/null 2>&1; then
     exit 1
   fi
 fi
-xmllint --version 2>&1 | head -1
+xmllint --version 2>&1 | sed -n 1p  # sed reads to the end: `head` would SIGPIPE xmllint under pipefail
 
 step "format"
 cargo fmt --all -- --check
