@@ -9,7 +9,6 @@ use crate::args::{
     AuditCheckpointArgs, AuditCommand, AuditExportArgs, AuditFormat, AuditVerifyArgs,
 };
 use crate::engine_cmds::Ctx;
-use crate::files::AtomicFile;
 use crate::output;
 use serde_json::json;
 use std::io::{self, BufWriter, Write};
@@ -22,6 +21,7 @@ use trialport_core::engine::Engine;
 use trialport_core::format::{Format, FormatOptions};
 use trialport_core::meta::DatasetMeta;
 use trialport_core::{Error, Result};
+use trialport_formats::convert::OutputFile;
 
 /// Events read per engine call.
 const PAGE: u64 = 1000;
@@ -93,7 +93,7 @@ fn checkpoint(ctx: &Ctx, engine: &Engine, a: &AuditCheckpointArgs) -> Result<Exi
         None if ctx.json() => output::json_line(&cp)?,
         None => output::line(&text)?,
         Some(path) => {
-            let mut file = AtomicFile::create(path, "output")?;
+            let mut file = OutputFile::create(path, true)?;
             file.write_all(format!("{text}\n").as_bytes())
                 .map_err(|e| Error::io("cannot write the checkpoint file", &e))?;
             file.commit()?;
@@ -149,7 +149,7 @@ impl Write for Stdout {
 /// Where an export goes.
 enum Out {
     Stdout(Stdout),
-    File(Box<AtomicFile>),
+    File(Box<OutputFile>),
 }
 
 impl Write for Out {
@@ -171,7 +171,7 @@ impl Write for Out {
 fn export_events(ctx: &Ctx, engine: &Engine, a: &AuditExportArgs) -> Result<ExitCode> {
     let closed = Arc::new(AtomicBool::new(false));
     let mut out = match &a.output {
-        Some(path) => Out::File(Box::new(AtomicFile::create(path, "output")?)),
+        Some(path) => Out::File(Box::new(OutputFile::create(path, true)?)),
         None => Out::Stdout(Stdout {
             out: BufWriter::with_capacity(256 * 1024, io::stdout()),
             closed: closed.clone(),

@@ -1,8 +1,8 @@
 //! `trialport`: the command line of the trialport export engine.
 //!
 //! One module per command group: [`args`] (what clap parses), [`convert`] (`formats`, `convert`, `verify`),
-//! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`), [`audit_cmds`] (`audit`), [`demo`] (the
-//! guided tour), with [`output`], [`files`] and [`wait`] shared by them. Errors print the standard error JSON on
+//! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`, `purge`), [`audit_cmds`] (`audit`), [`demo`] (the
+//! guided tour), with [`output`] and [`wait`] shared by them. Errors print the standard error JSON on
 //! stderr and exit 1.
 
 mod args;
@@ -10,7 +10,6 @@ mod audit_cmds;
 mod convert;
 mod demo;
 mod engine_cmds;
-mod files;
 mod output;
 mod signing_cmds;
 mod wait;

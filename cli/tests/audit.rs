@@ -5,47 +5,12 @@
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use trialport_core::audit::export::TABLE_COLUMNS;
 use trialport_core::audit::{AuditEvent, GENESIS_HASH};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trialport"))
-        .args(args)
-        .env_remove("TRIALPORT_HOME")
-        .env_remove("TRIALPORT_CREDENTIAL")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stdout_json(out: &Output) -> Value {
-    serde_json::from_str(&ok(out)).unwrap()
-}
-
-/// The `error` object of the standard error JSON of a failed run with `code`.
-fn error_json(out: &Output, code: &str) -> Value {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(v["error"]["code"], code, "{v}");
-    v["error"].clone()
-}
+mod common;
+use common::{error_json, home_args, init_home, run, stdout_json, stdout_text, write_source};
 
 struct Home {
     tmp: tempfile::TempDir,
@@ -56,35 +21,18 @@ struct Home {
 impl Home {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let source = tmp.path().join("source");
-        fs::create_dir_all(source.join("S1")).unwrap();
-        fs::write(
-            source.join("S1").join("DM.csv"),
-            "USUBJID,AGE\nS1-001,34\nS1-002,51\n",
-        )
-        .unwrap();
+        let source = write_source(
+            tmp.path(),
+            "S1",
+            &[("DM.csv", "USUBJID,AGE\nS1-001,34\nS1-002,51\n")],
+        );
         let dir = tmp.path().join("home");
-        let v = stdout_json(&run(&[
-            "--home",
-            dir.to_str().unwrap(),
-            "init",
-            "--source",
-            source.to_str().unwrap(),
-            "--org",
-            "acme",
-        ]));
-        let key = v["api_key"].as_str().unwrap().to_string();
-        Home {
-            tmp,
-            dir,
-            cred: format!("ApiKey {key}"),
-        }
+        let cred = init_home(&dir, &source);
+        Home { tmp, dir, cred }
     }
 
     fn run_as(&self, cred: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--home", self.dir.to_str().unwrap(), "--credential", cred];
-        all.extend_from_slice(args);
-        run(&all)
+        run(&home_args(&self.dir, cred, args))
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -117,7 +65,7 @@ impl Home {
 
     /// Some audited work: an export run to the end, a job listing, a refused call.
     fn work(&self) {
-        ok(&self.run(&[
+        stdout_text(&self.run(&[
             "export",
             "data",
             "--study",
@@ -129,7 +77,7 @@ impl Home {
             "--wait",
             "--json",
         ]));
-        ok(&self.run(&["jobs", "list", "--json"]));
+        stdout_text(&self.run(&["jobs", "list", "--json"]));
         let bad = self.run_as("ApiKey tp_000000000000_wrong", &["jobs", "list"]);
         error_json(&bad, "EXP003");
     }
@@ -191,7 +139,7 @@ fn checkpoint_then_verify_and_export_jsonl_to_a_file() {
     assert_eq!(v["verified"], true);
     assert_eq!(v["checkpoint"]["seq"], seq);
     assert!(v["events"].as_u64().unwrap() > seq);
-    let text = ok(&home.run(&["audit", "verify"]));
+    let text = stdout_text(&home.run(&["audit", "verify"]));
     assert!(
         text.starts_with("audit trail verified: ") && text.contains("hash chain intact"),
         "{text}"
@@ -227,9 +175,9 @@ fn checkpoint_then_verify_and_export_jsonl_to_a_file() {
         && e.outcome.as_str() == "success"));
 
     // Standard output by default; --from and --limit page through it.
-    let all = ok(&home.run(&["audit", "export"]));
+    let all = stdout_text(&home.run(&["audit", "export"]));
     check_chain(&all);
-    let two = ok(&home.run(&["audit", "export", "--from", "3", "--limit", "2"]));
+    let two = stdout_text(&home.run(&["audit", "export", "--from", "3", "--limit", "2"]));
     let seqs: Vec<u64> = two
         .lines()
         .map(|l| serde_json::from_str::<AuditEvent>(l).unwrap().seq)
@@ -274,11 +222,11 @@ fn csv_export_has_fixed_columns_and_neutralises_formulas() {
     home.work();
     // A printed name a spreadsheet would run as a formula.
     let evil = home.key("=HYPERLINK(\"http://x\",\"y\")", "monitor");
-    ok(&home.run_as(&evil, &["jobs", "list", "--json"]));
-    let text = ok(&home.run(&["audit", "export", "--format", "csv"]));
+    stdout_text(&home.run_as(&evil, &["jobs", "list", "--json"]));
+    let text = stdout_text(&home.run(&["audit", "export", "--format", "csv"]));
     let rows = parse_csv(&text);
     assert_eq!(rows[0], TABLE_COLUMNS);
-    let jsonl = ok(&home.run(&["audit", "export"]));
+    let jsonl = stdout_text(&home.run(&["audit", "export"]));
     let events = check_chain(&jsonl);
     assert!(rows.len() - 1 <= events.len());
     let col = |name: &str| TABLE_COLUMNS.iter().position(|c| *c == name).unwrap();
@@ -306,7 +254,7 @@ fn csv_export_has_fixed_columns_and_neutralises_formulas() {
 
     // To a file: the same bytes as on standard output (up to the events the later reads added).
     let out = home.path("trail.csv");
-    ok(&home.run(&[
+    stdout_text(&home.run(&[
         "audit",
         "export",
         "--format",
@@ -324,7 +272,7 @@ fn tampering_is_named_and_a_checkpoint_finds_a_cut_trail() {
     let home = Home::new();
     home.work();
     let cp_path = home.path("cp.json");
-    ok(&home.run(&["audit", "checkpoint", "-o", cp_path.to_str().unwrap()]));
+    stdout_text(&home.run(&["audit", "checkpoint", "-o", cp_path.to_str().unwrap()]));
     let original = lines(&home.log());
 
     // A modified event.
@@ -359,7 +307,7 @@ fn tampering_is_named_and_a_checkpoint_finds_a_cut_trail() {
 
     // The newest events cut off: a valid chain on its own, short of the checkpoint.
     write_lines(&home.log(), &original[..original.len() - 3]);
-    ok(&home.run(&["audit", "verify"]));
+    stdout_text(&home.run(&["audit", "verify"]));
     let err = error_json(
         &home.run(&["audit", "verify", "--checkpoint", cp_path.to_str().unwrap()]),
         "EXP005",
@@ -390,8 +338,8 @@ fn a_torn_last_record_is_cut_and_recorded() {
     let mut torn = before.clone();
     torn.extend_from_slice(b"{\"action\":\"jobs_li");
     fs::write(home.log(), &torn).unwrap();
-    ok(&home.run(&["audit", "verify"]));
-    let events = check_chain(&ok(&home.run(&["audit", "export"])));
+    stdout_text(&home.run(&["audit", "verify"]));
+    let events = check_chain(&stdout_text(&home.run(&["audit", "export"])));
     let repair = events
         .iter()
         .find(|e| e.action == "audit.recovered")
@@ -420,8 +368,8 @@ fn reading_the_trail_needs_audit_read_and_is_audited() {
     }
     let auditor = home.key("auditor", "auditor");
     let out = home.path("x.jsonl");
-    ok(&home.run_as(&auditor, &["audit", "export", "-o", out.to_str().unwrap()]));
-    let events = check_chain(&ok(&home.run(&["audit", "export"])));
+    stdout_text(&home.run_as(&auditor, &["audit", "export", "-o", out.to_str().unwrap()]));
+    let events = check_chain(&stdout_text(&home.run(&["audit", "export"])));
     let denied: Vec<&str> = events
         .iter()
         .filter(|e| e.outcome.as_str() == "denied")

@@ -5,57 +5,12 @@
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-/// Runs `trialport` with `args`, without any TRIALPORT_* variable from the environment.
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trialport"))
-        .args(args)
-        .env_remove("TRIALPORT_HOME")
-        .env_remove("TRIALPORT_CREDENTIAL")
-        .output()
-        .unwrap()
-}
-
-fn stdout_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// Asserts a failure with the standard error JSON on stderr; returns its `error` object.
-fn error_json(out: &Output, code: &str) -> Value {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap_or_else(|e| {
-        panic!(
-            "stderr is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let e = v["error"].clone();
-    assert_eq!(e["code"], code, "{v}");
-    for k in ["message", "details", "timestamp", "request_id"] {
-        assert!(e.get(k).is_some(), "no {k} in {v}");
-    }
-    assert!(e["details"]["reason"].is_string(), "{v}");
-    e
-}
+mod common;
+use common::{
+    command, error_json, files_under, home_args, init_home, run, stdout_json, write_source,
+};
 
 const DM_CSV: &str = "USUBJID,AGE,SEX,WEIGHT,RFSTDTC\n\
 S1-001,34,F,61.5,2024-01-08\n\
@@ -72,33 +27,18 @@ struct Home {
 impl Home {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let source = tmp.path().join("source");
-        fs::create_dir_all(source.join("S1")).unwrap();
-        fs::write(source.join("S1").join("DM.csv"), DM_CSV).unwrap();
+        let source = write_source(tmp.path(), "S1", &[("DM.csv", DM_CSV)]);
         let dir = tmp.path().join("home");
-        let out = run(&[
-            "--home",
-            dir.to_str().unwrap(),
-            "init",
-            "--source",
-            source.to_str().unwrap(),
-            "--org",
-            "acme",
-        ]);
-        let v = stdout_json(&out);
-        let key = v["api_key"].as_str().unwrap().to_string();
-        assert!(key.starts_with("tp_"), "{v}");
+        let cred = init_home(&dir, &source);
         Home {
             _tmp: tmp,
             dir,
-            cred: format!("ApiKey {key}"),
+            cred,
         }
     }
 
     fn run_as(&self, cred: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--home", self.dir.to_str().unwrap(), "--credential", cred];
-        all.extend_from_slice(args);
-        run(&all)
+        run(&home_args(&self.dir, cred, args))
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -271,6 +211,16 @@ fn convert_with_a_bad_option_fails_and_writes_nothing() {
 fn init_prints_a_key_once_and_refuses_twice() {
     let home = Home::new();
     assert!(home.cred.starts_with("ApiKey tp_"));
+    // The pepper of API key hashes, and every other key of the home, only its owner can read.
+    #[cfg(unix)]
+    for name in ["secret.key", "deid.key", "signing.key", "keys/kek-0001.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(home.dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
     let out = run(&["--home", home.dir.to_str().unwrap(), "init"]);
     let e = error_json(&out, "EXP004");
     assert_eq!(e["details"]["reason"], "already_initialized");
@@ -290,8 +240,7 @@ fn engine_commands_need_a_home_and_a_credential() {
     let bare = home.cred.trim_start_matches("ApiKey ");
     let out = home.run_as(bare, &["jobs", "list", "--json"]);
     assert_eq!(stdout_json(&out)["total"], 0);
-    let out = Command::new(env!("CARGO_BIN_EXE_trialport"))
-        .args(["jobs", "list", "--json"])
+    let out = command(&["jobs", "list", "--json"])
         .env("TRIALPORT_HOME", &home.dir)
         .env("TRIALPORT_CREDENTIAL", &home.cred)
         .output()
@@ -587,8 +536,7 @@ fn demo_runs_to_completion() {
     assert!(v["audit_events"].as_u64().unwrap() > 10);
     // The key file serves the CLI.
     let key = fs::read_to_string(out_dir.join("demo.key")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_trialport"))
-        .args(["jobs", "list", "--json", "--limit", "100"])
+    let out = command(&["jobs", "list", "--json", "--limit", "100"])
         .env("TRIALPORT_HOME", out_dir.join("home"))
         .env("TRIALPORT_CREDENTIAL", key.trim())
         .output()

@@ -6,27 +6,10 @@
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trialport"))
-        .args(args)
-        .env_remove("TRIALPORT_HOME")
-        .env_remove("TRIALPORT_CREDENTIAL")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+mod common;
+use common::{error_json, run, stdout_json};
 
 fn convert(input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -59,7 +42,7 @@ fn dm_xpt() -> (tempfile::TempDir, PathBuf) {
     let meta = tmp.path().join("dm-meta.json");
     fs::write(&meta, DM_META).unwrap();
     let xpt = tmp.path().join("dm.xpt");
-    ok_json(&convert(&csv, &xpt, &["--meta", meta.to_str().unwrap()]));
+    stdout_json(&convert(&csv, &xpt, &["--meta", meta.to_str().unwrap()]));
     (tmp, xpt)
 }
 
@@ -67,7 +50,7 @@ fn dm_xpt() -> (tempfile::TempDir, PathBuf) {
 fn xpt_to_dataset_json_and_back_gives_the_same_xpt() {
     let (tmp, xpt) = dm_xpt();
     let json = tmp.path().join("dm.json");
-    let v = ok_json(&convert(&xpt, &json, &["--to", "dataset-json"]));
+    let v = stdout_json(&convert(&xpt, &json, &["--to", "dataset-json"]));
     assert_eq!(
         (v["format"].as_str(), v["rows"].as_u64()),
         (Some("dataset-json"), Some(3))
@@ -106,13 +89,13 @@ fn xpt_to_dataset_json_and_back_gives_the_same_xpt() {
 
     // `.json` holding Dataset-JSON is read as Dataset-JSON: back to XPT, the bytes are the first XPT's.
     let back = tmp.path().join("back.xpt");
-    let v = ok_json(&convert(&json, &back, &[]));
+    let v = stdout_json(&convert(&json, &back, &[]));
     assert_eq!(v["format"], "xpt");
     assert!(fs::read(&back).unwrap() == fs::read(&xpt).unwrap());
 
     // Without --to, `.json` is plain JSON records.
     let plain = tmp.path().join("plain.json");
-    ok_json(&convert(&xpt, &plain, &[]));
+    stdout_json(&convert(&xpt, &plain, &[]));
     let records: Value = serde_json::from_slice(&fs::read(&plain).unwrap()).unwrap();
     assert!(records.is_array());
 }
@@ -127,11 +110,11 @@ fn ndjson_and_dsjc_forms_convert_back_to_the_same_xpt() {
     ];
     for (file, form, args) in forms {
         let out = tmp.path().join(file);
-        let v = ok_json(&convert(&xpt, &out, args));
+        let v = stdout_json(&convert(&xpt, &out, args));
         assert_eq!(v["format"], "dataset-json", "{file}");
         assert_eq!(v["rows"], 3, "{file}");
         let back = tmp.path().join(format!("back-{form}.xpt"));
-        ok_json(&convert(&out, &back, &[]));
+        stdout_json(&convert(&out, &back, &[]));
         assert!(
             fs::read(&back).unwrap() == fs::read(&xpt).unwrap(),
             "{file}"
@@ -149,7 +132,7 @@ fn meta_gives_dataset_json_its_types_and_labels() {
     let meta = tmp.path().join("dm-meta.json");
     fs::write(&meta, DM_META).unwrap();
     let out = tmp.path().join("dm.ndjson");
-    ok_json(&convert(
+    stdout_json(&convert(
         &csv,
         &out,
         &[
@@ -194,12 +177,9 @@ fn bad_dataset_json_is_an_exp002_and_writes_nothing() {
     )
     .unwrap();
     let out_path = tmp.path().join("dm.xpt");
-    let out = convert(&bad, &out_path, &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(v["error"]["code"], "EXP002");
-    assert_eq!(v["error"]["details"]["reason"], "type_mismatch");
-    assert_eq!(v["error"]["field"], "AGE");
+    let e = error_json(&convert(&bad, &out_path, &[]), "EXP002");
+    assert_eq!(e["details"]["reason"], "type_mismatch");
+    assert_eq!(e["field"], "AGE");
     assert!(!out_path.exists());
     // An option the format does not have is refused before anything is read.
     let out = convert(
@@ -207,8 +187,10 @@ fn bad_dataset_json_is_an_exp002_and_writes_nothing() {
         &tmp.path().join("x.json"),
         &["--to", "dataset-json", "--option", "form=xml"],
     );
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(v["error"]["details"]["reason"], "invalid_option");
+    assert_eq!(
+        error_json(&out, "EXP002")["details"]["reason"],
+        "invalid_option"
+    );
 }
 
 #[test]
@@ -226,11 +208,11 @@ fn the_published_compressed_examples_convert_to_xpt() {
     for (name, rows) in [("sdtm/dm", 18), ("sdtm/ae", 74), ("adam/adsl", 254)] {
         let file = name.split('/').nth(1).unwrap();
         let xpt = tmp.path().join(format!("{file}.xpt"));
-        let v = ok_json(&convert(&examples.join(format!("{name}.dsjc")), &xpt, &[]));
+        let v = stdout_json(&convert(&examples.join(format!("{name}.dsjc")), &xpt, &[]));
         assert_eq!(v["rows"], rows, "{name}");
         // Back to Dataset-JSON: the rows are CDISC's.
         let json = tmp.path().join(format!("{file}.json"));
-        ok_json(&convert(&xpt, &json, &["--to", "dataset-json"]));
+        stdout_json(&convert(&xpt, &json, &["--to", "dataset-json"]));
         let ours: Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
         let cdisc: Value =
             serde_json::from_slice(&fs::read(examples.join(format!("{name}.json"))).unwrap())
@@ -245,13 +227,13 @@ fn the_published_compressed_examples_convert_to_xpt() {
     let v: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(v["error"]["details"]["reason"], "fda_check_failed");
     assert!(!out_path.exists());
-    let v = ok_json(&convert(&ae, &out_path, &["--option", "encoding=utf8"]));
+    let v = stdout_json(&convert(&ae, &out_path, &["--option", "encoding=utf8"]));
     assert_eq!(v["rows"], 1191);
 }
 
 #[test]
 fn formats_lists_dataset_json_with_its_forms() {
-    let v = ok_json(&run(&["formats", "--json"]));
+    let v = stdout_json(&run(&["formats", "--json"]));
     let f = v
         .as_array()
         .unwrap()

@@ -7,41 +7,16 @@ use serde_json::Value;
 use std::fs;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 /// The signing password of the admin: an identifiable export needs an e-signature.
 const PASSWORD: &str = "correct horse battery";
 
-fn command(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trialport"));
-    c.args(args)
-        .env_remove("TRIALPORT_HOME")
-        .env_remove("TRIALPORT_CREDENTIAL")
-        .env("TRIALPORT_SIGN_PASSWORD", PASSWORD)
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    command(args).output().unwrap()
-}
-
-fn stdout_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn error_json(out: &Output, code: &str) -> Value {
-    assert_eq!(out.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(v["error"]["code"], code, "{v}");
-    v["error"].clone()
-}
+mod common;
+use common::{
+    command, error_json, home_args, init_home, set_password, set_signing_config, stdout_json,
+    stdout_text, write_source, PASSWORD_ENV,
+};
 
 const DM_CSV: &str = "USUBJID,NAME,ZIP,BRTHDTC,RFSTDTC,AGE,COMMENT,SEX\n\
 S1-001,Ann Lee,03601,1935-03-04,2024-01-08,89,lives alone,F\n\
@@ -73,69 +48,32 @@ struct Home {
 impl Home {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let s1 = tmp.path().join("source").join("S1");
-        fs::create_dir_all(&s1).unwrap();
-        for (name, text) in [
-            ("DM.csv", DM_CSV),
-            ("DM.meta.json", DM_META),
-            ("AE.csv", AE_CSV),
-            ("AE.meta.json", AE_META),
-        ] {
-            fs::write(s1.join(name), text).unwrap();
-        }
-        let dir = tmp.path().join("home");
-        let source = tmp.path().join("source");
-        let v = stdout_json(&run(&[
-            "--home",
-            dir.to_str().unwrap(),
-            "init",
-            "--source",
-            source.to_str().unwrap(),
-            "--org",
-            "acme",
-        ]));
-        let cred = format!("ApiKey {}", v["api_key"].as_str().unwrap());
-        // Fewer PBKDF2 iterations than the production default keep the test quick.
-        let config = dir.join("config.json");
-        let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
-        c["signing"] = serde_json::json!({"pbkdf2_iterations": 1000, "max_failed_attempts": 5});
-        fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-        let mut child = command(&[
-            "--home",
-            dir.to_str().unwrap(),
-            "--credential",
-            &cred,
-            "signing",
-            "set-password",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        std::io::Write::write_all(
-            &mut child.stdin.take().unwrap(),
-            format!("{PASSWORD}\n").as_bytes(),
-        )
-        .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let source = write_source(
+            tmp.path(),
+            "S1",
+            &[
+                ("DM.csv", DM_CSV),
+                ("DM.meta.json", DM_META),
+                ("AE.csv", AE_CSV),
+                ("AE.meta.json", AE_META),
+            ],
         );
+        let dir = tmp.path().join("home");
+        let cred = init_home(&dir, &source);
+        // Fewer PBKDF2 iterations than the production default keep the test quick.
+        set_signing_config(
+            &dir,
+            serde_json::json!({"pbkdf2_iterations": 1000, "max_failed_attempts": 5}),
+        );
+        stdout_text(&set_password(&dir, &cred, PASSWORD, None));
         Home { tmp, dir, cred }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut all = vec![
-            "--home",
-            self.dir.to_str().unwrap(),
-            "--credential",
-            &self.cred,
-        ];
-        all.extend_from_slice(args);
-        run(&all)
+        command(&home_args(&self.dir, &self.cred, args))
+            .env(PASSWORD_ENV, PASSWORD)
+            .output()
+            .unwrap()
     }
 
     /// `export data --study S1 --datasets DATASETS --format csv --wait --json` plus `extra`: the finished job.

@@ -7,11 +7,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use serde_json::Value;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::{
+    command, error_json, files_under, home_args, init_home, run, set_password, set_signing_config,
+    stdout_json, stdout_text, PASSWORD_ENV,
+};
+use std::process::Output;
 
 fn conformance_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
@@ -35,31 +40,6 @@ fn conformance_dir() -> Option<PathBuf> {
 /// The signing password of the home's admin: an eCTD package needs an e-signature (`--sign`).
 const PASSWORD: &str = "correct horse battery";
 
-fn command(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trialport"));
-    c.args(args)
-        .env_remove("TRIALPORT_HOME")
-        .env_remove("TRIALPORT_CREDENTIAL")
-        .env("TRIALPORT_SIGN_PASSWORD", PASSWORD);
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    command(args).output().unwrap()
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A home whose source holds study CDISCPILOT01 with the example study's SDTM and ADaM XPT files.
 struct Home {
     tmp: tempfile::TempDir,
     dir: PathBuf,
@@ -80,51 +60,17 @@ impl Home {
             fs::write(study.join(name), bytes).unwrap();
         }
         let dir = tmp.path().join("home");
-        let source = tmp.path().join("source");
-        let v = ok_json(&run(&[
-            "--home",
-            dir.to_str().unwrap(),
-            "init",
-            "--source",
-            source.to_str().unwrap(),
-            "--org",
-            "acme",
-        ]));
-        let cred = format!("ApiKey {}", v["api_key"].as_str().unwrap());
-        // Fast password hashing for tests (the default is 600,000 PBKDF2 iterations), then the signing password.
-        let config = dir.join("config.json");
-        let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
-        c["signing"] = serde_json::json!({"pbkdf2_iterations": 1000});
-        fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
-        let mut child = command(&[
-            "--home",
-            dir.to_str().unwrap(),
-            "--credential",
-            &cred,
-            "signing",
-            "set-password",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-        std::io::Write::write_all(
-            &mut child.stdin.take().unwrap(),
-            format!("{PASSWORD}\n").as_bytes(),
-        )
-        .unwrap();
-        assert!(child.wait().unwrap().success());
+        let cred = init_home(&dir, &tmp.path().join("source"));
+        set_signing_config(&dir, serde_json::json!({"pbkdf2_iterations": 1000}));
+        stdout_text(&set_password(&dir, &cred, PASSWORD, None));
         Home { tmp, dir, cred }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut all = vec![
-            "--home",
-            self.dir.to_str().unwrap(),
-            "--credential",
-            self.cred.as_str(),
-        ];
-        all.extend_from_slice(args);
-        run(&all)
+        command(&home_args(&self.dir, &self.cred, args))
+            .env(PASSWORD_ENV, PASSWORD)
+            .output()
+            .unwrap()
     }
 }
 
@@ -134,7 +80,7 @@ fn export_bulk_package_ectd_downloads_and_verifies() {
         return;
     };
     let home = Home::new(&conformance, &[]);
-    let job = ok_json(&home.run(&[
+    let job = stdout_json(&home.run(&[
         "export",
         "bulk",
         "--study",
@@ -153,8 +99,8 @@ fn export_bulk_package_ectd_downloads_and_verifies() {
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();
     let zip_path = home.tmp.path().join("submission.zip");
-    ok_json(&home.run(&["download", id, "-o", zip_path.to_str().unwrap(), "--json"]));
-    let v = ok_json(&run(&["verify", zip_path.to_str().unwrap(), "--json"]));
+    stdout_json(&home.run(&["download", id, "-o", zip_path.to_str().unwrap(), "--json"]));
+    let v = stdout_json(&run(&["verify", zip_path.to_str().unwrap(), "--json"]));
     assert_eq!(v["verified"], true, "{v}");
     assert_eq!(v["files"], 5, "{v}");
     let mut zip = zip::ZipArchive::new(fs::File::open(&zip_path).unwrap()).unwrap();
@@ -181,7 +127,7 @@ fn export_bulk_package_ectd_downloads_and_verifies() {
     fs::write(&extracted, &dm).unwrap();
     let csv_out = home.tmp.path().join("dm.csv");
     let original_csv = home.tmp.path().join("dm_original.csv");
-    ok_json(&run(&[
+    stdout_json(&run(&[
         "convert",
         extracted.to_str().unwrap(),
         "-o",
@@ -189,7 +135,7 @@ fn export_bulk_package_ectd_downloads_and_verifies() {
         "--json",
     ]));
     let original = conformance.join("datasetjson-examples/sdtm/dm.xpt");
-    ok_json(&run(&[
+    stdout_json(&run(&[
         "convert",
         original.to_str().unwrap(),
         "-o",
@@ -227,12 +173,8 @@ fn an_ectd_package_with_fda_violations_fails_listing_them_all() {
         "--wait",
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&out.stderr)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let error = &v["error"];
-    assert_eq!(error["code"], "EXP002", "{v}");
-    assert_eq!(error["details"]["reason"], "fda_check_failed", "{v}");
+    let error = &error_json(&out, "EXP002");
+    assert_eq!(error["details"]["reason"], "fda_check_failed", "{error}");
     let rules: Vec<&str> = error["details"]["violations"]
         .as_array()
         .unwrap()
@@ -242,17 +184,4 @@ fn an_ectd_package_with_fda_violations_fails_listing_them_all() {
     assert!(rules.len() >= 2, "{rules:?}");
     // Nothing was written: no file at all under the home's artifacts.
     assert!(files_under(&home.dir.join("artifacts")).is_empty());
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

@@ -7,7 +7,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const SECRET: &[u8] = b"cli-jwt-test-secret-with-more-than-32-bytes";
 
@@ -26,38 +26,8 @@ xWVXU6pWijP181jHFzqsDwgnktWCWBtjtTRLmmts+RVGdxBR5Lo5Gy5c+g==
 
 const DM_CSV: &str = "USUBJID,AGE,SEX\nS1-001,34,F\nS1-002,51,M\n";
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trialport"))
-        .args(args)
-        .env_remove("TRIALPORT_HOME")
-        .env_remove("TRIALPORT_CREDENTIAL")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The `error` object of a failed run (exit 1, standard error JSON on stderr).
-fn err_json(out: &Output) -> Value {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
-    v["error"].clone()
-}
+mod common;
+use common::{error_object, home_args, run, stdout_json, write_source};
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -93,9 +63,7 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let source = tmp.path().join("source");
-        fs::create_dir_all(source.join("S1")).unwrap();
-        fs::write(source.join("S1").join("DM.csv"), DM_CSV).unwrap();
+        let source = write_source(tmp.path(), "S1", &[("DM.csv", DM_CSV)]);
         let home = tmp.path().join("home");
         Setup { tmp, home, source }
     }
@@ -121,9 +89,7 @@ impl Setup {
     }
 
     fn run_as(&self, cred: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--home", self.home.to_str().unwrap(), "--credential", cred];
-        all.extend_from_slice(args);
-        run(&all)
+        run(&home_args(&self.home, cred, args))
     }
 }
 
@@ -149,7 +115,7 @@ fn init_with_a_secret_file_accepts_bearer_tokens_and_denies_bad_ones() {
     let s = Setup::new();
     // `echo SECRET > file` style: the trailing line break is not part of the secret.
     let secret_file = s.file("jwt.secret", &[SECRET, b"\n"].concat());
-    let v = ok_json(&s.init(&[
+    let v = stdout_json(&s.init(&[
         "--jwt-hs256-secret-file",
         p(&secret_file),
         "--jwt-issuer",
@@ -170,10 +136,10 @@ fn init_with_a_secret_file_accepts_bearer_tokens_and_denies_bad_ones() {
     );
 
     let token = hs256(SECRET, &claims(&["statistician"], &["S1"]));
-    let job = ok_json(&s.run_as(&token, &EXPORT));
+    let job = stdout_json(&s.run_as(&token, &EXPORT));
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["requested_by"], "ada@example.org");
-    let page = ok_json(&s.run_as(&token, &["jobs", "list", "--json"]));
+    let page = stdout_json(&s.run_as(&token, &["jobs", "list", "--json"]));
     assert_eq!(page["total"], 1);
 
     // Denied: another secret, an expired token, another audience, another study.
@@ -193,14 +159,14 @@ fn init_with_a_secret_file_accepts_bearer_tokens_and_denies_bad_ones() {
         (hs256(SECRET, &elsewhere), "invalid_audience"),
         ("Bearer not.a.token".to_string(), "invalid_base64"),
     ] {
-        let e = err_json(&s.run_as(&cred, &EXPORT));
+        let e = error_object(&s.run_as(&cred, &EXPORT));
         assert_eq!(
             (e["code"].as_str(), e["details"]["reason"].as_str()),
             (Some("EXP003"), Some(reason))
         );
     }
     let other_study = hs256(SECRET, &claims(&["statistician"], &["S2"]));
-    let e = err_json(&s.run_as(&other_study, &EXPORT));
+    let e = error_object(&s.run_as(&other_study, &EXPORT));
     assert_eq!(e["details"]["reason"], "permission_denied");
 
     // The refusals are in the audit trail with their reasons, and no token is.
@@ -222,17 +188,17 @@ fn init_with_a_secret_file_accepts_bearer_tokens_and_denies_bad_ones() {
 fn init_with_a_public_key_file_pins_its_algorithm() {
     let s = Setup::new();
     let pem = s.file("idp.pem", EC_PUBLIC.as_bytes());
-    let v = ok_json(&s.init(&["--jwt-public-key-file", p(&pem), "--jwt-alg", "ES256"]));
+    let v = stdout_json(&s.init(&["--jwt-public-key-file", p(&pem), "--jwt-alg", "ES256"]));
     assert_eq!(v["jwt_algorithms"], json!(["ES256"]));
     let mut c = claims(&["data_manager"], &["*"]);
     c.as_object_mut().unwrap().remove("aud");
     let key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
     let es = jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::ES256), &c, &key).unwrap();
-    let job = ok_json(&s.run_as(&format!("Bearer {es}"), &EXPORT));
+    let job = stdout_json(&s.run_as(&format!("Bearer {es}"), &EXPORT));
     assert_eq!(job["state"], "succeeded", "{job}");
     // HS256 signed with the public key's PEM text as the secret: refused.
     let confused = hs256(EC_PUBLIC.as_bytes(), &c);
-    let e = err_json(&s.run_as(&confused, &EXPORT));
+    let e = error_object(&s.run_as(&confused, &EXPORT));
     assert_eq!(e["details"]["reason"], "alg_not_allowed");
 }
 
@@ -275,7 +241,7 @@ fn init_refuses_unusable_jwt_settings_before_creating_anything() {
             "missing_jwt_keys",
         ),
     ] {
-        let e = err_json(&s.init(&args));
+        let e = error_object(&s.init(&args));
         assert_eq!(
             (e["code"].as_str(), e["details"]["reason"].as_str()),
             (Some("EXP002"), Some(reason)),

@@ -7,13 +7,11 @@
 
 use serde_json::{Map, Value};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const PASSWORD: &str = "correct horse battery";
 const WRONG: &str = "incorrect mule staple";
-const ENV: &str = "TRIALPORT_SIGN_PASSWORD";
 
 const DM_CSV: &str = "USUBJID,AGE,SEX\nS1-001,34,F\nS1-002,51,M\nS1-003,47,F\n";
 const DM_META: &str = r#"{"name": "DM", "label": "Demographics", "columns": [
@@ -25,41 +23,19 @@ const AE_META: &str = r#"{"name": "AE", "label": "Adverse Events", "columns": [
   {"name": "USUBJID", "label": "Unique Subject Identifier", "length": 20},
   {"name": "AETERM", "label": "Reported Term", "length": 40}]}"#;
 
+mod common;
+use common::{
+    error_object, files_under, home_args, init_home, set_signing_config, stdout_json, write_source,
+    PASSWORD_ENV,
+};
+
+/// `trialport ARGS`, with `password` as the signing password when given.
 fn command(args: &[&str], password: Option<&str>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trialport"));
-    c.args(args)
-        .env_remove("TRIALPORT_HOME")
-        .env_remove("TRIALPORT_CREDENTIAL")
-        .env_remove(ENV)
-        .stdin(Stdio::null());
+    let mut c = common::command(args);
     if let Some(p) = password {
-        c.env(ENV, p);
+        c.env(PASSWORD_ENV, p);
     }
     c
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The error object of a command that failed with exit 1.
-fn error(out: &Output) -> Value {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
-    v["error"].clone()
 }
 
 fn reason(e: &Value) -> (&str, &str) {
@@ -79,44 +55,30 @@ struct Home {
 impl Home {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let s1 = tmp.path().join("source").join("S1");
-        fs::create_dir_all(&s1).unwrap();
-        for (name, text) in [
-            ("DM.csv", DM_CSV),
-            ("DM.meta.json", DM_META),
-            ("AE.csv", AE_CSV),
-            ("AE.meta.json", AE_META),
-        ] {
-            fs::write(s1.join(name), text).unwrap();
-        }
+        let source = write_source(
+            tmp.path(),
+            "S1",
+            &[
+                ("DM.csv", DM_CSV),
+                ("DM.meta.json", DM_META),
+                ("AE.csv", AE_CSV),
+                ("AE.meta.json", AE_META),
+            ],
+        );
         let dir = tmp.path().join("home");
-        let source = tmp.path().join("source");
-        let args = [
-            "--home",
-            dir.to_str().unwrap(),
-            "init",
-            "--org",
-            "acme",
-            "--source",
-            source.to_str().unwrap(),
-        ];
-        let v = ok_json(&command(&args, None).output().unwrap());
+        let admin = init_home(&dir, &source);
         // The production default is 600,000 PBKDF2 iterations; the configuration may lower it (for tests).
-        let config = dir.join("config.json");
-        let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
-        c["signing"] = serde_json::json!({"pbkdf2_iterations": 1000, "max_failed_attempts": 5});
-        fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-        Home {
-            admin: format!("ApiKey {}", v["api_key"].as_str().unwrap()),
-            tmp,
-            dir,
-        }
+        set_signing_config(
+            &dir,
+            serde_json::json!({"pbkdf2_iterations": 1000, "max_failed_attempts": 5}),
+        );
+        Home { tmp, dir, admin }
     }
 
     fn run_as(&self, cred: &str, args: &[&str], password: Option<&str>) -> Output {
-        let mut all = vec!["--home", self.dir.to_str().unwrap(), "--credential", cred];
-        all.extend_from_slice(args);
-        command(&all, password).output().unwrap()
+        command(&home_args(&self.dir, cred, args), password)
+            .output()
+            .unwrap()
     }
 
     fn run(&self, args: &[&str], password: Option<&str>) -> Output {
@@ -125,25 +87,11 @@ impl Home {
 
     /// `signing set-password` with `new` on standard input (and the current password in the environment).
     fn set_password(&self, cred: &str, new: &str, current: Option<&str>) -> Output {
-        let mut all = vec!["--home", self.dir.to_str().unwrap(), "--credential", cred];
-        all.extend_from_slice(&["signing", "set-password"]);
-        let mut child = command(&all, current)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{new}\n").as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        common::set_password(&self.dir, cred, new, current)
     }
 
     fn new_key(&self, roles: &str) -> String {
-        let v = ok_json(&self.run(
+        let v = stdout_json(&self.run(
             &[
                 "keys",
                 "create",
@@ -171,7 +119,7 @@ impl Home {
             let name = a["name"].as_str().unwrap();
             let id = job["id"].as_str().unwrap();
             let target = out.join(name);
-            ok_json(&self.run(
+            stdout_json(&self.run(
                 &[
                     "download",
                     id,
@@ -240,7 +188,7 @@ fn openssl(args: &[&str]) -> Option<Output> {
 #[test]
 fn an_ectd_package_is_signed_and_verified_by_the_cli_and_by_openssl() {
     let home = Home::new();
-    let e = error(&home.run(&ectd_args(), None));
+    let e = error_object(&home.run(&ectd_args(), None));
     assert_eq!(reason(&e), ("EXP003", "signature_required"));
     assert_eq!(e["details"]["required_for"], "ectd_package");
     let out = home.set_password(&home.admin, PASSWORD, None);
@@ -252,7 +200,7 @@ fn an_ectd_package_is_signed_and_verified_by_the_cli_and_by_openssl() {
 
     let mut args = ectd_args();
     args.extend_from_slice(&["--sign", "approval"]);
-    let job = ok_json(&home.run(&args, Some(PASSWORD)));
+    let job = stdout_json(&home.run(&args, Some(PASSWORD)));
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(
         job["request"]["signature"],
@@ -260,7 +208,7 @@ fn an_ectd_package_is_signed_and_verified_by_the_cli_and_by_openssl() {
     );
     let dir = home.download_all(&job);
     let public = home.tmp.path().join("engine.pub");
-    ok_json(&home.run(
+    stdout_json(&home.run(
         &[
             "signing",
             "public-key",
@@ -272,7 +220,7 @@ fn an_ectd_package_is_signed_and_verified_by_the_cli_and_by_openssl() {
     ));
     let zip = dir.join("s1_ectd.zip");
     for package in [&zip, &dir] {
-        let v = ok_json(
+        let v = stdout_json(
             &command(
                 &[
                     "verify",
@@ -306,7 +254,7 @@ fn an_ectd_package_is_signed_and_verified_by_the_cli_and_by_openssl() {
     // Another engine's key is not trusted.
     let other = Home::new();
     let other_key = other.tmp.path().join("other.pub");
-    ok_json(&other.run(
+    stdout_json(&other.run(
         &[
             "signing",
             "public-key",
@@ -316,7 +264,7 @@ fn an_ectd_package_is_signed_and_verified_by_the_cli_and_by_openssl() {
         ],
         None,
     ));
-    let e = error(
+    let e = error_object(
         &command(
             &[
                 "verify",
@@ -436,26 +384,26 @@ fn identifiable_exports_need_sign_and_a_changed_byte_fails_verify() {
         "--wait",
         "--json",
     ];
-    let e = error(&home.run(&data, None));
+    let e = error_object(&home.run(&data, None));
     assert_eq!(reason(&e), ("EXP003", "signature_required"));
     assert_eq!(e["details"]["required_for"], "identifiable_data");
     let mut signed = data.to_vec();
     signed.extend_from_slice(&["--sign", "witness"]);
-    let e = error(&home.run(&signed, Some(PASSWORD)));
+    let e = error_object(&home.run(&signed, Some(PASSWORD)));
     assert_eq!(reason(&e), ("EXP002", "invalid_meaning"));
     assert_eq!(e["field"], "sign");
     let mut signed = data.to_vec();
     signed.extend_from_slice(&["--sign", "responsibility"]);
-    let e = error(&home.run(&signed, Some(PASSWORD)));
+    let e = error_object(&home.run(&signed, Some(PASSWORD)));
     assert_eq!(reason(&e), ("EXP003", "signing_not_enrolled"));
     assert!(home
         .set_password(&home.admin, PASSWORD, None)
         .status
         .success());
-    let job = ok_json(&home.run(&signed, Some(PASSWORD)));
+    let job = stdout_json(&home.run(&signed, Some(PASSWORD)));
     assert_eq!(job["state"], "succeeded", "{job}");
     let dir = home.download_all(&job);
-    let v = ok_json(
+    let v = stdout_json(
         &command(&["verify", dir.to_str().unwrap(), "--json"], None)
             .output()
             .unwrap(),
@@ -466,7 +414,7 @@ fn identifiable_exports_need_sign_and_a_changed_byte_fails_verify() {
     let last = bytes.len() - 2;
     bytes[last] ^= 0x01;
     fs::write(&csv, &bytes).unwrap();
-    let e = error(
+    let e = error_object(
         &command(&["verify", dir.to_str().unwrap()], None)
             .output()
             .unwrap(),
@@ -474,7 +422,7 @@ fn identifiable_exports_need_sign_and_a_changed_byte_fails_verify() {
     assert_eq!(reason(&e), ("EXP005", "integrity_violation"));
     assert_eq!(e["details"]["path"], "dm.csv");
     // The password is nowhere in the home.
-    for path in walk(&home.dir) {
+    for path in files_under(&home.dir) {
         let bytes = fs::read(&path).unwrap();
         assert!(
             !bytes
@@ -486,19 +434,6 @@ fn identifiable_exports_need_sign_and_a_changed_byte_fails_verify() {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn five_wrong_passwords_lock_signing_until_an_admin_resets_it() {
     let home = Home::new();
@@ -507,7 +442,7 @@ fn five_wrong_passwords_lock_signing_until_an_admin_resets_it() {
     let mut args = ectd_args();
     args.extend_from_slice(&["--sign", "approval"]);
     for attempt in 1..=5 {
-        let e = error(&home.run_as(&user, &args, Some(WRONG)));
+        let e = error_object(&home.run_as(&user, &args, Some(WRONG)));
         let want = if attempt < 5 {
             "signature_invalid"
         } else {
@@ -516,7 +451,7 @@ fn five_wrong_passwords_lock_signing_until_an_admin_resets_it() {
         assert_eq!(reason(&e), ("EXP003", want), "attempt {attempt}");
     }
     // Every command is a new process: the lock is in the home.
-    let e = error(&home.run_as(&user, &args, Some(PASSWORD)));
+    let e = error_object(&home.run_as(&user, &args, Some(PASSWORD)));
     assert_eq!(reason(&e), ("EXP003", "signing_locked"));
     let events = home.audit();
     let locked: Vec<&Value> = events
@@ -532,14 +467,14 @@ fn five_wrong_passwords_lock_signing_until_an_admin_resets_it() {
         .count();
     assert_eq!(denied, 6);
     // Only an admin resets; the user then sets a new password and signs.
-    let e = error(&home.run_as(&user, &["signing", "reset", &subject], None));
+    let e = error_object(&home.run_as(&user, &["signing", "reset", &subject], None));
     assert_eq!(reason(&e), ("EXP003", "permission_denied"));
-    ok_json(&home.run(&["signing", "reset", &subject, "--json"], None));
+    stdout_json(&home.run(&["signing", "reset", &subject, "--json"], None));
     assert!(home
         .set_password(&user, "a new password", None)
         .status
         .success());
-    let job = ok_json(&home.run_as(&user, &args, Some("a new password")));
+    let job = stdout_json(&home.run_as(&user, &args, Some("a new password")));
     assert_eq!(job["state"], "succeeded", "{job}");
 }
 
@@ -547,15 +482,15 @@ fn five_wrong_passwords_lock_signing_until_an_admin_resets_it() {
 fn set_password_reads_standard_input_and_a_change_needs_the_current_one() {
     let home = Home::new();
     let out = home.set_password(&home.admin, "short", None);
-    assert_eq!(reason(&error(&out)), ("EXP002", "weak_password"));
+    assert_eq!(reason(&error_object(&out)), ("EXP002", "weak_password"));
     assert!(home
         .set_password(&home.admin, PASSWORD, None)
         .status
         .success());
     // Standard input is not a terminal here and the environment has no current password.
-    let e = error(&home.set_password(&home.admin, "another password", None));
+    let e = error_object(&home.set_password(&home.admin, "another password", None));
     assert_eq!(reason(&e), ("EXP003", "current_password_required"));
-    let e = error(&home.set_password(&home.admin, "another password", Some(WRONG)));
+    let e = error_object(&home.set_password(&home.admin, "another password", Some(WRONG)));
     assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
     assert!(home
         .set_password(&home.admin, "another password", Some(PASSWORD))
@@ -564,14 +499,14 @@ fn set_password_reads_standard_input_and_a_change_needs_the_current_one() {
     let mut args = ectd_args();
     args.extend_from_slice(&["--sign", "review"]);
     assert_eq!(
-        reason(&error(&home.run(&args, Some(PASSWORD)))),
+        reason(&error_object(&home.run(&args, Some(PASSWORD)))),
         ("EXP003", "signature_invalid")
     );
-    let job = ok_json(&home.run(&args, Some("another password")));
+    let job = stdout_json(&home.run(&args, Some("another password")));
     assert_eq!(job["state"], "succeeded", "{job}");
     // Without the variable and without a terminal there is no password to sign with.
     if fs::File::open("/dev/tty").is_err() {
-        let e = error(&home.run(&args, None));
+        let e = error_object(&home.run(&args, None));
         assert_eq!(reason(&e), ("EXP003", "signature_required"));
         assert_eq!(e["field"], "signature.password");
     }

@@ -145,46 +145,63 @@ pub fn validate_name(name: &str, field: &str) -> Result<()> {
 }
 
 /// Creates the file `path` holding secret `bytes`: mode 0600 from the start, fsynced, and never replacing an
-/// existing file (written to a temporary file, then hard-linked into place, so that two processes creating the
-/// same key at once keep one). `what` names the secret in errors, e.g. `signing key`.
+/// existing file (written to a temporary file of its own, then hard-linked into place, so that two processes
+/// creating the same key at once keep one). `what` names the secret in errors, e.g. `signing key`.
 ///
 /// # Errors
 /// EXP004 `key_exists` when `path` exists; EXP005 for I/O.
 pub fn create_secret_file(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
-    let fail = |e: &io::Error| Error::io(&format!("cannot write the {what}"), e);
-    let tmp = path.with_extension("key.tmp");
-    let written = (|| -> io::Result<()> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp)?;
+    match try_create_secret_file(path, bytes) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::conflict(
+            "key_exists",
+            format!("the {what} file already exists"),
+        )),
+        Err(e) => Err(Error::io(&format!("cannot write the {what}"), &e)),
+    }
+}
+
+/// [`create_secret_file`] for callers that take an existing file in their stride: `Ok(false)`, and nothing
+/// written, when `path` exists.
+pub(crate) fn try_create_secret_file(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(".{name}.tmp-{}", random_suffix()));
+    let mut options = owner_only_options();
+    options.write(true).create_new(true);
+    // Not removed when this fails: a file already there would be another writer's.
+    let mut f = options.open(&tmp)?;
+    let linked = (|| -> io::Result<bool> {
         f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(&e));
-    }
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(Error::conflict(
-                "key_exists",
-                format!("the {what} file already exists"),
-            ))
+        f.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
         }
-        Err(e) => return Err(fail(&e)),
+    })();
+    drop(f);
+    let _ = fs::remove_file(&tmp);
+    if linked? {
+        sync_dir(dir)?;
+        return Ok(true);
     }
-    if let Some(dir) = path.parent() {
-        sync_dir(dir).map_err(|e| fail(&e))?;
+    Ok(false)
+}
+
+/// Options that create files only their owner can read and write (mode 0600 on Unix; elsewhere the defaults).
+pub(crate) fn owner_only_options() -> fs::OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
-    Ok(())
+    options
 }
 
 /// Lowercase hex of bytes.
@@ -692,6 +709,50 @@ pub(crate) mod tests {
             w.complete().unwrap().sha256,
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
+    }
+
+    #[test]
+    fn secret_files_are_private_never_replaced_and_leave_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.key");
+        create_secret_file(&path, b"first\n", "test key").unwrap();
+        let e = create_secret_file(&path, b"second\n", "test key").unwrap_err();
+        assert_eq!(
+            (e.code(), e.reason()),
+            (crate::ErrorCode::Conflict, "key_exists")
+        );
+        assert!(!e.to_string().contains("second"));
+        assert_eq!(fs::read(&path).unwrap(), b"first\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn concurrent_creators_of_one_secret_file_agree_on_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.key");
+        let results: Vec<(bool, Vec<u8>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16u8)
+                .map(|i| {
+                    let path = &path;
+                    scope.spawn(move || {
+                        let bytes = vec![b'a' + i; 4096];
+                        (try_create_secret_file(path, &bytes).unwrap(), bytes)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<_> = results.iter().filter(|(won, _)| *won).collect();
+        assert_eq!(winners.len(), 1);
+        assert_eq!(fs::read(&path).unwrap(), winners[0].1);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

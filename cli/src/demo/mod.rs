@@ -8,7 +8,6 @@
 pub mod data;
 
 use crate::args::DemoArgs;
-use crate::files::AtomicFile;
 use crate::output::{self, Table};
 use data::{Dataset, STUDY};
 use serde_json::{json, Value};
@@ -30,6 +29,7 @@ use trialport_core::request::{
 };
 use trialport_core::source::{Filter, FilterOp, SortKey};
 use trialport_core::{Error, Result};
+use trialport_formats::convert::OutputFile;
 
 /// The organization of the demo home.
 const ORG: &str = "demo";
@@ -442,7 +442,7 @@ fn prepare_dir(out: Option<&Path>) -> Result<PathBuf> {
 fn write_csv(study_dir: &Path, d: &Dataset) -> Result<()> {
     let registry = trialport_formats::default_formats();
     let csv = registry.get("csv")?;
-    let mut file = AtomicFile::create(&study_dir.join(format!("{}.csv", d.name)), "out")?;
+    let mut file = OutputFile::create(&study_dir.join(format!("{}.csv", d.name)), true)?;
     {
         let mut enc = csv.encoder(&d.schema, &d.meta(), &FormatOptions::new(), &mut file)?;
         enc.write(&d.batch)?;
@@ -453,7 +453,7 @@ fn write_csv(study_dir: &Path, d: &Dataset) -> Result<()> {
     // CSV file.
     let meta = serde_json::to_vec_pretty(&d.meta())
         .map_err(|_| Error::server("internal", "cannot serialize the demo metadata"))?;
-    let mut file = AtomicFile::create(&study_dir.join(format!("{}.meta.json", d.name)), "out")?;
+    let mut file = OutputFile::create(&study_dir.join(format!("{}.meta.json", d.name)), true)?;
     file.write_all(&meta)
         .map_err(|e| Error::io("cannot write the demo metadata", &e))?;
     file.commit()?;
@@ -462,17 +462,7 @@ fn write_csv(study_dir: &Path, d: &Dataset) -> Result<()> {
 
 /// Writes the demo key to a file only its owner can read.
 fn write_secret(path: &Path, key: &str) -> Result<()> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| Error::io("cannot write the demo key file", &e))?;
-    writeln!(f, "{key}").map_err(|e| Error::io("cannot write the demo key file", &e))
+    trialport_core::sink::create_secret_file(path, format!("{key}\n").as_bytes(), "demo key")
 }
 
 fn eq(column: &str, value: &str) -> Filter {

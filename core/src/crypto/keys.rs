@@ -2,11 +2,11 @@
 
 use super::aead::{AeadKey, KEY_LEN, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
-use crate::sink::{hex, sync_dir};
+use crate::sink::hex;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
@@ -229,8 +229,8 @@ impl FileKeyProvider {
         aad
     }
 
-    /// Writes KEK number `n` exclusively: a temp file (0600, fsynced) hard-linked to its name, which fails when
-    /// another process took the number first.
+    /// Writes KEK number `n` exclusively (see [`crate::sink::create_secret_file`]): `None` when another process
+    /// took the number first.
     fn write_new(&self, n: u32) -> Result<Option<String>> {
         let id = format!("kek-{n:04}");
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
@@ -238,34 +238,7 @@ impl FileKeyProvider {
             .fill(key.as_mut())
             .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
         let text = Zeroizing::new(format!("{}\n", hex(key.as_ref())));
-        let mut suffix = [0u8; 8];
-        self.rng
-            .fill(&mut suffix)
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
-        let tmp = self.dir.join(format!(".{id}.tmp-{}", hex(&suffix)));
-        let target = self.path_of(&id);
-        let result = (|| -> io::Result<bool> {
-            let mut opts = OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            drop(f);
-            match fs::hard_link(&tmp, &target) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-                Err(e) => return Err(e),
-            }
-            sync_dir(&self.dir)?;
-            Ok(true)
-        })();
-        let _ = fs::remove_file(&tmp);
-        match result {
+        match crate::sink::try_create_secret_file(&self.path_of(&id), text.as_bytes()) {
             Ok(true) => Ok(Some(id)),
             Ok(false) => Ok(None),
             Err(e) => Err(Error::io("cannot write a key-encryption key", &e)),

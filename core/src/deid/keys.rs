@@ -159,7 +159,13 @@ mod tests {
         let other = dir.path().join("other.key");
         let created = DeidKey::load_or_create(&other).unwrap();
         assert_ne!(created.id(), made.id());
-        assert!(!dir.path().join("other.key.tmp").exists());
+        // No temporary file is left beside the keys.
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["deid.key", "other.key"]);
     }
 
     #[test]

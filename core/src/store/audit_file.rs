@@ -45,7 +45,7 @@ use super::{AuditRecovery, AuditStore};
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::sink::{hex, sync_dir};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -385,13 +385,8 @@ impl AuditFileStore {
     /// EXP005 for I/O.
     pub fn open(path: &Path) -> Result<AuditFileStore> {
         let existed = path.exists();
-        let mut options = OpenOptions::new();
+        let mut options = crate::sink::owner_only_options();
         options.read(true).append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
         let file = options
             .open(path)
             .map_err(io_error("cannot open the audit log"))?;
