@@ -60,20 +60,28 @@ impl Drop for PyEngine {
 #[pymethods]
 impl PyEngine {
     /// Opens the engine on a home (every format of this build, the home's store, artifacts and source).
+    /// `jwt`: JWT settings as JSON text in the shape of the home configuration's `jwt` member (parsed and checked
+    /// by the core, key paths relative to the home); when given they replace the home's JWT settings.
     #[new]
-    #[pyo3(signature = (home, workers, rate_limit))]
+    #[pyo3(signature = (home, jwt, workers, rate_limit))]
     fn new(
         py: Python<'_>,
         home: PathBuf,
+        jwt: Option<String>,
         workers: Option<usize>,
         rate_limit: Option<(f64, u32)>,
     ) -> PyResult<Self> {
         let source = Arc::new(MemorySource::new());
         let hooks = Arc::new(PyHooks::default());
         let engine = released(py, || {
-            let mut builder = trialport_formats::home::engine_builder(&home)?
-                .source(source.clone())
-                .audit_hook(hooks.clone());
+            let jwt = jwt
+                .as_deref()
+                .map(trialport_core::jwt::JwtConfig::from_json)
+                .transpose()?;
+            let mut builder =
+                trialport_formats::home::engine_builder_with_jwt(&home, jwt.as_ref())?
+                    .source(source.clone())
+                    .audit_hook(hooks.clone());
             if let Some(n) = workers {
                 builder = builder.workers(n);
             }
@@ -347,6 +355,12 @@ impl PyEngine {
         released(py, move || {
             data::to_json(&engine.audit_events(&credential, start, limit)?)
         })
+    }
+
+    /// `purge`: expires the due jobs of the caller's organization; returns the summary as JSON text.
+    fn purge(&self, py: Python<'_>, credential: String) -> PyResult<String> {
+        let engine = self.engine()?;
+        released(py, move || data::to_json(&engine.purge(&credential)?))
     }
 
     /// Verifies the audit trail's hash chain; returns the number of events checked.

@@ -78,6 +78,10 @@ pub enum Command {
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Expire now the jobs of your organization whose artifacts passed their retention time (needs the admin
+    /// role): their files are deleted, their records, manifest.json and audit trail kept. Prints the summary as
+    /// JSON: jobs_expired, artifacts_deleted, bytes_freed.
+    Purge,
     /// Check a package (bulk zip or a job's artifact directory) against its manifest and its e-signatures (no
     /// home needed).
     Verify(VerifyArgs),
@@ -157,6 +161,17 @@ pub struct InitArgs {
     /// Accepted token audience ("aud"); repeatable. Without it, tokens that name an audience are refused.
     #[arg(long = "jwt-audience", value_name = "AUD")]
     pub jwt_audiences: Vec<String>,
+    /// Artifacts of succeeded jobs expire this many days after the job finished (every kind of job without its
+    /// own --retention). Default: never.
+    #[arg(long, value_name = "DAYS")]
+    pub retention_days: Option<u32>,
+    /// Retention of one kind of job as KIND=DAYS, KIND one of data, report, dashboard, bulk (repeatable).
+    #[arg(long = "retention", value_name = "KIND=DAYS")]
+    pub retention: Vec<String>,
+    /// Store artifacts unencrypted (encryption at rest is on by default). For homes on storage that the
+    /// deployment already encrypts; recorded in config.json as "encryption": false and in `init`'s output.
+    #[arg(long)]
+    pub no_encryption: bool,
 }
 
 /// Waiting for a job after starting it.

@@ -1,4 +1,4 @@
-//! The engine commands: `init`, `export`, `jobs`, `download` and `keys` (`audit` is in `audit_cmds`). Each
+//! The engine commands: `init`, `export`, `jobs`, `download`, `keys` and `purge` (`audit` is in `audit_cmds`). Each
 //! translates its arguments into one engine operation and prints the result; every decision (validation,
 //! permissions) is the engine's.
 
@@ -17,7 +17,7 @@ use trialport_core::deid::Deidentify;
 use trialport_core::document::{DashboardSpec, ReportSpec};
 use trialport_core::engine::Engine;
 use trialport_core::format::FormatOptions;
-use trialport_core::home::{Home, HomeConfig};
+use trialport_core::home::{Home, HomeConfig, RetentionSettings};
 use trialport_core::job::Job;
 use trialport_core::jwt::{Algorithm, JwtConfig, JwtKeyConfig, JwtVerifier};
 use trialport_core::request::{
@@ -96,6 +96,9 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
     let jwt = jwt_config(args)?;
     let mut config = HomeConfig::new(&args.org);
     config.source.clone_from(&args.source);
+    config.retention_days = args.retention_days;
+    config.retention = retention_settings(&args.retention)?;
+    config.encryption = !args.no_encryption;
     let mut algorithms = None;
     if let Some((jwt, algs)) = jwt {
         config.jwt = Some(jwt);
@@ -103,11 +106,50 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
     }
     let (_, key) = Home::init_with_admin_key(dir, &config)?;
     let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut out = json!({"home": home, "api_key": key});
+    let mut out = json!({"home": home, "api_key": key, "encryption": config.encryption});
     if let Some(algs) = algorithms {
         out["jwt_algorithms"] = json!(algs);
     }
     output::json(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The retention of `init --retention KIND=DAYS` flags (checked further by `Home::init_with`).
+fn retention_settings(pairs: &[String]) -> Result<Option<RetentionSettings>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::validation(
+            "invalid_retention",
+            "--retention is KIND=DAYS: KIND one of data, report, dashboard, bulk; DAYS a positive number",
+        )
+        .with_field("retention")
+    };
+    let mut settings = RetentionSettings::default();
+    for pair in pairs {
+        let (kind, days) = pair.split_once('=').ok_or_else(bad)?;
+        let days: u32 = days.trim().parse().map_err(|_| bad())?;
+        let slot = match kind.trim() {
+            "data" => &mut settings.data_days,
+            "report" => &mut settings.report_days,
+            "dashboard" => &mut settings.dashboard_days,
+            "bulk" => &mut settings.bulk_days,
+            _ => return Err(bad()),
+        };
+        *slot = Some(days);
+    }
+    Ok(Some(settings))
+}
+
+/// `trialport purge`: expires the caller's organization's jobs past their retention time; prints the summary as
+/// JSON.
+///
+/// # Errors
+/// The engine's errors (EXP003 without the `retention:purge` permission).
+pub fn purge(ctx: &Ctx) -> Result<ExitCode> {
+    let summary = ctx.engine(false)?.purge(ctx.cred())?;
+    output::json(&summary)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -591,3 +591,47 @@ fn verify_checks_a_bulk_package_and_finds_tampering() {
     assert_eq!(e["details"]["reason"], "integrity_violation");
     assert_eq!(e["details"]["path"], "s1_package.zip");
 }
+
+#[test]
+fn init_encrypts_artifacts_unless_told_not_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = write_source(tmp.path(), "S1", &[("DM.csv", DM_CSV)]);
+    let stored = |flags: &[&str]| -> (Value, Vec<u8>) {
+        let dir = tmp.path().join(format!("home{}", flags.len()));
+        let mut args = vec!["--home", dir.to_str().unwrap(), "init", "--source"];
+        args.push(source.to_str().unwrap());
+        args.extend_from_slice(flags);
+        let init = stdout_json(&run(&args));
+        let cred = format!("ApiKey {}", init["api_key"].as_str().unwrap());
+        let export = [
+            "export",
+            "data",
+            "--study",
+            "S1",
+            "--datasets",
+            "DM",
+            "--format",
+            "csv",
+            "--wait",
+            "--json",
+        ];
+        let job = stdout_json(&run(&home_args(&dir, &cred, &export)));
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let csv = files_under(&dir.join("artifacts"))
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "csv"))
+            .expect("the stored CSV artifact");
+        let config: Value =
+            serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["encryption"], init["encryption"]);
+        (init, fs::read(csv).unwrap())
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+
+    let (init, bytes) = stored(&[]);
+    assert_eq!(init["encryption"], true);
+    assert!(!contains(&bytes, b"S1-002"), "encrypted at rest by default");
+    let (init, bytes) = stored(&["--no-encryption"]);
+    assert_eq!(init["encryption"], false);
+    assert!(contains(&bytes, b"S1-002,51,M"), "stored as written");
+}

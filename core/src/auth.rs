@@ -71,60 +71,104 @@ impl Role {
             })
     }
 
-    /// The permissions the role grants.
+    /// The permissions the role grants, as the embedded matrix `permissions.json` says (see [`permission_matrix`]).
     pub fn permissions(self) -> &'static [Permission] {
-        use Permission::*;
-        match self {
-            Role::Admin => &[
-                ExportData,
-                ExportReport,
-                ExportDashboard,
-                ExportBulk,
-                JobsRead,
-                JobsCancel,
-                Download,
-                FormatsRead,
-                AuditRead,
-                KeysManage,
-                IdentifiableData,
-            ],
-            Role::DataManager => &[
-                ExportData,
-                ExportReport,
-                ExportDashboard,
-                ExportBulk,
-                JobsRead,
-                JobsCancel,
-                Download,
-                FormatsRead,
-            ],
-            Role::Statistician => &[
-                ExportData,
-                ExportReport,
-                ExportDashboard,
-                JobsRead,
-                JobsCancel,
-                Download,
-                FormatsRead,
-            ],
-            Role::Monitor => &[
-                ExportReport,
-                ExportDashboard,
-                JobsRead,
-                Download,
-                FormatsRead,
-            ],
-            Role::Auditor => &[JobsRead, FormatsRead, AuditRead],
-            Role::Integration => &[
-                ExportData,
-                ExportBulk,
-                JobsRead,
-                JobsCancel,
-                Download,
-                FormatsRead,
-            ],
-        }
+        &permission_matrix()[self as usize]
     }
+}
+
+/// The permission matrix as data: `core/src/permissions.json`, embedded at build time. `docs/permissions.md` shows
+/// it as a table; a test fails when the two differ.
+pub const PERMISSIONS_JSON: &str = include_str!("permissions.json");
+
+/// The role→permissions table parsed from [`PERMISSIONS_JSON`], indexed in the order of [`Role::ALL`]; parsed
+/// once, on first use.
+pub fn permission_matrix() -> &'static [Vec<Permission>; 6] {
+    static MATRIX: std::sync::OnceLock<[Vec<Permission>; 6]> = std::sync::OnceLock::new();
+    MATRIX.get_or_init(|| {
+        // The embedded file is fixed at build time and checked by the unit test
+        // `the_embedded_permission_matrix_parses`: this cannot fail in a tested build.
+        #[allow(clippy::expect_used)]
+        parse_permission_matrix(PERMISSIONS_JSON)
+            .expect("core/src/permissions.json is invalid: run the auth unit tests")
+    })
+}
+
+/// Parses a permission matrix document, strictly: the keys `permissions` (every [`Permission`] exactly once, by its
+/// [`Permission::as_str`] name) and `roles` (every [`Role`] exactly once, each with a list of listed permissions,
+/// none twice), and an optional `comment`. Returns the permissions of each role in the order of [`Role::ALL`],
+/// each list in the order of `permissions`.
+///
+/// # Errors
+/// EXP002 `invalid_permission_matrix` naming the first problem (unknown, missing or repeated role or permission,
+/// unknown key, wrong type).
+pub fn parse_permission_matrix(text: &str) -> Result<[Vec<Permission>; 6]> {
+    let bad = |what: String| {
+        Error::validation(
+            "invalid_permission_matrix",
+            format!("the permission matrix is invalid: {what}"),
+        )
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| bad("it is not JSON".into()))?;
+    let top = doc
+        .as_object()
+        .ok_or_else(|| bad("it is not an object".into()))?;
+    if let Some(k) = top
+        .keys()
+        .find(|k| !matches!(k.as_str(), "comment" | "permissions" | "roles"))
+    {
+        return Err(bad(format!("unknown key '{k}'")));
+    }
+    let names = |v: &serde_json::Value, what: &str| -> Result<Vec<Permission>> {
+        let list = v
+            .as_array()
+            .ok_or_else(|| bad(format!("{what} is not a list")))?;
+        let mut out = Vec::with_capacity(list.len());
+        for item in list {
+            let name = item
+                .as_str()
+                .ok_or_else(|| bad(format!("{what} holds a non-string")))?;
+            let p = Permission::parse(name)
+                .ok_or_else(|| bad(format!("{what} names unknown permission '{name}'")))?;
+            if out.contains(&p) {
+                return Err(bad(format!("{what} names '{name}' twice")));
+            }
+            out.push(p);
+        }
+        Ok(out)
+    };
+    let order = names(
+        top.get("permissions")
+            .ok_or_else(|| bad("'permissions' is missing".into()))?,
+        "'permissions'",
+    )?;
+    if let Some(p) = Permission::ALL.iter().find(|p| !order.contains(p)) {
+        return Err(bad(format!("'permissions' lacks '{}'", p.as_str())));
+    }
+    let roles = top
+        .get("roles")
+        .and_then(|r| r.as_object())
+        .ok_or_else(|| bad("'roles' is missing or not an object".into()))?;
+    if let Some(k) = roles.keys().find(|k| Role::parse(k).is_err()) {
+        return Err(bad(format!("unknown role '{k}'")));
+    }
+    let mut matrix: [Vec<Permission>; 6] = Default::default();
+    for role in Role::ALL {
+        let granted = names(
+            roles
+                .get(role.as_str())
+                .ok_or_else(|| bad(format!("role '{}' is missing", role.as_str())))?,
+            &format!("role '{}'", role.as_str()),
+        )?;
+        // Canonical order (that of `permissions`), whatever the order in the role's list.
+        matrix[role as usize] = order
+            .iter()
+            .copied()
+            .filter(|p| granted.contains(p))
+            .collect();
+    }
+    Ok(matrix)
 }
 
 /// A permission an operation needs.
@@ -153,9 +197,32 @@ pub enum Permission {
     KeysManage,
     /// Exporting identifiable (PHI) data without de-identification.
     IdentifiableData,
+    /// Expiring artifacts past their retention time now (`purge`; `retention:purge`).
+    Purge,
 }
 
 impl Permission {
+    /// All permissions.
+    pub const ALL: [Permission; 12] = [
+        Permission::ExportData,
+        Permission::ExportReport,
+        Permission::ExportDashboard,
+        Permission::ExportBulk,
+        Permission::JobsRead,
+        Permission::JobsCancel,
+        Permission::Download,
+        Permission::FormatsRead,
+        Permission::AuditRead,
+        Permission::KeysManage,
+        Permission::IdentifiableData,
+        Permission::Purge,
+    ];
+
+    /// The permission named `name` (as [`Permission::as_str`] spells it), if any.
+    pub fn parse(name: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
     /// The name used in errors and the audit trail, e.g. `export:data`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -170,6 +237,7 @@ impl Permission {
             Permission::AuditRead => "audit:read",
             Permission::KeysManage => "keys:manage",
             Permission::IdentifiableData => "data:identifiable",
+            Permission::Purge => "retention:purge",
         }
     }
 }
@@ -557,6 +625,101 @@ mod tests {
             studies: studies.iter().map(|s| s.to_string()).collect(),
             expires_at: None,
         }
+    }
+
+    #[test]
+    fn the_embedded_permission_matrix_parses() {
+        let m = parse_permission_matrix(PERMISSIONS_JSON).unwrap();
+        for (i, role) in Role::ALL.into_iter().enumerate() {
+            // `Role::permissions` indexes the table by discriminant: it must be the position in `Role::ALL`.
+            assert_eq!(role as usize, i);
+            assert_eq!(role.permissions(), &m[i][..]);
+        }
+        // Every permission is granted to someone; only `admin` holds the PHI permission and key management.
+        for p in Permission::ALL {
+            // Exhaustive: a new variant fails to compile here until it is listed in `Permission::ALL`.
+            match p {
+                Permission::ExportData
+                | Permission::ExportReport
+                | Permission::ExportDashboard
+                | Permission::ExportBulk
+                | Permission::JobsRead
+                | Permission::JobsCancel
+                | Permission::Download
+                | Permission::FormatsRead
+                | Permission::AuditRead
+                | Permission::KeysManage
+                | Permission::IdentifiableData
+                | Permission::Purge => {}
+            }
+            assert!(Role::ALL.iter().any(|r| r.permissions().contains(&p)));
+            assert_eq!(Permission::parse(p.as_str()), Some(p));
+        }
+        let holders = |p| {
+            Role::ALL
+                .into_iter()
+                .filter(|r| r.permissions().contains(&p))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(holders(Permission::IdentifiableData), [Role::Admin]);
+        assert_eq!(holders(Permission::KeysManage), [Role::Admin]);
+    }
+
+    #[test]
+    fn permission_matrices_are_parsed_strictly() {
+        let doc: serde_json::Value = serde_json::from_str(PERMISSIONS_JSON).unwrap();
+        let check = |edit: &dyn Fn(&mut serde_json::Value), problem: &str| {
+            let mut d = doc.clone();
+            edit(&mut d);
+            let e = parse_permission_matrix(&d.to_string()).unwrap_err();
+            assert_eq!(e.reason(), "invalid_permission_matrix");
+            assert!(e.to_string().contains(problem), "{e} lacks {problem}");
+        };
+        check(
+            &|d| d["roles"]["root"] = serde_json::json!([]),
+            "unknown role 'root'",
+        );
+        check(
+            &|d| {
+                d["roles"].as_object_mut().unwrap().remove("auditor");
+            },
+            "role 'auditor' is missing",
+        );
+        check(
+            &|d| d["roles"]["monitor"] = serde_json::json!(["export:everything"]),
+            "unknown permission 'export:everything'",
+        );
+        check(
+            &|d| d["roles"]["monitor"] = serde_json::json!(["jobs:read", "jobs:read"]),
+            "'jobs:read' twice",
+        );
+        check(
+            &|d| {
+                d["permissions"].as_array_mut().unwrap().pop();
+            },
+            "lacks 'retention:purge'",
+        );
+        check(
+            &|d| d["extra"] = serde_json::json!(1),
+            "unknown key 'extra'",
+        );
+        check(
+            &|d| d["roles"]["admin"] = serde_json::json!("all"),
+            "not a list",
+        );
+        assert!(parse_permission_matrix("not json").is_err());
+        // A role's list in another order still yields the canonical order.
+        let mut d = doc.clone();
+        d["roles"]["auditor"] = serde_json::json!(["audit:read", "formats:read", "jobs:read"]);
+        let m = parse_permission_matrix(&d.to_string()).unwrap();
+        assert_eq!(
+            m[Role::Auditor as usize],
+            [
+                Permission::JobsRead,
+                Permission::FormatsRead,
+                Permission::AuditRead
+            ]
+        );
     }
 
     #[test]

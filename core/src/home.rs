@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! HOME/
-//!   config.json     organization, data source directory, workers, retention
+//!   config.json     organization, data source directory, workers, retention (see below)
 //!   secret.key      the pepper of API key hashes (mode 0600)
 //!   trialport.db    jobs and API keys (SQLite, WAL)
 //!   audit.log       the audit trail: one hash-chained event per line, fsynced (see `crate::store::AuditFileStore`)
@@ -17,6 +17,16 @@
 //! the newest key in `keys/`. Homes made before it have no `encryption` member and stay unencrypted: their
 //! artifacts are plain files, and reading them through the encrypting sink would fail (there is deliberately no
 //! fallback from encrypted to plain reading). To encrypt such a home's future exports, make a new home.
+//!
+//! # Retention
+//!
+//! The artifacts of succeeded jobs can expire: `"retention_days": N` keeps every kind of job's artifacts N days
+//! after the job finished; `"retention": {"default_days": N, "data_days": N, "report_days": N,
+//! "dashboard_days": N, "bulk_days": N}` sets them per kind of job (each member optional; a kind without its own
+//! member uses `default_days`, else `retention_days`, else never expires). Days are whole positive numbers: 0 is
+//! refused with EXP002 `invalid_retention` (field `retention_days` or `retention.<member>`), as is giving both
+//! `retention_days` and `retention.default_days`. Expiry deletes the artifacts' bytes but keeps the job record
+//! (now `expired`), its `manifest.json` and the audit trail; see [`crate::engine::Engine::purge`].
 
 use crate::error::{Error, Result};
 use crate::sink::{hex, write_file_atomic};
@@ -38,9 +48,13 @@ pub struct HomeConfig {
     /// Worker threads (default 2).
     #[serde(default)]
     pub workers: Option<usize>,
-    /// Days after which artifacts of succeeded jobs expire (default: never).
+    /// Days after which artifacts of succeeded jobs expire, for every kind of job without its own setting in
+    /// `retention` (default: never; see the module docs).
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Days after which artifacts of succeeded jobs expire, per kind of job (see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSettings>,
     /// JWT verification: key files, issuers, audiences, leeway (default: none, bearer tokens are refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<crate::jwt::JwtConfig>,
@@ -52,6 +66,28 @@ pub struct HomeConfig {
     /// (default: 600,000 and 5; see [`crate::signature`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<crate::signature::SigningSettings>,
+}
+
+/// Retention per kind of job, in days (`config.json`'s `retention`; see the module docs). Every member is
+/// optional; a kind without its own member uses `default_days`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Days for every kind without its own member (instead of the top-level `retention_days`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_days: Option<u32>,
+    /// Days for data exports (`export_data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_days: Option<u32>,
+    /// Days for reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_days: Option<u32>,
+    /// Days for dashboards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_days: Option<u32>,
+    /// Days for bulk packages (`bulk_export`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk_days: Option<u32>,
 }
 
 /// An opened home directory.
@@ -105,20 +141,21 @@ impl Home {
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut pepper)
             .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
         let secret_path = dir.join(SECRET);
-        write_file_atomic(&secret_path, hex(&pepper).as_bytes())
-            .map_err(|e| Error::io("cannot write the home secret", &e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&secret_path, fs::Permissions::from_mode(0o600))
-                .map_err(|e| Error::io("cannot protect the home secret", &e))?;
+        // A secret left by an init that stopped before the configuration protects nothing yet: replace it.
+        match fs::remove_file(&secret_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("cannot write the home secret", &e))
+            }
+            _ => {}
         }
+        crate::sink::create_secret_file(&secret_path, hex(&pepper).as_bytes(), "home secret")?;
         let config = HomeConfig {
             version: 1,
             org: org.to_string(),
             source,
             workers: None,
             retention_days: None,
+            retention: None,
             jwt: None,
             encryption: true,
             signing: None,
@@ -285,10 +322,51 @@ impl HomeConfig {
             source: None,
             workers: None,
             retention_days: None,
+            retention: None,
             jwt: None,
             encryption: true,
             signing: None,
         }
+    }
+
+    /// The retention of each kind of job in days, `None` for a kind whose artifacts never expire: the kind's own
+    /// member of `retention`, else `retention.default_days`, else `retention_days`.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_retention` for 0 days (field `retention_days` or `retention.<member>`) or for both
+    /// `retention_days` and `retention.default_days`.
+    pub fn retention_by_kind(&self) -> Result<Vec<(crate::job::JobKind, Option<u32>)>> {
+        use crate::job::JobKind;
+        let bad = |field: &str, message: &str| {
+            Err(Error::validation("invalid_retention", message).with_field(field))
+        };
+        let r = self.retention.clone().unwrap_or_default();
+        if self.retention_days.is_some() && r.default_days.is_some() {
+            return bad(
+                "retention.default_days",
+                "give retention_days or retention.default_days, not both",
+            );
+        }
+        let members = [
+            ("retention_days", self.retention_days),
+            ("retention.default_days", r.default_days),
+            ("retention.data_days", r.data_days),
+            ("retention.report_days", r.report_days),
+            ("retention.dashboard_days", r.dashboard_days),
+            ("retention.bulk_days", r.bulk_days),
+        ];
+        for (field, days) in members {
+            if days == Some(0) {
+                return bad(field, "a retention time is a positive number of days");
+            }
+        }
+        let default = r.default_days.or(self.retention_days);
+        Ok(vec![
+            (JobKind::Data, r.data_days.or(default)),
+            (JobKind::Report, r.report_days.or(default)),
+            (JobKind::Dashboard, r.dashboard_days.or(default)),
+            (JobKind::Bulk, r.bulk_days.or(default)),
+        ])
     }
 
     /// The configuration of a new home from its settings as JSON text: the members of `config.json` but `version`,
@@ -326,8 +404,10 @@ impl Home {
     /// checking JWT settings first by loading their key files (relative paths are relative to `dir`).
     ///
     /// # Errors
-    /// As [`Home::init`]; the errors of [`crate::jwt::JwtVerifier::from_config`].
+    /// As [`Home::init`]; the errors of [`crate::jwt::JwtVerifier::from_config`]; EXP002 `invalid_retention`
+    /// (see [`HomeConfig::retention_by_kind`]), checked before anything is created.
     pub fn init_with(dir: &Path, config: &HomeConfig) -> Result<Home> {
+        config.retention_by_kind()?;
         if let Some(jwt) = &config.jwt {
             crate::jwt::JwtVerifier::from_config(jwt, dir)?;
         }

@@ -16,13 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use trialport_core::audit::{
-    Actor, AuditEvent, AuditRecord, AuditScope, Auditor, Checkpoint, Outcome, RecordingHook,
-    GENESIS_HASH,
+    Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Checkpoint, Outcome,
+    RecordingHook, GENESIS_HASH,
 };
 use trialport_core::auth::{NewApiKey, Role};
 use trialport_core::clock::FixedClock;
 use trialport_core::engine::Engine;
 use trialport_core::error::{Error, ErrorCode};
+use trialport_core::job::JobState;
 use trialport_core::request::{ExportDataRequest, ListJobsRequest};
 use trialport_core::store::conformance::{self, sample_event, Stores};
 use trialport_core::store::{AuditFileStore, AuditRecovery, AuditStore, MemoryStore, SqliteStore};
@@ -57,6 +58,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("set_signing_password", "set_signing_password"),
     ("reset_signing", "reset_signing"),
     ("rotate_encryption_key", "rotate_encryption_key"),
+    ("purge", "purge"),
 ];
 
 /// The names of the engine's public methods whose parameters include `credential: &str`, read from its source.
@@ -347,6 +349,9 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     h.once("rotate_encryption_key", Failed, || {
         e.rotate_encryption_key(admin)
     });
+    h.once("purge", Success, || e.purge(admin));
+    h.once("purge", Denied, || e.purge(&stat));
+    h.once("purge", Denied, || e.purge(bad));
 
     let mut checked: Vec<&str> = h.done.borrow().clone();
     checked.sort();
@@ -476,6 +481,97 @@ fn a_failed_append_fails_the_operation_and_poisons_the_trail_until_reopened() {
     let e = open();
     e.formats(&admin).unwrap();
     assert_eq!(e.verify_audit(&admin).unwrap(), 3);
+}
+
+/// A hook that refuses the events of one action (and records every event it is given).
+struct RefuseAction {
+    action: &'static str,
+    seen: RecordingHook,
+}
+
+impl AuditHook for RefuseAction {
+    fn record(&self, event: &AuditEvent) -> Result<()> {
+        self.seen.record(event)?;
+        if event.action == self.action {
+            return Err(Error::server("hook_refused", "the host refused the event"));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_job_whose_success_cannot_be_audited_fails_and_keeps_no_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = RecordingHook::new();
+    let engine = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .sink(Arc::new(
+            trialport_core::sink::LocalDirSink::new(dir.path()).unwrap(),
+        ))
+        .audit_hook(Arc::new(RefuseAction {
+            action: "job.succeeded",
+            seen: seen.clone(),
+        }))
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!(
+        "ApiKey {}",
+        engine.create_initial_admin_key("acme").unwrap()
+    );
+    let job = engine
+        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .unwrap();
+    let done = engine.wait(&admin, job.id, WAIT).unwrap();
+    assert_eq!(
+        done.state,
+        JobState::Failed,
+        "fail-closed: never succeeded unaudited"
+    );
+    let error = Error::from_object(&done.error.expect("the job's error")).unwrap();
+    assert_eq!(
+        (error.code(), error.reason()),
+        (ErrorCode::Server, "audit_failed")
+    );
+    assert!(done.artifacts.is_empty());
+    let left: Vec<_> = walk(dir.path());
+    assert!(left.is_empty(), "no artifact bytes stay: {left:?}");
+    let ends: Vec<(String, Option<String>)> = seen
+        .events()
+        .iter()
+        .filter(|e| e.target == format!("job:{}", job.id) && e.action.starts_with("job."))
+        .map(|e| {
+            (
+                e.action.clone(),
+                e.details["reason"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            ("job.running".to_string(), None),
+            ("job.succeeded".to_string(), None),
+            ("job.failed".to_string(), Some("audit_failed".to_string())),
+        ]
+    );
+    let err = engine.download(&admin, job.id, None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict);
+}
+
+/// Files under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 #[test]

@@ -538,6 +538,8 @@ fn failures_while_reading_are_audited_and_save_to_leaves_nothing() {
     assert_eq!(failed.details["code"], "EXP005");
     assert_eq!(failed.details["artifact"], "dm.txt");
     assert_eq!(failed.actor.subject, open.actor.subject);
+    assert_eq!((&failed.org, &failed.study), (&open.org, &open.study));
+    assert!(failed.study.is_some(), "the failure names the job's study");
 
     // A header altered: the download call itself fails, audited as failed.
     let mut bad = original.clone();

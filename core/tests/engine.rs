@@ -1,4 +1,9 @@
 //! The eight operations end to end, each with success and the error codes it can give.
+//!
+//! Every test runs twice, with API keys (`api_key::<test>`) and with JWT credentials (`jwt::<test>`): the test
+//! bodies take a [`Cred`] and make every credential through it, and [`credential_kinds!`] generates one test per
+//! kind. The assertions are the same for both kinds; only the audit actor's subject differs, and
+//! [`subject_of`] predicts it for each (`apikey:<key id>`, or the token's `sub`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -38,9 +43,8 @@ fn read_all(engine: &Engine, cred: &str, job: Uuid, artifact: Option<&str>) -> V
     buf
 }
 
-#[test]
-fn export_data_succeeds_with_artifacts_manifest_and_matching_checksums() {
-    let (e, admin) = engine(2);
+fn export_data_succeeds_with_artifacts_manifest_and_matching_checksums(cred: Cred) {
+    let (e, admin) = cred.engine(2);
     let job = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
         .unwrap();
@@ -65,11 +69,12 @@ fn export_data_succeeds_with_artifacts_manifest_and_matching_checksums() {
     assert_eq!(manifest["files"][0]["sha256"], done.artifacts[0].sha256);
     assert_eq!(manifest["study"], "S1");
     assert_eq!(manifest["requested_by"]["name"], "initial admin");
+    assert_eq!(done.requested_by, subject_of(&admin));
+    assert_eq!(manifest["requested_by"]["subject"], subject_of(&admin));
 }
 
-#[test]
-fn export_data_applies_columns_filters_and_options() {
-    let (e, admin) = engine(1);
+fn export_data_applies_columns_filters_and_options(cred: Cred) {
+    let (e, admin) = cred.engine(1);
     let mut req = ExportDataRequest::new("S1", &[], "lines");
     req.datasets = vec![DatasetSelection::Selected {
         name: "DM".into(),
@@ -85,11 +90,10 @@ fn export_data_applies_columns_filters_and_options() {
     assert_eq!(text.lines().count(), 1 + 5);
 }
 
-#[test]
-fn export_data_errors() {
-    let (e, admin) = engine(0);
-    let statistician_s1 = key(&e, &admin, &[Role::Statistician], &["S1"]);
-    let monitor = key(&e, &admin, &[Role::Monitor], &["*"]);
+fn export_data_errors(cred: Cred) {
+    let (e, admin) = cred.engine(0);
+    let statistician_s1 = cred.key(&e, &admin, &[Role::Statistician], &["S1"]);
+    let monitor = cred.key(&e, &admin, &[Role::Monitor], &["*"]);
     let req = || ExportDataRequest::new("S1", &["DM"], "lines");
     // EXP003: no credential, malformed, unknown key, bearer without JWT config, other study, role lacking it.
     for bad in ["", "ApiKey nope", "Token x", "Bearer a.b.c"] {
@@ -195,9 +199,8 @@ fn export_data_errors() {
     assert!(v["error"]["timestamp"].as_str().unwrap().ends_with('Z'));
 }
 
-#[test]
-fn list_jobs_pages_and_validates() {
-    let (e, admin) = engine(0);
+fn list_jobs_pages_and_validates(cred: Cred) {
+    let (e, admin) = cred.engine(0);
     for _ in 0..25 {
         e.export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
             .unwrap();
@@ -222,7 +225,7 @@ fn list_jobs_pages_and_validates() {
         .unwrap();
     assert_eq!(page2.items.len(), 8);
     assert!(page.items[0].created_at >= page2.items[0].created_at);
-    let s1_only = key(&e, &admin, &[Role::Statistician], &["S1"]);
+    let s1_only = cred.key(&e, &admin, &[Role::Statistician], &["S1"]);
     let page = e.list_jobs(&s1_only, ListJobsRequest::default()).unwrap();
     assert_eq!(page.total, 25);
     let queued = e
@@ -284,23 +287,21 @@ fn list_jobs_pages_and_validates() {
     );
 }
 
-#[test]
-fn get_job_and_its_errors() {
-    let (e, admin) = engine(0);
+fn get_job_and_its_errors(cred: Cred) {
+    let (e, admin) = cred.engine(0);
     let job = e
         .export_data(&admin, ExportDataRequest::new("S2", &["DM"], "lines"))
         .unwrap();
     assert_eq!(e.get_job(&admin, job.id).unwrap().id, job.id);
     let err = e.get_job(&admin, Uuid::now_v7()).unwrap_err();
     assert_eq!(code(&err), "EXP001");
-    let s1_only = key(&e, &admin, &[Role::Auditor], &["S1"]);
+    let s1_only = cred.key(&e, &admin, &[Role::Auditor], &["S1"]);
     assert_eq!(code(&e.get_job(&s1_only, job.id).unwrap_err()), "EXP003");
     assert_eq!(code(&e.get_job("ApiKey x", job.id).unwrap_err()), "EXP003");
 }
 
-#[test]
-fn download_errors_and_recheck_of_permission() {
-    let (e, admin) = engine(0);
+fn download_errors_and_recheck_of_permission(cred: Cred) {
+    let (e, admin) = cred.engine(0);
     let queued = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
         .unwrap();
@@ -312,7 +313,7 @@ fn download_errors_and_recheck_of_permission() {
     );
     drop(e);
 
-    let (e, admin) = engine(1);
+    let (e, admin) = cred.engine(1);
     let two = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM", "AE"], "lines"))
         .unwrap();
@@ -328,25 +329,19 @@ fn download_errors_and_recheck_of_permission() {
             .unwrap()
             .bytes
     });
-    // Permission is checked again at download: a revoked key is refused.
-    let (reader_key, rec) = e
-        .create_api_key(
-            &admin,
-            trialport_core::auth::NewApiKey {
-                name: "reader".into(),
-                org: "acme".into(),
-                roles: vec![Role::Monitor],
-                studies: vec!["S1".into()],
-                expires_at: None,
-            },
-        )
-        .unwrap();
-    let reader = format!("ApiKey {reader_key}");
+    // Permission is checked again at download: a monitor of S1 reads, and once its key is revoked it is refused.
+    let reader = cred.key(&e, &admin, &[Role::Monitor], &["S1"]);
     read_all(&e, &reader, two.id, Some("ae.txt"));
-    e.revoke_api_key(&admin, &rec.key_id).unwrap();
-    let err = e.download(&reader, two.id, Some("ae.txt")).unwrap_err();
-    assert_eq!((code(&err), err.reason()), ("EXP003", "key_revoked"));
-    let auditor = key(&e, &admin, &[Role::Auditor], &["S1"]);
+    // Revocation is API keys only: a token has no key record to revoke (the identity provider's expiry ends
+    // it, and engine_jwt.rs checks token times at every call).
+    if cred == Cred::ApiKey {
+        let subject = subject_of(&reader);
+        e.revoke_api_key(&admin, subject.strip_prefix("apikey:").unwrap())
+            .unwrap();
+        let err = e.download(&reader, two.id, Some("ae.txt")).unwrap_err();
+        assert_eq!((code(&err), err.reason()), ("EXP003", "key_revoked"));
+    }
+    let auditor = cred.key(&e, &admin, &[Role::Auditor], &["S1"]);
     assert_eq!(
         e.download(&auditor, two.id, Some("ae.txt"))
             .unwrap_err()
@@ -355,17 +350,17 @@ fn download_errors_and_recheck_of_permission() {
     );
 }
 
-#[test]
-fn downloads_detect_tampered_artifacts() {
+fn downloads_detect_tampered_artifacts(cred: Cred) {
     let sink = MemorySink::new();
-    let e = Engine::builder()
+    let e = cred
+        .setup(Engine::builder())
         .formats(registry())
         .source(source())
         .sink(Arc::new(sink.clone()))
         .workers(1)
         .build()
         .unwrap();
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let admin = cred.admin(&e);
     let job = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
         .unwrap();
@@ -384,11 +379,11 @@ fn downloads_detect_tampered_artifacts() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
 }
 
-#[test]
-fn expired_artifacts_are_deleted_and_refused() {
+fn expired_artifacts_are_deleted_and_refused(cred: Cred) {
     let clock = Arc::new(FixedClock::new(chrono::Utc::now()));
     let sink = MemorySink::new();
-    let e = Engine::builder()
+    let e = cred
+        .setup(Engine::builder())
         .formats(registry())
         .source(source())
         .sink(Arc::new(sink.clone()))
@@ -397,7 +392,7 @@ fn expired_artifacts_are_deleted_and_refused() {
         .workers(1)
         .build()
         .unwrap();
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let admin = cred.admin(&e);
     let job = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
         .unwrap();
@@ -405,8 +400,12 @@ fn expired_artifacts_are_deleted_and_refused() {
     read_all(&e, &admin, job.id, None);
     clock.advance(chrono::Duration::days(31));
     let err = e.download(&admin, job.id, None).unwrap_err();
-    assert_eq!((code(&err), err.reason()), ("EXP004", "artifact_expired"));
-    assert!(sink.paths().is_empty(), "expired bytes were kept");
+    assert_eq!((code(&err), err.reason()), ("EXP004", "expired"));
+    assert_eq!(
+        sink.paths(),
+        [format!("{}/manifest.json", job.id)],
+        "expired bytes were kept (only the manifest stays)"
+    );
     let job = e.get_job(&admin, job.id).unwrap();
     assert_eq!(job.state, JobState::Expired);
     assert_eq!(
@@ -416,9 +415,8 @@ fn expired_artifacts_are_deleted_and_refused() {
     );
 }
 
-#[test]
-fn formats_lists_registered_formats() {
-    let (e, admin) = engine(0);
+fn formats_lists_registered_formats(cred: Cred) {
+    let (e, admin) = cred.engine(0);
     let infos = e.formats(&admin).unwrap();
     assert_eq!(infos.len(), 1);
     assert_eq!(infos[0].id, "lines");
@@ -426,9 +424,8 @@ fn formats_lists_registered_formats() {
     assert_eq!(code(&e.formats("").unwrap_err()), "EXP003");
 }
 
-#[test]
-fn bulk_export_writes_a_zip_with_a_manifest() {
-    let (e, admin) = engine(1);
+fn bulk_export_writes_a_zip_with_a_manifest(cred: Cred) {
+    let (e, admin) = cred.engine(1);
     let job = e
         .bulk_export(
             &admin,
@@ -512,7 +509,7 @@ fn bulk_export_writes_a_zip_with_a_manifest() {
         "unsupported_container"
     );
     bad.container = PackageContainer::Zip;
-    let stat = key(&e, &admin, &[Role::Statistician], &["*"]);
+    let stat = cred.key(&e, &admin, &[Role::Statistician], &["*"]);
     bad.package = PackageKind::Zip;
     assert_eq!(code(&e.bulk_export(&stat, bad).unwrap_err()), "EXP003");
 }
@@ -542,9 +539,8 @@ fn report_spec() -> ReportSpec {
     }
 }
 
-#[test]
-fn export_report_renders_tables_with_filters_sort_and_limit() {
-    let (e, admin) = engine(1);
+fn export_report_renders_tables_with_filters_sort_and_limit(cred: Cred) {
+    let (e, admin) = cred.engine(1);
     let job = e
         .export_report(
             &admin,
@@ -583,16 +579,15 @@ fn export_report_renders_tables_with_filters_sort_and_limit() {
         code(&e.export_report(&admin, req(bad)).unwrap_err()),
         "EXP001"
     );
-    let auditor = key(&e, &admin, &[Role::Auditor], &["*"]);
+    let auditor = cred.key(&e, &admin, &[Role::Auditor], &["*"]);
     assert_eq!(
         code(&e.export_report(&auditor, req(report_spec())).unwrap_err()),
         "EXP003"
     );
 }
 
-#[test]
-fn export_dashboard_computes_kpis_and_charts() {
-    let (e, admin) = engine(1);
+fn export_dashboard_computes_kpis_and_charts(cred: Cred) {
+    let (e, admin) = cred.engine(1);
     let spec = DashboardSpec {
         study: "S1".into(),
         title: "Overview".into(),
@@ -659,9 +654,8 @@ fn export_dashboard_computes_kpis_and_charts() {
     );
 }
 
-#[test]
-fn cancel_queued_running_and_finished_jobs() {
-    let (e, admin) = engine(0);
+fn cancel_queued_running_and_finished_jobs(cred: Cred) {
+    let (e, admin) = cred.engine(0);
     let job = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
         .unwrap();
@@ -673,12 +667,13 @@ fn cancel_queued_running_and_finished_jobs() {
         code(&e.cancel(&admin, Uuid::now_v7()).unwrap_err()),
         "EXP001"
     );
-    let monitor = key(&e, &admin, &[Role::Monitor], &["*"]);
+    let monitor = cred.key(&e, &admin, &[Role::Monitor], &["*"]);
     assert_eq!(code(&e.cancel(&monitor, job.id).unwrap_err()), "EXP003");
 
     // A running job stops at its next batch and leaves no artifact.
     let sink = MemorySink::new();
-    let e = Engine::builder()
+    let e = cred
+        .setup(Engine::builder())
         .formats(registry())
         .source(Arc::new(SlowSource {
             batches: 1000,
@@ -688,7 +683,7 @@ fn cancel_queued_running_and_finished_jobs() {
         .workers(1)
         .build()
         .unwrap();
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let admin = cred.admin(&e);
     let job = e
         .export_data(&admin, ExportDataRequest::new("SLOW", &["BIG"], "lines"))
         .unwrap();
@@ -712,17 +707,17 @@ fn cancel_queued_running_and_finished_jobs() {
     );
 }
 
-#[test]
-fn the_audit_trail_records_each_operation_in_order_and_verifies() {
+fn the_audit_trail_records_each_operation_in_order_and_verifies(cred: Cred) {
     let hook = RecordingHook::new();
-    let e = Engine::builder()
+    let e = cred
+        .setup(Engine::builder())
         .formats(registry())
         .source(source())
         .audit_hook(Arc::new(hook.clone()))
         .workers(1)
         .build()
         .unwrap();
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let admin = cred.admin(&e);
     let job = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
         .unwrap();
@@ -743,6 +738,13 @@ fn the_audit_trail_records_each_operation_in_order_and_verifies() {
     assert_eq!(actions, expect);
     let events = hook.events();
     assert_eq!(events[1].target, format!("job:{}", job.id));
+    // The acting principal: the engine for the initial key, then the admin (`apikey:<id>` or the token's `sub`).
+    assert_eq!(events[0].actor.subject, "system");
+    for i in [1, 4, 6] {
+        assert_eq!(events[i].actor.subject, subject_of(&admin), "event {i}");
+        assert_eq!(events[i].actor.name, "initial admin", "event {i}");
+        assert_eq!(events[i].actor.org, "acme", "event {i}");
+    }
     assert_eq!(events[5].actor.subject, "anonymous");
     assert_eq!(events[5].details["reason"], "invalid_credential");
     assert_eq!(events[5].target, "study:S1");
@@ -750,14 +752,17 @@ fn the_audit_trail_records_each_operation_in_order_and_verifies() {
         .windows(2)
         .all(|w| w[1].seq == w[0].seq + 1 && w[1].prev_hash == w[0].hash));
     let serialized = serde_json::to_string(&events).unwrap();
-    assert!(
-        !serialized.contains(admin.trim_start_matches("ApiKey ")),
-        "a secret reached the audit trail"
-    );
+    // The whole key, or each segment of the token.
+    for secret in secret_of(&admin).split('.') {
+        assert!(
+            !serialized.contains(secret),
+            "a secret reached the audit trail"
+        );
+    }
     assert_eq!(e.verify_audit(&admin).unwrap(), 7);
     let read = e.audit_events(&admin, 1, 100).unwrap();
     assert_eq!(read.len(), 8, "the verify call itself is audited");
-    let stat = key(&e, &admin, &[Role::Statistician], &["*"]);
+    let stat = cred.key(&e, &admin, &[Role::Statistician], &["*"]);
     assert_eq!(code(&e.audit_events(&stat, 1, 10).unwrap_err()), "EXP003");
 }
 
@@ -768,10 +773,10 @@ impl AuditHook for FailingHook {
     }
 }
 
-#[test]
-fn a_failing_audit_hook_fails_the_operation() {
+fn a_failing_audit_hook_fails_the_operation(cred: Cred) {
     let store = Arc::new(trialport_core::store::MemoryStore::new());
-    let ok = Engine::builder()
+    let ok = cred
+        .setup(Engine::builder())
         .formats(registry())
         .source(source())
         .store(store.clone())
@@ -779,9 +784,10 @@ fn a_failing_audit_hook_fails_the_operation() {
         .workers(0)
         .build()
         .unwrap();
-    let admin = format!("ApiKey {}", ok.create_initial_admin_key("acme").unwrap());
+    let admin = cred.admin(&ok);
     drop(ok);
-    let e = Engine::builder()
+    let e = cred
+        .setup(Engine::builder())
         .formats(registry())
         .source(source())
         .store(store.clone())
@@ -797,12 +803,11 @@ fn a_failing_audit_hook_fails_the_operation() {
     );
 }
 
-#[test]
-fn jobs_survive_a_restart_of_a_home() {
+fn jobs_survive_a_restart_of_a_home(cred: Cred) {
     let dir = tempfile::tempdir().unwrap();
     trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
     let open = |workers: usize| {
-        Engine::builder()
+        cred.setup(Engine::builder())
             .formats(registry())
             .source(source())
             .home(dir.path())
@@ -812,7 +817,7 @@ fn jobs_survive_a_restart_of_a_home() {
             .unwrap()
     };
     let e = open(0);
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let admin = cred.admin(&e);
     let job = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
         .unwrap();
@@ -831,12 +836,12 @@ fn jobs_survive_a_restart_of_a_home() {
     assert_eq!(err.reason(), "already_initialized");
 }
 
-#[test]
-fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones() {
+fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones(cred: Cred) {
     let dir = tempfile::tempdir().unwrap();
     trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
     let open = |workers: usize, slow: bool| {
-        let b = Engine::builder()
+        let b = cred
+            .setup(Engine::builder())
             .formats(registry())
             .home(dir.path())
             .unwrap();
@@ -851,7 +856,7 @@ fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones() {
         b.workers(workers).build().unwrap()
     };
     let e = open(0, false);
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let admin = cred.admin(&e);
     let job = e
         .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
         .unwrap();
@@ -889,9 +894,9 @@ fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones() {
     assert_eq!(done.state, JobState::Cancelled);
 }
 
-#[test]
-fn calls_over_the_rate_limit_get_exp006_per_principal() {
-    let e = Engine::builder()
+fn calls_over_the_rate_limit_get_exp006_per_principal(cred: Cred) {
+    let e = cred
+        .setup(Engine::builder())
         .formats(registry())
         .source(source())
         .rate_limit(0.5, 3)
@@ -899,23 +904,27 @@ fn calls_over_the_rate_limit_get_exp006_per_principal() {
         .workers(0)
         .build()
         .unwrap();
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
-    let other = key(&e, &admin, &[Role::Auditor], &["*"]);
-    e.formats(&admin).unwrap();
-    e.formats(&admin).unwrap();
-    let err = e.formats(&admin).unwrap_err();
+    let admin = cred.admin(&e);
+    // Creating an API key is a call of the admin's while minting a token is not, so the principal run out of
+    // calls is the new one, which has made none yet in both kinds: its burst of 3 passes, the 4th call fails.
+    let other = cred.key(&e, &admin, &[Role::Auditor], &["*"]);
+    for _ in 0..3 {
+        e.formats(&other).unwrap();
+    }
+    let err = e.formats(&other).unwrap_err();
     assert_eq!((code(&err), err.reason()), ("EXP006", "rate_limited"));
     assert!(err.details()["retry_after_ms"].as_u64().unwrap() > 0);
-    let err = e.list_jobs(&admin, ListJobsRequest::default()).unwrap_err();
+    let err = e.list_jobs(&other, ListJobsRequest::default()).unwrap_err();
     assert_eq!(code(&err), "EXP006");
-    e.formats(&other).unwrap();
+    // Buckets are per principal: the admin still has calls.
+    e.formats(&admin).unwrap();
 }
 
-#[test]
-fn packages_verify_against_their_manifest_and_tampering_is_found() {
+fn packages_verify_against_their_manifest_and_tampering_is_found(cred: Cred) {
     let dir = tempfile::tempdir().unwrap();
     trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
-    let e = Engine::builder()
+    let e = cred
+        .setup(Engine::builder())
         .formats(registry())
         .source(source())
         .home(dir.path())
@@ -923,7 +932,7 @@ fn packages_verify_against_their_manifest_and_tampering_is_found() {
         .workers(1)
         .build()
         .unwrap();
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let admin = cred.admin(&e);
     let bulk = e
         .bulk_export(
             &admin,
@@ -982,3 +991,43 @@ fn packages_verify_against_their_manifest_and_tampering_is_found() {
         "EXP001"
     );
 }
+
+/// One `#[test]` per credential kind for each test body: `api_key::<name>` and `jwt::<name>`.
+macro_rules! credential_kinds {
+    ($($name:ident),* $(,)?) => {
+        mod api_key {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Cred::ApiKey);
+            })*
+        }
+        mod jwt {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Cred::Jwt);
+            })*
+        }
+    };
+}
+
+credential_kinds!(
+    export_data_succeeds_with_artifacts_manifest_and_matching_checksums,
+    export_data_applies_columns_filters_and_options,
+    export_data_errors,
+    list_jobs_pages_and_validates,
+    get_job_and_its_errors,
+    download_errors_and_recheck_of_permission,
+    downloads_detect_tampered_artifacts,
+    expired_artifacts_are_deleted_and_refused,
+    formats_lists_registered_formats,
+    bulk_export_writes_a_zip_with_a_manifest,
+    export_report_renders_tables_with_filters_sort_and_limit,
+    export_dashboard_computes_kpis_and_charts,
+    cancel_queued_running_and_finished_jobs,
+    the_audit_trail_records_each_operation_in_order_and_verifies,
+    a_failing_audit_hook_fails_the_operation,
+    jobs_survive_a_restart_of_a_home,
+    a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones,
+    calls_over_the_rate_limit_get_exp006_per_principal,
+    packages_verify_against_their_manifest_and_tampering_is_found,
+);

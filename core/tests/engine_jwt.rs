@@ -394,3 +394,73 @@ fn a_home_keeps_jwt_settings_in_its_configuration() {
         .formats(&bearer(&claims("sam", "acme", &["monitor"], &["*"])))
         .is_ok());
 }
+
+#[test]
+fn jwt_settings_parse_from_json_text_and_bad_text_is_a_validation_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hs.secret"), SECRET).unwrap();
+    let text = r#"{"keys": [{"path": "hs.secret", "alg": "HS256", "kid": "hs"}],
+                   "issuers": ["https://idp.example"], "audiences": ["trialport"], "leeway_secs": 30}"#;
+    let config = JwtConfig::from_json(text).unwrap();
+    let mut key = JwtKeyConfig::new("hs.secret", Some(Algorithm::Hs256));
+    key.kid = Some("hs".into());
+    assert_eq!(
+        config,
+        JwtConfig {
+            issuers: vec!["https://idp.example".into()],
+            audiences: vec!["trialport".into()],
+            leeway_secs: Some(30),
+            ..JwtConfig::with_keys(vec![key])
+        }
+    );
+    // The parsed settings build a verifier (the key path relative to the base directory) that accepts tokens.
+    let verifier = JwtVerifier::from_config(&config, dir.path()).unwrap();
+    assert_eq!(verifier.leeway_secs(), 30);
+    let token = bearer(&claims("sam", "acme", &["monitor"], &["*"]));
+    let p = verifier
+        .verify(
+            token.trim_start_matches("Bearer "),
+            DateTime::from_timestamp(T, 0).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(p.subject, "sam");
+
+    for bad in [
+        "",
+        "not json",
+        "[]",
+        r#"{"issuers": []}"#,
+        r#"{"keys": [{"path": "hs.secret", "alg": "none"}]}"#,
+        r#"{"keys": [{"path": "hs.secret", "alg": "hs256"}]}"#,
+        r#"{"keys": [{"path": "hs.secret", "secret": "s3cr3t-value"}]}"#,
+        r#"{"keys": "hs.secret"}"#,
+        r#"{"keys": [], "leeway_secs": "60"}"#,
+        r#"{"keys": [], "extra": "s3cr3t-value"}"#,
+    ] {
+        let err = JwtConfig::from_json(bad).unwrap_err();
+        assert_eq!(
+            (err.code().as_str(), err.reason(), err.field()),
+            ("EXP002", "invalid_config", Some("jwt")),
+            "{bad}"
+        );
+        assert!(err.details()["line"].as_u64().is_some(), "{bad}");
+        let rendered = err.render().to_string();
+        assert!(!rendered.contains("s3cr3t"), "{rendered}");
+    }
+    // Well-formed settings that cannot be used fail when the verifier is built.
+    std::fs::write(dir.path().join("short.secret"), &SECRET[..31]).unwrap();
+    let weak =
+        JwtConfig::from_json(r#"{"keys": [{"path": "short.secret", "alg": "HS256"}]}"#).unwrap();
+    let err = JwtVerifier::from_config(&weak, dir.path()).unwrap_err();
+    assert_eq!(
+        (err.code().as_str(), err.reason(), err.field()),
+        ("EXP002", "weak_hmac_secret", Some("jwt"))
+    );
+    let none = JwtConfig::from_json(r#"{"keys": []}"#).unwrap();
+    assert_eq!(
+        JwtVerifier::from_config(&none, dir.path())
+            .unwrap_err()
+            .reason(),
+        "missing_jwt_keys"
+    );
+}

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use trialport_core::engine::{Engine, EngineBuilder};
 use trialport_core::home::Home;
+use trialport_core::jwt::{JwtConfig, JwtVerifier};
 use trialport_core::Result;
 
 /// An engine builder wired to the home in `home_dir` (its SQLite store, audit log, artifact directory and
@@ -24,6 +25,15 @@ use trialport_core::Result;
 /// EXP001 `not_a_home` when `home_dir` is not a home; EXP002 for an unreadable configuration or unusable JWT
 /// settings; EXP005 for I/O.
 pub fn engine_builder(home_dir: &Path) -> Result<EngineBuilder> {
+    engine_builder_with_jwt(home_dir, None)
+}
+
+/// As [`engine_builder`], but with the JWT settings `jwt` in place of the home's when given (key paths relative
+/// to the home): the home's own settings are then not read, so a home whose key file is gone still opens.
+///
+/// # Errors
+/// As [`engine_builder`].
+pub fn engine_builder_with_jwt(home_dir: &Path, jwt: Option<&JwtConfig>) -> Result<EngineBuilder> {
     let home = Home::open(home_dir)?;
     let mut builder = Engine::builder()
         .formats(crate::default_formats())
@@ -31,7 +41,11 @@ pub fn engine_builder(home_dir: &Path) -> Result<EngineBuilder> {
     if let Some(dir) = &home.config().source {
         builder = builder.source(Arc::new(DirectorySource::new(dir)));
     }
-    if let Some(verifier) = home.jwt_verifier()? {
+    let verifier = match jwt {
+        Some(config) => Some(JwtVerifier::from_config(config, home_dir)?),
+        None => home.jwt_verifier()?,
+    };
+    if let Some(verifier) = verifier {
         builder = builder.jwt(verifier);
     }
     Ok(builder)

@@ -262,6 +262,7 @@ class Engine:
         self,
         home: str | os.PathLike[str],
         *,
+        jwt: Mapping[str, Any] | None = None,
         workers: int | None = None,
         rate_limit: tuple[float, int] | None = None,
     ) -> None:
@@ -269,15 +270,27 @@ class Engine:
 
         Args:
             home: A home directory.
+            jwt: JWT settings for ``"Bearer <jwt>"`` credentials, in the shape of the ``jwt`` member of the home's
+                ``config.json``: ``{"keys": [{"path": ..., "alg": ..., "kid": ...}], "issuers": [...],
+                "audiences": [...], "leeway_secs": 60}``. Key files hold the key material (PEM public key, JWK,
+                JWK Set or HMAC secret); a relative ``path`` is relative to ``home``; paths may be ``os.PathLike``.
+                When given, these settings replace the home's JWT settings for this engine (the home's
+                configuration is not changed). Default: the home's settings, if any.
             workers: Worker threads (default: the home's configuration, else 2; 0 runs no job).
             rate_limit: ``(per_second, burst)``: each principal may make ``burst`` calls at once and ``per_second``
                 on average; more fail with :class:`RateLimitError`. Default: no limit.
 
         Raises:
             NotFoundError: ``home`` is not a home.
-            ValidationError: A bad rate limit.
+            ValidationError: A bad rate limit; ``jwt`` settings of the wrong shape (reason ``invalid_config``) or
+                with unusable keys (e.g. ``weak_hmac_secret`` for an HS256 secret under 32 bytes), field ``jwt``.
+            ServerError: A key file that cannot be read.
         """
-        self._native = _trialport.Engine(os.fspath(home), workers, rate_limit)
+        # Translation only: the core parses and checks the settings (EXP002 with field ``jwt``).
+        jwt_json = None if jwt is None else json.dumps(
+            dict(jwt) if isinstance(jwt, Mapping) else jwt, default=os.fspath
+        )
+        self._native = _trialport.Engine(os.fspath(home), jwt_json, workers, rate_limit)
         self._credentials: dict[str, str] = {}
         _OPEN.add(self)
 
@@ -672,6 +685,25 @@ class Engine:
             ServerError: Reason ``integrity_violation`` with ``details["seq"]`` of the first bad event.
         """
         return self._native.verify_audit(credential)
+
+    def purge(self, credential: str) -> dict[str, int]:
+        """Expires now every job of the caller's organization whose artifacts passed their retention time (the
+        home's ``retention_days`` / ``retention`` settings): their files are deleted, each deletion recorded in
+        the audit trail (``artifact.deleted``), the job becomes ``expired`` and keeps its record and its
+        ``manifest.json`` (still downloadable); downloading another of its artifacts raises ``ConflictError``
+        with reason ``expired``. A background sweep does the same every minute while the engine is open.
+
+        Args:
+            credential: An ``admin`` credential (``retention:purge``).
+
+        Returns:
+            ``{"jobs_expired": n, "artifacts_deleted": n, "bytes_freed": n}`` (recorded sizes of the deleted files).
+
+        Raises:
+            UnauthorizedError: Without the ``retention:purge`` permission.
+        """
+        summary: dict[str, int] = json.loads(self._native.purge(credential))
+        return summary
 
     # -- e-signatures ------------------------------------------------------------------------------------------
 

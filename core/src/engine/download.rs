@@ -8,12 +8,12 @@
 //! does not authenticate, or a size or SHA-256 that differs from the record at the end. The reader then fails
 //! with EXP005 `integrity_violation` (an `io::Error` of kind `InvalidData` carrying the [`Error`]; map it with
 //! [`download_error`]) and records one more audit event itself, whoever reads it (the CLI, a binding, a host):
-//! action `download.failed`, outcome `failed`, the same actor, target and request id as the `download` event,
+//! action `download.failed`, outcome `failed`, the same actor, scope, target and request id as the `download` event,
 //! details `{code, reason, artifact, bytes_read}`. A failure found at open (an altered header, a wrong or
 //! missing key) fails the `download` call itself, which is audited as failed as usual.
 
 use super::{run, Done, Engine, Inner};
-use crate::audit::{Actor, AuditRecord, Outcome};
+use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
 use crate::auth::Permission;
 use crate::error::{Error, Result};
 use crate::job::{Artifact, JobState};
@@ -217,20 +217,25 @@ struct ViolationAudit {
     target: String,
     request_id: String,
     artifact: String,
+    /// The job's organization and study, as in the `download` event.
+    scope: AuditScope,
 }
 
 impl ViolationAudit {
     fn record(self, err: &Error, bytes_read: u64) {
         // The read fails whether or not this event is stored: a failing audit store cannot hide the violation.
-        let _ = self.inner.auditor.emit(AuditRecord {
-            actor: self.actor,
-            action: "download.failed".into(),
-            target: self.target,
-            outcome: Outcome::Failed,
-            details: json!({"code": err.code().as_str(), "reason": err.reason(), "artifact": self.artifact,
-                "bytes_read": bytes_read}),
-            request_id: self.request_id,
-        });
+        let _ = self.inner.auditor.emit_in(
+            AuditRecord {
+                actor: self.actor,
+                action: "download.failed".into(),
+                target: self.target,
+                outcome: Outcome::Failed,
+                details: json!({"code": err.code().as_str(), "reason": err.reason(),
+                    "artifact": self.artifact, "bytes_read": bytes_read}),
+                request_id: self.request_id,
+            },
+            self.scope,
+        );
     }
 }
 
@@ -300,8 +305,9 @@ impl Engine {
     /// data job of several datasets needs a name).
     ///
     /// # Errors
-    /// EXP003 (checked again at download); EXP001 for an unknown job or artifact; EXP004 `job_not_succeeded` or
-    /// `artifact_expired`; EXP002 `artifact_required`; EXP005 `integrity_violation` when the stored artifact's
+    /// EXP003 (checked again at download); EXP001 for an unknown job or artifact; EXP004 `job_not_succeeded`, or
+    /// `expired` for an artifact other than `manifest.json` of a job whose retention time has passed (see
+    /// [`Engine::purge`]); EXP002 `artifact_required`; EXP005 `integrity_violation` when the stored artifact's
     /// header or key does not authenticate (later damage shows while reading); EXP005.
     pub fn download(
         &self,
@@ -311,14 +317,18 @@ impl Engine {
     ) -> Result<Download> {
         self.call("download", format!("job:{job_id}"), credential, |call| {
             let job = self.visible_job(call, job_id, Permission::Download)?;
-            let job = self.expire_if_due(job)?;
+            let (job, _) = self.inner.expire_if_due(job, Some(&call.request_id))?;
             match job.state {
                 JobState::Succeeded => {}
+                // The manifest outlives the other artifacts: it is the record of what was written.
+                JobState::Expired if artifact == Some(run::MANIFEST_NAME) => {}
                 JobState::Expired => {
                     return Err(Error::conflict(
-                        "artifact_expired",
-                        "the job's artifacts passed their retention time and were deleted",
-                    ))
+                        "expired",
+                        "the job's artifacts passed their retention time and were deleted; its manifest.json is kept",
+                    )
+                    .with_field("artifact")
+                    .with_detail("state", "expired"))
                 }
                 other => {
                     return Err(Error::conflict(
@@ -372,6 +382,7 @@ impl Engine {
                 target: target.clone(),
                 request_id: call.request_id.clone(),
                 artifact: chosen.name.clone(),
+                scope: AuditScope::new(job.org.clone(), Some(&job.study)),
             };
             Ok(Done {
                 target,

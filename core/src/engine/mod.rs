@@ -39,10 +39,12 @@ mod compute;
 mod download;
 mod encryption;
 mod package;
+mod retention;
 mod run;
 mod signing;
 
 pub use download::{download_error, Download, SavedArtifact};
+pub use retention::{PurgeSummary, DEFAULT_SWEEP_INTERVAL};
 
 use crate::audit::{
     Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Checkpoint, Outcome,
@@ -89,7 +91,11 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     pepper: Option<Vec<u8>>,
     workers: usize,
-    retention: Option<chrono::Duration>,
+    retention: retention::Retention,
+    /// How often the background sweep expires due jobs (`None`: no sweep).
+    sweep_interval: Option<Duration>,
+    /// Organizations the sweep visits from the start (a home's).
+    known_orgs: BTreeSet<String>,
     /// Held (shared) while the engine lives, so that another process opening the same home knows it is alive.
     home_lock: Option<std::fs::File>,
     rate_limit: Option<crate::limit::RateLimiter>,
@@ -201,9 +207,29 @@ impl EngineBuilder {
         self
     }
 
-    /// Artifacts of succeeded jobs expire this long after the job finished (default: never).
+    /// Artifacts of succeeded jobs of every kind without its own [`EngineBuilder::retention_for`] expire this
+    /// long after the job finished (default: never). See [`Engine::purge`] for what expiry does.
+    ///
+    /// A retention time that is not positive makes [`EngineBuilder::build`] fail with EXP002
+    /// `invalid_retention`.
     pub fn retention(mut self, after: chrono::Duration) -> Self {
-        self.retention = Some(after);
+        self.retention.set_default(after);
+        self
+    }
+
+    /// Artifacts of succeeded jobs of `kind` expire this long after the job finished (default: as
+    /// [`EngineBuilder::retention`]). Not positive: [`EngineBuilder::build`] fails with EXP002
+    /// `invalid_retention`.
+    pub fn retention_for(mut self, kind: JobKind, after: chrono::Duration) -> Self {
+        self.retention.set(kind, after);
+        self
+    }
+
+    /// How often a background thread expires due jobs when any retention is set (default
+    /// [`DEFAULT_SWEEP_INTERVAL`], 60 s; `None`: no sweep, jobs then expire at [`Engine::purge`] or when
+    /// downloaded). A zero interval makes [`EngineBuilder::build`] fail with EXP002 `invalid_sweep_interval`.
+    pub fn sweep_interval(mut self, every: Option<Duration>) -> Self {
+        self.sweep_interval = every;
         self
     }
 
@@ -211,7 +237,7 @@ impl EngineBuilder {
     /// directory, its pepper and, when its configuration turns encryption on, its key-encryption keys.
     ///
     /// # Errors
-    /// EXP001 when `dir` is not a home; EXP005 for I/O.
+    /// EXP001 when `dir` is not a home; EXP002 `invalid_retention` for a bad retention setting; EXP005 for I/O.
     pub fn home(self, dir: &Path) -> Result<Self> {
         let home = crate::home::Home::open(dir)?;
         let store = Arc::new(SqliteStore::open(&home.database_path())?);
@@ -245,9 +271,12 @@ impl EngineBuilder {
         if let Some(w) = home.config().workers {
             b = b.workers(w);
         }
-        if let Some(days) = home.config().retention_days {
-            b = b.retention(chrono::Duration::days(i64::from(days)));
+        for (kind, days) in home.config().retention_by_kind()? {
+            if let Some(days) = days {
+                b = b.retention_for(kind, chrono::Duration::days(i64::from(days)));
+            }
         }
+        b.known_orgs.insert(home.config().org.clone());
         if let Some(keys) = home.key_provider() {
             b = b.encryption(Arc::new(keys));
         }
@@ -264,8 +293,18 @@ impl EngineBuilder {
     /// the home open), and starts the workers.
     ///
     /// # Errors
-    /// EXP002 for a pepper shorter than 32 bytes; EXP005 when randomness, the store or the audit trail fails.
+    /// EXP002 for a pepper shorter than 32 bytes, `invalid_retention` for a retention time that is not positive,
+    /// `invalid_sweep_interval` for a zero sweep interval; EXP005 when randomness, the store or the audit trail
+    /// fails.
     pub fn build(mut self) -> Result<Engine> {
+        self.retention.check()?;
+        if self.sweep_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::validation(
+                "invalid_sweep_interval",
+                "the retention sweep interval must be positive",
+            )
+            .with_field("sweep_interval"));
+        }
         let signing = self.take_signing()?;
         let memory = Arc::new(MemoryStore::new());
         let pepper = match self.pepper {
@@ -304,6 +343,10 @@ impl EngineBuilder {
             ),
             clock: self.clock,
             retention: self.retention,
+            expiry: Mutex::new(()),
+            orgs: Mutex::new(BTreeSet::new()),
+            sweep_lock: Mutex::new(()),
+            sweep_wake: Condvar::new(),
             running: Mutex::new(HashMap::new()),
             wake: Condvar::new(),
             wake_lock: Mutex::new(0),
@@ -318,12 +361,16 @@ impl EngineBuilder {
         });
         // A torn tail the audit log cut away when it was opened goes on the record at once.
         inner.auditor.flush_recoveries()?;
+        for org in &self.known_orgs {
+            inner.know_org(org);
+        }
         let orphans = if self.sole_process {
             inner.jobs.requeue_running()?
         } else {
             vec![]
         };
         for job in orphans {
+            inner.know_org(&job.org);
             inner.audit_system(
                 "job.requeued",
                 &job,
@@ -339,7 +386,22 @@ impl EngineBuilder {
                     .map_err(|e| Error::io("cannot start a worker thread", &e))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Engine { inner, workers })
+        let mut engine = Engine {
+            inner,
+            workers,
+            sweeper: None,
+        };
+        if let (true, Some(every)) = (engine.inner.retention.is_on(), self.sweep_interval) {
+            let inner = engine.inner.clone();
+            // On failure `engine` is dropped, which stops the workers.
+            engine.sweeper = Some(
+                std::thread::Builder::new()
+                    .name("trialport-retention".into())
+                    .spawn(move || retention::sweep_loop(&inner, every))
+                    .map_err(|e| Error::io("cannot start the retention thread", &e))?,
+            );
+        }
+        Ok(engine)
     }
 }
 
@@ -356,7 +418,15 @@ pub(crate) struct Inner {
     pub(crate) auth: Authenticator,
     pub(crate) auditor: Auditor,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) retention: Option<chrono::Duration>,
+    /// The retention of each kind of job (see [`retention`]).
+    pub(crate) retention: retention::Retention,
+    /// Held while a job expires: one expiry at a time.
+    pub(crate) expiry: Mutex<()>,
+    /// The organizations the retention sweep visits.
+    pub(crate) orgs: Mutex<BTreeSet<String>>,
+    /// The retention sweep waits on `sweep_wake` between passes, and is woken to stop.
+    pub(crate) sweep_lock: Mutex<()>,
+    pub(crate) sweep_wake: Condvar,
     /// Cancel flags of the jobs this process is running.
     pub(crate) running: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
     pub(crate) wake: Condvar,
@@ -487,6 +557,8 @@ impl Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     workers: Vec<JoinHandle<()>>,
+    /// The retention sweep, when any retention is set.
+    sweeper: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -511,7 +583,8 @@ impl Drop for Engine {
             flag.store(true, Ordering::SeqCst);
         }
         self.inner.notify_queued();
-        for w in self.workers.drain(..) {
+        self.inner.notify_sweeper();
+        for w in self.workers.drain(..).chain(self.sweeper.take()) {
             let _ = w.join();
         }
     }
@@ -627,7 +700,9 @@ impl Engine {
             clock: Arc::new(SystemClock),
             pepper: None,
             workers: 2,
-            retention: None,
+            retention: retention::Retention::default(),
+            sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
+            known_orgs: BTreeSet::new(),
             home_lock: None,
             rate_limit: None,
             sole_process: true,
@@ -670,7 +745,10 @@ impl Engine {
                 Ok(p)
             });
         match authenticated {
-            Ok(p) => call.principal = Some(p),
+            Ok(p) => {
+                self.inner.know_org(&p.org);
+                call.principal = Some(p);
+            }
             Err(e) => {
                 let outcome =
                     if matches!(e.code(), ErrorCode::Unauthorized | ErrorCode::RateLimited) {
@@ -714,8 +792,8 @@ impl Engine {
     }
 
     /// `export_data`: exports datasets of a study, one artifact per dataset. With `identifiable`, the request
-    /// needs an e-signature (see [`crate::signature`]); any signature given is checked now and applied to the
-    /// job's manifest when it succeeds.
+    /// needs the `data:identifiable` permission and an e-signature (see [`crate::signature`]); any signature given
+    /// is checked now and applied to the job's manifest when it succeeds.
     ///
     /// # Errors
     /// EXP003 unauthorized, or for the e-signature `signature_required`, `signature_invalid`, `signing_locked` or
@@ -732,6 +810,14 @@ impl Engine {
             |call| {
                 let p = call.principal();
                 authorize(p, Permission::ExportData, &p.org, Some(&request.study))?;
+                if request.identifiable {
+                    authorize(
+                        p,
+                        Permission::IdentifiableData,
+                        &p.org,
+                        Some(&request.study),
+                    )?;
+                }
                 crate::sink::validate_name(&request.study, "study")?;
                 let describes = self
                     .inner
@@ -804,6 +890,14 @@ impl Engine {
             |call| {
                 let p = call.principal();
                 authorize(p, Permission::ExportBulk, &p.org, Some(&request.study))?;
+                if request.identifiable {
+                    authorize(
+                        p,
+                        Permission::IdentifiableData,
+                        &p.org,
+                        Some(&request.study),
+                    )?;
+                }
                 crate::sink::validate_name(&request.study, "study")?;
                 self.check_package(&request)?;
                 self.check_format(&request.format, Capability::Data, &request.options)?;
@@ -1117,8 +1211,8 @@ impl Engine {
     /// Creates an API key in the caller's organization; returns the key text (shown once) and its record.
     ///
     /// # Errors
-    /// EXP003 (needs `keys:manage`; only for the caller's organization); EXP002 for bad roles, studies or name;
-    /// EXP005.
+    /// EXP003 (needs `keys:manage`; only for the caller's organization and studies it holds); EXP002 for bad roles,
+    /// studies or name; EXP005.
     pub fn create_api_key(
         &self,
         credential: &str,
@@ -1131,6 +1225,10 @@ impl Engine {
             |call| {
                 let p = call.principal();
                 authorize(p, Permission::KeysManage, &new.org, None)?;
+                // A key grants no study its creator does not hold (`*` only from a creator with `*`).
+                for s in &new.studies {
+                    authorize(p, Permission::KeysManage, &new.org, Some(s))?;
+                }
                 let (text, rec) = self.inner.auth.create_key(new, &p.subject, call.at)?;
                 Ok(Done {
                     target: format!("apikey:{}", rec.key_id),
@@ -1144,7 +1242,8 @@ impl Engine {
     /// Revokes an API key of the caller's organization; it fails from the next call on.
     ///
     /// # Errors
-    /// EXP003; EXP001 for an unknown key; EXP005.
+    /// EXP003 (needs `keys:manage` and every study of the key); EXP001 for an unknown key or one of another
+    /// organization; EXP005.
     pub fn revoke_api_key(&self, credential: &str, key_id: &str) -> Result<()> {
         self.call(
             "revoke_api_key",
@@ -1157,8 +1256,13 @@ impl Engine {
                     .auth
                     .keys()
                     .get_key(key_id)?
+                    .filter(|rec| rec.org == p.org)
+                    // Another organization's key is reported as unknown: its existence is not disclosed.
                     .ok_or_else(|| Error::not_found("no such API key").with_field("key_id"))?;
                 authorize(p, Permission::KeysManage, &rec.org, None)?;
+                for s in &rec.studies {
+                    authorize(p, Permission::KeysManage, &rec.org, Some(s))?;
+                }
                 self.inner.auth.keys().revoke_key(key_id, call.at)?;
                 Ok(Done {
                     target: format!("apikey:{key_id}"),
@@ -1192,6 +1296,7 @@ impl Engine {
             "system",
             self.inner.clock.now(),
         )?;
+        self.inner.know_org(org);
         self.inner.auditor.emit_in(
             AuditRecord {
                 actor: Actor::system(),
@@ -1323,33 +1428,14 @@ impl Engine {
     /// Loads a job and checks `permission` on its organization and study.
     fn visible_job(&self, call: &Call<'_>, job_id: Uuid, permission: Permission) -> Result<Job> {
         let job = self.inner.jobs.get(job_id)?;
+        if job.org != call.principal().org {
+            // Another organization's job is reported, and audited, exactly as a job that does not exist (the
+            // stores' error): its existence is not disclosed.
+            return Err(Error::not_found("no job with this id"));
+        }
         call.set_scope(&job.org, Some(&job.study));
         authorize(call.principal(), permission, &job.org, Some(&job.study))?;
         Ok(job)
-    }
-
-    /// Expires a succeeded job whose retention time has passed: deletes its bytes, keeps its record.
-    fn expire_if_due(&self, job: Job) -> Result<Job> {
-        let (Some(retention), Some(finished)) = (self.inner.retention, job.finished_at) else {
-            return Ok(job);
-        };
-        if job.state != JobState::Succeeded || finished + retention > self.inner.clock.now() {
-            return Ok(job);
-        }
-        for a in &job.artifacts {
-            self.inner.sink.delete(&run::artifact_path(&job, &a.name))?;
-        }
-        let mut expired = job.clone();
-        expired.transition(JobState::Expired, self.inner.clock.now())?;
-        match self.inner.jobs.update(&expired) {
-            Ok(j) => {
-                self.inner
-                    .audit_system("job.expired", &j, json!({"state": "expired"}))?;
-                Ok(j)
-            }
-            Err(e) if e.reason() == "version_conflict" => self.inner.jobs.get(job.id),
-            Err(e) => Err(e),
-        }
     }
 
     fn check_format(

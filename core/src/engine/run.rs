@@ -172,15 +172,18 @@ fn run_claimed(inner: &Arc<Inner>, job: Job) {
     inner.notify_changed();
 }
 
-/// Records the outcome of a job in the store and the audit trail.
+/// Records the outcome of a job in the audit trail, then in the store.
+///
+/// Fail-closed: the end is audited before it is stored, so no job is seen succeeded whose success the audit trail
+/// lacks. When the `job.succeeded` event (or the `job.signed` event of its e-signatures) cannot be recorded, the
+/// artifacts' bytes are deleted and the job ends `failed` with EXP005 `audit_failed` instead (itself audited when
+/// the trail still takes events).
 fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
     let inner = run.inner;
-    let (state, artifacts, error) = match result {
+    let (mut state, mut artifacts, mut error) = match result {
         Ok(artifacts) => (JobState::Succeeded, artifacts, None),
         Err(stop) => {
-            for path in run.completed.drain(..) {
-                let _ = inner.sink.delete(&path);
-            }
+            discard(run);
             match stop {
                 Stop::Cancelled => (JobState::Cancelled, vec![], None),
                 Stop::Failed(e) => (JobState::Failed, vec![], Some(e)),
@@ -191,23 +194,52 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
             }
         }
     };
-    // Retry on version conflicts (a cancel request may have bumped the version).
+    let Ok(job) = inner.jobs.get(run.job.id) else {
+        return;
+    };
+    if state == JobState::Succeeded && job.cancel_requested {
+        // Cancelled after the last batch but before completion: honour the cancel.
+        for a in &artifacts {
+            let _ = inner.sink.delete(&artifact_path(&job, &a.name));
+        }
+        (state, artifacts) = (JobState::Cancelled, vec![]);
+    }
+    // Until its end is stored, a waiter holds its own event back (see `Inner::wait_audited`).
+    let _pending = PendingAudit::new(inner, job.id);
+    let rows = run.rows;
+    let bytes = run.bytes.load(Ordering::Relaxed);
+    let recorded = inner
+        .audit_system(
+            &format!("job.{}", state.as_str()),
+            &job,
+            end_details(run, state, rows, bytes, &artifacts, error.as_ref()),
+        )
+        .and_then(|_| match state {
+            JobState::Succeeded => super::signing::audit_signatures(inner, &job, &run.signatures),
+            _ => Ok(()),
+        });
+    if let Err(e) = recorded {
+        if state == JobState::Succeeded {
+            for a in &artifacts {
+                let _ = inner.sink.delete(&artifact_path(&job, &a.name));
+            }
+            let failure = Error::server("audit_failed", "the end of the job could not be audited")
+                .with_detail("cause", e.reason().to_string());
+            let details = end_details(run, JobState::Failed, rows, bytes, &[], Some(&failure));
+            let _ = inner.audit_system("job.failed", &job, details);
+            (state, artifacts, error) = (JobState::Failed, vec![], Some(failure));
+        }
+    }
+    // Store the audited end; retry on version conflicts (a cancel request may have bumped the version, too late to
+    // change an end already audited).
     for _ in 0..10 {
         let mut job = match inner.jobs.get(run.job.id) {
             Ok(j) => j,
             Err(_) => return,
         };
-        let mut state = state;
-        if state == JobState::Succeeded && job.cancel_requested {
-            // Cancelled after the last batch but before completion: honour the cancel.
-            for a in &artifacts {
-                let _ = inner.sink.delete(&artifact_path(&job, &a.name));
-            }
-            state = JobState::Cancelled;
-        }
         job.progress = run.job.progress;
-        job.progress.rows_written = run.rows;
-        job.progress.bytes_written = run.bytes.load(Ordering::Relaxed);
+        job.progress.rows_written = rows;
+        job.progress.bytes_written = bytes;
         if state == JobState::Succeeded {
             job.artifacts = artifacts.clone();
             job.progress.datasets_done = job.progress.datasets_total;
@@ -216,36 +248,44 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
         if job.transition(state, inner.clock.now()).is_err() {
             return;
         }
-        // Until its end is audited, a waiter that sees the stored state holds its own event back.
-        let _pending = PendingAudit::new(inner, job.id);
         match inner.jobs.update(&job) {
-            Ok(j) => {
-                let mut details = json!({"state": state, "rows": j.progress.rows_written,
-                    "bytes": j.progress.bytes_written});
-                if let Some(e) = &error {
-                    details["code"] = json!(e.code().as_str());
-                    details["reason"] = json!(e.reason());
-                }
-                if state == JobState::Succeeded {
-                    details["artifacts"] = json!(j
-                        .artifacts
-                        .iter()
-                        .map(|a| json!({"name": a.name, "sha256": a.sha256, "bytes": a.bytes}))
-                        .collect::<Vec<_>>());
-                    if let Some(d) = deidentification(run) {
-                        details["deidentification"] = d;
-                    }
-                }
-                let _ = inner.audit_system(&format!("job.{}", state.as_str()), &j, details);
-                if state == JobState::Succeeded {
-                    let _ = super::signing::audit_signatures(inner, &j, &run.signatures);
-                }
-                return;
-            }
             Err(e) if e.reason() == "version_conflict" => continue,
-            Err(_) => return,
+            _ => return,
         }
     }
+}
+
+/// Deletes the artifacts a stopped job had completed.
+fn discard(run: &mut Running<'_>) {
+    for path in run.completed.drain(..) {
+        let _ = run.inner.sink.delete(&path);
+    }
+}
+
+/// The details of a job's end event: state, rows, bytes, and the error, or the artifacts and de-identification.
+fn end_details(
+    run: &Running<'_>,
+    state: JobState,
+    rows: u64,
+    bytes: u64,
+    artifacts: &[Artifact],
+    error: Option<&Error>,
+) -> serde_json::Value {
+    let mut details = json!({"state": state, "rows": rows, "bytes": bytes});
+    if let Some(e) = error {
+        details["code"] = json!(e.code().as_str());
+        details["reason"] = json!(e.reason());
+    }
+    if state == JobState::Succeeded {
+        details["artifacts"] = json!(artifacts
+            .iter()
+            .map(|a| json!({"name": a.name, "sha256": a.sha256, "bytes": a.bytes}))
+            .collect::<Vec<_>>());
+        if let Some(d) = deidentification(run) {
+            details["deidentification"] = d;
+        }
+    }
+    details
 }
 
 /// Marks a job's audit event as on the way (see `Inner::wait_audited`) for as long as it lives.

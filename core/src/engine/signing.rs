@@ -3,7 +3,7 @@
 
 use super::run::{Running, Stop};
 use super::{Call, Done, Engine, EngineBuilder, Inner};
-use crate::audit::{Actor, AuditRecord, Outcome};
+use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
 use crate::auth::{authorize, Permission};
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -252,17 +252,20 @@ pub(super) fn audit_signatures(
     let Some(first) = records.first() else {
         return Ok(());
     };
-    inner.auditor.emit(AuditRecord {
-        actor: Actor {
-            subject: first.signer_id.clone(),
-            name: first.printed_name.clone(),
-            org: first.org.clone(),
+    inner.auditor.emit_in(
+        AuditRecord {
+            actor: Actor {
+                subject: first.signer_id.clone(),
+                name: first.printed_name.clone(),
+                org: first.org.clone(),
+            },
+            action: "job.signed".into(),
+            target: format!("job:{}", job.id),
+            outcome: Outcome::Success,
+            details: json!({"meaning": first.meaning, "signatures": records}),
+            request_id: format!("job_{}", job.id.simple()),
         },
-        action: "job.signed".into(),
-        target: format!("job:{}", job.id),
-        outcome: Outcome::Success,
-        details: json!({"meaning": first.meaning, "signatures": records}),
-        request_id: format!("job_{}", job.id.simple()),
-    })?;
+        AuditScope::new(job.org.clone(), Some(&job.study)),
+    )?;
     Ok(())
 }

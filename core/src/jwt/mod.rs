@@ -423,6 +423,21 @@ impl JwtConfig {
             leeway_secs: None,
         }
     }
+
+    /// Settings from JSON text in the shape of a home's `jwt` member (see [`JwtConfig`]), e.g. as a binding
+    /// receives them. Only the shape is checked here; [`JwtVerifier::from_config`] loads and checks the keys.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_config` with field `jwt` when the text is not JSON of this shape (an unknown member, a
+    /// missing `keys`, a value of the wrong type, an unknown algorithm name); `details.line` and
+    /// `details.column` locate the problem. The message never quotes the text.
+    pub fn from_json(text: &str) -> Result<JwtConfig> {
+        serde_json::from_str(text).map_err(|e| {
+            config_error("invalid_config", "the JWT settings are not valid")
+                .with_detail("line", e.line())
+                .with_detail("column", e.column())
+        })
+    }
 }
 
 impl JwtKeyConfig {

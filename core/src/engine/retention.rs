@@ -1,0 +1,348 @@
+//! Retention: the artifacts of a succeeded job expire a configured time after the job finished, per kind of job
+//! ([`super::EngineBuilder::retention`], [`super::EngineBuilder::retention_for`]; a home's `config.json`, see
+//! [`crate::home`]).
+//!
+//! Expiring a job deletes the bytes of every artifact but `manifest.json`, moves the job from `succeeded` to
+//! `expired` and keeps the rest: the job record with its `artifacts` list (names, sizes, SHA-256: what was
+//! written), the manifest (still downloadable: it is the record of what was written) and the audit trail. A
+//! download of any other artifact of an expired job is EXP004 `expired`. A job is due when
+//! `finished_at + retention <= now` on the engine's clock; failed and cancelled jobs have no artifacts and are
+//! never touched.
+//!
+//! Jobs expire three ways, all through one function: [`Engine::purge`] (now, for the caller's organization), a
+//! background sweep (every [`super::EngineBuilder::sweep_interval`], default 60 s, when any retention is set) and
+//! a download, which expires a due job before it reads.
+//!
+//! # Audit trail
+//!
+//! Each deleted artifact is recorded right after its bytes are deleted: action `artifact.deleted`, actor
+//! `system`, target `job:<id>`, details `{artifact, bytes, sha256, reason: "retention"}` (the size and SHA-256
+//! of the record). Then the state change: `job.expired` with `{state, from, artifacts_deleted, bytes_freed,
+//! kept}`. These events carry the request id of the `purge` or `download` call that expired the job, or
+//! `job_<id>` for the sweep. The audit is fail-closed: when an event cannot be recorded, purging stops with that
+//! error and the job stays `succeeded`; the next attempt deletes again (a no-op for bytes already gone), records
+//! the deletion and expires the job. The `purge` call itself is audited like every operation, with its summary.
+//!
+//! # The sweep's reach
+//!
+//! The store lists jobs per organization, so the sweep visits the organizations this engine knows: the home's
+//! organization, those of `create_initial_admin_key`, of every authenticated caller and of jobs re-queued at
+//! start. A job of an organization nobody of which has called since the engine started expires at its next
+//! download or `purge`, or once the sweep learns its organization.
+
+use super::{run, Done, Engine, Inner};
+use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
+use crate::auth::{authorize, Permission};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobKind, JobState};
+use crate::store::JobQuery;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the background sweep looks for due jobs when the builder does not say.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Jobs read per page while looking for due ones.
+const PAGE: u32 = 100;
+
+/// What a purge (or one sweep) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeSummary {
+    /// Jobs moved from `succeeded` to `expired`.
+    pub jobs_expired: u64,
+    /// Artifacts whose bytes were deleted (each recorded as `artifact.deleted`).
+    pub artifacts_deleted: u64,
+    /// The recorded sizes of the deleted artifacts, summed (bytes as written, before any encryption at rest).
+    pub bytes_freed: u64,
+}
+
+impl PurgeSummary {
+    fn add(&mut self, other: PurgeSummary) {
+        self.jobs_expired += other.jobs_expired;
+        self.artifacts_deleted += other.artifacts_deleted;
+        self.bytes_freed += other.bytes_freed;
+    }
+}
+
+/// The retention of each kind of job.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Retention {
+    default: Option<chrono::Duration>,
+    kinds: Vec<(JobKind, chrono::Duration)>,
+}
+
+impl Retention {
+    /// Sets the retention of every kind without its own.
+    pub(crate) fn set_default(&mut self, after: chrono::Duration) {
+        self.default = Some(after);
+    }
+
+    /// Sets the retention of `kind`.
+    pub(crate) fn set(&mut self, kind: JobKind, after: chrono::Duration) {
+        self.kinds.retain(|(k, _)| *k != kind);
+        self.kinds.push((kind, after));
+    }
+
+    /// How long artifacts of `kind` are kept; `None`: for ever.
+    pub(crate) fn of(&self, kind: JobKind) -> Option<chrono::Duration> {
+        self.kinds
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, d)| *d)
+            .or(self.default)
+    }
+
+    /// Whether any kind of job expires.
+    pub(crate) fn is_on(&self) -> bool {
+        self.default.is_some() || !self.kinds.is_empty()
+    }
+
+    /// Checks every retention time is positive.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_retention` with field `retention`.
+    pub(crate) fn check(&self) -> Result<()> {
+        let all = self.default.iter().chain(self.kinds.iter().map(|(_, d)| d));
+        for d in all {
+            if *d <= chrono::Duration::zero() {
+                return Err(Error::validation(
+                    "invalid_retention",
+                    "a retention time must be positive",
+                )
+                .with_field("retention"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Whether `job` is succeeded and its retention time has passed at `now`.
+    fn is_due(&self, job: &Job, now: chrono::DateTime<chrono::Utc>) -> bool {
+        match (self.retention.of(job.kind), job.finished_at) {
+            (Some(after), Some(finished)) => {
+                job.state == JobState::Succeeded && finished + after <= now
+            }
+            _ => false,
+        }
+    }
+
+    /// Remembers an organization for the sweep.
+    pub(crate) fn know_org(&self, org: &str) {
+        if org.is_empty() || !self.retention.is_on() {
+            return;
+        }
+        let mut orgs = self.orgs.lock().unwrap_or_else(|p| p.into_inner());
+        if !orgs.contains(org) {
+            orgs.insert(org.to_string());
+        }
+    }
+
+    /// Records one event of an expiry, as the system, in the job's scope.
+    fn audit_expiry(
+        &self,
+        action: &str,
+        job: &Job,
+        request_id: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        self.auditor.emit_in(
+            AuditRecord {
+                actor: Actor::system(),
+                action: action.to_string(),
+                target: format!("job:{}", job.id),
+                outcome: Outcome::Success,
+                details,
+                request_id: request_id.to_string(),
+            },
+            AuditScope::new(job.org.clone(), Some(&job.study)),
+        )?;
+        Ok(())
+    }
+
+    /// Expires `job` when it is due (see the module docs): returns the job as stored afterwards and what was
+    /// deleted. `request_id` is that of the call that expires it (`None`: the sweep).
+    ///
+    /// # Errors
+    /// EXP005 when an artifact cannot be deleted, the store fails or an event cannot be recorded (the job then
+    /// stays `succeeded`).
+    pub(crate) fn expire_if_due(
+        &self,
+        job: Job,
+        request_id: Option<&str>,
+    ) -> Result<(Job, PurgeSummary)> {
+        let mut summary = PurgeSummary::default();
+        if !self.is_due(&job, self.clock.now()) {
+            return Ok((job, summary));
+        }
+        // One expiry at a time in this process, on the job as stored now: a sweep and a download never both
+        // delete and record the same artifact.
+        let _one = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+        let job = self.jobs.get(job.id)?;
+        let now = self.clock.now();
+        if !self.is_due(&job, now) {
+            return Ok((job, summary));
+        }
+        let request_id = match request_id {
+            Some(r) => r.to_string(),
+            None => format!("job_{}", job.id.simple()),
+        };
+        for a in job
+            .artifacts
+            .iter()
+            .filter(|a| a.name != run::MANIFEST_NAME)
+        {
+            self.sink.delete(&run::artifact_path(&job, &a.name))?;
+            self.audit_expiry(
+                "artifact.deleted",
+                &job,
+                &request_id,
+                json!({"artifact": a.name, "bytes": a.bytes, "sha256": a.sha256, "reason": "retention"}),
+            )?;
+            summary.artifacts_deleted += 1;
+            summary.bytes_freed += a.bytes;
+        }
+        let mut expired = job.clone();
+        expired.transition(JobState::Expired, now)?;
+        match self.jobs.update(&expired) {
+            Ok(stored) => {
+                let kept: Vec<&str> = stored
+                    .artifacts
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .filter(|n| *n == run::MANIFEST_NAME)
+                    .collect();
+                self.audit_expiry(
+                    "job.expired",
+                    &stored,
+                    &request_id,
+                    json!({"state": "expired", "from": "succeeded",
+                        "artifacts_deleted": summary.artifacts_deleted, "bytes_freed": summary.bytes_freed,
+                        "kept": kept}),
+                )?;
+                summary.jobs_expired = 1;
+                self.notify_changed();
+                Ok((stored, summary))
+            }
+            // Another process expired it meanwhile: its events record the change.
+            Err(e) if e.reason() == "version_conflict" => Ok((self.jobs.get(job.id)?, summary)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Expires every due job of `org` (of `studies`, when given). Stops at the first error (fail-closed).
+    ///
+    /// # Errors
+    /// As [`Inner::expire_if_due`]; EXP005 when the store cannot list jobs.
+    pub(crate) fn purge_org(
+        &self,
+        org: &str,
+        studies: Option<Vec<String>>,
+        request_id: Option<&str>,
+    ) -> Result<PurgeSummary> {
+        let mut total = PurgeSummary::default();
+        if !self.retention.is_on() {
+            return Ok(total);
+        }
+        let now = self.clock.now();
+        // Collected first: expiring moves jobs out of the `succeeded` pages being read.
+        let mut due = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let found = self.jobs.list(&JobQuery {
+                org: org.to_string(),
+                studies: studies.clone(),
+                state: Some(JobState::Succeeded),
+                page,
+                limit: PAGE,
+            })?;
+            let last = found.items.len() < PAGE as usize
+                || u64::from(page) * u64::from(PAGE) >= found.total;
+            due.extend(found.items.into_iter().filter(|j| self.is_due(j, now)));
+            if last {
+                break;
+            }
+            page += 1;
+        }
+        for job in due {
+            let (_, done) = self.expire_if_due(job, request_id)?;
+            total.add(done);
+        }
+        Ok(total)
+    }
+
+    /// Wakes the sweep (to stop it).
+    pub(crate) fn notify_sweeper(&self) {
+        let _guard = self.sweep_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.sweep_wake.notify_all();
+    }
+}
+
+/// The background sweep: every `every`, expires the due jobs of each organization the engine knows, until the
+/// engine shuts down. A pass that fails (a store or audit failure) stops and is tried again next time.
+pub(crate) fn sweep_loop(inner: &Arc<Inner>, every: Duration) {
+    loop {
+        {
+            let guard = inner.sweep_lock.lock().unwrap_or_else(|p| p.into_inner());
+            if inner.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            let _ = inner
+                .sweep_wake
+                .wait_timeout_while(guard, every, |_| !inner.shutdown.load(Ordering::SeqCst));
+        }
+        if inner.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        let orgs: BTreeSet<String> = inner.orgs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for org in orgs {
+            if inner.shutdown.load(Ordering::SeqCst) || inner.purge_org(&org, None, None).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// `purge`: expires now every job of the caller's organization (and studies) whose retention time has passed
+    /// and returns what it did. Needs the `retention:purge` permission (`admin`). With no retention configured
+    /// ([`super::EngineBuilder::retention`], [`super::EngineBuilder::retention_for`], a home's settings in
+    /// [`crate::home`]), nothing expires.
+    ///
+    /// A succeeded job is due when `finished_at + retention <= now` on the engine's clock (failed and cancelled
+    /// jobs have no artifacts and are never touched). Expiring it deletes the bytes of every artifact but
+    /// `manifest.json`, moves it to `expired` and keeps its record, whose `artifacts` list still names every file
+    /// with its size and SHA-256, and its manifest, still downloadable; downloading another artifact of it is
+    /// EXP004 `expired`. A background sweep ([`super::EngineBuilder::sweep_interval`]) and a download of a due
+    /// job expire jobs the same way.
+    ///
+    /// Audit: after each deletion one event `artifact.deleted` (actor `system`, target `job:<id>`, details
+    /// `artifact`, `bytes`, `sha256`, `reason: "retention"`), then `job.expired` (`artifacts_deleted`,
+    /// `bytes_freed`, `kept`), all with this call's request id, then the `purge` call's own event with the
+    /// summary. Fail-closed: when an event cannot be recorded, purging stops with that error and the job stays
+    /// `succeeded`; the next attempt deletes again (a no-op for bytes already gone), records and expires it.
+    ///
+    /// # Errors
+    /// EXP003 (needs `retention:purge`); EXP005 when an artifact cannot be deleted or an event recorded (purging
+    /// stops there; what was done before is recorded).
+    pub fn purge(&self, credential: &str) -> Result<PurgeSummary> {
+        self.call("purge", "retention".to_string(), credential, |call| {
+            let p = call.principal();
+            authorize(p, Permission::Purge, &p.org, None)?;
+            let summary =
+                self.inner
+                    .purge_org(&p.org, p.study_scope(), Some(&call.request_id))?;
+            Ok(Done {
+                target: format!("org:{}", p.org),
+                details: json!({"jobs_expired": summary.jobs_expired,
+                    "artifacts_deleted": summary.artifacts_deleted, "bytes_freed": summary.bytes_freed,
+                    "retention": self.inner.retention.is_on()}),
+                value: summary,
+            })
+        })
+    }
+}
