@@ -4,6 +4,9 @@
 //!   in-memory rows of the synthetic LB table (XLSX: 100,000 rows), generated once before any timing, writing to a
 //!   `BufWriter` (256 KiB, as the local sink uses) over a file in a temporary directory: page cache, no fsync, the
 //!   file deleted after each run outside the timing (as the peer harness does).
+//! * `encode_one_view_batch/<format id>/<rows>`: the same rows handed over as ONE batch whose text columns are
+//!   `Utf8View`, the shape a polars DataFrame exports through the Arrow C stream (`trialport.write(df, ...)`), for
+//!   the encoders that take it on a path of their own (XPT, CSV).
 //! * `job_path/csv/<rows>`: `Engine::export_data` + `wait` of the same 1,000,000 rows (in a `MemorySource`) to CSV
 //!   in a `LocalDirSink` (which hashes, fsyncs and renames), one worker.
 //! * `job_path/csv_encrypted/<rows>`: the same with the sink encrypted at rest (`EngineBuilder::encryption` with a
@@ -13,6 +16,7 @@
 //! after one untimed run that checks the encoder and measures the output size; throughput in rows and bytes. Run with
 //! `cargo bench -p trialport-benches`; narrow with a filter, e.g. `cargo bench -p trialport-benches -- csv`.
 
+use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
@@ -50,7 +54,11 @@ const CASES: &[(&str, usize)] = &[
     ("arrow-ipc", ROWS),
     ("xlsx", XLSX_ROWS),
     ("dataset-json", ROWS),
+    ("xpt", ROWS),
 ];
+
+/// The one-batch `Utf8View` cases.
+const VIEW_CASES: &[&str] = &["xpt", "csv"];
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -69,9 +77,28 @@ fn first_rows(batches: &[RecordBatch], rows: usize) -> Vec<RecordBatch> {
     out
 }
 
+/// `batches` as one batch with every `Utf8` column cast to `Utf8View` (field and schema metadata kept).
+fn one_view_batch(batches: &[RecordBatch]) -> Result<RecordBatch, BoxError> {
+    let schema = lb_schema();
+    let whole = arrow::compute::concat_batches(&schema, batches)?;
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in schema.fields().iter().zip(whole.columns()) {
+        if *f.data_type() == DataType::Utf8 {
+            fields.push(f.as_ref().clone().with_data_type(DataType::Utf8View));
+            columns.push(arrow::compute::cast(c, &DataType::Utf8View)?);
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+        }
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
 /// Encodes `batches` with `format` to a new file at `path`; returns the file's size.
 fn encode(format: &dyn Format, batches: &[RecordBatch], path: &Path) -> Result<u64, BoxError> {
-    let schema = lb_schema();
+    let schema = batches.first().map_or_else(lb_schema, RecordBatch::schema);
     let meta = lb_meta();
     let mut out = BufWriter::with_capacity(OUT_BUFFER, File::create(path)?);
     {
@@ -121,37 +148,64 @@ fn encoders(c: &mut Criterion) {
             }
         };
         let batches = first_rows(&all, rows);
-        let probe = dir.path().join(format!("probe.{id}"));
-        let bytes = match encode(format.as_ref(), &batches, &probe) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("encode/{id}: skipped, the encoder failed: {e}");
-                continue;
-            }
-        };
-        let _ = fs::remove_file(&probe);
-        group.throughput(Throughput::ElementsAndBytes {
-            elements: rows as u64,
-            bytes,
-        });
-        group.bench_function(BenchmarkId::new(id, rows), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for i in 0..iters {
-                    let path = dir.path().join(format!("run{i}.{id}"));
-                    let start = Instant::now();
-                    let result = encode(format.as_ref(), black_box(&batches), &path);
-                    total += start.elapsed();
-                    if let Err(e) = result {
-                        eprintln!("encode/{id}: failed: {e}");
-                    }
-                    let _ = fs::remove_file(&path);
-                }
-                total
-            })
-        });
+        bench_encoder(&mut group, dir.path(), id, format.as_ref(), &batches, rows);
     }
     group.finish();
+    let one = match one_view_batch(&all) {
+        Ok(b) => vec![b],
+        Err(e) => {
+            eprintln!("encode_one_view_batch: skipped: {e}");
+            return;
+        }
+    };
+    let mut group = group_settings(c, "encode_one_view_batch");
+    for &id in VIEW_CASES {
+        let Ok(format) = formats.get(id).cloned() else {
+            continue;
+        };
+        bench_encoder(&mut group, dir.path(), id, format.as_ref(), &one, ROWS);
+    }
+    group.finish();
+}
+
+/// One encoder case: an untimed probe run (checks it and measures the output), then the timed runs.
+fn bench_encoder(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    dir: &Path,
+    id: &str,
+    format: &dyn Format,
+    batches: &[RecordBatch],
+    rows: usize,
+) {
+    let probe = dir.join(format!("probe.{id}"));
+    let bytes = match encode(format, batches, &probe) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{id}: skipped, the encoder failed: {e}");
+            return;
+        }
+    };
+    let _ = fs::remove_file(&probe);
+    group.throughput(Throughput::ElementsAndBytes {
+        elements: rows as u64,
+        bytes,
+    });
+    group.bench_function(BenchmarkId::new(id, rows), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                let path = dir.join(format!("run{i}.{id}"));
+                let start = Instant::now();
+                let result = encode(format, black_box(batches), &path);
+                total += start.elapsed();
+                if let Err(e) = result {
+                    eprintln!("{id}: failed: {e}");
+                }
+                let _ = fs::remove_file(&path);
+            }
+            total
+        })
+    });
 }
 
 /// One export job of the whole dataset to CSV: returns the job id and the artifacts' size.

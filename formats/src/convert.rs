@@ -3,7 +3,8 @@
 //!
 //! `trialport convert`, Python's `trialport.write` and C's `tp_convert` are [`convert`] and [`write()`]; the output
 //! is written by [`OutputFile`] (temp file beside the target, fsync, rename, fsync of the directory), so nothing
-//! is visible at the output until it is complete, and nothing is left behind on error.
+//! is visible at the output until it is complete, and nothing is left behind on error. The SHA-256 and the writes
+//! to the file run on a thread of their own, beside the encoder.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -18,10 +19,12 @@
 use crate::read;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use trialport_core::format::{Format, FormatOptions, FormatRegistry};
 use trialport_core::meta::DatasetMeta;
 use trialport_core::sink::{sync_dir, HashingWriter};
@@ -235,13 +238,120 @@ pub struct Written {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A file written atomically: bytes go to a temp file beside the target; [`OutputFile::commit`] fsyncs it, moves it
-/// into place and fsyncs the directory. Dropping it uncommitted (an error anywhere) removes the temp file.
+/// Bytes handed to the writer thread at a time.
+const PIPE_CHUNK: usize = 1 << 20;
+/// Chunks in flight between the encoder and the writer thread (memory: about this many [`PIPE_CHUNK`]s more).
+const PIPE_DEPTH: usize = 3;
+/// Bytes after which the writer thread flushes the file's data to disk (`fdatasync`) while the encoder goes on, so
+/// that the fsync of [`OutputFile::commit`] finds little left to write instead of the whole file.
+const SYNC_EVERY: u64 = 32 << 20;
+
+/// The writer thread of an [`OutputFile`]: it hashes and writes the chunks it receives, flushes the data to disk
+/// every [`SYNC_EVERY`] bytes, and sends each emptied buffer back for reuse. It stops at the first I/O error, which
+/// `join` returns.
+struct Pipe {
+    buf: Vec<u8>,
+    to_writer: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    writer: Option<JoinHandle<io::Result<HashingWriter<File>>>>,
+}
+
+impl Pipe {
+    fn start(file: File) -> io::Result<Pipe> {
+        let (to_writer, chunks) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+        let (give_back, spare) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH + 1);
+        let writer = std::thread::Builder::new()
+            .name("trialport-output".into())
+            .spawn(move || {
+                let mut out = HashingWriter::new(file);
+                let mut synced = 0;
+                for mut chunk in chunks {
+                    out.write_all(&chunk)?;
+                    if out.bytes() - synced >= SYNC_EVERY {
+                        out.get_mut().sync_data()?;
+                        synced = out.bytes();
+                    }
+                    chunk.clear();
+                    // The encoder may have enough buffers already; then this one is dropped.
+                    let _ = give_back.try_send(chunk);
+                }
+                Ok(out)
+            })?;
+        Ok(Pipe {
+            buf: Vec::with_capacity(PIPE_CHUNK),
+            to_writer: Some(to_writer),
+            spare,
+            writer: Some(writer),
+        })
+    }
+
+    /// Hands the buffered bytes to the writer thread.
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(PIPE_CHUNK));
+        let chunk = std::mem::replace(&mut self.buf, next);
+        let sent = match &self.to_writer {
+            Some(tx) => tx.send(chunk).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            // The writer stopped: its error says why.
+            Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the output writer stopped")))
+        }
+    }
+
+    /// Stops the writer thread after the bytes sent, returning its file with the count and hash.
+    fn join(&mut self) -> io::Result<HashingWriter<File>> {
+        self.to_writer = None;
+        match self.writer.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the output writer failed"))),
+            None => Err(io::Error::other("the output writer stopped")),
+        }
+    }
+
+    /// Sends what is buffered and waits for the writer.
+    fn finish(mut self) -> io::Result<HashingWriter<File>> {
+        self.send()?;
+        self.join()
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = PIPE_CHUNK.saturating_sub(self.buf.len()).max(1);
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= PIPE_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// A file written atomically: bytes go to a temp file beside the target (written and hashed on a thread of its own,
+/// at most a few MiB behind); [`OutputFile::commit`] fsyncs it, moves it into place and fsyncs the directory.
+/// Dropping it uncommitted (an error anywhere) removes the temp file.
 pub struct OutputFile {
     target: PathBuf,
     tmp: PathBuf,
     overwrite: bool,
-    file: Option<HashingWriter<BufWriter<File>>>,
+    file: Option<Pipe>,
 }
 
 impl std::fmt::Debug for OutputFile {
@@ -296,14 +406,18 @@ impl OutputFile {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io("cannot create the output file", &e))?;
+        let pipe = match Pipe::start(file) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::io("cannot start writing the output file", &e));
+            }
+        };
         Ok(OutputFile {
             target: target.to_path_buf(),
             tmp,
             overwrite,
-            file: Some(HashingWriter::new(BufWriter::with_capacity(
-                256 * 1024,
-                file,
-            ))),
+            file: Some(pipe),
         })
     }
 
@@ -313,12 +427,11 @@ impl OutputFile {
     /// EXP004 `artifact_exists` when the target appeared meanwhile (without `overwrite`); EXP005 for I/O. The
     /// target is then unchanged and the temp file removed.
     pub fn commit(mut self) -> Result<Written> {
-        let Some(w) = self.file.take() else {
+        let Some(pipe) = self.file.take() else {
             return Err(Error::server("closed", "the output file is closed"));
         };
-        let (buf, bytes, sha256) = w.into_parts();
-        let result = (|| -> io::Result<()> {
-            let file = buf.into_inner().map_err(|e| e.into_error())?;
+        let result = (|| -> io::Result<Written> {
+            let (file, bytes, sha256) = pipe.finish()?.into_parts();
             file.sync_all()?;
             drop(file);
             if self.overwrite {
@@ -335,16 +448,17 @@ impl OutputFile {
                     Err(_) => fs::rename(&self.tmp, &self.target)?,
                 }
             }
-            sync_dir(parent_of(&self.target))
+            sync_dir(parent_of(&self.target))?;
+            Ok(Written { bytes, sha256 })
         })();
-        if let Err(e) = result {
+        result.map_err(|e| {
             let _ = fs::remove_file(&self.tmp);
             if e.kind() == io::ErrorKind::AlreadyExists {
-                return Err(exists_error());
+                exists_error()
+            } else {
+                Error::io("cannot complete the output file", &e)
             }
-            return Err(Error::io("cannot complete the output file", &e));
-        }
-        Ok(Written { bytes, sha256 })
+        })
     }
 }
 
@@ -373,7 +487,9 @@ impl Write for OutputFile {
 
 impl Drop for OutputFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if let Some(mut pipe) = self.file.take() {
+            // The writer thread ends once its channel closes; the file is closed before it is removed.
+            let _ = pipe.join();
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -519,5 +635,43 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code().as_str(), "EXP001");
         assert!(!dir.path().join("no.xpt").exists());
+    }
+
+    #[test]
+    fn many_writes_of_every_size_arrive_in_order_with_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("big.bin");
+        let mut f = OutputFile::create(&target, false).unwrap();
+        let mut expected = Vec::new();
+        let mut k = 0u32;
+        // Sizes from 1 byte to past several pipe chunks, so that buffers are sent, reused and split.
+        for size in [
+            1,
+            7,
+            4096,
+            PIPE_CHUNK - 3,
+            5,
+            3 * PIPE_CHUNK + 11,
+            0,
+            65_536,
+            2,
+        ] {
+            let piece: Vec<u8> = (0..size)
+                .map(|_| {
+                    k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    (k >> 16) as u8
+                })
+                .collect();
+            f.write_all(&piece).unwrap();
+            expected.extend_from_slice(&piece);
+            if size == 5 {
+                f.flush().unwrap();
+            }
+        }
+        let w = f.commit().unwrap();
+        let written = fs::read(&target).unwrap();
+        assert_eq!(written, expected);
+        let (bytes, sha) = trialport_core::sink::sha256_of(&expected[..]).unwrap();
+        assert_eq!((w.bytes, w.sha256), (bytes, sha));
     }
 }

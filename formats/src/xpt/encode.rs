@@ -1,8 +1,8 @@
 //! The streaming XPORT writer, [`XptWriter`]: checks, header, observations, padding.
 //!
-//! Each batch is encoded column by column into one reusable buffer of `rows x observation length` bytes, filled
-//! with blanks first, and handed to the output in one write; no cell allocates (text in an encoding other than
-//! ASCII or UTF-8 goes through one reusable scratch buffer).
+//! Each batch is encoded column by column, [`CHUNK_BYTES`] of observations at a time (a batch of any size is cut
+//! into zero-copy slices), into one reusable buffer filled with blanks first and handed to the output in one write;
+//! no cell allocates (text in an encoding other than ASCII or UTF-8 goes through one reusable scratch buffer).
 
 use super::checks::{self, Violation};
 use super::header::{
@@ -33,8 +33,12 @@ use trialport_core::format::{EncodeSummary, Encoder};
 use trialport_core::meta::{ColumnMeta, DatasetMeta};
 use trialport_core::{Error, Result};
 
-/// Batches kept in memory while measuring character lengths before they go to a spool file.
+/// Batches kept in memory while measuring character lengths before they go to a spool file (or the size of the
+/// largest batch received, when larger: see [`XptWriter::write`]).
 const SPOOL_IN_MEMORY: usize = 64 << 20;
+/// Observation bytes encoded per step: a batch is encoded in slices of about this size, so the buffer stays small
+/// (and in cache) whatever the batch size.
+pub const CHUNK_BYTES: usize = 2 << 20;
 /// Days from 1960-01-01 (the SAS epoch) to 1970-01-01.
 const SAS_EPOCH_DAYS: i64 = 3_653;
 /// Seconds from 1960-01-01T00:00:00 to 1970-01-01T00:00:00.
@@ -199,6 +203,8 @@ pub struct XptWriter<W: Write> {
     spool: Option<Spool>,
     /// Bytes of batches kept in memory before spooling to disk.
     spool_limit: usize,
+    /// The largest batch received while measuring, in bytes (it raises the in-memory limit).
+    largest_batch: usize,
     /// The schema of spooled batches (dictionaries decoded to `Utf8`).
     spool_schema: SchemaRef,
     buf: Vec<u8>,
@@ -365,6 +371,7 @@ impl<W: Write> XptWriter<W> {
                 bytes: 0,
             }),
             spool_limit: SPOOL_IN_MEMORY,
+            largest_batch: 0,
             spool_schema,
             buf: Vec::new(),
             scratch: Vec::with_capacity(256),
@@ -484,6 +491,10 @@ impl<W: Write> XptWriter<W> {
     /// value of the batch that is too long or not in the encoding (nothing of the batch is written then); EXP002
     /// `unrepresentable_value` (field = the column, `details.row`) for an infinite or too large number, an integer
     /// beyond 2^53, or a value a short numeric cannot hold exactly; EXP005 for I/O.
+    ///
+    /// While character lengths are measured, batches are kept in memory up to 64 MiB or the size of the largest
+    /// batch received, whichever is larger (a producer that hands over one large batch already holds it: keeping
+    /// it adds nothing, and writing it to a spool file and back would only copy it twice), then in the spool file.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.check_batch(batch)?;
         let arrays = Self::prepare(batch)?;
@@ -495,13 +506,48 @@ impl<W: Write> XptWriter<W> {
             let spooled = RecordBatch::try_new(self.spool_schema.clone(), arrays)?;
             self.spool_batch(spooled)?;
         } else {
-            self.encode(&arrays, n)?;
-            if !self.header_written {
-                self.write_header()?;
+            let chunk = self.chunk_rows();
+            if n <= chunk {
+                // One step: encoded before the header, so a bad number leaves nothing written.
+                self.encode(&arrays, n, self.rows)?;
+                if !self.header_written {
+                    self.write_header()?;
+                }
+                self.emit()?;
+            } else {
+                // Several steps: numbers are checked first, so a bad one leaves nothing of the batch written.
+                self.check_numbers(&arrays, n)?;
+                if !self.header_written {
+                    self.write_header()?;
+                }
+                self.encode_chunks(&arrays, n)?;
             }
-            self.emit()?;
         }
         self.rows += n as u64;
+        Ok(())
+    }
+
+    /// Rows encoded per step (at least 1).
+    fn chunk_rows(&self) -> usize {
+        (CHUNK_BYTES / self.obs_len.max(1)).max(1)
+    }
+
+    /// Encodes and writes `n` rows of `arrays` (numbers already checked) in steps of [`Self::chunk_rows`] rows,
+    /// each over zero-copy slices of the columns.
+    fn encode_chunks(&mut self, arrays: &[ArrayRef], n: usize) -> Result<()> {
+        let chunk = self.chunk_rows();
+        if n <= chunk {
+            self.encode(arrays, n, self.rows)?;
+            return self.emit();
+        }
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let sliced: Vec<ArrayRef> = arrays.iter().map(|a| a.slice(start, len)).collect();
+            self.encode(&sliced, len, self.rows + start as u64)?;
+            self.emit()?;
+            start += len;
+        }
         Ok(())
     }
 
@@ -514,9 +560,11 @@ impl<W: Write> XptWriter<W> {
         };
         match self.spool.as_mut() {
             Some(Spool::Memory { batches, bytes }) => {
-                *bytes += batch.get_array_memory_size();
+                let size = batch.get_array_memory_size();
+                self.largest_batch = self.largest_batch.max(size);
+                *bytes += size;
                 batches.push(batch);
-                if *bytes > self.spool_limit {
+                if *bytes > self.spool_limit.max(self.largest_batch) {
                     let (file, guard) = SpoolFile::create()?;
                     let mut writer = StreamWriter::try_new(
                         BufWriter::with_capacity(1 << 20, file),
@@ -694,8 +742,8 @@ impl<W: Write> XptWriter<W> {
         result
     }
 
-    /// Encodes `n` rows of `arrays` into `buf`.
-    fn encode(&mut self, arrays: &[ArrayRef], n: usize) -> Result<()> {
+    /// Encodes `n` rows of `arrays` into `buf`; `first_row` is the number of rows before them (for error details).
+    fn encode(&mut self, arrays: &[ArrayRef], n: usize, first_row: u64) -> Result<()> {
         let l = self.obs_len;
         self.buf.clear();
         self.buf.resize(n * l, b' ');
@@ -725,13 +773,7 @@ impl<W: Write> XptWriter<W> {
                     match view {
                         StrView::Utf8(a) => put_strings(a, rows, &mut put),
                         StrView::Large(a) => put_strings(a, rows, &mut put),
-                        StrView::View(a) => {
-                            for (row, v) in rows.zip(a.iter()) {
-                                if let Some(v) = v {
-                                    put(row, v.as_bytes());
-                                }
-                            }
-                        }
+                        StrView::View(a) => put_views(a, rows, &mut put),
                     }
                 }
                 Kind::Num(kind) => put_numbers(
@@ -742,7 +784,7 @@ impl<W: Write> XptWriter<W> {
                     kind,
                     arr,
                     self.schema.field(j).name(),
-                    self.rows,
+                    first_row,
                 )?,
             }
         }
@@ -823,8 +865,7 @@ impl<W: Write> XptWriter<W> {
     fn replay(&mut self, batch: &RecordBatch) -> Result<()> {
         let arrays = Self::prepare(batch)?;
         let n = batch.num_rows();
-        self.encode(&arrays, n)?;
-        self.emit()?;
+        self.encode_chunks(&arrays, n)?;
         self.rows += n as u64;
         Ok(())
     }
@@ -897,6 +938,84 @@ fn put_strings<'r, O: arrow::array::OffsetSizeTrait>(
     }
 }
 
+/// The bytes of value `i` (view `view`) of a string view array whose views are `raw` as bytes: inline in the view
+/// (up to 12 bytes) or in a data buffer (empty when the view points outside its buffers, which a valid array never
+/// does).
+#[inline(always)]
+fn view_bytes<'a>(
+    i: usize,
+    view: u128,
+    raw: &'a [u8],
+    buffers: &'a [arrow::buffer::Buffer],
+) -> &'a [u8] {
+    let len = view as u32 as usize;
+    if len <= 12 {
+        // Each view is 16 bytes: 4 of length, then the bytes.
+        let at = 16 * i + 4;
+        raw.get(at..at + len).unwrap_or(&[])
+    } else {
+        let buffer = (view >> 64) as u32 as usize;
+        let offset = (view >> 96) as u32 as usize;
+        buffers
+            .get(buffer)
+            .and_then(|b| b.as_slice().get(offset..offset + len))
+            .unwrap_or(&[])
+    }
+}
+
+/// Hands each non-null, non-empty value of the string view array `a` with its observation to `put`, reading the
+/// views directly (short values are inline in the view).
+#[inline]
+fn put_views<'r>(
+    a: &StringViewArray,
+    rows: impl Iterator<Item = &'r mut [u8]>,
+    put: &mut impl FnMut(&mut [u8], &[u8]),
+) {
+    let views = a.views();
+    let raw = views.inner().as_slice();
+    let buffers = a.data_buffers();
+    let nulls = a.nulls().filter(|n| n.null_count() > 0);
+    for ((i, row), &view) in rows.enumerate().zip(views.iter()) {
+        if nulls.is_some_and(|n| n.is_null(i)) {
+            continue;
+        }
+        let v = view_bytes(i, view, raw, buffers);
+        if !v.is_empty() {
+            put(row, v);
+        }
+    }
+}
+
+/// The longest value in bytes of the string view array `a` when all its text is ASCII (checked only when
+/// `check_ascii`), else `None`.
+fn longest_ascii_view(a: &StringViewArray, check_ascii: bool) -> Option<usize> {
+    const HIGH: u128 = 0x8080_8080_8080_8080_8080_8080_8080_8080;
+    let views = a.views();
+    let raw = views.inner().as_slice();
+    let buffers = a.data_buffers();
+    let nulls = a.nulls().filter(|n| n.null_count() > 0);
+    let mut longest = 0;
+    for (i, &view) in views.iter().enumerate() {
+        if nulls.is_some_and(|n| n.is_null(i)) {
+            continue;
+        }
+        let len = view as u32 as usize;
+        if check_ascii {
+            if len <= 12 {
+                // The inline bytes, masked to the value's length, have no high bit set.
+                let mask = HIGH & ((1u128 << (8 * len)) - 1);
+                if (view >> 32) & mask != 0 {
+                    return None;
+                }
+            } else if !view_bytes(i, view, raw, buffers).is_ascii() {
+                return None;
+            }
+        }
+        longest = longest.max(len);
+    }
+    Some(longest)
+}
+
 /// The longest value in bytes of `a` when all its text is ASCII, else `None`.
 fn longest_ascii<O: arrow::array::OffsetSizeTrait>(
     a: &arrow::array::GenericStringArray<O>,
@@ -928,7 +1047,7 @@ impl<'a> StrView<'a> {
         match self {
             StrView::Utf8(a) => longest_ascii(*a, check),
             StrView::Large(a) => longest_ascii(*a, check),
-            StrView::View(_) => None,
+            StrView::View(a) => longest_ascii_view(a, check),
         }
     }
 
@@ -1200,5 +1319,176 @@ mod tests {
         let ns = &memory[8 * 80..8 * 80 + 140];
         assert_eq!(&ns[4..6], &36i16.to_be_bytes());
         assert_eq!(memory.len() % 80, 0);
+    }
+
+    /// A text column as `Utf8` and as `Utf8View` (inline and buffer-held values, nulls, empty strings), with a
+    /// number column, as one batch.
+    fn text_batch(view: bool, values: &[Option<&str>]) -> (SchemaRef, RecordBatch) {
+        let t = if view {
+            DataType::Utf8View
+        } else {
+            DataType::Utf8
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("TEXT", t, true),
+            Field::new("N", DataType::Float64, true),
+        ]));
+        let text: ArrayRef = if view {
+            Arc::new(StringViewArray::from(values.to_vec()))
+        } else {
+            Arc::new(StringArray::from(values.to_vec()))
+        };
+        let n = Float64Array::from_iter_values((0..values.len()).map(|i| i as f64 * 0.5));
+        let batch = RecordBatch::try_new(schema.clone(), vec![text, Arc::new(n)]).unwrap();
+        (schema, batch)
+    }
+
+    fn encode_batches(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        options: XptOptions,
+    ) -> Result<Vec<u8>> {
+        let meta = DatasetMeta {
+            name: "T".into(),
+            ..DatasetMeta::default()
+        };
+        let mut out = Vec::new();
+        let mut w = XptWriter::try_new(&mut out, schema, &meta, options)?;
+        for b in batches {
+            w.write(b)?;
+        }
+        w.finish()?;
+        Ok(out)
+    }
+
+    fn sample_text(rows: usize) -> Vec<Option<String>> {
+        (0..rows)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 => Some(String::new()),
+                2 => Some("ABCDEFGHIJKL".into()), // 12 bytes: the longest inline value
+                3 => Some(format!("LONGER VALUE {i} IN A DATA BUFFER")),
+                4 => Some(format!("S-{i}")),
+                _ => Some("x".repeat(i % 40)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn utf8_view_columns_write_the_bytes_of_utf8_columns() {
+        let owned = sample_text(3000);
+        let values: Vec<Option<&str>> = owned.iter().map(|v| v.as_deref()).collect();
+        let (s1, plain) = text_batch(false, &values);
+        let (s2, view) = text_batch(true, &values);
+        let a = encode_batches(&s1, &[plain], XptOptions::default()).unwrap();
+        let b = encode_batches(&s2, std::slice::from_ref(&view), XptOptions::default()).unwrap();
+        assert_eq!(a, b);
+        // Sliced views (offsets into the views buffer) too.
+        let parts = [view.slice(0, 1234), view.slice(1234, 3000 - 1234)];
+        assert_eq!(
+            encode_batches(&s2, &parts, XptOptions::default()).unwrap(),
+            a
+        );
+        // Measured length: the longest value.
+        let longest = owned.iter().flatten().map(String::len).max().unwrap();
+        assert_eq!(&b[8 * 80 + 4..8 * 80 + 6], &(longest as i16).to_be_bytes());
+    }
+
+    #[test]
+    fn utf8_view_text_is_checked_like_utf8_text() {
+        // Non-ASCII inline and in a buffer: a violation in ASCII (the default), bytes equal to Utf8's in latin1.
+        for bad in ["café", "a much longer value with é in it"] {
+            let values = [Some("ok"), Some(bad), None];
+            let (s, view) = text_batch(true, &values);
+            let e =
+                encode_batches(&s, std::slice::from_ref(&view), XptOptions::default()).unwrap_err();
+            assert_eq!(e.reason(), "fda_check_failed", "{bad}");
+            let latin1 = XptOptions {
+                encoding: XptEncoding::Latin1,
+                ..XptOptions::default()
+            };
+            let (s1, plain) = text_batch(false, &values);
+            assert_eq!(
+                encode_batches(&s, &[view], latin1.clone()).unwrap(),
+                encode_batches(&s1, &[plain], latin1).unwrap(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_batch_is_encoded_in_steps_with_the_same_bytes() {
+        // Over CHUNK_BYTES of observations in one batch, with given lengths (straight through) and measured ones
+        // (kept in memory: one batch raises the in-memory limit to its own size).
+        let rows = CHUNK_BYTES / 40 * 3 + 17;
+        let owned = sample_text(rows);
+        let values: Vec<Option<&str>> = owned.iter().map(|v| v.as_deref()).collect();
+        let (schema, batch) = text_batch(true, &values);
+        let small: Vec<RecordBatch> = (0..rows)
+            .step_by(1000)
+            .map(|i| batch.slice(i, 1000.min(rows - i)))
+            .collect();
+        let one =
+            encode_batches(&schema, std::slice::from_ref(&batch), XptOptions::default()).unwrap();
+        assert_eq!(
+            one,
+            encode_batches(&schema, &small, XptOptions::default()).unwrap()
+        );
+        let meta = DatasetMeta {
+            name: "T".into(),
+            columns: vec![ColumnMeta {
+                name: "TEXT".into(),
+                length: Some(40),
+                ..ColumnMeta::default()
+            }],
+            ..DatasetMeta::default()
+        };
+        let mut given = Vec::new();
+        let mut w = XptWriter::try_new(&mut given, &schema, &meta, XptOptions::default()).unwrap();
+        assert!(w.chunk_rows() < rows / 2);
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let mut given_small = Vec::new();
+        let mut w =
+            XptWriter::try_new(&mut given_small, &schema, &meta, XptOptions::default()).unwrap();
+        for b in &small {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(given, given_small);
+        // Measuring: one large batch stays in memory even over the limit; a second one goes to the spool file.
+        let mut out = Vec::new();
+        let mut w =
+            XptWriter::try_new(&mut out, &schema, &meta_named(), XptOptions::default()).unwrap();
+        w.spool_limit = 1024;
+        w.write(&batch).unwrap();
+        assert!(matches!(w.spool, Some(Spool::Memory { .. })));
+        w.write(&batch.slice(0, 10)).unwrap();
+        w.write(&batch).unwrap();
+        assert!(matches!(w.spool, Some(Spool::Disk { .. })));
+    }
+
+    fn meta_named() -> DatasetMeta {
+        DatasetMeta {
+            name: "T".into(),
+            ..DatasetMeta::default()
+        }
+    }
+
+    #[test]
+    fn a_bad_number_in_a_large_batch_writes_nothing_of_it() {
+        let rows = CHUNK_BYTES / 8 * 2;
+        let schema = Arc::new(Schema::new(vec![Field::new("N", DataType::Float64, true)]));
+        let mut v: Vec<f64> = (0..rows).map(|i| i as f64).collect();
+        v[rows - 3] = f64::INFINITY;
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(v))]).unwrap();
+        let mut out = Vec::new();
+        let mut w =
+            XptWriter::try_new(&mut out, &schema, &meta_named(), XptOptions::default()).unwrap();
+        let e = w.write(&batch).unwrap_err();
+        assert_eq!(e.reason(), "unrepresentable_value");
+        drop(w);
+        assert!(out.is_empty());
     }
 }
