@@ -271,7 +271,11 @@ def test_jwt_settings_passed_to_the_engine_open_a_home_whose_own_key_is_gone(jho
     (tmp_path / "rsa.pem").unlink()
     with pytest.raises(trialport.ExportError):
         trialport.Engine(jhome.path, workers=0)
-    settings = {"keys": [{"path": str(tmp_path / "hs.secret"), "alg": "HS256", "kid": "hs"}]}
+    settings = {
+        "keys": [{"path": str(tmp_path / "hs.secret"), "alg": "HS256", "kid": "hs"}],
+        "issuers": ["https://idp.example"],
+        "audiences": ["trialport"],
+    }
     with trialport.Engine(jhome.path, jwt=settings, workers=0) as e:
         assert e.list_jobs(jhome.hs256()).total == 0
 
