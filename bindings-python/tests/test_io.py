@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+from openpyxl.utils.escape import unescape
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -487,3 +488,35 @@ def test_xpt_edge_values_read_back_exactly_by_pyreadstat_and_pandas(tmp_path: Pa
         else:
             assert got == want, (got, want)
     assert [t.rstrip() for t in frame["TEXT"].fillna("")] == [t or "" for t in text]
+
+
+FORMULAS = ['=HYPERLINK("http://x.example","click")', "+1+2", "-3+4", "@SUM(A1:A2)", "\tTAB", "\rCR", "a=b", "plain"]
+
+
+@pytest.mark.parametrize("neutralize", [True, False])
+def test_xlsx_never_holds_a_formula_read_by_openpyxl(neutralize: bool, tmp_path: Path) -> None:
+    table = pa.table({"S": pa.array(FORMULAS), "N": pa.array([-1, -2, -3, -4, -5, -6, -7, -8])})
+    path = tmp_path / "f.xlsx"
+    trialport.write(table, path, options={"neutralize_formulas": str(neutralize).lower()})
+    sheet = openpyxl.load_workbook(path).worksheets[0]
+    rows = list(sheet.iter_rows(min_row=2))
+    for (text_cell, number_cell), raw in zip(rows, FORMULAS, strict=True):
+        assert text_cell.data_type == "s", f"{raw!r} was stored as {text_cell.data_type!r}"
+        risky = raw[0] in "=+-@\t\r"
+        # A carriage return is stored escaped as _x000D_ (OOXML's escape; XML would turn a bare one into a line
+        # feed), which openpyxl's own unescape decodes and its cell reader leaves alone.
+        assert unescape(text_cell.value) == ("'" + raw if neutralize and risky else raw)
+        assert number_cell.data_type == "n" and number_cell.value < 0, "numbers are never touched"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_csv_and_tsv_neutralize_formulas_read_by_pyarrow(fmt: str, tmp_path: Path) -> None:
+    table = pa.table({"S": pa.array(FORMULAS), "X": pa.array([-1.5, -2.0, 0.0, 1.0, -0.5, -1e-300, 2.0, 3.0])})
+    delimiter = "," if fmt == "csv" else "\t"
+    for neutralize in (True, False):
+        path = tmp_path / f"f{neutralize}.{fmt}"
+        trialport.write(table, path, options={"neutralize_formulas": str(neutralize).lower()})
+        back = pa_csv.read_csv(path, parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True))
+        want = ["'" + s if neutralize and s[0] in "=+-@\t\r" else s for s in FORMULAS]
+        assert back.column("S").to_pylist() == want
+        assert back.column("X").to_pylist() == table.column("X").to_pylist()
