@@ -278,6 +278,15 @@ impl tp_engine {
     pub(crate) fn verify_audit(&self, credential: &str) -> Result<u64> {
         self.engine()?.verify_audit(credential)
     }
+
+    /// `purge`: expires the due jobs of the caller's organization now; the summary as JSON
+    /// (`{"jobs_expired", "artifacts_deleted", "bytes_freed"}`).
+    ///
+    /// # Errors
+    /// EXP003 without `retention:purge`; EXP005.
+    pub(crate) fn purge(&self, credential: &str) -> Result<String> {
+        to_json(&self.engine()?.purge(credential)?)
+    }
 }
 
 /// `tp_convert`: `trialport convert` with the options as JSON ([`trialport_formats::convert::ConvertOptions`]).

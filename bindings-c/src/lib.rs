@@ -123,12 +123,15 @@ pub extern "C" fn tp_version() -> *const c_char {
 /// these settings, each optional (the members of the home's `config.json` but `version`):
 ///
 /// ```text
-/// {"org": "default", "source": null, "workers": null, "retention_days": null, "jwt": null, "encryption": true}
+/// {"org": "default", "source": null, "workers": null, "retention_days": null, "retention": null, "jwt": null,
+///  "encryption": true}
 /// ```
 ///
 /// (the defaults of `trialport init`: `source` is a directory of `<study>/<DATASET>.<ext>` files, `workers` null
-/// means 2 threads, `jwt` holds the JWT settings `trialport init` writes), and its first `admin` API key is kept
-/// for `tp_engine_initial_api_key`. With `config_json` NULL, a directory
+/// means 2 threads, `jwt` holds the JWT settings `trialport init` writes; `retention_days` N expires the
+/// artifacts of every kind of job N days after it finished, `retention` sets days per kind: `{"default_days",
+/// "data_days", "report_days", "dashboard_days", "bulk_days"}`, null: never; see `tp_engine_purge`), and its
+/// first `admin` API key is kept for `tp_engine_initial_api_key`. With `config_json` NULL, a directory
 /// that is not a home is an error (EXP001 `not_a_home`).
 ///
 /// # Safety
@@ -595,6 +598,38 @@ pub unsafe extern "C" fn tp_engine_verify_audit(
         // SAFETY: checked above; valid by the caller's contract.
         unsafe { *events = n };
         Ok(())
+    })
+}
+
+/// Expires now every job of the caller's organization (and studies) whose retention time has passed (needs
+/// `retention:purge`: the `admin` role) and writes what it did to `*result_json` (free with `tp_string_free`):
+/// `{"jobs_expired": 1, "artifacts_deleted": 2, "bytes_freed": 5120}`. With no retention configured (the home's
+/// `retention_days` or `retention` settings, see `tp_engine_open`), nothing expires and every count is 0.
+///
+/// A succeeded job is due when it finished at least its kind's retention time ago. Expiring it deletes the bytes
+/// of every artifact but `manifest.json`, moves it to `expired` and keeps its record (with each artifact's name,
+/// size and SHA-256) and its manifest; downloading another artifact of it is then EXP004 `expired`. Each deletion
+/// and state change is audited (`artifact.deleted`, `job.expired`), then the call itself. The engine also
+/// expires due jobs of every organization in the background (every 60 s) and at a download.
+///
+/// EXP003 without the permission; EXP005 when an artifact cannot be deleted or an event recorded (purging stops
+/// there; what was done before is recorded).
+///
+/// # Safety
+/// `engine` is a live handle; `credential` is NUL-terminated; `result_json` is a valid `char **`.
+#[no_mangle]
+pub unsafe extern "C" fn tp_engine_purge(
+    engine: *mut tp_engine,
+    credential: *const c_char,
+    result_json: *mut *mut c_char,
+) -> tp_status {
+    guard(|| {
+        output(result_json, "result_json")?;
+        // SAFETY: the caller's contract for `engine` and `credential`.
+        let (engine, credential) = unsafe { (engine_of(engine)?, text(credential, "credential")?) };
+        let summary = engine.purge(credential)?;
+        // SAFETY: checked above; valid by the caller's contract.
+        unsafe { put_string(result_json, summary) }
     })
 }
 

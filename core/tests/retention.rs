@@ -712,3 +712,301 @@ fn a_homes_retention_settings_are_checked_and_applied_per_kind() {
     assert_eq!(e.purge(&admin).unwrap().jobs_expired, 1);
     assert_eq!(e.get_job(&admin, bulk.id).unwrap().state, JobState::Expired);
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// The sweep's reach: every organization in the store, every due job, past jobs kept longer.
+
+/// Waits (up to 20 s) until `done` holds.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A succeeded job of `org` and `kind` finished at `finished`, with a data artifact and the manifest, as a worker
+/// leaves it; written straight into a store (no engine call), its data file on disk under `dir` when `on_disk`.
+fn finished_job(
+    org: &str,
+    kind: JobKind,
+    finished: chrono::DateTime<chrono::Utc>,
+    dir: &Path,
+    on_disk: bool,
+) -> Job {
+    let mut job = trialport_core::store::conformance::sample_job(
+        org,
+        "S1",
+        "apikey:000000000000",
+        finished - chrono::Duration::seconds(5),
+    );
+    job.kind = kind;
+    job.state = JobState::Succeeded;
+    job.started_at = Some(finished - chrono::Duration::seconds(4));
+    job.finished_at = Some(finished);
+    let artifact = |name: &str, bytes: &[u8]| trialport_core::job::Artifact {
+        name: name.into(),
+        media_type: "text/plain".into(),
+        bytes: bytes.len() as u64,
+        sha256: sha256_hex(bytes),
+        rows: None,
+    };
+    job.artifacts = vec![
+        artifact("dm.txt", b"rows\n"),
+        artifact("manifest.json", b"{}"),
+    ];
+    if on_disk {
+        let jd = dir.join(job.id.to_string());
+        fs::create_dir_all(&jd).unwrap();
+        fs::write(jd.join("dm.txt"), b"rows\n").unwrap();
+        fs::write(jd.join("manifest.json"), b"{}").unwrap();
+    }
+    job
+}
+
+/// Records when (wall time) each `job.expired` event arrives.
+#[derive(Clone, Default)]
+struct ExpiryTimes(Arc<std::sync::Mutex<Vec<Instant>>>);
+
+impl trialport_core::audit::AuditHook for ExpiryTimes {
+    fn record(&self, event: &AuditEvent) -> trialport_core::Result<()> {
+        if event.action == "job.expired" {
+            self.0.lock().unwrap().push(Instant::now());
+        }
+        Ok(())
+    }
+}
+
+/// An engine with no workers on `store`, artifacts under `dir`, sweeping every `every`.
+fn sweeping(
+    store: Arc<trialport_core::store::MemoryStore>,
+    dir: &Path,
+    clock: &Arc<FixedClock>,
+    hook: &RecordingHook,
+    every: Duration,
+    configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+) -> Engine {
+    configure(
+        builder(dir, clock, hook)
+            .store(store)
+            .workers(0)
+            .sweep_interval(Some(every)),
+    )
+    .build()
+    .unwrap()
+}
+
+#[test]
+fn the_sweep_expires_jobs_of_an_organization_that_never_called_this_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("artifacts");
+    let db = tmp.path().join("trialport.db");
+    let start: chrono::DateTime<chrono::Utc> =
+        chrono::DateTime::parse_from_rfc3339("2025-03-01T09:00:00Z")
+            .unwrap()
+            .into();
+    // First engine: organization "beta" exports, then the engine goes away.
+    let job = {
+        let clock = Arc::new(FixedClock::new(start));
+        let hook = RecordingHook::new();
+        let store = Arc::new(trialport_core::store::SqliteStore::open(&db).unwrap());
+        let e = builder(&dir, &clock, &hook)
+            .store(store)
+            .retention(days(3))
+            .sweep_interval(None)
+            .build()
+            .unwrap();
+        let admin = format!("ApiKey {}", e.create_initial_admin_key("beta").unwrap());
+        let job = e
+            .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+            .unwrap();
+        let job = e.wait(&admin, job.id, WAIT).unwrap();
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+        job
+    };
+    let data = dir.join(job.id.to_string()).join("dm.txt");
+    assert!(data.exists());
+
+    // Second engine on the same database, days later, sweeping; nobody of "beta" (nobody at all) calls it.
+    let clock = Arc::new(FixedClock::new(start + days(3)));
+    let hook = RecordingHook::new();
+    let store = Arc::new(trialport_core::store::SqliteStore::open(&db).unwrap());
+    let e = builder(&dir, &clock, &hook)
+        .store(store.clone())
+        .workers(0)
+        .retention(days(3))
+        .sweep_interval(Some(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    eventually("the sweep expires beta's job", || {
+        hook.events().iter().any(|ev| ev.action == "job.expired")
+    });
+    drop(e);
+    let expired = trialport_core::store::JobStore::get(&*store, job.id).unwrap();
+    assert_eq!(expired.state, JobState::Expired);
+    assert_eq!(
+        expired.artifacts, job.artifacts,
+        "the record keeps every artifact"
+    );
+    assert!(!data.exists(), "the data file is deleted");
+    assert!(dir.join(job.id.to_string()).join("manifest.json").exists());
+    let events = hook.events();
+    let ev = events.iter().find(|ev| ev.action == "job.expired").unwrap();
+    assert_eq!(
+        (
+            ev.org.as_str(),
+            ev.actor.subject.as_str(),
+            ev.target.clone()
+        ),
+        ("beta", "system", format!("job:{}", job.id))
+    );
+    assert_eq!(ev.request_id, format!("job_{}", job.id.simple()));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|ev| ev.action == "artifact.deleted")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn the_sweep_expires_every_due_job_over_many_pages_and_organizations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("artifacts");
+    let now: chrono::DateTime<chrono::Utc> =
+        chrono::DateTime::parse_from_rfc3339("2025-06-01T00:00:00Z")
+            .unwrap()
+            .into();
+    let store = Arc::new(trialport_core::store::MemoryStore::new());
+    // 1,100 due jobs (more than two of the sweep's pages) in 7 organizations, finished times repeating, plus 30
+    // finished too recently.
+    let mut due = Vec::new();
+    for i in 0..1100i64 {
+        let org = format!("org-{}", i % 7);
+        let finished = now - days(2) - chrono::Duration::minutes(i / 3);
+        let job = finished_job(&org, JobKind::Data, finished, &dir, i % 100 == 0);
+        trialport_core::store::JobStore::insert(&*store, &job).unwrap();
+        due.push(job);
+    }
+    let mut young = Vec::new();
+    for i in 0..30i64 {
+        let job = finished_job(
+            "org-1",
+            JobKind::Data,
+            now - chrono::Duration::hours(i),
+            &dir,
+            false,
+        );
+        trialport_core::store::JobStore::insert(&*store, &job).unwrap();
+        young.push(job);
+    }
+    let clock = Arc::new(FixedClock::new(now));
+    let hook = RecordingHook::new();
+    // One pass expires them all: passes are a second apart, expiries within a pass are not.
+    let times = ExpiryTimes::default();
+    let every = Duration::from_secs(1);
+    let e = sweeping(store.clone(), &dir, &clock, &hook, every, |b| {
+        b.retention(days(2)).audit_hook(Arc::new(times.clone()))
+    });
+    let state = |id| {
+        trialport_core::store::JobStore::get(&*store, id)
+            .unwrap()
+            .state
+    };
+    eventually("every due job expires", || {
+        due.iter().all(|j| state(j.id) == JobState::Expired)
+    });
+    // Another pass: nothing else changes, nothing expires twice.
+    std::thread::sleep(every + Duration::from_millis(200));
+    drop(e);
+    let times = times.0.lock().unwrap().clone();
+    assert_eq!(times.len(), 1100);
+    let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        gap < every,
+        "the due jobs took more than one pass (a gap of {gap:?})"
+    );
+    assert!(young.iter().all(|j| state(j.id) == JobState::Succeeded));
+    let expired: Vec<AuditEvent> = hook
+        .events()
+        .into_iter()
+        .filter(|ev| ev.action == "job.expired")
+        .collect();
+    assert_eq!(expired.len(), 1100, "each due job expired once");
+    let orgs: std::collections::BTreeSet<&str> = expired.iter().map(|ev| ev.org.as_str()).collect();
+    assert_eq!(orgs.len(), 7);
+    for job in due.iter().step_by(100) {
+        let jd = dir.join(job.id.to_string());
+        assert!(!jd.join("dm.txt").exists());
+        assert!(jd.join("manifest.json").exists());
+    }
+}
+
+#[test]
+fn jobs_kept_longer_do_not_hold_up_later_due_jobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("artifacts");
+    let now: chrono::DateTime<chrono::Utc> =
+        chrono::DateTime::parse_from_rfc3339("2025-06-01T00:00:00Z")
+            .unwrap()
+            .into();
+    let store = Arc::new(trialport_core::store::MemoryStore::new());
+    let insert = |job: &Job| {
+        trialport_core::store::JobStore::insert(&*store, job).unwrap();
+    };
+    // The oldest: 700 bulk jobs (kept 30 days) finished 10 days ago, more than a page of the sweep; then 40 data
+    // jobs (kept 1 day) finished 2 days ago, and one bulk job finished 31 days ago, due.
+    let kept: Vec<Job> = (0..700i64)
+        .map(|i| {
+            let at = now - days(10) - chrono::Duration::seconds(i);
+            finished_job(&format!("org-{}", i % 3), JobKind::Bulk, at, &dir, i < 3)
+        })
+        .collect();
+    let due: Vec<Job> = (0..40i64)
+        .map(|i| {
+            let at = now - days(2) + chrono::Duration::seconds(i);
+            finished_job(&format!("org-{}", i % 5), JobKind::Data, at, &dir, i < 3)
+        })
+        .collect();
+    let old_bulk = finished_job("org-9", JobKind::Bulk, now - days(31), &dir, true);
+    kept.iter().chain(&due).chain([&old_bulk]).for_each(insert);
+    let clock = Arc::new(FixedClock::new(now));
+    let hook = RecordingHook::new();
+    let e = sweeping(
+        store.clone(),
+        &dir,
+        &clock,
+        &hook,
+        Duration::from_millis(20),
+        |b| b.retention(days(1)).retention_for(JobKind::Bulk, days(30)),
+    );
+    let state = |id| {
+        trialport_core::store::JobStore::get(&*store, id)
+            .unwrap()
+            .state
+    };
+    eventually("the due data jobs and the old bulk job expire", || {
+        due.iter()
+            .chain([&old_bulk])
+            .all(|j| state(j.id) == JobState::Expired)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    drop(e);
+    assert!(
+        kept.iter().all(|j| state(j.id) == JobState::Succeeded),
+        "bulk jobs within their 30 days stay"
+    );
+    for job in &kept[..3] {
+        assert!(dir.join(job.id.to_string()).join("dm.txt").exists());
+    }
+    for job in due[..3].iter().chain([&old_bulk]) {
+        assert!(!dir.join(job.id.to_string()).join("dm.txt").exists());
+    }
+    let expired = hook
+        .events()
+        .into_iter()
+        .filter(|ev| ev.action == "job.expired")
+        .count();
+    assert_eq!(expired, 41);
+}

@@ -11,7 +11,7 @@ use trialport_core::error::ErrorCode;
 use trialport_core::job::{Job, JobState};
 use trialport_core::store::conformance::{self, at, sample_job, Stores};
 use trialport_core::store::{
-    AuditStore, JobPage, JobQuery, JobStore, KeyStore, MemoryStore, SqliteStore,
+    AuditStore, FinishedQuery, JobPage, JobQuery, JobStore, KeyStore, MemoryStore, SqliteStore,
 };
 use trialport_core::Result;
 use uuid::Uuid;
@@ -24,7 +24,7 @@ macro_rules! per_check {
             per_check!(@tests $make;
                 jobs_insert_get, jobs_update_is_conditional, jobs_list_filters, jobs_list_pagination,
                 jobs_idempotency, jobs_claim_order, jobs_concurrent_claims, jobs_requeue_running,
-                keys_contract, audit_append_and_read, audit_concurrent_appends);
+                jobs_list_finished, jobs_list_finished_walk, keys_contract, audit_append_and_read, audit_concurrent_appends);
         }
     };
     (@tests $make:expr; $($check:ident),*) => {
@@ -121,6 +121,9 @@ impl JobStore for BrokenStore {
     }
     fn requeue_running(&self) -> Result<Vec<Job>> {
         self.inner.requeue_running()
+    }
+    fn list_finished(&self, q: &FinishedQuery) -> Result<Vec<Job>> {
+        self.inner.list_finished(q)
     }
 }
 impl KeyStore for BrokenStore {
@@ -225,7 +228,7 @@ fn sqlite_survives_a_restart_and_requeues_running_jobs() {
         // The store is dropped here, as when the process ends.
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     for job in &inserted[1..] {
         assert_eq!(
             &store.get(job.id).unwrap(),
@@ -305,7 +308,7 @@ fn sqlite_many_stores_opening_one_new_file_at_once() {
             let opened = opened.clone();
             s.spawn(move || {
                 let store = SqliteStore::open(&path).unwrap();
-                assert_eq!(store.schema_version().unwrap(), 1);
+                assert_eq!(store.schema_version().unwrap(), 2);
                 opened.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -326,8 +329,8 @@ fn sqlite_uses_wal_and_full_sync_and_refuses_a_newer_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
-    conn.pragma_update(None, "user_version", 2).unwrap();
+    assert_eq!(version, 2);
+    conn.pragma_update(None, "user_version", 3).unwrap();
     drop(conn);
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(err.code(), ErrorCode::Server);
@@ -387,4 +390,125 @@ fn sqlite_corrupt_rows_are_exp005_not_panics() {
     corrupt(store.claim_next(at(5)).map(drop));
     corrupt(store.get_key("abcdefabcdef").map(drop));
     corrupt(store.read(1, 10).map(drop));
+}
+
+/// The jobs table of schema version 1, as trialport wrote it before `finished_at` had a column.
+const SCHEMA_1_JOBS: &str = "
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY NOT NULL,
+    org TEXT NOT NULL,
+    study TEXT NOT NULL,
+    state TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    idempotency_key TEXT,
+    request_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX jobs_org_created ON jobs (org, created_at);
+CREATE INDEX jobs_state_created ON jobs (state, created_at);
+CREATE UNIQUE INDEX jobs_idempotency
+    ON jobs (org, requested_by, idempotency_key) WHERE idempotency_key IS NOT NULL;
+PRAGMA user_version = 1;
+";
+
+#[test]
+fn sqlite_upgrades_a_schema_1_file_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let finished = |org: &str, state: JobState, t: Option<i64>| {
+        let mut job = sample_job(org, "S1", "alice", at(0));
+        job.state = state;
+        job.finished_at = t.map(at);
+        job
+    };
+    let old = finished("org-a", JobState::Succeeded, Some(20));
+    let older = finished("org-b", JobState::Succeeded, Some(10));
+    let failed = finished("org-a", JobState::Failed, Some(5));
+    let queued = finished("org-c", JobState::Queued, None);
+    let corrupt = finished("org-a", JobState::Succeeded, Some(1));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_1_JOBS).unwrap();
+        for job in [&old, &older, &failed, &queued, &corrupt] {
+            let body = if job.id == corrupt.id {
+                "{not json".to_string()
+            } else {
+                serde_json::to_string(job).unwrap()
+            };
+            conn.execute(
+                "INSERT INTO jobs (id, org, study, state, requested_by, request_hash, created_at, version, body) \
+                 VALUES (?1, ?2, 'S1', ?3, 'alice', 'h', '2025-01-21T10:00:00.000000000Z', 1, ?4)",
+                rusqlite::params![job.id.to_string(), job.org, job.state.as_str(), body],
+            )
+            .unwrap();
+        }
+    }
+    let store = open(&path);
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let q = |state| FinishedQuery {
+        state,
+        finished_by: at(100),
+        after: None,
+        limit: 10,
+    };
+    let listed: Vec<Uuid> = store
+        .list_finished(&q(JobState::Succeeded))
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![older.id, old.id],
+        "old rows are listed from their records; the unreadable one is left out"
+    );
+    let failed_ids: Vec<Uuid> = store
+        .list_finished(&q(JobState::Failed))
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(failed_ids, vec![failed.id]);
+    assert_eq!(store.get(queued.id).unwrap(), queued);
+    assert_eq!(
+        store.get(corrupt.id).unwrap_err().reason(),
+        "corrupt_record"
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let index: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'jobs_state_finished'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1, "the index of schema version 2 exists");
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state = 'succeeded' AND finished_at <= 'x' \
+             AND (finished_at, id) > ('a', 'b') ORDER BY finished_at, id LIMIT 5",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("jobs_state_finished"), "{plan}");
+    drop(conn);
+    // Opened again: nothing to upgrade, the version stays.
+    assert_eq!(open(&path).schema_version().unwrap(), 2);
+    // And a job written through the upgraded store keeps its column up to date.
+    let store = open(&path);
+    let mut j = store.get(old.id).unwrap();
+    j.state = JobState::Expired;
+    store.update(&j).unwrap();
+    assert_eq!(
+        store.list_finished(&q(JobState::Succeeded)).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.list_finished(&q(JobState::Expired)).unwrap()[0].id,
+        old.id
+    );
 }

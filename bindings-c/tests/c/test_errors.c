@@ -161,6 +161,14 @@ int main(int argc, char **argv) {
     CHECK(events == 12345);
     CHECK(out == SENTINEL);
 
+    /* purge */
+    CHECK_NULL(tp_engine_purge(NULL, cred, &out), "engine");
+    CHECK_NULL(tp_engine_purge(engine, NULL, &out), "credential");
+    CHECK_NULL(tp_engine_purge(engine, cred, NULL), "result_json");
+    CHECK_STATUS(tp_engine_purge(engine, "ApiKey tp_nope", &out), TP_STATUS_UNAUTHORIZED, NULL);
+    CHECK_STATUS(tp_engine_purge(engine, bad_utf8, &out), TP_STATUS_VALIDATION, "invalid_utf8");
+    CHECK(out == SENTINEL);
+
     /* add_audit_callback: on failure the userdata is not taken (free_userdata is not called). */
     CHECK_NULL(tp_engine_add_audit_callback(NULL, never_called, NULL, count_free), "engine");
     CHECK_NULL(tp_engine_add_audit_callback(engine, NULL, NULL, count_free), "fn");

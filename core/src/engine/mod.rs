@@ -94,8 +94,6 @@ pub struct EngineBuilder {
     retention: retention::Retention,
     /// How often the background sweep expires due jobs (`None`: no sweep).
     sweep_interval: Option<Duration>,
-    /// Organizations the sweep visits from the start (a home's).
-    known_orgs: BTreeSet<String>,
     /// Held (shared) while the engine lives, so that another process opening the same home knows it is alive.
     home_lock: Option<std::fs::File>,
     rate_limit: Option<crate::limit::RateLimiter>,
@@ -225,9 +223,10 @@ impl EngineBuilder {
         self
     }
 
-    /// How often a background thread expires due jobs when any retention is set (default
-    /// [`DEFAULT_SWEEP_INTERVAL`], 60 s; `None`: no sweep, jobs then expire at [`Engine::purge`] or when
-    /// downloaded). A zero interval makes [`EngineBuilder::build`] fail with EXP002 `invalid_sweep_interval`.
+    /// How often a background thread expires the due jobs of every organization in the job store when any
+    /// retention is set (default [`DEFAULT_SWEEP_INTERVAL`], 60 s; `None`: no sweep, jobs then expire at
+    /// [`Engine::purge`] or when downloaded). A zero interval makes [`EngineBuilder::build`] fail with EXP002
+    /// `invalid_sweep_interval`.
     pub fn sweep_interval(mut self, every: Option<Duration>) -> Self {
         self.sweep_interval = every;
         self
@@ -276,7 +275,6 @@ impl EngineBuilder {
                 b = b.retention_for(kind, chrono::Duration::days(i64::from(days)));
             }
         }
-        b.known_orgs.insert(home.config().org.clone());
         if let Some(keys) = home.key_provider() {
             b = b.encryption(Arc::new(keys));
         }
@@ -344,7 +342,6 @@ impl EngineBuilder {
             clock: self.clock,
             retention: self.retention,
             expiry: Mutex::new(()),
-            orgs: Mutex::new(BTreeSet::new()),
             sweep_lock: Mutex::new(()),
             sweep_wake: Condvar::new(),
             running: Mutex::new(HashMap::new()),
@@ -361,16 +358,12 @@ impl EngineBuilder {
         });
         // A torn tail the audit log cut away when it was opened goes on the record at once.
         inner.auditor.flush_recoveries()?;
-        for org in &self.known_orgs {
-            inner.know_org(org);
-        }
         let orphans = if self.sole_process {
             inner.jobs.requeue_running()?
         } else {
             vec![]
         };
         for job in orphans {
-            inner.know_org(&job.org);
             inner.audit_system(
                 "job.requeued",
                 &job,
@@ -422,8 +415,6 @@ pub(crate) struct Inner {
     pub(crate) retention: retention::Retention,
     /// Held while a job expires: one expiry at a time.
     pub(crate) expiry: Mutex<()>,
-    /// The organizations the retention sweep visits.
-    pub(crate) orgs: Mutex<BTreeSet<String>>,
     /// The retention sweep waits on `sweep_wake` between passes, and is woken to stop.
     pub(crate) sweep_lock: Mutex<()>,
     pub(crate) sweep_wake: Condvar,
@@ -702,7 +693,6 @@ impl Engine {
             workers: 2,
             retention: retention::Retention::default(),
             sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
-            known_orgs: BTreeSet::new(),
             home_lock: None,
             rate_limit: None,
             sole_process: true,
@@ -746,7 +736,6 @@ impl Engine {
             });
         match authenticated {
             Ok(p) => {
-                self.inner.know_org(&p.org);
                 call.principal = Some(p);
             }
             Err(e) => {
@@ -1296,7 +1285,6 @@ impl Engine {
             "system",
             self.inner.clock.now(),
         )?;
-        self.inner.know_org(org);
         self.inner.auditor.emit_in(
             AuditRecord {
                 actor: Actor::system(),

@@ -25,20 +25,21 @@
 //!
 //! # The sweep's reach
 //!
-//! The store lists jobs per organization, so the sweep visits the organizations this engine knows: the home's
-//! organization, those of `create_initial_admin_key`, of every authenticated caller and of jobs re-queued at
-//! start. A job of an organization nobody of which has called since the engine started expires at its next
-//! download or `purge`, or once the sweep learns its organization.
+//! The sweep reaches every organization in the job store, whether or not anyone of it has called this engine:
+//! it walks the succeeded jobs of all organizations finished long enough ago to be due under the shortest
+//! retention ([`crate::store::JobStore::list_finished`], oldest first, in pages with a cursor), and expires those
+//! due under their own kind's retention. A job not yet due (its kind keeps artifacts longer, or never expires)
+//! is passed over and does not hold up the jobs after it. Expiring is one job at a time, so a pass over many due
+//! jobs takes a while; a job downloaded meanwhile expires at the download.
 
 use super::{run, Done, Engine, Inner};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
 use crate::auth::{authorize, Permission};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobKind, JobState};
-use crate::store::JobQuery;
+use crate::store::{FinishedQuery, JobQuery};
 use serde::Serialize;
 use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Jobs read per page while looking for due ones.
 const PAGE: u32 = 100;
+
+/// Jobs read per page by the sweep.
+const SWEEP_PAGE: u32 = 500;
 
 /// What a purge (or one sweep) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -96,6 +100,15 @@ impl Retention {
             .or(self.default)
     }
 
+    /// The shortest retention of any kind (`None`: nothing expires).
+    fn shortest(&self) -> Option<chrono::Duration> {
+        self.default
+            .iter()
+            .chain(self.kinds.iter().map(|(_, d)| d))
+            .min()
+            .copied()
+    }
+
     /// Whether any kind of job expires.
     pub(crate) fn is_on(&self) -> bool {
         self.default.is_some() || !self.kinds.is_empty()
@@ -124,21 +137,12 @@ impl Inner {
     /// Whether `job` is succeeded and its retention time has passed at `now`.
     fn is_due(&self, job: &Job, now: chrono::DateTime<chrono::Utc>) -> bool {
         match (self.retention.of(job.kind), job.finished_at) {
+            // A retention that reaches past the calendar never ends.
             (Some(after), Some(finished)) => {
-                job.state == JobState::Succeeded && finished + after <= now
+                job.state == JobState::Succeeded
+                    && finished.checked_add_signed(after).is_some_and(|t| t <= now)
             }
             _ => false,
-        }
-    }
-
-    /// Remembers an organization for the sweep.
-    pub(crate) fn know_org(&self, org: &str) {
-        if org.is_empty() || !self.retention.is_on() {
-            return;
-        }
-        let mut orgs = self.orgs.lock().unwrap_or_else(|p| p.into_inner());
-        if !orgs.contains(org) {
-            orgs.insert(org.to_string());
         }
     }
 
@@ -275,6 +279,48 @@ impl Inner {
         Ok(total)
     }
 
+    /// One pass of the sweep: expires every due job of every organization (see the module docs), oldest first,
+    /// until done or the engine shuts down. Stops at the first error (fail-closed).
+    ///
+    /// # Errors
+    /// As [`Inner::expire_if_due`]; EXP005 when the store cannot list jobs.
+    pub(crate) fn sweep_once(&self) -> Result<PurgeSummary> {
+        let mut total = PurgeSummary::default();
+        let Some(shortest) = self.retention.shortest() else {
+            return Ok(total);
+        };
+        let now = self.clock.now();
+        // No succeeded job finished after this is due under any retention.
+        let Some(finished_by) = now.checked_sub_signed(shortest) else {
+            return Ok(total);
+        };
+        let mut after = None;
+        loop {
+            let page = self.jobs.list_finished(&FinishedQuery {
+                state: JobState::Succeeded,
+                finished_by,
+                after,
+                limit: SWEEP_PAGE,
+            })?;
+            let full = page.len() == SWEEP_PAGE as usize;
+            // The cursor moves past every listed job, due or not: jobs kept longer never stall the walk, and
+            // expired jobs leaving `succeeded` do not shift it.
+            after = page.last().and_then(|j| j.finished_at.map(|f| (f, j.id)));
+            for job in page {
+                if self.shutdown.load(Ordering::SeqCst) {
+                    return Ok(total);
+                }
+                if self.is_due(&job, now) {
+                    let (_, done) = self.expire_if_due(job, None)?;
+                    total.add(done);
+                }
+            }
+            if !full || after.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Wakes the sweep (to stop it).
     pub(crate) fn notify_sweeper(&self) {
         let _guard = self.sweep_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -282,8 +328,8 @@ impl Inner {
     }
 }
 
-/// The background sweep: every `every`, expires the due jobs of each organization the engine knows, until the
-/// engine shuts down. A pass that fails (a store or audit failure) stops and is tried again next time.
+/// The background sweep: every `every`, expires the due jobs of every organization ([`Inner::sweep_once`]), until
+/// the engine shuts down. A pass that fails (a store or audit failure) stops and is tried again next time.
 pub(crate) fn sweep_loop(inner: &Arc<Inner>, every: Duration) {
     loop {
         {
@@ -298,12 +344,7 @@ pub(crate) fn sweep_loop(inner: &Arc<Inner>, every: Duration) {
         if inner.shutdown.load(Ordering::SeqCst) {
             return;
         }
-        let orgs: BTreeSet<String> = inner.orgs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for org in orgs {
-            if inner.shutdown.load(Ordering::SeqCst) || inner.purge_org(&org, None, None).is_err() {
-                break;
-            }
-        }
+        let _ = inner.sweep_once();
     }
 }
 

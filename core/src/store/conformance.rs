@@ -17,7 +17,7 @@
 //! The checks use the helpers [`sample_job`], [`sample_key`] and [`sample_event`] to build records, and fixed
 //! times from [`base_time`] spaced out so every ordering is deterministic.
 
-use super::{AuditStore, JobQuery, JobStore, KeyStore};
+use super::{AuditStore, FinishedQuery, JobQuery, JobStore, KeyStore};
 use crate::audit::{Actor, AuditEvent, Outcome, GENESIS_HASH};
 use crate::auth::{ApiKeyRecord, Role};
 use crate::error::{ErrorCode, Result};
@@ -95,6 +95,14 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "jobs_requeue_running",
         run: |s| jobs_requeue_running(&*s.jobs),
+    },
+    Check {
+        name: "jobs_list_finished",
+        run: |s| jobs_list_finished(&*s.jobs),
+    },
+    Check {
+        name: "jobs_list_finished_walk",
+        run: |s| jobs_list_finished_walk(&*s.jobs),
     },
     Check {
         name: "keys_contract",
@@ -698,6 +706,294 @@ pub fn jobs_claim_order(store: &dyn JobStore) {
         ok(store.claim_next(at(2000)), "claim when none is queued"),
         None,
         "no queued job left"
+    );
+}
+
+/// A job of `org` in `state`, created at `at(created)` and finished at `finished` (`None`: not finished).
+fn finished_job(org: &str, state: JobState, created: i64, finished: Option<DateTime<Utc>>) -> Job {
+    let mut job = sample_job(org, "S1", "alice", at(created));
+    job.state = state;
+    job.started_at = finished.map(|_| at(created));
+    job.finished_at = finished;
+    job
+}
+
+fn finished_query(
+    state: JobState,
+    finished_by: DateTime<Utc>,
+    after: Option<&Job>,
+    limit: u32,
+) -> FinishedQuery {
+    FinishedQuery {
+        state,
+        finished_by,
+        after: after.map(|j| (j.finished_at.unwrap_or(finished_by), j.id)),
+        limit,
+    }
+}
+
+/// The ids of `jobs` in `state` finished at or before `by`, sorted by (finished_at, id): the contract computed
+/// from the jobs themselves.
+fn expected_finished(jobs: &[Job], state: JobState, by: DateTime<Utc>) -> Vec<Uuid> {
+    let mut keys: Vec<(DateTime<Utc>, Uuid)> = jobs
+        .iter()
+        .filter(|j| j.state == state)
+        .filter_map(|j| j.finished_at.map(|f| (f, j.id)))
+        .filter(|(f, _)| *f <= by)
+        .collect();
+    keys.sort();
+    keys.into_iter().map(|(_, id)| id).collect()
+}
+
+/// `list_finished`: across every organization, only the given state, only `finished_at <= finished_by` (to the
+/// nanosecond, jobs without `finished_at` never), oldest first by (`finished_at`, `id`), at most `limit`, after
+/// the cursor (inside a tie too); `update` moves a job in and out of the listing; a limit outside 1..=1000 is
+/// EXP002 `invalid_limit`.
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn jobs_list_finished(store: &dyn JobStore) {
+    let by = at(1000);
+    let q = finished_query;
+    assert_eq!(
+        ok(
+            store.list_finished(&q(JobState::Succeeded, by, None, 10)),
+            "list_finished of an empty store"
+        ),
+        Vec::<Job>::new(),
+        "nothing finished in an empty store"
+    );
+    for limit in [0, 1001, u32::MAX] {
+        fails(
+            store.list_finished(&q(JobState::Succeeded, by, None, limit)),
+            ErrorCode::Validation,
+            Some("invalid_limit"),
+            "list_finished with a limit outside 1..=1000",
+        );
+    }
+    let ns = Duration::nanoseconds(1);
+    let mut jobs = Vec::new();
+    // Three organizations, every state; finished times out of creation order.
+    for (i, org) in ["org-a", "org-b", "org-c"].into_iter().enumerate() {
+        let i = i as i64;
+        jobs.push(finished_job(
+            org,
+            JobState::Succeeded,
+            i,
+            Some(at(500 - i * 100)),
+        ));
+        jobs.push(finished_job(
+            org,
+            JobState::Succeeded,
+            10 + i,
+            Some(at(900 + i * 50)),
+        ));
+        jobs.push(finished_job(
+            org,
+            JobState::Failed,
+            20 + i,
+            Some(at(100 + i)),
+        ));
+        jobs.push(finished_job(
+            org,
+            JobState::Cancelled,
+            30 + i,
+            Some(at(200 + i)),
+        ));
+        jobs.push(finished_job(
+            org,
+            JobState::Expired,
+            40 + i,
+            Some(at(300 + i)),
+        ));
+        jobs.push(finished_job(org, JobState::Queued, 50 + i, None));
+        jobs.push(finished_job(org, JobState::Running, 60 + i, None));
+    }
+    // The bound to the nanosecond: at `by` is in, one nanosecond later is out.
+    let on_bound = finished_job("org-d", JobState::Succeeded, 70, Some(by));
+    let past_bound = finished_job("org-d", JobState::Succeeded, 71, Some(by + ns));
+    let in_ns = finished_job("org-d", JobState::Succeeded, 72, Some(at(400) + ns));
+    jobs.extend([on_bound.clone(), past_bound.clone(), in_ns.clone()]);
+    // Three succeeded jobs finished at the same time (ordered by id).
+    let ties: Vec<Job> = (0..3)
+        .map(|k| finished_job("org-e", JobState::Succeeded, 80 + k, Some(at(600))))
+        .collect();
+    jobs.extend(ties.iter().cloned());
+    // A succeeded job without finished_at (written by hand): never listed.
+    jobs.push(finished_job("org-f", JobState::Succeeded, 90, None));
+    for k in 0..jobs.len() {
+        insert_new(store, &jobs[(k * 5) % jobs.len()]);
+    }
+
+    for state in [
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Expired,
+    ] {
+        for by in [at(0), at(300), at(400) + ns, at(600), by, by + ns, at(5000)] {
+            let got = ok(
+                store.list_finished(&q(state, by, None, 1000)),
+                "list_finished",
+            );
+            assert_eq!(
+                ids(&got),
+                expected_finished(&jobs, state, by),
+                "{state} jobs finished by {by}: every organization, oldest first by (finished_at, id)"
+            );
+            for job in &got {
+                assert_eq!(job, &ok(store.get(job.id), "get"), "listed jobs are whole");
+            }
+        }
+    }
+    let all = expected_finished(&jobs, JobState::Succeeded, by);
+    assert!(
+        all.contains(&on_bound.id),
+        "a job finished exactly at the bound is listed"
+    );
+    assert!(
+        !all.contains(&past_bound.id),
+        "a job finished a nanosecond after the bound is not"
+    );
+    assert_eq!(all.len(), 11, "the oracle's own count");
+    for queued in [JobState::Queued, JobState::Running] {
+        assert_eq!(
+            ok(
+                store.list_finished(&q(queued, at(5000), None, 1000)),
+                "list unfinished"
+            ),
+            Vec::<Job>::new(),
+            "jobs without finished_at are never listed ({queued})"
+        );
+    }
+
+    // The limit, and the cursor: after each listed job, the rest.
+    let first = ok(
+        store.list_finished(&q(JobState::Succeeded, by, None, 4)),
+        "first 4",
+    );
+    assert_eq!(ids(&first), all[..4].to_vec(), "the oldest 4");
+    let got_all = ok(
+        store.list_finished(&q(JobState::Succeeded, by, None, 1000)),
+        "all",
+    );
+    for (n, job) in got_all.iter().enumerate() {
+        let rest = ok(
+            store.list_finished(&q(JobState::Succeeded, by, Some(job), 1000)),
+            "after a job",
+        );
+        assert_eq!(
+            ids(&rest),
+            all[n + 1..].to_vec(),
+            "after job {n} (ties included)"
+        );
+    }
+    // A cursor that is no stored job: a position in the order, between ties by id.
+    let mut tie_ids = ids(&ties);
+    tie_ids.sort();
+    let mid = FinishedQuery {
+        state: JobState::Succeeded,
+        finished_by: by,
+        after: Some((at(600), tie_ids[0])),
+        limit: 2,
+    };
+    assert_eq!(
+        ids(&ok(store.list_finished(&mid), "after the first tie")),
+        tie_ids[1..].to_vec(),
+        "after (t, id): the jobs finished at t with a greater id first"
+    );
+
+    // `update` moves jobs in and out: a running job that succeeds, a succeeded job that expires.
+    let mut running = ok(store.get(jobs[6].id), "get running");
+    running.state = JobState::Succeeded;
+    running.finished_at = Some(at(450));
+    let running = ok(store.update(&running), "succeed a running job");
+    let mut expiring = ok(store.get(all[0]), "get the oldest succeeded");
+    expiring.state = JobState::Expired;
+    ok(store.update(&expiring), "expire a job");
+    let mut want = all[1..].to_vec();
+    let pos = want
+        .iter()
+        .position(|id| ok(store.get(*id), "get").finished_at > Some(at(450)))
+        .unwrap_or(want.len());
+    want.insert(pos, running.id);
+    assert_eq!(
+        ids(&ok(
+            store.list_finished(&q(JobState::Succeeded, by, None, 1000)),
+            "after updates"
+        )),
+        want,
+        "updates move jobs in and out of the listing, in order"
+    );
+    assert!(
+        ids(&ok(
+            store.list_finished(&q(JobState::Expired, by, None, 1000)),
+            "expired"
+        ))
+        .contains(&all[0]),
+        "the expired job is listed as expired"
+    );
+}
+
+/// Walking `list_finished` page by page with the cursor visits every matching job once, oldest first, even while
+/// the walker moves each listed job out of the state (as the retention sweep does) and while other jobs finish.
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn jobs_list_finished_walk(store: &dyn JobStore) {
+    let mut jobs = Vec::new();
+    for i in 0..250i64 {
+        // Finished times repeat (ties across organizations), created out of order.
+        let org = ["org-a", "org-b", "org-c", "org-d"][(i % 4) as usize];
+        jobs.push(finished_job(
+            org,
+            JobState::Succeeded,
+            (i * 37) % 250,
+            Some(at(i / 3)),
+        ));
+    }
+    for job in &jobs {
+        insert_new(store, job);
+    }
+    let by = at(60);
+    let want = expected_finished(&jobs, JobState::Succeeded, by);
+    assert_eq!(want.len(), 183, "the oracle's own count");
+    let mut seen = Vec::new();
+    let mut after: Option<Job> = None;
+    let mut pages = 0;
+    loop {
+        let page = ok(
+            store.list_finished(&finished_query(JobState::Succeeded, by, after.as_ref(), 7)),
+            "a page",
+        );
+        pages += 1;
+        assert!(page.len() <= 7, "a page holds at most the limit");
+        seen.extend(ids(&page));
+        // Expire every other job of the page, keeping the last: the cursor must not skip or repeat anything.
+        for job in page.iter().skip(1).step_by(2) {
+            let mut expired = job.clone();
+            expired.state = JobState::Expired;
+            ok(store.update(&expired), "expire a listed job");
+        }
+        // A job finishing now, after the bound, is not part of the walk.
+        let late = finished_job(
+            "org-z",
+            JobState::Succeeded,
+            1000 + pages,
+            Some(by + Duration::seconds(1)),
+        );
+        insert_new(store, &late);
+        let Some(last) = page.last() else { break };
+        if page.len() < 7 {
+            break;
+        }
+        after = Some(last.clone());
+        assert!(pages < 100, "the walk ends");
+    }
+    assert_eq!(seen, want, "the walk visits every job once, oldest first");
+    assert_eq!(
+        pages, 27,
+        "183 jobs in pages of 7: 26 full pages and one of 1"
     );
 }
 

@@ -219,6 +219,24 @@ impl JobStore for MemoryStore {
         requeued.sort_by_key(order_key);
         Ok(requeued)
     }
+
+    fn list_finished(&self, q: &FinishedQuery) -> Result<Vec<Job>> {
+        check_finished_limit(q.limit)?;
+        let state = self.lock();
+        let mut matching: Vec<((DateTime<Utc>, Uuid), &Job)> = state
+            .jobs
+            .values()
+            .filter(|j| j.state == q.state)
+            .filter_map(|j| j.finished_at.map(|f| ((f, j.id), j)))
+            .filter(|(key, _)| key.0 <= q.finished_by && q.after.is_none_or(|after| *key > after))
+            .collect();
+        matching.sort_by_key(|(key, _)| *key);
+        Ok(matching
+            .into_iter()
+            .take(q.limit as usize)
+            .map(|(_, j)| j.clone())
+            .collect())
+    }
 }
 
 /// Moves a running job back to queued: no start time, progress reset (the dataset total kept), no cancellation

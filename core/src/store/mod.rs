@@ -48,6 +48,37 @@ pub struct JobPage {
     pub total: u64,
 }
 
+/// Which finished jobs to list across every organization, and from where: one page of a keyset walk in
+/// (`finished_at`, `id`) order (see [`JobStore::list_finished`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedQuery {
+    /// Only jobs in this state.
+    pub state: JobState,
+    /// Only jobs with `finished_at` at or before this time (jobs without `finished_at` never match).
+    pub finished_by: DateTime<Utc>,
+    /// Only jobs after this (`finished_at`, `id`) in that order: the last job of the previous page (`None`: from
+    /// the oldest).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// Jobs per page (1..=[`MAX_FINISHED_LIMIT`]).
+    pub limit: u32,
+}
+
+/// The largest page of [`JobStore::list_finished`].
+pub const MAX_FINISHED_LIMIT: u32 = 1000;
+
+/// EXP002 `invalid_limit` (field `limit`) unless `limit` is in 1..=[`MAX_FINISHED_LIMIT`].
+pub(crate) fn check_finished_limit(limit: u32) -> Result<()> {
+    if (1..=MAX_FINISHED_LIMIT).contains(&limit) {
+        Ok(())
+    } else {
+        Err(crate::error::Error::validation(
+            "invalid_limit",
+            "a page of finished jobs holds 1 to 1000 jobs",
+        )
+        .with_field("limit"))
+    }
+}
+
 /// Persistent jobs with optimistic locking.
 ///
 /// # Contract
@@ -62,6 +93,12 @@ pub struct JobPage {
 ///   and returns it; two concurrent claims never return the same job.
 /// - `requeue_running` moves every `running` job back to `queued` (progress reset) and returns them: called when a
 ///   store is opened, for jobs whose worker died with the process.
+/// - `list_finished` returns, across every organization, up to `limit` jobs in `state` whose `finished_at` is at
+///   or before `finished_by` and whose (`finished_at`, `id`) comes after `after`, oldest first by (`finished_at`,
+///   `id`); fewer than `limit` means the walk is over. Jobs without `finished_at` never match. Walking page by page,
+///   each `after` the last job of the previous page, visits every matching job once even while jobs leave
+///   `state` between pages (the cursor is a position in that order, not an offset). A limit outside
+///   1..=[`MAX_FINISHED_LIMIT`] is EXP002 `invalid_limit`.
 pub trait JobStore: Send + Sync {
     /// Stores a new job (see the contract for idempotency keys).
     ///
@@ -98,6 +135,13 @@ pub trait JobStore: Send + Sync {
     /// # Errors
     /// EXP005 for I/O.
     fn requeue_running(&self) -> Result<Vec<Job>>;
+
+    /// One page of the jobs in a state finished at or before a time, across every organization, oldest first
+    /// (see the contract).
+    ///
+    /// # Errors
+    /// EXP002 `invalid_limit`; EXP005 for I/O.
+    fn list_finished(&self, query: &FinishedQuery) -> Result<Vec<Job>>;
 }
 
 /// Persistent API keys (only keyed hashes of their secrets).

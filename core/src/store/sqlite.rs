@@ -16,8 +16,9 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-/// The schema version written to `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version written to `PRAGMA user_version`: 1, the first; 2 added `jobs.finished_at` and its index
+/// (see [`migrate_to_2`]).
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another one's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     request_hash TEXT NOT NULL,
     created_at TEXT NOT NULL,
     version INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_org_created ON jobs (org, created_at);
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at);
@@ -59,6 +61,11 @@ CREATE TABLE IF NOT EXISTS audit_events (
     hash TEXT NOT NULL,
     body TEXT NOT NULL
 );
+";
+
+/// The indexes of schema version 2, created once its columns exist (after [`migrate_to_2`] on an older file).
+const SCHEMA_2_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS jobs_state_finished ON jobs (state, finished_at, id);
 ";
 
 /// Jobs, keys and audit events in one SQLite file.
@@ -163,28 +170,11 @@ fn write_job(tx: &rusqlite::Transaction<'_>, job: &Job, insert: bool) -> Result<
     let version = to_i64(job.version, "job version")?;
     let id = job.id.to_string();
     let created = time_key(job.created_at);
+    let finished = job.finished_at.map(time_key);
     let result = if insert {
         tx.execute(
             "INSERT INTO jobs (id, org, study, state, requested_by, idempotency_key, request_hash, created_at, \
-             version, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                id,
-                job.org,
-                job.study,
-                job.state.as_str(),
-                job.requested_by,
-                job.idempotency_key,
-                job.request_hash,
-                created,
-                version,
-                body
-            ],
-        )
-    } else {
-        let previous = to_i64(job.version.saturating_sub(1), "job version")?;
-        tx.execute(
-            "UPDATE jobs SET org = ?2, study = ?3, state = ?4, requested_by = ?5, idempotency_key = ?6, \
-             request_hash = ?7, created_at = ?8, version = ?9, body = ?10 WHERE id = ?1 AND version = ?11",
+             version, body, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 id,
                 job.org,
@@ -196,7 +186,28 @@ fn write_job(tx: &rusqlite::Transaction<'_>, job: &Job, insert: bool) -> Result<
                 created,
                 version,
                 body,
-                previous
+                finished
+            ],
+        )
+    } else {
+        let previous = to_i64(job.version.saturating_sub(1), "job version")?;
+        tx.execute(
+            "UPDATE jobs SET org = ?2, study = ?3, state = ?4, requested_by = ?5, idempotency_key = ?6, \
+             request_hash = ?7, created_at = ?8, version = ?9, body = ?10, finished_at = ?12 \
+             WHERE id = ?1 AND version = ?11",
+            params![
+                id,
+                job.org,
+                job.study,
+                job.state.as_str(),
+                job.requested_by,
+                job.idempotency_key,
+                job.request_hash,
+                created,
+                version,
+                body,
+                previous,
+                finished
             ],
         )
     };
@@ -234,10 +245,55 @@ fn load_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
         .transpose()
 }
 
+/// Upgrades a schema version 1 file (or a new one) to version 2: adds `jobs.finished_at` when missing and fills it
+/// from each job's record. A record that cannot be read is left without it (reading that job reports it corrupt
+/// anyway; it is never listed by `list_finished`).
+fn migrate_to_2(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let has_column = tx
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'finished_at'")
+        .and_then(|mut stmt| stmt.exists([]))
+        .map_err(db("reading the jobs table"))?;
+    if !has_column {
+        tx.execute("ALTER TABLE jobs ADD COLUMN finished_at TEXT", [])
+            .map_err(db("adding jobs.finished_at"))?;
+    }
+    let mut stmt = tx
+        .prepare("SELECT id, body FROM jobs WHERE finished_at IS NULL")
+        .map_err(db("upgrading jobs"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(db("upgrading jobs"))?;
+    let mut finished = Vec::new();
+    for row in rows {
+        let (id, body) = match row.map_err(read_err("jobs", "upgrading jobs")) {
+            Ok(row) => row,
+            Err(e) if e.reason() == "corrupt_record" => continue,
+            Err(e) => return Err(e),
+        };
+        let Ok(job) = serde_json::from_str::<Job>(&body) else {
+            continue;
+        };
+        if let Some(at) = job.finished_at {
+            finished.push((id, time_key(at)));
+        }
+    }
+    drop(stmt);
+    for (id, at) in finished {
+        tx.execute(
+            "UPDATE jobs SET finished_at = ?2 WHERE id = ?1",
+            params![id, at],
+        )
+        .map_err(db("upgrading jobs"))?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the store in the SQLite file at `path`: WAL journal, `synchronous=FULL`, a
-    /// busy timeout so several connections and processes can share the file, and the schema (version 1 in
-    /// `PRAGMA user_version`).
+    /// busy timeout so several connections and processes can share the file, and the schema (version 2 in
+    /// `PRAGMA user_version`). A file of schema version 1 is upgraded in place, in one transaction: its jobs get
+    /// the `finished_at` column, filled from their records, and its index. A newer version is refused, so that an
+    /// older trialport never writes rows without the columns it does not know.
     ///
     /// # Errors
     /// EXP005 `store_error` when the file cannot be opened or has a newer schema version.
@@ -285,6 +341,11 @@ impl SqliteStore {
             .with_detail("schema_version", version));
         }
         tx.execute_batch(SCHEMA)
+            .map_err(db("creating the schema"))?;
+        if version < 2 {
+            migrate_to_2(&tx)?;
+        }
+        tx.execute_batch(SCHEMA_2_INDEXES)
             .map_err(db("creating the schema"))?;
         if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -574,6 +635,41 @@ impl JobStore for SqliteStore {
             }
             Ok(jobs)
         })
+    }
+
+    fn list_finished(&self, q: &FinishedQuery) -> Result<Vec<Job>> {
+        check_finished_limit(q.limit)?;
+        let conn = self.lock();
+        let limit = i64::from(q.limit);
+        let (state, by) = (q.state.as_str(), time_key(q.finished_by));
+        match q.after {
+            None => {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT id, version, body FROM jobs WHERE state = ?1 AND finished_at <= ?2 \
+                         ORDER BY finished_at ASC, id ASC LIMIT ?3",
+                    )
+                    .map_err(db("listing finished jobs"))?;
+                jobs_from(
+                    &mut stmt,
+                    params![state, by, limit],
+                    "listing finished jobs",
+                )
+            }
+            Some((after_at, after_id)) => {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT id, version, body FROM jobs WHERE state = ?1 AND finished_at <= ?2 \
+                         AND (finished_at, id) > (?3, ?4) ORDER BY finished_at ASC, id ASC LIMIT ?5",
+                    )
+                    .map_err(db("listing finished jobs"))?;
+                jobs_from(
+                    &mut stmt,
+                    params![state, by, time_key(after_at), after_id.to_string(), limit],
+                    "listing finished jobs",
+                )
+            }
+        }
     }
 }
 
