@@ -520,3 +520,12 @@ def test_csv_and_tsv_neutralize_formulas_read_by_pyarrow(fmt: str, tmp_path: Pat
         want = ["'" + s if neutralize and s[0] in "=+-@\t\r" else s for s in FORMULAS]
         assert back.column("S").to_pylist() == want
         assert back.column("X").to_pylist() == table.column("X").to_pylist()
+
+
+def test_a_problem_found_while_a_stream_is_consumed_reaches_the_consumer_with_its_code(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    lines = ["A,B"] + [f"{i},x" for i in range(300_000)] + ["1,2,3"]  # past the first batch
+    path.write_text("\n".join(lines) + "\n")
+    reader = trialport.read(path)  # the header and first batch are fine
+    with pytest.raises(pa.ArrowInvalid, match=r"EXP002 \(malformed_csv\)"):
+        pa.table(reader)

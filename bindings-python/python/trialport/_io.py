@@ -79,6 +79,11 @@ def read(path: str | os.PathLike[str], format: str | None = None) -> ArrowStream
     Raises:
         NotFoundError: The file does not exist.
         ValidationError: Unknown or unreadable format.
+
+    A problem found only while the stream is consumed (a bad value deep in the file) is raised by the consumer, not
+    as a :class:`ValidationError`: the Arrow C stream interface carries an error message, not an exception type.
+    pyarrow raises ``ArrowInvalid`` and polars its own error, each with the standard error's text, such as
+    ``External error: EXP002 (malformed_csv): ...``.
     """
     reader: ArrowStreamExportable = _trialport.read(os.fspath(path), format)
     return reader
