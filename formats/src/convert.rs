@@ -4,7 +4,8 @@
 //! `trialport convert`, Python's `trialport.write` and C's `tp_convert` are [`convert`] and [`write()`]; the output
 //! is written by [`OutputFile`] (temp file beside the target, fsync, rename, fsync of the directory), so nothing
 //! is visible at the output until it is complete, and nothing is left behind on error. The SHA-256 and the writes
-//! to the file run on a thread of their own, beside the encoder.
+//! to the file run on two threads of their own (one hashes a chunk while the other writes the one before), beside
+//! the encoder.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -238,54 +239,80 @@ pub struct Written {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Bytes handed to the writer thread at a time.
+/// Bytes handed to the output threads at a time.
 const PIPE_CHUNK: usize = 1 << 20;
-/// Chunks in flight between the encoder and the writer thread (memory: about this many [`PIPE_CHUNK`]s more).
+/// Chunks queued before each output thread (memory: about twice this many [`PIPE_CHUNK`]s more).
 const PIPE_DEPTH: usize = 3;
 /// Bytes after which the writer thread flushes the file's data to disk (`fdatasync`) while the encoder goes on, so
 /// that the fsync of [`OutputFile::commit`] finds little left to write instead of the whole file.
 const SYNC_EVERY: u64 = 32 << 20;
 
-/// The writer thread of an [`OutputFile`]: it hashes and writes the chunks it receives, flushes the data to disk
-/// every [`SYNC_EVERY`] bytes, and sends each emptied buffer back for reuse. It stops at the first I/O error, which
-/// `join` returns.
+/// The threads of an [`OutputFile`], one after the other: the first hashes the chunks it receives and passes them
+/// on; the second writes them, flushes the data to disk every [`SYNC_EVERY`] bytes, and sends each emptied buffer
+/// back for reuse. So hashing and writing overlap. The writer stops at the first I/O error, which `join` returns.
 struct Pipe {
     buf: Vec<u8>,
     to_writer: Option<SyncSender<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
-    writer: Option<JoinHandle<io::Result<HashingWriter<File>>>>,
+    hasher: Option<JoinHandle<HashingWriter<io::Sink>>>,
+    writer: Option<JoinHandle<io::Result<File>>>,
 }
 
 impl Pipe {
     fn start(file: File) -> io::Result<Pipe> {
         let (to_writer, chunks) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+        let (to_file, hashed) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
         let (give_back, spare) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH + 1);
         let writer = std::thread::Builder::new()
             .name("trialport-output".into())
             .spawn(move || {
-                let mut out = HashingWriter::new(file);
-                let mut synced = 0;
-                for mut chunk in chunks {
-                    out.write_all(&chunk)?;
-                    if out.bytes() - synced >= SYNC_EVERY {
-                        out.get_mut().sync_data()?;
-                        synced = out.bytes();
+                let mut file = file;
+                let (mut written, mut synced) = (0u64, 0u64);
+                for mut chunk in hashed {
+                    file.write_all(&chunk)?;
+                    written += chunk.len() as u64;
+                    if written - synced >= SYNC_EVERY {
+                        file.sync_data()?;
+                        synced = written;
                     }
                     chunk.clear();
                     // The encoder may have enough buffers already; then this one is dropped.
                     let _ = give_back.try_send(chunk);
                 }
-                Ok(out)
+                Ok(file)
             })?;
+        let hasher = std::thread::Builder::new()
+            .name("trialport-sha256".into())
+            .spawn(move || {
+                let mut hash = HashingWriter::new(io::sink());
+                for chunk in chunks {
+                    // Writing to a sink cannot fail.
+                    let _ = hash.write_all(&chunk);
+                    if to_file.send(chunk).is_err() {
+                        // The writer stopped: its error is what `join` reports.
+                        break;
+                    }
+                }
+                hash
+            });
+        let hasher = match hasher {
+            Ok(h) => h,
+            Err(e) => {
+                // Its channel is closed: the writer ends.
+                let _ = writer.join();
+                return Err(e);
+            }
+        };
         Ok(Pipe {
             buf: Vec::with_capacity(PIPE_CHUNK),
             to_writer: Some(to_writer),
             spare,
+            hasher: Some(hasher),
             writer: Some(writer),
         })
     }
 
-    /// Hands the buffered bytes to the writer thread.
+    /// Hands the buffered bytes to the output threads.
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -310,19 +337,27 @@ impl Pipe {
         }
     }
 
-    /// Stops the writer thread after the bytes sent, returning its file with the count and hash.
-    fn join(&mut self) -> io::Result<HashingWriter<File>> {
+    /// Stops the threads after the bytes sent, returning the file with the count and hash.
+    fn join(&mut self) -> io::Result<(File, u64, String)> {
         self.to_writer = None;
-        match self.writer.take() {
+        let hash = self.hasher.take().map(|h| h.join());
+        let file = match self.writer.take() {
             Some(h) => h
                 .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the output writer failed"))),
-            None => Err(io::Error::other("the output writer stopped")),
+                .unwrap_or_else(|_| Err(io::Error::other("the output writer failed")))?,
+            None => return Err(io::Error::other("the output writer stopped")),
+        };
+        match hash {
+            Some(Ok(hash)) => {
+                let (_, bytes, sha256) = hash.into_parts();
+                Ok((file, bytes, sha256))
+            }
+            _ => Err(io::Error::other("the output hasher failed")),
         }
     }
 
-    /// Sends what is buffered and waits for the writer.
-    fn finish(mut self) -> io::Result<HashingWriter<File>> {
+    /// Sends what is buffered and waits for the threads.
+    fn finish(mut self) -> io::Result<(File, u64, String)> {
         self.send()?;
         self.join()
     }
@@ -344,7 +379,7 @@ impl Write for Pipe {
     }
 }
 
-/// A file written atomically: bytes go to a temp file beside the target (written and hashed on a thread of its own,
+/// A file written atomically: bytes go to a temp file beside the target (hashed and written on threads of their own,
 /// at most a few MiB behind); [`OutputFile::commit`] fsyncs it, moves it into place and fsyncs the directory.
 /// Dropping it uncommitted (an error anywhere) removes the temp file.
 pub struct OutputFile {
@@ -431,7 +466,7 @@ impl OutputFile {
             return Err(Error::server("closed", "the output file is closed"));
         };
         let result = (|| -> io::Result<Written> {
-            let (file, bytes, sha256) = pipe.finish()?.into_parts();
+            let (file, bytes, sha256) = pipe.finish()?;
             file.sync_all()?;
             drop(file);
             if self.overwrite {

@@ -1,8 +1,14 @@
 //! The streaming XPORT writer, [`XptWriter`]: checks, header, observations, padding.
 //!
 //! Each batch is encoded column by column, [`CHUNK_BYTES`] of observations at a time (a batch of any size is cut
-//! into zero-copy slices), into one reusable buffer filled with blanks first and handed to the output in one write;
+//! into zero-copy slices), into a reusable buffer filled with blanks first and handed to the output in one write;
 //! no cell allocates (text in an encoding other than ASCII or UTF-8 goes through one reusable scratch buffer).
+//!
+//! From the first batch of 256 KiB of observations on, the slices are encoded on up to four threads of their own
+//! (the available parallelism), fed in turn and read back in the same turn, so the output is written in order by
+//! the caller's thread while the next slices are encoded, and the bytes never depend on the thread count. At most
+//! two slices per thread are in flight. Every check (text lengths and encodings, numbers) is done on the whole
+//! batch before any of it is handed over, so a bad value still leaves nothing of its batch written.
 
 use super::checks::{self, Violation};
 use super::header::{
@@ -25,10 +31,13 @@ use arrow::datatypes::{
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek, Write};
 use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use trialport_core::format::{EncodeSummary, Encoder};
 use trialport_core::meta::{ColumnMeta, DatasetMeta};
 use trialport_core::{Error, Result};
@@ -39,6 +48,10 @@ const SPOOL_IN_MEMORY: usize = 64 << 20;
 /// Observation bytes encoded per step: a batch is encoded in slices of about this size, so the buffer stays small
 /// (and in cache) whatever the batch size.
 pub const CHUNK_BYTES: usize = 2 << 20;
+/// Observation bytes of a batch from which it is encoded on threads of their own.
+const PARALLEL_MIN_BYTES: usize = 256 << 10;
+/// Most threads that encode observations.
+const MAX_THREADS: usize = 4;
 /// Days from 1960-01-01 (the SAS epoch) to 1970-01-01.
 const SAS_EPOCH_DAYS: i64 = 3_653;
 /// Seconds from 1960-01-01T00:00:00 to 1970-01-01T00:00:00.
@@ -136,7 +149,10 @@ struct Column {
 enum Spool {
     Memory {
         batches: Vec<RecordBatch>,
+        /// The size of the batches kept.
         bytes: usize,
+        /// `bytes` when the batches' sharing was last looked at (see [`XptWriter::write`]).
+        checked: usize,
     },
     Disk {
         writer: Box<StreamWriter<BufWriter<File>>>,
@@ -211,6 +227,14 @@ pub struct XptWriter<W: Write> {
     scratch: Vec<u8>,
     rows: u64,
     data_bytes: u64,
+    /// The most threads that encode observations.
+    threads: usize,
+    /// The encoding threads, started by the first batch of at least `parallel_min` bytes of observations.
+    pipeline: Option<Pipeline>,
+    /// Observation bytes per step (per job of an encoding thread).
+    chunk_bytes: usize,
+    /// Observation bytes of a batch from which the encoding threads start.
+    parallel_min: usize,
 }
 
 impl<W: Write> std::fmt::Debug for XptWriter<W> {
@@ -369,6 +393,7 @@ impl<W: Write> XptWriter<W> {
             spool: measuring.then(|| Spool::Memory {
                 batches: Vec::new(),
                 bytes: 0,
+                checked: 0,
             }),
             spool_limit: SPOOL_IN_MEMORY,
             largest_batch: 0,
@@ -377,6 +402,13 @@ impl<W: Write> XptWriter<W> {
             scratch: Vec::with_capacity(256),
             rows: 0,
             data_bytes: 0,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(MAX_THREADS),
+            pipeline: None,
+            chunk_bytes: CHUNK_BYTES,
+            parallel_min: PARALLEL_MIN_BYTES,
         };
         if !measuring {
             w.lay_out();
@@ -436,6 +468,7 @@ impl<W: Write> XptWriter<W> {
     fn check_values(&mut self, arrays: &[ArrayRef]) -> Result<()> {
         let version = self.options.version;
         let enc = self.options.encoding;
+        let plain = self.plain_lengths(arrays)?;
         let mut v = Vec::new();
         for (c, (col, arr)) in self.columns.iter_mut().zip(arrays).enumerate() {
             if col.kind != Kind::Char {
@@ -448,7 +481,7 @@ impl<W: Write> XptWriter<W> {
             };
             let view = StrView::new(arr)?;
             // Fast path: all text ASCII (or UTF-8 chosen), so only lengths matter.
-            if let Some(longest) = view.longest_if_plain(enc) {
+            if let Some(longest) = plain[c] {
                 if longest <= limit {
                     col.longest = col.longest.max(longest);
                     continue;
@@ -484,6 +517,52 @@ impl<W: Write> XptWriter<W> {
         }
     }
 
+    /// For each text column, [`StrView::longest_if_plain`] (`None` for the others): split among the threads, by
+    /// columns, for a large batch.
+    fn plain_lengths(&self, arrays: &[ArrayRef]) -> Result<Vec<Option<usize>>> {
+        let enc = self.options.encoding;
+        let columns = &self.columns;
+        let one = |c: usize| -> Result<Option<usize>> {
+            match columns[c].kind {
+                Kind::Char => Ok(StrView::new(&arrays[c])?.longest_if_plain(enc)),
+                Kind::Num(_) => Ok(None),
+            }
+        };
+        let n = arrays.first().map_or(0, |a| a.len());
+        let threads = self.threads.min(self.columns.len());
+        if threads < 2 || n.saturating_mul(self.obs_len.max(1)) < 8 * self.chunk_bytes {
+            return (0..arrays.len()).map(one).collect();
+        }
+        // Column c goes to thread c % threads; the results are put back in column order.
+        let parts: Vec<Result<Vec<Option<usize>>>> = std::thread::scope(|s| {
+            let one = &one;
+            let handles: Vec<_> = (1..threads)
+                .map(|t| {
+                    s.spawn(move || {
+                        (t..arrays.len())
+                            .step_by(threads)
+                            .map(one)
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut parts = vec![(0..arrays.len()).step_by(threads).map(one).collect()];
+            parts.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(thread_failed()))),
+            );
+            parts
+        });
+        let mut out = vec![None; arrays.len()];
+        for (t, part) in parts.into_iter().enumerate() {
+            for (k, longest) in part?.into_iter().enumerate() {
+                out[t + k * threads] = longest;
+            }
+        }
+        Ok(out)
+    }
+
     /// Encodes one batch.
     ///
     /// # Errors
@@ -495,6 +574,8 @@ impl<W: Write> XptWriter<W> {
     /// While character lengths are measured, batches are kept in memory up to 64 MiB or the size of the largest
     /// batch received, whichever is larger (a producer that hands over one large batch already holds it: keeping
     /// it adds nothing, and writing it to a spool file and back would only copy it twice), then in the spool file.
+    /// Past that limit, columns the producer still holds (its arrays are shared) are not counted, for the same
+    /// reason; this is looked at again each time the batches kept have doubled.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.check_batch(batch)?;
         let arrays = Self::prepare(batch)?;
@@ -507,7 +588,7 @@ impl<W: Write> XptWriter<W> {
             self.spool_batch(spooled)?;
         } else {
             let chunk = self.chunk_rows();
-            if n <= chunk {
+            if n <= chunk && !self.parallel(n) {
                 // One step: encoded before the header, so a bad number leaves nothing written.
                 self.encode(&arrays, n, self.rows)?;
                 if !self.header_written {
@@ -515,7 +596,8 @@ impl<W: Write> XptWriter<W> {
                 }
                 self.emit()?;
             } else {
-                // Several steps: numbers are checked first, so a bad one leaves nothing of the batch written.
+                // Several steps, or steps on other threads: numbers are checked first, so a bad one leaves nothing
+                // of the batch written.
                 self.check_numbers(&arrays, n)?;
                 if !self.header_written {
                     self.write_header()?;
@@ -527,14 +609,31 @@ impl<W: Write> XptWriter<W> {
         Ok(())
     }
 
+    /// Sets the most threads that encode observations (at least 1; 1 encodes on the caller's thread). Defaults to
+    /// the available parallelism, at most 4. The threads start with the first batch of at least 256 KiB of
+    /// observations; the bytes written never depend on the thread count.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
     /// Rows encoded per step (at least 1).
     fn chunk_rows(&self) -> usize {
-        (CHUNK_BYTES / self.obs_len.max(1)).max(1)
+        (self.chunk_bytes / self.obs_len.max(1)).max(1)
+    }
+
+    /// Whether `n` rows are encoded on the encoding threads: once started, every batch is.
+    fn parallel(&self, n: usize) -> bool {
+        self.threads > 1
+            && (self.pipeline.is_some() || n.saturating_mul(self.obs_len) >= self.parallel_min)
     }
 
     /// Encodes and writes `n` rows of `arrays` (numbers already checked) in steps of [`Self::chunk_rows`] rows,
-    /// each over zero-copy slices of the columns.
+    /// each over zero-copy slices of the columns; on the encoding threads when [`Self::parallel`].
     fn encode_chunks(&mut self, arrays: &[ArrayRef], n: usize) -> Result<()> {
+        if self.parallel(n) {
+            return self.submit_chunks(arrays, n);
+        }
         let chunk = self.chunk_rows();
         if n <= chunk {
             self.encode(arrays, n, self.rows)?;
@@ -551,6 +650,61 @@ impl<W: Write> XptWriter<W> {
         Ok(())
     }
 
+    /// Hands `n` rows of `arrays` (numbers already checked) to the encoding threads in steps of
+    /// [`Self::chunk_rows`] rows, writing the encoded steps in order as they come back; at most
+    /// [`Pipeline::depth`] steps stay in flight when it returns.
+    fn submit_chunks(&mut self, arrays: &[ArrayRef], n: usize) -> Result<()> {
+        if self.pipeline.is_none() {
+            let layout = Layout {
+                columns: &self.columns,
+                schema: &self.schema,
+                obs_len: self.obs_len,
+                encoding: self.options.encoding,
+            };
+            self.pipeline = Some(Pipeline::start(layout, self.threads)?);
+        }
+        let chunk = self.chunk_rows();
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let sliced: Vec<ArrayRef> = if len == n {
+                arrays.to_vec()
+            } else {
+                arrays.iter().map(|a| a.slice(start, len)).collect()
+            };
+            while self
+                .pipeline
+                .as_ref()
+                .is_some_and(|p| p.pending.len() >= p.depth())
+            {
+                self.emit_next()?;
+            }
+            match self.pipeline.as_mut() {
+                Some(p) => p.submit(sliced, len, self.rows + start as u64)?,
+                None => return Err(thread_failed()),
+            }
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// Writes the oldest step in flight on the encoding threads; `false` when none is.
+    fn emit_next(&mut self) -> Result<bool> {
+        let Some(done) = self.pipeline.as_mut().and_then(Pipeline::take) else {
+            return Ok(false);
+        };
+        let buf = done?;
+        let written = self
+            .out
+            .write_all(&buf)
+            .map_err(|e| Error::io("writing XPT", &e));
+        self.data_bytes += buf.len() as u64;
+        if let Some(p) = self.pipeline.as_mut() {
+            p.free.push(buf);
+        }
+        written.map(|()| true)
+    }
+
     fn spool_batch(&mut self, batch: RecordBatch) -> Result<()> {
         let spool_err = |e: arrow::error::ArrowError| match e {
             arrow::error::ArrowError::IoError(_, io) => {
@@ -559,12 +713,25 @@ impl<W: Write> XptWriter<W> {
             other => Error::from(other),
         };
         match self.spool.as_mut() {
-            Some(Spool::Memory { batches, bytes }) => {
+            Some(Spool::Memory {
+                batches,
+                bytes,
+                checked,
+            }) => {
                 let size = batch.get_array_memory_size();
                 self.largest_batch = self.largest_batch.max(size);
                 *bytes += size;
+                let limit = self.spool_limit.max(self.largest_batch);
+                // Over the limit: columns the producer still holds cost nothing more to keep, so only the others
+                // count, and this batch (the producer may drop it once this returns). Looked at again each time
+                // the batches kept have doubled, so what the encoder alone holds stays within about the limit
+                // plus what the producer held at the last look.
+                let over = *bytes > limit && *bytes >= checked.saturating_mul(2) && {
+                    *checked = *bytes;
+                    unshared_bytes(batches) + size > limit
+                };
                 batches.push(batch);
-                if *bytes > self.spool_limit.max(self.largest_batch) {
+                if over {
                     let (file, guard) = SpoolFile::create()?;
                     let mut writer = StreamWriter::try_new(
                         BufWriter::with_capacity(1 << 20, file),
@@ -744,51 +911,13 @@ impl<W: Write> XptWriter<W> {
 
     /// Encodes `n` rows of `arrays` into `buf`; `first_row` is the number of rows before them (for error details).
     fn encode(&mut self, arrays: &[ArrayRef], n: usize, first_row: u64) -> Result<()> {
-        let l = self.obs_len;
-        self.buf.clear();
-        self.buf.resize(n * l, b' ');
-        let enc = self.options.encoding;
-        let direct = matches!(enc, XptEncoding::Ascii | XptEncoding::Utf8);
-        for (j, col) in self.columns.iter().enumerate() {
-            let arr = &arrays[j];
-            match col.kind {
-                Kind::Char => {
-                    let view = StrView::new(arr)?;
-                    let (pos, len) = (col.pos, col.length);
-                    let rows = self.buf.chunks_exact_mut(l).take(n);
-                    let scratch = &mut self.scratch;
-                    // Checked before: every value fits (a longer one is a violation, never cut).
-                    let mut put = |row: &mut [u8], v: &[u8]| {
-                        let v = if direct || v.is_ascii() {
-                            v
-                        } else {
-                            scratch.clear();
-                            // Valid UTF-8: it came from a string array.
-                            enc.encode_into(std::str::from_utf8(v).unwrap_or(""), scratch);
-                            &scratch[..]
-                        };
-                        let k = v.len().min(len);
-                        row[pos..pos + k].copy_from_slice(&v[..k]);
-                    };
-                    match view {
-                        StrView::Utf8(a) => put_strings(a, rows, &mut put),
-                        StrView::Large(a) => put_strings(a, rows, &mut put),
-                        StrView::View(a) => put_views(a, rows, &mut put),
-                    }
-                }
-                Kind::Num(kind) => put_numbers(
-                    &mut self.buf,
-                    l,
-                    col.pos,
-                    col.length,
-                    kind,
-                    arr,
-                    self.schema.field(j).name(),
-                    first_row,
-                )?,
-            }
-        }
-        Ok(())
+        let layout = Layout {
+            columns: &self.columns,
+            schema: &self.schema,
+            obs_len: self.obs_len,
+            encoding: self.options.encoding,
+        };
+        layout.encode(arrays, n, first_row, &mut self.buf, &mut self.scratch)
     }
 
     /// Writes the header when still due, the spooled rows, and the blank padding of the last record.
@@ -833,6 +962,8 @@ impl<W: Write> XptWriter<W> {
         } else if !self.header_written {
             self.write_header()?;
         }
+        while self.emit_next()? {}
+        self.pipeline = None;
         let rem = (self.data_bytes % RECORD as u64) as usize;
         if rem != 0 {
             let pad = [b' '; RECORD];
@@ -871,6 +1002,210 @@ impl<W: Write> XptWriter<W> {
     }
 }
 
+/// What encoding observations needs, borrowed from the writer: one value is shared by the encoding threads.
+#[derive(Clone, Copy)]
+struct Layout<'a> {
+    columns: &'a [Column],
+    schema: &'a SchemaRef,
+    obs_len: usize,
+    encoding: XptEncoding,
+}
+
+impl Layout<'_> {
+    /// Encodes `n` rows of `arrays` into `buf` (cleared first); `first_row` is the number of rows before them (for
+    /// error details).
+    fn encode(
+        &self,
+        arrays: &[ArrayRef],
+        n: usize,
+        first_row: u64,
+        buf: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
+        let l = self.obs_len;
+        buf.clear();
+        buf.resize(n * l, b' ');
+        let enc = self.encoding;
+        let direct = matches!(enc, XptEncoding::Ascii | XptEncoding::Utf8);
+        for (j, col) in self.columns.iter().enumerate() {
+            let arr = &arrays[j];
+            match col.kind {
+                Kind::Char => {
+                    let view = StrView::new(arr)?;
+                    let (pos, len) = (col.pos, col.length);
+                    let rows = buf.chunks_exact_mut(l).take(n);
+                    let scratch = &mut *scratch;
+                    // Checked before: every value fits (a longer one is a violation, never cut).
+                    let mut put = |row: &mut [u8], v: &[u8]| {
+                        let v = if direct || v.is_ascii() {
+                            v
+                        } else {
+                            scratch.clear();
+                            // Valid UTF-8: it came from a string array.
+                            enc.encode_into(std::str::from_utf8(v).unwrap_or(""), scratch);
+                            &scratch[..]
+                        };
+                        let k = v.len().min(len);
+                        copy_short(&mut row[pos..pos + k], &v[..k]);
+                    };
+                    match view {
+                        StrView::Utf8(a) => put_strings(a, rows, &mut put),
+                        StrView::Large(a) => put_strings(a, rows, &mut put),
+                        StrView::View(a) => put_views(a, rows, &mut put),
+                    }
+                }
+                Kind::Num(kind) => put_numbers(
+                    buf,
+                    l,
+                    col.pos,
+                    col.length,
+                    kind,
+                    arr,
+                    self.schema.field(j).name(),
+                    first_row,
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A slice of observations for an encoding thread, with the buffer to fill.
+struct Job {
+    arrays: Vec<ArrayRef>,
+    rows: usize,
+    first_row: u64,
+    buf: Vec<u8>,
+}
+
+/// An encoding thread: its queue of jobs and of encoded buffers (in the order of its jobs).
+struct Worker {
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<(Result<()>, Vec<u8>)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Encoding threads fed round-robin, so that taking each job's result from its thread in submission order gives
+/// the observations in order: the bytes are those of one thread. At most [`Pipeline::depth`] jobs are in flight.
+struct Pipeline {
+    workers: Vec<Worker>,
+    /// The thread of the next job.
+    next: usize,
+    /// The thread of each job in flight, oldest first.
+    pending: VecDeque<usize>,
+    /// Emptied buffers for the next jobs.
+    free: Vec<Vec<u8>>,
+}
+
+impl Pipeline {
+    /// Starts `threads` encoding threads over a copy of the layout.
+    fn start(layout: Layout<'_>, threads: usize) -> Result<Pipeline> {
+        let owned = Arc::new((
+            layout.columns.to_vec(),
+            layout.schema.clone(),
+            layout.obs_len,
+            layout.encoding,
+        ));
+        let mut workers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let (jobs, job_rx) = mpsc::sync_channel::<Job>(2);
+            let (done_tx, done) = mpsc::channel();
+            let owned = owned.clone();
+            let handle = std::thread::Builder::new()
+                .name("trialport-xpt".into())
+                .spawn(move || {
+                    let (columns, schema, obs_len, encoding) = &*owned;
+                    let layout = Layout {
+                        columns,
+                        schema,
+                        obs_len: *obs_len,
+                        encoding: *encoding,
+                    };
+                    let mut scratch = Vec::new();
+                    for mut job in job_rx {
+                        let r = layout.encode(
+                            &job.arrays,
+                            job.rows,
+                            job.first_row,
+                            &mut job.buf,
+                            &mut scratch,
+                        );
+                        drop(job.arrays);
+                        if done_tx.send((r, job.buf)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| Error::io("cannot start an XPT encoding thread", &e))?;
+            workers.push(Worker {
+                jobs: Some(jobs),
+                done,
+                handle: Some(handle),
+            });
+        }
+        Ok(Pipeline {
+            workers,
+            next: 0,
+            pending: VecDeque::new(),
+            free: Vec::new(),
+        })
+    }
+
+    /// The most jobs in flight.
+    fn depth(&self) -> usize {
+        2 * self.workers.len()
+    }
+
+    /// Hands a job to the next thread (the caller keeps fewer than [`Pipeline::depth`] in flight).
+    fn submit(&mut self, arrays: Vec<ArrayRef>, rows: usize, first_row: u64) -> Result<()> {
+        let buf = self.free.pop().unwrap_or_default();
+        let w = self.next;
+        let sent = self.workers[w].jobs.as_ref().is_some_and(|tx| {
+            tx.send(Job {
+                arrays,
+                rows,
+                first_row,
+                buf,
+            })
+            .is_ok()
+        });
+        if !sent {
+            return Err(thread_failed());
+        }
+        self.pending.push_back(w);
+        self.next = (w + 1) % self.workers.len();
+        Ok(())
+    }
+
+    /// Waits for the oldest job in flight: its encoded observations, or `None` when none is in flight.
+    fn take(&mut self) -> Option<Result<Vec<u8>>> {
+        let w = self.pending.pop_front()?;
+        Some(match self.workers[w].done.recv() {
+            Ok((Ok(()), buf)) => Ok(buf),
+            Ok((Err(e), _)) => Err(e),
+            Err(_) => Err(thread_failed()),
+        })
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        // Closing the job queues ends the threads once their current job is done.
+        for w in &mut self.workers {
+            w.jobs = None;
+        }
+        for w in &mut self.workers {
+            if let Some(h) = w.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn thread_failed() -> Error {
+    Error::server("internal", "an XPT encoding thread failed")
+}
+
 impl<W: Write + Send> Encoder for XptWriter<W> {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         XptWriter::write(self, batch)
@@ -879,6 +1214,24 @@ impl<W: Write + Send> Encoder for XptWriter<W> {
     fn finish(self: Box<Self>) -> Result<EncodeSummary> {
         XptWriter::finish(*self)
     }
+}
+
+/// The size of the columns of `batches` that nothing but them holds: an array counts unless it has more owners
+/// than the places it fills in `batches` (once, however many places it fills).
+fn unshared_bytes(batches: &[RecordBatch]) -> usize {
+    let mut places: std::collections::HashMap<*const (), (usize, &ArrayRef)> =
+        std::collections::HashMap::new();
+    for a in batches.iter().flat_map(RecordBatch::columns) {
+        places
+            .entry(Arc::as_ptr(a) as *const ())
+            .or_insert((0, a))
+            .0 += 1;
+    }
+    places
+        .values()
+        .filter(|(n, a)| Arc::strong_count(a) <= *n)
+        .map(|(_, a)| a.get_array_memory_size())
+        .sum()
 }
 
 /// Pads `h` with blanks to a whole record.
@@ -1084,6 +1437,27 @@ impl<'a> StrView<'a> {
     }
 }
 
+/// Copies `src` into `dst` (of the same length): values of up to 16 bytes, most text cells, as two overlapping
+/// fixed-size moves instead of a call to `memcpy`.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let k = src.len().min(dst.len());
+    let (dst, src) = (&mut dst[..k], &src[..k]);
+    if (8..=16).contains(&k) {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[k - 8..].copy_from_slice(&src[k - 8..]);
+    } else if (4..8).contains(&k) {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[k - 4..].copy_from_slice(&src[k - 4..]);
+    } else if k < 4 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// Why a number cannot be written.
 const NOT_EXACT: &str = "an integer beyond 2^53 would lose digits as a SAS numeric";
 const SHORT: &str =
@@ -1126,7 +1500,27 @@ fn put_numbers(
         ($ty:ty, $conv:expr) => {{
             let a = arr.as_primitive::<$ty>();
             let conv = $conv;
-            if a.null_count() == 0 {
+            let to_bytes = |i: usize, x| {
+                conv(x)
+                    .and_then(|v| ibm::to_ibm(v).map_err(ibm::IbmError::describe))
+                    .map_err(|w| fail(i, w))
+            };
+            if len == 8 {
+                // Full-length numerics (the usual case): eight bytes stored as one, no length test.
+                if a.null_count() == 0 {
+                    for (i, (row, &x)) in rows.zip(a.values().iter()).enumerate() {
+                        row[pos..pos + 8].copy_from_slice(&to_bytes(i, x)?);
+                    }
+                } else {
+                    for (i, (row, x)) in rows.zip(a.iter()).enumerate() {
+                        let b = match x {
+                            None => ibm::MISSING,
+                            Some(x) => to_bytes(i, x)?,
+                        };
+                        row[pos..pos + 8].copy_from_slice(&b);
+                    }
+                }
+            } else if a.null_count() == 0 {
                 for (i, (row, &x)) in rows.zip(a.values().iter()).enumerate() {
                     conv(x)
                         .and_then(|v| store(&mut row[pos..pos + len], Some(v)))
@@ -1456,15 +1850,24 @@ mod tests {
         }
         w.finish().unwrap();
         assert_eq!(given, given_small);
-        // Measuring: one large batch stays in memory even over the limit; a second one goes to the spool file.
+        // Measuring: one large batch stays in memory even over the limit; a second one goes to the spool file
+        // (batches the producer does not keep: columns of their own, dropped after the write).
+        let own = |b: &RecordBatch| {
+            let columns = b
+                .columns()
+                .iter()
+                .map(|a| arrow::array::make_array(a.to_data()))
+                .collect();
+            RecordBatch::try_new(b.schema(), columns).unwrap()
+        };
         let mut out = Vec::new();
         let mut w =
             XptWriter::try_new(&mut out, &schema, &meta_named(), XptOptions::default()).unwrap();
         w.spool_limit = 1024;
-        w.write(&batch).unwrap();
+        w.write(&own(&batch)).unwrap();
         assert!(matches!(w.spool, Some(Spool::Memory { .. })));
-        w.write(&batch.slice(0, 10)).unwrap();
-        w.write(&batch).unwrap();
+        w.write(&own(&batch.slice(0, 10))).unwrap();
+        w.write(&own(&batch)).unwrap();
         assert!(matches!(w.spool, Some(Spool::Disk { .. })));
     }
 
@@ -1490,5 +1893,263 @@ mod tests {
         assert_eq!(e.reason(), "unrepresentable_value");
         drop(w);
         assert!(out.is_empty());
+    }
+
+    /// A table with every kind of column the threads encode: three text types (nulls, empty, inline and
+    /// buffer-held values), doubles with nulls and special missing values, a 4-byte numeric, integers with nulls,
+    /// dates, booleans and a dictionary.
+    fn mixed(rows: usize) -> (SchemaRef, RecordBatch) {
+        use arrow::array::{BooleanArray, Date32Array, DictionaryArray, Int32Array};
+        use arrow::datatypes::Int32Type as K;
+        let short = Field::new("SHORT", DataType::Float64, true).with_metadata(
+            [(KEY_NUMERIC_LENGTH.to_string(), "4".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("TEXT", DataType::Utf8, true),
+            Field::new("VIEW", DataType::Utf8View, true),
+            Field::new("LARGE", DataType::LargeUtf8, true),
+            Field::new("N", DataType::Float64, true),
+            short,
+            Field::new("I", DataType::Int32, true),
+            Field::new("D", DataType::Date32, true),
+            Field::new("B", DataType::Boolean, true),
+            Field::new(
+                "DICT",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+        ]));
+        let text = sample_text(rows);
+        let values: Vec<Option<&str>> = text.iter().map(|v| v.as_deref()).collect();
+        let n: Vec<Option<f64>> = (0..rows)
+            .map(|i| match i % 11 {
+                0 => None,
+                1 => ibm::special_missing(b'A' + (i % 26) as u8),
+                2 => ibm::special_missing(b'_'),
+                3 => Some(f64::NAN),
+                _ => Some((i as f64 - 500.0) * 0.37),
+            })
+            .collect();
+        let dict: DictionaryArray<K> = (0..rows)
+            .map(|i| (i % 5 != 0).then(|| ["LOW", "NORMAL", "HIGH"][i % 3]))
+            .collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(values.clone())),
+            Arc::new(StringViewArray::from(values.clone())),
+            Arc::new(LargeStringArray::from(values)),
+            Arc::new(Float64Array::from(n)),
+            Arc::new(Float64Array::from_iter(
+                (0..rows).map(|i| (i % 13 != 0).then_some((i % 1000) as f64)),
+            )),
+            Arc::new(Int32Array::from_iter(
+                (0..rows).map(|i| (i % 9 != 0).then_some(i as i32 * 7 - 3000)),
+            )),
+            Arc::new(Date32Array::from_iter(
+                (0..rows).map(|i| (i % 17 != 0).then_some(i as i32 - 4000)),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                (0..rows).map(|i| (i % 4 != 0).then_some(i % 3 == 0)),
+            )),
+            Arc::new(dict),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        (schema, batch)
+    }
+
+    /// Encodes `parts` with `threads` threads, `chunk_bytes` of observations per step, the threads starting at
+    /// the first batch (when more than one).
+    fn encode_with(
+        schema: &SchemaRef,
+        meta: &DatasetMeta,
+        parts: &[RecordBatch],
+        threads: usize,
+        chunk_bytes: usize,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = XptWriter::try_new(&mut out, schema, meta, XptOptions::default())
+            .unwrap()
+            .with_threads(threads);
+        w.chunk_bytes = chunk_bytes;
+        w.parallel_min = 0;
+        for b in parts {
+            w.write(b).unwrap();
+        }
+        // With given lengths the threads start at the first batch; measured ones are encoded at `finish`.
+        assert!(threads == 1 || meta.columns.is_empty() || w.pipeline.is_some());
+        w.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn threads_write_the_bytes_of_one_thread() {
+        let rows = 5000;
+        let (schema, batch) = mixed(rows);
+        let cut = |sizes: &[usize]| -> Vec<RecordBatch> {
+            let mut at = 0;
+            let mut parts = Vec::new();
+            for &k in sizes.iter().cycle() {
+                if at >= rows {
+                    break;
+                }
+                let k = k.min(rows - at);
+                parts.push(batch.slice(at, k));
+                at += k;
+            }
+            parts
+        };
+        let shapes: Vec<Vec<RecordBatch>> = vec![
+            vec![batch.clone()],
+            cut(&[1000]),
+            cut(&[1, 7, 333, 0, 2048]),
+            cut(&[4999, 1]),
+        ];
+        let given = DatasetMeta {
+            name: "T".into(),
+            columns: ["TEXT", "VIEW", "LARGE", "DICT"]
+                .iter()
+                .map(|c| ColumnMeta {
+                    name: c.to_string(),
+                    length: Some(45),
+                    ..ColumnMeta::default()
+                })
+                .collect(),
+            ..DatasetMeta::default()
+        };
+        // Measured lengths (batches kept, encoded at finish) and given ones (encoded as they come).
+        for meta in [meta_named(), given] {
+            let expected = encode_with(&schema, &meta, &shapes[0], 1, CHUNK_BYTES);
+            for parts in &shapes {
+                assert_eq!(
+                    encode_with(&schema, &meta, parts, 1, 1000),
+                    expected,
+                    "one thread, small steps"
+                );
+                for threads in [2, 3] {
+                    for chunk in [1, 97 * 3, 4096, CHUNK_BYTES] {
+                        assert_eq!(
+                            encode_with(&schema, &meta, parts, threads, chunk),
+                            expected,
+                            "{threads} threads, {chunk} bytes a step, {} batches",
+                            parts.len()
+                        );
+                    }
+                }
+            }
+        }
+        // The independent check of the values: what the decoder reads back equals the input.
+        let bytes = encode_with(&schema, &meta_named(), &shapes[2], 2, 4096);
+        assert_eq!(bytes.len() % 80, 0);
+        let n = batch.column(3).as_primitive::<Float64Type>();
+        let read = crate::xpt::read_xpt_from(
+            std::io::Cursor::new(bytes),
+            &crate::xpt::XptReadOptions::default(),
+        )
+        .unwrap();
+        let schema_back = read.schema().clone();
+        let back = arrow::compute::concat_batches(&schema_back, &read.collect().unwrap()).unwrap();
+        assert_eq!(back.num_rows(), rows);
+        let m = back.column(3).as_primitive::<Float64Type>();
+        for i in 0..rows {
+            let (a, b) = (
+                n.is_valid(i).then(|| n.value(i)),
+                m.is_valid(i).then(|| m.value(i)),
+            );
+            match (a.map(ibm::missing_tag), b.map(ibm::missing_tag)) {
+                (Some(Some(x)), Some(Some(y))) => assert_eq!(x, y, "row {i}"),
+                _ => assert_eq!(
+                    a.filter(|x| !x.is_nan()),
+                    b.filter(|x| !x.is_nan()),
+                    "row {i}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_number_on_the_threads_writes_nothing_of_its_batch() {
+        let (schema, batch) = mixed(3000);
+        let mut v: Vec<Option<f64>> = (0..3000).map(|i| Some(i as f64)).collect();
+        v[2500] = Some(f64::INFINITY);
+        let mut columns = batch.columns().to_vec();
+        columns[3] = Arc::new(Float64Array::from(v));
+        let bad = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let meta = DatasetMeta {
+            name: "T".into(),
+            columns: ["TEXT", "VIEW", "LARGE", "DICT"]
+                .iter()
+                .map(|c| ColumnMeta {
+                    name: c.to_string(),
+                    length: Some(45),
+                    ..ColumnMeta::default()
+                })
+                .collect(),
+            ..DatasetMeta::default()
+        };
+        let mut out = Vec::new();
+        let mut w = XptWriter::try_new(&mut out, &schema, &meta, XptOptions::default())
+            .unwrap()
+            .with_threads(2);
+        w.chunk_bytes = 4096;
+        w.parallel_min = 0;
+        w.write(&batch).unwrap();
+        let e = w.write(&bad).unwrap_err();
+        assert_eq!(e.reason(), "unrepresentable_value");
+        assert_eq!(e.details().get("row").and_then(|r| r.as_u64()), Some(5500));
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let good = encode_with(&schema, &meta, &[batch.clone(), batch], 1, CHUNK_BYTES);
+        assert_eq!(out, good);
+    }
+
+    #[test]
+    fn batches_the_producer_holds_stay_in_memory_past_the_limit() {
+        // No dictionary column: decoded, it would be the encoder's own.
+        let (schema, batch) = mixed(2000);
+        let schema = Arc::new(Schema::new(schema.fields()[..8].to_vec()));
+        let batch = RecordBatch::try_new(schema.clone(), batch.columns()[..8].to_vec()).unwrap();
+        let expected = encode_with(
+            &schema,
+            &meta_named(),
+            std::slice::from_ref(&batch),
+            1,
+            CHUNK_BYTES,
+        );
+        let held: Vec<RecordBatch> = (0..2000)
+            .step_by(200)
+            .map(|i| {
+                // Columns of their own (not slices of one shared array), held here.
+                let columns = batch.columns().iter().map(|a| a.slice(i, 200)).collect();
+                RecordBatch::try_new(schema.clone(), columns).unwrap()
+            })
+            .collect();
+        let mut out = Vec::new();
+        let mut w =
+            XptWriter::try_new(&mut out, &schema, &meta_named(), XptOptions::default()).unwrap();
+        w.spool_limit = 1024;
+        for b in &held {
+            w.write(b).unwrap();
+        }
+        assert!(matches!(w.spool, Some(Spool::Memory { .. })));
+        w.finish().unwrap();
+        assert_eq!(out, expected);
+        // Batches dropped by the producer count: once the kept ones have doubled, they go to the spool file.
+        let mut out = Vec::new();
+        let mut w =
+            XptWriter::try_new(&mut out, &schema, &meta_named(), XptOptions::default()).unwrap();
+        w.spool_limit = 1024;
+        for b in &held {
+            let columns: Vec<ArrayRef> = b
+                .columns()
+                .iter()
+                .map(|a| arrow::array::make_array(a.to_data()))
+                .collect();
+            w.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+                .unwrap();
+        }
+        assert!(matches!(w.spool, Some(Spool::Disk { .. })));
+        w.finish().unwrap();
+        assert_eq!(out, expected);
     }
 }
