@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +73,18 @@ def test_engine_calls_release_the_gil(home: Home) -> None:
         assert after - before > 10_000
 
 
-def test_ctrl_c_during_wait_cancels_the_job(home: Home) -> None:
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own SIGINT handler, whatever the process was started with: a shell starts a background job with
+    SIGINT ignored, and Python then leaves it ignored, so that ``interrupt_main`` would do nothing."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_wait_cancels_the_job(home: Home, ctrl_c_raises: None) -> None:
     with trialport.Engine(home.path, workers=0) as engine:  # the job stays queued until cancelled
         engine.add_dataset("S1", "DM", as_polars())
         job = engine.export_data(home.admin, study="S1", datasets=["DM"], format="csv")
@@ -79,7 +92,8 @@ def test_ctrl_c_during_wait_cancels_the_job(home: Home) -> None:
         timer.start()
         try:
             with pytest.raises(KeyboardInterrupt):
-                engine.wait(job)
+                # Bounded: were the interrupt lost, the wait would end queued and the test fail, not hang.
+                engine.wait(job, timeout=30)
         finally:
             timer.cancel()
         assert engine.get_job(home.admin, job).state == "cancelled"
