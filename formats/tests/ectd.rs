@@ -13,6 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use trialport_core::clock::FixedClock;
 use trialport_core::engine::Engine;
 use trialport_core::format::{Described, Format, FormatOptions};
 use trialport_core::job::{Job, JobState};
@@ -84,7 +85,10 @@ fn setup(dir: &Path) -> Setup {
         source.add("CDISCPILOT01", name, schema, batches).unwrap();
     }
     let artifacts = tempfile::tempdir().unwrap();
+    // One fixed clock: the two jobs of a test are compared byte for byte, define.xml's CreationDateTime included.
+    let clock = chrono::DateTime::parse_from_rfc3339("2025-01-21T10:00:00Z").unwrap();
     let engine = Engine::builder()
+        .clock(Arc::new(FixedClock::new(clock.with_timezone(&chrono::Utc))))
         .formats(trialport_formats::default_formats())
         .source(source.clone())
         .sink(Arc::new(LocalDirSink::new(artifacts.path()).unwrap()))
