@@ -199,9 +199,7 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
     };
     if state == JobState::Succeeded && job.cancel_requested {
         // Cancelled after the last batch but before completion: honour the cancel.
-        for a in &artifacts {
-            let _ = inner.sink.delete(&artifact_path(&job, &a.name));
-        }
+        delete_artifacts(inner, &job, &artifacts);
         (state, artifacts) = (JobState::Cancelled, vec![]);
     }
     // Until its end is stored, a waiter holds its own event back (see `Inner::wait_audited`).
@@ -220,9 +218,7 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
         });
     if let Err(e) = recorded {
         if state == JobState::Succeeded {
-            for a in &artifacts {
-                let _ = inner.sink.delete(&artifact_path(&job, &a.name));
-            }
+            delete_artifacts(inner, &job, &artifacts);
             let failure = Error::server("audit_failed", "the end of the job could not be audited")
                 .with_detail("cause", e.reason().to_string());
             let details = end_details(run, JobState::Failed, rows, bytes, &[], Some(&failure));
@@ -252,6 +248,14 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
             Err(e) if e.reason() == "version_conflict" => continue,
             _ => return,
         }
+    }
+}
+
+/// Deletes the bytes of a finished job's artifacts, which it will not keep (best effort: a job that does not end
+/// `succeeded` is never downloadable, whatever stays on disk).
+fn delete_artifacts(inner: &Inner, job: &Job, artifacts: &[Artifact]) {
+    for a in artifacts {
+        let _ = inner.sink.delete(&artifact_path(job, &a.name));
     }
 }
 

@@ -208,14 +208,7 @@ impl DataSource for SlowSource {
 
 /// An engine on the test source with `workers` workers; returns it with an admin credential of org `acme`.
 pub fn engine(workers: usize) -> (Engine, String) {
-    let e = Engine::builder()
-        .formats(registry())
-        .source(source())
-        .workers(workers)
-        .build()
-        .unwrap();
-    let key = e.create_initial_admin_key("acme").unwrap();
-    (e, format!("ApiKey {key}"))
+    Cred::ApiKey.engine(workers)
 }
 
 /// A credential for a new key with `roles` on `studies`, created by `admin`.
