@@ -179,6 +179,38 @@ pub struct BulkExportRequest {
     pub idempotency_key: Option<String>,
 }
 
+impl BulkExportRequest {
+    /// A zip package of whole datasets with default options: no de-identification, no signature, no idempotency
+    /// key, and the default file-size limit. Set fields afterwards for anything else.
+    ///
+    /// ```
+    /// use trialport_core::request::{BulkExportRequest, PackageKind};
+    /// let r = BulkExportRequest {
+    ///     package: PackageKind::Ectd,
+    ///     ..BulkExportRequest::new("S1", &["DM", "AE"], "xpt")
+    /// };
+    /// assert_eq!(r.datasets.len(), 2);
+    /// ```
+    pub fn new(study: &str, datasets: &[&str], format: &str) -> Self {
+        BulkExportRequest {
+            study: study.to_string(),
+            datasets: datasets
+                .iter()
+                .map(|d| DatasetSelection::from(*d))
+                .collect(),
+            format: format.to_string(),
+            options: FormatOptions::new(),
+            package: PackageKind::Zip,
+            container: PackageContainer::Zip,
+            max_file_bytes: None,
+            deidentify: None,
+            identifiable: false,
+            signature: None,
+            idempotency_key: None,
+        }
+    }
+}
+
 /// `export_report`: a report rendered in one format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -307,6 +339,16 @@ mod json_tests {
         let e = from_json::<ListJobsRequest>("{\"status\": \"SECRETVALUE").unwrap_err();
         assert!(e.message().contains("not valid JSON"), "{e}");
         assert!(!e.message().contains("SECRETVALUE"), "{e}");
+    }
+
+    #[test]
+    fn bulk_new_is_the_minimal_json_request() {
+        let r: BulkExportRequest =
+            from_json(r#"{"study": "S1", "datasets": ["DM", "AE"], "format": "xpt"}"#).unwrap();
+        assert_eq!(r, BulkExportRequest::new("S1", &["DM", "AE"], "xpt"));
+        let r: BulkExportRequest =
+            from_json(r#"{"study": "S2", "datasets": [], "format": "csv"}"#).unwrap();
+        assert_eq!(r, BulkExportRequest::new("S2", &[], "csv"));
     }
 
     #[test]

@@ -20,9 +20,7 @@ use trialport_core::deid::{DeidKey, Deidentify};
 use trialport_core::engine::Engine;
 use trialport_core::job::{Job, JobState};
 use trialport_core::meta::{ColumnMeta, DatasetMeta, PrivacyClass};
-use trialport_core::request::{
-    BulkExportRequest, DatasetSelection, ExportDataRequest, PackageKind,
-};
+use trialport_core::request::{BulkExportRequest, DatasetSelection, ExportDataRequest};
 use trialport_core::signature::{Meaning, PasswordStore, SignatureRequest, SigningSettings};
 use trialport_core::source::MemorySource;
 use uuid::Uuid;
@@ -712,19 +710,7 @@ fn identifying_exports_need_a_profile_or_the_flag() {
     let job = run(&s, only_term);
     assert_eq!(columns(&artifact(&s, job.id, "ae.txt")), ["AETERM"]);
     // Bulk exports are checked the same way.
-    let bulk = BulkExportRequest {
-        study: "S1".into(),
-        datasets: vec![DatasetSelection::Name("AE".into())],
-        format: "lines".into(),
-        options: Default::default(),
-        package: PackageKind::Zip,
-        container: Default::default(),
-        max_file_bytes: None,
-        deidentify: None,
-        identifiable: false,
-        signature: None,
-        idempotency_key: None,
-    };
+    let bulk = BulkExportRequest::new("S1", &["AE"], "lines");
     let e = s.engine.bulk_export(&s.admin, bulk.clone()).unwrap_err();
     assert_eq!(e.reason(), "identifiable_data");
     // With the flag the data leaves as it is, and the manifest says so.
@@ -813,17 +799,8 @@ fn a_bulk_package_shares_one_code_per_subject_across_its_datasets() {
         .bulk_export(
             &s.admin,
             BulkExportRequest {
-                study: "S1".into(),
-                datasets: vec![],
-                format: "lines".into(),
-                options: Default::default(),
-                package: PackageKind::Zip,
-                container: Default::default(),
-                max_file_bytes: None,
                 deidentify: Some(Deidentify::from_list("safe-harbor")),
-                identifiable: false,
-                signature: None,
-                idempotency_key: None,
+                ..BulkExportRequest::new("S1", &[], "lines")
             },
         )
         .unwrap();

@@ -427,22 +427,7 @@ fn formats_lists_registered_formats(cred: Cred) {
 fn bulk_export_writes_a_zip_with_a_manifest(cred: Cred) {
     let (e, admin) = cred.engine(1);
     let job = e
-        .bulk_export(
-            &admin,
-            BulkExportRequest {
-                study: "S1".into(),
-                datasets: vec![],
-                format: "lines".into(),
-                options: Default::default(),
-                package: PackageKind::Zip,
-                container: Default::default(),
-                max_file_bytes: None,
-                deidentify: None,
-                identifiable: false,
-                signature: None,
-                idempotency_key: None,
-            },
-        )
+        .bulk_export(&admin, BulkExportRequest::new("S1", &[], "lines"))
         .unwrap();
     let done = e.wait(&admin, job.id, WAIT).unwrap();
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -478,19 +463,7 @@ fn bulk_export_writes_a_zip_with_a_manifest(cred: Cred) {
         .unwrap();
     assert_eq!(ae["rows"], 4);
 
-    let mut bad = BulkExportRequest {
-        study: "S1".into(),
-        datasets: vec!["XX".into()],
-        format: "lines".into(),
-        options: Default::default(),
-        package: PackageKind::Zip,
-        container: Default::default(),
-        max_file_bytes: None,
-        deidentify: None,
-        identifiable: false,
-        signature: None,
-        idempotency_key: None,
-    };
+    let mut bad = BulkExportRequest::new("S1", &["XX"], "lines");
     assert_eq!(
         code(&e.bulk_export(&admin, bad.clone()).unwrap_err()),
         "EXP001"
@@ -934,22 +907,7 @@ fn packages_verify_against_their_manifest_and_tampering_is_found(cred: Cred) {
         .unwrap();
     let admin = cred.admin(&e);
     let bulk = e
-        .bulk_export(
-            &admin,
-            BulkExportRequest {
-                study: "S1".into(),
-                datasets: vec![],
-                format: "lines".into(),
-                options: Default::default(),
-                package: PackageKind::Zip,
-                container: Default::default(),
-                max_file_bytes: None,
-                deidentify: None,
-                identifiable: false,
-                signature: None,
-                idempotency_key: None,
-            },
-        )
+        .bulk_export(&admin, BulkExportRequest::new("S1", &[], "lines"))
         .unwrap();
     e.wait(&admin, bulk.id, WAIT).unwrap();
     let zip_path = dir.path().join("package.zip");

@@ -28,8 +28,7 @@ use trialport_core::home::{Home, HomeConfig};
 use trialport_core::job::{Job, JobState};
 use trialport_core::jwt::{Algorithm, JwtKey, JwtOptions, JwtVerifier};
 use trialport_core::request::{
-    from_json, BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest,
-    ReportRequest,
+    BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest, ReportRequest,
 };
 use trialport_core::signature::{Meaning, SignatureRequest, SigningSettings};
 use trialport_core::Error;
@@ -268,11 +267,7 @@ fn dashboard(study: &str) -> DashboardRequest {
 }
 
 fn bulk(study: &str, identifiable: bool) -> BulkExportRequest {
-    let r = from_json::<BulkExportRequest>(
-        &json!({"study": study, "datasets": ["DM"], "format": "lines", "package": "zip"})
-            .to_string(),
-    )
-    .unwrap();
+    let r = BulkExportRequest::new(study, &["DM"], "lines");
     if identifiable {
         BulkExportRequest {
             identifiable: true,

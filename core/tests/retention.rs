@@ -20,7 +20,7 @@ use trialport_core::engine::{Engine, EngineBuilder, PurgeSummary};
 use trialport_core::error::Error;
 use trialport_core::home::{Home, HomeConfig, RetentionSettings};
 use trialport_core::job::{Job, JobKind, JobState};
-use trialport_core::request::{BulkExportRequest, ExportDataRequest, PackageKind, ReportRequest};
+use trialport_core::request::{BulkExportRequest, ExportDataRequest, ReportRequest};
 use trialport_core::sink::LocalDirSink;
 use trialport_core::source::{BatchStream, DataSource, DatasetInfo};
 use uuid::Uuid;
@@ -130,22 +130,7 @@ impl Setup {
     fn bulk(&self) -> Job {
         let job = self
             .engine
-            .bulk_export(
-                &self.admin,
-                BulkExportRequest {
-                    study: "S1".into(),
-                    datasets: vec!["DM".into()],
-                    format: "lines".into(),
-                    options: Default::default(),
-                    package: PackageKind::Zip,
-                    container: Default::default(),
-                    max_file_bytes: None,
-                    deidentify: None,
-                    identifiable: false,
-                    signature: None,
-                    idempotency_key: None,
-                },
-            )
+            .bulk_export(&self.admin, BulkExportRequest::new("S1", &["DM"], "lines"))
             .unwrap();
         let done = self.run(job);
         assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -675,22 +660,7 @@ fn a_homes_retention_settings_are_checked_and_applied_per_kind() {
         .unwrap();
     let data = e.wait(&admin, data.id, WAIT).unwrap();
     let bulk = e
-        .bulk_export(
-            &admin,
-            BulkExportRequest {
-                study: "S1".into(),
-                datasets: vec!["DM".into()],
-                format: "lines".into(),
-                options: Default::default(),
-                package: PackageKind::Zip,
-                container: Default::default(),
-                max_file_bytes: None,
-                deidentify: None,
-                identifiable: false,
-                signature: None,
-                idempotency_key: None,
-            },
-        )
+        .bulk_export(&admin, BulkExportRequest::new("S1", &["DM"], "lines"))
         .unwrap();
     let bulk = e.wait(&admin, bulk.id, WAIT).unwrap();
     assert_eq!(

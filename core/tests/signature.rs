@@ -146,13 +146,16 @@ fn data(signature: Option<SignatureRequest>) -> ExportDataRequest {
 }
 
 fn bulk(package: PackageKind, signature: Option<SignatureRequest>) -> BulkExportRequest {
-    from_json::<BulkExportRequest>(
-        &json!({"study": "S1", "datasets": ["DM", "AE"],
-            "format": if package == PackageKind::Ectd { "xpt" } else { "lines" }, "package": package})
-        .to_string(),
-    )
-    .map(|r| BulkExportRequest { signature, ..r })
-    .unwrap()
+    let format = if package == PackageKind::Ectd {
+        "xpt"
+    } else {
+        "lines"
+    };
+    BulkExportRequest {
+        package,
+        signature,
+        ..BulkExportRequest::new("S1", &["DM", "AE"], format)
+    }
 }
 
 fn finished(s: &Setup, cred: &str, job: &Job) -> Job {

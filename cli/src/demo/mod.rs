@@ -24,8 +24,7 @@ use trialport_core::format::{Capability, FormatOptions};
 use trialport_core::home::Home;
 use trialport_core::job::{Job, JobState};
 use trialport_core::request::{
-    BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
-    PackageKind, ReportRequest,
+    BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest, ReportRequest,
 };
 use trialport_core::source::{Filter, FilterOp, SortKey};
 use trialport_core::{Error, Result};
@@ -145,20 +144,12 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
         engine.bulk_export(
             &cred,
             BulkExportRequest {
-                study: STUDY.into(),
-                datasets: datasets
-                    .iter()
-                    .map(|d| DatasetSelection::Name(d.name.to_string()))
-                    .collect(),
-                format: "csv".into(),
-                options: FormatOptions::new(),
-                package: PackageKind::Zip,
-                container: Default::default(),
-                max_file_bytes: None,
                 deidentify: Some(trialport_core::deid::Deidentify::from_list("safe-harbor")),
-                identifiable: false,
-                signature: None,
-                idempotency_key: None,
+                ..BulkExportRequest::new(
+                    STUDY,
+                    &datasets.iter().map(|d| d.name).collect::<Vec<_>>(),
+                    "csv",
+                )
             },
         ),
     ));
