@@ -496,10 +496,21 @@ impl Sink for LocalDirSink {
     fn delete(&self, path: &str) -> Result<()> {
         let full = self.full(path)?;
         match fs::remove_file(&full) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("cannot delete the artifact", &e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot delete the artifact", &e)),
         }
+        // Folders the deletion left empty go too, up to (not including) the root, so an expired eCTD tree leaves
+        // no empty `m5/datasets/...` behind. `remove_dir` refuses a folder that still holds anything: the first
+        // such folder ends the climb.
+        let mut dir = full.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root && d.starts_with(&self.root)) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 }
 
@@ -756,14 +767,57 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn deleting_the_last_file_of_a_folder_removes_the_empty_folders_up_to_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalDirSink::new(dir.path()).unwrap();
+        for path in [
+            "job/manifest.json",
+            "job/m5/datasets/s1/tabulations/sdtm/dm.xpt",
+            "job/m5/datasets/s1/tabulations/sdtm/ae.xpt",
+            "job/m5/datasets/s1/analysis/adam/datasets/adsl.xpt",
+        ] {
+            let mut w = sink.create(path).unwrap();
+            w.write_all(b"x").unwrap();
+            w.complete().unwrap();
+        }
+        sink.delete("job/m5/datasets/s1/tabulations/sdtm/dm.xpt")
+            .unwrap();
+        assert!(dir
+            .path()
+            .join("job/m5/datasets/s1/tabulations/sdtm/ae.xpt")
+            .exists());
+        sink.delete("job/m5/datasets/s1/tabulations/sdtm/ae.xpt")
+            .unwrap();
+        assert!(!dir.path().join("job/m5/datasets/s1/tabulations").exists());
+        assert!(dir
+            .path()
+            .join("job/m5/datasets/s1/analysis/adam/datasets/adsl.xpt")
+            .exists());
+        sink.delete("job/m5/datasets/s1/analysis/adam/datasets/adsl.xpt")
+            .unwrap();
+        assert!(!dir.path().join("job/m5").exists());
+        // The job's folder still holds its manifest; deleting that leaves the root itself in place.
+        assert!(dir.path().join("job/manifest.json").exists());
+        sink.delete("job/manifest.json").unwrap();
+        assert!(!dir.path().join("job").exists());
+        assert!(dir.path().is_dir());
+        // Deleting what is gone is still no error.
+        sink.delete("job/manifest.json").unwrap();
+    }
+
+    #[test]
     fn local_sink_conformance_and_no_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let sink = LocalDirSink::new(dir.path()).unwrap();
         conformance(&sink);
-        let left: Vec<_> = fs::read_dir(dir.path().join("j1")).unwrap().collect();
-        assert!(
-            left.is_empty(),
-            "aborted or dropped writers left files behind"
-        );
+        // Aborted or dropped writers left nothing behind, and the last deletion removed the emptied folder.
+        let left: Vec<_> = match fs::read_dir(dir.path().join("j1")) {
+            Ok(entries) => entries.map(|e| e.unwrap().file_name()).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("{e}"),
+        };
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert!(!dir.path().join("j1").exists());
+        assert!(dir.path().is_dir());
     }
 }

@@ -57,12 +57,18 @@ const PASSWORD: &str = "correct horse battery";
 
 struct Setup {
     engine: Engine,
+    clock: Arc<FixedClock>,
     admin: String,
     artifacts: tempfile::TempDir,
     source: Arc<MemorySource>,
 }
 
 fn setup(dir: &Path) -> Setup {
+    setup_with_retention(dir, None)
+}
+
+/// [`setup`], the artifacts kept for `retention` when given.
+fn setup_with_retention(dir: &Path, retention: Option<chrono::Duration>) -> Setup {
     let source = Arc::new(MemorySource::new());
     for (name, path) in DATASETS {
         let stream = xpt::read_xpt(&dir.join(path)).unwrap();
@@ -87,8 +93,9 @@ fn setup(dir: &Path) -> Setup {
     let artifacts = tempfile::tempdir().unwrap();
     // One fixed clock: the two jobs of a test are compared byte for byte, define.xml's CreationDateTime included.
     let clock = chrono::DateTime::parse_from_rfc3339("2025-01-21T10:00:00Z").unwrap();
-    let engine = Engine::builder()
-        .clock(Arc::new(FixedClock::new(clock.with_timezone(&chrono::Utc))))
+    let clock = Arc::new(FixedClock::new(clock.with_timezone(&chrono::Utc)));
+    let mut builder = Engine::builder()
+        .clock(clock.clone())
         .formats(trialport_formats::default_formats())
         .source(source.clone())
         .sink(Arc::new(LocalDirSink::new(artifacts.path()).unwrap()))
@@ -98,9 +105,11 @@ fn setup(dir: &Path) -> Setup {
                 ..Default::default()
             })
             .unwrap(),
-        ))
-        .build()
-        .unwrap();
+        ));
+    if let Some(after) = retention {
+        builder = builder.retention(after);
+    }
+    let engine = builder.build().unwrap();
     let admin = format!(
         "ApiKey {}",
         engine.create_initial_admin_key("acme").unwrap()
@@ -108,6 +117,7 @@ fn setup(dir: &Path) -> Setup {
     engine.set_signing_password(&admin, PASSWORD, None).unwrap();
     Setup {
         engine,
+        clock,
         admin,
         artifacts,
         source,
@@ -116,17 +126,10 @@ fn setup(dir: &Path) -> Setup {
 
 fn request(container: PackageContainer) -> BulkExportRequest {
     BulkExportRequest {
-        study: "CDISCPILOT01".into(),
-        datasets: DATASETS.iter().map(|(n, _)| (*n).into()).collect(),
-        format: "xpt".into(),
-        options: FormatOptions::new(),
         package: PackageKind::Ectd,
         container,
-        max_file_bytes: None,
-        deidentify: None,
-        identifiable: false,
         signature: Some(SignatureRequest::new(Meaning::Approval, PASSWORD)),
-        idempotency_key: None,
+        ..BulkExportRequest::new("CDISCPILOT01", &DATASETS.map(|(n, _)| n), "xpt")
     }
 }
 
@@ -306,6 +309,26 @@ fn an_ectd_directory_is_the_same_tree_as_job_artifacts() {
             assert!(entries[path] == *bytes, "{path}");
         }
     }
+}
+
+#[test]
+fn an_expired_ectd_directory_keeps_its_manifest_and_no_empty_folders() {
+    let Some(dir) = conformance_dir() else { return };
+    let s = setup_with_retention(&dir, Some(chrono::Duration::days(30)));
+    let job = run(&s, request(PackageContainer::Directory));
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let root = s.artifacts.path().join(job.id.to_string());
+    assert!(root.join("m5").is_dir());
+    s.clock.advance(chrono::Duration::days(30));
+    let summary = s.engine.purge(&s.admin).unwrap();
+    assert_eq!(summary.jobs_expired, 1);
+    assert_eq!(summary.artifacts_deleted as usize, job.artifacts.len() - 1);
+    // What is left of the job's folder: its manifest, and no emptied m5/... folders.
+    let left: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["manifest.json"]);
 }
 
 #[test]
