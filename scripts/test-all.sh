@@ -27,6 +27,8 @@ if ! command -v xmllint >/dev/null 2>&1; then
   fi
 fi
 xmllint --version 2>&1 | sed -n 1p  # sed reads to the end: `head` would SIGPIPE xmllint under pipefail
+# Free disk, so a run that fails for space says so: the memory check alone writes about 2 GB of artifacts at a time.
+df -h . "${TMPDIR:-/tmp}"
 
 step "format"
 cargo fmt --all -- --check
