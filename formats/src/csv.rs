@@ -512,8 +512,16 @@ impl RowEncoder<'_> {
         let neutralize = self.options.neutralize_formulas;
         let null = self.options.null.as_bytes();
         let crlf = self.options.line_terminator == LineTerminator::CrLf;
+        let quoter = self.quoter;
+        // Text that can be copied as it is once it is known to hold no special byte: not every cell quoted and
+        // no null text to tell apart.
+        let plain_text = !quote_all && null.is_empty();
+        let mut plans: Vec<Plan> = views
+            .iter()
+            .map(|view| Plan::new(view, rows.clone(), plain_text, quoter))
+            .collect();
         for row in rows {
-            for (j, view) in views.iter().enumerate() {
+            for (j, (view, plan)) in views.iter().zip(plans.iter_mut()).enumerate() {
                 if j > 0 {
                     buf.push(delim);
                 }
@@ -521,33 +529,88 @@ impl RowEncoder<'_> {
                     buf.extend_from_slice(null);
                     continue;
                 }
-                match view.kind() {
-                    Kind::Text => push_text(
-                        buf,
-                        view.text(row).as_bytes(),
-                        neutralize,
-                        quote_all,
-                        self.quoter,
-                    ),
-                    Kind::Number | Kind::Bool => {
+                match plan {
+                    Plan::Str32 {
+                        offsets,
+                        data,
+                        clean,
+                    } => {
+                        let (a, b) = match (offsets.get(row), offsets.get(row + 1)) {
+                            (Some(&a), Some(&b)) => (a as usize, b as usize),
+                            _ => (0, usize::MAX),
+                        };
+                        self.stored_text(buf, data, a, b, *clean, view, row);
+                    }
+                    Plan::Str64 {
+                        offsets,
+                        data,
+                        clean,
+                    } => {
+                        let (a, b) = match (offsets.get(row), offsets.get(row + 1)) {
+                            (Some(&a), Some(&b)) => (a as usize, b as usize),
+                            _ => (0, usize::MAX),
+                        };
+                        self.stored_text(buf, data, a, b, *clean, view, row);
+                    }
+                    Plan::View(a) if plain_text => {
+                        let Some(&v) = a.views().get(row) else {
+                            self.text(buf, view.text(row).as_bytes());
+                            continue;
+                        };
+                        let len = v as u32 as usize;
+                        if len <= 12 {
+                            let bytes = v.to_le_bytes();
+                            let s = &bytes[4..4 + len];
+                            if len == 0
+                                || (neutralize && looks_like_formula(s))
+                                || quoter.has_special(s)
+                            {
+                                self.text(buf, s);
+                            } else {
+                                let at = buf.len();
+                                buf.extend_from_slice(&bytes[4..]);
+                                buf.truncate(at + len);
+                            }
+                        } else {
+                            let s = view.text(row).as_bytes();
+                            if (neutralize && looks_like_formula(s)) || quoter.has_special(s) {
+                                self.text(buf, s);
+                            } else {
+                                buf.extend_from_slice(s);
+                            }
+                        }
+                    }
+                    Plan::View(_) => self.text(buf, view.text(row).as_bytes()),
+                    Plan::F64(values, memo) => {
+                        let x = values.get(row).copied().unwrap_or(f64::NAN);
+                        let key = x.to_bits();
+                        if memo.replay(key, buf) {
+                            continue;
+                        }
+                        let at = buf.len();
                         if quote_all {
                             buf.push(b'"');
                         }
-                        if !view.write_raw(row, buf, self.temporal)? {
+                        if x.is_finite() {
+                            cell::push_f64(buf, x);
+                        } else {
                             buf.extend_from_slice(view.non_finite_text(row).as_bytes());
                         }
                         if quote_all {
                             buf.push(b'"');
                         }
+                        memo.store(key, &buf[at..]);
                     }
-                    Kind::Temporal | Kind::Null => {
-                        scratch.clear();
-                        view.write_raw(row, scratch, self.temporal).map_err(|e| {
-                            e.with_field(self.schema.field(j).name().clone())
-                                .with_detail("row", first_row + row as u64)
-                        })?;
-                        push_text(buf, scratch, false, quote_all, self.quoter);
+                    Plan::Temporal(key, memo) => {
+                        let key = key.get(row);
+                        if memo.replay(key, buf) {
+                            continue;
+                        }
+                        let at = buf.len();
+                        self.generic(view, j, row, first_row, buf, scratch)?;
+                        memo.store(key, &buf[at..]);
                     }
+                    Plan::Other => self.generic(view, j, row, first_row, buf, scratch)?,
                 }
             }
             if crlf {
@@ -556,6 +619,214 @@ impl RowEncoder<'_> {
             buf.push(b'\n');
         }
         Ok(())
+    }
+
+    /// Appends one text cell the general way.
+    #[inline]
+    fn text(&self, buf: &mut Vec<u8>, s: &[u8]) {
+        push_text(
+            buf,
+            s,
+            self.options.neutralize_formulas,
+            self.options.quote_all,
+            self.quoter,
+        );
+    }
+
+    /// Appends the text `data[a..b]` of cell `row` of a `Utf8` or `LargeUtf8` column; `clean` when the rows being
+    /// encoded hold no special byte and the options let plain text be copied as it is.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn stored_text(
+        &self,
+        buf: &mut Vec<u8>,
+        data: &[u8],
+        a: usize,
+        b: usize,
+        clean: bool,
+        view: &ColumnView,
+        row: usize,
+    ) {
+        let Some(s) = data.get(a..b) else {
+            self.text(buf, view.text(row).as_bytes());
+            return;
+        };
+        if !clean || s.is_empty() || (self.options.neutralize_formulas && looks_like_formula(s)) {
+            self.text(buf, s);
+            return;
+        }
+        // Short cells: a copy of a fixed 16 or 32 bytes (no call), cut back to the cell's length.
+        let n = s.len();
+        let at = buf.len();
+        if n <= 16 {
+            if let Some(c) = data.get(a..a + 16) {
+                buf.extend_from_slice(c);
+                buf.truncate(at + n);
+                return;
+            }
+        } else if n <= 32 {
+            if let Some(c) = data.get(a..a + 32) {
+                buf.extend_from_slice(c);
+                buf.truncate(at + n);
+                return;
+            }
+        }
+        buf.extend_from_slice(s);
+    }
+
+    /// Appends non-null cell `row` of column `j` through its view (every type, every option).
+    #[inline]
+    fn generic(
+        &self,
+        view: &ColumnView,
+        j: usize,
+        row: usize,
+        first_row: u64,
+        buf: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
+        let quote_all = self.options.quote_all;
+        match view.kind() {
+            Kind::Text => self.text(buf, view.text(row).as_bytes()),
+            Kind::Number | Kind::Bool => {
+                if quote_all {
+                    buf.push(b'"');
+                }
+                if !view.write_raw(row, buf, self.temporal)? {
+                    buf.extend_from_slice(view.non_finite_text(row).as_bytes());
+                }
+                if quote_all {
+                    buf.push(b'"');
+                }
+            }
+            Kind::Temporal | Kind::Null => {
+                scratch.clear();
+                view.write_raw(row, scratch, self.temporal).map_err(|e| {
+                    e.with_field(self.schema.field(j).name().clone())
+                        .with_detail("row", first_row + row as u64)
+                })?;
+                push_text(buf, scratch, false, quote_all, self.quoter);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the cells of one column are written for a run of rows: a typed path where there is one, else through the
+/// column's view.
+enum Plan<'a> {
+    /// `Utf8`; `clean`: the rows' bytes hold no special byte and plain text may be copied as it is.
+    Str32 {
+        offsets: &'a [i32],
+        data: &'a [u8],
+        clean: bool,
+    },
+    /// `LargeUtf8`, as `Str32`.
+    Str64 {
+        offsets: &'a [i64],
+        data: &'a [u8],
+        clean: bool,
+    },
+    /// `Utf8View`.
+    View(&'a arrow::array::StringViewArray),
+    /// `Float64`, with the text of the last value.
+    F64(&'a [f64], Memo),
+    /// Dates, times and timestamps: the integer behind each cell, with the text of the last one.
+    Temporal(Key<'a>, Memo),
+    /// Through the view.
+    Other,
+}
+
+impl<'a> Plan<'a> {
+    fn new(
+        view: &'a ColumnView,
+        rows: std::ops::Range<usize>,
+        plain_text: bool,
+        quoter: &Quoter,
+    ) -> Self {
+        /// Whether `data[offsets[rows.start]..offsets[rows.end]]`, the bytes of the rows, is free of special bytes.
+        fn clean<O: Copy + TryInto<usize>>(
+            offsets: &[O],
+            data: &[u8],
+            rows: &std::ops::Range<usize>,
+            quoter: &Quoter,
+        ) -> bool {
+            let at = |i: usize| offsets.get(i).and_then(|&o| o.try_into().ok());
+            match (at(rows.start), at(rows.end)) {
+                (Some(a), Some(b)) => data.get(a..b).is_some_and(|s| !quoter.has_special_long(s)),
+                _ => false,
+            }
+        }
+        match view.raw() {
+            cell::Raw::Str32(offsets, data) => Plan::Str32 {
+                offsets,
+                data,
+                clean: plain_text && clean(offsets, data, &rows, quoter),
+            },
+            cell::Raw::Str64(offsets, data) => Plan::Str64 {
+                offsets,
+                data,
+                clean: plain_text && clean(offsets, data, &rows, quoter),
+            },
+            cell::Raw::View(a) => Plan::View(a),
+            cell::Raw::F64(v) => Plan::F64(v, Memo::default()),
+            cell::Raw::I32(v) => Plan::Temporal(Key::I32(v), Memo::default()),
+            cell::Raw::I64(v) => Plan::Temporal(Key::I64(v), Memo::default()),
+            cell::Raw::Other => Plan::Other,
+        }
+    }
+}
+
+/// The integers behind a temporal column.
+enum Key<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl Key<'_> {
+    /// The value of cell `row` as memo key (0 past the end: the view reports that case).
+    #[inline]
+    fn get(&self, row: usize) -> u64 {
+        match self {
+            Key::I32(v) => v.get(row).map_or(0, |&x| i64::from(x) as u64),
+            Key::I64(v) => v.get(row).map_or(0, |&x| x as u64),
+        }
+    }
+}
+
+/// The output of the last cell of a column and the value it was written from: runs of equal values (a visit's
+/// date, its number) are copied instead of formatted again. The output depends on the value alone, so the bytes
+/// are the same.
+#[derive(Default)]
+struct Memo {
+    key: u64,
+    len: usize,
+    bytes: [u8; 32],
+    valid: bool,
+}
+
+impl Memo {
+    /// Appends the remembered output when it was written from `key`.
+    #[inline]
+    fn replay(&self, key: u64, buf: &mut Vec<u8>) -> bool {
+        if !self.valid || self.key != key {
+            return false;
+        }
+        let at = buf.len();
+        buf.extend_from_slice(&self.bytes);
+        buf.truncate(at + self.len);
+        true
+    }
+
+    /// Remembers that `key` was written as `out` (when it fits).
+    #[inline]
+    fn store(&mut self, key: u64, out: &[u8]) {
+        self.valid = out.len() <= self.bytes.len();
+        if self.valid {
+            self.key = key;
+            self.len = out.len();
+            self.bytes[..out.len()].copy_from_slice(out);
+        }
     }
 }
 
@@ -605,20 +876,45 @@ impl Quoter {
             let y = x ^ (LO * u64::from(b));
             (y.wrapping_sub(LO) & !y & HI) != 0
         }
-        let mut chunks = s.chunks_exact(8);
-        for c in &mut chunks {
+        let word = |c: &[u8]| {
             let mut w = [0u8; 8];
             w.copy_from_slice(c);
             let x = u64::from_le_bytes(w);
-            if has_byte(x, b'"')
+            has_byte(x, b'"')
                 || has_byte(x, b'\n')
                 || has_byte(x, b'\r')
                 || has_byte(x, self.delimiter)
-            {
+        };
+        if s.len() < 8 {
+            return s.iter().any(|&b| self.special[b as usize]);
+        }
+        let mut chunks = s.chunks_exact(8);
+        for c in &mut chunks {
+            if word(c) {
                 return true;
             }
         }
-        chunks.remainder().iter().any(|&b| self.special[b as usize])
+        // The last eight bytes, overlapping the words already seen.
+        !chunks.remainder().is_empty() && word(&s[s.len() - 8..])
+    }
+
+    /// [`Quoter::has_special`] for long runs of bytes: 32 at a time without a branch per byte.
+    fn has_special_long(&self, s: &[u8]) -> bool {
+        let d = self.delimiter;
+        let mut chunks = s.chunks_exact(32);
+        for c in &mut chunks {
+            let mut hit = 0u8;
+            for &b in c {
+                hit |= u8::from(b == b'"')
+                    | u8::from(b == b'\n')
+                    | u8::from(b == b'\r')
+                    | u8::from(b == d);
+            }
+            if hit != 0 {
+                return true;
+            }
+        }
+        self.has_special(chunks.remainder())
     }
 }
 
@@ -832,6 +1128,25 @@ pub(crate) mod cell {
         Decimal256(PrimitiveArray<Decimal256Type>, i8),
     }
 
+    /// The raw parts of a [`ColumnView`]: text offsets and bytes, float values, or the integers behind a
+    /// temporal column (one value, one text).
+    pub(crate) enum Raw<'a> {
+        /// `Utf8`: offsets into the bytes.
+        Str32(&'a [i32], &'a [u8]),
+        /// `LargeUtf8`: offsets into the bytes.
+        Str64(&'a [i64], &'a [u8]),
+        /// `Utf8View`.
+        View(&'a StringViewArray),
+        /// `Float64`.
+        F64(&'a [f64]),
+        /// `Date32`, `Time32`.
+        I32(&'a [i32]),
+        /// `Date64`, `Timestamp`, `Time64`.
+        I64(&'a [i64]),
+        /// Anything else.
+        Other,
+    }
+
     /// A typed view of one column of one batch, taken once per batch so cells need no downcast.
     pub(crate) struct ColumnView {
         nulls: Option<NullBuffer>,
@@ -961,6 +1276,21 @@ pub(crate) mod cell {
             }
         }
 
+        /// The raw parts of the column for the CSV writer's typed paths.
+        pub(crate) fn raw(&self) -> Raw<'_> {
+            match &self.data {
+                Data::Utf8(a) => Raw::Str32(a.value_offsets(), a.value_data()),
+                Data::LargeUtf8(a) => Raw::Str64(a.value_offsets(), a.value_data()),
+                Data::Utf8View(a) => Raw::View(a),
+                Data::F64(v) => Raw::F64(v),
+                Data::Date32(v) | Data::Time32(v, _) => Raw::I32(v),
+                Data::Date64(v) | Data::Timestamp { values: v, .. } | Data::Time64(v, _) => {
+                    Raw::I64(v)
+                }
+                _ => Raw::Other,
+            }
+        }
+
         /// Whether cell `row` is null.
         #[inline]
         pub(crate) fn is_null(&self, row: usize) -> bool {
@@ -1079,8 +1409,15 @@ pub(crate) mod cell {
 
     /// Appends the decimal digits of `n`.
     #[inline]
-    pub(crate) fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    pub(crate) fn push_u64(buf: &mut Vec<u8>, n: u64) {
         let mut tmp = [0u8; 20];
+        let pos = u64_digits(n, &mut tmp);
+        buf.extend_from_slice(&tmp[pos..]);
+    }
+
+    /// Writes the decimal digits of `n` right-aligned into `tmp`, returning where they start.
+    #[inline]
+    fn u64_digits(mut n: u64, tmp: &mut [u8; 20]) -> usize {
         let mut pos = 20;
         while n >= 100 {
             let r = (n % 100) as usize * 2;
@@ -1096,7 +1433,7 @@ pub(crate) mod cell {
             pos -= 1;
             tmp[pos] = b'0' + n as u8;
         }
-        buf.extend_from_slice(&tmp[pos..]);
+        pos
     }
 
     /// Appends `n` exactly, `-` first when negative (`i64::MIN` included).
@@ -1164,12 +1501,28 @@ pub(crate) mod cell {
         // Fast path for the common short decimals (80.0, 42.17, 0.125): the first k (fewest digits) whose
         // m = round(v * 10^k) gives back v as m / 10^k is the shortest exact text, the one `{:?}` writes; the
         // division of two exact values is correctly rounded, so equality proves the round trip.
+        // The work is done on |v| (products, rounding and quotients are symmetric in the sign), rounding half
+        // away from zero as `f64::round` does but without a call: below 2^53 the truncation and the fraction
+        // `x - trunc(x)` are exact. From 2^53 no m can pass the test, and x only grows with k.
+        // Only m below 10^15 (at most 15 significant digits): two different decimals of 15 digits are never the
+        // same f64, so such an m is the one shortest text. With 16 or 17 digits several neighbours can round-trip
+        // and `{:?}` picks the closest, which rounding `x` does not always find: those go to `{:?}` itself.
         let a = v.abs();
         if a < 1e15 && (a >= 1e-4 || (v == 0.0 && v.is_sign_positive())) {
             for (k, p) in POW10.iter().enumerate() {
-                let m = (v * p).round();
-                if m.abs() < 9_007_199_254_740_992.0 && m / p == v {
-                    push_scaled(buf, v < 0.0, m.abs() as u64, k);
+                let x = a * p;
+                if x >= TWO_53 {
+                    break;
+                }
+                let mut m = x as u64;
+                if x - m as f64 >= 0.5 {
+                    m += 1;
+                }
+                let mf = m as f64;
+                // m / p == a puts x within a few units in the last place of m: a cheap test first, then the
+                // (slower) exact one.
+                if mf < 1e15 && (x - mf).abs() <= x * 1e-12 && mf / p == a {
+                    push_scaled(buf, v < 0.0, m, k);
                     return;
                 }
             }
@@ -1178,26 +1531,32 @@ pub(crate) mod cell {
     }
 
     const POW10: [f64; 8] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7];
+    /// 2^53: integers from here on are not all exact in an `f64`.
+    const TWO_53: f64 = 9_007_199_254_740_992.0;
 
     /// Appends `m / 10^k` as plain decimal text, with `.0` when `k` is 0.
     fn push_scaled(buf: &mut Vec<u8>, negative: bool, m: u64, k: usize) {
         if negative {
             buf.push(b'-');
         }
-        let start = buf.len();
-        push_u64(buf, m);
+        let mut tmp = [0u8; 20];
+        let start = u64_digits(m, &mut tmp);
+        let digits = &tmp[start..];
         if k == 0 {
+            buf.extend_from_slice(digits);
             buf.extend_from_slice(b".0");
             return;
         }
-        let len = buf.len() - start;
+        let len = digits.len();
         if len <= k {
             // 0.00ddd: the integer zero and the leading zeros of the fraction.
-            buf.splice(start..start, std::iter::repeat_n(b'0', k - len + 1));
-            buf.insert(start + 1, b'.');
+            buf.extend_from_slice(b"0.");
+            buf.extend(std::iter::repeat_n(b'0', k - len));
+            buf.extend_from_slice(digits);
         } else {
-            let at = buf.len() - k;
-            buf.insert(at, b'.');
+            buf.extend_from_slice(&digits[..len - k]);
+            buf.push(b'.');
+            buf.extend_from_slice(&digits[len - k..]);
         }
     }
 
@@ -1380,6 +1739,54 @@ pub(crate) mod cell {
         }
 
         #[test]
+        fn floats_match_debug_over_many_values() {
+            // Independent oracle: Rust's own `{:?}`. Short decimals of 0 to 9 digits after the point (the fast
+            // path), values next to the rounding boundaries, and arbitrary bit patterns.
+            let mut state = 0x2545_F491_4F6C_DD1D_u64;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            for i in 0..200_000 {
+                let v = match i % 4 {
+                    0 => f64::from_bits(next()),
+                    1 => {
+                        let m = (next() % 2_000_000_000) as f64 - 1_000_000_000.0;
+                        m / 10f64.powi((next() % 10) as i32)
+                    }
+                    2 => (next() % 100_000) as f64 / 1000.0 + 0.0005,
+                    _ => {
+                        let base = (next() % 1_000_000) as f64 + 0.5;
+                        let bits = base.to_bits().wrapping_add(next() % 5).wrapping_sub(2);
+                        f64::from_bits(bits) / 10f64.powi((next() % 8) as i32)
+                    }
+                };
+                if v.is_finite() {
+                    // Exact, and the very text of `{:?}`.
+                    let s = f(v);
+                    assert_eq!(s.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{s}");
+                    assert_eq!(s, format!("{v:?}"), "{:#x}", v.to_bits());
+                }
+            }
+            for v in [
+                // 16 and 17 significant digits, where more than one text round-trips.
+                -831211736725923.3,
+                123456789012345.67,
+                0.1234567890123456,
+                999999999999999.9,
+                0.49999999999999994,
+                4503599627370495.5,
+                4503599627370497.0,
+                1e-4,
+                9.999e-5,
+            ] {
+                assert_eq!(f(v), format!("{v:?}"));
+            }
+        }
+
+        #[test]
         fn integers_are_exact() {
             for v in [0, 7, 10, 99, 100, -1, i64::MIN, i64::MAX, (1 << 53) + 1] {
                 let mut b = Vec::new();
@@ -1405,6 +1812,197 @@ pub(crate) mod cell {
                 "-0.005 123.45 1200 0000-01-01 +10183-09-21"
             );
             assert!(date_of(i64::from(i32::MAX)).is_none());
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        ArrayRef, Date32Array, Float64Array, LargeStringArray, StringArray, StringViewArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    const TEXTS: &[&str] = &[
+        "",
+        "a",
+        "plain text",
+        "a,b",
+        "say \"hi\"",
+        "line\nbreak",
+        "cr\rx",
+        "=SUM(A1)",
+        "+1",
+        "-x",
+        "@a",
+        "\tt",
+        "NA",
+        "x;y",
+        "exactly 16 bytes",
+        "seventeen bytes!!",
+        "a text of more than thirty-two bytes, with a comma",
+        "a text of more than thirty-two bytes and no specials",
+        "é日本語",
+    ];
+
+    /// The cell rules written out plainly, as the oracle of the typed paths.
+    fn reference(s: Option<&str>, o: &CsvOptions) -> String {
+        let Some(s) = s else {
+            return o.null.clone();
+        };
+        let prefix = o.neutralize_formulas && looks_like_formula(s.as_bytes());
+        let text = if prefix {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        };
+        let quote = o.quote_all
+            || s.is_empty()
+            || (!o.null.is_empty() && s == o.null)
+            || s.bytes()
+                .any(|b| b == o.delimiter || b"\"\r\n".contains(&b));
+        if quote {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text
+        }
+    }
+
+    fn encode(batches: &[RecordBatch], options: &CsvOptions, threads: usize) -> String {
+        let schema = batches[0].schema();
+        let mut out = Vec::new();
+        let mut w = CsvWriter::try_new(&mut out, &schema, &DatasetMeta::default(), options.clone())
+            .unwrap()
+            .with_threads(threads);
+        for b in batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn text_paths_follow_the_rules_for_every_string_type() {
+        // Cells cycle through TEXTS with a null every seventh row; the batch is sliced so offsets do not
+        // start at zero; several threads and options.
+        let n = 9_000;
+        let cells: Vec<Option<&str>> = (0..n)
+            .map(|i| (i % 7 != 3).then(|| TEXTS[i % TEXTS.len()]))
+            .collect();
+        let clean: Vec<Option<&str>> = (0..n)
+            .map(|i| {
+                (i % 5 != 1).then(|| ["ab", "plain", "=f", "", "long text without specials"][i % 5])
+            })
+            .collect();
+        let mut options = vec![CsvOptions::csv(), CsvOptions::tsv()];
+        for (k, v) in [
+            ("null", "NA"),
+            ("quote_all", "true"),
+            ("neutralize_formulas", "false"),
+        ] {
+            let f = FormatOptions::new().with(k, v);
+            options.push(CsvOptions::from_format_options("csv", &f).unwrap());
+        }
+        for data in [&cells, &clean] {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(data.clone())),
+                Arc::new(LargeStringArray::from(data.clone())),
+                Arc::new(StringViewArray::from(data.clone())),
+            ];
+            for column in columns {
+                let schema = Arc::new(Schema::new(vec![Field::new(
+                    "t",
+                    column.data_type().clone(),
+                    true,
+                )]));
+                let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
+                let parts = [batch.slice(5, 4_000), batch.slice(4_005, 4_990)];
+                for o in &options {
+                    let mut expected = reference(Some("t"), o) + "\n";
+                    for s in &data[5..8_995] {
+                        expected.push_str(&reference(*s, o));
+                        expected.push('\n');
+                    }
+                    for threads in [1, 3] {
+                        assert_eq!(encode(&parts, o, threads), expected, "{o:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_numbers_and_dates_are_written_like_single_ones() {
+        // Runs of equal values, a value changing back, NaN payloads and infinities; each cell checked against
+        // its own formatting (Rust's `{:?}`, chrono's ISO date).
+        let floats: Vec<Option<f64>> = [
+            1.0,
+            1.0,
+            1.0,
+            2.5,
+            2.5,
+            1.0,
+            -0.0,
+            0.0,
+            f64::NAN,
+            f64::NAN,
+            f64::INFINITY,
+            4.27,
+            4.27,
+            1e-7,
+            1e-7,
+            1e300,
+        ]
+        .into_iter()
+        .map(Some)
+        .chain([None, Some(7.0), None, Some(7.0)])
+        .collect();
+        let days: Vec<Option<i32>> = floats
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.map(|_| [15_700, 15_700, -1, 15_700, 0][i % 5]))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Float64, true),
+            Field::new("d", DataType::Date32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(floats.clone())),
+                Arc::new(Date32Array::from(days.clone())),
+            ],
+        )
+        .unwrap();
+        for quote_all in [false, true] {
+            let o = CsvOptions {
+                quote_all,
+                ..CsvOptions::csv()
+            };
+            let q = |s: String| if quote_all { format!("\"{s}\"") } else { s };
+            let mut expected = String::from(if quote_all { "\"f\",\"d\"\n" } else { "f,d\n" });
+            for (f, d) in floats.iter().zip(&days) {
+                let f = f.map_or(String::new(), |v| {
+                    q(if v.is_nan() {
+                        "NaN".into()
+                    } else if v.is_infinite() {
+                        "inf".into()
+                    } else {
+                        format!("{v:?}")
+                    })
+                });
+                let d = d.map_or(String::new(), |d| {
+                    q(cell::date_of(i64::from(d))
+                        .unwrap()
+                        .format("%Y-%m-%d")
+                        .to_string())
+                });
+                expected.push_str(&format!("{f},{d}\n"));
+            }
+            assert_eq!(encode(std::slice::from_ref(&batch), &o, 1), expected);
         }
     }
 }
