@@ -535,10 +535,7 @@ impl RowEncoder<'_> {
                         data,
                         clean,
                     } => {
-                        let (a, b) = match (offsets.get(row), offsets.get(row + 1)) {
-                            (Some(&a), Some(&b)) => (a as usize, b as usize),
-                            _ => (0, usize::MAX),
-                        };
+                        let (a, b) = span(offsets, row, row + 1);
                         self.stored_text(buf, data, a, b, *clean, view, row);
                     }
                     Plan::Str64 {
@@ -546,10 +543,7 @@ impl RowEncoder<'_> {
                         data,
                         clean,
                     } => {
-                        let (a, b) = match (offsets.get(row), offsets.get(row + 1)) {
-                            (Some(&a), Some(&b)) => (a as usize, b as usize),
-                            _ => (0, usize::MAX),
-                        };
+                        let (a, b) = span(offsets, row, row + 1);
                         self.stored_text(buf, data, a, b, *clean, view, row);
                     }
                     Plan::View(a) if plain_text => {
@@ -751,11 +745,8 @@ impl<'a> Plan<'a> {
             rows: &std::ops::Range<usize>,
             quoter: &Quoter,
         ) -> bool {
-            let at = |i: usize| offsets.get(i).and_then(|&o| o.try_into().ok());
-            match (at(rows.start), at(rows.end)) {
-                (Some(a), Some(b)) => data.get(a..b).is_some_and(|s| !quoter.has_special_long(s)),
-                _ => false,
-            }
+            let (a, b) = span(offsets, rows.start, rows.end);
+            data.get(a..b).is_some_and(|s| !quoter.has_special_long(s))
         }
         match view.raw() {
             cell::Raw::Str32(offsets, data) => Plan::Str32 {
@@ -774,6 +765,17 @@ impl<'a> Plan<'a> {
             cell::Raw::I64(v) => Plan::Temporal(Key::I64(v), Memo::default()),
             cell::Raw::Other => Plan::Other,
         }
+    }
+}
+
+/// The byte range `offsets[start]..offsets[end]` of a text column's data, or `(0, usize::MAX)`, which
+/// no slice of the data matches, when an offset is missing.
+#[inline]
+fn span<O: Copy + TryInto<usize>>(offsets: &[O], start: usize, end: usize) -> (usize, usize) {
+    let at = |i: usize| offsets.get(i).and_then(|&o| o.try_into().ok());
+    match (at(start), at(end)) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (0, usize::MAX),
     }
 }
 
