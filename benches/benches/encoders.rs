@@ -32,7 +32,7 @@ use trialport_core::crypto::FileKeyProvider;
 use trialport_core::engine::Engine;
 use trialport_core::format::{Format, FormatOptions};
 use trialport_core::job::JobState;
-use trialport_core::request::ExportDataRequest;
+use trialport_core::request::ExportRequest;
 use trialport_core::sink::LocalDirSink;
 use trialport_core::source::MemorySource;
 use trialport_formats::default_formats;
@@ -210,7 +210,7 @@ fn bench_encoder(
 
 /// One export job of the whole dataset to CSV: returns the job id and the artifacts' size.
 fn run_job(engine: &Engine, credential: &str) -> Result<(String, u64), BoxError> {
-    let job = engine.export_data(credential, ExportDataRequest::new(STUDY, &[DATASET], "csv"))?;
+    let job = engine.export_data(credential, ExportRequest::data(STUDY, &[DATASET], "csv"))?;
     let job = engine.wait(credential, job.id, None)?;
     if job.state != JobState::Succeeded {
         return Err(format!("job ended {:?}: {:?}", job.state, job.error).into());

@@ -15,8 +15,8 @@
  *   arguments documented as optional (config_json, metadata_json, query_json, options_json, artifact,
  *   free_userdata) may be NULL.
  * - Handles: tp_engine is opaque; tp_engine_open creates it, tp_engine_free frees it (NULL is a no-op).
- * - Credentials: "ApiKey tp_..." or "Bearer <jwt>", as an HTTP Authorization header. Every engine operation but
- *   tp_engine_formats takes one and is audited, allowed or denied.
+ * - Credentials: "ApiKey tp_..." or "Bearer <jwt>", as an HTTP Authorization header. Every engine operation
+ *   takes one (tp_engine_wait: the one that last obtained the job) and is audited, allowed or denied.
  * - Threads: a tp_engine may be used from several threads at once: every function but tp_engine_free is
  *   thread-safe on it. tp_engine_free must run once, after every other call on the engine has returned.
  *   tp_last_error() is per thread. tp_convert, tp_version and tp_string_free are thread-safe.
@@ -364,13 +364,13 @@ tp_status tp_engine_download_artifact(tp_engine *engine,
                                       const char *path);
 
 /**
- * `formats`: the formats of this build with their capabilities and options (as `trialport formats --json`),
- * written to `*formats_json`. Needs no credential and is not audited, as `trialport formats`.
+ * `formats`: the engine's formats with their capabilities and options (as `trialport formats --json` lists
+ * them), written to `*formats_json`. Needs `formats:read` and is audited, as every operation.
  *
  * # Safety
- * `engine` is a live handle; `formats_json` is a valid `char **`.
+ * `engine` is a live handle; `credential` is NUL-terminated; `formats_json` is a valid `char **`.
  */
-tp_status tp_engine_formats(tp_engine *engine, char **formats_json);
+tp_status tp_engine_formats(tp_engine *engine, const char *credential, char **formats_json);
 
 /**
  * Verifies the hash chain of the audit trail (needs `audit:read`) and writes the number of events checked to

@@ -4,19 +4,14 @@
 
 use crate::hooks::CHooks;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use trialport_core::engine::Engine;
-use trialport_core::job::Job;
-use trialport_core::request::{
-    from_json, job_id, BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest,
-    ReportRequest,
-};
+use trialport_core::job::{Job, JobKind};
+use trialport_core::request::{from_json, job_id, ListJobsRequest};
 use trialport_core::source::{BatchStream, MemorySource};
 use trialport_core::{Error, Result};
-use uuid::Uuid;
 
 /// `timeout_ms` of `tp_engine_wait` that means "no timeout".
 pub const TP_WAIT_FOREVER: u32 = u32::MAX;
@@ -29,8 +24,6 @@ pub struct tp_engine {
     engine: Option<Engine>,
     source: Arc<MemorySource>,
     hooks: Arc<CHooks>,
-    /// The credential each job was obtained with from this handle, for `tp_engine_wait` (which takes none).
-    credentials: Mutex<HashMap<Uuid, String>>,
     /// The first admin key, when `tp_engine_open` created the home; handed out once.
     initial_key: Mutex<Option<String>>,
 }
@@ -40,6 +33,10 @@ impl Drop for tp_engine {
         // Joins the workers; then the last reference to the hooks goes with the fields, freeing each userdata.
         drop(self.engine.take());
     }
+}
+
+fn job_json(job: Result<Job>) -> Result<String> {
+    to_json(&job?)
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
@@ -58,13 +55,7 @@ impl tp_engine {
         let settings = config_json
             .map(trialport_core::home::HomeConfig::from_settings_json)
             .transpose()?;
-        let initial_key = match (trialport_core::home::Home::open(dir), settings) {
-            (Ok(_), _) => None,
-            (Err(e), Some(settings)) if e.reason() == "not_a_home" => {
-                Some(trialport_core::home::Home::init_with_admin_key(dir, &settings)?.1)
-            }
-            (Err(e), _) => return Err(e),
-        };
+        let (_, initial_key) = trialport_core::home::Home::open_or_init(dir, settings.as_ref())?;
         let source = Arc::new(MemorySource::new());
         let hooks = Arc::new(CHooks::default());
         let engine = trialport_formats::home::engine_builder(dir)?
@@ -75,7 +66,6 @@ impl tp_engine {
             engine: Some(engine),
             source,
             hooks,
-            credentials: Mutex::new(HashMap::new()),
             initial_key: Mutex::new(initial_key),
         })
     }
@@ -132,73 +122,30 @@ impl tp_engine {
         self.source.add(study, name, schema, batches)
     }
 
-    fn remember(&self, credential: &str, jobs: &[&Job]) {
-        let mut known = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
-        for job in jobs {
-            known.insert(job.id, credential.to_string());
-        }
-    }
-
-    fn job_json(&self, credential: &str, job: Result<Job>) -> Result<String> {
-        let job = job?;
-        self.remember(credential, &[&job]);
-        to_json(&job)
-    }
-
-    /// `export_data`: the queued job as JSON.
+    /// One export of `kind` from its request JSON (parsed and checked by the core inside the audited call): the
+    /// queued job as JSON.
     ///
     /// # Errors
     /// EXP002 `invalid_request` for bad JSON; the engine's errors.
-    pub(crate) fn export_data(&self, credential: &str, request: &str) -> Result<String> {
-        let request: ExportDataRequest = from_json(request)?;
-        self.job_json(credential, self.engine()?.export_data(credential, request))
-    }
-
-    /// `export_report`: the queued job as JSON.
-    ///
-    /// # Errors
-    /// As [`tp_engine::export_data`].
-    pub(crate) fn export_report(&self, credential: &str, request: &str) -> Result<String> {
-        let request: ReportRequest = from_json(request)?;
-        self.job_json(
-            credential,
-            self.engine()?.export_report(credential, request),
+    pub(crate) fn export(&self, credential: &str, kind: JobKind, request: &str) -> Result<String> {
+        to_json(
+            &self
+                .engine()?
+                .session(credential)
+                .export_json(kind, request)?,
         )
-    }
-
-    /// `export_dashboard`: the queued job as JSON.
-    ///
-    /// # Errors
-    /// As [`tp_engine::export_data`].
-    pub(crate) fn export_dashboard(&self, credential: &str, request: &str) -> Result<String> {
-        let request: DashboardRequest = from_json(request)?;
-        self.job_json(
-            credential,
-            self.engine()?.export_dashboard(credential, request),
-        )
-    }
-
-    /// `bulk_export`: the queued job as JSON.
-    ///
-    /// # Errors
-    /// As [`tp_engine::export_data`].
-    pub(crate) fn bulk_export(&self, credential: &str, request: &str) -> Result<String> {
-        let request: BulkExportRequest = from_json(request)?;
-        self.job_json(credential, self.engine()?.bulk_export(credential, request))
     }
 
     /// `list_jobs`: the page as JSON (`{"items": [...], "page", "limit", "total"}`).
     ///
     /// # Errors
-    /// As [`tp_engine::export_data`].
+    /// EXP002 `invalid_request` for bad JSON; the engine's errors.
     pub(crate) fn list_jobs(&self, credential: &str, query: Option<&str>) -> Result<String> {
         let query: ListJobsRequest = match query {
             Some(text) => from_json(text)?,
             None => ListJobsRequest::default(),
         };
-        let page = self.engine()?.list_jobs(credential, query)?;
-        self.remember(credential, &page.items.iter().collect::<Vec<_>>());
-        to_json(&page)
+        to_json(&self.engine()?.session(credential).list_jobs(query)?)
     }
 
     /// `get_job`: the job as JSON.
@@ -207,11 +154,11 @@ impl tp_engine {
     /// EXP001 for an unknown job; the engine's errors.
     pub(crate) fn get_job(&self, credential: &str, id: &str) -> Result<String> {
         let id = job_id(id)?;
-        self.job_json(credential, self.engine()?.get_job(credential, id))
+        job_json(self.engine()?.session(credential).get_job(id))
     }
 
     /// Waits for a job (or `timeout_ms`, [`TP_WAIT_FOREVER`] for none), with `credential` or, when `None`, the
-    /// credential the job was obtained with from this handle (an empty one, refused by the engine, if none).
+    /// credential that last obtained the job from this engine ([`Engine::known_session`]).
     ///
     /// # Errors
     /// As [`tp_engine::get_job`]; a timeout is not an error.
@@ -222,19 +169,14 @@ impl tp_engine {
         timeout_ms: u32,
     ) -> Result<String> {
         let id = job_id(id)?;
-        let credential = match credential {
-            Some(c) => c.to_string(),
-            None => self
-                .credentials
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&id)
-                .cloned()
-                .unwrap_or_default(),
-        };
         let timeout =
             (timeout_ms != TP_WAIT_FOREVER).then(|| Duration::from_millis(timeout_ms.into()));
-        self.job_json(&credential, self.engine()?.wait(&credential, id, timeout))
+        let engine = self.engine()?;
+        let session = match credential {
+            Some(c) => engine.session(c),
+            None => engine.known_session(id),
+        };
+        job_json(session.wait(id, timeout))
     }
 
     /// Cancels a job: the job as JSON.
@@ -243,7 +185,7 @@ impl tp_engine {
     /// As [`tp_engine::get_job`]; EXP004 for a finished job.
     pub(crate) fn cancel(&self, credential: &str, id: &str) -> Result<String> {
         let id = job_id(id)?;
-        self.job_json(credential, self.engine()?.cancel(credential, id))
+        job_json(self.engine()?.session(credential).cancel(id))
     }
 
     /// Downloads an artifact (by default the job's one main artifact) to the new file `path`.
@@ -258,17 +200,17 @@ impl tp_engine {
         path: &Path,
     ) -> Result<()> {
         let id = job_id(id)?;
-        let download = self.engine()?.download(credential, id, artifact)?;
+        let download = self.engine()?.session(credential).download(id, artifact)?;
         trialport_formats::convert::copy_to_file(download.reader, path, false)?;
         Ok(())
     }
 
-    /// The formats of this build, as `trialport formats --json` lists them.
+    /// `formats`: the engine's formats as JSON.
     ///
     /// # Errors
-    /// EXP005 (not expected).
-    pub(crate) fn formats(&self) -> Result<String> {
-        to_json(&trialport_formats::default_formats().infos())
+    /// EXP003; EXP005.
+    pub(crate) fn formats(&self, credential: &str) -> Result<String> {
+        to_json(&self.engine()?.session(credential).formats()?)
     }
 
     /// Verifies the audit trail's hash chain: the number of events checked.
@@ -276,7 +218,7 @@ impl tp_engine {
     /// # Errors
     /// EXP003 without `audit:read`; EXP005 `integrity_violation`.
     pub(crate) fn verify_audit(&self, credential: &str) -> Result<u64> {
-        self.engine()?.verify_audit(credential)
+        self.engine()?.session(credential).verify_audit()
     }
 
     /// `purge`: expires the due jobs of the caller's organization now; the summary as JSON
@@ -285,7 +227,7 @@ impl tp_engine {
     /// # Errors
     /// EXP003 without `retention:purge`; EXP005.
     pub(crate) fn purge(&self, credential: &str) -> Result<String> {
-        to_json(&self.engine()?.purge(credential)?)
+        to_json(&self.engine()?.session(credential).purge()?)
     }
 }
 

@@ -13,6 +13,7 @@ mod stream;
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::PathBuf;
+use trialport_core::job::JobKind;
 
 pub use engine::{tp_engine, TP_WAIT_FOREVER};
 pub use hooks::tp_audit_fn;
@@ -292,7 +293,7 @@ pub unsafe extern "C" fn tp_engine_export_data(
             "request_json",
             job_json,
             "job_json",
-            |e, c, r| e.export_data(c, r),
+            |e, c, r| e.export(c, JobKind::Data, r),
         )
     }
 }
@@ -319,7 +320,7 @@ pub unsafe extern "C" fn tp_engine_export_report(
             "request_json",
             job_json,
             "job_json",
-            |e, c, r| e.export_report(c, r),
+            |e, c, r| e.export(c, JobKind::Report, r),
         )
     }
 }
@@ -346,7 +347,7 @@ pub unsafe extern "C" fn tp_engine_export_dashboard(
             "request_json",
             job_json,
             "job_json",
-            |e, c, r| e.export_dashboard(c, r),
+            |e, c, r| e.export(c, JobKind::Dashboard, r),
         )
     }
 }
@@ -373,7 +374,7 @@ pub unsafe extern "C" fn tp_engine_bulk_export(
             "request_json",
             job_json,
             "job_json",
-            |e, c, r| e.bulk_export(c, r),
+            |e, c, r| e.export(c, JobKind::Bulk, r),
         )
     }
 }
@@ -558,21 +559,22 @@ pub unsafe extern "C" fn tp_engine_download_artifact(
     })
 }
 
-/// `formats`: the formats of this build with their capabilities and options (as `trialport formats --json`),
-/// written to `*formats_json`. Needs no credential and is not audited, as `trialport formats`.
+/// `formats`: the engine's formats with their capabilities and options (as `trialport formats --json` lists
+/// them), written to `*formats_json`. Needs `formats:read` and is audited, as every operation.
 ///
 /// # Safety
-/// `engine` is a live handle; `formats_json` is a valid `char **`.
+/// `engine` is a live handle; `credential` is NUL-terminated; `formats_json` is a valid `char **`.
 #[no_mangle]
 pub unsafe extern "C" fn tp_engine_formats(
     engine: *mut tp_engine,
+    credential: *const c_char,
     formats_json: *mut *mut c_char,
 ) -> tp_status {
     guard(|| {
         output(formats_json, "formats_json")?;
-        // SAFETY: the caller's contract for `engine`.
-        let engine = unsafe { engine_of(engine)? };
-        let formats = engine.formats()?;
+        // SAFETY: the caller's contract for `engine` and `credential`.
+        let (engine, credential) = unsafe { (engine_of(engine)?, text(credential, "credential")?) };
+        let formats = engine.formats(credential)?;
         // SAFETY: checked above; valid by the caller's contract.
         unsafe { put_string(formats_json, formats) }
     })

@@ -13,14 +13,12 @@ use pyo3_arrow::input::AnyRecordBatch;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use trialport_core::auth::{NewApiKey, Role};
+use trialport_core::auth::NewApiKey;
 use trialport_core::engine::Engine;
-use trialport_core::home::Home;
-use trialport_core::request::{
-    BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest, ReportRequest,
-};
+use trialport_core::job::JobKind;
+use trialport_core::request::ListJobsRequest;
 use trialport_core::source::MemorySource;
-use trialport_core::{Error, Result};
+use trialport_core::Error;
 
 /// The native engine handle.
 #[pyclass(name = "Engine", module = "trialport._trialport", frozen)]
@@ -29,7 +27,6 @@ pub(crate) struct PyEngine {
     engine: Mutex<Option<Arc<Engine>>>,
     source: Arc<MemorySource>,
     hooks: Arc<PyHooks>,
-    home: PathBuf,
 }
 
 impl PyEngine {
@@ -54,6 +51,19 @@ impl Drop for PyEngine {
             let _ = Python::try_attach(|py| py.detach(|| drop(engine.take())));
             drop(engine);
         }
+    }
+}
+
+/// The session of `credential`, or when `None` the one of the credential that last obtained job `id` from the
+/// engine (the core's [`Engine::known_session`]).
+fn session_of<'e>(
+    engine: &'e Engine,
+    credential: Option<&str>,
+    id: uuid::Uuid,
+) -> trialport_core::engine::Session<'e> {
+    match credential {
+        Some(c) => engine.session(c),
+        None => engine.known_session(id),
     }
 }
 
@@ -94,7 +104,6 @@ impl PyEngine {
             engine: Mutex::new(Some(Arc::new(engine))),
             source,
             hooks,
-            home,
         })
     }
 
@@ -144,49 +153,24 @@ impl PyEngine {
         self.hooks.push(hook);
     }
 
-    /// `export_data`; returns the job as JSON text.
-    fn export_data(&self, py: Python<'_>, credential: String, request: String) -> PyResult<String> {
-        let engine = self.engine()?;
-        released(py, move || {
-            let request: ExportDataRequest = data::parse(&request)?;
-            data::to_json(&engine.export_data(&credential, request)?)
-        })
-    }
-
-    /// `export_report`; returns the job as JSON text.
-    fn export_report(
+    /// One export of `kind` (`data`, `bulk`, `report`, `dashboard`) from its request JSON text; returns the job as
+    /// JSON text. The core parses and checks the request inside the audited call.
+    fn export(
         &self,
         py: Python<'_>,
         credential: String,
+        kind: String,
         request: String,
     ) -> PyResult<String> {
         let engine = self.engine()?;
         released(py, move || {
-            let request: ReportRequest = data::parse(&request)?;
-            data::to_json(&engine.export_report(&credential, request)?)
-        })
-    }
-
-    /// `export_dashboard`; returns the job as JSON text.
-    fn export_dashboard(
-        &self,
-        py: Python<'_>,
-        credential: String,
-        request: String,
-    ) -> PyResult<String> {
-        let engine = self.engine()?;
-        released(py, move || {
-            let request: DashboardRequest = data::parse(&request)?;
-            data::to_json(&engine.export_dashboard(&credential, request)?)
-        })
-    }
-
-    /// `bulk_export`; returns the job as JSON text.
-    fn bulk_export(&self, py: Python<'_>, credential: String, request: String) -> PyResult<String> {
-        let engine = self.engine()?;
-        released(py, move || {
-            let request: BulkExportRequest = data::parse(&request)?;
-            data::to_json(&engine.bulk_export(&credential, request)?)
+            let kind = JobKind::parse(&kind).ok_or_else(|| {
+                Error::validation(
+                    "invalid_kind",
+                    "an export is data, bulk, report or dashboard",
+                )
+            })?;
+            data::to_json(&engine.session(&credential).export_json(kind, &request)?)
         })
     }
 
@@ -195,25 +179,33 @@ impl PyEngine {
         let engine = self.engine()?;
         released(py, move || {
             let request: ListJobsRequest = data::parse(&request)?;
-            data::to_json(&engine.list_jobs(&credential, request)?)
+            data::to_json(&engine.session(&credential).list_jobs(request)?)
         })
     }
 
     /// `get_job`; returns the job as JSON text.
-    fn get_job(&self, py: Python<'_>, credential: String, job_id: String) -> PyResult<String> {
+    #[pyo3(signature = (credential, job_id))]
+    fn get_job(
+        &self,
+        py: Python<'_>,
+        credential: Option<String>,
+        job_id: String,
+    ) -> PyResult<String> {
         let engine = self.engine()?;
         released(py, move || {
-            data::to_json(&engine.get_job(&credential, data::job_id(&job_id)?)?)
+            let id = data::job_id(&job_id)?;
+            data::to_json(&session_of(&engine, credential.as_deref(), id).get_job(id)?)
         })
     }
 
-    /// Waits for a job to finish (or `timeout` seconds); returns it as JSON text. Ctrl-C cancels the job, waits for
-    /// it to stop and raises `KeyboardInterrupt`.
+    /// Waits for a job to finish (or `timeout` seconds) as `credential`, or as the credential that last obtained
+    /// the job from this engine when `None`; returns it as JSON text. Ctrl-C cancels the job, waits for it to stop
+    /// and raises `KeyboardInterrupt`.
     #[pyo3(signature = (credential, job_id, timeout))]
     fn wait(
         &self,
         py: Python<'_>,
-        credential: String,
+        credential: Option<String>,
         job_id: String,
         timeout: Option<f64>,
     ) -> PyResult<String> {
@@ -222,14 +214,15 @@ impl PyEngine {
         let job = released(py, || {
             let id = data::job_id(&job_id)?;
             let timeout = data::timeout(timeout)?;
-            engine.wait_with_progress(&credential, id, timeout, |job| {
+            let session = session_of(&engine, credential.as_deref(), id);
+            session.wait_with_progress(id, timeout, |job| {
                 if interrupted.is_some() || job.state.is_finished() {
                     return;
                 }
                 if let Some(Err(e)) = Python::try_attach(|py| py.check_signals()) {
                     interrupted = Some(e);
                     // Refused cancels (no permission, already finished) leave the wait to end as it would.
-                    let _ = engine.cancel(&credential, id);
+                    let _ = session.cancel(id);
                 }
             })
         })?;
@@ -240,10 +233,17 @@ impl PyEngine {
     }
 
     /// `cancel`; returns the job as JSON text.
-    fn cancel(&self, py: Python<'_>, credential: String, job_id: String) -> PyResult<String> {
+    #[pyo3(signature = (credential, job_id))]
+    fn cancel(
+        &self,
+        py: Python<'_>,
+        credential: Option<String>,
+        job_id: String,
+    ) -> PyResult<String> {
         let engine = self.engine()?;
         released(py, move || {
-            data::to_json(&engine.cancel(&credential, data::job_id(&job_id)?)?)
+            let id = data::job_id(&job_id)?;
+            data::to_json(&session_of(&engine, credential.as_deref(), id).cancel(id)?)
         })
     }
 
@@ -252,15 +252,16 @@ impl PyEngine {
     fn download<'py>(
         &self,
         py: Python<'py>,
-        credential: String,
+        credential: Option<String>,
         job_id: String,
         artifact: Option<String>,
         path: Option<PathBuf>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let engine = self.engine()?;
         let bytes = released(py, move || {
+            let id = data::job_id(&job_id)?;
             let mut download =
-                engine.download(&credential, data::job_id(&job_id)?, artifact.as_deref())?;
+                session_of(&engine, credential.as_deref(), id).download(id, artifact.as_deref())?;
             match path {
                 Some(path) => {
                     crate::oneshot::copy_to(&path, download.reader)?;
@@ -293,37 +294,15 @@ impl PyEngine {
         expires_at: Option<String>,
     ) -> PyResult<String> {
         let engine = self.engine()?;
-        let home = self.home.clone();
         released(py, move || {
-            // As the CLI: the home's organization unless another is named.
-            let org = match org {
-                Some(o) => o,
-                None => Home::open(&home)?.config().org.clone(),
-            };
-            let roles = roles
-                .iter()
-                .map(|r| Role::parse(r))
-                .collect::<Result<Vec<_>>>()?;
-            let expires_at = expires_at
-                .map(|t| {
-                    chrono::DateTime::parse_from_rfc3339(&t)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .map_err(|_| {
-                            Error::validation("invalid_time", "expires_at is an RFC 3339 time")
-                                .with_field("expires_at")
-                        })
-                })
-                .transpose()?;
-            let (text, record) = engine.create_api_key(
-                &credential,
-                NewApiKey {
-                    name,
-                    org,
-                    roles,
-                    studies,
-                    expires_at,
-                },
+            let new = NewApiKey::parse(
+                &name,
+                org.as_deref(),
+                &roles,
+                &studies,
+                expires_at.as_deref(),
             )?;
+            let (text, record) = engine.session(&credential).create_api_key(new)?;
             data::to_json(&serde_json::json!({
                 "api_key": text,
                 "key_id": record.key_id,
@@ -339,7 +318,9 @@ impl PyEngine {
     /// Revokes an API key of the caller's organization.
     fn revoke_api_key(&self, py: Python<'_>, credential: String, key_id: String) -> PyResult<()> {
         let engine = self.engine()?;
-        released(py, move || engine.revoke_api_key(&credential, &key_id))
+        released(py, move || {
+            engine.session(&credential).revoke_api_key(&key_id)
+        })
     }
 
     /// Up to `limit` audit events from sequence number `start`, as JSON text.
@@ -353,20 +334,22 @@ impl PyEngine {
     ) -> PyResult<String> {
         let engine = self.engine()?;
         released(py, move || {
-            data::to_json(&engine.audit_events(&credential, start, limit)?)
+            data::to_json(&engine.session(&credential).audit_events(start, limit)?)
         })
     }
 
     /// `purge`: expires the due jobs of the caller's organization; returns the summary as JSON text.
     fn purge(&self, py: Python<'_>, credential: String) -> PyResult<String> {
         let engine = self.engine()?;
-        released(py, move || data::to_json(&engine.purge(&credential)?))
+        released(py, move || {
+            data::to_json(&engine.session(&credential).purge()?)
+        })
     }
 
     /// Verifies the audit trail's hash chain; returns the number of events checked.
     fn verify_audit(&self, py: Python<'_>, credential: String) -> PyResult<u64> {
         let engine = self.engine()?;
-        released(py, move || engine.verify_audit(&credential))
+        released(py, move || engine.session(&credential).verify_audit())
     }
 
     /// Sets the caller's signing password (`current`: the present one, needed to change it).
@@ -380,14 +363,18 @@ impl PyEngine {
     ) -> PyResult<()> {
         let engine = self.engine()?;
         released(py, move || {
-            engine.set_signing_password(&credential, &password, current.as_deref())
+            engine
+                .session(&credential)
+                .set_signing_password(&password, current.as_deref())
         })
     }
 
     /// Clears a signer's password, failed attempts and lock (admin).
     fn reset_signing(&self, py: Python<'_>, credential: String, subject: String) -> PyResult<()> {
         let engine = self.engine()?;
-        released(py, move || engine.reset_signing(&credential, &subject))
+        released(py, move || {
+            engine.session(&credential).reset_signing(&subject)
+        })
     }
 
     /// The engine's public signing key as PEM.
@@ -398,7 +385,9 @@ impl PyEngine {
     /// `formats`, as JSON text.
     fn formats(&self, py: Python<'_>, credential: String) -> PyResult<String> {
         let engine = self.engine()?;
-        released(py, move || data::to_json(&engine.formats(&credential)?))
+        released(py, move || {
+            data::to_json(&engine.session(&credential).formats()?)
+        })
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> std::result::Result<(), PyTraverseError> {

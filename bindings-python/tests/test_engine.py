@@ -114,8 +114,9 @@ def test_report_and_dashboard(engine: trialport.Engine, home: Home) -> None:
     doc = json.loads(dashboard.download(artifact=dashboard.artifacts[0].name) or b"")
     assert "Enrolment" in json.dumps(doc)
 
-    with pytest.raises(ValueError):
+    with pytest.raises(trialport.ValidationError) as mismatch:
         engine.export_report(home.admin, study="S1", report={"study": "S9", "title": "x"}, format="html")
+    assert (mismatch.value.reason, mismatch.value.field) == ("study_mismatch", "study")
 
 
 def test_bulk_export_is_a_zip_with_a_manifest(engine: trialport.Engine, home: Home) -> None:

@@ -210,9 +210,6 @@ pub struct ExportDataArgs {
     /// Format id (see `trialport formats`).
     #[arg(long)]
     pub format: String,
-    /// Format option as name=value (repeatable).
-    #[arg(long = "option", value_name = "K=V")]
-    pub options: Vec<String>,
     /// Row filter COLUMN:OP:VALUE (repeatable; OP is eq, ne, lt, le, gt, ge, in, is_null, is_not_null; `in` takes
     /// a comma-separated list).
     #[arg(long = "filter", value_name = "COL:OP:VALUE")]
@@ -223,6 +220,17 @@ pub struct ExportDataArgs {
     /// De-identification.
     #[command(flatten)]
     pub deid: DeidArgs,
+    /// Options, signature, idempotency and waiting.
+    #[command(flatten)]
+    pub common: ExportCommonArgs,
+}
+
+/// What every `export` command takes: format options, an e-signature, an idempotency key, waiting.
+#[derive(Debug, Args)]
+pub struct ExportCommonArgs {
+    /// Format option as name=value (repeatable; `trialport formats` lists them).
+    #[arg(long = "option", value_name = "K=V")]
+    pub options: Vec<String>,
     /// E-signature.
     #[command(flatten)]
     pub sign: crate::signing_cmds::SignArgs,
@@ -256,18 +264,9 @@ pub struct DocumentArgs {
     /// Format id (default html, or the request file's format).
     #[arg(long)]
     pub format: Option<String>,
-    /// Format option as name=value (repeatable).
-    #[arg(long = "option", value_name = "K=V")]
-    pub options: Vec<String>,
-    /// E-signature.
+    /// Options, signature, idempotency and waiting.
     #[command(flatten)]
-    pub sign: crate::signing_cmds::SignArgs,
-    /// Idempotency key.
-    #[arg(long, value_name = "K")]
-    pub idempotency_key: Option<String>,
-    /// Waiting.
-    #[command(flatten)]
-    pub wait: WaitArgs,
+    pub common: ExportCommonArgs,
 }
 
 /// `export bulk ...`
@@ -282,9 +281,6 @@ pub struct ExportBulkArgs {
     /// Format id of the files inside the package.
     #[arg(long)]
     pub format: String,
-    /// Format option as name=value (repeatable).
-    #[arg(long = "option", value_name = "K=V")]
-    pub options: Vec<String>,
     /// Packaging: `zip` (default), or `ectd` for the eCTD Module 5 tree of XPT files with define.xml.
     #[arg(long)]
     pub package: Option<String>,
@@ -297,15 +293,9 @@ pub struct ExportBulkArgs {
     /// De-identification.
     #[command(flatten)]
     pub deid: DeidArgs,
-    /// E-signature.
+    /// Options, signature, idempotency and waiting.
     #[command(flatten)]
-    pub sign: crate::signing_cmds::SignArgs,
-    /// Idempotency key.
-    #[arg(long, value_name = "K")]
-    pub idempotency_key: Option<String>,
-    /// Waiting.
-    #[command(flatten)]
-    pub wait: WaitArgs,
+    pub common: ExportCommonArgs,
 }
 
 /// `jobs list|show|cancel|wait`

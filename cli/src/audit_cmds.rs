@@ -46,8 +46,8 @@ pub fn audit(ctx: &Ctx, cmd: &AuditCommand) -> Result<ExitCode> {
 fn verify(ctx: &Ctx, engine: &Engine, a: &AuditVerifyArgs) -> Result<ExitCode> {
     let cp = a.checkpoint.as_deref().map(read_checkpoint).transpose()?;
     let n = match &cp {
-        Some(cp) => engine.verify_audit_against(ctx.cred(), cp)?,
-        None => engine.verify_audit(ctx.cred())?,
+        Some(cp) => engine.session(ctx.cred()).verify_audit_against(cp)?,
+        None => engine.session(ctx.cred()).verify_audit()?,
     };
     if ctx.json() {
         let mut v = json!({"verified": true, "events": n});
@@ -86,7 +86,7 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
 }
 
 fn checkpoint(ctx: &Ctx, engine: &Engine, a: &AuditCheckpointArgs) -> Result<ExitCode> {
-    let cp = engine.audit_checkpoint(ctx.cred())?;
+    let cp = engine.session(ctx.cred()).audit_checkpoint()?;
     let text = serde_json::to_string_pretty(&cp)
         .map_err(|_| Error::server("internal", "cannot serialize the checkpoint"))?;
     match &a.output {
@@ -242,10 +242,12 @@ fn pages(
         let want = left.map_or(PAGE, |l| l.min(PAGE));
         if want == 0 {
             // Ask the engine anyway: it owns the rule for a limit of 0.
-            engine.audit_events(ctx.cred(), from, 0)?;
+            engine.session(ctx.cred()).audit_events(from, 0)?;
             return Ok(total);
         }
-        let events = engine.audit_events(ctx.cred(), from, want as usize)?;
+        let events = engine
+            .session(ctx.cred())
+            .audit_events(from, want as usize)?;
         each(&events)?;
         let n = events.len() as u64;
         total += n;

@@ -3,8 +3,8 @@
 //! permissions) is the engine's.
 
 use crate::args::{
-    DocumentArgs, DownloadArgs, ExportBulkArgs, ExportCommand, ExportDataArgs, InitArgs,
-    JobsCommand, JobsListArgs, KeysCommand, KeysCreateArgs, WaitArgs,
+    DocumentArgs, DownloadArgs, ExportBulkArgs, ExportCommand, ExportCommonArgs, ExportDataArgs,
+    InitArgs, JobsCommand, JobsListArgs, KeysCommand, KeysCreateArgs, WaitArgs,
 };
 use crate::output;
 use crate::wait::{self, Finished};
@@ -14,15 +14,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 use trialport_core::auth::{NewApiKey, Role};
 use trialport_core::deid::Deidentify;
-use trialport_core::document::{DashboardSpec, ReportSpec};
 use trialport_core::engine::Engine;
 use trialport_core::format::FormatOptions;
 use trialport_core::home::{Home, HomeConfig, RetentionSettings};
-use trialport_core::job::Job;
+use trialport_core::job::{Job, JobKind};
 use trialport_core::jwt::{Algorithm, JwtConfig, JwtKeyConfig, JwtVerifier};
 use trialport_core::request::{
-    BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
-    PackageContainer, PackageKind, ReportRequest,
+    DatasetSelection, ExportRequest, ListJobsRequest, PackageContainer, PackageKind,
 };
 use trialport_core::source::{Filter, FilterOp};
 use trialport_core::{Error, Result};
@@ -148,7 +146,7 @@ fn retention_settings(pairs: &[String]) -> Result<Option<RetentionSettings>> {
 /// # Errors
 /// The engine's errors (EXP003 without the `retention:purge` permission).
 pub fn purge(ctx: &Ctx) -> Result<ExitCode> {
-    let summary = ctx.engine(false)?.purge(ctx.cred())?;
+    let summary = ctx.engine(false)?.session(ctx.cred()).purge()?;
     output::json(&summary)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -209,30 +207,48 @@ fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>>
     Ok(Some((config, algs)))
 }
 
-/// `trialport export data|report|dashboard|bulk`.
+/// `trialport export data|report|dashboard|bulk`: one request, one engine call ([`trialport_core::engine::Session::export`]).
 ///
 /// # Errors
 /// The engine's errors for the operation (and for waiting).
 pub fn export(ctx: &Ctx, cmd: &ExportCommand) -> Result<ExitCode> {
-    let wait_args = match cmd {
-        ExportCommand::Data(a) => &a.wait,
-        ExportCommand::Report(a) | ExportCommand::Dashboard(a) => &a.wait,
-        ExportCommand::Bulk(a) => &a.wait,
-    };
-    let engine = ctx.engine(wait_args.wait)?;
-    let job = match cmd {
-        ExportCommand::Data(a) => engine.export_data(ctx.cred(), data_request(a)?)?,
-        ExportCommand::Report(a) => engine.export_report(ctx.cred(), report_request(a)?)?,
-        ExportCommand::Dashboard(a) => {
-            engine.export_dashboard(ctx.cred(), dashboard_request(a)?)?
-        }
-        ExportCommand::Bulk(a) => engine.bulk_export(ctx.cred(), bulk_request(a)?)?,
-    };
-    if wait_args.wait {
-        return wait_and_report(ctx, &engine, job.id, timeout(wait_args)?);
+    let (request, common) = export_request(cmd)?;
+    let engine = ctx.engine(common.wait.wait)?;
+    let job = engine.session(ctx.cred()).export(request)?;
+    if common.wait.wait {
+        return wait_and_report(ctx, &engine, job.id, timeout(&common.wait)?);
     }
     print_job(ctx, &job)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The request of an `export` command, and the arguments every export command shares.
+fn export_request(cmd: &ExportCommand) -> Result<(ExportRequest, &ExportCommonArgs)> {
+    let (mut request, common, deid) = match cmd {
+        ExportCommand::Data(a) => (
+            ExportRequest::data_selected(&a.study, selections(a)?, &a.format),
+            &a.common,
+            Some(&a.deid),
+        ),
+        ExportCommand::Bulk(a) => (bulk_request(a)?, &a.common, Some(&a.deid)),
+        ExportCommand::Report(a) => (document_request(a, JobKind::Report)?, &a.common, None),
+        ExportCommand::Dashboard(a) => (document_request(a, JobKind::Dashboard)?, &a.common, None),
+    };
+    // The command line goes over what a request file said.
+    for (k, v) in options(&common.options)?.0 {
+        request.options.0.insert(k, v);
+    }
+    if common.sign.sign.is_some() {
+        request.signature = common.sign.request()?;
+    }
+    if common.idempotency_key.is_some() {
+        request.idempotency_key.clone_from(&common.idempotency_key);
+    }
+    if let Some(d) = deid {
+        request.deidentify = d.deidentify.as_deref().map(Deidentify::from_list);
+        request.identifiable = d.identifiable;
+    }
+    Ok((request, common))
 }
 
 fn timeout(w: &WaitArgs) -> Result<Option<Duration>> {
@@ -291,14 +307,14 @@ pub fn parse_filter(text: &str) -> Result<Filter> {
     })
 }
 
-fn data_request(a: &ExportDataArgs) -> Result<ExportDataRequest> {
+/// The dataset selections of `export data`: names, with the columns and filters when given.
+fn selections(a: &ExportDataArgs) -> Result<Vec<DatasetSelection>> {
     let filters = a
         .filters
         .iter()
         .map(|f| parse_filter(f))
         .collect::<Result<Vec<_>>>()?;
-    let datasets = a
-        .datasets
+    Ok(a.datasets
         .iter()
         .map(|name| {
             if a.columns.is_none() && filters.is_empty() {
@@ -311,20 +327,10 @@ fn data_request(a: &ExportDataArgs) -> Result<ExportDataRequest> {
                 }
             }
         })
-        .collect();
-    Ok(ExportDataRequest {
-        study: a.study.clone(),
-        datasets,
-        format: a.format.clone(),
-        options: options(&a.options)?,
-        deidentify: a.deid.deidentify.as_deref().map(Deidentify::from_list),
-        identifiable: a.deid.identifiable,
-        signature: a.sign.request()?,
-        idempotency_key: a.idempotency_key.clone(),
-    })
+        .collect())
 }
 
-fn bulk_request(a: &ExportBulkArgs) -> Result<BulkExportRequest> {
+fn bulk_request(a: &ExportBulkArgs) -> Result<ExportRequest> {
     let package = match &a.package {
         None => PackageKind::default(),
         Some(p) => serde_json::from_value(Value::String(p.to_ascii_lowercase())).map_err(|_| {
@@ -338,136 +344,51 @@ fn bulk_request(a: &ExportBulkArgs) -> Result<BulkExportRequest> {
                 .with_field("container")
         })?,
     };
-    Ok(BulkExportRequest {
-        study: a.study.clone(),
-        datasets: a
-            .datasets
-            .iter()
-            .map(|d| DatasetSelection::Name(d.clone()))
-            .collect(),
-        format: a.format.clone(),
-        options: options(&a.options)?,
-        package,
-        container,
-        max_file_bytes: a.max_file_bytes,
-        deidentify: a.deid.deidentify.as_deref().map(Deidentify::from_list),
-        identifiable: a.deid.identifiable,
-        signature: a.sign.request()?,
-        idempotency_key: a.idempotency_key.clone(),
-    })
+    let datasets: Vec<&str> = a.datasets.iter().map(String::as_str).collect();
+    let mut request = ExportRequest::bulk(&a.study, &datasets, &a.format)
+        .package(package)
+        .container(container);
+    if let Some(max) = a.max_file_bytes {
+        request = request.max_file_bytes(max);
+    }
+    Ok(request)
 }
 
-/// Reads a spec file: `Ok((text, true))` when it is a whole request (it has the `key` member), else a spec.
-fn read_spec(path: &Path, key: &str) -> Result<(String, bool)> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+/// The request of `export report|dashboard`: the spec file holds a whole request (it has the `report` or
+/// `dashboard` member) or only the spec, rendered as HTML unless `--format` says otherwise.
+fn document_request(a: &DocumentArgs, kind: JobKind) -> Result<ExportRequest> {
+    let text = std::fs::read_to_string(&a.spec).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             Error::not_found("the spec file does not exist").with_field("spec")
         }
         _ => Error::io("cannot read the spec file", &e),
     })?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| spec_error(&e))?;
-    let whole = v.get(key).is_some();
-    Ok((text, whole))
-}
-
-/// A spec error that names the problem (missing or unknown field names) but never quotes a value.
-fn spec_error(e: &serde_json::Error) -> Error {
-    let msg = e.to_string();
-    let what = if msg.starts_with("missing field") || msg.starts_with("unknown field") {
-        msg.split(" at line").next().unwrap_or("").to_string()
-    } else {
-        match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "not valid JSON".to_string()
-            }
-            _ => "a value has the wrong type or is not allowed".to_string(),
-        }
+    let in_file = |e: Error| {
+        Error::validation(
+            "invalid_spec",
+            format!("the spec file is invalid: {}", e.message()),
+        )
+        .with_field("spec")
     };
-    Error::validation(
-        "invalid_spec",
-        format!(
-            "the spec file is invalid at line {} column {}: {what}",
-            e.line(),
-            e.column()
-        ),
-    )
-    .with_field("spec")
-}
-
-/// Merges the command line over a request read from a file: `--format`, `--option`, `--idempotency-key` win.
-fn merge_document_args(
-    a: &DocumentArgs,
-    format: &mut String,
-    opts: &mut FormatOptions,
-    key: &mut Option<String>,
-) -> Result<()> {
+    let value: Value = trialport_core::request::from_json(&text).map_err(in_file)?;
+    let whole = value.get(kind.as_str()).is_some();
+    let mut request = if whole {
+        ExportRequest::from_value(kind, value).map_err(in_file)?
+    } else if kind == JobKind::Report {
+        ExportRequest::report(
+            trialport_core::request::from_value(value).map_err(in_file)?,
+            "html",
+        )
+    } else {
+        ExportRequest::dashboard(
+            trialport_core::request::from_value(value).map_err(in_file)?,
+            "html",
+        )
+    };
     if let Some(f) = &a.format {
-        *format = f.clone();
+        request.format.clone_from(f);
     }
-    for (k, v) in options(&a.options)?.0 {
-        opts.0.insert(k, v);
-    }
-    if a.idempotency_key.is_some() {
-        key.clone_from(&a.idempotency_key);
-    }
-    Ok(())
-}
-
-/// Puts `--sign` over any signature of a request read from a file.
-fn merge_signature(
-    a: &DocumentArgs,
-    signature: &mut Option<trialport_core::signature::SignatureRequest>,
-) -> Result<()> {
-    if a.sign.sign.is_some() {
-        *signature = a.sign.request()?;
-    }
-    Ok(())
-}
-
-fn report_request(a: &DocumentArgs) -> Result<ReportRequest> {
-    let (text, whole) = read_spec(&a.spec, "report")?;
-    let mut req = if whole {
-        serde_json::from_str::<ReportRequest>(&text).map_err(|e| spec_error(&e))?
-    } else {
-        ReportRequest {
-            report: serde_json::from_str::<ReportSpec>(&text).map_err(|e| spec_error(&e))?,
-            format: "html".into(),
-            options: FormatOptions::new(),
-            signature: None,
-            idempotency_key: None,
-        }
-    };
-    merge_document_args(
-        a,
-        &mut req.format,
-        &mut req.options,
-        &mut req.idempotency_key,
-    )?;
-    merge_signature(a, &mut req.signature)?;
-    Ok(req)
-}
-
-fn dashboard_request(a: &DocumentArgs) -> Result<DashboardRequest> {
-    let (text, whole) = read_spec(&a.spec, "dashboard")?;
-    let mut req = if whole {
-        serde_json::from_str::<DashboardRequest>(&text).map_err(|e| spec_error(&e))?
-    } else {
-        DashboardRequest {
-            dashboard: serde_json::from_str::<DashboardSpec>(&text).map_err(|e| spec_error(&e))?,
-            format: "html".into(),
-            options: FormatOptions::new(),
-            signature: None,
-            idempotency_key: None,
-        }
-    };
-    merge_document_args(
-        a,
-        &mut req.format,
-        &mut req.options,
-        &mut req.idempotency_key,
-    )?;
-    merge_signature(a, &mut req.signature)?;
-    Ok(req)
+    Ok(request)
 }
 
 fn print_job(ctx: &Ctx, job: &Job) -> Result<()> {
@@ -517,13 +438,13 @@ pub fn jobs(ctx: &Ctx, cmd: &JobsCommand) -> Result<ExitCode> {
         JobsCommand::List(a) => list(ctx, a),
         JobsCommand::Show(a) => {
             let id = job_id(&a.id)?;
-            let job = ctx.engine(false)?.get_job(ctx.cred(), id)?;
+            let job = ctx.engine(false)?.session(ctx.cred()).get_job(id)?;
             print_job(ctx, &job)?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel(a) => {
             let id = job_id(&a.id)?;
-            let job = ctx.engine(false)?.cancel(ctx.cred(), id)?;
+            let job = ctx.engine(false)?.session(ctx.cred()).cancel(id)?;
             print_job(ctx, &job)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -536,15 +457,15 @@ pub fn jobs(ctx: &Ctx, cmd: &JobsCommand) -> Result<ExitCode> {
 }
 
 fn list(ctx: &Ctx, a: &JobsListArgs) -> Result<ExitCode> {
-    let page = ctx.engine(false)?.list_jobs(
-        ctx.cred(),
-        ListJobsRequest {
+    let page = ctx
+        .engine(false)?
+        .session(ctx.cred())
+        .list_jobs(ListJobsRequest {
             page: a.page,
             limit: a.limit,
             status: a.status.clone(),
             study: a.study.clone(),
-        },
-    )?;
+        })?;
     if ctx.json {
         output::json(&page)?;
     } else {
@@ -587,7 +508,7 @@ pub fn download(ctx: &Ctx, a: &DownloadArgs) -> Result<ExitCode> {
 /// Downloads every artifact of a job under `dir`, each at its artifact path (each verified, written to a temporary
 /// file and renamed only once verified).
 fn download_all(ctx: &Ctx, engine: &Engine, id: Uuid, dir: &Path) -> Result<ExitCode> {
-    let job = engine.get_job(ctx.cred(), id)?;
+    let job = engine.session(ctx.cred()).get_job(id)?;
     let mut written = Vec::new();
     for artifact in &job.artifacts {
         trialport_core::sink::validate_path(&artifact.name)?;
@@ -628,7 +549,7 @@ pub fn download_to(
     artifact: Option<&str>,
     path: &Path,
 ) -> Result<Value> {
-    let dl = engine.download(credential, id, artifact)?;
+    let dl = engine.session(credential).download(id, artifact)?;
     let name = dl.artifact.name.clone();
     let saved = dl.save_to(path).map_err(|e| {
         if e.field() == Some("path") {
@@ -654,7 +575,10 @@ pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::Create(a) => create_key(ctx, a),
         KeysCommand::RotateKek => {
-            let id = ctx.engine(false)?.rotate_encryption_key(ctx.cred())?;
+            let id = ctx
+                .engine(false)?
+                .session(ctx.cred())
+                .rotate_encryption_key()?;
             if ctx.json {
                 output::json(&json!({"key_id": id}))?;
             } else {
@@ -665,7 +589,9 @@ pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Revoke(a) => {
-            ctx.engine(false)?.revoke_api_key(ctx.cred(), &a.key_id)?;
+            ctx.engine(false)?
+                .session(ctx.cred())
+                .revoke_api_key(&a.key_id)?;
             if ctx.json {
                 output::json(&json!({"key_id": a.key_id, "revoked": true}))?;
             } else {
@@ -677,10 +603,6 @@ pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
 }
 
 fn create_key(ctx: &Ctx, a: &KeysCreateArgs) -> Result<ExitCode> {
-    let org = match &a.org {
-        Some(o) => o.clone(),
-        None => Home::open(ctx.home()?)?.config().org.clone(),
-    };
     let roles = a
         .roles
         .iter()
@@ -699,16 +621,13 @@ fn create_key(ctx: &Ctx, a: &KeysCreateArgs) -> Result<ExitCode> {
         })
         .transpose()?;
     let engine = ctx.engine(false)?;
-    let (text, rec) = engine.create_api_key(
-        ctx.cred(),
-        NewApiKey {
-            name: a.name.clone(),
-            org,
-            roles,
-            studies: a.studies.iter().map(|s| s.trim().to_string()).collect(),
-            expires_at,
-        },
-    )?;
+    let (text, rec) = engine.session(ctx.cred()).create_api_key(NewApiKey {
+        name: a.name.clone(),
+        org: a.org.clone(),
+        roles,
+        studies: a.studies.iter().map(|s| s.trim().to_string()).collect(),
+        expires_at,
+    })?;
     if ctx.json {
         output::json(&json!({
             "api_key": text,

@@ -120,13 +120,18 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
             let new = new_password()?;
             let engine = ctx.engine(false)?;
             let current = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
-            match engine.set_signing_password(ctx.cred(), &new, current.as_deref()) {
+            match engine
+                .session(ctx.cred())
+                .set_signing_password(&new, current.as_deref())
+            {
                 Err(e) if e.reason() == "current_password_required" && current.is_none() => {
                     let Ok(current) = rpassword::prompt_password("current signing password: ")
                     else {
                         return Err(e);
                     };
-                    engine.set_signing_password(ctx.cred(), &new, Some(&current))?;
+                    engine
+                        .session(ctx.cred())
+                        .set_signing_password(&new, Some(&current))?;
                 }
                 other => other?,
             }
@@ -137,7 +142,9 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
             }
         }
         SigningCommand::Reset(a) => {
-            ctx.engine(false)?.reset_signing(ctx.cred(), &a.subject)?;
+            ctx.engine(false)?
+                .session(ctx.cred())
+                .reset_signing(&a.subject)?;
             if ctx.json() {
                 output::json(&json!({"subject": a.subject, "reset": true}))?;
             } else {

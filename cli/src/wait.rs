@@ -30,17 +30,19 @@ pub fn wait(
     bar.set_style(style);
     bar.set_prefix(short_id(id));
     bar.enable_steady_tick(Duration::from_millis(100));
-    let result = engine.wait_with_progress(credential, id, timeout, |job| {
-        let p = job.progress;
-        bar.set_length(u64::from(p.datasets_total));
-        bar.set_position(u64::from(p.datasets_done));
-        bar.set_message(format!(
-            "{}  {} rows  {}",
-            job.state,
-            p.rows_written,
-            crate::output::bytes(p.bytes_written)
-        ));
-    });
+    let result = engine
+        .session(credential)
+        .wait_with_progress(id, timeout, |job| {
+            let p = job.progress;
+            bar.set_length(u64::from(p.datasets_total));
+            bar.set_position(u64::from(p.datasets_done));
+            bar.set_message(format!(
+                "{}  {} rows  {}",
+                job.state,
+                p.rows_written,
+                crate::output::bytes(p.bytes_written)
+            ));
+        });
     bar.finish_and_clear();
     result
 }

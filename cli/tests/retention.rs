@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use trialport_core::clock::FixedClock;
 use trialport_core::job::JobState;
-use trialport_core::request::ExportDataRequest;
+use trialport_core::request::ExportRequest;
 
 fn run(home: &Path, cred: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trialport"));
@@ -131,7 +131,7 @@ fn purge_expires_due_jobs_keeps_the_manifest_and_is_for_admins() {
             .build()
             .unwrap();
         let job = engine
-            .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "csv"))
+            .export_data(&admin, ExportRequest::data("S1", &["DM"], "csv"))
             .unwrap();
         engine
             .wait(&admin, job.id, Some(Duration::from_secs(20)))

@@ -411,14 +411,55 @@ pub struct ApiKeyRecord {
 pub struct NewApiKey {
     /// A name for people.
     pub name: String,
-    /// Organization.
-    pub org: String,
+    /// Organization (`None`: the creator's).
+    pub org: Option<String>,
     /// Roles (at least one).
     pub roles: Vec<Role>,
     /// Studies (at least one; `"*"` for all).
     pub studies: Vec<String>,
     /// When it stops working.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl NewApiKey {
+    /// A new key from the texts every surface takes: role names (`admin`, ...), study ids (`*` for all), and an
+    /// RFC 3339 expiry time; the organization `None` is the creator's.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_role` (field `roles`) for an unknown role, `invalid_time` (field `expires_at`) for a time
+    /// that is not RFC 3339.
+    pub fn parse(
+        name: &str,
+        org: Option<&str>,
+        roles: &[impl AsRef<str>],
+        studies: &[impl AsRef<str>],
+        expires_at: Option<&str>,
+    ) -> Result<Self> {
+        let roles = roles
+            .iter()
+            .map(|r| Role::parse(r.as_ref().trim()))
+            .collect::<Result<Vec<_>>>()?;
+        let expires_at = expires_at
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t.trim())
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        Error::validation("invalid_time", "expires_at is an RFC 3339 time")
+                            .with_field("expires_at")
+                    })
+            })
+            .transpose()?;
+        Ok(NewApiKey {
+            name: name.to_string(),
+            org: org.map(str::to_string),
+            roles,
+            studies: studies
+                .iter()
+                .map(|s| s.as_ref().trim().to_string())
+                .collect(),
+            expires_at,
+        })
+    }
 }
 
 /// Verifies credentials: API keys against a key store (holding the pepper for keyed hashes), bearer tokens with
@@ -516,6 +557,10 @@ impl Authenticator {
         created_by: &str,
         now: DateTime<Utc>,
     ) -> Result<(String, ApiKeyRecord)> {
+        let org = new.org.ok_or_else(|| {
+            Error::validation("missing_org", "a key needs an organization").with_field("org")
+        })?;
+        crate::sink::validate_name(&org, "org")?;
         if new.roles.is_empty() {
             return Err(
                 Error::validation("missing_roles", "a key needs at least one role")
@@ -555,7 +600,7 @@ impl Authenticator {
             key_id,
             secret_hash: hex(hmac::sign(&self.pepper, secret_hex.as_bytes()).as_ref()),
             name: new.name,
-            org: new.org,
+            org,
             roles: new.roles,
             studies: new.studies,
             created_by: created_by.to_string(),
@@ -620,7 +665,7 @@ mod tests {
     fn new_key(studies: &[&str], roles: &[Role]) -> NewApiKey {
         NewApiKey {
             name: "test".into(),
-            org: "acme".into(),
+            org: Some("acme".into()),
             roles: roles.to_vec(),
             studies: studies.iter().map(|s| s.to_string()).collect(),
             expires_at: None,

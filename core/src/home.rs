@@ -26,7 +26,7 @@
 //! member uses `default_days`, else `retention_days`, else never expires). Days are whole positive numbers: 0 is
 //! refused with EXP002 `invalid_retention` (field `retention_days` or `retention.<member>`), as is giving both
 //! `retention_days` and `retention.default_days`. Expiry deletes the artifacts' bytes but keeps the job record
-//! (now `expired`), its `manifest.json` and the audit trail; see [`crate::engine::Engine::purge`].
+//! (now `expired`), its `manifest.json` and the audit trail; see [`crate::engine::Session::purge`].
 
 use crate::error::{Error, Result};
 use crate::sink::{hex, write_file_atomic};
@@ -447,5 +447,27 @@ impl Home {
             .build()?;
         let key = engine.create_initial_admin_key(&home.config.org)?;
         Ok((home, key))
+    }
+}
+
+impl Home {
+    /// Opens the home in `dir`; when `dir` is not a home yet and `settings` are given, creates it first with them
+    /// ([`Home::init_with_admin_key`]) and returns the first admin key's text too. The settings are checked even
+    /// when the home exists (they do not change it).
+    ///
+    /// # Errors
+    /// EXP001 `not_a_home` when `dir` is not a home and no settings are given; the errors of creating a home.
+    pub fn open_or_init(
+        dir: &Path,
+        settings: Option<&HomeConfig>,
+    ) -> Result<(Home, Option<String>)> {
+        match (Home::open(dir), settings) {
+            (Ok(home), _) => Ok((home, None)),
+            (Err(e), Some(settings)) if e.reason() == "not_a_home" => {
+                let (home, key) = Home::init_with_admin_key(dir, settings)?;
+                Ok((home, Some(key)))
+            }
+            (Err(e), _) => Err(e),
+        }
     }
 }

@@ -23,8 +23,8 @@ use trialport_core::auth::{NewApiKey, Role};
 use trialport_core::clock::FixedClock;
 use trialport_core::engine::Engine;
 use trialport_core::error::{Error, ErrorCode};
-use trialport_core::job::JobState;
-use trialport_core::request::{ExportDataRequest, ListJobsRequest};
+use trialport_core::job::{JobKind, JobState};
+use trialport_core::request::{ExportRequest, ListJobsRequest};
 use trialport_core::store::conformance::{self, sample_event, Stores};
 use trialport_core::store::{AuditFileStore, AuditRecovery, AuditStore, MemoryStore, SqliteStore};
 use trialport_core::Result;
@@ -35,9 +35,12 @@ const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 // ---------------------------------------------------------------------------------------------------------------
 // One event per operation
 
-/// Every public engine method that takes a credential, with the action it is audited as. The test below calls
-/// each; `the_operation_list_is_complete` fails when a method is added to the engine without being listed here.
+/// Every operation (a public method of `Session`, and so of every surface), with the action it is audited as. The
+/// test below calls each; `the_operation_list_is_complete` fails when a method is added to `Session` without being
+/// listed here.
 const OPERATIONS: &[(&str, &str)] = &[
+    ("export", "export_data"),
+    ("export_json", "export_data"),
     ("export_data", "export_data"),
     ("export_report", "export_report"),
     ("export_dashboard", "export_dashboard"),
@@ -61,7 +64,9 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("purge", "purge"),
 ];
 
-/// The names of the engine's public methods whose parameters include `credential: &str`, read from its source.
+/// The names of the public methods of `Session` (in its `impl` blocks across the engine's source files), and of
+/// `Engine`'s methods that take a credential first (the seed's operations), read from the source. `session` makes a
+/// session and `with_request_id` configures one: neither is an operation.
 fn engine_operations() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
     let mut names = Vec::new();
@@ -71,13 +76,26 @@ fn engine_operations() -> Vec<String> {
             continue;
         }
         let text = fs::read_to_string(&path).unwrap();
-        let mut rest = text.as_str();
-        while let Some(i) = rest.find("pub fn ") {
-            rest = &rest[i + 7..];
-            let Some(open) = rest.find('(') else { break };
-            let name = rest[..open].split('<').next().unwrap().trim().to_string();
-            let params_end = rest[open..].find('{').map_or(rest.len(), |j| open + j);
-            if rest[open..params_end].contains("credential: &str") {
+        let mut in_session = false;
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            if line.starts_with("impl") {
+                in_session = line.contains("Session<");
+            }
+            let Some(rest) = line.trim_start().strip_prefix("pub fn ") else {
+                continue;
+            };
+            let name = rest.split(['(', '<']).next().unwrap().trim().to_string();
+            // The signature, up to the body.
+            let mut signature = line.to_string();
+            while !signature.contains('{') {
+                match lines.next() {
+                    Some(l) => signature.push_str(l),
+                    None => break,
+                }
+            }
+            let operation = in_session || signature.contains("credential: &str");
+            if operation && name != "with_request_id" && name != "session" {
                 names.push(name);
             }
         }
@@ -178,8 +196,8 @@ impl Harness {
     }
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).unwrap()
+fn from_json(kind: JobKind, v: Value) -> ExportRequest {
+    ExportRequest::from_value(kind, v).unwrap()
 }
 
 #[test]
@@ -193,7 +211,7 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     let s2_only = key(e, admin, &[Role::DataManager], &["S2"]);
 
     // Exports.
-    let dm = || ExportDataRequest::new("S1", &["DM"], "lines");
+    let dm = || ExportRequest::data("S1", &["DM"], "lines");
     let ev = h.once("export_data", Success, || e.export_data(admin, dm()));
     let job = e.get_job(admin, ev.target[4..].parse().unwrap()).unwrap();
     assert_eq!((ev.org.as_str(), ev.study.as_deref()), ("acme", Some("S1")));
@@ -202,19 +220,48 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     assert_eq!((ev.org.as_str(), ev.study.as_deref()), ("", Some("S1")));
     h.once("export_data", Denied, || e.export_data(&s2_only, dm()));
     h.once("export_data", Failed, || {
-        e.export_data(admin, ExportDataRequest::new("S1", &["XX"], "lines"))
+        e.export_data(admin, ExportRequest::data("S1", &["XX"], "lines"))
+    });
+    // A request of another kind through the data operation is refused, and audited as that operation.
+    let ev = h.once("export_data", Failed, || {
+        e.export_data(admin, ExportRequest::bulk("S1", &["DM"], "lines"))
+    });
+    assert_eq!(ev.details["reason"], "wrong_kind");
+    // The one pipeline, as every surface calls it: a typed request, or its JSON text (parsed inside the call,
+    // so a request that cannot be read is on the record too).
+    h.once("export", Success, || e.session(admin).export(dm()));
+    h.once("export", Denied, || e.session(bad).export(dm()));
+    h.once("export_json", Success, || {
+        e.session(admin).export_json(
+            JobKind::Data,
+            r#"{"study": "S1", "datasets": ["DM"], "format": "lines"}"#,
+        )
+    });
+    let ev = h.once("export_json", Failed, || {
+        e.session(admin)
+            .export_json(JobKind::Data, r#"{"study": "S1", "format": "lines"}"#)
+    });
+    assert_eq!(ev.details["reason"], "invalid_request");
+    h.once("export_json", Denied, || {
+        e.session(bad).export_json(JobKind::Data, "not json")
     });
     let report = || {
-        from_json(json!({"report": {"study": "S1", "title": "T",
-            "sections": [{"type": "text", "body": "hello"}]}, "format": "lines"}))
+        from_json(
+            JobKind::Report,
+            json!({"report": {"study": "S1", "title": "T",
+            "sections": [{"type": "text", "body": "hello"}]}, "format": "lines"}),
+        )
     };
     h.once("export_report", Success, || {
         e.export_report(admin, report())
     });
     h.once("export_report", Denied, || e.export_report(bad, report()));
     let dashboard = || {
-        from_json(json!({"dashboard": {"study": "S1", "title": "T",
-            "tiles": [{"label": "n", "dataset": "DM", "measure": "count"}]}, "format": "lines"}))
+        from_json(
+            JobKind::Dashboard,
+            json!({"dashboard": {"study": "S1", "title": "T",
+            "tiles": [{"label": "n", "dataset": "DM", "measure": "count"}]}, "format": "lines"}),
+        )
     };
     h.once("export_dashboard", Success, || {
         e.export_dashboard(admin, dashboard())
@@ -222,11 +269,14 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     h.once("export_dashboard", Denied, || {
         e.export_dashboard(bad, dashboard())
     });
-    let bulk = || from_json(json!({"study": "S1", "format": "lines"}));
+    let bulk = || from_json(JobKind::Bulk, json!({"study": "S1", "format": "lines"}));
     h.once("bulk_export", Success, || e.bulk_export(admin, bulk()));
     h.once("bulk_export", Denied, || e.bulk_export(bad, bulk()));
     h.once("bulk_export", Failed, || {
-        e.bulk_export(admin, from_json(json!({"study": "S1", "format": "nope"})))
+        e.bulk_export(
+            admin,
+            from_json(JobKind::Bulk, json!({"study": "S1", "format": "nope"})),
+        )
     });
 
     // Jobs.
@@ -235,7 +285,7 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     h.once("wait", Denied, || e.wait(bad, job.id, WAIT));
     h.once("wait", Failed, || e.wait(admin, Uuid::now_v7(), WAIT));
     h.once("wait_with_progress", Success, || {
-        e.wait_with_progress(admin, job.id, WAIT, |_| {})
+        e.session(admin).wait_with_progress(job.id, WAIT, |_| {})
     });
     h.once("list_jobs", Success, || {
         e.list_jobs(admin, ListJobsRequest::default())
@@ -280,7 +330,7 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     h.once("cancel", Failed, || e.cancel(admin, job.id));
     h.once("cancel", Denied, || e.cancel(bad, job.id));
     let slow = e
-        .export_data(admin, ExportDataRequest::new("SLOW", &["BIG"], "lines"))
+        .export_data(admin, ExportRequest::data("SLOW", &["BIG"], "lines"))
         .unwrap();
     h.once("cancel", Success, || e.cancel(admin, slow.id));
     e.wait(admin, slow.id, WAIT).unwrap();
@@ -291,67 +341,80 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     h.once("formats", Denied, || e.formats(bad));
     let new_key = || NewApiKey {
         name: "k".into(),
-        org: "acme".into(),
+        org: Some("acme".into()),
         roles: vec![Role::Monitor],
         studies: vec!["S1".into()],
         expires_at: None,
     };
     let ev = h.once("create_api_key", Success, || {
-        e.create_api_key(admin, new_key())
+        e.session(admin).create_api_key(new_key())
     });
     let key_id = ev.target.trim_start_matches("apikey:").to_string();
     h.once("create_api_key", Denied, || {
-        e.create_api_key(&stat, new_key())
+        e.session(&stat).create_api_key(new_key())
     });
     h.once("revoke_api_key", Success, || {
-        e.revoke_api_key(admin, &key_id)
+        e.session(admin).revoke_api_key(&key_id)
     });
-    h.once("revoke_api_key", Denied, || e.revoke_api_key(bad, &key_id));
+    h.once("revoke_api_key", Denied, || {
+        e.session(bad).revoke_api_key(&key_id)
+    });
     h.once("revoke_api_key", Failed, || {
-        e.revoke_api_key(admin, "000000000000")
+        e.session(admin).revoke_api_key("000000000000")
     });
 
     // The trail itself: reading is an operation like any other.
-    h.once("audit_events", Success, || e.audit_events(admin, 1, 10));
-    h.once("audit_events", Denied, || e.audit_events(&stat, 1, 10));
-    h.once("audit_events", Failed, || e.audit_events(admin, 1, 0));
-    h.once("verify_audit", Success, || e.verify_audit(admin));
-    h.once("verify_audit", Denied, || e.verify_audit(&stat));
+    h.once("audit_events", Success, || {
+        e.session(admin).audit_events(1, 10)
+    });
+    h.once("audit_events", Denied, || {
+        e.session(&stat).audit_events(1, 10)
+    });
+    h.once("audit_events", Failed, || {
+        e.session(admin).audit_events(1, 0)
+    });
+    h.once("verify_audit", Success, || e.session(admin).verify_audit());
+    h.once("verify_audit", Denied, || e.session(&stat).verify_audit());
     let mut cp = None;
     h.once("audit_checkpoint", Success, || {
-        cp = Some(e.audit_checkpoint(admin)?);
+        cp = Some(e.session(admin).audit_checkpoint()?);
         Ok(())
     });
-    h.once("audit_checkpoint", Denied, || e.audit_checkpoint(bad));
+    h.once("audit_checkpoint", Denied, || {
+        e.session(bad).audit_checkpoint()
+    });
     let cp = cp.unwrap();
     h.once("verify_audit_against", Success, || {
-        e.verify_audit_against(admin, &cp)
+        e.session(admin).verify_audit_against(&cp)
     });
     h.once("verify_audit_against", Denied, || {
-        e.verify_audit_against(bad, &cp)
+        e.session(bad).verify_audit_against(&cp)
     });
     let forged = Checkpoint {
         hash: "f".repeat(64),
         ..cp.clone()
     };
     h.once("verify_audit_against", Failed, || {
-        e.verify_audit_against(admin, &forged)
+        e.session(admin).verify_audit_against(&forged)
     });
 
     // Operations of other parts of the engine: refused credentials are audited like every other call.
     h.once("set_signing_password", Denied, || {
-        e.set_signing_password(bad, "a long enough password", None)
+        e.session(bad)
+            .set_signing_password("a long enough password", None)
     });
-    h.once("reset_signing", Denied, || e.reset_signing(bad, "apikey:x"));
+    h.once("reset_signing", Denied, || {
+        e.session(bad).reset_signing("apikey:x")
+    });
     h.once("rotate_encryption_key", Denied, || {
-        e.rotate_encryption_key(bad)
+        e.session(bad).rotate_encryption_key()
     });
     h.once("rotate_encryption_key", Failed, || {
-        e.rotate_encryption_key(admin)
+        e.session(admin).rotate_encryption_key()
     });
-    h.once("purge", Success, || e.purge(admin));
-    h.once("purge", Denied, || e.purge(&stat));
-    h.once("purge", Denied, || e.purge(bad));
+    h.once("purge", Success, || e.session(admin).purge());
+    h.once("purge", Denied, || e.session(&stat).purge());
+    h.once("purge", Denied, || e.session(bad).purge());
 
     let mut checked: Vec<&str> = h.done.borrow().clone();
     checked.sort();
@@ -371,7 +434,7 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
         (running.org.as_str(), running.study.as_deref()),
         ("acme", Some("S1"))
     );
-    let n = e.verify_audit(admin).unwrap();
+    let n = e.session(admin).verify_audit().unwrap();
     assert!(n as usize >= h.call_events().len() - 1);
 }
 
@@ -380,32 +443,35 @@ fn readers_see_the_events_of_their_organization_and_studies() {
     let h = Harness::new();
     let e = &h.engine;
     let other = format!("ApiKey {}", e.create_initial_admin_key("other").unwrap());
-    e.export_data(&h.admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+    e.export_data(&h.admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
-    e.export_data(&h.admin, ExportDataRequest::new("S2", &["DM"], "lines"))
+    e.export_data(&h.admin, ExportRequest::data("S2", &["DM"], "lines"))
         .unwrap();
     let _ = e.formats("ApiKey tp_000000000000_bad");
     e.formats(&other).unwrap();
     let s2_auditor = key(e, &h.admin, &[Role::Auditor], &["S2"]);
 
-    let mine = e.audit_events(&h.admin, 1, 1000).unwrap();
+    let mine = e.session(&h.admin).audit_events(1, 1000).unwrap();
     assert!(mine.iter().all(|ev| ev.org.is_empty() || ev.org == "acme"));
     assert!(mine.iter().any(|ev| ev.study.as_deref() == Some("S1")));
     assert!(mine
         .iter()
         .any(|ev| ev.actor.subject == "anonymous" && ev.org.is_empty()));
-    let theirs = e.audit_events(&other, 1, 1000).unwrap();
+    let theirs = e.session(&other).audit_events(1, 1000).unwrap();
     assert!(!theirs.is_empty());
     assert!(theirs
         .iter()
         .all(|ev| ev.org.is_empty() || ev.org == "other"));
-    let s2 = e.audit_events(&s2_auditor, 1, 1000).unwrap();
+    let s2 = e.session(&s2_auditor).audit_events(1, 1000).unwrap();
     assert!(s2.iter().any(|ev| ev.study.as_deref() == Some("S2")));
     assert!(s2.iter().all(|ev| ev.study.as_deref() != Some("S1")));
     // Pages: a full page, then the rest, from the last sequence number seen.
-    let first = e.audit_events(&h.admin, 1, 3).unwrap();
+    let first = e.session(&h.admin).audit_events(1, 3).unwrap();
     assert_eq!(first.len(), 3);
-    let rest = e.audit_events(&h.admin, first[2].seq + 1, 1000).unwrap();
+    let rest = e
+        .session(&h.admin)
+        .audit_events(first[2].seq + 1, 1000)
+        .unwrap();
     let paged: Vec<u64> = first.iter().chain(&rest).map(|ev| ev.seq).collect();
     let whole: Vec<u64> = mine.iter().map(|ev| ev.seq).collect();
     assert_eq!(paged[..whole.len()], whole[..]);
@@ -468,7 +534,7 @@ fn a_failed_append_fails_the_operation_and_poisons_the_trail_until_reopened() {
     let err = e.formats(&admin).unwrap_err();
     assert_eq!(err.details()["cause"], "audit_poisoned");
     let err = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap_err();
     assert_eq!(err.details()["cause"], "audit_poisoned");
     assert_eq!(
@@ -480,7 +546,7 @@ fn a_failed_append_fails_the_operation_and_poisons_the_trail_until_reopened() {
     // Opened again, it goes on from the stored trail.
     let e = open();
     e.formats(&admin).unwrap();
-    assert_eq!(e.verify_audit(&admin).unwrap(), 3);
+    assert_eq!(e.session(&admin).verify_audit().unwrap(), 3);
 }
 
 /// A hook that refuses the events of one action (and records every event it is given).
@@ -521,7 +587,7 @@ fn a_job_whose_success_cannot_be_audited_fails_and_keeps_no_bytes() {
         engine.create_initial_admin_key("acme").unwrap()
     );
     let job = engine
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     let done = engine.wait(&admin, job.id, WAIT).unwrap();
     assert_eq!(
@@ -966,7 +1032,7 @@ fn an_engine_on_a_home_records_the_repair_of_a_torn_tail() {
     fs::write(&log, &torn).unwrap();
 
     let e = open();
-    let events = e.audit_events(&admin, 1, 100).unwrap();
+    let events = e.session(&admin).audit_events(1, 100).unwrap();
     let repair = &events[2];
     assert_eq!(
         (repair.action.as_str(), repair.actor.subject.as_str()),
@@ -977,7 +1043,7 @@ fn an_engine_on_a_home_records_the_repair_of_a_torn_tail() {
     assert_eq!(repair.details["offset"], before.len() as u64);
     assert_eq!(repair.details["bytes"], 24);
     assert_eq!(repair.details["sha256"], hex_sha256(&torn[before.len()..]));
-    assert_eq!(e.verify_audit(&admin).unwrap(), 4);
+    assert_eq!(e.session(&admin).verify_audit().unwrap(), 4);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1052,8 +1118,8 @@ fn two_engines_on_one_home_share_one_chain() {
             });
         }
     });
-    assert_eq!(a.verify_audit(&admin).unwrap(), 41);
-    assert_eq!(b.verify_audit(&admin).unwrap(), 42);
+    assert_eq!(a.session(&admin).verify_audit().unwrap(), 41);
+    assert_eq!(b.session(&admin).verify_audit().unwrap(), 42);
 }
 
 #[test]
@@ -1090,8 +1156,8 @@ fn a_home_keeps_its_trail_in_the_log_and_moves_an_old_sqlite_trail_there_once() 
     e.formats(&admin).unwrap();
     drop(e);
     let e = open();
-    assert_eq!(e.verify_audit(&admin).unwrap(), 5);
-    let events = e.audit_events(&admin, 1, 100).unwrap();
+    assert_eq!(e.session(&admin).verify_audit().unwrap(), 5);
+    let events = e.session(&admin).audit_events(1, 100).unwrap();
     assert_eq!(events[..3], old[..], "moved verbatim");
     let l = lines(&home.audit_log_path());
     assert_eq!(l.len(), 7);

@@ -20,7 +20,7 @@ use trialport_core::deid::{DeidKey, Deidentify};
 use trialport_core::engine::Engine;
 use trialport_core::job::{Job, JobState};
 use trialport_core::meta::{ColumnMeta, DatasetMeta, PrivacyClass};
-use trialport_core::request::{BulkExportRequest, DatasetSelection, ExportDataRequest};
+use trialport_core::request::{DatasetSelection, ExportRequest};
 use trialport_core::signature::{Meaning, PasswordStore, SignatureRequest, SigningSettings};
 use trialport_core::source::MemorySource;
 use uuid::Uuid;
@@ -340,7 +340,10 @@ fn setup(key: Option<[u8; 32]>) -> Setup {
         "ApiKey {}",
         engine.create_initial_admin_key("acme").unwrap()
     );
-    engine.set_signing_password(&admin, PASSWORD, None).unwrap();
+    engine
+        .session(&admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
     Setup {
         engine,
         admin,
@@ -348,12 +351,12 @@ fn setup(key: Option<[u8; 32]>) -> Setup {
     }
 }
 
-fn request(datasets: &[&str], deidentify: Option<&str>, identifiable: bool) -> ExportDataRequest {
-    ExportDataRequest {
+fn request(datasets: &[&str], deidentify: Option<&str>, identifiable: bool) -> ExportRequest {
+    ExportRequest {
         deidentify: deidentify.map(Deidentify::from_list),
         identifiable,
         signature: identifiable.then(signature),
-        ..ExportDataRequest::new("S1", datasets, "lines")
+        ..ExportRequest::data("S1", datasets, "lines")
     }
 }
 
@@ -361,7 +364,7 @@ fn signature() -> SignatureRequest {
     SignatureRequest::new(Meaning::Approval, PASSWORD)
 }
 
-fn run(s: &Setup, req: ExportDataRequest) -> Job {
+fn run(s: &Setup, req: ExportRequest) -> Job {
     let job = s.engine.export_data(&s.admin, req).unwrap();
     let done = s.engine.wait(&s.admin, job.id, WAIT).unwrap();
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -629,7 +632,7 @@ fn offsets(s: &Setup, job: Uuid) -> BTreeMap<String, i64> {
 #[test]
 fn pseudonyms_and_shifts_are_stable_with_one_key_and_differ_with_another() {
     let profile = Some("pseudonymize,date-shift,drop-free-text");
-    let drop = |mut r: ExportDataRequest| {
+    let drop = |mut r: ExportRequest| {
         r.deidentify.as_mut().unwrap().drop = DM_COLUMNS
             .iter()
             .filter(|(_, p, _)| matches!(p, PrivacyClass::DirectIdentifier))
@@ -710,7 +713,7 @@ fn identifying_exports_need_a_profile_or_the_flag() {
     let job = run(&s, only_term);
     assert_eq!(columns(&artifact(&s, job.id, "ae.txt")), ["AETERM"]);
     // Bulk exports are checked the same way.
-    let bulk = BulkExportRequest::new("S1", &["AE"], "lines");
+    let bulk = ExportRequest::bulk("S1", &["AE"], "lines");
     let e = s.engine.bulk_export(&s.admin, bulk.clone()).unwrap_err();
     assert_eq!(e.reason(), "identifiable_data");
     // With the flag the data leaves as it is, and the manifest says so.
@@ -724,7 +727,7 @@ fn identifying_exports_need_a_profile_or_the_flag() {
         .engine
         .bulk_export(
             &s.admin,
-            BulkExportRequest {
+            ExportRequest {
                 identifiable: true,
                 signature: Some(signature()),
                 ..bulk
@@ -738,7 +741,7 @@ fn identifying_exports_need_a_profile_or_the_flag() {
 #[test]
 fn bad_policies_are_refused_before_a_job_exists() {
     let s = setup(None);
-    let err = |req: ExportDataRequest| s.engine.export_data(&s.admin, req).unwrap_err();
+    let err = |req: ExportRequest| s.engine.export_data(&s.admin, req).unwrap_err();
     let e = err(request(&["DM"], Some("safe-harbour"), false));
     assert_eq!(
         (e.code().as_str(), e.reason()),
@@ -763,7 +766,7 @@ fn bad_policies_are_refused_before_a_job_exists() {
     // Dates to shift in a selection without its subject id column.
     let k = setup(Some([4; 32]));
     let mut r = request(&["AE"], Some("date-shift,drop-free-text"), true);
-    r.datasets = vec![DatasetSelection::Selected {
+    *r.datasets_mut().unwrap() = vec![DatasetSelection::Selected {
         name: "AE".into(),
         columns: Some(vec!["AESTDTC".into(), "AETERM".into()]),
         filters: vec![],
@@ -782,12 +785,12 @@ fn bad_policies_are_refused_before_a_job_exists() {
         let text = format!(
             r#"{{"study": "S1", "datasets": ["DM"], "format": "lines", "deidentify": {form}}}"#
         );
-        let req: ExportDataRequest = trialport_core::request::from_json(&text).unwrap();
+        let req = ExportRequest::from_json(trialport_core::job::JobKind::Data, &text).unwrap();
         s.engine.export_data(&s.admin, req).unwrap();
     }
     let text =
         r#"{"study": "S1", "datasets": ["DM"], "format": "lines", "deidentify": {"profile": "x"}}"#;
-    let e = trialport_core::request::from_json::<ExportDataRequest>(text).unwrap_err();
+    let e = ExportRequest::from_json(trialport_core::job::JobKind::Data, text).unwrap_err();
     assert_eq!(e.reason(), "invalid_request");
 }
 
@@ -798,9 +801,9 @@ fn a_bulk_package_shares_one_code_per_subject_across_its_datasets() {
         .engine
         .bulk_export(
             &s.admin,
-            BulkExportRequest {
+            ExportRequest {
                 deidentify: Some(Deidentify::from_list("safe-harbor")),
-                ..BulkExportRequest::new("S1", &[], "lines")
+                ..ExportRequest::bulk("S1", &[], "lines")
             },
         )
         .unwrap();

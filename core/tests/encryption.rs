@@ -23,7 +23,7 @@ use trialport_core::engine::{download_error, Engine};
 use trialport_core::error::Error;
 use trialport_core::home::Home;
 use trialport_core::job::JobState;
-use trialport_core::request::ExportDataRequest;
+use trialport_core::request::ExportRequest;
 use trialport_core::sink::{sha256_of, MemorySink, Sink};
 use trialport_core::source::MemorySource;
 use uuid::Uuid;
@@ -112,7 +112,7 @@ impl Encrypted {
     fn export(&self) -> Uuid {
         let job = self
             .engine
-            .export_data(&self.admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+            .export_data(&self.admin, ExportRequest::data("S1", &["DM"], "lines"))
             .unwrap();
         let done = self.engine.wait(&self.admin, job.id, WAIT).unwrap();
         assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -173,7 +173,7 @@ fn stored_bytes_hide_the_data_and_a_download_returns_it_exactly() {
         .unwrap();
     let admin = format!("ApiKey {}", plain.create_initial_admin_key("acme").unwrap());
     let pj = plain
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     plain.wait(&admin, pj.id, WAIT).unwrap();
     let expected = plain_sink.get(&format!("{}/dm.txt", pj.id)).unwrap();
@@ -606,7 +606,7 @@ fn a_new_home_encrypts_and_rotation_keeps_old_artifacts_readable() {
     let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
     let export = |e: &Engine| {
         let j = e
-            .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+            .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
             .unwrap();
         assert_eq!(
             e.wait(&admin, j.id, WAIT).unwrap().state,
@@ -630,11 +630,18 @@ fn a_new_home_encrypts_and_rotation_keeps_old_artifacts_readable() {
     // Only an admin rotates; the rotation is audited with the key ids.
     let stat = key(&e, &admin, &[Role::Statistician], &["S1"]);
     assert_eq!(
-        e.rotate_encryption_key(&stat).unwrap_err().code().as_str(),
+        e.session(&stat)
+            .rotate_encryption_key()
+            .unwrap_err()
+            .code()
+            .as_str(),
         "EXP003"
     );
-    assert_eq!(e.rotate_encryption_key(&admin).unwrap(), "kek-0002");
-    let ev = e.audit_events(&admin, 1, 1000).unwrap();
+    assert_eq!(
+        e.session(&admin).rotate_encryption_key().unwrap(),
+        "kek-0002"
+    );
+    let ev = e.session(&admin).audit_events(1, 1000).unwrap();
     let rot = ev
         .iter()
         .find(|x| x.action == "rotate_encryption_key" && x.outcome == Outcome::Success)
@@ -707,7 +714,7 @@ fn a_home_made_before_encryption_stays_plain() {
     let e = home_engine(dir.path());
     let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
     let j = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     assert_eq!(
         e.wait(&admin, j.id, WAIT).unwrap().state,
@@ -728,7 +735,7 @@ fn a_home_made_before_encryption_stays_plain() {
             .unwrap(),
         stored
     );
-    let err = e.rotate_encryption_key(&admin).unwrap_err();
+    let err = e.session(&admin).rotate_encryption_key().unwrap_err();
     assert_eq!(
         (err.code().as_str(), err.reason()),
         ("EXP002", "encryption_disabled")

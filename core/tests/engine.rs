@@ -23,8 +23,7 @@ use trialport_core::engine::Engine;
 use trialport_core::error::{Error, ErrorCode};
 use trialport_core::job::JobState;
 use trialport_core::request::{
-    BulkExportRequest, DashboardRequest, DatasetSelection, ExportDataRequest, ListJobsRequest,
-    PackageContainer, PackageKind, ReportRequest,
+    DatasetSelection, ExportRequest, ListJobsRequest, PackageContainer, PackageKind,
 };
 use trialport_core::sink::MemorySink;
 use trialport_core::source::{Filter, FilterOp, SortKey};
@@ -46,7 +45,7 @@ fn read_all(engine: &Engine, cred: &str, job: Uuid, artifact: Option<&str>) -> V
 fn export_data_succeeds_with_artifacts_manifest_and_matching_checksums(cred: Cred) {
     let (e, admin) = cred.engine(2);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     assert_eq!(job.state, JobState::Queued);
     let done = e.wait(&admin, job.id, WAIT).unwrap();
@@ -75,8 +74,8 @@ fn export_data_succeeds_with_artifacts_manifest_and_matching_checksums(cred: Cre
 
 fn export_data_applies_columns_filters_and_options(cred: Cred) {
     let (e, admin) = cred.engine(1);
-    let mut req = ExportDataRequest::new("S1", &[], "lines");
-    req.datasets = vec![DatasetSelection::Selected {
+    let mut req = ExportRequest::data("S1", &[], "lines");
+    *req.datasets_mut().unwrap() = vec![DatasetSelection::Selected {
         name: "DM".into(),
         columns: Some(vec!["USUBJID".into(), "AGE".into()]),
         filters: vec![Filter::new("SEX", FilterOp::Eq, "F")],
@@ -94,7 +93,7 @@ fn export_data_errors(cred: Cred) {
     let (e, admin) = cred.engine(0);
     let statistician_s1 = cred.key(&e, &admin, &[Role::Statistician], &["S1"]);
     let monitor = cred.key(&e, &admin, &[Role::Monitor], &["*"]);
-    let req = || ExportDataRequest::new("S1", &["DM"], "lines");
+    let req = || ExportRequest::data("S1", &["DM"], "lines");
     // EXP003: no credential, malformed, unknown key, bearer without JWT config, other study, role lacking it.
     for bad in ["", "ApiKey nope", "Token x", "Bearer a.b.c"] {
         assert_eq!(
@@ -106,7 +105,7 @@ fn export_data_errors(cred: Cred) {
     let err = e
         .export_data(
             &statistician_s1,
-            ExportDataRequest::new("S2", &["DM"], "lines"),
+            ExportRequest::data("S2", &["DM"], "lines"),
         )
         .unwrap_err();
     assert_eq!((code(&err), err.reason()), ("EXP003", "permission_denied"));
@@ -115,25 +114,22 @@ fn export_data_errors(cred: Cred) {
     assert_eq!(err.details()["scope"], "role");
     // EXP001: unknown format, study, dataset.
     let err = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "nope"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "nope"))
         .unwrap_err();
     assert_eq!((code(&err), err.field()), ("EXP001", Some("format")));
     let err = e
-        .export_data(&admin, ExportDataRequest::new("S9", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S9", &["DM"], "lines"))
         .unwrap_err();
     assert_eq!((code(&err), err.field()), ("EXP001", Some("study")));
     let err = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["LB"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["LB"], "lines"))
         .unwrap_err();
     assert_eq!((code(&err), err.field()), ("EXP001", Some("datasets")));
     // EXP002: no datasets, duplicates, bad option, bad filter, unknown column, bad names.
-    let cases: Vec<(ExportDataRequest, &str)> = vec![
+    let cases: Vec<(ExportRequest, &str)> = vec![
+        (ExportRequest::data("S1", &[], "lines"), "missing_datasets"),
         (
-            ExportDataRequest::new("S1", &[], "lines"),
-            "missing_datasets",
-        ),
-        (
-            ExportDataRequest::new("S1", &["DM", "dm"], "lines"),
+            ExportRequest::data("S1", &["DM", "dm"], "lines"),
             "duplicate_dataset",
         ),
         (
@@ -147,7 +143,7 @@ fn export_data_errors(cred: Cred) {
         (
             {
                 let mut r = req();
-                r.datasets = vec![DatasetSelection::Selected {
+                *r.datasets_mut().unwrap() = vec![DatasetSelection::Selected {
                     name: "DM".into(),
                     columns: None,
                     filters: vec![Filter::new("AGE", FilterOp::Gt, "old")],
@@ -159,7 +155,7 @@ fn export_data_errors(cred: Cred) {
         (
             {
                 let mut r = req();
-                r.datasets = vec![DatasetSelection::Selected {
+                *r.datasets_mut().unwrap() = vec![DatasetSelection::Selected {
                     name: "DM".into(),
                     columns: Some(vec!["NOPE".into()]),
                     filters: vec![],
@@ -169,7 +165,7 @@ fn export_data_errors(cred: Cred) {
             "unknown_column",
         ),
         (
-            ExportDataRequest::new("../S1", &["DM"], "lines"),
+            ExportRequest::data("../S1", &["DM"], "lines"),
             "invalid_name",
         ),
     ];
@@ -183,7 +179,7 @@ fn export_data_errors(cred: Cred) {
     let first = e.export_data(&admin, r.clone()).unwrap();
     let again = e.export_data(&admin, r.clone()).unwrap();
     assert_eq!(first.id, again.id);
-    r.datasets = vec!["AE".into()];
+    *r.datasets_mut().unwrap() = vec!["AE".into()];
     let err = e.export_data(&admin, r).unwrap_err();
     assert_eq!(
         (code(&err), err.reason()),
@@ -202,11 +198,11 @@ fn export_data_errors(cred: Cred) {
 fn list_jobs_pages_and_validates(cred: Cred) {
     let (e, admin) = cred.engine(0);
     for _ in 0..25 {
-        e.export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        e.export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
             .unwrap();
     }
     for _ in 0..3 {
-        e.export_data(&admin, ExportDataRequest::new("S2", &["DM"], "lines"))
+        e.export_data(&admin, ExportRequest::data("S2", &["DM"], "lines"))
             .unwrap();
     }
     let page = e.list_jobs(&admin, ListJobsRequest::default()).unwrap();
@@ -290,7 +286,7 @@ fn list_jobs_pages_and_validates(cred: Cred) {
 fn get_job_and_its_errors(cred: Cred) {
     let (e, admin) = cred.engine(0);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S2", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S2", &["DM"], "lines"))
         .unwrap();
     assert_eq!(e.get_job(&admin, job.id).unwrap().id, job.id);
     let err = e.get_job(&admin, Uuid::now_v7()).unwrap_err();
@@ -303,7 +299,7 @@ fn get_job_and_its_errors(cred: Cred) {
 fn download_errors_and_recheck_of_permission(cred: Cred) {
     let (e, admin) = cred.engine(0);
     let queued = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     let err = e.download(&admin, queued.id, None).unwrap_err();
     assert_eq!((code(&err), err.reason()), ("EXP004", "job_not_succeeded"));
@@ -315,7 +311,7 @@ fn download_errors_and_recheck_of_permission(cred: Cred) {
 
     let (e, admin) = cred.engine(1);
     let two = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM", "AE"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM", "AE"], "lines"))
         .unwrap();
     e.wait(&admin, two.id, WAIT).unwrap();
     let err = e.download(&admin, two.id, None).unwrap_err();
@@ -336,7 +332,8 @@ fn download_errors_and_recheck_of_permission(cred: Cred) {
     // it, and engine_jwt.rs checks token times at every call).
     if cred == Cred::ApiKey {
         let subject = subject_of(&reader);
-        e.revoke_api_key(&admin, subject.strip_prefix("apikey:").unwrap())
+        e.session(&admin)
+            .revoke_api_key(subject.strip_prefix("apikey:").unwrap())
             .unwrap();
         let err = e.download(&reader, two.id, Some("ae.txt")).unwrap_err();
         assert_eq!((code(&err), err.reason()), ("EXP003", "key_revoked"));
@@ -362,7 +359,7 @@ fn downloads_detect_tampered_artifacts(cred: Cred) {
         .unwrap();
     let admin = cred.admin(&e);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     e.wait(&admin, job.id, WAIT).unwrap();
     let path = format!("{}/dm.txt", job.id);
@@ -394,7 +391,7 @@ fn expired_artifacts_are_deleted_and_refused(cred: Cred) {
         .unwrap();
     let admin = cred.admin(&e);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     e.wait(&admin, job.id, WAIT).unwrap();
     read_all(&e, &admin, job.id, None);
@@ -427,7 +424,7 @@ fn formats_lists_registered_formats(cred: Cred) {
 fn bulk_export_writes_a_zip_with_a_manifest(cred: Cred) {
     let (e, admin) = cred.engine(1);
     let job = e
-        .bulk_export(&admin, BulkExportRequest::new("S1", &[], "lines"))
+        .bulk_export(&admin, ExportRequest::bulk("S1", &[], "lines"))
         .unwrap();
     let done = e.wait(&admin, job.id, WAIT).unwrap();
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -463,27 +460,27 @@ fn bulk_export_writes_a_zip_with_a_manifest(cred: Cred) {
         .unwrap();
     assert_eq!(ae["rows"], 4);
 
-    let mut bad = BulkExportRequest::new("S1", &["XX"], "lines");
+    let mut bad = ExportRequest::bulk("S1", &["XX"], "lines");
     assert_eq!(
         code(&e.bulk_export(&admin, bad.clone()).unwrap_err()),
         "EXP001"
     );
-    bad.datasets = vec![];
-    bad.package = PackageKind::Ectd;
+    *bad.datasets_mut().unwrap() = vec![];
+    bad = bad.package(PackageKind::Ectd);
     // The test engine's "lines" format is not XPT v5, so an eCTD package is refused before a job exists.
     assert_eq!(
         e.bulk_export(&admin, bad.clone()).unwrap_err().reason(),
         "ectd_requires_xpt_v5"
     );
-    bad.package = PackageKind::Zip;
-    bad.container = PackageContainer::Directory;
+    bad = bad
+        .package(PackageKind::Zip)
+        .container(PackageContainer::Directory);
     assert_eq!(
         e.bulk_export(&admin, bad.clone()).unwrap_err().reason(),
         "unsupported_container"
     );
-    bad.container = PackageContainer::Zip;
+    bad = bad.container(PackageContainer::Zip);
     let stat = cred.key(&e, &admin, &[Role::Statistician], &["*"]);
-    bad.package = PackageKind::Zip;
     assert_eq!(code(&e.bulk_export(&stat, bad).unwrap_err()), "EXP003");
 }
 
@@ -515,16 +512,7 @@ fn report_spec() -> ReportSpec {
 fn export_report_renders_tables_with_filters_sort_and_limit(cred: Cred) {
     let (e, admin) = cred.engine(1);
     let job = e
-        .export_report(
-            &admin,
-            ReportRequest {
-                report: report_spec(),
-                format: "lines".into(),
-                options: Default::default(),
-                signature: None,
-                idempotency_key: None,
-            },
-        )
+        .export_report(&admin, ExportRequest::report(report_spec(), "lines"))
         .unwrap();
     let done = e.wait(&admin, job.id, WAIT).unwrap();
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -535,13 +523,7 @@ fn export_report_renders_tables_with_filters_sort_and_limit(cred: Cred) {
     if let SectionSpec::Table(t) = &mut bad.sections[1] {
         t.sort[0].column = "WEIGHT".into();
     }
-    let req = |r: ReportSpec| ReportRequest {
-        report: r,
-        format: "lines".into(),
-        options: Default::default(),
-        signature: None,
-        idempotency_key: None,
-    };
+    let req = |r: ReportSpec| ExportRequest::report(r, "lines");
     let err = e.export_report(&admin, req(bad)).unwrap_err();
     assert_eq!((code(&err), err.field()), ("EXP002", Some("sort")));
     let mut bad = report_spec();
@@ -598,13 +580,7 @@ fn export_dashboard_computes_kpis_and_charts(cred: Cred) {
             filters: vec![],
         }],
     };
-    let req = |d: DashboardSpec| DashboardRequest {
-        dashboard: d,
-        format: "lines".into(),
-        options: Default::default(),
-        signature: None,
-        idempotency_key: None,
-    };
+    let req = |d: DashboardSpec| ExportRequest::dashboard(d, "lines");
     let job = e.export_dashboard(&admin, req(spec.clone())).unwrap();
     let done = e.wait(&admin, job.id, WAIT).unwrap();
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -630,7 +606,7 @@ fn export_dashboard_computes_kpis_and_charts(cred: Cred) {
 fn cancel_queued_running_and_finished_jobs(cred: Cred) {
     let (e, admin) = cred.engine(0);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     let c = e.cancel(&admin, job.id).unwrap();
     assert_eq!(c.state, JobState::Cancelled);
@@ -658,7 +634,7 @@ fn cancel_queued_running_and_finished_jobs(cred: Cred) {
         .unwrap();
     let admin = cred.admin(&e);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("SLOW", &["BIG"], "lines"))
+        .export_data(&admin, ExportRequest::data("SLOW", &["BIG"], "lines"))
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while e.get_job(&admin, job.id).unwrap().progress.rows_written == 0 {
@@ -692,11 +668,11 @@ fn the_audit_trail_records_each_operation_in_order_and_verifies(cred: Cred) {
         .unwrap();
     let admin = cred.admin(&e);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     e.wait(&admin, job.id, WAIT).unwrap();
-    let _ = e.export_data("ApiKey bad", ExportDataRequest::new("S1", &["DM"], "lines"));
-    let _ = e.export_data(&admin, ExportDataRequest::new("S1", &["XX"], "lines"));
+    let _ = e.export_data("ApiKey bad", ExportRequest::data("S1", &["DM"], "lines"));
+    let _ = e.export_data(&admin, ExportRequest::data("S1", &["XX"], "lines"));
     let actions: Vec<(String, Outcome)> = hook.actions();
     let expect: Vec<(&str, Outcome)> = vec![
         ("create_api_key", Outcome::Success),
@@ -732,11 +708,14 @@ fn the_audit_trail_records_each_operation_in_order_and_verifies(cred: Cred) {
             "a secret reached the audit trail"
         );
     }
-    assert_eq!(e.verify_audit(&admin).unwrap(), 7);
-    let read = e.audit_events(&admin, 1, 100).unwrap();
+    assert_eq!(e.session(&admin).verify_audit().unwrap(), 7);
+    let read = e.session(&admin).audit_events(1, 100).unwrap();
     assert_eq!(read.len(), 8, "the verify call itself is audited");
     let stat = cred.key(&e, &admin, &[Role::Statistician], &["*"]);
-    assert_eq!(code(&e.audit_events(&stat, 1, 10).unwrap_err()), "EXP003");
+    assert_eq!(
+        code(&e.session(&stat).audit_events(1, 10).unwrap_err()),
+        "EXP003"
+    );
 }
 
 struct FailingHook;
@@ -792,7 +771,7 @@ fn jobs_survive_a_restart_of_a_home(cred: Cred) {
     let e = open(0);
     let admin = cred.admin(&e);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     drop(e);
     let e = open(1);
@@ -804,7 +783,7 @@ fn jobs_survive_a_restart_of_a_home(cred: Cred) {
         .join(job.id.to_string())
         .join("dm.txt")
         .is_file());
-    assert!(e.verify_audit(&admin).unwrap() >= 5);
+    assert!(e.session(&admin).verify_audit().unwrap() >= 5);
     let err = e.create_initial_admin_key("acme").unwrap_err();
     assert_eq!(err.reason(), "already_initialized");
 }
@@ -831,7 +810,7 @@ fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones(cred: Cr
     let e = open(0, false);
     let admin = cred.admin(&e);
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     drop(e);
     // A process claims the job and dies without finishing it.
@@ -850,7 +829,7 @@ fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones(cred: Cr
     // While a live engine runs a job, another engine opening the home leaves it alone.
     let live = open(1, true);
     let slow = live
-        .export_data(&admin, ExportDataRequest::new("SLOW", &["BIG"], "lines"))
+        .export_data(&admin, ExportRequest::data("SLOW", &["BIG"], "lines"))
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while live.get_job(&admin, slow.id).unwrap().state != JobState::Running {
@@ -907,7 +886,7 @@ fn packages_verify_against_their_manifest_and_tampering_is_found(cred: Cred) {
         .unwrap();
     let admin = cred.admin(&e);
     let bulk = e
-        .bulk_export(&admin, BulkExportRequest::new("S1", &[], "lines"))
+        .bulk_export(&admin, ExportRequest::bulk("S1", &[], "lines"))
         .unwrap();
     e.wait(&admin, bulk.id, WAIT).unwrap();
     let zip_path = dir.path().join("package.zip");
@@ -917,7 +896,7 @@ fn packages_verify_against_their_manifest_and_tampering_is_found(cred: Cred) {
 
     // A job's artifact directory verifies too; one changed byte is found.
     let data = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM", "AE"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM", "AE"], "lines"))
         .unwrap();
     e.wait(&admin, data.id, WAIT).unwrap();
     // The home encrypts artifacts at rest: the directory to verify is the job's artifacts as downloaded.

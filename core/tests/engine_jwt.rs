@@ -17,9 +17,9 @@ use trialport_core::auth::{NewApiKey, Role};
 use trialport_core::clock::FixedClock;
 use trialport_core::engine::Engine;
 use trialport_core::home::Home;
-use trialport_core::job::JobState;
+use trialport_core::job::{JobKind, JobState};
 use trialport_core::jwt::{Algorithm, JwtConfig, JwtKey, JwtKeyConfig, JwtOptions, JwtVerifier};
-use trialport_core::request::{ExportDataRequest, ListJobsRequest};
+use trialport_core::request::{ExportRequest, ListJobsRequest};
 use uuid::Uuid;
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
@@ -108,8 +108,8 @@ fn read_all(e: &Engine, cred: &str, job: Uuid, artifact: Option<&str>) -> Vec<u8
     buf
 }
 
-fn request<T: serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).unwrap()
+fn request(kind: JobKind, v: Value) -> ExportRequest {
+    ExportRequest::from_value(kind, v).unwrap()
 }
 
 #[test]
@@ -121,7 +121,7 @@ fn every_operation_works_with_a_jwt_credential() {
     assert!(!e.formats(&admin).unwrap().is_empty());
     // export_data, wait, get_job, list_jobs, download: the statistician, with an ES256 token.
     let job = e
-        .export_data(&stat, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&stat, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     assert_eq!(job.state, JobState::Queued);
     let done = e.wait(&stat, job.id, WAIT).unwrap();
@@ -141,6 +141,7 @@ fn every_operation_works_with_a_jwt_credential() {
         .export_report(
             &admin,
             request(
+                JobKind::Report,
                 json!({"format": "lines", "report": {"study": "S1", "title": "T",
                 "sections": [{"type": "text", "body": "Hello"}]}}),
             ),
@@ -150,13 +151,17 @@ fn every_operation_works_with_a_jwt_credential() {
         .export_dashboard(
             &admin,
             request(
+                JobKind::Dashboard,
                 json!({"format": "lines", "dashboard": {"study": "S1", "title": "D",
                 "tiles": [{"label": "Subjects", "dataset": "DM", "measure": "count"}]}}),
             ),
         )
         .unwrap();
     let bulk = e
-        .bulk_export(&admin, request(json!({"study": "S1", "format": "lines"})))
+        .bulk_export(
+            &admin,
+            request(JobKind::Bulk, json!({"study": "S1", "format": "lines"})),
+        )
         .unwrap();
     for id in [report.id, dashboard.id, bulk.id] {
         let done = e.wait(&admin, id, WAIT).unwrap();
@@ -166,16 +171,14 @@ fn every_operation_works_with_a_jwt_credential() {
 
     // API keys created by a token holder work; the audit trail reads and verifies with a token.
     let (key, _) = e
-        .create_api_key(
-            &admin,
-            NewApiKey {
-                name: "robot".into(),
-                org: "acme".into(),
-                roles: vec![Role::Integration],
-                studies: vec!["S1".into()],
-                expires_at: None,
-            },
-        )
+        .session(&admin)
+        .create_api_key(NewApiKey {
+            name: "robot".into(),
+            org: Some("acme".into()),
+            roles: vec![Role::Integration],
+            studies: vec!["S1".into()],
+            expires_at: None,
+        })
         .unwrap();
     let robot = format!("ApiKey {key}");
     assert_eq!(
@@ -185,9 +188,9 @@ fn every_operation_works_with_a_jwt_credential() {
         4
     );
     let auditor = bearer(&claims("aud", "acme", &["auditor"], &["*"]));
-    let n = e.verify_audit(&auditor).unwrap();
+    let n = e.session(&auditor).verify_audit().unwrap();
     assert!(n > 10, "{n}");
-    let events = e.audit_events(&auditor, 1, 1000).unwrap();
+    let events = e.session(&auditor).audit_events(1, 1000).unwrap();
     assert!(events.iter().any(|ev| ev.actor.subject == "sam"
         && ev.actor.name == "sam (printed)"
         && ev.action == "export_data"));
@@ -198,7 +201,7 @@ fn cancel_works_with_a_jwt_credential() {
     let e = engine_with(0, clock(), None);
     let stat = bearer(&claims("sam", "acme", &["statistician"], &["S1"]));
     let job = e
-        .export_data(&stat, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&stat, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     assert_eq!(e.cancel(&stat, job.id).unwrap().state, JobState::Cancelled);
 }
@@ -206,7 +209,7 @@ fn cancel_works_with_a_jwt_credential() {
 #[test]
 fn token_claims_scope_every_call() {
     let e = engine_with(0, clock(), None);
-    let req = |s: &str| ExportDataRequest::new(s, &["DM"], "lines");
+    let req = |s: &str| ExportRequest::data(s, &["DM"], "lines");
     let s1 = bearer(&claims("sam", "acme", &["statistician"], &["S1"]));
     let err = e.export_data(&s1, req("S2")).unwrap_err();
     assert_eq!(
@@ -306,7 +309,7 @@ fn a_refused_token_leaves_one_denied_event_with_its_reason_and_never_the_token()
     let mut before = hook.events().len();
     for (cred, reason) in &cases {
         let err = e
-            .export_data(cred, ExportDataRequest::new("S1", &["DM"], "lines"))
+            .export_data(cred, ExportRequest::data("S1", &["DM"], "lines"))
             .unwrap_err();
         assert_eq!((err.code().as_str(), err.reason()), ("EXP003", *reason));
         let events = hook.events();

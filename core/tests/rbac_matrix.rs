@@ -27,9 +27,7 @@ use trialport_core::engine::Engine;
 use trialport_core::home::{Home, HomeConfig};
 use trialport_core::job::{Job, JobState};
 use trialport_core::jwt::{Algorithm, JwtKey, JwtOptions, JwtVerifier};
-use trialport_core::request::{
-    BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest, ReportRequest,
-};
+use trialport_core::request::{ExportRequest, ListJobsRequest};
 use trialport_core::signature::{Meaning, SignatureRequest, SigningSettings};
 use trialport_core::Error;
 use uuid::Uuid;
@@ -226,9 +224,9 @@ fn signature() -> Option<SignatureRequest> {
     Some(SignatureRequest::new(Meaning::Approval, PASSWORD))
 }
 
-fn report(study: &str) -> ReportRequest {
-    ReportRequest {
-        report: ReportSpec {
+fn report(study: &str) -> ExportRequest {
+    ExportRequest::report(
+        ReportSpec {
             study: study.into(),
             title: "Safety".into(),
             parameters: Default::default(),
@@ -237,16 +235,13 @@ fn report(study: &str) -> ReportRequest {
                 body: "text".into(),
             }],
         },
-        format: "lines".into(),
-        options: Default::default(),
-        signature: None,
-        idempotency_key: None,
-    }
+        "lines",
+    )
 }
 
-fn dashboard(study: &str) -> DashboardRequest {
-    DashboardRequest {
-        dashboard: DashboardSpec {
+fn dashboard(study: &str) -> ExportRequest {
+    ExportRequest::dashboard(
+        DashboardSpec {
             study: study.into(),
             title: "Overview".into(),
             tiles: vec![TileSpec {
@@ -259,17 +254,14 @@ fn dashboard(study: &str) -> DashboardRequest {
             tables: vec![],
             charts: vec![],
         },
-        format: "lines".into(),
-        options: Default::default(),
-        signature: None,
-        idempotency_key: None,
-    }
+        "lines",
+    )
 }
 
-fn bulk(study: &str, identifiable: bool) -> BulkExportRequest {
-    let r = BulkExportRequest::new(study, &["DM"], "lines");
+fn bulk(study: &str, identifiable: bool) -> ExportRequest {
+    let r = ExportRequest::bulk(study, &["DM"], "lines");
     if identifiable {
-        BulkExportRequest {
+        ExportRequest {
             identifiable: true,
             signature: signature(),
             ..r
@@ -281,16 +273,14 @@ fn bulk(study: &str, identifiable: bool) -> BulkExportRequest {
 
 fn subject_of(engine: &Engine, admin: &str, org: &str, name: &str) -> (String, String) {
     let (text, rec) = engine
-        .create_api_key(
-            admin,
-            NewApiKey {
-                name: name.into(),
-                org: org.into(),
-                roles: vec![Role::Monitor],
-                studies: vec![OWN_STUDY.into()],
-                expires_at: None,
-            },
-        )
+        .session(admin)
+        .create_api_key(NewApiKey {
+            name: name.into(),
+            org: Some(org.into()),
+            roles: vec![Role::Monitor],
+            studies: vec![OWN_STUDY.into()],
+            expires_at: None,
+        })
         .unwrap();
     (format!("ApiKey {text}"), format!("apikey:{}", rec.key_id))
 }
@@ -319,7 +309,7 @@ impl World {
                 let admin = format!("ApiKey {}", e.create_initial_admin_key(org).unwrap());
                 for study in [OWN_STUDY, OTHER_STUDY] {
                     let job = e
-                        .export_data(&admin, ExportDataRequest::new(study, &["DM"], "lines"))
+                        .export_data(&admin, ExportRequest::data(study, &["DM"], "lines"))
                         .unwrap();
                     let done = e.wait(&admin, job.id, WAIT).unwrap();
                     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -330,20 +320,20 @@ impl World {
             }
             for role in Role::ALL {
                 let (text, rec) = e
-                    .create_api_key(
-                        &admins[ACME],
-                        NewApiKey {
-                            name: role.as_str().into(),
-                            org: ACME.into(),
-                            roles: vec![role],
-                            studies: vec![OWN_STUDY.into()],
-                            expires_at: None,
-                        },
-                    )
+                    .session(&admins[ACME])
+                    .create_api_key(NewApiKey {
+                        name: role.as_str().into(),
+                        org: Some(ACME.into()),
+                        roles: vec![role],
+                        studies: vec![OWN_STUDY.into()],
+                        expires_at: None,
+                    })
                     .unwrap();
                 let cred = format!("ApiKey {text}");
                 // Every caller can sign: a missing permission check would let their identifiable export through.
-                e.set_signing_password(&cred, PASSWORD, None).unwrap();
+                e.session(&cred)
+                    .set_signing_password(PASSWORD, None)
+                    .unwrap();
                 callers.push((role, cred, format!("apikey:{}", rec.key_id)));
             }
         }
@@ -382,7 +372,7 @@ impl World {
                 let job = e
                     .export_data(
                         &self.admins[org],
-                        ExportDataRequest::new(study, &["DM"], "lines"),
+                        ExportRequest::data(study, &["DM"], "lines"),
                     )
                     .unwrap();
                 assert_eq!(job.state, JobState::Queued);
@@ -392,29 +382,29 @@ impl World {
             }
             "revoke_api_key" => {
                 let (_, rec) = e
-                    .create_api_key(
-                        &self.admins[org],
-                        NewApiKey {
-                            name: "target".into(),
-                            org: org.into(),
-                            roles: vec![Role::Monitor],
-                            studies: vec![study.into()],
-                            expires_at: None,
-                        },
-                    )
+                    .session(&self.admins[org])
+                    .create_api_key(NewApiKey {
+                        name: "target".into(),
+                        org: Some(org.into()),
+                        roles: vec![Role::Monitor],
+                        studies: vec![study.into()],
+                        expires_at: None,
+                    })
                     .unwrap();
                 Target::Key(rec.key_id)
             }
             "create_api_key" => Target::NewKey(NewApiKey {
                 name: "new".into(),
-                org: org.into(),
+                org: Some(org.into()),
                 roles: vec![Role::Monitor],
                 studies: vec![study.into()],
                 expires_at: None,
             }),
             "reset_signing" => {
                 let (cred, subject) = subject_of(e, &self.admins[org], org, "signer");
-                e.set_signing_password(&cred, PASSWORD, None).unwrap();
+                e.session(&cred)
+                    .set_signing_password(PASSWORD, None)
+                    .unwrap();
                 Target::Signer(subject)
             }
             "formats" | "rotate_encryption_key" | "purge" | "audit_checkpoint" | "verify_audit" => {
@@ -446,16 +436,16 @@ impl World {
         };
         let result: Result<Observed, Error> = match op {
             "export_data" => Ok(exported(
-                e.export_data(cred, ExportDataRequest::new(study(), &["DM"], "lines")),
+                e.export_data(cred, ExportRequest::data(study(), &["DM"], "lines")),
                 &mut self.ledger,
             )),
             "export_data_identifiable" => Ok(exported(
                 e.export_data(
                     cred,
-                    ExportDataRequest {
+                    ExportRequest {
                         identifiable: true,
                         signature: signature(),
-                        ..ExportDataRequest::new(study(), &["DM"], "lines")
+                        ..ExportRequest::data(study(), &["DM"], "lines")
                     },
                 ),
                 &mut self.ledger,
@@ -521,20 +511,26 @@ impl World {
             }),
             "formats" => e.formats(cred).map(|_| Observed::Ok),
             "create_api_key" => match target {
-                Target::NewKey(k) => e.create_api_key(cred, k.clone()).map(|_| Observed::Ok),
+                Target::NewKey(k) => e
+                    .session(cred)
+                    .create_api_key(k.clone())
+                    .map(|_| Observed::Ok),
                 _ => unreachable!(),
             },
             "revoke_api_key" => match target {
-                Target::Key(key_id) => e.revoke_api_key(cred, key_id).map(|_| Observed::Ok),
+                Target::Key(key_id) => e.session(cred).revoke_api_key(key_id).map(|_| Observed::Ok),
                 _ => unreachable!(),
             },
             "reset_signing" => match target {
-                Target::Signer(s) => e.reset_signing(cred, s).map(|_| Observed::Ok),
+                Target::Signer(s) => e.session(cred).reset_signing(s).map(|_| Observed::Ok),
                 _ => unreachable!(),
             },
-            "rotate_encryption_key" => e.rotate_encryption_key(cred).map(|_| Observed::Ok),
-            "purge" => e.purge(cred).map(|_| Observed::Ok),
-            "audit_events" => e.audit_events(cred, 1, 1000).map(|events| {
+            "rotate_encryption_key" => e
+                .session(cred)
+                .rotate_encryption_key()
+                .map(|_| Observed::Ok),
+            "purge" => e.session(cred).purge().map(|_| Observed::Ok),
+            "audit_events" => e.session(cred).audit_events(1, 1000).map(|events| {
                 // Nothing of another organization or study, whatever the cell.
                 for ev in &events {
                     assert!(ev.org.is_empty() || ev.org == ACME, "{ev:?}");
@@ -547,8 +543,8 @@ impl World {
                         .any(|ev| ev.action == "export_data" && ev.target == target),
                 )
             }),
-            "audit_checkpoint" => e.audit_checkpoint(cred).map(|_| Observed::Ok),
-            "verify_audit" => e.verify_audit(cred).map(|_| Observed::Ok),
+            "audit_checkpoint" => e.session(cred).audit_checkpoint().map(|_| Observed::Ok),
+            "verify_audit" => e.session(cred).verify_audit().map(|_| Observed::Ok),
             other => panic!("no such operation in the matrix: {other}"),
         };
         result.unwrap_or_else(Observed::Err)
@@ -563,8 +559,11 @@ impl World {
             "wait" => e.wait(cred, id, None).unwrap_err(),
             "cancel" => e.cancel(cred, id).unwrap_err(),
             "download" => e.download(cred, id, Some("dm.txt")).err().unwrap(),
-            "revoke_api_key" => e.revoke_api_key(cred, "0123456789ab").unwrap_err(),
-            "reset_signing" => e.reset_signing(cred, "apikey:0123456789ab").unwrap_err(),
+            "revoke_api_key" => e.session(cred).revoke_api_key("0123456789ab").unwrap_err(),
+            "reset_signing" => e
+                .session(cred)
+                .reset_signing("apikey:0123456789ab")
+                .unwrap_err(),
             other => panic!("{other} has no not-found cell"),
         }
     }
@@ -692,7 +691,7 @@ fn every_role_operation_organization_and_study() {
     // Every role × operation × organization × study that has the dimension ran.
     assert!(ran > 250, "only {ran} cells ran");
     // The chain still verifies after all of it.
-    w.engine.verify_audit(&w.admins[ACME]).unwrap();
+    w.engine.session(&w.admins[ACME]).verify_audit().unwrap();
 }
 
 /// `None` when `got` and the call's events `new` are what `want` says.
@@ -797,7 +796,7 @@ impl Revocation {
     fn export(&self, cred: &str) -> Job {
         let job = self
             .engine
-            .export_data(cred, ExportDataRequest::new(OWN_STUDY, &["DM"], "lines"))
+            .export_data(cred, ExportRequest::data(OWN_STUDY, &["DM"], "lines"))
             .unwrap();
         let done = self.engine.wait(cred, job.id, WAIT).unwrap();
         assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -842,21 +841,22 @@ fn a_revoked_api_key_cannot_download_what_it_exported() {
     let r = revocation_engine();
     let (text, rec) = r
         .engine
-        .create_api_key(
-            &r.admin,
-            NewApiKey {
-                name: "analyst".into(),
-                org: ACME.into(),
-                roles: vec![Role::Statistician],
-                studies: vec![OWN_STUDY.into()],
-                expires_at: None,
-            },
-        )
+        .session(&r.admin)
+        .create_api_key(NewApiKey {
+            name: "analyst".into(),
+            org: Some(ACME.into()),
+            roles: vec![Role::Statistician],
+            studies: vec![OWN_STUDY.into()],
+            expires_at: None,
+        })
         .unwrap();
     let cred = format!("ApiKey {text}");
     let job = r.export(&cred);
     r.allowed(&cred, &job, "before.txt");
-    r.engine.revoke_api_key(&r.admin, &rec.key_id).unwrap();
+    r.engine
+        .session(&r.admin)
+        .revoke_api_key(&rec.key_id)
+        .unwrap();
     let (err, ev) = r.refused(&cred, &job, "after.txt");
     assert_eq!(
         (err.code().as_str(), err.reason()),

@@ -20,7 +20,7 @@ use trialport_core::engine::{Engine, EngineBuilder, PurgeSummary};
 use trialport_core::error::Error;
 use trialport_core::home::{Home, HomeConfig, RetentionSettings};
 use trialport_core::job::{Job, JobKind, JobState};
-use trialport_core::request::{BulkExportRequest, ExportDataRequest, ReportRequest};
+use trialport_core::request::ExportRequest;
 use trialport_core::sink::LocalDirSink;
 use trialport_core::source::{BatchStream, DataSource, DatasetInfo};
 use uuid::Uuid;
@@ -93,7 +93,7 @@ impl Setup {
     fn data(&self, datasets: &[&str]) -> Job {
         let job = self
             .engine
-            .export_data(&self.admin, ExportDataRequest::new("S1", datasets, "lines"))
+            .export_data(&self.admin, ExportRequest::data("S1", datasets, "lines"))
             .unwrap();
         let done = self.run(job);
         assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -105,8 +105,8 @@ impl Setup {
             .engine
             .export_report(
                 &self.admin,
-                ReportRequest {
-                    report: ReportSpec {
+                ExportRequest::report(
+                    ReportSpec {
                         study: "S1".into(),
                         title: "Retention".into(),
                         parameters: Default::default(),
@@ -115,11 +115,8 @@ impl Setup {
                             body: "kept for a while".into(),
                         }],
                     },
-                    format: "lines".into(),
-                    options: Default::default(),
-                    signature: None,
-                    idempotency_key: None,
-                },
+                    "lines",
+                ),
             )
             .unwrap();
         let done = self.run(job);
@@ -130,7 +127,7 @@ impl Setup {
     fn bulk(&self) -> Job {
         let job = self
             .engine
-            .bulk_export(&self.admin, BulkExportRequest::new("S1", &["DM"], "lines"))
+            .bulk_export(&self.admin, ExportRequest::bulk("S1", &["DM"], "lines"))
             .unwrap();
         let done = self.run(job);
         assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
@@ -160,16 +157,14 @@ impl Setup {
     fn key(&self, roles: &[Role]) -> String {
         let (text, _) = self
             .engine
-            .create_api_key(
-                &self.admin,
-                NewApiKey {
-                    name: "retention test".into(),
-                    org: "acme".into(),
-                    roles: roles.to_vec(),
-                    studies: vec!["*".into()],
-                    expires_at: None,
-                },
-            )
+            .session(&self.admin)
+            .create_api_key(NewApiKey {
+                name: "retention test".into(),
+                org: Some("acme".into()),
+                roles: roles.to_vec(),
+                studies: vec!["*".into()],
+                expires_at: None,
+            })
             .unwrap();
         format!("ApiKey {text}")
     }
@@ -230,16 +225,19 @@ fn each_kind_of_job_keeps_its_own_retention() {
     let report = s.report();
     let bulk = s.bulk();
     s.clock.advance(days(10));
-    let first = s.engine.purge(&s.admin).unwrap();
+    let first = s.engine.session(&s.admin).purge().unwrap();
     assert_eq!(first.jobs_expired, 1);
     assert_eq!(s.state(data.id), JobState::Expired);
     assert_eq!(s.state(report.id), JobState::Succeeded);
     s.clock.advance(days(10));
-    assert_eq!(s.engine.purge(&s.admin).unwrap().jobs_expired, 1);
+    assert_eq!(s.engine.session(&s.admin).purge().unwrap().jobs_expired, 1);
     assert_eq!(s.state(report.id), JobState::Expired);
     // No retention for bulk packages and no default: they are kept for ever.
     s.clock.advance(days(3650));
-    assert_eq!(s.engine.purge(&s.admin).unwrap(), PurgeSummary::default());
+    assert_eq!(
+        s.engine.session(&s.admin).purge().unwrap(),
+        PurgeSummary::default()
+    );
     assert_eq!(s.state(bulk.id), JobState::Succeeded);
     let package = &bulk.artifacts[0];
     assert_ne!(package.name, "manifest.json");
@@ -257,7 +255,7 @@ fn a_default_retention_applies_to_kinds_without_their_own() {
     let report = s.report();
     let bulk = s.bulk();
     s.clock.advance(days(5));
-    let summary = s.engine.purge(&s.admin).unwrap();
+    let summary = s.engine.session(&s.admin).purge().unwrap();
     assert_eq!(summary.jobs_expired, 2);
     assert_eq!(s.state(data.id), JobState::Expired);
     assert_eq!(s.state(bulk.id), JobState::Expired);
@@ -271,11 +269,14 @@ fn a_job_expires_at_exactly_its_retention_time_and_not_a_second_before() {
     let finished = job.finished_at.unwrap();
     s.clock
         .set(finished + days(30) - chrono::Duration::seconds(1));
-    assert_eq!(s.engine.purge(&s.admin).unwrap(), PurgeSummary::default());
+    assert_eq!(
+        s.engine.session(&s.admin).purge().unwrap(),
+        PurgeSummary::default()
+    );
     assert_eq!(s.state(job.id), JobState::Succeeded);
     assert!(read(&s.engine, &s.admin, job.id, None).is_ok());
     s.clock.set(finished + days(30));
-    assert_eq!(s.engine.purge(&s.admin).unwrap().jobs_expired, 1);
+    assert_eq!(s.engine.session(&s.admin).purge().unwrap().jobs_expired, 1);
     assert_eq!(s.state(job.id), JobState::Expired);
 }
 
@@ -288,7 +289,7 @@ fn expiry_deletes_the_bytes_and_keeps_the_record_the_manifest_and_the_checksums(
     assert_eq!(names, ["ae.txt", "dm.txt", "manifest.json"]);
     let manifest_bytes = before["manifest.json"].clone();
     s.clock.advance(days(30));
-    let summary = s.engine.purge(&s.admin).unwrap();
+    let summary = s.engine.session(&s.admin).purge().unwrap();
     // The oracle: the files as they were on disk (unencrypted, so their sizes are the recorded sizes).
     assert_eq!(
         summary,
@@ -344,7 +345,10 @@ fn expiry_deletes_the_bytes_and_keeps_the_record_the_manifest_and_the_checksums(
         );
     }
     // Expiring again finds nothing.
-    assert_eq!(s.engine.purge(&s.admin).unwrap(), PurgeSummary::default());
+    assert_eq!(
+        s.engine.session(&s.admin).purge().unwrap(),
+        PurgeSummary::default()
+    );
 }
 
 #[test]
@@ -353,7 +357,7 @@ fn each_deletion_is_audited_with_the_artifact_its_size_and_checksum() {
     let job = s.data(&["DM", "AE"]);
     let before = s.files(job.id);
     s.clock.advance(days(1));
-    s.engine.purge(&s.admin).unwrap();
+    s.engine.session(&s.admin).purge().unwrap();
 
     let purge = s.events("purge");
     assert_eq!(purge.len(), 1);
@@ -398,7 +402,7 @@ fn each_deletion_is_audited_with_the_artifact_its_size_and_checksum() {
     assert_eq!(e.details["kept"], serde_json::json!(["manifest.json"]));
     assert!(deleted.iter().all(|d| d.seq < e.seq) && e.seq < purge.seq);
     let recorded = s.hook.events().len() as u64;
-    assert_eq!(s.engine.verify_audit(&s.admin).unwrap(), recorded);
+    assert_eq!(s.engine.session(&s.admin).verify_audit().unwrap(), recorded);
 }
 
 #[test]
@@ -414,7 +418,7 @@ fn purge_is_for_admins_only_and_refusals_are_audited() {
         Role::Integration,
     ] {
         let cred = s.key(&[role]);
-        let err = s.engine.purge(&cred).unwrap_err();
+        let err = s.engine.session(&cred).purge().unwrap_err();
         assert_eq!(
             code_reason(&err),
             ("EXP003", "permission_denied".into()),
@@ -425,7 +429,7 @@ fn purge_is_for_admins_only_and_refusals_are_audited() {
         assert_eq!(last.outcome, Outcome::Denied, "{role:?}");
         assert_eq!(last.details["reason"], "permission_denied");
     }
-    let err = s.engine.purge("ApiKey tp_nope").unwrap_err();
+    let err = s.engine.session("ApiKey tp_nope").purge().unwrap_err();
     assert_eq!(err.code().as_str(), "EXP003");
     assert_eq!(s.events("purge").pop().unwrap().outcome, Outcome::Denied);
     assert_eq!(
@@ -434,7 +438,7 @@ fn purge_is_for_admins_only_and_refusals_are_audited() {
         "refused purges expire nothing"
     );
     assert!(s.events("artifact.deleted").is_empty());
-    assert_eq!(s.engine.purge(&s.admin).unwrap().jobs_expired, 1);
+    assert_eq!(s.engine.session(&s.admin).purge().unwrap().jobs_expired, 1);
 }
 
 #[test]
@@ -442,7 +446,7 @@ fn failed_cancelled_and_not_yet_due_jobs_are_left_alone() {
     let s = setup(|b| b.retention(days(7)));
     let failed = s
         .engine
-        .export_data(&s.admin, ExportDataRequest::new("BAD", &["DM"], "lines"))
+        .export_data(&s.admin, ExportRequest::data("BAD", &["DM"], "lines"))
         .unwrap();
     let failed = s.run(failed);
     assert_eq!(failed.state, JobState::Failed);
@@ -450,7 +454,7 @@ fn failed_cancelled_and_not_yet_due_jobs_are_left_alone() {
     s.clock.advance(days(5));
     let young = s.data(&["AE"]);
     s.clock.advance(days(2));
-    let summary = s.engine.purge(&s.admin).unwrap();
+    let summary = s.engine.session(&s.admin).purge().unwrap();
     assert_eq!(summary.jobs_expired, 1);
     assert_eq!(s.state(old.id), JobState::Expired);
     assert_eq!(s.state(young.id), JobState::Succeeded);
@@ -469,11 +473,11 @@ fn failed_cancelled_and_not_yet_due_jobs_are_left_alone() {
         .unwrap();
     let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     assert_eq!(e.cancel(&admin, job.id).unwrap().state, JobState::Cancelled);
     clock.advance(days(30));
-    assert_eq!(e.purge(&admin).unwrap(), PurgeSummary::default());
+    assert_eq!(e.session(&admin).purge().unwrap(), PurgeSummary::default());
     assert_eq!(
         e.get_job(&admin, job.id).unwrap().state,
         JobState::Cancelled
@@ -514,7 +518,7 @@ fn the_background_sweep_expires_due_jobs_without_any_call() {
         .unwrap();
     let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
     let job = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     let job = e.wait(&admin, job.id, WAIT).unwrap();
     assert_eq!(job.state, JobState::Succeeded);
@@ -656,11 +660,11 @@ fn a_homes_retention_settings_are_checked_and_applied_per_kind() {
         .build()
         .unwrap();
     let data = e
-        .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     let data = e.wait(&admin, data.id, WAIT).unwrap();
     let bulk = e
-        .bulk_export(&admin, BulkExportRequest::new("S1", &["DM"], "lines"))
+        .bulk_export(&admin, ExportRequest::bulk("S1", &["DM"], "lines"))
         .unwrap();
     let bulk = e.wait(&admin, bulk.id, WAIT).unwrap();
     assert_eq!(
@@ -668,7 +672,7 @@ fn a_homes_retention_settings_are_checked_and_applied_per_kind() {
         (JobState::Succeeded, JobState::Succeeded)
     );
     clock.advance(days(2));
-    let summary = e.purge(&admin).unwrap();
+    let summary = e.session(&admin).purge().unwrap();
     assert_eq!(summary.jobs_expired, 1);
     assert_eq!(e.get_job(&admin, data.id).unwrap().state, JobState::Expired);
     assert_eq!(
@@ -679,7 +683,7 @@ fn a_homes_retention_settings_are_checked_and_applied_per_kind() {
     let manifest = read(&e, &admin, data.id, Some("manifest.json")).unwrap();
     assert!(serde_json::from_slice::<serde_json::Value>(&manifest).is_ok());
     clock.advance(days(7));
-    assert_eq!(e.purge(&admin).unwrap().jobs_expired, 1);
+    assert_eq!(e.session(&admin).purge().unwrap().jobs_expired, 1);
     assert_eq!(e.get_job(&admin, bulk.id).unwrap().state, JobState::Expired);
 }
 
@@ -788,7 +792,7 @@ fn the_sweep_expires_jobs_of_an_organization_that_never_called_this_engine() {
             .unwrap();
         let admin = format!("ApiKey {}", e.create_initial_admin_key("beta").unwrap());
         let job = e
-            .export_data(&admin, ExportDataRequest::new("S1", &["DM"], "lines"))
+            .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
             .unwrap();
         let job = e.wait(&admin, job.id, WAIT).unwrap();
         assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);

@@ -19,12 +19,10 @@ use trialport_core::format::{
     StudyInfo,
 };
 use trialport_core::home::{Home, HomeConfig};
-use trialport_core::job::{Job, JobState};
+use trialport_core::job::{Job, JobKind, JobState};
 use trialport_core::manifest::{verify_package, verify_package_with};
 use trialport_core::meta::DatasetMeta;
-use trialport_core::request::{
-    from_json, BulkExportRequest, DashboardRequest, ExportDataRequest, PackageKind, ReportRequest,
-};
+use trialport_core::request::{from_json, ExportRequest, PackageKind};
 use trialport_core::signature::{
     Meaning, PasswordStore, SignatureRecord, SignatureRequest, SignatureVerifier, SigningSettings,
 };
@@ -138,23 +136,22 @@ fn sign(meaning: Meaning, password: &str) -> Option<SignatureRequest> {
     Some(SignatureRequest::new(meaning, password))
 }
 
-fn data(signature: Option<SignatureRequest>) -> ExportDataRequest {
-    ExportDataRequest {
+fn data(signature: Option<SignatureRequest>) -> ExportRequest {
+    ExportRequest {
         signature,
-        ..ExportDataRequest::new("S1", &["DM", "AE"], "lines")
+        ..ExportRequest::data("S1", &["DM", "AE"], "lines")
     }
 }
 
-fn bulk(package: PackageKind, signature: Option<SignatureRequest>) -> BulkExportRequest {
+fn bulk(package: PackageKind, signature: Option<SignatureRequest>) -> ExportRequest {
     let format = if package == PackageKind::Ectd {
         "xpt"
     } else {
         "lines"
     };
-    BulkExportRequest {
-        package,
+    ExportRequest {
         signature,
-        ..BulkExportRequest::new("S1", &["DM", "AE"], format)
+        ..ExportRequest::bulk("S1", &["DM", "AE"], format).package(package)
     }
 }
 
@@ -226,7 +223,8 @@ fn an_ectd_package_needs_a_signature_and_carries_it() {
     );
 
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let job = s
         .engine
@@ -261,7 +259,7 @@ fn an_ectd_package_needs_a_signature_and_carries_it() {
 #[test]
 fn identifiable_exports_need_a_signature() {
     let s = setup();
-    let identifiable = ExportDataRequest {
+    let identifiable = ExportRequest {
         identifiable: true,
         ..data(None)
     };
@@ -275,7 +273,7 @@ fn identifiable_exports_need_a_signature() {
         .engine
         .bulk_export(
             &s.admin,
-            BulkExportRequest {
+            ExportRequest {
                 identifiable: true,
                 ..bulk(PackageKind::Zip, None)
             },
@@ -287,7 +285,7 @@ fn identifiable_exports_need_a_signature() {
         .engine
         .export_data(
             &s.admin,
-            ExportDataRequest {
+            ExportRequest {
                 signature: from_json(r#"{"meaning": "approval"}"#).unwrap(),
                 ..identifiable.clone()
             },
@@ -300,13 +298,14 @@ fn identifiable_exports_need_a_signature() {
     // Exports that are not critical need none, and may still carry one.
     let plain = s.engine.export_data(&s.admin, data(None)).unwrap();
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let signed = s
         .engine
         .export_data(
             &s.admin,
-            ExportDataRequest {
+            ExportRequest {
                 signature: sign(Meaning::Responsibility, PASSWORD),
                 ..identifiable
             },
@@ -330,7 +329,8 @@ fn identifiable_exports_need_a_signature() {
 fn every_meaning_is_recorded_and_no_other_is_accepted() {
     let s = setup();
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let spec = json!({"study": "S1", "title": "T", "sections": [{"type": "text", "body": "x"}]});
     for meaning in Meaning::ALL {
@@ -341,19 +341,23 @@ fn every_meaning_is_recorded_and_no_other_is_accepted() {
             s.engine
                 .export_report(
                     &s.admin,
-                    ReportRequest {
+                    ExportRequest {
                         signature: sign(meaning, PASSWORD),
-                        ..from_json(&json!({"report": spec, "format": "lines"}).to_string())
-                            .unwrap()
+                        ..ExportRequest::from_json(
+                            JobKind::Report,
+                            &json!({"report": spec, "format": "lines"}).to_string(),
+                        )
+                        .unwrap()
                     },
                 )
                 .unwrap(),
             s.engine
                 .export_dashboard(
                     &s.admin,
-                    DashboardRequest {
+                    ExportRequest {
                         signature: sign(meaning, PASSWORD),
-                        ..from_json(
+                        ..ExportRequest::from_json(
+                            JobKind::Dashboard,
                             &json!({"dashboard": {"study": "S1", "title": "D"}, "format": "lines"})
                                 .to_string(),
                         )
@@ -375,7 +379,7 @@ fn every_meaning_is_recorded_and_no_other_is_accepted() {
         let text = json!({"study": "S1", "datasets": ["DM"], "format": "lines",
             "signature": {"meaning": bad, "password": PASSWORD}})
         .to_string();
-        let e = from_json::<ExportDataRequest>(&text).unwrap_err();
+        let e = ExportRequest::from_json(JobKind::Data, &text).unwrap_err();
         assert_eq!(reason(&e), ("EXP002", "invalid_request"));
     }
 }
@@ -384,7 +388,8 @@ fn every_meaning_is_recorded_and_no_other_is_accepted() {
 fn a_wrong_password_fails_is_audited_and_counted() {
     let s = setup();
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let e = s
         .engine
@@ -425,25 +430,30 @@ fn a_signer_without_a_password_cannot_sign_and_passwords_follow_the_policy() {
     assert_eq!(reason(&e), ("EXP003", "signing_not_enrolled"));
     let e = s
         .engine
-        .set_signing_password(&s.admin, "short", None)
+        .session(&s.admin)
+        .set_signing_password("short", None)
         .unwrap_err();
     assert_eq!(reason(&e), ("EXP002", "weak_password"));
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     // Changing needs the current password, checked like a signature.
     let e = s
         .engine
-        .set_signing_password(&s.admin, "another password", None)
+        .session(&s.admin)
+        .set_signing_password("another password", None)
         .unwrap_err();
     assert_eq!(reason(&e), ("EXP003", "current_password_required"));
     let e = s
         .engine
-        .set_signing_password(&s.admin, "another password", Some(WRONG))
+        .session(&s.admin)
+        .set_signing_password("another password", Some(WRONG))
         .unwrap_err();
     assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
     s.engine
-        .set_signing_password(&s.admin, "another password", Some(PASSWORD))
+        .session(&s.admin)
+        .set_signing_password("another password", Some(PASSWORD))
         .unwrap();
     let e = s
         .engine
@@ -500,7 +510,10 @@ fn five_failures_lock_signing_across_restarts_and_emit_a_security_event() {
     let user = key(&s.engine, &admin, &[Role::DataManager], &["S1"]);
     let other = key(&s.engine, &admin, &[Role::DataManager], &["S1"]);
     for cred in [&user, &other] {
-        s.engine.set_signing_password(cred, PASSWORD, None).unwrap();
+        s.engine
+            .session(cred)
+            .set_signing_password(PASSWORD, None)
+            .unwrap();
     }
     for attempt in 1..=5u32 {
         let e = s
@@ -530,7 +543,8 @@ fn five_failures_lock_signing_across_restarts_and_emit_a_security_event() {
             .unwrap_err();
         assert_eq!(reason(&e), ("EXP003", "signing_locked"));
         let e = engine
-            .set_signing_password(&user, "a new password", Some(PASSWORD))
+            .session(&user)
+            .set_signing_password("a new password", Some(PASSWORD))
             .unwrap_err();
         assert_eq!(reason(&e), ("EXP003", "signing_locked"));
     };
@@ -544,22 +558,24 @@ fn five_failures_lock_signing_across_restarts_and_emit_a_security_event() {
     locked(&engine);
     // Only an administrator resets it; the signer then sets a new password and signs again.
     let subject = engine
-        .audit_events(&admin, 1, 1000)
+        .session(&admin)
+        .audit_events(1, 1000)
         .unwrap()
         .into_iter()
         .find(|e| e.action == "security.signing_locked")
         .unwrap()
         .actor
         .subject;
-    let e = engine.reset_signing(&other, &subject).unwrap_err();
+    let e = engine.session(&other).reset_signing(&subject).unwrap_err();
     assert_eq!(reason(&e), ("EXP003", "permission_denied"));
-    engine.reset_signing(&admin, &subject).unwrap();
+    engine.session(&admin).reset_signing(&subject).unwrap();
     assert_eq!(
-        reason(&engine.reset_signing(&admin, &subject).unwrap_err()),
+        reason(&engine.session(&admin).reset_signing(&subject).unwrap_err()),
         ("EXP001", "not_found")
     );
     engine
-        .set_signing_password(&user, "a new password", None)
+        .session(&user)
+        .set_signing_password("a new password", None)
         .unwrap();
     engine
         .export_data(&user, data(sign(Meaning::Approval, "a new password")))
@@ -570,7 +586,8 @@ fn five_failures_lock_signing_across_restarts_and_emit_a_security_event() {
 fn a_signature_copied_onto_another_manifest_fails() {
     let s = setup();
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     for dir in &dirs {
@@ -617,7 +634,8 @@ fn a_signature_copied_onto_another_manifest_fails() {
 fn changing_any_byte_of_a_signed_package_fails_verification() {
     let s = setup();
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let job = s
         .engine
@@ -687,7 +705,10 @@ fn changing_any_byte_of_a_signed_package_fails_verification() {
 fn no_role_can_sign_as_another_user() {
     let s = setup();
     let bob = key(&s.engine, &s.admin, &[Role::DataManager], &["S1"]);
-    s.engine.set_signing_password(&bob, PASSWORD, None).unwrap();
+    s.engine
+        .session(&bob)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
     // The admin knows Bob's password: it is checked against the admin's own credential, which has none.
     let e = s
         .engine
@@ -698,7 +719,7 @@ fn no_role_can_sign_as_another_user() {
     let text = json!({"study": "S1", "datasets": ["DM"], "format": "lines",
         "signature": {"meaning": "approval", "password": PASSWORD, "signer_id": "bob"}})
     .to_string();
-    let e = from_json::<ExportDataRequest>(&text).unwrap_err();
+    let e = ExportRequest::from_json(JobKind::Data, &text).unwrap_err();
     assert_eq!(reason(&e), ("EXP002", "invalid_request"));
     assert!(e.message().contains("signer_id"), "{e}");
     // Nor can the admin reset Bob's password and set one for him: setting is for the caller only.
@@ -713,9 +734,13 @@ fn no_role_can_sign_as_another_user() {
         )
         .unwrap()
         .requested_by;
-    s.engine.reset_signing(&s.admin, &bob_subject).unwrap();
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .reset_signing(&bob_subject)
+        .unwrap();
+    s.engine
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let e = s
         .engine
@@ -739,7 +764,8 @@ fn no_role_can_sign_as_another_user() {
 fn the_record_lands_in_the_manifest_and_the_audit_trail() {
     let s = setup();
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let job = s
         .engine
@@ -788,7 +814,7 @@ fn the_record_lands_in_the_manifest_and_the_audit_trail() {
     let actions: Vec<String> = s.hook.events().into_iter().map(|e| e.action).collect();
     let succeeded = actions.iter().position(|a| a == "job.succeeded").unwrap();
     assert_eq!(actions[succeeded + 1], "job.signed");
-    s.engine.verify_audit(&s.admin).unwrap();
+    s.engine.session(&s.admin).verify_audit().unwrap();
 }
 
 /// Every file below `dir`, recursively.
@@ -839,7 +865,8 @@ fn the_password_appears_nowhere() {
         hook,
     };
     s.engine
-        .set_signing_password(&s.admin, PASSWORD, None)
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
         .unwrap();
     let mut jobs = vec![];
     let request = data(sign(Meaning::Approval, PASSWORD));
@@ -863,7 +890,7 @@ fn the_password_appears_nowhere() {
         seen.extend(serde_json::to_vec(&job).unwrap());
         assert_eq!(job.request["signature"], json!({"meaning": "approval"}));
     }
-    for e in s.engine.audit_events(&s.admin, 1, 1000).unwrap() {
+    for e in s.engine.session(&s.admin).audit_events(1, 1000).unwrap() {
         seen.extend(serde_json::to_vec(&e).unwrap());
     }
     for e in s.hook.events() {
@@ -920,7 +947,8 @@ fn a_host_verifier_decides_and_failures_still_lock() {
         .export_data(&admin, data(sign(Meaning::Review, "open sesame")))
         .unwrap();
     let e = engine
-        .set_signing_password(&admin, PASSWORD, Some("open sesame"))
+        .session(&admin)
+        .set_signing_password(PASSWORD, Some("open sesame"))
         .unwrap_err();
     assert_eq!(reason(&e), ("EXP002", "unsupported"));
     let e = engine

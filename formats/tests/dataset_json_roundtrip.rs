@@ -801,8 +801,7 @@ fn engine_artifacts_take_the_extension_of_their_form() {
         ("ndjson", "dm.ndjson", "application/x-ndjson"),
         ("json", "dm.json", "application/json"),
     ] {
-        let mut req =
-            trialport_core::request::ExportDataRequest::new("S1", &["DM"], "dataset-json");
+        let mut req = trialport_core::request::ExportRequest::data("S1", &["DM"], "dataset-json");
         req.options = FormatOptions::new().with("form", form);
         let job = engine.export_data(&admin, req).unwrap();
         let job = engine

@@ -18,7 +18,7 @@ use trialport_core::engine::Engine;
 use trialport_core::format::{Described, Format, FormatOptions};
 use trialport_core::job::{Job, JobState};
 use trialport_core::meta::DatasetMeta;
-use trialport_core::request::{BulkExportRequest, PackageContainer, PackageKind};
+use trialport_core::request::{ExportRequest, PackageContainer, PackageKind};
 use trialport_core::signature::{Meaning, PasswordStore, SignatureRequest, SigningSettings};
 use trialport_core::sink::{sha256_of, LocalDirSink};
 use trialport_core::source::{DataSource, MemorySource};
@@ -114,7 +114,10 @@ fn setup_with_retention(dir: &Path, retention: Option<chrono::Duration>) -> Setu
         "ApiKey {}",
         engine.create_initial_admin_key("acme").unwrap()
     );
-    engine.set_signing_password(&admin, PASSWORD, None).unwrap();
+    engine
+        .session(&admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
     Setup {
         engine,
         clock,
@@ -124,16 +127,16 @@ fn setup_with_retention(dir: &Path, retention: Option<chrono::Duration>) -> Setu
     }
 }
 
-fn request(container: PackageContainer) -> BulkExportRequest {
-    BulkExportRequest {
-        package: PackageKind::Ectd,
-        container,
+fn request(container: PackageContainer) -> ExportRequest {
+    ExportRequest {
         signature: Some(SignatureRequest::new(Meaning::Approval, PASSWORD)),
-        ..BulkExportRequest::new("CDISCPILOT01", &DATASETS.map(|(n, _)| n), "xpt")
+        ..ExportRequest::bulk("CDISCPILOT01", &DATASETS.map(|(n, _)| n), "xpt")
+            .package(PackageKind::Ectd)
+            .container(container)
     }
 }
 
-fn run(s: &Setup, req: BulkExportRequest) -> Job {
+fn run(s: &Setup, req: ExportRequest) -> Job {
     let job = s.engine.bulk_export(&s.admin, req).unwrap();
     s.engine
         .wait(&s.admin, job.id, Some(Duration::from_secs(120)))
@@ -320,7 +323,7 @@ fn an_expired_ectd_directory_keeps_its_manifest_and_no_empty_folders() {
     let root = s.artifacts.path().join(job.id.to_string());
     assert!(root.join("m5").is_dir());
     s.clock.advance(chrono::Duration::days(30));
-    let summary = s.engine.purge(&s.admin).unwrap();
+    let summary = s.engine.session(&s.admin).purge().unwrap();
     assert_eq!(summary.jobs_expired, 1);
     assert_eq!(summary.artifacts_deleted as usize, job.artifacts.len() - 1);
     // What is left of the job's folder: its manifest, and no emptied m5/... folders.
@@ -365,8 +368,8 @@ fn every_fda_violation_of_every_dataset_is_listed_and_nothing_is_written() {
         .add("CDISCPILOT01", "YY", schema.clone(), vec![yy])
         .unwrap();
     let mut req = request(PackageContainer::Directory);
-    req.datasets.push("XX".into());
-    req.datasets.push("YY".into());
+    req.datasets_mut().unwrap().push("XX".into());
+    req.datasets_mut().unwrap().push("YY".into());
     let job = run(&s, req);
     assert_eq!(job.state, JobState::Failed);
     let err = job.error.unwrap();
@@ -425,9 +428,9 @@ fn a_dataset_over_the_file_limit_is_split_by_rows_into_the_split_folder() {
     let Some(dir) = conformance_dir() else { return };
     let s = setup(&dir);
     let mut req = request(PackageContainer::Directory);
-    req.datasets = vec!["DM".into(), "AE".into()];
+    *req.datasets_mut().unwrap() = vec!["DM".into(), "AE".into()];
     let limit = 15_000u64;
-    req.max_file_bytes = Some(limit);
+    req = req.max_file_bytes(limit);
     let job = run(&s, req);
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     let root = s.artifacts.path().join(job.id.to_string());

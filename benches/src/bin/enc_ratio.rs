@@ -21,7 +21,7 @@ use trialport_benches::{lb_batches, lb_schema, process, DATASET, DEFAULT_BATCH_R
 use trialport_core::crypto::FileKeyProvider;
 use trialport_core::engine::Engine;
 use trialport_core::job::JobState;
-use trialport_core::request::ExportDataRequest;
+use trialport_core::request::ExportRequest;
 use trialport_core::sink::LocalDirSink;
 use trialport_core::source::MemorySource;
 use trialport_formats::default_formats;
@@ -48,7 +48,7 @@ fn engine(source: Arc<MemorySource>, dir: &Path, encrypted: bool) -> Res<(Engine
 fn run(e: &Engine, cred: &str, dir: &Path, format: &str) -> Res<(f64, f64, String)> {
     let cpu = process::cpu_seconds();
     let start = Instant::now();
-    let job = e.export_data(cred, ExportDataRequest::new(STUDY, &[DATASET], format))?;
+    let job = e.export_data(cred, ExportRequest::data(STUDY, &[DATASET], format))?;
     let job = e.wait(cred, job.id, None)?;
     let wall = start.elapsed().as_secs_f64();
     let cpu = process::cpu_seconds() - cpu;

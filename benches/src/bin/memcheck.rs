@@ -34,7 +34,7 @@ use std::time::Instant;
 use trialport_benches::{process, LbSource, DATASET, STUDY};
 use trialport_core::crypto::FileKeyProvider;
 use trialport_core::engine::Engine;
-use trialport_core::request::ExportDataRequest;
+use trialport_core::request::ExportRequest;
 use trialport_core::sink::LocalDirSink;
 use trialport_formats::default_formats;
 
@@ -100,10 +100,7 @@ fn child(name: &str, rows: usize) -> Res<()> {
     let credential = format!("ApiKey {key}");
     let baseline_kib = process::rss_kib();
     let start = Instant::now();
-    let job = engine.export_data(
-        &credential,
-        ExportDataRequest::new(STUDY, &[DATASET], format),
-    )?;
+    let job = engine.export_data(&credential, ExportRequest::data(STUDY, &[DATASET], format))?;
     let job = engine.wait(&credential, job.id, None)?;
     let seconds = start.elapsed().as_secs_f64();
     let mut download_s = None;

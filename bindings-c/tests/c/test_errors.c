@@ -151,8 +151,10 @@ int main(int argc, char **argv) {
     CHECK(read_file(file, NULL) == NULL);
 
     /* formats, verify_audit */
-    CHECK_NULL(tp_engine_formats(NULL, &out), "engine");
-    CHECK_NULL(tp_engine_formats(engine, NULL), "formats_json");
+    CHECK_NULL(tp_engine_formats(NULL, cred, &out), "engine");
+    CHECK_NULL(tp_engine_formats(engine, NULL, &out), "credential");
+    CHECK_NULL(tp_engine_formats(engine, cred, NULL), "formats_json");
+    CHECK_STATUS(tp_engine_formats(engine, "ApiKey tp_nope", &out), TP_STATUS_UNAUTHORIZED, NULL);
     uint64_t events = 12345;
     CHECK_NULL(tp_engine_verify_audit(NULL, cred, &events), "engine");
     CHECK_NULL(tp_engine_verify_audit(engine, NULL, &events), "credential");

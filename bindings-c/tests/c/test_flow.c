@@ -192,7 +192,7 @@ static void flow(void) {
     free(zip);
 
     /* Formats, audit verification, cancel of a finished job. */
-    CHECK_OK(tp_engine_formats(engine, &text));
+    CHECK_OK(tp_engine_formats(engine, cred, &text));
     CHECK(strstr(s_(text), "\"id\":\"xpt\"") != NULL && strstr(s_(text), "\"id\":\"csv\"") != NULL);
     tp_string_free(text);
     uint64_t events = 0;

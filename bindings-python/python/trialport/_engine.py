@@ -57,7 +57,7 @@ class Job:
 
     __slots__ = ("_credential", "_data", "_engine")
 
-    def __init__(self, data: Mapping[str, Any], engine: Engine, credential: str) -> None:
+    def __init__(self, data: Mapping[str, Any], engine: Engine, credential: str | None) -> None:
         self._data: dict[str, Any] = dict(data)
         self._engine = engine
         self._credential = credential
@@ -291,7 +291,6 @@ class Engine:
             dict(jwt) if isinstance(jwt, Mapping) else jwt, default=os.fspath
         )
         self._native = _trialport.Engine(os.fspath(home), jwt_json, workers, rate_limit)
-        self._credentials: dict[str, str] = {}
         _OPEN.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -361,10 +360,11 @@ class Engine:
 
     # -- exports -----------------------------------------------------------------------------------------------
 
-    def _job(self, text: str, credential: str) -> Job:
-        data = json.loads(text)
-        self._credentials[str(data["id"])] = credential
-        return Job(data, self, credential)
+    def _job(self, text: str, credential: str | None) -> Job:
+        return Job(json.loads(text), self, credential)
+
+    def _export(self, credential: str, kind: str, request: Mapping[str, Any]) -> Job:
+        return self._job(self._native.export(credential, kind, request_json(request)), credential)
 
     def export_data(
         self,
@@ -419,7 +419,7 @@ class Engine:
             "signature": signature,
             "idempotency_key": idempotency_key,
         }
-        return self._job(self._native.export_data(credential, request_json(request)), credential)
+        return self._export(credential, "data", request)
 
     def export_report(
         self,
@@ -447,16 +447,17 @@ class Engine:
             idempotency_key: The same key and request return the same job.
 
         Raises:
-            ValueError: ``report`` names another study than ``study``.
+            ValidationError: ``report`` names another study than ``study`` (reason ``study_mismatch``).
         """
         request = {
-            "report": _with_study(report, study, "report"),
+            "study": study,
+            "report": {"study": study, **dict(report)},
             "format": format,
             "options": options_json(options, format_options),
             "signature": signature,
             "idempotency_key": idempotency_key,
         }
-        return self._job(self._native.export_report(credential, request_json(request)), credential)
+        return self._export(credential, "report", request)
 
     def export_dashboard(
         self,
@@ -484,18 +485,17 @@ class Engine:
             idempotency_key: The same key and request return the same job.
 
         Raises:
-            ValueError: ``dashboard`` names another study than ``study``.
+            ValidationError: ``dashboard`` names another study than ``study`` (reason ``study_mismatch``).
         """
         request = {
-            "dashboard": _with_study(dashboard, study, "dashboard"),
+            "study": study,
+            "dashboard": {"study": study, **dict(dashboard)},
             "format": format,
             "options": options_json(options, format_options),
             "signature": signature,
             "idempotency_key": idempotency_key,
         }
-        return self._job(
-            self._native.export_dashboard(credential, request_json(request)), credential
-        )
+        return self._export(credential, "dashboard", request)
 
     def bulk_export(
         self,
@@ -549,7 +549,7 @@ class Engine:
             "identifiable": identifiable or None,
             "idempotency_key": idempotency_key,
         }
-        return self._job(self._native.bulk_export(credential, request_json(request)), credential)
+        return self._export(credential, "bulk", request)
 
     # -- jobs --------------------------------------------------------------------------------------------------
 
@@ -570,12 +570,11 @@ class Engine:
         request = {"page": page, "limit": limit, "status": status, "study": study}
         data = json.loads(self._native.list_jobs(credential, request_json(request)))
         items = [Job(item, self, credential) for item in data.get("items", [])]
-        for job in items:
-            self._credentials[job.id] = credential
         return Page(data, items)
 
-    def get_job(self, credential: str, job_id: JobRef) -> Job:
-        """One job's state, progress, artifacts and error.
+    def get_job(self, credential: str | None, job_id: JobRef) -> Job:
+        """One job's state, progress, artifacts and error (``credential`` ``None``: as the credential that last
+        obtained the job from this engine).
 
         Raises:
             NotFoundError: No such job (or not visible to the caller's organization).
@@ -594,17 +593,14 @@ class Engine:
             UnauthorizedError: No credential known for the job, or no permission.
             NotFoundError: No such job.
         """
-        if credential is None:
-            if isinstance(job_id, Job):
-                credential = job_id._credential
-            else:
-                credential = self._credentials.get(str(job_id), "")
-        return self._job(
-            self._native.wait(credential, _job_id(job_id), timeout), credential
-        )
+        if credential is None and isinstance(job_id, Job):
+            credential = job_id._credential
+        # Without a credential, the engine waits as the one that last obtained the job from it.
+        return self._job(self._native.wait(credential, _job_id(job_id), timeout), credential)
 
-    def cancel(self, credential: str, job_id: JobRef) -> Job:
-        """Cancels a queued or running job (a running job stops at its next batch and leaves no artifact).
+    def cancel(self, credential: str | None, job_id: JobRef) -> Job:
+        """Cancels a queued or running job (a running job stops at its next batch and leaves no artifact;
+        ``credential`` ``None``: as the credential that last obtained the job from this engine).
 
         Raises:
             ConflictError: The job has finished.
@@ -613,7 +609,7 @@ class Engine:
 
     def download(
         self,
-        credential: str,
+        credential: str | None,
         job_id: JobRef,
         path: str | os.PathLike[str] | None = None,
         *,
@@ -622,7 +618,8 @@ class Engine:
         """An artifact of a succeeded job, its SHA-256 verified as it is read.
 
         Args:
-            credential: The caller's credential (permission is checked again).
+            credential: The caller's credential (permission is checked again); ``None``: the one that last
+                obtained the job from this engine.
             job_id: The job.
             path: Where to write the file (it appears only when complete and verified; an existing file is not
                 replaced); ``None`` returns the bytes.
@@ -742,9 +739,3 @@ class Engine:
         result: list[dict[str, Any]] = json.loads(self._native.formats(credential))
         return result
 
-
-def _with_study(spec: Mapping[str, Any], study: str, what: str) -> dict[str, Any]:
-    given = spec.get("study")
-    if given is not None and given != study:
-        raise ValueError(f"the {what} names study {given!r} but study={study!r}")
-    return {**dict(spec), "study": study}

@@ -23,9 +23,7 @@ use trialport_core::document::{
 use trialport_core::format::{Capability, FormatOptions};
 use trialport_core::home::Home;
 use trialport_core::job::{Job, JobState};
-use trialport_core::request::{
-    BulkExportRequest, DashboardRequest, ExportDataRequest, ListJobsRequest, ReportRequest,
-};
+use trialport_core::request::{ExportRequest, ListJobsRequest};
 use trialport_core::source::{Filter, FilterOp, SortKey};
 use trialport_core::{Error, Result};
 use trialport_formats::convert::OutputFile;
@@ -99,7 +97,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
             format!("{dataset} as {id}"),
             engine.export_data(
                 &cred,
-                ExportDataRequest {
+                ExportRequest {
                     // HIPAA Safe Harbor: no identifiable data leaves the tour.
                     deidentify: Some(trialport_core::deid::Deidentify::from_list("safe-harbor")),
                     // The study OID of ODM, when the rows carry no STUDYID.
@@ -108,44 +106,26 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
                     } else {
                         FormatOptions::new()
                     },
-                    ..ExportDataRequest::new(STUDY, &[dataset], id)
+                    ..ExportRequest::data(STUDY, &[dataset], id)
                 },
             ),
         ));
     }
     submitted.push((
         "report (html)".into(),
-        engine.export_report(
-            &cred,
-            ReportRequest {
-                report: report_spec(),
-                format: "html".into(),
-                options: FormatOptions::new(),
-                signature: None,
-                idempotency_key: None,
-            },
-        ),
+        engine.export_report(&cred, ExportRequest::report(report_spec(), "html")),
     ));
     submitted.push((
         "dashboard (html)".into(),
-        engine.export_dashboard(
-            &cred,
-            DashboardRequest {
-                dashboard: dashboard_spec(),
-                format: "html".into(),
-                options: FormatOptions::new(),
-                signature: None,
-                idempotency_key: None,
-            },
-        ),
+        engine.export_dashboard(&cred, ExportRequest::dashboard(dashboard_spec(), "html")),
     ));
     submitted.push((
         "bulk zip of DM, AE, LB, VS (csv)".into(),
         engine.bulk_export(
             &cred,
-            BulkExportRequest {
+            ExportRequest {
                 deidentify: Some(trialport_core::deid::Deidentify::from_list("safe-harbor")),
-                ..BulkExportRequest::new(
+                ..ExportRequest::bulk(
                     STUDY,
                     &datasets.iter().map(|d| d.name).collect::<Vec<_>>(),
                     "csv",
@@ -273,7 +253,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
     };
 
     // 7. The audit trail.
-    let events = engine.verify_audit(&cred)?;
+    let events = engine.session(&cred).verify_audit()?;
     say(&format!(
         "7. audit trail verified: {events} events, hash chain intact"
     ))?;

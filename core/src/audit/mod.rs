@@ -70,7 +70,7 @@
 //!
 //! Nothing in trialport updates or deletes an audit event: [`crate::store::AuditStore`] has `append`, `last` and
 //! `read`, and every store implements only those. A correction is a new event. Reading the trail through the
-//! engine ([`crate::engine::Engine::audit_events`], `verify_audit`, `audit_checkpoint`) needs the `audit:read`
+//! engine ([`crate::engine::Session::audit_events`], `verify_audit`, `audit_checkpoint`) needs the `audit:read`
 //! permission and is itself audited.
 
 mod canonical;

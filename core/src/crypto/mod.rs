@@ -75,7 +75,7 @@
 //! New artifacts are wrapped under the provider's *current* KEK; old artifacts name their KEK in the header and
 //! keep opening as long as the provider still holds it. [`FileKeyProvider`] keeps `kek-NNNN.key` files (32 random
 //! bytes as 64 hex digits, mode 0600) in the home's `keys/` directory; the highest number is current, and
-//! rotation adds the next one (`trialport keys rotate-kek`, [`crate::engine::Engine::rotate_encryption_key`]).
+//! rotation adds the next one (`trialport keys rotate-kek`, [`crate::engine::Session::rotate_encryption_key`]).
 //! Deleting a KEK file makes every artifact wrapped under it unreadable (crypto-shredding).
 
 mod aead;

@@ -12,7 +12,8 @@
 //! details `{code, reason, artifact, bytes_read}`. A failure found at open (an altered header, a wrong or
 //! missing key) fails the `download` call itself, which is audited as failed as usual.
 
-use super::{run, Done, Engine, Inner};
+use super::call::Done;
+use super::{run, Inner, Session};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
 use crate::auth::Permission;
 use crate::error::{Error, Result};
@@ -297,7 +298,7 @@ impl Read for VerifyingReader {
     }
 }
 
-impl Engine {
+impl Session<'_> {
     /// `download`: streams an artifact of a succeeded job, decrypting it when the sink encrypts and verifying
     /// its size and SHA-256 as it is read (see [`Download`]; save it with [`Download::save_to`]).
     ///
@@ -307,15 +308,10 @@ impl Engine {
     /// # Errors
     /// EXP003 (checked again at download); EXP001 for an unknown job or artifact; EXP004 `job_not_succeeded`, or
     /// `expired` for an artifact other than `manifest.json` of a job whose retention time has passed (see
-    /// [`Engine::purge`]); EXP002 `artifact_required`; EXP005 `integrity_violation` when the stored artifact's
+    /// [`Session::purge`]); EXP002 `artifact_required`; EXP005 `integrity_violation` when the stored artifact's
     /// header or key does not authenticate (later damage shows while reading); EXP005.
-    pub fn download(
-        &self,
-        credential: &str,
-        job_id: Uuid,
-        artifact: Option<&str>,
-    ) -> Result<Download> {
-        self.call("download", format!("job:{job_id}"), credential, |call| {
+    pub fn download(&self, job_id: Uuid, artifact: Option<&str>) -> Result<Download> {
+        self.call("download", format!("job:{job_id}"), |call| {
             let job = self.visible_job(call, job_id, Permission::Download)?;
             let (job, _) = self.inner.expire_if_due(job, Some(&call.request_id))?;
             match job.state {

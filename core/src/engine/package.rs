@@ -26,7 +26,7 @@ use super::run::{
 use crate::error::{Error, ErrorCode};
 use crate::format::{Described, Format, FormatOptions, StudyInfo};
 use crate::manifest::ManifestEntry;
-use crate::request::{BulkExportRequest, DatasetSelection, ExportDataRequest, PackageContainer};
+use crate::request::{DatasetSelection, ExportContent, ExportRequest, PackageContainer};
 use crate::sink::{HashingWriter, SinkWriter};
 use serde_json::Value;
 use std::io::{self, Write};
@@ -223,12 +223,12 @@ fn in_zip(
 pub(super) fn write_zip(
     run: &mut Running<'_>,
     format: &dyn Format,
-    req: &BulkExportRequest,
+    req: &ExportRequest,
 ) -> Result<ManifestEntry, Stop> {
     let name = format!("{}_package.zip", req.study.to_ascii_lowercase());
     in_zip(run, &name, |run, container| {
         let mut files = Vec::new();
-        for sel in &req.datasets {
+        for sel in req.datasets() {
             let path = format!(
                 "{}/{}.{}",
                 req.study,
@@ -269,13 +269,13 @@ struct Size {
 fn check_all(
     run: &mut Running<'_>,
     format: &dyn Format,
-    req: &BulkExportRequest,
+    req: &ExportRequest,
 ) -> Result<Vec<Size>, Stop> {
     let mut violations = Vec::new();
     let mut failed = Vec::new();
     let mut reasons = Vec::new();
     let mut sizes = Vec::new();
-    for sel in &req.datasets {
+    for sel in req.datasets() {
         let mut measure = Measure::default();
         match encode_dataset(run, format, &req.study, sel, &req.options, &mut measure) {
             Ok(encoded) => sizes.push(Size {
@@ -313,7 +313,7 @@ fn check_all(
             "{} violation(s) in {} of {} dataset(s): nothing was written",
             violations.len(),
             failed.len(),
-            req.datasets.len()
+            req.datasets().len()
         ),
     )
     .with_field("datasets")
@@ -331,7 +331,7 @@ const FDA_MAX_FILE_BYTES: u64 = 5_000_000_000;
 fn plan_parts(
     run: &mut Running<'_>,
     format: &dyn Format,
-    req: &BulkExportRequest,
+    req: &ExportRequest,
     sel: &DatasetSelection,
     size: &Size,
     limit: u64,
@@ -383,11 +383,11 @@ fn plan_parts(
 fn check_defines(
     run: &Running<'_>,
     define: &dyn Format,
-    req: &BulkExportRequest,
+    req: &ExportRequest,
     sizes: &[Size],
 ) -> Result<(), Stop> {
     let files: Vec<String> = req
-        .datasets
+        .datasets()
         .iter()
         .map(|sel| format!("{}.{ECTD_DATA_FORMAT}", sel.name().to_ascii_lowercase()))
         .collect();
@@ -433,14 +433,14 @@ struct Written {
 pub(super) fn write_ectd(
     run: &mut Running<'_>,
     format: &dyn Format,
-    req: &BulkExportRequest,
+    req: &ExportRequest,
 ) -> Result<Vec<ManifestEntry>, Stop> {
     let define = run.inner.formats.get(ECTD_DEFINE_FORMAT)?.clone();
     let sizes = check_all(run, format, req)?;
     run.check()?;
-    let limit = req.max_file_bytes.unwrap_or(FDA_MAX_FILE_BYTES);
+    let limit = max_file_bytes(req).unwrap_or(FDA_MAX_FILE_BYTES);
     let mut plans = Vec::new();
-    for (sel, size) in req.datasets.iter().zip(&sizes) {
+    for (sel, size) in req.datasets().iter().zip(&sizes) {
         plans.push(plan_parts(run, format, req, sel, size, limit)?);
     }
     check_defines(run, define.as_ref(), req, &sizes)?;
@@ -456,7 +456,7 @@ pub(super) fn write_ectd(
         let mut sdtm: Vec<Written> = Vec::new();
         let mut adam: Vec<Written> = Vec::new();
         let ext = format.extension_for(&req.options);
-        for ((sel, parts), size) in req.datasets.iter().zip(&plans).zip(&sizes) {
+        for ((sel, parts), size) in req.datasets().iter().zip(&plans).zip(&sizes) {
             let adam_set = is_adam(sel.name(), size.encoded.meta.class.as_deref());
             let dir = if adam_set { &adam_dir } else { &sdtm_dir };
             let group = if adam_set { &mut adam } else { &mut sdtm };
@@ -522,7 +522,7 @@ pub(super) fn write_ectd(
         }
         Ok(files)
     };
-    match req.container {
+    match container(req) {
         PackageContainer::Zip => {
             let name = format!("{study_dir}_ectd.zip");
             Ok(vec![in_zip(run, &name, body)?])
@@ -534,15 +534,31 @@ pub(super) fn write_ectd(
     }
 }
 
+/// The container of a bulk request (a zip for any other kind).
+fn container(req: &ExportRequest) -> PackageContainer {
+    match &req.content {
+        ExportContent::Bulk { container, .. } => *container,
+        _ => PackageContainer::Zip,
+    }
+}
+
+/// The eCTD file-size limit of a bulk request, if it sets one.
+fn max_file_bytes(req: &ExportRequest) -> Option<u64> {
+    match &req.content {
+        ExportContent::Bulk { max_file_bytes, .. } => *max_file_bytes,
+        _ => None,
+    }
+}
+
 /// Writes one metadata document (e.g. `define.xml`) describing the selected datasets of an `export_data` request,
 /// each as the XPT file of its lowercase name, which is how a submission carries them.
 pub(super) fn write_description(
     run: &mut Running<'_>,
     format: &dyn Format,
-    req: &ExportDataRequest,
+    req: &ExportRequest,
 ) -> Result<ManifestEntry, Stop> {
     let mut datasets = Vec::new();
-    for sel in &req.datasets {
+    for sel in req.datasets() {
         run.check()?;
         let stream = run
             .inner
@@ -578,6 +594,6 @@ pub(super) fn write_description(
                 .map_err(Stop::from)
         },
     )?;
-    run.job.progress.datasets_done = req.datasets.len() as u32;
+    run.job.progress.datasets_done = req.datasets().len() as u32;
     Ok(entry)
 }

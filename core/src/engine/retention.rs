@@ -9,7 +9,7 @@
 //! `finished_at + retention <= now` on the engine's clock; failed and cancelled jobs have no artifacts and are
 //! never touched.
 //!
-//! Jobs expire three ways, all through one function: [`Engine::purge`] (now, for the caller's organization), a
+//! Jobs expire three ways, all through one function: [`Session::purge`] (now, for the caller's organization), a
 //! background sweep (every [`super::EngineBuilder::sweep_interval`], default 60 s, when any retention is set) and
 //! a download, which expires a due job before it reads.
 //!
@@ -32,7 +32,8 @@
 //! is passed over and does not hold up the jobs after it. Expiring is one job at a time, so a pass over many due
 //! jobs takes a while; a job downloaded meanwhile expires at the download.
 
-use super::{run, Done, Engine, Inner};
+use super::call::Done;
+use super::{run, Inner, Session};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
 use crate::auth::{authorize, Permission};
 use crate::error::{Error, Result};
@@ -348,7 +349,7 @@ pub(crate) fn sweep_loop(inner: &Arc<Inner>, every: Duration) {
     }
 }
 
-impl Engine {
+impl Session<'_> {
     /// `purge`: expires now every job of the caller's organization (and studies) whose retention time has passed
     /// and returns what it did. Needs the `retention:purge` permission (`admin`). With no retention configured
     /// ([`super::EngineBuilder::retention`], [`super::EngineBuilder::retention_for`], a home's settings in
@@ -370,8 +371,8 @@ impl Engine {
     /// # Errors
     /// EXP003 (needs `retention:purge`); EXP005 when an artifact cannot be deleted or an event recorded (purging
     /// stops there; what was done before is recorded).
-    pub fn purge(&self, credential: &str) -> Result<PurgeSummary> {
-        self.call("purge", "retention".to_string(), credential, |call| {
+    pub fn purge(&self) -> Result<PurgeSummary> {
+        self.call("purge", "retention".to_string(), |call| {
             let p = call.principal();
             authorize(p, Permission::Purge, &p.org, None)?;
             let summary =

@@ -6,9 +6,7 @@ use crate::format::{Capability, Format, FormatOptions};
 use crate::job::{Artifact, Job, JobKind, JobState};
 use crate::manifest::{Manifest, ManifestEntry, ManifestPrincipal, MANIFEST_VERSION};
 use crate::meta::DatasetMeta;
-use crate::request::{
-    BulkExportRequest, DashboardRequest, ExportDataRequest, PackageKind, ReportRequest,
-};
+use crate::request::{ExportContent, ExportRequest, PackageKind};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde_json::json;
@@ -339,8 +337,12 @@ fn requeue(run: &mut Running<'_>) {
     }
 }
 
-pub(super) fn parse_request<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T> {
-    serde_json::from_value(job.request.clone()).map_err(|_| {
+/// The request of a stored job.
+///
+/// # Errors
+/// EXP005 `corrupt_job` when the stored request cannot be read.
+pub(super) fn parse_request(job: &Job) -> Result<ExportRequest> {
+    ExportRequest::from_value(job.kind, job.request.clone()).map_err(|_| {
         Error::server(
             "corrupt_job",
             "the stored request of the job cannot be read",
@@ -349,15 +351,8 @@ pub(super) fn parse_request<T: serde::de::DeserializeOwned>(job: &Job) -> Result
 }
 
 /// The de-identifier of a data or bulk job, from its request.
-fn job_deidentifier(run: &Running<'_>) -> Result<crate::deid::Deidentifier> {
-    let (spec, identifiable) = if run.job.kind == JobKind::Bulk {
-        let r: BulkExportRequest = parse_request(&run.job)?;
-        (r.deidentify, r.identifiable)
-    } else {
-        let r: ExportDataRequest = parse_request(&run.job)?;
-        (r.deidentify, r.identifiable)
-    };
-    let policy = crate::deid::Policy::new(spec.as_ref(), identifiable)?;
+fn job_deidentifier(run: &Running<'_>, req: &ExportRequest) -> Result<crate::deid::Deidentifier> {
+    let policy = crate::deid::Policy::new(req.deidentify.as_ref(), req.identifiable)?;
     // The job's creation time is the reference date, so a re-run of the request decides the same way.
     crate::deid::Deidentifier::new(
         policy,
@@ -376,23 +371,23 @@ fn deidentification(run: &Running<'_>) -> Option<serde_json::Value> {
 fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
     let inner = run.inner;
     let format = inner.formats.get(&run.job.format)?.clone();
+    let req = parse_request(&run.job)?;
     let mut entries = Vec::new();
-    let data = match run.job.kind {
+    let describes = format.info().can(Capability::Describe);
+    let data = match req.kind() {
         JobKind::Bulk => true,
-        JobKind::Data => !format.info().can(Capability::Describe),
+        JobKind::Data => !describes,
         _ => false,
     };
     if data {
-        run.deid = Some(Arc::new(job_deidentifier(run)?));
+        run.deid = Some(Arc::new(job_deidentifier(run, &req)?));
     }
-    match run.job.kind {
-        JobKind::Data if format.info().can(Capability::Describe) => {
-            let req: ExportDataRequest = parse_request(&run.job)?;
+    match &req.content {
+        ExportContent::Data { .. } if describes => {
             entries.push(package::write_description(run, format.as_ref(), &req)?);
         }
-        JobKind::Data => {
-            let req: ExportDataRequest = parse_request(&run.job)?;
-            for sel in &req.datasets {
+        ExportContent::Data { datasets } => {
+            for sel in datasets {
                 let name = format!(
                     "{}.{}",
                     sel.name().to_ascii_lowercase(),
@@ -429,31 +424,23 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                 run.save_progress()?;
             }
         }
-        JobKind::Bulk => {
-            let req: BulkExportRequest = parse_request(&run.job)?;
-            match req.package {
-                PackageKind::Zip => {
-                    entries.push(package::write_zip(run, format.as_ref(), &req)?);
-                }
-                PackageKind::Ectd => {
-                    entries.extend(package::write_ectd(run, format.as_ref(), &req)?);
-                }
+        ExportContent::Bulk { package, .. } => match package {
+            PackageKind::Zip => {
+                entries.push(package::write_zip(run, format.as_ref(), &req)?);
             }
-        }
-        JobKind::Report | JobKind::Dashboard => {
-            let (doc, options) = if run.job.kind == JobKind::Report {
-                let req: ReportRequest = parse_request(&run.job)?;
-                (
-                    compute::report(inner, &req.report, inner.clock.now())?,
-                    req.options,
-                )
-            } else {
-                let req: DashboardRequest = parse_request(&run.job)?;
-                (
-                    compute::dashboard(inner, &req.dashboard, inner.clock.now())?,
-                    req.options,
-                )
+            PackageKind::Ectd => {
+                entries.extend(package::write_ectd(run, format.as_ref(), &req)?);
+            }
+        },
+        ExportContent::Report(_) | ExportContent::Dashboard(_) => {
+            let doc = match &req.content {
+                ExportContent::Report(spec) => compute::report(inner, spec, inner.clock.now())?,
+                ExportContent::Dashboard(spec) => {
+                    compute::dashboard(inner, spec, inner.clock.now())?
+                }
+                _ => unreachable!("matched a report or dashboard"),
             };
+            let options = &req.options;
             run.check()?;
             let name = format!("{}.{}", run.job.kind.as_str(), format.info().extension);
             let path = artifact_path(&run.job, &name);
@@ -463,7 +450,7 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                     inner: &mut *writer,
                     bytes: run.bytes.clone(),
                 };
-                format.render(&doc, &options, &mut out)
+                format.render(&doc, options, &mut out)
             };
             if let Err(e) = rendered {
                 writer.abort();

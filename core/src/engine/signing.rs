@@ -1,8 +1,9 @@
 //! E-signatures in the engine (see [`crate::signature`]): the builder's signing parts, checking a request's
 //! signature before its job exists, signing manifests when the job succeeds, and the signing operations.
 
+use super::call::{Call, Done};
 use super::run::{Running, Stop};
-use super::{Call, Done, Engine, EngineBuilder, Inner};
+use super::{Engine, EngineBuilder, Inner, Session};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
 use crate::auth::{authorize, Permission};
 use crate::error::{Error, Result};
@@ -76,63 +77,63 @@ impl EngineBuilder {
     }
 }
 
-impl Engine {
-    /// Checks an export request's e-signature before its job exists: required for `critical` requests
-    /// (EXP003 `signature_required`), re-authenticated with the signer's password. Returns what the operation's
-    /// audit event records of it (never the password).
-    pub(super) fn check_signature(
-        &self,
-        call: &Call<'_>,
-        signature: Option<&SignatureRequest>,
-        critical: Option<Critical>,
-    ) -> Result<Option<Value>> {
-        let Some(sig) = signature else {
-            return match critical {
-                Some(c) => Err(Error::unauthorized(
-                    "signature_required",
-                    format!(
-                        "{} needs an electronic signature: a meaning and the signer's password",
-                        c.what()
-                    ),
-                )
-                .with_field("signature")
-                .with_detail("required_for", c.as_str())),
-                None => Ok(None),
-            };
-        };
-        if sig.password.is_empty() {
-            return Err(Error::unauthorized(
+/// Checks an export request's e-signature before its job exists: required for `critical` requests
+/// (EXP003 `signature_required`), re-authenticated with the signer's password. Returns what the operation's
+/// audit event records of it (never the password).
+pub(super) fn check_signature(
+    inner: &Inner,
+    call: &Call<'_>,
+    signature: Option<&SignatureRequest>,
+    critical: Option<Critical>,
+) -> Result<Option<Value>> {
+    let Some(sig) = signature else {
+        return match critical {
+            Some(c) => Err(Error::unauthorized(
                 "signature_required",
-                "an electronic signature needs the signer's password",
+                format!(
+                    "{} needs an electronic signature: a meaning and the signer's password",
+                    c.what()
+                ),
             )
-            .with_field("signature.password"));
-        }
-        self.reauthenticate(call, sig.password.expose())?;
-        let mut recorded = json!({"meaning": sig.meaning, "signer": call.principal().subject});
-        if let Some(c) = critical {
-            recorded["required_for"] = json!(c.as_str());
-        }
-        Ok(Some(recorded))
+            .with_field("signature")
+            .with_detail("required_for", c.as_str())),
+            None => Ok(None),
+        };
+    };
+    if sig.password.is_empty() {
+        return Err(Error::unauthorized(
+            "signature_required",
+            "an electronic signature needs the signer's password",
+        )
+        .with_field("signature.password"));
     }
-
-    /// Re-authenticates the caller as a signer; the attempt that locks signing writes the security event
-    /// `security.signing_locked` before the call returns.
-    fn reauthenticate(&self, call: &Call<'_>, password: &str) -> Result<()> {
-        let p = call.principal();
-        let outcome = self.inner.signing.reauthenticate(p, password, call.at)?;
-        if let Reauth::LockedNow { failures } = outcome {
-            self.inner.auditor.emit(AuditRecord {
-                actor: call.actor(),
-                action: "security.signing_locked".into(),
-                target: format!("signer:{}", p.subject),
-                outcome: Outcome::Denied,
-                details: json!({"failures": failures, "operation": call.action}),
-                request_id: call.request_id.clone(),
-            })?;
-        }
-        outcome.into_result()
+    reauthenticate(inner, call, sig.password.expose())?;
+    let mut recorded = json!({"meaning": sig.meaning, "signer": call.principal().subject});
+    if let Some(c) = critical {
+        recorded["required_for"] = json!(c.as_str());
     }
+    Ok(Some(recorded))
+}
 
+/// Re-authenticates the caller as a signer; the attempt that locks signing writes the security event
+/// `security.signing_locked` before the call returns.
+fn reauthenticate(inner: &Inner, call: &Call<'_>, password: &str) -> Result<()> {
+    let p = call.principal();
+    let outcome = inner.signing.reauthenticate(p, password, call.at)?;
+    if let Reauth::LockedNow { failures } = outcome {
+        inner.auditor.emit(AuditRecord {
+            actor: call.actor(),
+            action: "security.signing_locked".into(),
+            target: format!("signer:{}", p.subject),
+            outcome: Outcome::Denied,
+            details: json!({"failures": failures, "operation": call.action}),
+            request_id: call.request_id.clone(),
+        })?;
+    }
+    outcome.into_result()
+}
+
+impl Session<'_> {
     /// Sets the caller's signing password (in the built-in password store). Changing a password needs the current
     /// one, checked like a signature (a wrong one counts as a failed attempt). The password must have 8 to 1,024
     /// characters and no control character.
@@ -140,46 +141,36 @@ impl Engine {
     /// # Errors
     /// EXP003 `current_password_required`, `signature_invalid` or `signing_locked`; EXP002 `weak_password`, or
     /// `unsupported` when the engine's verifier takes no passwords; EXP005.
-    pub fn set_signing_password(
-        &self,
-        credential: &str,
-        password: &str,
-        current: Option<&str>,
-    ) -> Result<()> {
-        self.call(
-            "set_signing_password",
-            "signer".to_string(),
-            credential,
-            |call| {
-                let p = call.principal();
-                let signing = &self.inner.signing;
-                if signing
-                    .store()
-                    .status(&p.org, &p.subject)?
-                    .locked_at
-                    .is_some()
-                {
-                    Reauth::Locked.into_result()?;
-                }
-                let enrolled = signing.verifier().enrolled(p)?;
-                if enrolled {
-                    let current = current.filter(|c| !c.is_empty()).ok_or_else(|| {
-                        Error::unauthorized(
-                            "current_password_required",
-                            "changing the signing password needs the current one",
-                        )
-                        .with_field("current_password")
-                    })?;
-                    self.reauthenticate(call, current)?;
-                }
-                signing.verifier().set_secret(p, password, call.at)?;
-                Ok(Done {
-                    target: format!("signer:{}", p.subject),
-                    details: json!({"changed": enrolled}),
-                    value: (),
-                })
-            },
-        )
+    pub fn set_signing_password(&self, password: &str, current: Option<&str>) -> Result<()> {
+        self.call("set_signing_password", "signer".to_string(), |call| {
+            let p = call.principal();
+            let signing = &self.inner.signing;
+            if signing
+                .store()
+                .status(&p.org, &p.subject)?
+                .locked_at
+                .is_some()
+            {
+                Reauth::Locked.into_result()?;
+            }
+            let enrolled = signing.verifier().enrolled(p)?;
+            if enrolled {
+                let current = current.filter(|c| !c.is_empty()).ok_or_else(|| {
+                    Error::unauthorized(
+                        "current_password_required",
+                        "changing the signing password needs the current one",
+                    )
+                    .with_field("current_password")
+                })?;
+                reauthenticate(self.inner, call, current)?;
+            }
+            signing.verifier().set_secret(p, password, call.at)?;
+            Ok(Done {
+                target: format!("signer:{}", p.subject),
+                details: json!({"changed": enrolled}),
+                value: (),
+            })
+        })
     }
 
     /// Removes the signing password, failed attempts and lock of `subject` in the caller's organization, so that
@@ -187,29 +178,26 @@ impl Engine {
     ///
     /// # Errors
     /// EXP003 (needs `keys:manage`); EXP001 when the signer has nothing to reset; EXP005.
-    pub fn reset_signing(&self, credential: &str, subject: &str) -> Result<()> {
-        self.call(
-            "reset_signing",
-            format!("signer:{subject}"),
-            credential,
-            |call| {
-                let p = call.principal();
-                authorize(p, Permission::KeysManage, &p.org, None)?;
-                if !self.inner.signing.store().reset(&p.org, subject)? {
-                    return Err(Error::not_found(
-                        "the signer has no signing password or failed attempts",
-                    )
-                    .with_field("subject"));
-                }
-                Ok(Done {
-                    target: format!("signer:{subject}"),
-                    details: json!({"org": p.org}),
-                    value: (),
-                })
-            },
-        )
+    pub fn reset_signing(&self, subject: &str) -> Result<()> {
+        self.call("reset_signing", format!("signer:{subject}"), |call| {
+            let p = call.principal();
+            authorize(p, Permission::KeysManage, &p.org, None)?;
+            if !self.inner.signing.store().reset(&p.org, subject)? {
+                return Err(Error::not_found(
+                    "the signer has no signing password or failed attempts",
+                )
+                .with_field("subject"));
+            }
+            Ok(Done {
+                target: format!("signer:{subject}"),
+                details: json!({"org": p.org}),
+                value: (),
+            })
+        })
     }
+}
 
+impl Engine {
     /// The public key of the engine's signing key: what verifies its signatures (public, so no credential).
     pub fn signing_public_key(&self) -> PublicKey {
         *self.inner.signing.key().public_key()

@@ -214,16 +214,14 @@ pub fn engine(workers: usize) -> (Engine, String) {
 /// A credential for a new key with `roles` on `studies`, created by `admin`.
 pub fn key(engine: &Engine, admin: &str, roles: &[Role], studies: &[&str]) -> String {
     let (text, _) = engine
-        .create_api_key(
-            admin,
-            NewApiKey {
-                name: "test key".into(),
-                org: "acme".into(),
-                roles: roles.to_vec(),
-                studies: studies.iter().map(|s| s.to_string()).collect(),
-                expires_at: None,
-            },
-        )
+        .session(admin)
+        .create_api_key(NewApiKey {
+            name: "test key".into(),
+            org: Some("acme".into()),
+            roles: roles.to_vec(),
+            studies: studies.iter().map(|s| s.to_string()).collect(),
+            expires_at: None,
+        })
         .unwrap();
     format!("ApiKey {text}")
 }

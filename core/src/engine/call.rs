@@ -1,0 +1,199 @@
+//! One operation call: authenticate, run the body (which authorizes), audit the outcome, stamp errors. Every
+//! operation of a [`Session`] goes through [`Session::call`], so no operation can skip the credential or the
+//! audit trail.
+
+use super::{Inner, Session};
+use crate::audit::{Actor, AuditEvent, AuditRecord, AuditScope, Outcome};
+use crate::auth::Principal;
+use crate::error::{Error, ErrorCode, Result};
+use serde_json::{json, Value};
+use std::sync::Mutex;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// The context of one operation call: request id, time, and the principal once known.
+pub(crate) struct Call<'a> {
+    pub(crate) inner: &'a Inner,
+    pub(crate) action: &'static str,
+    pub(crate) request_id: String,
+    pub(crate) at: chrono::DateTime<chrono::Utc>,
+    principal: Option<Principal>,
+    /// The organization and study the call concerns, once a job it reads names them (see [`Call::scope`]).
+    scope: Mutex<Option<AuditScope>>,
+    /// Jobs this call submitted, held back from their `job.running` event until the call is audited.
+    pub(crate) submitted: Mutex<Vec<Uuid>>,
+}
+
+/// Releases the jobs a call submitted once the call is done (audited or failed).
+struct ReleaseOnDrop<'c, 'a>(&'c Call<'a>);
+
+impl Drop for ReleaseOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut *self.0.submitted.lock().unwrap_or_else(|p| p.into_inner()));
+        if ids.is_empty() {
+            return;
+        }
+        let inner = self.0.inner;
+        let mut pending = inner.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            pending.remove(&id);
+        }
+        inner.audited.notify_all();
+    }
+}
+
+impl Call<'_> {
+    /// Records that the call concerns `org` and `study` (the job it reads), for its audit event.
+    pub(crate) fn set_scope(&self, org: &str, study: Option<&str>) {
+        *self.scope.lock().unwrap_or_else(|p| p.into_inner()) = Some(AuditScope::new(org, study));
+    }
+
+    /// The scope of the call's audit event: as set, else the caller's organization and the study of a
+    /// `study:<id>` target.
+    fn scope(&self, target: &str) -> AuditScope {
+        if let Some(s) = self.scope.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return s;
+        }
+        AuditScope::new(
+            self.principal
+                .as_ref()
+                .map(|p| p.org.clone())
+                .unwrap_or_default(),
+            target.strip_prefix("study:"),
+        )
+    }
+
+    /// Who the audit trail says acted.
+    pub(crate) fn actor(&self) -> Actor {
+        match &self.principal {
+            Some(p) => Actor {
+                subject: p.subject.clone(),
+                name: p.name.clone(),
+                org: p.org.clone(),
+            },
+            None => Actor {
+                subject: "anonymous".into(),
+                name: String::new(),
+                org: String::new(),
+            },
+        }
+    }
+
+    /// The authenticated principal.
+    pub(crate) fn principal(&self) -> &Principal {
+        // Set by `Session::call` before the body runs.
+        self.principal
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("operation body ran without a principal"))
+    }
+
+    fn audit(&self, target: &str, outcome: Outcome, details: Value) -> Result<AuditEvent> {
+        self.inner.auditor.emit_in(
+            AuditRecord {
+                actor: self.actor(),
+                action: self.action.to_string(),
+                target: target.to_string(),
+                outcome,
+                details,
+                request_id: self.request_id.clone(),
+            },
+            self.scope(target),
+        )
+    }
+}
+
+/// What an operation body returns on success: the value and its audit target and details.
+pub(crate) struct Done<T> {
+    pub(crate) value: T,
+    pub(crate) target: String,
+    pub(crate) details: Value,
+}
+
+/// The longest request id a caller may give (see [`Session::with_request_id`]).
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Whether `id` may be used as a request id: 1 to [`MAX_REQUEST_ID`] printable ASCII characters, no space.
+pub(crate) fn valid_request_id(id: &str) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A fresh request id: `req_` and 32 hex digits of a UUIDv7.
+pub(crate) fn new_request_id() -> String {
+    format!("req_{}", Uuid::now_v7().simple())
+}
+
+impl Session<'_> {
+    /// Runs one operation: authenticate, run the body (which authorizes), audit the outcome, stamp errors.
+    /// `target` names what a refused or failed call was aimed at; a successful body names its own.
+    pub(crate) fn call<T>(
+        &self,
+        action: &'static str,
+        target: String,
+        body: impl FnOnce(&Call<'_>) -> Result<Done<T>>,
+    ) -> Result<T> {
+        let inner: &Inner = self.inner;
+        let mut call = Call {
+            inner,
+            action,
+            request_id: self.request_id.clone().unwrap_or_else(new_request_id),
+            at: inner.clock.now(),
+            principal: None,
+            scope: Mutex::new(None),
+            submitted: Mutex::new(Vec::new()),
+        };
+        let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
+        let authenticated = inner
+            .auth
+            .authenticate(&self.credential, call.at)
+            .and_then(|p| {
+                if let Some(limit) = &inner.rate_limit {
+                    limit.check(&p.subject, Instant::now())?;
+                }
+                Ok(p)
+            });
+        match authenticated {
+            Ok(p) => {
+                call.principal = Some(p);
+            }
+            Err(e) => {
+                let outcome =
+                    if matches!(e.code(), ErrorCode::Unauthorized | ErrorCode::RateLimited) {
+                        Outcome::Denied
+                    } else {
+                        Outcome::Failed
+                    };
+                call.audit(&target, outcome, json!({"reason": e.reason()}))
+                    .map_err(|a| stamp(a, &call))?;
+                return Err(stamp(e, &call));
+            }
+        }
+        // A call aimed at a study concerns that study, whatever its body names as its target (e.g. the new job).
+        if let (Some(study), Some(p)) = (target.strip_prefix("study:"), &call.principal) {
+            call.set_scope(&p.org, Some(study));
+        }
+        let result = body(&call);
+        // Whatever happens below, the jobs this call submitted may start once its event is written (or failed).
+        let _release = ReleaseOnDrop(&call);
+        match result {
+            Ok(done) => {
+                call.audit(&done.target, Outcome::Success, done.details)
+                    .map_err(|e| stamp(e, &call))?;
+                Ok(done.value)
+            }
+            Err(e) => {
+                let outcome = if e.code() == ErrorCode::Unauthorized {
+                    Outcome::Denied
+                } else {
+                    Outcome::Failed
+                };
+                let mut details = json!({"code": e.code().as_str(), "reason": e.reason()});
+                if let Some(f) = e.field() {
+                    details["field"] = json!(f);
+                }
+                call.audit(&target, outcome, details)
+                    .map_err(|a| stamp(a, &call))?;
+                Err(stamp(e, &call))
+            }
+        }
+    }
+}

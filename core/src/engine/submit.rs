@@ -1,0 +1,409 @@
+//! The export pipeline: one path for the four export operations (`export_data`, `bulk_export`, `export_report`,
+//! `export_dashboard`), whatever surface asked (Rust, CLI, Python, C, HTTP).
+//!
+//! 1. **Who may ask**: the permission of the kind of export on the request's study; `data:identifiable` when the
+//!    request asks for identifiable data.
+//! 2. **What is asked**: the study name, the format (its capability for the kind, its options), the content (the
+//!    dataset selections, the package, the report or dashboard spec), every dataset, column and filter checked
+//!    against the source before a job exists.
+//! 3. **Privacy**: the de-identification policy over every column the export reads.
+//! 4. **E-signature**: required for critical exports (an eCTD package, identifiable data) and re-authenticated.
+//! 5. **The job**: idempotency, the queued job stored, the call's audit event (written by [`Session::call`]
+//!    before any worker may start the job), the workers woken.
+
+use super::call::{Call, Done};
+use super::signing::Critical;
+use super::{compute, package, Inner, Session};
+use crate::auth::{authorize, Permission};
+use crate::error::{Error, Result};
+use crate::format::{Capability, Format, FormatOptions};
+use crate::job::{Job, JobKind, JobState, Progress};
+use crate::request::{
+    DatasetSelection, ExportContent, ExportRequest, PackageContainer, PackageKind,
+};
+use crate::sink::hex;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// The operation (and audit action) of each kind of export.
+pub(crate) fn action_of(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Data => "export_data",
+        JobKind::Bulk => "bulk_export",
+        JobKind::Report => "export_report",
+        JobKind::Dashboard => "export_dashboard",
+    }
+}
+
+/// The permission each kind of export needs.
+fn permission_of(kind: JobKind) -> Permission {
+    match kind {
+        JobKind::Data => Permission::ExportData,
+        JobKind::Bulk => Permission::ExportBulk,
+        JobKind::Report => Permission::ExportReport,
+        JobKind::Dashboard => Permission::ExportDashboard,
+    }
+}
+
+impl Session<'_> {
+    /// Submits an export of any kind (see the module docs) and returns its job, `queued` (or the existing job of
+    /// a repeated idempotency key). Audited as the operation of its kind (`export_data`, ...).
+    ///
+    /// # Errors
+    /// EXP003 unauthorized, or for the e-signature `signature_required`, `signature_invalid`, `signing_locked` or
+    /// `signing_not_enrolled`; EXP002 for a bad request (no datasets, a name twice, a format without the kind's
+    /// capability, a bad option, column, filter or spec), with field `deidentify` for a bad de-identification
+    /// policy and `identifiable_data` for identifying columns without `identifiable` (see [`crate::deid`]),
+    /// `ectd_requires_xpt_v5`, `ectd_requires_define` or `unsupported_container` for a package the request or the
+    /// engine cannot make; EXP001 for an unknown format, study or dataset; EXP004 for an idempotency key reused
+    /// with another request; EXP005 for store or audit failures, `key_unavailable` for pseudonyms or date shifts
+    /// without a key.
+    pub fn export(&self, request: ExportRequest) -> Result<Job> {
+        self.export_as(request.kind(), request)
+    }
+
+    /// [`Session::export`] of a request of `kind` given as its JSON text ([`ExportRequest::from_json`]): the way in
+    /// of the bindings and the HTTP service. A request that cannot be read is refused (EXP002 `invalid_request`)
+    /// inside the audited call, after the credential is checked.
+    ///
+    /// # Errors
+    /// As [`Session::export`].
+    pub fn export_json(&self, kind: JobKind, json: &str) -> Result<Job> {
+        match ExportRequest::from_json(kind, json) {
+            Ok(request) => self.export_as(kind, request),
+            Err(e) => self.call(action_of(kind), "request".to_string(), |_| Err(e)),
+        }
+    }
+
+    /// [`Session::export`] as the operation of `kind`: a request of another kind is EXP002 `wrong_kind`.
+    pub(super) fn export_as(&self, kind: JobKind, request: ExportRequest) -> Result<Job> {
+        let job = self.call(
+            action_of(kind),
+            format!("study:{}", request.study),
+            |call| {
+                if request.kind() != kind {
+                    return Err(Error::validation(
+                        "wrong_kind",
+                        format!(
+                            "a {} request cannot be submitted as {}",
+                            request.kind().as_str(),
+                            action_of(kind)
+                        ),
+                    ));
+                }
+                submit(self.inner, call, request)
+            },
+        )?;
+        self.remember([&job]);
+        Ok(job)
+    }
+}
+
+/// The pipeline (see the module docs).
+fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<Done<Job>> {
+    let p = call.principal();
+    let kind = request.kind();
+    let study = request.study.clone();
+    // 1. Who may ask.
+    authorize(p, permission_of(kind), &p.org, Some(&study))?;
+    if request.identifiable {
+        authorize(p, Permission::IdentifiableData, &p.org, Some(&study))?;
+    }
+    crate::sink::validate_name(&study, "study")?;
+    // 2. What is asked.
+    let format = inner.formats.get(&request.format)?.clone();
+    // A metadata format (Define-XML) describes the datasets of a data export instead of holding their values.
+    let describes = kind == JobKind::Data && format.info().can(Capability::Describe);
+    match &mut request.content {
+        ExportContent::Data { datasets } => {
+            let needed = if describes {
+                Capability::Describe
+            } else {
+                Capability::Data
+            };
+            check_format(format.as_ref(), needed, &request.options)?;
+            check_selections(inner, &study, datasets)?;
+        }
+        ExportContent::Bulk {
+            datasets,
+            package,
+            container,
+            ..
+        } => {
+            check_package(
+                inner,
+                *package,
+                *container,
+                &request.format,
+                &request.options,
+            )?;
+            check_format(format.as_ref(), Capability::Data, &request.options)?;
+            if datasets.is_empty() {
+                *datasets = inner
+                    .dataset_names(&study)?
+                    .into_iter()
+                    .map(DatasetSelection::Name)
+                    .collect();
+            }
+            check_selections(inner, &study, datasets)?;
+        }
+        ExportContent::Report(spec) => {
+            check_spec_study(&spec.study, &study)?;
+            check_format(format.as_ref(), Capability::Report, &request.options)?;
+            compute::check_report(inner, spec)?;
+        }
+        ExportContent::Dashboard(spec) => {
+            check_spec_study(&spec.study, &study)?;
+            check_format(format.as_ref(), Capability::Dashboard, &request.options)?;
+            compute::check_dashboard(inner, spec)?;
+        }
+    }
+    // 3. Privacy.
+    let deidentification = check_privacy(inner, &request, describes)?;
+    // 4. E-signature.
+    let critical = match &request.content {
+        ExportContent::Bulk {
+            package: PackageKind::Ectd,
+            ..
+        } => Some(Critical::EctdPackage),
+        _ => request.identifiable.then_some(Critical::IdentifiableData),
+    };
+    let signed =
+        super::signing::check_signature(inner, call, request.signature.as_ref(), critical)?;
+    // 5. The job.
+    let mut done = enqueue(inner, call, &request)?;
+    if let Some(d) = deidentification {
+        done.details["deidentification"] = d;
+    }
+    if let Some(s) = signed {
+        done.details["signature"] = s;
+    }
+    Ok(done)
+}
+
+/// EXP002 `study_mismatch` when a report's or dashboard's spec names another study than its request.
+fn check_spec_study(spec: &str, request: &str) -> Result<()> {
+    if spec == request {
+        return Ok(());
+    }
+    Err(Error::validation(
+        "study_mismatch",
+        "the request names another study than its spec",
+    )
+    .with_field("study"))
+}
+
+/// Checks that `format` has `capability` and takes `options`.
+fn check_format(
+    format: &dyn Format,
+    capability: Capability,
+    options: &FormatOptions,
+) -> Result<()> {
+    let info = format.info();
+    if !info.can(capability) {
+        return Err(Error::validation(
+            "unsupported_by_format",
+            format!("format '{}' cannot be used for this export", info.id),
+        )
+        .with_field("format"));
+    }
+    format.check_options(options)
+}
+
+/// Checks what a package kind requires of the request and the engine.
+fn check_package(
+    inner: &Inner,
+    package: PackageKind,
+    container: PackageContainer,
+    format: &str,
+    options: &FormatOptions,
+) -> Result<()> {
+    match package {
+        PackageKind::Zip => {
+            if container != PackageContainer::Zip {
+                return Err(Error::validation(
+                    "unsupported_container",
+                    "a zip package is a zip: the directory container is for eCTD packages",
+                )
+                .with_field("container"));
+            }
+        }
+        PackageKind::Ectd => {
+            let version = options.get("version").unwrap_or("5");
+            if format != package::ECTD_DATA_FORMAT || version != "5" {
+                return Err(Error::validation(
+                    "ectd_requires_xpt_v5",
+                    "an eCTD package holds SAS XPORT version 5 files: use format 'xpt' without version 8",
+                )
+                .with_field("format"));
+            }
+            let define = inner
+                .formats
+                .get(package::ECTD_DEFINE_FORMAT)
+                .map_err(|_| {
+                    Error::validation(
+                        "ectd_requires_define",
+                        "an eCTD package needs the 'define-xml' format, which this engine lacks",
+                    )
+                    .with_field("package")
+                })?;
+            if !define.info().can(Capability::Describe) {
+                return Err(Error::validation(
+                    "ectd_requires_define",
+                    "the engine's 'define-xml' format cannot describe datasets",
+                )
+                .with_field("package"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the dataset selections: at least one, no name twice, and each dataset, column and filter known to the
+/// source before a job exists.
+fn check_selections(inner: &Inner, study: &str, selections: &[DatasetSelection]) -> Result<()> {
+    if selections.is_empty() {
+        return Err(
+            Error::validation("missing_datasets", "name at least one dataset")
+                .with_field("datasets"),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for s in selections {
+        crate::sink::validate_name(s.name(), "datasets")?;
+        if !seen.insert(s.name().to_ascii_lowercase()) {
+            return Err(Error::validation(
+                "duplicate_dataset",
+                format!("dataset '{}' is named twice", s.name()),
+            )
+            .with_field("datasets"));
+        }
+        // Opening the selection checks the dataset, its columns and filters before a job exists.
+        drop(inner.scan(study, s.name(), s.columns(), s.filters())?);
+    }
+    Ok(())
+}
+
+/// Checks a request's privacy before a job exists: the de-identification policy, the key it needs, the column
+/// lists, and identifying columns without the `identifiable` flag (the job checks each dataset again when it
+/// runs). Returns the policy as the audit records it, `None` when there is none.
+fn check_privacy(inner: &Inner, request: &ExportRequest, describes: bool) -> Result<Option<Value>> {
+    let datasets = match &request.content {
+        ExportContent::Data { datasets } | ExportContent::Bulk { datasets, .. } => datasets,
+        ExportContent::Report(_) | ExportContent::Dashboard(_) => {
+            if request.deidentify.is_some() || request.identifiable {
+                return Err(Error::validation(
+                    "unsupported_by_kind",
+                    "de-identification and identifiable data apply to data and bulk exports",
+                )
+                .with_field(if request.identifiable {
+                    "identifiable"
+                } else {
+                    "deidentify"
+                }));
+            }
+            return Ok(None);
+        }
+    };
+    if describes {
+        // A metadata document carries no values: nothing to de-identify.
+        if request.deidentify.is_some() {
+            return Err(Error::validation(
+                "unsupported_by_format",
+                "de-identification applies to data formats, not to metadata documents",
+            )
+            .with_field("deidentify"));
+        }
+        return Ok(None);
+    }
+    let study = &request.study;
+    let policy = crate::deid::Policy::new(request.deidentify.as_ref(), request.identifiable)?;
+    let key = inner.deid_key.as_deref();
+    // Building the job's de-identifier checks the key and the versioned data it needs.
+    crate::deid::Deidentifier::new(policy.clone(), key, study, inner.clock.now())?;
+    let mut plans = Vec::with_capacity(datasets.len());
+    for s in datasets {
+        let stream = inner.scan(study, s.name(), s.columns(), s.filters())?;
+        plans.push(policy.plan(s.name(), stream.schema(), &stream.meta())?);
+    }
+    policy.check_columns(&plans)?;
+    policy.check_identifiable(&plans)?;
+    Ok((!policy.is_empty() || request.identifiable)
+        .then(|| policy.describe(key.map(crate::deid::DeidKey::id))))
+}
+
+/// Stores a queued job (or returns the existing one for a repeated idempotency key) and wakes a worker.
+fn enqueue(inner: &Inner, call: &Call<'_>, request: &ExportRequest) -> Result<Done<Job>> {
+    if let Some(k) = &request.idempotency_key {
+        if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
+            return Err(Error::validation(
+                "invalid_idempotency_key",
+                "an idempotency key has 1 to 200 printable characters",
+            )
+            .with_field("idempotency_key"));
+        }
+    }
+    let p = call.principal();
+    let kind = request.kind();
+    let recorded = request.to_json();
+    let mut hashed = recorded.clone();
+    if let Some(o) = hashed.as_object_mut() {
+        o.remove("idempotency_key");
+    }
+    let request_hash = hex(ring::digest::digest(
+        &ring::digest::SHA256,
+        crate::audit::canonical_json(&json!({"kind": kind, "request": hashed})).as_bytes(),
+    )
+    .as_ref());
+    let datasets_total = match &request.content {
+        ExportContent::Data { datasets } | ExportContent::Bulk { datasets, .. } => {
+            datasets.len() as u32
+        }
+        ExportContent::Report(_) | ExportContent::Dashboard(_) => 1,
+    };
+    let job = Job {
+        id: Uuid::now_v7(),
+        kind,
+        study: request.study.clone(),
+        org: p.org.clone(),
+        requested_by: p.subject.clone(),
+        requested_by_name: p.name.clone(),
+        request: recorded,
+        format: request.format.clone(),
+        state: JobState::Queued,
+        progress: Progress {
+            datasets_total,
+            ..Progress::default()
+        },
+        created_at: call.at,
+        started_at: None,
+        finished_at: None,
+        artifacts: vec![],
+        error: None,
+        idempotency_key: request.idempotency_key.clone(),
+        request_hash,
+        cancel_requested: false,
+        version: 0,
+    };
+    inner
+        .unaudited
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(job.id);
+    call.submitted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(job.id);
+    let stored = inner.jobs.insert(&job)?;
+    let reused = stored.id != job.id;
+    if !reused {
+        inner.notify_queued();
+    }
+    Ok(Done {
+        target: format!("job:{}", stored.id),
+        details: json!({"study": request.study, "kind": kind, "format": request.format,
+            "idempotent_replay": reused}),
+        value: stored,
+    })
+}
