@@ -88,6 +88,17 @@ pub enum Command {
     /// E-signatures: set your signing password, reset a locked signer, print the engine's public key.
     #[command(subcommand)]
     Signing(crate::signing_cmds::SigningCommand),
+    /// Run job workers until SIGTERM or SIGINT: they claim queued jobs of the home (exports started by any
+    /// process) with a lease, and on the signal stop at the next batch and give their jobs back to the queue.
+    Worker(WorkerArgs),
+}
+
+/// `worker [--workers N]`
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Worker threads (default: the home's `workers` setting, else 2).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 /// `verify PACKAGE`
@@ -177,7 +188,9 @@ pub struct InitArgs {
 /// Waiting for a job after starting it.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
-    /// Run the job in this process and wait until it finishes; exit 1 with its error if it fails.
+    /// Run the job in this process (only this job) and wait until it finishes; exit 1 with its error if it fails.
+    /// Without it the job stays queued until a `trialport worker` or `trialport serve` of the home, or
+    /// `trialport jobs wait`, runs it.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this many seconds (exit 3).

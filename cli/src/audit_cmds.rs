@@ -35,7 +35,7 @@ const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024;
 /// The engine's errors (EXP003 without `audit:read`; EXP005 `integrity_violation` naming the first bad event);
 /// EXP001/EXP002 for a missing or malformed checkpoint file; EXP005 for I/O.
 pub fn audit(ctx: &Ctx, cmd: &AuditCommand) -> Result<ExitCode> {
-    let engine = ctx.engine(false)?;
+    let engine = ctx.engine()?;
     match cmd {
         AuditCommand::Verify(a) => verify(ctx, &engine, a),
         AuditCommand::Checkpoint(a) => checkpoint(ctx, &engine, a),

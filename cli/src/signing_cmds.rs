@@ -118,7 +118,7 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
     match cmd {
         SigningCommand::SetPassword => {
             let new = new_password()?;
-            let engine = ctx.engine(false)?;
+            let engine = ctx.engine()?;
             let current = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
             match engine
                 .session(ctx.cred())
@@ -142,7 +142,7 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
             }
         }
         SigningCommand::Reset(a) => {
-            ctx.engine(false)?
+            ctx.engine()?
                 .session(ctx.cred())
                 .reset_signing(&a.subject)?;
             if ctx.json() {
@@ -155,7 +155,7 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
             }
         }
         SigningCommand::PublicKey(a) => {
-            let key = ctx.engine(false)?.signing_public_key();
+            let key = ctx.engine()?.signing_public_key();
             match &a.output {
                 Some(path) => {
                     std::fs::write(path, key.to_pem())

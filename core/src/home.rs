@@ -4,8 +4,8 @@
 //! HOME/
 //!   config.json     organization, data source directory, workers, retention (see below)
 //!   secret.key      the pepper of API key hashes (mode 0600)
-//!   trialport.db    jobs and API keys (SQLite, WAL)
-//!   audit.log       the audit trail: one hash-chained event per line, fsynced (see `crate::store::AuditFileStore`)
+//!   trialport.db    jobs, API keys and the audit anchor (SQLite, WAL; see `crate::store::SqliteStore`)
+//!   audit.log       the audit trail: one hash-chained event per line, appended after each commit
 //!   artifacts/      one folder per job (encrypted at rest when `encryption` is on)
 //!   keys/           key-encryption keys kek-0001.key, ... (mode 0600; see `crate::crypto`)
 //!   deid.key        the de-identification key of pseudonyms and date shifts (mode 0600; see `crate::deid`)
@@ -450,7 +450,31 @@ impl Home {
     }
 }
 
+/// A key derived from a home's secret for one purpose (HMAC-SHA256 of the purpose under the secret): separate
+/// keys for separate uses, none of which reveals the secret or another.
+pub fn derive_key(secret: &[u8], purpose: &str) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::sign(&key, purpose.as_bytes()).as_ref().to_vec()
+}
+
 impl Home {
+    /// Opens the home's store as its engine does: the SQLite database, its rows MACed under a key derived from the
+    /// home's secret, the audit trail archived in `audit.log` (see [`crate::store::SqliteStore`]).
+    ///
+    /// # Errors
+    /// The errors of [`crate::store::SqliteStore::open_with`] and of reading the secret.
+    #[cfg(feature = "sqlite")]
+    pub fn open_store(&self) -> Result<crate::store::SqliteStore> {
+        let row_key = derive_key(&self.pepper()?, "trialport row mac v1");
+        crate::store::SqliteStore::open_with(
+            &self.database_path(),
+            crate::store::SqliteOptions {
+                archive: Some(&self.audit_log_path()),
+                row_key: Some(&row_key),
+            },
+        )
+    }
+
     /// Opens the home in `dir`; when `dir` is not a home yet and `settings` are given, creates it first with them
     /// ([`Home::init_with_admin_key`]) and returns the first admin key's text too. The settings are checked even
     /// when the home exists (they do not change it).

@@ -13,6 +13,7 @@ use crate::signature::{
     requested_meaning, PasswordStore, PublicKey, Reauth, SignatureRecord, SignatureRequest,
     SignatureVerifier, Signer, Signing, SigningKey, SigningSettings,
 };
+use crate::store::Tx;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -121,14 +122,17 @@ fn reauthenticate(inner: &Inner, call: &Call<'_>, password: &str) -> Result<()> 
     let p = call.principal();
     let outcome = inner.signing.reauthenticate(p, password, call.at)?;
     if let Reauth::LockedNow { failures } = outcome {
-        inner.auditor.emit(AuditRecord {
-            actor: call.actor(),
-            action: "security.signing_locked".into(),
-            target: format!("signer:{}", p.subject),
-            outcome: Outcome::Denied,
-            details: json!({"failures": failures, "operation": call.action}),
-            request_id: call.request_id.clone(),
-        })?;
+        inner.audit(
+            &AuditRecord {
+                actor: call.actor(),
+                action: "security.signing_locked".into(),
+                target: format!("signer:{}", p.subject),
+                outcome: Outcome::Denied,
+                details: json!({"failures": failures, "operation": call.action}),
+                request_id: call.request_id.clone(),
+            },
+            &AuditScope::new(p.org.clone(), None),
+        )?;
     }
     outcome.into_result()
 }
@@ -231,17 +235,19 @@ pub(super) fn sign_manifest(run: &mut Running<'_>, manifest: &mut Manifest) -> R
     Ok(())
 }
 
-/// Writes the signatures of a succeeded job to the audit trail: `job.signed`, with the signer as actor.
-pub(super) fn audit_signatures(
+/// Records the signatures of a succeeded job in the transaction of its end: `job.signed`, with the signer as actor.
+pub(super) fn record_signatures(
     inner: &Inner,
+    tx: &mut dyn Tx,
     job: &Job,
     records: &[SignatureRecord],
 ) -> Result<()> {
     let Some(first) = records.first() else {
         return Ok(());
     };
-    inner.auditor.emit_in(
-        AuditRecord {
+    inner.record(
+        tx,
+        &AuditRecord {
             actor: Actor {
                 subject: first.signer_id.clone(),
                 name: first.printed_name.clone(),
@@ -253,7 +259,7 @@ pub(super) fn audit_signatures(
             details: json!({"meaning": first.meaning, "signatures": records}),
             request_id: format!("job_{}", job.id.simple()),
         },
-        AuditScope::new(job.org.clone(), Some(&job.study)),
+        &AuditScope::new(job.org.clone(), Some(&job.study)),
     )?;
     Ok(())
 }
