@@ -35,7 +35,8 @@ use trialport_core::{Error, Result};
 /// What a conversion does besides reading and writing: the output format, its options, metadata, and whether an
 /// existing output may be replaced. As JSON (the C library's `options_json`), every member is optional:
 /// `{"format": "xpt", "options": {"version": "5"}, "dataset": "DM", "label": "Demographics", "meta": {...},
-/// "overwrite": false}` (`to` is accepted for `format`, as the CLI's `--to`).
+/// "overwrite": false, "read": {"csv_max_field_bytes": 4194304}}` (`to` is accepted for `format`, as the CLI's
+/// `--to`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConvertOptions {
@@ -53,6 +54,9 @@ pub struct ConvertOptions {
     pub label: Option<String>,
     /// Whether an existing output file is replaced (atomically). Default `false`: it is EXP004 `artifact_exists`.
     pub overwrite: bool,
+    /// How the input is read ([`read::ReadOptions`]: CSV field and record limits, XPT padding). Default: the
+    /// documented defaults.
+    pub read: read::ReadOptions,
 }
 
 impl ConvertOptions {
@@ -140,7 +144,14 @@ pub fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
     let registry = crate::default_formats();
     let format = output_format(&registry, options.format.as_deref(), output)?;
     format.check_options(&options.options)?;
-    let stream = read::open(input, None)?;
+    let stream = read::open_with_options(input, None, &options.read).map_err(|e| {
+        // The input's format comes from its extension alone here: it is the input that is wrong.
+        if e.field() == Some("format") {
+            e.with_field("input")
+        } else {
+            e
+        }
+    })?;
     write_as(format.as_ref(), stream, output, options)
 }
 
