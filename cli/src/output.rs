@@ -39,6 +39,22 @@ pub fn json_line<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     line(&text)
 }
 
+/// Writes `bytes` to the file `path` the way every `-o` of the CLI writes: through
+/// [`trialport_formats::convert::OutputFile`] (a 0600 temp file beside it, fsync, rename; an existing file
+/// replaced; an existing FIFO, device or socket refused; stale temp files of killed runs swept).
+///
+/// # Errors
+/// EXP002 `not_a_regular_file` or `output_is_directory`; EXP001 when the directory does not exist; EXP005 for I/O.
+pub fn write_file(
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<trialport_formats::convert::Written> {
+    let mut file = trialport_formats::convert::OutputFile::create(path, true)?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io("cannot write the output file", &e))?;
+    file.commit()
+}
+
 /// Prints the standard error JSON on stderr, on one line.
 pub fn error(e: &Error) {
     let _ = writeln!(std::io::stderr().lock(), "{}", e.render());
