@@ -105,13 +105,16 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
         config.jwt = Some(jwt);
         algorithms = Some(algs);
     }
-    let (_, key) = Home::init_with_admin_key(dir, &config)?;
-    let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut out = json!({"home": home, "api_key": key, "encryption": config.encryption});
-    if let Some(algs) = algorithms {
-        out["jwt_algorithms"] = json!(algs);
-    }
-    output::json(&out)?;
+    // The key is printed before the home is marked complete (its config.json written): a process that dies in
+    // between leaves an init that the next `init` takes up again, never a home whose only key nobody saw.
+    Home::init_with_admin_key_then(dir, &config, |key| {
+        let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let mut out = json!({"home": home, "api_key": key, "encryption": config.encryption});
+        if let Some(algs) = &algorithms {
+            out["jwt_algorithms"] = json!(algs);
+        }
+        output::json_required(&out)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

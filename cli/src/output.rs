@@ -29,6 +29,20 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     line(&text)
 }
 
+/// Prints `value` as pretty JSON on stdout, for output that must not be lost (a key shown once): unlike [`json`], a
+/// closed pipe is an error too.
+///
+/// # Errors
+/// EXP005 when it cannot be serialized, written or flushed.
+pub fn json_required<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|_| Error::server("internal", "cannot serialize the output"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("cannot write to standard output", &e))
+}
+
 /// Prints `value` as one compact JSON line on stdout (JSON lines).
 ///
 /// # Errors
