@@ -106,14 +106,23 @@ pub struct Receipt {
 ///
 /// # Errors
 /// EXP001 with field `format` for an unknown `id`; EXP002 `unknown_output_format` with field `format` when the
-/// extension names no format.
+/// extension names no format (or two). The messages name what is unsupported and list the formats that write
+/// datasets, with their extensions (`details.available`: every format id).
 pub fn output_format(
     registry: &FormatRegistry,
     id: Option<&str>,
     output: &Path,
 ) -> Result<Arc<dyn Format>> {
     if let Some(id) = id {
-        return Ok(registry.get(id)?.clone());
+        return match registry.get(id) {
+            Ok(f) => Ok(f.clone()),
+            Err(_) => Err(Error::not_found(format!(
+                "'{id}' is not supported here: no format of this build has that id. {}",
+                data_formats(registry)
+            ))
+            .with_field("format")
+            .with_detail("available", registry.ids())),
+        };
     }
     let ext = output
         .extension()
@@ -140,12 +149,49 @@ pub fn output_format(
             return Ok(f.clone());
         }
     }
+    let sharing: Vec<&str> = registry
+        .infos()
+        .into_iter()
+        .filter(|f| !ext.is_empty() && f.extension == ext)
+        .map(|f| f.id)
+        .collect();
+    let why = match ext.as_str() {
+        "" => "the output has no file extension to tell its format by: name the format".to_string(),
+        "pdf" => {
+            "pdf is not supported here: no format of this build writes '.pdf' files".to_string()
+        }
+        _ if sharing.len() > 1 => format!(
+            "'.{ext}' files are written by {}: name the one meant",
+            sharing.join(" and ")
+        ),
+        _ => format!("'.{ext}' is not supported here: no format of this build writes such files"),
+    };
     Err(Error::validation(
         "unknown_output_format",
-        "cannot tell the output format from the file name: name the format",
+        format!("{why}. {}", data_formats(registry)),
     )
     .with_field("format")
+    .with_detail("extension", ext.as_str())
     .with_detail("available", registry.ids()))
+}
+
+/// "Formats that write datasets: csv (.csv), ..." from the registry.
+fn data_formats(registry: &FormatRegistry) -> String {
+    let list: Vec<String> = registry
+        .infos()
+        .into_iter()
+        .filter(|f| {
+            f.capabilities
+                .contains(&trialport_core::format::Capability::Data)
+        })
+        .map(|f| match f.id {
+            "dataset-json" => "dataset-json (.dsjc; .json and .ndjson when named)".to_string(),
+            "arrow-ipc" => "arrow-ipc (.arrow, .ipc)".to_string(),
+            "ndjson" => "ndjson (.ndjson, .jsonl)".to_string(),
+            id => format!("{id} (.{})", f.extension),
+        })
+        .collect();
+    format!("Formats that write datasets: {}", list.join(", "))
 }
 
 /// Converts the file `input` (any format [`read::open`] reads, by its extension) to `output`.

@@ -99,15 +99,38 @@ impl Kind {
             "arrow" | "ipc" | "feather" | "arrows" => Kind::Ipc,
             "xpt" => Kind::Xpt,
             "dsjc" => Kind::DatasetJson,
-            _ => {
-                return Err(Error::validation(
-                    "unknown_format",
-                    "the input format cannot be told from the file extension; name it",
-                )
-                .with_field("format"))
-            }
+            _ => return Err(unreadable_extension(&ext)),
         })
     }
+}
+
+/// The readable formats with their extensions, for messages.
+const READABLE_BY_EXTENSION: &str = "csv (.csv), tsv (.tsv, .tab), json (.json), ndjson (.ndjson, .jsonl), \
+     parquet (.parquet, .pq), arrow-ipc (.arrow, .ipc, .feather, .arrows), xpt (.xpt), dataset-json (.dsjc, and \
+     .json or .ndjson files holding Dataset-JSON)";
+
+/// EXP002 `unknown_format` for an input whose extension `ext` (lowercase, maybe empty) names no readable format,
+/// saying what is unsupported and what is readable.
+fn unreadable_extension(ext: &str) -> Error {
+    let why = match ext {
+        "" => "the input has no file extension to tell its format by".to_string(),
+        "xlsx" | "xls" | "xlsm" => format!(
+            "'.{ext}' files cannot be read: spreadsheets are an output format only (save the sheet as CSV to \
+             read it)"
+        ),
+        "xml" | "html" | "htm" | "pdf" => {
+            format!("'.{ext}' files cannot be read: they are written (documents, Define-XML, ODM), not read")
+        }
+        "sas7bdat" => "'.sas7bdat' files cannot be read: export the dataset from SAS as XPT (.xpt)".to_string(),
+        _ => format!("'.{ext}' files cannot be read: no readable format has that extension"),
+    };
+    Error::validation(
+        "unknown_format",
+        format!("{why}. Readable formats: {READABLE_BY_EXTENSION}"),
+    )
+    .with_field("format")
+    .with_detail("extension", ext)
+    .with_detail("readable", READABLE)
 }
 
 /// The format ids [`open`] reads.
