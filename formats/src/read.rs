@@ -1011,7 +1011,8 @@ struct RecordReader<R: BufRead> {
     /// The limits of [`ReadOptions`].
     max_field: u64,
     max_record: u64,
-    /// Bytes since the last delimiter byte of the current record (the raw text of one field at most).
+    /// Bytes since the last delimiter byte of the current record (the raw text of one field at most), followed
+    /// once a line is longer than [`LINE_STEP`]; `u64::MAX` until then.
     run: u64,
     line: Vec<u8>,
     /// Unescaped bytes of the current record's fields.
@@ -1030,7 +1031,7 @@ impl<R: BufRead> RecordReader<R> {
             delimiter,
             max_field: options.csv_max_field_bytes,
             max_record: options.csv_max_record_bytes,
-            run: 0,
+            run: u64::MAX,
             line: Vec::with_capacity(4096),
             text: Vec::with_capacity(4096),
             fields: Vec::with_capacity(64),
@@ -1039,55 +1040,47 @@ impl<R: BufRead> RecordReader<R> {
         }
     }
 
-    /// Appends the next physical line to `line`; false at the end of input. Reads a buffer at a time, so the
-    /// limits are found before more than a buffer past them is held: the record's bytes against the record limit,
-    /// and the bytes since the last delimiter (one field's raw text at most) against twice the field limit plus
-    /// its two quotes, which no field within the limit reaches even when every character is a doubled quote.
+    /// Appends the next physical line to `line`; false at the end of input. Reads at most [`LINE_STEP`] bytes at a
+    /// time (a whole line at once, as usual), so the limits are found before much more than them is held: the
+    /// record's bytes against the record limit and, once a line is longer than a step, the bytes since the last
+    /// delimiter (one field's raw text at most) against twice the field limit plus its two quotes, which no field
+    /// within the limit reaches even when every character is a doubled quote.
     fn read_line(&mut self) -> Result<bool> {
+        let field_cap = self.max_field.saturating_mul(2).saturating_add(2);
+        let d = self.delimiter;
         let mut n = 0usize;
         loop {
-            let buf = match self.input.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("reading CSV", &e)),
-            };
-            if buf.is_empty() {
+            let before = self.line.len();
+            let want = (self.max_record + 1)
+                .saturating_sub(before as u64)
+                .min(LINE_STEP);
+            let got = (&mut self.input)
+                .take(want)
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| Error::io("reading CSV", &e))?;
+            n += got;
+            if self.line.len() as u64 > self.max_record {
+                return Err(self.over_record(field_cap));
+            }
+            if got == 0 || self.line.last() == Some(&b'\n') || (got as u64) < want {
                 break;
             }
-            let (take, done) = match buf.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (buf.len(), false),
-            };
-            let chunk = &buf[..take];
-            if (self.line.len() + take) as u64 > self.max_record {
-                return Err(too_large(
-                    "record_too_large",
-                    "a record",
-                    "csv_max_record_bytes",
-                    self.max_record,
-                    self.lines + 1,
-                ));
+            // A long line: follow the field being read, from its start.
+            let new = &self.line[before..];
+            if self.run == u64::MAX {
+                self.run = trailing_run(&self.line, d);
+            } else {
+                let first = new.iter().position(|&b| b == d).unwrap_or(new.len()) as u64;
+                if self.run + first > field_cap {
+                    return Err(self.field_over(self.lines + 1));
+                }
+                self.run = match new.iter().rposition(|&b| b == d) {
+                    Some(last) => (new.len() - last - 1) as u64,
+                    None => self.run + new.len() as u64,
+                };
             }
-            let d = self.delimiter;
-            let first = chunk.iter().position(|&b| b == d).unwrap_or(take) as u64;
-            if self.run + first > self.max_field.saturating_mul(2).saturating_add(2) {
-                return Err(too_large(
-                    "field_too_large",
-                    "a field",
-                    "csv_max_field_bytes",
-                    self.max_field,
-                    self.lines + 1,
-                ));
-            }
-            self.run = match chunk.iter().rposition(|&b| b == d) {
-                Some(last) => (take - last - 1) as u64,
-                None => self.run + take as u64,
-            };
-            self.line.extend_from_slice(chunk);
-            self.input.consume(take);
-            n += take;
-            if done {
-                break;
+            if self.run > field_cap {
+                return Err(self.field_over(self.lines + 1));
             }
         }
         if n > 0 {
@@ -1096,16 +1089,42 @@ impl<R: BufRead> RecordReader<R> {
         Ok(n > 0)
     }
 
+    /// The error of a record over the limit: `field_too_large` when a run of bytes without a delimiter in it is
+    /// over `field_cap` (one field is), else `record_too_large`.
+    fn over_record(&self, field_cap: u64) -> Error {
+        let d = self.delimiter;
+        let longest = self
+            .line
+            .split(|&b| b == d)
+            .map(|f| f.len() as u64)
+            .max()
+            .unwrap_or(0);
+        if longest > field_cap {
+            return self.field_over(self.lines + 1);
+        }
+        too_large(
+            "record_too_large",
+            "a record",
+            "csv_max_record_bytes",
+            self.max_record,
+            self.lines + 1,
+        )
+    }
+
+    fn field_over(&self, line: u64) -> Error {
+        too_large(
+            "field_too_large",
+            "a field",
+            "csv_max_field_bytes",
+            self.max_field,
+            line,
+        )
+    }
+
     /// EXP002 `field_too_large` when the field that ends at `text[start..]` is over the limit.
     fn check_field(&self, start: usize) -> Result<()> {
         if (self.text.len() - start) as u64 > self.max_field {
-            return Err(too_large(
-                "field_too_large",
-                "a field",
-                "csv_max_field_bytes",
-                self.max_field,
-                self.lines,
-            ));
+            return Err(self.field_over(self.lines));
         }
         Ok(())
     }
@@ -1115,7 +1134,7 @@ impl<R: BufRead> RecordReader<R> {
         self.line.clear();
         self.text.clear();
         self.fields.clear();
-        self.run = 0;
+        self.run = u64::MAX;
         if !self.read_line()? {
             return Ok(false);
         }
@@ -1205,6 +1224,18 @@ impl<R: BufRead> RecordReader<R> {
     /// Whether the current record is a blank line (one unquoted empty field).
     fn is_blank(&self) -> bool {
         self.fields.len() == 1 && !self.fields[0].2 && self.fields[0].0 == self.fields[0].1
+    }
+}
+
+/// Bytes a CSV line is read in at most: lines are read whole up to this, and longer ones in steps of it, each
+/// checked against the limits.
+const LINE_STEP: u64 = 1 << 20;
+
+/// The bytes after the last `delimiter` in `line` (all of them when there is none).
+fn trailing_run(line: &[u8], delimiter: u8) -> u64 {
+    match line.iter().rposition(|&b| b == delimiter) {
+        Some(last) => (line.len() - last - 1) as u64,
+        None => line.len() as u64,
     }
 }
 
