@@ -93,10 +93,7 @@ fn checkpoint(ctx: &Ctx, engine: &Engine, a: &AuditCheckpointArgs) -> Result<Exi
         None if ctx.json() => output::json_line(&cp)?,
         None => output::line(&text)?,
         Some(path) => {
-            let mut file = OutputFile::create(path, true)?;
-            file.write_all(format!("{text}\n").as_bytes())
-                .map_err(|e| Error::io("cannot write the checkpoint file", &e))?;
-            file.commit()?;
+            output::write_file(path, format!("{text}\n").as_bytes())?;
             if ctx.json() {
                 output::json(&json!({"written": path, "seq": cp.seq, "hash": cp.hash}))?;
             } else {

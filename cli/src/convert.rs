@@ -4,8 +4,7 @@ use crate::args::ConvertArgs;
 use crate::output::{self, Table};
 use serde_json::json;
 use trialport_core::format::FormatOptions;
-use trialport_core::meta::DatasetMeta;
-use trialport_core::{Error, Result};
+use trialport_core::Result;
 use trialport_formats::convert::ConvertOptions;
 
 /// `trialport formats [--json]`: every registered format with capabilities and options.
@@ -66,15 +65,13 @@ pub fn formats(json: bool) -> Result<()> {
 /// represent; EXP005 for I/O. Nothing is left at the output on error.
 pub fn convert(args: &ConvertArgs, json: bool) -> Result<()> {
     let meta = match &args.meta {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    Error::not_found("the metadata file does not exist").with_field("meta")
-                }
-                _ => Error::io("cannot read the metadata file", &e),
-            })?;
-            Some(DatasetMeta::from_json(&text).map_err(|e| e.with_field("meta"))?)
-        }
+        Some(path) => Some(trialport_formats::read::meta_file(path).map_err(|e| {
+            if e.field().is_none() {
+                e.with_field("meta")
+            } else {
+                e
+            }
+        })?),
         None => None,
     };
     let options = ConvertOptions {
@@ -84,6 +81,7 @@ pub fn convert(args: &ConvertArgs, json: bool) -> Result<()> {
         dataset: args.dataset.clone(),
         label: args.label.clone(),
         overwrite: true,
+        ..ConvertOptions::default()
     };
     let receipt = trialport_formats::convert::convert(&args.input, &args.output, &options)
         .map_err(|e| {

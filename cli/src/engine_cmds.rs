@@ -24,6 +24,7 @@ use trialport_core::request::{
 };
 use trialport_core::source::{Filter, FilterOp};
 use trialport_core::{Error, Result};
+use trialport_formats::convert::{copy_to_file_expecting, Written};
 use uuid::Uuid;
 
 /// Exit status when `--timeout` passed before the job finished.
@@ -100,13 +101,16 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
         config.jwt = Some(jwt);
         algorithms = Some(algs);
     }
-    let (_, key) = Home::init_with_admin_key(dir, &config)?;
-    let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut out = json!({"home": home, "api_key": key, "encryption": config.encryption});
-    if let Some(algs) = algorithms {
-        out["jwt_algorithms"] = json!(algs);
-    }
-    output::json(&out)?;
+    // The key is printed before the home is marked complete (its config.json written): a process that dies in
+    // between leaves an init that the next `init` takes up again, never a home whose only key nobody saw.
+    Home::init_with_admin_key_then(dir, &config, |key| {
+        let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let mut out = json!({"home": home, "api_key": key, "encryption": config.encryption});
+        if let Some(algs) = &algorithms {
+            out["jwt_algorithms"] = json!(algs);
+        }
+        output::json_required(&out)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -518,7 +522,8 @@ fn list(ctx: &Ctx, a: &JobsListArgs) -> Result<ExitCode> {
 }
 
 /// `trialport download ID -o PATH [--artifact NAME]`: decrypts and verifies the artifact into a temp file beside
-/// PATH and renames it into place once complete and verified ([`trialport_core::engine::Download::save_to`]).
+/// PATH and renames it into place once complete and verified
+/// ([`trialport_formats::convert::copy_to_file_expecting`]).
 ///
 /// # Errors
 /// The engine's errors; EXP005 `integrity_violation` when the stored artifact is damaged (nothing is written).
@@ -589,17 +594,22 @@ pub fn download_to(
 ) -> Result<Value> {
     let dl = engine.session(credential).download(id, artifact)?;
     let name = dl.artifact.name.clone();
-    let saved = dl.save_to(path).map_err(|e| {
-        if e.field() == Some("path") {
-            e.with_field("output")
-        } else {
-            e
-        }
-    })?;
+    let target = if path.is_dir() {
+        path.join(&name)
+    } else {
+        path.to_path_buf()
+    };
+    // The one writer of every `-o`: a 0600 temp file, renamed into place only once the whole artifact was read,
+    // decrypted and verified (by the reader, and here against the record); never over a FIFO or a device.
+    let expected = Written {
+        bytes: dl.artifact.bytes,
+        sha256: dl.artifact.sha256.clone(),
+    };
+    let saved = copy_to_file_expecting(dl.reader, &target, true, Some(&expected))?;
     Ok(json!({
         "job_id": id,
         "artifact": name,
-        "path": saved.path,
+        "path": target,
         "bytes": saved.bytes,
         "sha256": saved.sha256,
     }))

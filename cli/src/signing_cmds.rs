@@ -158,8 +158,7 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
             let key = ctx.engine()?.signing_public_key();
             match &a.output {
                 Some(path) => {
-                    std::fs::write(path, key.to_pem())
-                        .map_err(|e| Error::io("cannot write the public key", &e))?;
+                    output::write_file(path, key.to_pem().as_bytes())?;
                     if ctx.json() {
                         output::json(&json!({"key_id": key.id(), "path": path}))?;
                     } else {

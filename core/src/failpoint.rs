@@ -6,7 +6,7 @@
 //! `TRIALPORT_FAILPOINT=<name>@<n>` at its `n`-th hit: like a `kill -9`, no destructor runs, nothing is flushed.
 //! Release builds without the feature compile the checks away.
 
-/// Every failpoint of the engine, in the order a job meets them.
+/// Every failpoint: the engine's, in the order a job meets them, then `init`'s, in the order of its steps.
 pub const FAILPOINTS: &[&str] = &[
     "store.commit.before",
     "store.commit.after",
@@ -15,6 +15,14 @@ pub const FAILPOINTS: &[&str] = &[
     "job.artifact.before_complete",
     "job.artifact.after_complete",
     "job.finish.before",
+    "init.marker.after",
+    "init.secret.after",
+    "init.keys.after",
+    "init.deid.after",
+    "init.signing.after",
+    "init.admin_key.after",
+    "init.delivered.after",
+    "init.config.after",
 ];
 
 /// Aborts the process when the environment chose this failpoint (see the module docs); otherwise does nothing.

@@ -12,6 +12,25 @@
 //!   signing.key     the engine's Ed25519 e-signature key, PKCS#8 PEM (mode 0600; see `crate::signature`)
 //! ```
 //!
+//! # Initialization
+//!
+//! `config.json` marks a complete home, so it is written last, after every key file and (with
+//! [`Home::init_with_admin_key`]) after the first admin key is stored and handed over. Until then the directory
+//! holds `init.incomplete`, written first. An init that stops anywhere before the configuration (killed, a full
+//! disk) leaves a directory that `init` takes up again: when it finds `init.incomplete`, or key files without any
+//! database or audit log (what versions before the marker left), it removes what an init writes (`secret.key`,
+//! `keys/`, `deid.key`, `signing.key`, `trialport.db` with its `-wal`, `-shm` and `-journal`, `audit.log`, and the
+//! hidden temp files `.NAME.tmp-` + 16 hex digits of those names) and starts again. So no key of the earlier
+//! attempt stays usable: its admin key, never shown, is gone with the database, and every key file is new. A
+//! directory that holds a database or an audit log but neither `config.json` nor `init.incomplete` is not such a
+//! remnant (a home that lost its configuration): `init` refuses it with EXP004 `incomplete_home` and touches
+//! nothing. One init at a time: `init` holds `init.lock` exclusively while it works (EXP004 `home_in_use`).
+//!
+//! For tests, each step is a failpoint (`TRIALPORT_FAILPOINT=init.<step>.after`, see [`crate::failpoint`]) with
+//! `<step>` one of `marker`, `secret`, `keys`, `deid`, `signing`, `admin_key`, `delivered` or `config`.
+//!
+//! # Encryption
+//!
 //! Encryption at rest is on for every home made by this version (`"encryption": true` in `config.json`): each
 //! artifact is stored in the segmented AES-256-GCM format of [`crate::crypto`] under a fresh data key wrapped by
 //! the newest key in `keys/`. Homes made before it have no `encryption` member and stay unencrypted: their
@@ -33,6 +52,7 @@ use crate::sink::{hex, write_file_atomic};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The configuration stored in `config.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,73 +125,16 @@ const SIGNING_KEY: &str = "signing.key";
 
 impl Home {
     /// Creates a home in `dir` (which must not be a home already) with a fresh pepper and, encryption at rest
-    /// being on, a first key-encryption key in `keys/`.
+    /// being on, a first key-encryption key in `keys/`: [`Home::init_with`] with the defaults of
+    /// [`HomeConfig::new`]. The remains of an interrupted init are replaced (see the module docs).
     ///
     /// # Errors
-    /// EXP004 `already_initialized`; EXP002 for an invalid organization or a source that is not a directory;
-    /// EXP005 for I/O.
+    /// EXP004 `already_initialized`, `incomplete_home` or `home_in_use`; EXP002 for an invalid organization or a
+    /// source that is not a directory; EXP005 for I/O.
     pub fn init(dir: &Path, org: &str, source: Option<&Path>) -> Result<Home> {
-        crate::sink::validate_name(org, "org")?;
-        if dir.join(CONFIG).exists() {
-            return Err(Error::conflict(
-                "already_initialized",
-                "the directory is already a trialport home",
-            ));
-        }
-        let source = match source {
-            Some(s) => {
-                let abs = fs::canonicalize(s).map_err(|_| {
-                    Error::validation("invalid_source", "the source directory does not exist")
-                        .with_field("source")
-                })?;
-                if !abs.is_dir() {
-                    return Err(Error::validation(
-                        "invalid_source",
-                        "the source is not a directory",
-                    )
-                    .with_field("source"));
-                }
-                Some(abs)
-            }
-            None => None,
-        };
-        fs::create_dir_all(dir.join("artifacts"))
-            .map_err(|e| Error::io("cannot create the home directory", &e))?;
-        let mut pepper = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut pepper)
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
-        let secret_path = dir.join(SECRET);
-        // A secret left by an init that stopped before the configuration protects nothing yet: replace it.
-        match fs::remove_file(&secret_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("cannot write the home secret", &e))
-            }
-            _ => {}
-        }
-        crate::sink::create_secret_file(&secret_path, hex(&pepper).as_bytes(), "home secret")?;
-        let config = HomeConfig {
-            version: 1,
-            org: org.to_string(),
-            source,
-            workers: None,
-            retention_days: None,
-            retention: None,
-            jwt: None,
-            encryption: true,
-            signing: None,
-        };
-        crate::crypto::FileKeyProvider::create(dir.join(KEYS))?;
-        crate::deid::DeidKey::load_or_create(&dir.join(DEID_KEY))?;
-        crate::signature::SigningKey::load_or_create(&dir.join(SIGNING_KEY))?;
-        let text = serde_json::to_vec_pretty(&config)
-            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
-        // The config is written last: its presence marks a complete home.
-        write_file_atomic(&dir.join(CONFIG), &text)
-            .map_err(|e| Error::io("cannot write the home configuration", &e))?;
-        Ok(Home {
-            dir: dir.to_path_buf(),
-            config,
-        })
+        let mut config = HomeConfig::new(org);
+        config.source = source.map(Path::to_path_buf);
+        Home::init_with(dir, &config)
     }
 
     /// Opens an existing home.
@@ -401,53 +364,233 @@ impl HomeConfig {
 
 impl Home {
     /// Creates a home in `dir` with every setting of `config` (as [`Home::init`] for its organization and source),
-    /// checking JWT settings first by loading their key files (relative paths are relative to `dir`).
+    /// checking JWT settings first by loading their key files (relative paths are relative to `dir`). The remains
+    /// of an interrupted init are replaced; `config.json` is written last (see the module docs).
     ///
     /// # Errors
     /// As [`Home::init`]; the errors of [`crate::jwt::JwtVerifier::from_config`]; EXP002 `invalid_retention`
     /// (see [`HomeConfig::retention_by_kind`]), checked before anything is created.
     pub fn init_with(dir: &Path, config: &HomeConfig) -> Result<Home> {
-        config.retention_by_kind()?;
-        if let Some(jwt) = &config.jwt {
-            crate::jwt::JwtVerifier::from_config(jwt, dir)?;
-        }
-        let mut home = Home::init(dir, &config.org, config.source.as_deref())?;
-        let full = HomeConfig {
-            version: home.config.version,
-            org: home.config.org.clone(),
-            source: home.config.source.clone(),
-            ..config.clone()
-        };
-        if !full.encryption {
-            // Asked for an unencrypted home: the key `init` made will never be used.
-            fs::remove_dir_all(dir.join(KEYS))
-                .map_err(|e| Error::io("cannot remove the unused key directory", &e))?;
-        }
-        if full != home.config {
-            let text = serde_json::to_vec_pretty(&full)
-                .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
-            write_file_atomic(&dir.join(CONFIG), &text)
-                .map_err(|e| Error::io("cannot write the home configuration", &e))?;
-            home.config = full;
-        }
-        Ok(home)
+        Ok(Home::init_steps(dir, config, None)?.0)
     }
 
     /// Creates a home as `trialport init` does: [`Home::init_with`], then the organization's first `admin` API
-    /// key, whose text (shown once) is returned with the home. The CLI, the Python binding and the C library all
-    /// create homes with this.
+    /// key, whose text (shown once) is returned with the home. The Python binding and the C library create homes
+    /// with this; the CLI with [`Home::init_with_admin_key_then`].
     ///
     /// # Errors
     /// As [`Home::init_with`]; EXP005 when the store cannot be opened or the key recorded.
     pub fn init_with_admin_key(dir: &Path, config: &HomeConfig) -> Result<(Home, String)> {
-        let home = Home::init_with(dir, config)?;
-        let engine = crate::engine::Engine::builder()
-            .home(dir)?
-            .workers(0)
-            .build()?;
-        let key = engine.create_initial_admin_key(&home.config.org)?;
+        Home::init_with_admin_key_then(dir, config, |_| Ok(()))
+    }
+
+    /// As [`Home::init_with_admin_key`], handing the new key to `deliver` (which prints it, say) before the home is
+    /// marked complete: `config.json` is written only once `deliver` returned `Ok`. So a process that dies at
+    /// any point never leaves a complete home whose only key nobody saw; an init cut short is taken up again by
+    /// the next `init` (and a key delivered for it is then gone with the rest).
+    ///
+    /// # Errors
+    /// As [`Home::init_with_admin_key`], and `deliver`'s error (the home then stays incomplete).
+    pub fn init_with_admin_key_then(
+        dir: &Path,
+        config: &HomeConfig,
+        mut deliver: impl FnMut(&str) -> Result<()>,
+    ) -> Result<(Home, String)> {
+        let (home, key) = Home::init_steps(dir, config, Some(&mut deliver))?;
+        let key = key.ok_or_else(|| Error::server("internal", "no admin key was created"))?;
         Ok((home, key))
     }
+
+    /// The steps of every init, in order; `config.json` last. With `deliver`, the first admin key is created and
+    /// handed to it before the configuration is written.
+    fn init_steps(
+        dir: &Path,
+        config: &HomeConfig,
+        deliver: Option<&mut Deliver<'_>>,
+    ) -> Result<(Home, Option<String>)> {
+        // Everything that can be refused is, before anything is written.
+        crate::sink::validate_name(&config.org, "org")?;
+        config.retention_by_kind()?;
+        if let Some(jwt) = &config.jwt {
+            crate::jwt::JwtVerifier::from_config(jwt, dir)?;
+        }
+        let source = config.source.as_deref().map(canonical_source).transpose()?;
+        if dir.join(CONFIG).exists() {
+            return Err(already_initialized());
+        }
+        fs::create_dir_all(dir).map_err(|e| Error::io("cannot create the home directory", &e))?;
+        let _lock = lock_for_init(dir)?;
+        if dir.join(CONFIG).exists() {
+            return Err(already_initialized());
+        }
+        let marker = dir.join(INIT_MARKER);
+        let has = |name: &str| fs::symlink_metadata(dir.join(name)).is_ok();
+        if !has(INIT_MARKER) && (has(DATABASE) || has(AUDIT_LOG)) {
+            return Err(Error::conflict(
+                "incomplete_home",
+                "the directory holds a trialport database or audit log but no config.json, and is not what an \
+                 interrupted init leaves: restore its config.json, or initialize another directory",
+            )
+            .with_field("home"));
+        }
+        write_marker(&marker)?;
+        crate::failpoint::hit("init.marker.after");
+        remove_init_remains(dir)?;
+        fs::create_dir_all(dir.join("artifacts"))
+            .map_err(|e| Error::io("cannot create the home directory", &e))?;
+        let mut pepper = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut pepper)
+            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+        crate::sink::create_secret_file(&dir.join(SECRET), hex(&pepper).as_bytes(), "home secret")?;
+        crate::failpoint::hit("init.secret.after");
+        if config.encryption {
+            crate::crypto::FileKeyProvider::create(dir.join(KEYS))?;
+            crate::failpoint::hit("init.keys.after");
+        }
+        crate::deid::DeidKey::load_or_create(&dir.join(DEID_KEY))?;
+        crate::failpoint::hit("init.deid.after");
+        crate::signature::SigningKey::load_or_create(&dir.join(SIGNING_KEY))?;
+        crate::failpoint::hit("init.signing.after");
+        let home = Home {
+            dir: dir.to_path_buf(),
+            config: HomeConfig {
+                version: 1,
+                source,
+                ..config.clone()
+            },
+        };
+        let key = match deliver {
+            Some(deliver) => {
+                let key = home.create_first_admin_key()?;
+                crate::failpoint::hit("init.admin_key.after");
+                deliver(&key)?;
+                crate::failpoint::hit("init.delivered.after");
+                Some(key)
+            }
+            None => None,
+        };
+        let text = serde_json::to_vec_pretty(&home.config)
+            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
+        // The configuration is written last: its presence marks a complete home.
+        write_file_atomic(&dir.join(CONFIG), &text)
+            .map_err(|e| Error::io("cannot write the home configuration", &e))?;
+        crate::failpoint::hit("init.config.after");
+        fs::remove_file(&marker)
+            .and_then(|()| crate::sink::sync_dir(dir))
+            .map_err(|e| Error::io("cannot remove the init marker", &e))?;
+        Ok((home, key))
+    }
+
+    /// Stores the organization's first admin key in the home's database and audit log, which are opened without
+    /// the configuration (not written yet), and returns its text.
+    fn create_first_admin_key(&self) -> Result<String> {
+        let engine = crate::engine::Engine::builder()
+            .store(Arc::new(self.open_store()?))
+            .pepper(&self.pepper()?)
+            .workers(0)
+            .build()?;
+        engine.create_initial_admin_key(&self.config.org)
+    }
+}
+
+/// What receives the first admin key before the home is marked complete.
+type Deliver<'a> = dyn FnMut(&str) -> Result<()> + 'a;
+
+const INIT_MARKER: &str = "init.incomplete";
+const DATABASE: &str = "trialport.db";
+const AUDIT_LOG: &str = "audit.log";
+
+fn already_initialized() -> Error {
+    Error::conflict(
+        "already_initialized",
+        "the directory is already a trialport home",
+    )
+}
+
+/// The source directory of a new home, absolute.
+fn canonical_source(s: &Path) -> Result<PathBuf> {
+    let abs = fs::canonicalize(s).map_err(|_| {
+        Error::validation("invalid_source", "the source directory does not exist")
+            .with_field("source")
+    })?;
+    if !abs.is_dir() {
+        return Err(
+            Error::validation("invalid_source", "the source is not a directory")
+                .with_field("source"),
+        );
+    }
+    Ok(abs)
+}
+
+/// Takes the home's `init.lock` exclusively for the init: no other init works in `dir` meanwhile (and no engine
+/// opens a home without `config.json`).
+fn lock_for_init(dir: &Path) -> Result<fs::File> {
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("init.lock"))
+        .map_err(|e| Error::io("cannot open the home lock", &e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::conflict(
+            "home_in_use",
+            "another process is initializing or using this directory",
+        )
+        .with_field("home")),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("cannot take the home lock", &e)),
+    }
+}
+
+/// Writes the marker of an init in progress, durably, before anything else of the home.
+fn write_marker(path: &Path) -> Result<()> {
+    write_file_atomic(
+        path,
+        b"A trialport init is in progress here, or was interrupted. When no init is running, run init again: it \
+          replaces what the interrupted one left.\n",
+    )
+    .map_err(|e| Error::io("cannot write the init marker", &e))
+}
+
+/// Removes what an interrupted init may have written (see the module docs), and nothing else.
+fn remove_init_remains(dir: &Path) -> Result<()> {
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+            "cannot remove the remains of an interrupted init",
+            &e,
+        )),
+        _ => Ok(()),
+    };
+    for name in [
+        SECRET,
+        DEID_KEY,
+        SIGNING_KEY,
+        DATABASE,
+        "trialport.db-wal",
+        "trialport.db-shm",
+        "trialport.db-journal",
+        AUDIT_LOG,
+    ] {
+        gone(fs::remove_file(dir.join(name)))?;
+    }
+    if fs::symlink_metadata(dir.join(KEYS)).is_ok_and(|m| m.is_dir()) {
+        gone(fs::remove_dir_all(dir.join(KEYS)))?;
+    }
+    // The temp files of `write_file_atomic` and `create_secret_file` for the home's own files.
+    if let Ok(listing) = fs::read_dir(dir) {
+        for entry in listing.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours = [CONFIG, SECRET, DEID_KEY, SIGNING_KEY].iter().any(|f| {
+                name.strip_prefix(&format!(".{f}.tmp-"))
+                    .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            });
+            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+                gone(fs::remove_file(entry.path()))?;
+            }
+        }
+    }
+    crate::sink::sync_dir(dir).map_err(|e| Error::io("cannot sync the home directory", &e))
 }
 
 /// A key derived from a home's secret for one purpose (HMAC-SHA256 of the purpose under the secret): separate
