@@ -82,22 +82,43 @@ pub enum Command {
     /// role): their files are deleted, their records, manifest.json and audit trail kept. Prints the summary as
     /// JSON: jobs_expired, artifacts_deleted, bytes_freed.
     Purge,
-    /// Check a package (bulk zip or a job's artifact directory) against its manifest and its e-signatures (no
-    /// home needed).
+    /// Check a package (bulk zip or a job's artifact directory) against its manifest and its e-signatures, and
+    /// say whether it is SIGNED, UNTRUSTED or UNSIGNED (no home needed).
+    #[command(long_about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
     /// E-signatures: set your signing password, reset a locked signer, print the engine's public key.
     #[command(subcommand)]
     Signing(crate::signing_cmds::SigningCommand),
 }
 
+const VERIFY_ABOUT: &str = "Check a package (a bulk zip, or a job's artifact directory as `download --all` \
+writes it) against its manifest.json and its e-signatures. No home is needed.
+
+Files: every file the manifest lists must be there with its size and SHA-256, and nothing else may be: a file or \
+folder the manifest does not list (manifest.json aside) is refused, and so is a symbolic link or a special file \
+anywhere in a directory.
+
+Signatures: each must belong to this manifest and verify. The result says which:
+  SIGNED     every signature verified with the trusted key given by --public-key (integrity and origin);
+  UNTRUSTED  signed, but verified only with the key each signature carries: it proves that nothing changed since \
+signing, not who signed (anyone rewriting a package can sign it again with a key of their own);
+  UNSIGNED   no e-signature.
+A signature is required with --public-key (at least one, and every one made by that key) and for an eCTD package \
+(its manifest asks for package \"ectd\" or lists m5/ files) even without it: an UNSIGNED package then fails \
+with EXP003 signature_required (exit 1). Without --public-key, an eCTD package signed by the key it carries is \
+UNTRUSTED, exit 0: give --public-key to check its origin.
+
+With --json, stdout is {\"verified\", \"signature_status\", \"signature_required\", \"job_id\", \"files\", \
+\"signatures\"}; a failure prints the standard error JSON on stderr.";
+
 /// `verify PACKAGE`
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// A bulk zip package, or a job's artifact directory holding manifest.json.
     pub package: PathBuf,
-    /// The engine's public signing key (PEM from `signing public-key`, or base64), obtained out of band: every
-    /// signature must be made by it. Without it, signatures are checked with the key each carries, which proves
-    /// integrity but not origin.
+    /// The engine's public signing key (PEM from `signing public-key`, or base64), obtained out of band: at least
+    /// one signature is then required, and every signature must be made by this key. Without it, signatures are
+    /// checked with the key each carries, which proves integrity but not origin (UNTRUSTED).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
 }

@@ -20,7 +20,9 @@ use trialport_core::format::{
 };
 use trialport_core::home::{Home, HomeConfig};
 use trialport_core::job::{Job, JobState};
-use trialport_core::manifest::{verify_package, verify_package_with};
+use trialport_core::manifest::{
+    inspect_package, verify_package, verify_package_with, SignatureRequirement, SignatureStatus,
+};
 use trialport_core::meta::DatasetMeta;
 use trialport_core::request::{
     from_json, BulkExportRequest, DashboardRequest, ExportDataRequest, PackageKind, ReportRequest,
@@ -971,4 +973,270 @@ fn the_engine_key_is_the_homes_and_survives_restarts() {
             .public_key(),
         first
     );
+}
+
+// ---- strict verification (attack review H4 and M6) ----------------------------------------------------------
+
+/// A signed eCTD package of the test formats, saved (zip and job manifest) into a new directory.
+fn signed_ectd(s: &Setup) -> tempfile::TempDir {
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let job = s
+        .engine
+        .bulk_export(
+            &s.admin,
+            bulk(PackageKind::Ectd, sign(Meaning::Approval, PASSWORD)),
+        )
+        .unwrap();
+    let job = finished(s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(s, &s.admin, &job, dir.path());
+    dir
+}
+
+/// Rewrites a zip package with `change` applied to its manifest and entries (name, bytes), re-hashing the
+/// changed entries into the manifest as a forger would.
+fn forge_zip(from: &Path, to: &Path, change: impl Fn(&mut Value, &str, &mut Vec<u8>)) {
+    use std::io::Write;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut m: Value = {
+        let mut text = Vec::new();
+        zip.by_name("manifest.json")
+            .unwrap()
+            .read_to_end(&mut text)
+            .unwrap();
+        serde_json::from_slice(&text).unwrap()
+    };
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let name = f.name().unwrap().to_string();
+        if name == "manifest.json" {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        change(&mut m, &name, &mut bytes);
+        let (n, sha) = trialport_core::sink::sha256_of(bytes.as_slice()).unwrap();
+        for file in m["files"].as_array_mut().unwrap() {
+            if file["path"] == name.as_str() {
+                file["bytes"] = json!(n);
+                file["sha256"] = json!(sha);
+            }
+        }
+        entries.push((name, bytes));
+    }
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, bytes) in entries {
+        out.start_file(name, opts).unwrap();
+        out.write_all(&bytes).unwrap();
+    }
+    out.start_file("manifest.json", opts).unwrap();
+    out.write_all(&serde_json::to_vec(&m).unwrap()).unwrap();
+    out.finish().unwrap();
+}
+
+#[test]
+fn a_stripped_ectd_package_is_unsigned_and_refused() {
+    let s = setup();
+    let dir = signed_ectd(&s);
+    let zip = dir.path().join("s1_ectd.zip");
+    let key = s.engine.signing_public_key();
+    assert_eq!(
+        verify_package(&zip).unwrap().signature_status,
+        SignatureStatus::Untrusted
+    );
+    assert_eq!(
+        verify_package_with(&zip, Some(&key))
+            .unwrap()
+            .signature_status,
+        SignatureStatus::Signed
+    );
+    // The review's forgery: signatures and request.signature removed, a data file changed, the hashes updated.
+    let forged = dir.path().join("forged.zip");
+    forge_zip(&zip, &forged, |m, name, bytes| {
+        m["signatures"] = json!([]);
+        m["request"].as_object_mut().unwrap().remove("signature");
+        if name.ends_with(".xpt") {
+            bytes.extend_from_slice(b"S1-999|F|99|99.5\n");
+        }
+    });
+    for trusted in [Some(&key), None] {
+        let e = verify_package_with(&forged, trusted).unwrap_err();
+        assert_eq!(reason(&e), ("EXP003", "signature_required"));
+        assert_eq!(e.details()["signature_status"], "UNSIGNED");
+        let want = if trusted.is_some() {
+            "public_key"
+        } else {
+            "ectd_package"
+        };
+        assert_eq!(e.details()["required_for"], want);
+        // The report shows it before the refusal.
+        let report = inspect_package(&forged, trusted).unwrap();
+        assert_eq!(report.signature_status, SignatureStatus::Unsigned);
+        assert!(report.signatures.is_empty());
+    }
+    // Renaming the package kind does not make a submission unsigned: its m5/ tree still says what it is.
+    let renamed = dir.path().join("renamed.zip");
+    forge_zip(&zip, &renamed, |m, _, _| {
+        m["signatures"] = json!([]);
+        m["request"].as_object_mut().unwrap().remove("signature");
+        m["request"]["package"] = json!("zip");
+    });
+    assert_eq!(
+        reason(&verify_package(&renamed).unwrap_err()),
+        ("EXP003", "signature_required")
+    );
+}
+
+#[test]
+fn a_trusted_key_requires_a_signature_of_any_package() {
+    let s = setup();
+    let job = s
+        .engine
+        .bulk_export(&s.admin, bulk(PackageKind::Zip, None))
+        .unwrap();
+    let job = finished(&s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(&s, &s.admin, &job, dir.path());
+    let zip = dir.path().join(
+        &job.artifacts
+            .iter()
+            .find(|a| a.name.ends_with(".zip"))
+            .unwrap()
+            .name,
+    );
+    // Unsigned and not a submission: verified, and said to be unsigned.
+    let report = verify_package(&zip).unwrap();
+    assert_eq!(
+        (report.signature_status, report.signature_required),
+        (SignatureStatus::Unsigned, None)
+    );
+    let key = s.engine.signing_public_key();
+    let e = verify_package_with(&zip, Some(&key)).unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_required"));
+    assert_eq!(e.details()["required_for"], "public_key");
+    assert_eq!(
+        inspect_package(&zip, Some(&key))
+            .unwrap()
+            .signature_required,
+        Some(SignatureRequirement::PublicKey)
+    );
+}
+
+/// A signed eCTD package in a directory (the job's artifacts, as `download --all` writes them).
+fn ectd_directory(s: &Setup) -> (tempfile::TempDir, PathBuf) {
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let request = BulkExportRequest {
+        container: trialport_core::request::PackageContainer::Directory,
+        ..bulk(PackageKind::Ectd, sign(Meaning::Approval, PASSWORD))
+    };
+    let job = s.engine.bulk_export(&s.admin, request).unwrap();
+    let job = finished(s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(s, &s.admin, &job, dir.path());
+    let xpt = job
+        .artifacts
+        .iter()
+        .find(|a| a.name.ends_with(".xpt"))
+        .unwrap()
+        .name
+        .clone();
+    (dir, PathBuf::from(xpt))
+}
+
+#[test]
+fn a_package_directory_holds_only_what_its_manifest_lists() {
+    let s = setup();
+    let (dir, xpt) = ectd_directory(&s);
+    let root = dir.path();
+    let key = s.engine.signing_public_key();
+    assert_eq!(
+        verify_package_with(root, Some(&key))
+            .unwrap()
+            .signature_status,
+        SignatureStatus::Signed
+    );
+    let sdtm = root.join(xpt.parent().unwrap());
+    let unlisted = |e: Error, path: &str| {
+        assert_eq!(reason(&e), ("EXP005", "integrity_violation"), "{e}");
+        assert_eq!(e.details()["path"], path);
+    };
+    // The review's case: an injected zz.xpt (and define-2.xml) beside the signed files.
+    let rel = |name: &str| format!("{}/{name}", xpt.parent().unwrap().display());
+    for name in ["zz.xpt", "define-2.xml"] {
+        std::fs::copy(root.join(&xpt), sdtm.join(name)).unwrap();
+        unlisted(
+            verify_package_with(root, Some(&key)).unwrap_err(),
+            &rel(name),
+        );
+        std::fs::remove_file(sdtm.join(name)).unwrap();
+    }
+    // A hidden file, a file at the top, an empty folder, a folder of unlisted files.
+    std::fs::write(sdtm.join(".hidden"), b"x").unwrap();
+    unlisted(verify_package(root).unwrap_err(), &rel(".hidden"));
+    std::fs::remove_file(sdtm.join(".hidden")).unwrap();
+    std::fs::write(root.join("notes.txt"), b"x").unwrap();
+    unlisted(verify_package(root).unwrap_err(), "notes.txt");
+    std::fs::remove_file(root.join("notes.txt")).unwrap();
+    std::fs::create_dir(sdtm.join("extra")).unwrap();
+    unlisted(verify_package(root).unwrap_err(), &rel("extra"));
+    std::fs::remove_dir(sdtm.join("extra")).unwrap();
+    verify_package_with(root, Some(&key)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_package_directory_with_a_symbolic_link_or_special_file_is_refused() {
+    let s = setup();
+    let (dir, xpt) = ectd_directory(&s);
+    let root = dir.path();
+    let outside = tempfile::tempdir().unwrap();
+    let unsafe_at = |path: &str| {
+        let e = verify_package(root).unwrap_err();
+        assert_eq!(reason(&e), ("EXP002", "unsafe_package"), "{e}");
+        assert_eq!(e.details()["path"], path);
+    };
+    // A listed file replaced by a link to an identical copy elsewhere: the bytes match, the link is refused.
+    let copy = outside.path().join("copy.xpt");
+    std::fs::rename(root.join(&xpt), &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, root.join(&xpt)).unwrap();
+    unsafe_at(xpt.to_str().unwrap());
+    std::fs::remove_file(root.join(&xpt)).unwrap();
+    std::fs::rename(&copy, root.join(&xpt)).unwrap();
+    verify_package(root).unwrap();
+    // A linked folder on the way to the listed files.
+    let top = xpt.iter().next().unwrap().to_str().unwrap().to_string();
+    let moved = outside.path().join("tree");
+    std::fs::rename(root.join(&top), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, root.join(&top)).unwrap();
+    unsafe_at(&top);
+    std::fs::remove_file(root.join(&top)).unwrap();
+    std::fs::rename(&moved, root.join(&top)).unwrap();
+    // A linked manifest, and a dangling link nobody lists.
+    std::os::unix::fs::symlink("/nonexistent", root.join("zz.xpt")).unwrap();
+    unsafe_at("zz.xpt");
+    std::fs::remove_file(root.join("zz.xpt")).unwrap();
+    let manifest = outside.path().join("manifest.json");
+    std::fs::rename(root.join("manifest.json"), &manifest).unwrap();
+    std::os::unix::fs::symlink(&manifest, root.join("manifest.json")).unwrap();
+    unsafe_at("manifest.json");
+    std::fs::remove_file(root.join("manifest.json")).unwrap();
+    std::fs::rename(&manifest, root.join("manifest.json")).unwrap();
+    verify_package(root).unwrap();
+    // A FIFO (reading it would block for ever), where `mkfifo` exists.
+    let fifo = root.join("zz.fifo");
+    if std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        unsafe_at("zz.fifo");
+        std::fs::remove_file(&fifo).unwrap();
+    }
+    verify_package(root).unwrap();
 }
