@@ -46,10 +46,15 @@ impl SignArgs {
 pub enum SigningCommand {
     /// Set your signing password (the second component of your e-signatures), read from standard input (one
     /// line; without echo and twice when standard input is a terminal). Changing it needs the current one, from
-    /// TRIALPORT_SIGN_PASSWORD or a terminal prompt.
+    /// TRIALPORT_SIGN_PASSWORD or a terminal prompt (not after an administrator's reset). A password has at
+    /// least 12 characters, is not a common password, and does not contain your id or printed name (EXP002
+    /// weak_password, details.rule says which).
     SetPassword,
-    /// Clear a signer's password, failed attempts and lock, so that they can set a new password (needs the admin
-    /// role; nobody can set another's password).
+    /// Reset a signer's credential: clear their password, failed attempts and lock, and make them set a new
+    /// password before they sign again (until then signing fails with EXP003 password_reset_required). Needs the
+    /// admin role in the signer's organization and every study the signer holds, as revoking their API key does.
+    /// Nobody resets their own credential, nor that of whoever created the key they use (EXP003 self_reset):
+    /// another administrator must. Nobody can set another's password.
     Reset(ResetArgs),
     /// Print the engine's public signing key (PEM) for `verify --public-key`: give it to verifiers out of band.
     PublicKey(PublicKeyArgs),

@@ -467,7 +467,10 @@ fn a_signer_without_a_password_cannot_sign_and_passwords_follow_the_policy() {
             Outcome::Success
         ]
     );
-    assert_eq!(set[4].details, json!({"changed": true}));
+    assert_eq!(
+        set[4].details,
+        json!({"changed": true, "after_reset": false})
+    );
 }
 
 /// A home whose configuration hashes fast, with the test formats and source.
@@ -723,7 +726,8 @@ fn no_role_can_sign_as_another_user() {
         .engine
         .export_data(&bob, data(sign(Meaning::Approval, PASSWORD)))
         .unwrap_err();
-    assert_eq!(reason(&e), ("EXP003", "signing_not_enrolled"));
+    // Bob's credential waits for Bob's own new password.
+    assert_eq!(reason(&e), ("EXP003", "password_reset_required"));
     // What the admin signs names the admin.
     let job = s
         .engine
@@ -973,6 +977,268 @@ fn the_engine_key_is_the_homes_and_survives_restarts() {
             .public_key(),
         first
     );
+}
+
+// ---- credential controls (21 CFR 11.100, 11.300; attack review L2 and the password policy) -----------------
+
+/// [`setup`] that also accepts the tokens of `common::mint` (org `acme`).
+fn setup_with_jwt() -> Setup {
+    let hook = RecordingHook::new();
+    let engine = Engine::builder()
+        .formats(formats())
+        .source(source())
+        .audit_hook(Arc::new(hook.clone()))
+        .password_store(Arc::new(PasswordStore::in_memory(settings()).unwrap()))
+        .jwt(common::jwt_verifier())
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!(
+        "ApiKey {}",
+        engine.create_initial_admin_key("acme").unwrap()
+    );
+    Setup {
+        engine,
+        admin,
+        hook,
+    }
+}
+
+/// A bearer token of org `acme` (EdDSA, from `common::mint`).
+fn token(sub: &str, roles: &[Role], studies: &[&str]) -> String {
+    common::mint(
+        jsonwebtoken::Algorithm::EdDSA,
+        sub,
+        "Token User",
+        roles,
+        studies,
+    )
+}
+
+/// Locks `cred`'s signing with five wrong passwords.
+fn lock(s: &Setup, cred: &str) {
+    for _ in 0..5 {
+        s.engine
+            .export_data(cred, data(sign(Meaning::Approval, WRONG)))
+            .unwrap_err();
+    }
+    let e = s
+        .engine
+        .export_data(cred, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+}
+
+#[test]
+fn nobody_resets_their_own_signing_credential_nor_through_a_key_they_made() {
+    let s = setup_with_jwt();
+    let me = common::subject_of(&s.admin);
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    lock(&s, &s.admin);
+    // The review's case: an admin resets their own lockout, then sets a password, and an API key alone signs.
+    let e = s.engine.reset_signing(&s.admin, &me).unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "self_reset"));
+    assert_eq!(e.field(), Some("subject"));
+    assert_eq!(
+        events(&s, "reset_signing").last().unwrap().outcome,
+        Outcome::Denied
+    );
+    // Nor through a key the locked admin mints, or a key that key mints.
+    let helper = key(&s.engine, &s.admin, &[Role::Admin], &["*"]);
+    let grandchild = key(&s.engine, &helper, &[Role::Admin], &["*"]);
+    for cred in [&helper, &grandchild] {
+        let e = s.engine.reset_signing(cred, &me).unwrap_err();
+        assert_eq!(reason(&e), ("EXP003", "self_reset"));
+    }
+    let e = s
+        .engine
+        .set_signing_password(&s.admin, "a password of my choosing", None)
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+    // Another person (an organization-wide admin of the identity provider) may.
+    let other_admin = token("idp-second-admin", &[Role::Admin], &["*"]);
+    s.engine.reset_signing(&other_admin, &me).unwrap();
+    // And the token admin cannot reset their own either.
+    s.engine
+        .set_signing_password(&other_admin, PASSWORD, None)
+        .unwrap();
+    let e = s
+        .engine
+        .reset_signing(&other_admin, "idp-second-admin")
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "self_reset"));
+}
+
+#[test]
+fn a_reset_forces_a_new_password_before_the_next_signature() {
+    let s = setup();
+    let user = key(&s.engine, &s.admin, &[Role::DataManager], &["S1"]);
+    let subject = common::subject_of(&user);
+    s.engine
+        .set_signing_password(&user, PASSWORD, None)
+        .unwrap();
+    s.engine
+        .export_data(&user, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap();
+    // Not locked: an administrator may still reset (a lost or compromised password, 11.300(c)).
+    s.engine.reset_signing(&s.admin, &subject).unwrap();
+    let ev = events(&s, "reset_signing").pop().unwrap();
+    assert_eq!(
+        (ev.outcome, ev.details["password_reset_required"].clone()),
+        (Outcome::Success, json!(true))
+    );
+    // The old password no longer signs, with a reason that says what to do; no attempt is counted.
+    for _ in 0..6 {
+        let e = s
+            .engine
+            .export_data(&user, data(sign(Meaning::Approval, PASSWORD)))
+            .unwrap_err();
+        assert_eq!(reason(&e), ("EXP003", "password_reset_required"));
+        assert!(e.message().contains("set a new password"), "{e}");
+    }
+    assert!(events(&s, "security.signing_locked").is_empty());
+    // Only its owner lifts the mark, without the old password.
+    s.engine
+        .set_signing_password(&user, "the signer's own new one", None)
+        .unwrap();
+    let set = events(&s, "set_signing_password").pop().unwrap();
+    assert_eq!(set.details["after_reset"], true);
+    let e = s
+        .engine
+        .export_data(&user, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+    s.engine
+        .export_data(
+            &user,
+            data(sign(Meaning::Approval, "the signer's own new one")),
+        )
+        .unwrap();
+    // Nothing left to reset now but the new password: a second reset is a new reset.
+    s.engine.reset_signing(&s.admin, &subject).unwrap();
+    assert_eq!(
+        reason(&s.engine.reset_signing(&s.admin, &subject).unwrap_err()),
+        ("EXP001", "not_found")
+    );
+}
+
+#[test]
+fn resets_follow_the_scope_of_key_revocation() {
+    let s = setup_with_jwt();
+    let org_admin = common::subject_of(&s.admin);
+    s.engine
+        .set_signing_password(&s.admin, PASSWORD, None)
+        .unwrap();
+    let s1_admin = key(&s.engine, &s.admin, &[Role::Admin], &["S1"]);
+    // The review's case: a study-S1 admin resets the organization-wide admin's credential. It cannot revoke
+    // that admin's key, and now cannot reset it either.
+    let admin_key_id = org_admin.strip_prefix("apikey:").unwrap();
+    let revoke = s
+        .engine
+        .revoke_api_key(&s1_admin, admin_key_id)
+        .unwrap_err();
+    let reset = s.engine.reset_signing(&s1_admin, &org_admin).unwrap_err();
+    for e in [&revoke, &reset] {
+        assert_eq!(reason(e), ("EXP003", "permission_denied"));
+        assert_eq!(e.details()["scope"], "study");
+    }
+    s.engine
+        .export_data(&s.admin, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap();
+    // Within its studies it may; a signer holding a study it lacks, it may not.
+    let s1_user = key(&s.engine, &s.admin, &[Role::Monitor], &["S1"]);
+    let s1_s2_user = key(&s.engine, &s.admin, &[Role::Monitor], &["S1", "S2"]);
+    for cred in [&s1_user, &s1_s2_user] {
+        s.engine.set_signing_password(cred, PASSWORD, None).unwrap();
+    }
+    s.engine
+        .reset_signing(&s1_admin, &common::subject_of(&s1_user))
+        .unwrap();
+    let e = s
+        .engine
+        .reset_signing(&s1_admin, &common::subject_of(&s1_s2_user))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "permission_denied"));
+    // A token's signer has no key record: the studies it held when it enrolled decide.
+    let s2_token = token("idp-s2-user", &[Role::DataManager], &["S2"]);
+    s.engine
+        .set_signing_password(&s2_token, PASSWORD, None)
+        .unwrap();
+    let e = s
+        .engine
+        .reset_signing(&s1_admin, "idp-s2-user")
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "permission_denied"));
+    s.engine.reset_signing(&s.admin, "idp-s2-user").unwrap();
+    // A signer of another organization is as unknown as a signer that does not exist.
+    let other_org = s.engine.create_initial_admin_key("globex").unwrap();
+    let other_org = format!("ApiKey {other_org}");
+    s.engine
+        .set_signing_password(&other_org, PASSWORD, None)
+        .unwrap();
+    let hidden = s
+        .engine
+        .reset_signing(&s.admin, &common::subject_of(&other_org))
+        .unwrap_err();
+    let unknown = s
+        .engine
+        .reset_signing(&s.admin, "apikey:0123456789ab")
+        .unwrap_err();
+    assert_eq!(reason(&hidden), ("EXP001", "not_found"));
+    assert_eq!(
+        (hidden.message(), hidden.details()),
+        (unknown.message(), unknown.details())
+    );
+}
+
+#[test]
+fn signing_passwords_follow_the_policy() {
+    let s = setup();
+    let grace = {
+        let (text, _) = s
+            .engine
+            .create_api_key(
+                &s.admin,
+                trialport_core::auth::NewApiKey {
+                    name: "Grace Hopper".into(),
+                    org: "acme".into(),
+                    roles: vec![Role::DataManager],
+                    studies: vec!["S1".into()],
+                    expires_at: None,
+                },
+            )
+            .unwrap();
+        format!("ApiKey {text}")
+    };
+    let key_id = common::subject_of(&grace)
+        .strip_prefix("apikey:")
+        .unwrap()
+        .to_string();
+    for (password, rule) in [
+        // The review's case: `password` was accepted (8 characters were the only rule).
+        ("password", "too_short"),
+        ("elevenchars", "too_short"),
+        ("password1234", "common_password"),
+        ("Administrator", "common_password"),
+        ("grace hopper signs 2025", "contains_identity"),
+        (&format!("key {key_id} pw"), "contains_identity"),
+    ] {
+        let e = s
+            .engine
+            .set_signing_password(&grace, password, None)
+            .unwrap_err();
+        assert_eq!(reason(&e), ("EXP002", "weak_password"), "{password}");
+        assert_eq!(e.details()["rule"], rule, "{password}");
+        // ("password" itself is a word of the messages.)
+        if password != "password" {
+            assert!(!e.render().to_string().contains(password), "{password}");
+        }
+    }
+    s.engine
+        .set_signing_password(&grace, PASSWORD, None)
+        .unwrap();
 }
 
 // ---- strict verification (attack review H4 and M6) ----------------------------------------------------------
