@@ -399,8 +399,9 @@ pub enum KeysCommand {
     Create(KeysCreateArgs),
     /// Revoke an API key by id.
     Revoke(KeysRevokeArgs),
-    /// Rotate the key-encryption key of artifacts at rest: new artifacts use a new key, older ones stay readable
-    /// (needs the admin role).
+    /// Rotate the key-encryption key of artifacts at rest: new artifacts use a new key, older ones stay readable.
+    /// The key protects every organization's artifacts in the home, so only an admin of every study ("*") of
+    /// the home's own organization (config.json "org") may rotate it.
     RotateKek,
 }
 

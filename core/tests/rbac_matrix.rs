@@ -279,7 +279,13 @@ fn bulk(study: &str, identifiable: bool) -> BulkExportRequest {
     }
 }
 
-fn subject_of(engine: &Engine, admin: &str, org: &str, name: &str) -> (String, String) {
+fn subject_of(
+    engine: &Engine,
+    admin: &str,
+    org: &str,
+    study: &str,
+    name: &str,
+) -> (String, String) {
     let (text, rec) = engine
         .create_api_key(
             admin,
@@ -287,7 +293,7 @@ fn subject_of(engine: &Engine, admin: &str, org: &str, name: &str) -> (String, S
                 name: name.into(),
                 org: org.into(),
                 roles: vec![Role::Monitor],
-                studies: vec![OWN_STUDY.into()],
+                studies: vec![study.into()],
                 expires_at: None,
             },
         )
@@ -413,7 +419,7 @@ impl World {
                 expires_at: None,
             }),
             "reset_signing" => {
-                let (cred, subject) = subject_of(e, &self.admins[org], org, "signer");
+                let (cred, subject) = subject_of(e, &self.admins[org], org, study, "signer");
                 e.set_signing_password(&cred, PASSWORD, None).unwrap();
                 Target::Signer(subject)
             }

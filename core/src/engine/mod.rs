@@ -105,6 +105,8 @@ pub struct EngineBuilder {
     signing_key: Option<crate::signature::SigningKey>,
     password_store: Option<Arc<crate::signature::PasswordStore>>,
     signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
+    /// The organization owning what the whole engine shares (see [`EngineBuilder::home_org`]).
+    home_org: Option<String>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -267,6 +269,7 @@ impl EngineBuilder {
             .pepper(&pepper);
         b.home_lock = Some(lock);
         b.sole_process = sole;
+        b.home_org = Some(home.config().org.clone());
         if let Some(w) = home.config().workers {
             b = b.workers(w);
         }
@@ -355,6 +358,7 @@ impl EngineBuilder {
             _home_lock: self.home_lock,
             rate_limit: self.rate_limit,
             signing,
+            home_org: self.home_org,
         });
         // A torn tail the audit log cut away when it was opened goes on the record at once.
         inner.auditor.flush_recoveries()?;
@@ -435,6 +439,8 @@ pub(crate) struct Inner {
     rate_limit: Option<crate::limit::RateLimiter>,
     /// The signing key, the verifier of signers' passwords and the store of failed attempts.
     pub(crate) signing: crate::signature::Signing,
+    /// The organization owning what the whole engine shares (its key-encryption keys).
+    pub(crate) home_org: Option<String>,
 }
 
 impl Inner {
@@ -702,6 +708,7 @@ impl Engine {
             signing_key: None,
             password_store: None,
             signature_verifier: None,
+            home_org: None,
         }
     }
 
