@@ -166,7 +166,9 @@ pub struct InitArgs {
     #[arg(long, value_name = "ORG", default_value = "default")]
     pub org: String,
     /// Accept "Bearer <jwt>" credentials signed with HS256 by the secret in FILE (at least 32 bytes; one
-    /// trailing line break is ignored). The home refers to the file; it does not copy the secret.
+    /// trailing line break is ignored). The file must be readable and writable by its owner only (chmod 600): a
+    /// file its group or others may read or write is refused (EXP002 insecure_key_file), now and whenever the
+    /// home opens. The home refers to the file; it does not copy the secret.
     #[arg(long, value_name = "FILE")]
     pub jwt_hs256_secret_file: Option<PathBuf>,
     /// Accept "Bearer <jwt>" credentials verified with the public key in FILE: PEM (SPKI or PKCS#1 RSA, with
@@ -182,6 +184,10 @@ pub struct InitArgs {
     /// Accepted token audience ("aud"); repeatable. Without it, tokens that name an audience are refused.
     #[arg(long = "jwt-audience", value_name = "AUD")]
     pub jwt_audiences: Vec<String>,
+    /// Refuse tokens valid for longer than SECS: exp - iat, or exp - now for a token without iat (EXP003
+    /// token_lifetime_too_long). Default: no limit. Stored as "max_lifetime_secs" in config.json's "jwt".
+    #[arg(long, value_name = "SECS")]
+    pub jwt_max_lifetime: Option<u64>,
     /// Artifacts of succeeded jobs expire this many days after the job finished (every kind of job without its
     /// own --retention). Default: never.
     #[arg(long, value_name = "DAYS")]
@@ -420,7 +426,7 @@ pub struct KeysCreateArgs {
     /// Organization (default: the home's).
     #[arg(long)]
     pub org: Option<String>,
-    /// Expiry time, RFC 3339 (e.g. 2026-12-31T23:59:59Z).
+    /// Expiry time, RFC 3339 (e.g. 2026-12-31T23:59:59Z); it must be in the future (EXP002 invalid_expiry).
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
 }

@@ -509,13 +509,22 @@ impl Authenticator {
     /// Creates a key; returns its full text (shown once, never stored) and its record.
     ///
     /// # Errors
-    /// EXP002 for no roles or studies or an invalid name; EXP005 when randomness or the store fails.
+    /// EXP002 for no roles or studies, an invalid name, or `invalid_expiry` (field `expires_at`) for an expiry
+    /// time that is not after `now` (a key born expired is a mistake, never a useful key); EXP005 when randomness
+    /// or the store fails.
     pub fn create_key(
         &self,
         new: NewApiKey,
         created_by: &str,
         now: DateTime<Utc>,
     ) -> Result<(String, ApiKeyRecord)> {
+        if new.expires_at.is_some_and(|t| t <= now) {
+            return Err(Error::validation(
+                "invalid_expiry",
+                "a key's expiry time must be in the future",
+            )
+            .with_field("expires_at"));
+        }
         if new.roles.is_empty() {
             return Err(
                 Error::validation("missing_roles", "a key needs at least one role")
@@ -779,14 +788,25 @@ mod tests {
             "key_revoked"
         );
         let mut k = new_key(&["*"], &[Role::Admin]);
-        k.expires_at = Some(now);
+        k.expires_at = Some(now + chrono::Duration::seconds(1));
         let (text, _) = a.create_key(k, "x", now).unwrap();
+        let credential = format!("ApiKey {text}");
+        a.authenticate(&credential, now).unwrap();
+        let later = now + chrono::Duration::seconds(1);
         assert_eq!(
-            a.authenticate(&format!("ApiKey {text}"), now)
-                .unwrap_err()
-                .reason(),
+            a.authenticate(&credential, later).unwrap_err().reason(),
             "key_expired"
         );
+        // A key cannot be born expired: an expiry at or before its creation is refused.
+        for at in [now, now - chrono::Duration::days(1)] {
+            let mut k = new_key(&["*"], &[Role::Admin]);
+            k.expires_at = Some(at);
+            let e = a.create_key(k, "x", now).unwrap_err();
+            assert_eq!(
+                (e.code().as_str(), e.reason(), e.field()),
+                ("EXP002", "invalid_expiry", Some("expires_at"))
+            );
+        }
     }
 
     #[test]
