@@ -113,18 +113,21 @@ pub fn convert(args: &ConvertArgs, json: bool) -> Result<()> {
     }
 }
 
-/// `verify PACKAGE [--public-key FILE]`: every file listed in the manifest has its recorded size and SHA-256, and
-/// every e-signature verifies (with the trusted key when given).
+/// `verify PACKAGE [--public-key FILE]`: every file listed in the manifest has its recorded size and SHA-256, the
+/// package holds nothing else, and every e-signature verifies (with the trusted key when given); prints the
+/// report, `UNSIGNED` included, then fails when a signature was required and there is none.
 ///
 /// # Errors
-/// EXP005 `integrity_violation` naming the first bad file or signature; EXP001/EXP002 for a missing or unreadable
-/// package or key.
+/// EXP005 `integrity_violation` naming the first bad, missing or unlisted file or signature; EXP003
+/// `signature_required` for an unsigned package that must be signed; EXP001/EXP002 for a missing, unsafe or
+/// unreadable package or key.
 pub fn verify(a: &crate::args::VerifyArgs, json: bool) -> trialport_core::Result<()> {
     let trusted = a
         .public_key
         .as_deref()
         .map(crate::signing_cmds::read_public_key)
         .transpose()?;
-    let report = trialport_core::manifest::verify_package_with(&a.package, trusted.as_ref())?;
-    crate::signing_cmds::print_verified(&report, json)
+    let report = trialport_core::manifest::inspect_package(&a.package, trusted.as_ref())?;
+    crate::signing_cmds::print_verified(&report, json)?;
+    report.require_signature()
 }

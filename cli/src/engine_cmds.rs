@@ -188,10 +188,14 @@ fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>>
         keys.push(JwtKeyConfig::new(absolute(f, "jwt_public_key_file")?, alg));
     }
     if keys.is_empty() {
-        if !args.jwt_issuers.is_empty() || !args.jwt_audiences.is_empty() {
+        if !args.jwt_issuers.is_empty()
+            || !args.jwt_audiences.is_empty()
+            || args.jwt_max_lifetime.is_some()
+        {
             return Err(Error::validation(
                 "missing_jwt_keys",
-                "--jwt-issuer and --jwt-audience need --jwt-hs256-secret-file or --jwt-public-key-file",
+                "--jwt-issuer, --jwt-audience and --jwt-max-lifetime need --jwt-hs256-secret-file or \
+                 --jwt-public-key-file",
             )
             .with_field("jwt"));
         }
@@ -202,6 +206,7 @@ fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>>
         issuers: args.jwt_issuers.clone(),
         audiences: args.jwt_audiences.clone(),
         leeway_secs: None,
+        max_lifetime_secs: args.jwt_max_lifetime,
     };
     // The paths are absolute: the base directory is never used.
     let verifier = JwtVerifier::from_config(&config, Path::new("."))?;

@@ -550,7 +550,9 @@ impl Authenticator {
     /// the secret).
     ///
     /// # Errors
-    /// EXP002 for no organization, roles or studies, or an invalid name; EXP005 when randomness fails.
+    /// EXP002 for no organization, roles or studies, an invalid name, or `invalid_expiry` (field `expires_at`)
+    /// for an expiry time that is not after `now` (a key born expired is a mistake, never a useful key); EXP005
+    /// when randomness fails.
     pub fn new_key(
         &self,
         new: NewApiKey,
@@ -561,6 +563,13 @@ impl Authenticator {
             Error::validation("missing_org", "a key needs an organization").with_field("org")
         })?;
         crate::sink::validate_name(&org, "org")?;
+        if new.expires_at.is_some_and(|t| t <= now) {
+            return Err(Error::validation(
+                "invalid_expiry",
+                "a key's expiry time must be in the future",
+            )
+            .with_field("expires_at"));
+        }
         if new.roles.is_empty() {
             return Err(
                 Error::validation("missing_roles", "a key needs at least one role")
@@ -877,14 +886,25 @@ mod tests {
             "key_revoked"
         );
         let mut k = new_key(&["*"], &[Role::Admin]);
-        k.expires_at = Some(now);
+        k.expires_at = Some(now + chrono::Duration::seconds(1));
         let (text, _) = create(&made, k, now);
+        let credential = format!("ApiKey {text}");
+        a.authenticate(&credential, now).unwrap();
+        let later = now + chrono::Duration::seconds(1);
         assert_eq!(
-            a.authenticate(&format!("ApiKey {text}"), now)
-                .unwrap_err()
-                .reason(),
+            a.authenticate(&credential, later).unwrap_err().reason(),
             "key_expired"
         );
+        // A key cannot be born expired: an expiry at or before its creation is refused.
+        for at in [now, now - chrono::Duration::days(1)] {
+            let mut k = new_key(&["*"], &[Role::Admin]);
+            k.expires_at = Some(at);
+            let e = a.new_key(k, "x", now).unwrap_err();
+            assert_eq!(
+                (e.code().as_str(), e.reason(), e.field()),
+                ("EXP002", "invalid_expiry", Some("expires_at"))
+            );
+        }
     }
 
     #[test]

@@ -75,7 +75,9 @@ pub struct HomeConfig {
     /// Days after which artifacts of succeeded jobs expire, per kind of job (see the module docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSettings>,
-    /// JWT verification: key files, issuers, audiences, leeway (default: none, bearer tokens are refused).
+    /// JWT verification: key files, issuers, audiences, leeway, the longest token lifetime accepted
+    /// (`max_lifetime_secs`) (default: none, bearer tokens are refused). An HMAC secret file must be readable and
+    /// writable by its owner only; see [`crate::jwt`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<crate::jwt::JwtConfig>,
     /// Whether artifacts are encrypted at rest with the keys in `keys/` (true for new homes; absent, so false,

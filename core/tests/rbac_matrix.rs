@@ -271,14 +271,20 @@ fn bulk(study: &str, identifiable: bool) -> ExportRequest {
     }
 }
 
-fn subject_of(engine: &Engine, admin: &str, org: &str, name: &str) -> (String, String) {
+fn subject_of(
+    engine: &Engine,
+    admin: &str,
+    org: &str,
+    study: &str,
+    name: &str,
+) -> (String, String) {
     let (text, rec) = engine
         .session(admin)
         .create_api_key(NewApiKey {
             name: name.into(),
             org: Some(org.into()),
             roles: vec![Role::Monitor],
-            studies: vec![OWN_STUDY.into()],
+            studies: vec![study.into()],
             expires_at: None,
         })
         .unwrap();
@@ -401,7 +407,7 @@ impl World {
                 expires_at: None,
             }),
             "reset_signing" => {
-                let (cred, subject) = subject_of(e, &self.admins[org], org, "signer");
+                let (cred, subject) = subject_of(e, &self.admins[org], org, study, "signer");
                 e.session(&cred)
                     .set_signing_password(PASSWORD, None)
                     .unwrap();

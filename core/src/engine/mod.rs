@@ -109,6 +109,8 @@ pub struct EngineBuilder {
     signing_key: Option<crate::signature::SigningKey>,
     password_store: Option<Arc<crate::signature::PasswordStore>>,
     signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
+    /// The organization owning what the whole engine shares (see [`EngineBuilder::home_org`]).
+    home_org: Option<String>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -257,6 +259,7 @@ impl EngineBuilder {
         let store = Arc::new(home.open_store()?);
         let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
         let mut b = self.store(store).sink(sink).pepper(&pepper);
+        b.home_org = Some(home.config().org.clone());
         if let Some(w) = home.config().workers {
             b = b.workers(w);
         }
@@ -357,6 +360,7 @@ impl EngineBuilder {
             max_attempts: self.max_attempts,
             keeper_lock: Mutex::new(()),
             keeper_wake: Condvar::new(),
+            home_org: self.home_org,
         });
         let workers = (0..self.workers)
             .map(|i| {
@@ -449,6 +453,8 @@ pub(crate) struct Inner {
     /// The lease keeper waits on `keeper_wake` between passes, and is woken to stop.
     pub(crate) keeper_lock: Mutex<()>,
     pub(crate) keeper_wake: Condvar,
+    /// The organization owning what the whole engine shares (its key-encryption keys).
+    pub(crate) home_org: Option<String>,
 }
 
 impl Inner {
@@ -655,6 +661,7 @@ impl Engine {
             signing_key: None,
             password_store: None,
             signature_verifier: None,
+            home_org: None,
         }
     }
 
