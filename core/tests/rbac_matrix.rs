@@ -231,6 +231,7 @@ fn report(study: &str) -> ReportRequest {
         report: ReportSpec {
             study: study.into(),
             title: "Safety".into(),
+            data_cutoff: None,
             parameters: Default::default(),
             sections: vec![SectionSpec::Text {
                 heading: None,
@@ -249,6 +250,7 @@ fn dashboard(study: &str) -> DashboardRequest {
         dashboard: DashboardSpec {
             study: study.into(),
             title: "Overview".into(),
+            data_cutoff: None,
             tiles: vec![TileSpec {
                 label: "Subjects".into(),
                 dataset: "DM".into(),

@@ -49,6 +49,8 @@ fn chart(kind: ChartKind, points: &[(&str, f64)]) -> Block {
 fn dashboard() -> Document {
     Document {
         kind: DocumentKind::Dashboard,
+        data_cutoff: None,
+        signatures: vec![],
         title: format!("Safety {SCRIPT}"),
         study: "STUDY-1".into(),
         generated_at: at(),
@@ -80,6 +82,7 @@ fn dashboard() -> Document {
                 dataset: "DM".into(),
                 rows: table(),
                 total_rows: 250,
+                footnotes: vec![],
             },
             chart(
                 ChartKind::Bar,
@@ -333,6 +336,8 @@ fn options_and_info() {
 fn a_report_with_no_blocks_renders() {
     let doc = Document {
         kind: DocumentKind::Report,
+        data_cutoff: None,
+        signatures: vec![],
         title: "Empty".into(),
         study: "S".into(),
         generated_at: at(),
@@ -342,6 +347,7 @@ fn a_report_with_no_blocks_renders() {
             dataset: "AE".into(),
             rows: RecordBatch::new_empty(table().schema()),
             total_rows: 0,
+            footnotes: vec![],
         }],
     };
     let html = render(&doc, &FormatOptions::new());

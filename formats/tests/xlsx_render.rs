@@ -66,6 +66,8 @@ fn sheet_names(bytes: &[u8]) -> Vec<String> {
 fn a_report_has_an_overview_and_a_sheet_per_table() {
     let doc = Document {
         kind: DocumentKind::Report,
+        data_cutoff: None,
+        signatures: vec![],
         title: "Interim safety report".into(),
         study: "STUDY-1".into(),
         generated_at: at(),
@@ -80,18 +82,21 @@ fn a_report_has_an_overview_and_a_sheet_per_table() {
                 dataset: "DM".into(),
                 rows: rows(),
                 total_rows: 120,
+                footnotes: vec![],
             },
             Block::Table {
                 heading: None,
                 dataset: "DM".into(),
                 rows: rows(),
                 total_rows: 2,
+                footnotes: vec![],
             },
             Block::Table {
                 heading: Some("Report".into()),
                 dataset: "AE".into(),
                 rows: rows(),
                 total_rows: 2,
+                footnotes: vec![],
             },
         ],
     };
@@ -131,6 +136,8 @@ fn a_report_has_an_overview_and_a_sheet_per_table() {
 fn a_dashboard_has_kpis_tables_and_charts() {
     let doc = Document {
         kind: DocumentKind::Dashboard,
+        data_cutoff: None,
+        signatures: vec![],
         title: "Enrolment".into(),
         study: "STUDY-1".into(),
         generated_at: at(),
@@ -151,6 +158,7 @@ fn a_dashboard_has_kpis_tables_and_charts() {
                 dataset: "DM".into(),
                 rows: rows(),
                 total_rows: 2,
+                footnotes: vec![],
             },
             Block::Chart(Chart {
                 title: "Subjects by arm: [all sites]".into(),

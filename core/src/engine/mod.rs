@@ -42,6 +42,7 @@ mod package;
 mod retention;
 mod run;
 mod signing;
+mod summary;
 
 pub use download::{download_error, Download, SavedArtifact};
 pub use retention::{PurgeSummary, DEFAULT_SWEEP_INTERVAL};

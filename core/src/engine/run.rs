@@ -73,6 +73,8 @@ pub(crate) struct Running<'a> {
     pub(super) deid: Option<Arc<crate::deid::Deidentifier>>,
     /// The e-signatures of the manifests written so far, for the audit trail.
     pub(super) signatures: Vec<crate::signature::SignatureRecord>,
+    /// The rendered document of a report or dashboard job, for the manifest.
+    document: Option<crate::manifest::ManifestDocument>,
 }
 
 impl<'a> Running<'a> {
@@ -155,6 +157,7 @@ fn run_claimed(inner: &Arc<Inner>, job: Job) {
         completed: vec![],
         deid: None,
         signatures: vec![],
+        document: None,
     };
     // The call that submitted the job audits itself first (bounded: a call in another process is not waited for).
     inner.wait_audited(id, Duration::from_secs(5));
@@ -441,7 +444,7 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
             }
         }
         JobKind::Report | JobKind::Dashboard => {
-            let (doc, options) = if run.job.kind == JobKind::Report {
+            let (mut doc, options) = if run.job.kind == JobKind::Report {
                 let req: ReportRequest = parse_request(&run.job)?;
                 (
                     compute::report(inner, &req.report, inner.clock.now())?,
@@ -454,6 +457,8 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                     req.options,
                 )
             };
+            doc.signatures = document_signatures(&run.job);
+            let content_sha256 = doc.content_sha256()?;
             run.check()?;
             let name = format!("{}.{}", run.job.kind.as_str(), format.info().extension);
             let path = artifact_path(&run.job, &name);
@@ -472,6 +477,10 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
             let receipt = writer.complete()?;
             run.completed.push(path);
             run.job.progress.datasets_done = 1;
+            run.document = Some(crate::manifest::ManifestDocument {
+                artifact: name.clone(),
+                content_sha256,
+            });
             entries.push(ManifestEntry {
                 path: name,
                 media_type: format.info().media_type.to_string(),
@@ -513,6 +522,21 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
     Ok(artifacts)
 }
 
+/// The e-signatures a report or dashboard shows: those [`super::signing::sign_manifest`] will bind to the job's
+/// manifest when the job succeeds, known before rendering (the request's meaning, the requester's printed name,
+/// the time of the request, which is when the signer re-authenticated).
+fn document_signatures(job: &Job) -> Vec<crate::document::DocumentSignature> {
+    crate::signature::requested_meaning(&job.request)
+        .map(|meaning| crate::document::DocumentSignature {
+            printed_name: job.requested_by_name.clone(),
+            signer_id: job.requested_by.clone(),
+            meaning,
+            signed_at: job.created_at,
+        })
+        .into_iter()
+        .collect()
+}
+
 /// The manifest of a job's `files`, signed when the request asked for an e-signature.
 pub(super) fn manifest_of(
     run: &mut Running<'_>,
@@ -536,6 +560,7 @@ pub(super) fn manifest_of(
         request: job.request.clone(),
         deidentification: deidentification(run),
         files,
+        document: run.document.clone(),
         signatures: vec![],
     };
     super::signing::sign_manifest(run, &mut manifest)?;
