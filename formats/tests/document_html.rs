@@ -355,3 +355,57 @@ fn a_report_with_no_blocks_renders() {
     assert!(html.contains("<body class=\"report\">"));
     assert!(html.contains("no rows"));
 }
+
+#[test]
+fn signatures_footnotes_and_the_cutoff_are_shown_escaped() {
+    let mut doc = dashboard();
+    doc.data_cutoff = Some(format!("2025-01-01 {SCRIPT}"));
+    if let Some(Block::Table { footnotes, .. }) = doc
+        .blocks
+        .iter_mut()
+        .find(|b| matches!(b, Block::Table { .. }))
+    {
+        footnotes.push(format!("Footnote {SCRIPT}"));
+    }
+    let unsigned = render(&doc, &FormatOptions::new());
+    parse(&unsigned);
+    assert!(unsigned.contains("This document is not electronically signed."));
+    assert!(unsigned.contains(&doc.content_sha256().expect("hash")));
+    assert!(unsigned.contains("Footnote &lt;script&gt;"));
+    assert!(unsigned.contains("Data cut-off <strong>2025-01-01 &lt;script&gt;"));
+    doc.signatures
+        .push(trialport_core::document::DocumentSignature {
+            printed_name: format!("Dr. {SCRIPT}"),
+            signer_id: "s1".into(),
+            meaning: trialport_core::signature::Meaning::Responsibility,
+            signed_at: at(),
+        });
+    let signed = render(&doc, &FormatOptions::new());
+    let dom = parse(&signed);
+    assert!(!signed.contains("not electronically signed"));
+    let row: Vec<String> = dom
+        .descendants()
+        .filter(|n| n.has_tag_name("section") && n.attribute("class") == Some("signatures"))
+        .flat_map(|s| s.descendants().filter(|n| n.has_tag_name("td")))
+        .map(|td| {
+            td.descendants()
+                .filter(|n| n.is_text())
+                .filter_map(|n| n.text())
+                .collect::<String>()
+        })
+        .collect();
+    assert_eq!(
+        row,
+        vec![
+            format!("Dr. {SCRIPT}"),
+            "responsibility".to_string(),
+            "2025-01-21T10:00:00Z".to_string()
+        ]
+    );
+    assert_eq!(
+        dom.descendants()
+            .filter(|n| n.has_tag_name("script"))
+            .count(),
+        0
+    );
+}

@@ -42,11 +42,21 @@ fn the_templates_are_valid_reports() {
         }
         let text = std::fs::read_to_string(&path).expect("template");
         let spec: Value = serde_json::from_str(&text).expect("JSON");
-        assert!(v.is_valid(&spec), "{}: {:?}", path.display(), errors(&v, &spec));
+        assert!(
+            v.is_valid(&spec),
+            "{}: {:?}",
+            path.display(),
+            errors(&v, &spec)
+        );
         let parsed: ReportSpec = from_json(&text).expect("a report spec");
         // What serde writes back is valid too.
         let back = serde_json::to_value(&parsed).expect("serialized");
-        assert!(v.is_valid(&back), "{}: {:?}", path.display(), errors(&v, &back));
+        assert!(
+            v.is_valid(&back),
+            "{}: {:?}",
+            path.display(),
+            errors(&v, &back)
+        );
         n += 1;
     }
     assert_eq!(n, 3);
@@ -62,7 +72,11 @@ fn every_spec_example_of_the_guide_is_valid() {
         let body = &rest[start + "```json spec\n".len()..];
         let end = body.find("```").expect("closed block");
         let example: Value = serde_json::from_str(&body[..end]).expect("an example is JSON");
-        assert!(v.is_valid(&example), "{:?}\n{example}", errors(&v, &example));
+        assert!(
+            v.is_valid(&example),
+            "{:?}\n{example}",
+            errors(&v, &example)
+        );
         assert!(serde_accepts(&example), "the engine refuses {example}");
         n += 1;
         rest = &body[end..];

@@ -6,9 +6,9 @@
 //!   heading and ends with the signature manifestation.
 //! - Every page has a running header (study, title, data cut-off) and footer (generation time, engine, whether
 //!   the document is signed, "Page x of y").
-//! - Tables repeat their header row on every page they span and never break a row across pages (see
-//!   [`table`](self) for the one exception, a row taller than a page); text is wrapped inside its column; numbers
-//!   are right-aligned; footnotes follow the table.
+//! - Tables repeat their header row on every page they span and never break a row across pages (but for a row
+//!   taller than a whole page, which continues line by line); text is wrapped inside its column; numbers are
+//!   right-aligned; footnotes follow the table.
 //! - KPI tiles; bar and line charts as vector graphics, drawn from the same marks as the HTML page's SVG
 //!   ([`crate::document::svg::marks`]).
 //! - The signature manifestation (21 CFR 11.50): each e-signature's printed name, meaning and UTC date and time,
