@@ -120,12 +120,34 @@ fn a_report_has_an_overview_and_a_sheet_per_table() {
         "see sheet Demographics (showing 2 of 120 rows)",
         "see sheet DM",
         "see sheet Report_2",
+        "Electronic signatures",
+        "This document is not electronically signed.",
     ] {
         assert!(
             flat.iter().any(|c| c == want),
             "missing {want:?} in {flat:?}"
         );
     }
+    let hash = doc.content_sha256().expect("hash");
+    assert!(flat.contains(&hash), "the content hash in {flat:?}");
+    // Signed: each signature's printed name, meaning and UTC time, on one row.
+    let mut signed = doc.clone();
+    signed
+        .signatures
+        .push(trialport_core::document::DocumentSignature {
+            printed_name: "=Dr. Ada".into(),
+            signer_id: "s1".into(),
+            meaning: trialport_core::signature::Meaning::Review,
+            signed_at: at(),
+        });
+    let overview = cells(&render(&signed), "Report");
+    assert!(overview
+        .iter()
+        .any(|r| r[..3] == ["'=Dr. Ada", "review", "2025-01-21T10:00:00Z"]));
+    assert!(!overview
+        .iter()
+        .flatten()
+        .any(|c| c.contains("not electronically")));
     let table = cells(&bytes, "Demographics");
     assert_eq!(table[0], ["USUBJID", "AGE", "RFSTDTC"]);
     assert_eq!(table[1][..2], ["S-001", "34"]);
