@@ -24,7 +24,7 @@ fi
 export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"
 python -m pip install --quiet --disable-pip-version-check \
-    "maturin>=1.9,<2" pytest pyarrow polars pandas openpyxl pyreadstat mypy pyjwt cryptography jsonschema
+    "maturin>=1.9,<2" pytest pyarrow polars pandas openpyxl pyreadstat mypy pyjwt cryptography jsonschema pypdf
 
 step "build and install ./bindings-python (cargo profile $profile)"
 # Stripped: the debug symbols of a dev build make a 300 MB module that is slow to pack and install.

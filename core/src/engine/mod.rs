@@ -49,6 +49,7 @@ mod run;
 mod session;
 mod signing;
 mod submit;
+mod summary;
 
 pub use call::MAX_REQUEST_ID;
 pub use download::{download_error, Download, SavedArtifact};
