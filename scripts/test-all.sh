@@ -49,6 +49,10 @@ bindings-python/test.sh
 step "C library (header check, symbols, C tests under valgrind against .so and .a, C++ header, example vs CLI)"
 bindings-c/test.sh
 
+step "release (scripts/dist.sh builds dist/; scripts/test-dist.sh installs and tests the C SDK, the wheel, the CLI, the SBOM)"
+scripts/dist.sh
+scripts/test-dist.sh
+
 step "memory check (5,000,000 rows through the job path, peak RSS under 300 MB)"
 if [ -x benches/memcheck.sh ]; then
   benches/memcheck.sh
