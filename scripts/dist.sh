@@ -232,4 +232,6 @@ step "sizes"
 for f in "$dist"/*; do printf '%10s  %s\n' "$(du -k --apparent-size "$f" | cut -f1)K" "$(basename "$f")"; done
 printf '%10s  %s\n' "$(du -k --apparent-size "$out/libtrialport.so" | cut -f1)K" "(in the SDK) libtrialport.so.$version"
 printf '%10s  %s\n' "$(du -k --apparent-size "$out/libtrialport.a" | cut -f1)K" "(in the SDK) libtrialport.a"
+# The staging directory holds a copy of everything and the SBOM's Python environment (about 600 MB).
+rm -rf "$stage"
 echo "dist: built into dist/"

@@ -150,6 +150,7 @@ PY
 )"
 released_binary "$work/_trialport.so" "$native (in the wheel)"
 TRIALPORT_PY_WHEEL="$wheel" TRIALPORT_PY_VENV="$target/dist-py-venv" bindings-python/test.sh
+rm -rf "$target/dist-py-venv" # about 700 MB, made anew by the next run anyway
 
 step "CLI: dist/trialport runs the demo"
 "$cli" --version
