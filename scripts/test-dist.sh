@@ -144,6 +144,8 @@ wheel = zipfile.ZipFile(sys.argv[1])
 names = [n for n in wheel.namelist() if re.fullmatch(r"trialport/_trialport[^/]*\.so", n)]
 if len(names) != 1:
     sys.exit(f"the wheel has {len(names)} native modules trialport/_trialport*.so, not one")
+if not any(re.fullmatch(r"trialport-[^/]*\.dist-info/licenses/LICENSE", n) for n in wheel.namelist()):
+    sys.exit("the wheel carries no .dist-info/licenses/LICENSE")
 open(sys.argv[2], "wb").write(wheel.read(names[0]))
 print(names[0])
 PY
