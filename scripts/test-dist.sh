@@ -50,7 +50,7 @@ released_binary() {
   local file="$1" what="$2" size sections
   size="$(stat -c %s "$file")"
   [ "$size" -lt "$limit" ] || fail "$what is $size bytes: over 40 MiB"
-  sections="$(readelf -S -W "$file" | awk '{print $2}')"
+  sections="$(readelf -S -W "$file" | sed -n 's/^ *\[ *[0-9]*\] \([^ ]*\).*/\1/p')"
   if grep -E '^\.(debug_|symtab$)' <<<"$sections"; then fail "$what carries debug info or a symbol table"; fi
   printf '   %-40s %6.1f MiB, stripped, no debug info\n' "$what" "$(awk "BEGIN {print $size / 1048576}")"
 }
