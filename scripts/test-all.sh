@@ -49,7 +49,7 @@ bindings-python/test.sh
 step "C library (header check, symbols, C tests under valgrind against .so and .a, C++ header, example vs CLI)"
 bindings-c/test.sh
 
-step "release (scripts/dist.sh builds dist/; scripts/test-dist.sh installs and tests the C SDK, the wheel, the CLI, the SBOM)"
+step "release (scripts/dist.sh builds dist/; scripts/test-dist.sh tests the installed SDK, wheel, CLI and SBOM)"
 scripts/dist.sh
 scripts/test-dist.sh
 
