@@ -64,6 +64,10 @@ cargo build -p trialport-cli --locked --quiet
 step "C library (header check, symbols, C tests under valgrind against .so and .a, C++ header, example vs CLI)"
 bindings-c/test.sh
 
+step "release (scripts/dist.sh builds dist/; scripts/test-dist.sh tests the installed SDK, wheel, CLI and SBOM)"
+scripts/dist.sh
+scripts/test-dist.sh
+
 step "memory check (5,000,000 rows through the job path, peak RSS under 300 MB)"
 if [ -x benches/memcheck.sh ]; then
   benches/memcheck.sh
