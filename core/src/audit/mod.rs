@@ -327,8 +327,8 @@ pub struct CheckpointSignature {
 const CHECKPOINT_DOMAIN: &str = "trialport audit checkpoint v1\n";
 
 impl Checkpoint {
-    /// The bytes the engine signs: [`CHECKPOINT_DOMAIN`] and the canonical JSON of `seq`, `hash` and
-    /// `timestamp` (see the type's docs).
+    /// The bytes the engine signs: a domain line (`trialport audit checkpoint v1`) and the canonical JSON of
+    /// `seq`, `hash` and `timestamp` (see the type's docs).
     pub fn signed_payload(&self) -> Vec<u8> {
         let mut body = serde_json::json!({"seq": self.seq, "hash": self.hash});
         if let Some(t) = &self.timestamp {

@@ -149,7 +149,7 @@ fn reauthenticate(inner: &Inner, call: &Call<'_>, password: &str) -> Result<()> 
 impl Session<'_> {
     /// Sets the caller's signing password (in the built-in password store). Changing a password needs the current
     /// one, checked like a signature (a wrong one counts as a failed attempt); after an administrator's reset
-    /// ([`Engine::reset_signing`]) there is none, and setting one lifts the reset. The password must follow
+    /// ([`Session::reset_signing`]) there is none, and setting one lifts the reset. The password must follow
     /// [`crate::signature::check_password_policy`]: 12 characters to 1,024 bytes, no control character, not a
     /// common password, not containing the caller's id or printed name.
     ///
@@ -191,7 +191,7 @@ impl Session<'_> {
     /// them. The rules:
     ///
     /// - the caller holds `keys:manage` in the organization, and every study of the signer, as revoking the
-    ///   signer's API key needs ([`Engine::revoke_api_key`]): the studies of the signer's API key record for an
+    ///   signer's API key needs ([`Session::revoke_api_key`]): the studies of the signer's API key record for an
     ///   `apikey:` subject, else the studies the signer held when last seen enrolling or signing (`*` when none
     ///   are recorded), so a study administrator cannot reset an organization-wide administrator;
     /// - nobody resets their own credential, nor that of a signer who created (directly or through other keys)

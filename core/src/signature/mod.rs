@@ -22,7 +22,7 @@
 //! - A password follows [`check_password_policy`]: 12 characters or more, not a common password, not containing
 //!   the signer's id or printed name (NIST SP 800-63B §5.1.1.2).
 //! - Nobody resets their own signing credential, and a reset needs the collaboration of a second person
-//!   (§11.200(a)(3)): [`crate::engine::Engine::reset_signing`] refuses the signer themselves, and anyone holding a
+//!   (§11.200(a)(3)): [`crate::engine::Session::reset_signing`] refuses the signer themselves, and anyone holding a
 //!   key the signer created; the resetter needs what revoking the signer's API key needs (`keys:manage` in the
 //!   same organization and every study of the signer).
 //! - A reset removes the password and marks the credential: signing is refused with EXP003

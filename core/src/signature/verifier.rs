@@ -494,7 +494,7 @@ impl PasswordStore {
     /// An administrator's reset: removes the signer's password hash, failed attempts and lock, and marks the
     /// credential reset by `by` at `at`, so that signing is refused (EXP003 `password_reset_required`) until the
     /// signer sets a new password. Returns whether there was anything to reset ([`SignerStatus::resettable`]).
-    /// Who may reset whom is the engine's decision ([`crate::engine::Engine::reset_signing`]).
+    /// Who may reset whom is the engine's decision ([`crate::engine::Session::reset_signing`]).
     ///
     /// # Errors
     /// EXP005 for I/O.
