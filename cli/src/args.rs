@@ -401,11 +401,14 @@ pub struct DownloadArgs {
     pub all: bool,
 }
 
-/// `keys create|revoke|rotate-kek`
+/// `keys create|list|revoke|rotate-kek`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create an API key; its text is printed once.
     Create(KeysCreateArgs),
+    /// List the API keys you manage (your organization's, within your studies): id, name, roles, studies,
+    /// expiry and revocation; never a secret.
+    List,
     /// Revoke an API key by id.
     Revoke(KeysRevokeArgs),
     /// Rotate the key-encryption key of artifacts at rest: new artifacts use a new key, older ones stay readable.

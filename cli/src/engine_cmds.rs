@@ -111,6 +111,16 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
         }
         output::json_required(&out)
     })?;
+    if !ctx.json() {
+        let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        output::note(&format!(
+            "Next: keep the api_key above private; it is shown once. Then\n  export TRIALPORT_HOME={}\n  export \
+             TRIALPORT_CREDENTIAL='ApiKey <the api_key above>'\n  trialport export data --study STUDY --datasets DM \
+             --format csv --deidentify safe-harbor --wait\n(`trialport keys create` makes keys for other people; \
+             `trialport signing set-password` prepares signed exports.)",
+            home.display()
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -623,7 +633,7 @@ pub fn download_to(
     }))
 }
 
-/// `trialport keys create|revoke|rotate-kek`.
+/// `trialport keys create|list|revoke|rotate-kek`.
 ///
 /// # Errors
 /// The engine's errors; EXP002 for a bad role or expiry time.
@@ -638,6 +648,43 @@ pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
                 output::line(&format!(
                     "new artifacts are encrypted under key {id}; older ones keep their keys"
                 ))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List => {
+            let keys = ctx.engine()?.session(ctx.cred()).list_api_keys()?;
+            if ctx.json {
+                output::json(&json!({ "keys": keys }))?;
+            } else {
+                let mut t = output::Table::new(&[
+                    "KEY ID", "NAME", "ROLES", "STUDIES", "CREATED", "EXPIRES", "STATUS",
+                ]);
+                let now = chrono::Utc::now();
+                for k in &keys {
+                    let status = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else if k.expires_at.is_some_and(|e| e <= now) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    t.row(vec![
+                        k.key_id.clone(),
+                        k.name.clone(),
+                        k.roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        k.studies.join(","),
+                        k.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                        k.expires_at
+                            .map(|e| e.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        status.into(),
+                    ]);
+                }
+                output::line(&t.render())?;
             }
             Ok(ExitCode::SUCCESS)
         }

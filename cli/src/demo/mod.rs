@@ -423,14 +423,17 @@ fn summary(
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(failed)".into())
     };
+    let tp = command_name();
     let lines = [
         String::new(),
         format!("Done in {seconds:.1} s. Everything is in {}:", dir.display()),
         format!("  source/{STUDY}/      the study as CSV (DM, AE, LB, VS)"),
         "  specs/              the report and dashboard specs rendered (export report --spec FILE)".into(),
-        "  home/               the trialport home: trialport.db (jobs, keys, audit trail), config.json".into(),
-        "  home/artifacts/     one folder per job: <job id>/<artifact> and manifest.json".into(),
-        "  downloads/          the downloaded artifact".into(),
+        "  home/               the trialport home: trialport.db (jobs, keys, signers), audit.log (the audit \
+         trail), config.json, artifacts/ (each job's files, encrypted at rest)"
+            .into(),
+        "  files/              every job's artifacts decrypted for you to open: <job id>/<artifact>".into(),
+        "  downloads/          the artifact fetched with `trialport download`".into(),
         "  demo.key            the demo home's admin API key (keep it private)".into(),
         String::new(),
         format!("  report:     {}", path_of(find(trialport_core::job::JobKind::Report))),
@@ -449,14 +452,33 @@ fn summary(
         "Explore it with the CLI:".into(),
         format!("  export TRIALPORT_HOME={}", home.display()),
         format!("  export TRIALPORT_CREDENTIAL=\"$(cat {})\"", key_file.display()),
-        "  trialport jobs list".into(),
-        format!("  trialport export data --study {STUDY} --datasets AE --format csv --filter AESER:eq:Y --wait"),
-        "  trialport audit verify".into(),
+        format!("  {tp} jobs list"),
+        format!(
+            "  {tp} export data --study {STUDY} --datasets AE --format csv --deidentify safe-harbor \
+             --filter AESER:eq:Y --wait"
+        ),
+        format!("  {tp} audit verify"),
     ];
     for l in lines {
         output::line(&l)?;
     }
     Ok(())
+}
+
+/// How to call this program again: `trialport` when that name on the `PATH` is this executable, else the path
+/// this one runs from (after `cargo run` the binary is under `target/`, which is not on the `PATH`).
+fn command_name() -> String {
+    let me = std::env::current_exe().and_then(fs::canonicalize).ok();
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("trialport"))
+            .find(|p| p.is_file())
+            .and_then(|p| fs::canonicalize(p).ok())
+    });
+    match me {
+        Some(me) if on_path.as_ref() != Some(&me) => me.display().to_string(),
+        _ => "trialport".into(),
+    }
 }
 
 /// The output directory: `--out`, else `./trialport-demo` (or a temp directory when the current one is not

@@ -6,7 +6,7 @@
 use super::call::{valid_request_id, Call, Done};
 use super::{Engine, Inner, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::audit::{AuditEvent, Checkpoint};
-use crate::auth::{authorize, ApiKeyRecord, NewApiKey, Permission, Principal};
+use crate::auth::{authorize, ApiKeyInfo, ApiKeyRecord, NewApiKey, Permission, Principal};
 use crate::error::{Error, Result};
 use crate::format::FormatInfo;
 use crate::job::{Job, JobState};
@@ -389,6 +389,35 @@ impl<'e> Session<'e> {
                 target,
                 details: json!({}),
                 value: (),
+            })
+        })
+    }
+
+    /// The API keys of the caller's organization that the caller manages (those whose every study the caller
+    /// holds, as revoking needs), oldest first, revoked and expired ones included; never their secrets.
+    ///
+    /// # Errors
+    /// EXP003 (needs `keys:manage`); EXP005.
+    pub fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        self.call("list_api_keys", "apikeys".to_string(), |call| {
+            let p = call.principal();
+            authorize(p, Permission::KeysManage, &p.org, None)?;
+            let keys: Vec<ApiKeyInfo> = self
+                .inner
+                .store
+                .list_keys(&p.org)?
+                .iter()
+                .filter(|rec| {
+                    rec.studies
+                        .iter()
+                        .all(|s| authorize(p, Permission::KeysManage, &rec.org, Some(s)).is_ok())
+                })
+                .map(ApiKeyInfo::from)
+                .collect();
+            Ok(Done {
+                target: "apikeys".to_string(),
+                details: json!({"count": keys.len()}),
+                value: keys,
             })
         })
     }
