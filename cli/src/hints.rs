@@ -3,8 +3,8 @@
 //! variable or command that fixes it. [`for_error`] picks one from the error's reason and field; the error JSON
 //! carries it as `error.hint`, and a person reading a terminal sees it on its own line.
 //!
-//! The reasons come first (they say what went wrong); the field is the fallback (it says where). Every reason a
-//! CLI user can meet through the CLI's own checks or the engine's is covered by `cli/tests/hints.rs`.
+//! The reasons come first (they say what went wrong); the field is the fallback (it says where).
+//! `cli/tests/newcomer.rs` runs the newcomer review's steps and follows the hints they print.
 
 use trialport_core::Error;
 
