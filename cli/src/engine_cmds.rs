@@ -235,14 +235,8 @@ pub fn export(ctx: &Ctx, cmd: &ExportCommand) -> Result<ExitCode> {
     if common.wait.wait {
         return run_and_report(ctx, &engine, job.id, timeout(&common.wait)?);
     }
+    // A queued job's table ends with how to get it run (see `output::job_detail`).
     print_job(ctx, &job)?;
-    if !ctx.json && job.state == trialport_core::job::JobState::Queued {
-        output::note(&format!(
-            "queued: a `trialport worker` or `trialport serve` of this home runs it; to run it here and wait: \
-             trialport jobs wait {}",
-            job.id
-        ));
-    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -87,6 +87,12 @@ fn by_reason(e: &Error, surface: Surface) -> Option<String> {
                 None => "format options are --option NAME=VALUE; `trialport formats` lists them".into(),
             })
         }
+        "unsupported_by_format" | "unsupported_by_kind"
+            if field == "deidentify" || field == "identifiable" =>
+        {
+            "this export carries no rows to de-identify (a metadata document such as define-xml, or a report): \
+             leave out --deidentify and --identifiable"
+        }
         "unknown_output_format" | "unsupported_by_format" | "unsupported_by_kind" => {
             return Some(match surface {
                 Surface::Files => "name the output format with --to FORMAT; `trialport formats` lists them".into(),

@@ -279,7 +279,8 @@ pub fn job_detail(job: &Job) -> String {
     if job.state == JobState::Queued {
         lines.push(String::new());
         lines.push(format!(
-            "queued: `trialport jobs wait {}` runs it in this shell's process",
+            "queued: a `trialport worker` or `trialport serve` of this home runs it; to run it here and wait: \
+             trialport jobs wait {}",
             job.id
         ));
     }

@@ -305,3 +305,62 @@ fn n14_every_error_has_a_request_id() {
     let e = error_object(&out);
     assert!(e["request_id"].as_str().unwrap().starts_with("req_"), "{e}");
 }
+
+#[test]
+fn n09_define_xml_of_the_demo_study_measures_its_text_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let home = dir.path().join("demo/home");
+    let key = std::fs::read_to_string(dir.path().join("demo/demo.key")).unwrap();
+    let cred = key.trim().to_string();
+    let job = stdout_json(&run(&home_args(
+        &home,
+        &cred,
+        &[
+            "--json",
+            "export",
+            "data",
+            "--study",
+            "DEMO01",
+            "--datasets",
+            "DM,AE",
+            "--format",
+            "define-xml",
+            "--wait",
+        ],
+    )));
+    let out = dir.path().join("define.xml");
+    stdout_text(&run(&home_args(
+        &home,
+        &cred,
+        &[
+            "download",
+            job["id"].as_str().unwrap(),
+            "--artifact",
+            "define.xml",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    )));
+    let xml = std::fs::read_to_string(&out).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    // The length of AE.AETERM is its longest value in the source, in bytes.
+    let csv = std::fs::read_to_string(dir.path().join("demo/source/DEMO01/AE.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let at = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "AETERM")
+        .unwrap();
+    let longest = reader
+        .records()
+        .map(|r| r.unwrap()[at].len())
+        .max()
+        .unwrap();
+    let item = doc
+        .descendants()
+        .find(|n| n.has_tag_name("ItemDef") && n.attribute("Name") == Some("AETERM"))
+        .unwrap();
+    assert_eq!(item.attribute("Length"), Some(longest.to_string().as_str()));
+}
