@@ -107,7 +107,7 @@ pub struct EngineBuilder {
     encryption: Option<Arc<dyn crate::crypto::KeyProvider>>,
     deid_key: Option<Arc<crate::deid::DeidKey>>,
     signing_key: Option<crate::signature::SigningKey>,
-    password_store: Option<Arc<crate::signature::PasswordStore>>,
+    signing_settings: Option<crate::signature::SigningSettings>,
     signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
     /// The organization owning what the whole engine shares (see [`EngineBuilder::home_org`]).
     home_org: Option<String>,
@@ -273,10 +273,7 @@ impl EngineBuilder {
         }
         b = b.deid_key(home.deid_key()?);
         b = b.signing_key(home.signing_key()?);
-        b = b.password_store(Arc::new(crate::signature::PasswordStore::open(
-            &home.database_path(),
-            home.config().signing.unwrap_or_default(),
-        )?));
+        b = b.signing_settings(home.config().signing.unwrap_or_default());
         Ok(b)
     }
 
@@ -285,8 +282,8 @@ impl EngineBuilder {
     ///
     /// # Errors
     /// EXP002 for a pepper shorter than 32 bytes, `invalid_retention` for a retention time that is not positive,
-    /// `invalid_sweep_interval` for a zero sweep interval; EXP005 when randomness, the store or the audit trail
-    /// fails.
+    /// `invalid_sweep_interval` for a zero sweep interval, `invalid_signing_settings` for signing settings out of
+    /// bounds; EXP005 when randomness, the store or the audit trail fails.
     pub fn build(mut self) -> Result<Engine> {
         self.retention.check()?;
         if self.sweep_interval.is_some_and(|d| d.is_zero()) {
@@ -659,7 +656,7 @@ impl Engine {
             encryption: None,
             deid_key: None,
             signing_key: None,
-            password_store: None,
+            signing_settings: None,
             signature_verifier: None,
             home_org: None,
         }

@@ -1,0 +1,125 @@
+//! The attack review's finding M1 for signing credentials: a change committed before its audit event, so that
+//! when the event cannot be written (the review killed the process at the append) the change stays without any
+//! event and `audit verify` passes. Reproduced here in one process, on a home, with an audit hook that refuses the
+//! events once armed: the event of the change then never commits, and the change must not either.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::{registry, source};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use trialport_core::audit::{AuditEvent, AuditHook};
+use trialport_core::engine::Engine;
+use trialport_core::home::{Home, HomeConfig};
+use trialport_core::request::ExportRequest;
+use trialport_core::signature::{Meaning, SignatureRequest, SigningSettings};
+use trialport_core::{Error, Result};
+
+const PASSWORD: &str = "correct horse battery";
+const WRONG: &str = "incorrect mule staple";
+const MAX_FAILED: u32 = 5;
+
+/// Refuses every event while armed: the event of the change being made cannot be written.
+#[derive(Default)]
+struct Refusing(AtomicBool);
+
+impl AuditHook for Refusing {
+    fn record(&self, _event: &AuditEvent) -> Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(Error::server(
+                "io_error",
+                "the audit trail cannot be written",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A home of `acme` (signing passwords hashed fast) and its first admin's credential.
+fn home() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HomeConfig {
+        signing: Some(SigningSettings {
+            pbkdf2_iterations: 1_000,
+            max_failed_attempts: MAX_FAILED,
+        }),
+        ..HomeConfig::new("acme")
+    };
+    let (_, admin) = Home::init_with_admin_key(dir.path(), &config).unwrap();
+    (dir, format!("ApiKey {admin}"))
+}
+
+fn engine(dir: &Path, hook: &Arc<Refusing>) -> Engine {
+    Engine::builder()
+        .home(dir)
+        .unwrap()
+        .formats(registry())
+        .source(source())
+        .audit_hook(hook.clone())
+        .workers(1)
+        .build()
+        .unwrap()
+}
+
+fn signed(password: &str) -> ExportRequest {
+    ExportRequest {
+        signature: Some(SignatureRequest::new(Meaning::Approval, password)),
+        ..ExportRequest::data("S1", &["DM"], "lines")
+    }
+}
+
+/// The actions of the successful events of the home's trail.
+fn succeeded(engine: &Engine, admin: &str) -> Vec<String> {
+    engine
+        .session(admin)
+        .audit_events(1, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.outcome == trialport_core::audit::Outcome::Success)
+        .map(|e| e.action)
+        .collect()
+}
+
+#[test]
+fn m1_a_signing_password_whose_event_cannot_be_written_is_not_set() {
+    let (dir, admin) = home();
+    let hook = Arc::new(Refusing::default());
+    let e = engine(dir.path(), &hook);
+    hook.0.store(true, Ordering::SeqCst);
+    let err = e
+        .session(&admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap_err();
+    assert_eq!(err.reason(), "audit_failed");
+    hook.0.store(false, Ordering::SeqCst);
+    drop(e);
+    let e = engine(dir.path(), &hook);
+    assert!(!succeeded(&e, &admin).contains(&"set_signing_password".to_string()));
+    // Before: the password was stored all the same, and signed.
+    let err = e.export_data(&admin, signed(PASSWORD)).unwrap_err();
+    assert_eq!(err.reason(), "signing_not_enrolled");
+    e.session(&admin).verify_audit().unwrap();
+}
+
+#[test]
+fn m1_a_failed_signature_whose_event_cannot_be_written_is_not_counted() {
+    let (dir, admin) = home();
+    let hook = Arc::new(Refusing::default());
+    let e = engine(dir.path(), &hook);
+    e.session(&admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    hook.0.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        let err = e.export_data(&admin, signed(WRONG)).unwrap_err();
+        assert_eq!(err.reason(), "audit_failed");
+    }
+    hook.0.store(false, Ordering::SeqCst);
+    // Before: both failures were counted without their events (2 attempts left here, 4 now).
+    let err = e.export_data(&admin, signed(WRONG)).unwrap_err();
+    assert_eq!(err.reason(), "signature_invalid");
+    assert_eq!(err.details()["attempts_left"], MAX_FAILED - 1);
+    e.session(&admin).verify_audit().unwrap();
+}
