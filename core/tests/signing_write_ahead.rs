@@ -1,7 +1,8 @@
-//! The attack review's finding M1 for signing credentials: a change committed before its audit event, so that
-//! when the event cannot be written (the review killed the process at the append) the change stays without any
-//! event and `audit verify` passes. Reproduced here in one process, on a home, with an audit hook that refuses the
-//! events once armed: the event of the change then never commits, and the change must not either.
+//! The attack review's finding M1 for signing credentials and key-encryption key rotations: a change committed
+//! before its audit event, so that when the event cannot be written (the review killed the process at the append)
+//! the change stays without any event and `audit verify` passes. Reproduced here in one process, on a home, with an
+//! audit hook that refuses the events once armed: the event of the change then never commits, and the change must
+//! not either. (Through the binary, with a kill at each step: `cli/tests/crash_signing.rs`.)
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -37,7 +38,7 @@ impl AuditHook for Refusing {
     }
 }
 
-/// A home of `acme` (signing passwords hashed fast) and its first admin's credential.
+/// A home of `acme` (encrypted at rest, signing passwords hashed fast) and its first admin's credential.
 fn home() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = HomeConfig {
@@ -121,5 +122,44 @@ fn m1_a_failed_signature_whose_event_cannot_be_written_is_not_counted() {
     let err = e.export_data(&admin, signed(WRONG)).unwrap_err();
     assert_eq!(err.reason(), "signature_invalid");
     assert_eq!(err.details()["attempts_left"], MAX_FAILED - 1);
+    e.session(&admin).verify_audit().unwrap();
+}
+
+#[test]
+fn m1_a_kek_rotation_whose_event_cannot_be_written_makes_no_key_current() {
+    let (dir, admin) = home();
+    let hook = Arc::new(Refusing::default());
+    let e = engine(dir.path(), &hook);
+    hook.0.store(true, Ordering::SeqCst);
+    let err = e.session(&admin).rotate_encryption_key().unwrap_err();
+    assert_eq!(err.reason(), "audit_failed");
+    hook.0.store(false, Ordering::SeqCst);
+    drop(e);
+    let e = engine(dir.path(), &hook);
+    // Before: kek-0002 was current, wrapping every new artifact, and no event named it.
+    let mut keys: Vec<String> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["kek-0001.key"]);
+    assert!(!succeeded(&e, &admin).contains(&"rotate_encryption_key".to_string()));
+    let job = e
+        .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
+        .unwrap();
+    let job = e
+        .wait(&admin, job.id, Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let stored = std::fs::read(
+        dir.path()
+            .join("artifacts")
+            .join(job.id.to_string())
+            .join("1")
+            .join("dm.txt"),
+    )
+    .unwrap();
+    // The key id in the artifact's header (the layout of `trialport_core::crypto`).
+    let k = usize::from(stored[13]);
+    assert_eq!(&stored[14..14 + k], b"kek-0001");
     e.session(&admin).verify_audit().unwrap();
 }

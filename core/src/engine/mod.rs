@@ -277,13 +277,14 @@ impl EngineBuilder {
         Ok(b)
     }
 
-    /// Builds the engine, re-queues jobs a dead process left running (on a home: only when no other engine has
-    /// the home open), and starts the workers.
+    /// Builds the engine, resolves the key rotations a dead process left pending (see
+    /// [`Session::rotate_encryption_key`]), re-queues jobs a dead process left running (on a home: only when no
+    /// other engine has the home open), and starts the workers.
     ///
     /// # Errors
     /// EXP002 for a pepper shorter than 32 bytes, `invalid_retention` for a retention time that is not positive,
     /// `invalid_sweep_interval` for a zero sweep interval, `invalid_signing_settings` for signing settings out of
-    /// bounds; EXP005 when randomness, the store or the audit trail fails.
+    /// bounds; EXP005 when randomness, the store, the audit trail or the key provider fails.
     pub fn build(mut self) -> Result<Engine> {
         self.retention.check()?;
         if self.sweep_interval.is_some_and(|d| d.is_zero()) {
@@ -324,6 +325,10 @@ impl EngineBuilder {
             }
         };
         let store: Arc<dyn Store> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        if let Some(kp) = &self.encryption {
+            // Key rotations a dead process left pending: made current, or removed (see `encryption`).
+            encryption::resolve_rotations(&*store, kp.as_ref())?;
+        }
         let keys: Arc<dyn crate::auth::KeyReads> = Arc::new(KeysOf(store.clone()));
         let mut sink: Arc<dyn Sink> = self.sink.unwrap_or_else(|| Arc::new(MemorySink::new()));
         if let Some(kp) = &self.encryption {
