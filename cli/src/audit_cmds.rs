@@ -52,13 +52,19 @@ fn verify(ctx: &Ctx, engine: &Engine, a: &AuditVerifyArgs) -> Result<ExitCode> {
     if ctx.json() {
         let mut v = json!({"verified": true, "events": n});
         if let Some(cp) = &cp {
-            v["checkpoint"] = json!({"seq": cp.seq, "hash": cp.hash});
+            v["checkpoint"] =
+                json!({"seq": cp.seq, "hash": cp.hash, "signed": cp.signed.is_some()});
         }
         output::json(&v)?;
     } else {
         let mut text = format!("audit trail verified: {n} events, hash chain intact");
         if let Some(cp) = &cp {
             text.push_str(&format!("; matches the checkpoint at event {}", cp.seq));
+            text.push_str(if cp.signed.is_some() {
+                " (its signature by this engine's key verified)"
+            } else {
+                " (an unsigned checkpoint of an earlier version)"
+            });
         }
         output::line(&text)?;
     }

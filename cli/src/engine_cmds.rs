@@ -422,8 +422,9 @@ fn run_and_report(
     id: Uuid,
     timeout: Option<Duration>,
 ) -> Result<ExitCode> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let job = std::thread::scope(|s| {
-        let runner = s.spawn(|| engine.run_job(id));
+        let runner = s.spawn(|| engine.see_job_through(id, &stop));
         let waited = wait::wait(
             engine,
             ctx.cred(),
@@ -431,7 +432,9 @@ fn run_and_report(
             timeout,
             output::progress_allowed(ctx.json),
         );
-        // Errors of the run itself (the store failing at the claim) are the wait's to report.
+        // A wait that ended early (timeout, an error) stops the runner: a job it runs goes back to the queue when
+        // the engine shuts down. Errors of the run itself (the store failing at a claim) are the wait's to report.
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = runner.join();
         waited
     })?;

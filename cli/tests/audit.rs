@@ -443,3 +443,31 @@ fn reading_the_trail_needs_audit_read_and_is_audited() {
     );
     assert!(!nothing.exists());
 }
+
+#[test]
+fn a_checkpoint_file_is_signed_and_an_edited_one_is_refused() {
+    let home = Home::new();
+    home.work();
+    let cp_path = home.path("cp.json");
+    stdout_text(&home.run(&["audit", "checkpoint", "-o", cp_path.to_str().unwrap()]));
+    let mut cp: Value = serde_json::from_slice(&fs::read(&cp_path).unwrap()).unwrap();
+    assert_eq!(cp["signed"]["algorithm"], "ed25519");
+    let v = stdout_json(&home.run(&[
+        "audit",
+        "verify",
+        "--checkpoint",
+        cp_path.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["checkpoint"]["signed"], true);
+    // Moved back to an earlier event of the trail, with that event's real hash: the signature refuses it.
+    let events = check_chain(&stdout_text(&home.run(&["audit", "export"])));
+    cp["seq"] = Value::from(events[1].seq);
+    cp["hash"] = Value::from(events[1].hash.clone());
+    fs::write(&cp_path, serde_json::to_vec(&cp).unwrap()).unwrap();
+    let err = error_json(
+        &home.run(&["audit", "verify", "--checkpoint", cp_path.to_str().unwrap()]),
+        "EXP005",
+    );
+    assert_eq!(err["details"]["check"], "checkpoint_signature");
+}

@@ -527,7 +527,11 @@ fn newcomer_11_convert_names_the_unsupported_format_and_the_supported_ones() {
     let out = run(&["convert", s(&d.join("dm.csv")), "-o", s(&d.join("dm.pdf"))]);
     let e = error_json(&out, "EXP002");
     let m = e["message"].as_str().unwrap();
-    assert!(m.starts_with("pdf is not supported here"), "{m}");
+    // pdf renders reports, not datasets.
+    assert!(
+        m.starts_with("pdf writes reports and dashboards, not datasets"),
+        "{m}"
+    );
     for writable in [
         "csv (.csv)",
         "xlsx (.xlsx)",

@@ -88,6 +88,46 @@ pub struct HomeConfig {
     /// (default: 600,000 and 5; see [`crate::signature`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<crate::signature::SigningSettings>,
+    /// Job execution: how long a worker's lease on a job lasts and how many attempts a job gets (default: 30 s
+    /// and 3; see [`crate::engine::EngineBuilder::lease`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobSettings>,
+}
+
+/// Job execution settings (`config.json`'s `jobs`): `{"lease_secs": 30, "max_attempts": 3}`, each optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Seconds a worker's lease on a job lasts unless renewed (1 to 86,400). A job whose worker died is taken up
+    /// again within about this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_secs: Option<u64>,
+    /// Attempts a job gets before it fails with `worker_lost` (1 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+impl JobSettings {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_job_settings` with field `jobs.lease_secs` or `jobs.max_attempts`.
+    pub fn check(&self) -> Result<()> {
+        if self.lease_secs.is_some_and(|s| !(1..=86_400).contains(&s)) {
+            return Err(Error::validation(
+                "invalid_job_settings",
+                "a job lease lasts 1 to 86,400 seconds",
+            )
+            .with_field("jobs.lease_secs"));
+        }
+        if self.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+            return Err(
+                Error::validation("invalid_job_settings", "a job gets 1 to 100 attempts")
+                    .with_field("jobs.max_attempts"),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Retention per kind of job, in days (`config.json`'s `retention`; see the module docs). Every member is
@@ -291,6 +331,7 @@ impl HomeConfig {
             jwt: None,
             encryption: true,
             signing: None,
+            jobs: None,
         }
     }
 
@@ -413,6 +454,7 @@ impl Home {
         // Everything that can be refused is, before anything is written.
         crate::sink::validate_name(&config.org, "org")?;
         config.retention_by_kind()?;
+        config.jobs.unwrap_or_default().check()?;
         if let Some(jwt) = &config.jwt {
             crate::jwt::JwtVerifier::from_config(jwt, dir)?;
         }

@@ -67,8 +67,25 @@ pub struct Manifest {
     pub deidentification: Option<serde_json::Value>,
     /// Files, in order.
     pub files: Vec<ManifestEntry>,
+    /// The rendered document of a report or dashboard job (absent for other jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<ManifestDocument>,
     /// Electronic signatures bound to this manifest.
     pub signatures: Vec<serde_json::Value>,
+}
+
+/// What the manifest of a report or dashboard job records of its document.
+///
+/// A rendered document cannot print the SHA-256 of the manifest that signs it (the manifest lists the document's
+/// own SHA-256), so it prints this `content_sha256` instead: the hash of the computed content
+/// ([`crate::document::Document::content_sha256`]), which the signed manifest records here. A reader of a page,
+/// even a printed one, ties it to its manifest by this value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestDocument {
+    /// The artifact holding the rendered document, e.g. `report.pdf`.
+    pub artifact: String,
+    /// The SHA-256 (hex) of the document's computed content, as the document prints it.
+    pub content_sha256: String,
 }
 
 impl Manifest {

@@ -953,6 +953,7 @@ fn a_cut_or_rewritten_trail_is_found_without_a_checkpoint_and_checkpoints_still_
         seq: 0,
         hash: GENESIS_HASH.into(),
         timestamp: None,
+        signed: None,
     };
     assert_eq!(t.auditor.verify_with(&t.store, Some(&empty)).unwrap(), 11);
 }
@@ -1215,4 +1216,81 @@ fn a_golden_log_verifies_and_reencodes_byte_for_byte() {
     let next = t.emit(record("formats")).unwrap();
     assert_eq!(next.prev_hash, events[1].hash);
     assert_eq!(t.verify().unwrap(), 3);
+}
+
+#[test]
+fn checkpoints_are_signed_by_the_engine_and_an_edited_or_foreign_one_is_refused() {
+    let homes: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let engines: Vec<(Engine, String)> = homes
+        .iter()
+        .map(|dir| {
+            trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+            let e = Engine::builder()
+                .formats(registry())
+                .source(source())
+                .home(dir.path())
+                .unwrap()
+                .workers(0)
+                .build()
+                .unwrap();
+            let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+            (e, admin)
+        })
+        .collect();
+    let (e, admin) = &engines[0];
+    let s = e.session(admin);
+    let cp = s.audit_checkpoint().unwrap();
+    let signed = cp.signed.clone().unwrap();
+    assert_eq!(signed.algorithm, "ed25519");
+    assert_eq!(signed.key_id, e.signing_public_key().id());
+    // The signature is an Ed25519 signature of the documented payload, checked with the public key alone.
+    let sig = trialport_core::sink::hex_decode(&signed.signature).unwrap();
+    assert!(e.signing_public_key().verify(&cp.signed_payload(), &sig));
+    let payload = String::from_utf8(cp.signed_payload()).unwrap();
+    assert!(
+        payload.starts_with("trialport audit checkpoint v1\n{\"hash\":\""),
+        "{payload}"
+    );
+    // The file form reads back as it was written.
+    let text = serde_json::to_string(&cp).unwrap();
+    assert_eq!(Checkpoint::from_json(&text).unwrap(), cp);
+    s.formats().unwrap();
+    assert!(s.verify_audit_against(&cp).unwrap() > cp.seq);
+
+    let refused = |cp: &Checkpoint| {
+        let err = s.verify_audit_against(cp).unwrap_err();
+        assert_eq!(err.reason(), "integrity_violation", "{err:?}");
+        err.to_object()["details"]["check"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Edited to match a trail cut back to an earlier event, or re-dated: the signature no longer verifies.
+    let events = s.audit_events(1, 3).unwrap();
+    let cut = Checkpoint {
+        seq: events[2].seq,
+        hash: events[2].hash.clone(),
+        ..cp.clone()
+    };
+    assert_eq!(refused(&cut), "checkpoint_signature");
+    let redated = Checkpoint {
+        timestamp: Some(t0()),
+        ..cp.clone()
+    };
+    assert_eq!(refused(&redated), "checkpoint_signature");
+    // Signed by another engine's key.
+    let (other, other_admin) = &engines[1];
+    let foreign = other.session(other_admin).audit_checkpoint().unwrap();
+    assert_eq!(refused(&foreign), "checkpoint_signature");
+    // An unsigned checkpoint (as earlier versions wrote) is still checked for its hash.
+    let unsigned = Checkpoint {
+        signed: None,
+        ..cp.clone()
+    };
+    s.verify_audit_against(&unsigned).unwrap();
+    let wrong = Checkpoint {
+        hash: "f".repeat(64),
+        ..unsigned
+    };
+    assert_eq!(refused(&wrong), "checkpoint");
 }

@@ -488,6 +488,7 @@ fn report_spec() -> ReportSpec {
     ReportSpec {
         study: "S1".into(),
         title: "Safety <summary>".into(),
+        data_cutoff: None,
         parameters: [("cutoff".to_string(), "2025-01-01".to_string())].into(),
         sections: vec![
             SectionSpec::Text {
@@ -504,6 +505,7 @@ fn report_spec() -> ReportSpec {
                     descending: true,
                 }],
                 limit: Some(3),
+                footnotes: vec![],
             }),
         ],
     }
@@ -546,6 +548,7 @@ fn export_dashboard_computes_kpis_and_charts(cred: Cred) {
     let spec = DashboardSpec {
         study: "S1".into(),
         title: "Overview".into(),
+        data_cutoff: None,
         tiles: vec![
             TileSpec {
                 label: "Subjects".into(),

@@ -229,6 +229,7 @@ fn report(study: &str) -> ExportRequest {
         ReportSpec {
             study: study.into(),
             title: "Safety".into(),
+            data_cutoff: None,
             parameters: Default::default(),
             sections: vec![SectionSpec::Text {
                 heading: None,
@@ -244,6 +245,7 @@ fn dashboard(study: &str) -> ExportRequest {
         DashboardSpec {
             study: study.into(),
             title: "Overview".into(),
+            data_cutoff: None,
             tiles: vec![TileSpec {
                 label: "Subjects".into(),
                 dataset: "DM".into(),

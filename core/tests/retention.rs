@@ -109,6 +109,7 @@ impl Setup {
                     ReportSpec {
                         study: "S1".into(),
                         title: "Retention".into(),
+                        data_cutoff: None,
                         parameters: Default::default(),
                         sections: vec![SectionSpec::Text {
                             heading: None,

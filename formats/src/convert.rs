@@ -105,10 +105,38 @@ pub struct Receipt {
 /// `dataset-json`), then any registered format with that extension.
 ///
 /// # Errors
-/// EXP001 with field `format` for an unknown `id`; EXP002 `unknown_output_format` with field `format` when the
+/// EXP001 with field `format` for an unknown `id`; EXP002 `unknown_output_format` with field `format` for a
+/// format that writes no datasets (`pdf`, `html`), and when the
 /// extension names no format (or two). The messages name what is unsupported and list the formats that write
 /// datasets, with their extensions (`details.available`: every format id).
 pub fn output_format(
+    registry: &FormatRegistry,
+    id: Option<&str>,
+    output: &Path,
+) -> Result<Arc<dyn Format>> {
+    let format = chosen_format(registry, id, output)?;
+    let info = format.info();
+    if !info
+        .capabilities
+        .contains(&trialport_core::format::Capability::Data)
+    {
+        return Err(Error::validation(
+            "unknown_output_format",
+            format!(
+                "{} writes reports and dashboards, not datasets: render one with 'trialport export report' or \
+                 'trialport export dashboard'. {}",
+                info.id,
+                data_formats(registry)
+            ),
+        )
+        .with_field("format")
+        .with_detail("available", registry.ids()));
+    }
+    Ok(format)
+}
+
+/// The format `id` names, else the one of `output`'s extension (see [`output_format`]).
+fn chosen_format(
     registry: &FormatRegistry,
     id: Option<&str>,
     output: &Path,
@@ -158,7 +186,9 @@ pub fn output_format(
     let why = match ext.as_str() {
         "" => "the output has no file extension to tell its format by: name the format".to_string(),
         "pdf" => {
-            "pdf is not supported here: no format of this build writes '.pdf' files".to_string()
+            "pdf is not supported here: no format of this build writes '.pdf' files (this build has no pdf \
+             feature)"
+                .to_string()
         }
         _ if sharing.len() > 1 => format!(
             "'.{ext}' files are written by {}: name the one meant",

@@ -288,7 +288,14 @@ impl AuditScope {
 
 /// A commitment to the trail up to one event, kept outside the system to detect a rewritten or cut trail (see
 /// the module docs). Its JSON form is the checkpoint file of `trialport audit checkpoint`:
-/// `{"seq": 42, "hash": "<64 hex>", "timestamp": "2025-01-21T10:00:00Z"}`.
+/// `{"seq": 42, "hash": "<64 hex>", "timestamp": "2025-01-21T10:00:00Z", "signed": {"algorithm": "ed25519",
+/// "key_id": "<16 hex>", "signature": "<128 hex>"}}`.
+///
+/// The engine signs the checkpoints it takes with its Ed25519 key ([`crate::signature::SigningKey`]): the signed
+/// bytes are [`Checkpoint::signed_payload`], the text `trialport audit checkpoint v1`, a newline, and the RFC 8785
+/// canonical JSON of `seq`, `hash` and `timestamp` (when present). Verifying against a signed checkpoint checks the
+/// signature with the engine's public key first, so a checkpoint that was edited, or made by anyone without the
+/// key, is refused; a checkpoint without `signed` (made by an earlier version) is checked for its hash only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
@@ -296,30 +303,66 @@ pub struct Checkpoint {
     pub seq: u64,
     /// That event's hash ([`GENESIS_HASH`] for an empty trail).
     pub hash: String,
-    /// That event's time, for people reading the file; not checked.
+    /// That event's time (covered by the signature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<DateTime<Utc>>,
+    /// The engine's signature of the checkpoint, if signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<CheckpointSignature>,
 }
 
+/// The signature of a [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSignature {
+    /// `ed25519`.
+    pub algorithm: String,
+    /// The id of the signing key's public key ([`crate::signature::PublicKey::id`]).
+    pub key_id: String,
+    /// The 64-byte signature of [`Checkpoint::signed_payload`], lowercase hex.
+    pub signature: String,
+}
+
+/// What a checkpoint's signature covers, before its canonical JSON.
+const CHECKPOINT_DOMAIN: &str = "trialport audit checkpoint v1\n";
+
 impl Checkpoint {
+    /// The bytes the engine signs: a domain line (`trialport audit checkpoint v1`) and the canonical JSON of
+    /// `seq`, `hash` and `timestamp` (see the type's docs).
+    pub fn signed_payload(&self) -> Vec<u8> {
+        let mut body = serde_json::json!({"seq": self.seq, "hash": self.hash});
+        if let Some(t) = &self.timestamp {
+            body["timestamp"] = serde_json::json!(t);
+        }
+        let mut out = CHECKPOINT_DOMAIN.as_bytes().to_vec();
+        out.extend_from_slice(canonical_json(&body).as_bytes());
+        out
+    }
+
     /// Reads a checkpoint from its JSON text.
     ///
     /// # Errors
     /// EXP002 `invalid_checkpoint` (field `checkpoint`) for text that is not a checkpoint: unknown members, a hash
-    /// that is not 64 lowercase hex digits, or sequence number 0 with another hash than [`GENESIS_HASH`].
+    /// that is not 64 lowercase hex digits, sequence number 0 with another hash than [`GENESIS_HASH`], or a
+    /// signature that is not an Ed25519 signature in hex.
     pub fn from_json(text: &str) -> Result<Checkpoint> {
         let invalid = || {
             Error::validation("invalid_checkpoint", "the text is not an audit checkpoint")
                 .with_field("checkpoint")
         };
         let cp: Checkpoint = serde_json::from_str(text).map_err(|_| invalid())?;
-        let hex_ok = cp.hash.len() == 64
-            && cp
-                .hash
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex_ok || (cp.seq == 0 && cp.hash != GENESIS_HASH) {
+        let lower_hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if !lower_hex(&cp.hash, 64) || (cp.seq == 0 && cp.hash != GENESIS_HASH) {
             return Err(invalid());
+        }
+        if let Some(sig) = &cp.signed {
+            if sig.algorithm != "ed25519" || !lower_hex(&sig.signature, 128) {
+                return Err(invalid());
+            }
         }
         Ok(cp)
     }
@@ -528,7 +571,7 @@ impl Auditor {
         walk(trail, checkpoint).map(|end| end.events)
     }
 
-    /// Verifies the chain and returns a checkpoint of its last event.
+    /// Verifies the chain and returns an unsigned checkpoint of its last event (the engine signs it).
     ///
     /// # Errors
     /// As [`Auditor::verify`].
@@ -538,6 +581,7 @@ impl Auditor {
             seq: end.events,
             hash: end.hash,
             timestamp: end.timestamp,
+            signed: None,
         })
     }
 }

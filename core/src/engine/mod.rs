@@ -49,6 +49,7 @@ mod run;
 mod session;
 mod signing;
 mod submit;
+mod summary;
 
 pub use call::MAX_REQUEST_ID;
 pub use download::{download_error, Download, SavedArtifact};
@@ -262,6 +263,14 @@ impl EngineBuilder {
         b.home_org = Some(home.config().org.clone());
         if let Some(w) = home.config().workers {
             b = b.workers(w);
+        }
+        let jobs = home.config().jobs.unwrap_or_default();
+        jobs.check()?;
+        if let Some(secs) = jobs.lease_secs {
+            b = b.lease(Duration::from_secs(secs));
+        }
+        if let Some(n) = jobs.max_attempts {
+            b = b.max_attempts(n);
         }
         for (kind, days) in home.config().retention_by_kind()? {
             if let Some(days) = days {
@@ -776,6 +785,37 @@ impl Engine {
             }
             None => Ok(false),
         }
+    }
+
+    /// Sees job `id` through on the calling thread: runs it ([`Engine::run_job`]) whenever it is queued (now, or
+    /// again after the worker that held it died and its expired lease was rescued, by this engine's lease keeper
+    /// or another engine's), until the job has finished or `stop` is set. Other queued jobs are left alone. For
+    /// processes that wait for the one job they submitted (`trialport export --wait`, `trialport jobs wait`).
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub fn see_job_through(&self, id: Uuid, stop: &AtomicBool) -> Result<()> {
+        while !stop.load(Ordering::SeqCst) {
+            if self.run_job(id)? {
+                continue;
+            }
+            match self.inner.store.get_job(id) {
+                Ok(job) if job.state.is_finished() => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.code() == crate::error::ErrorCode::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            // Woken by this engine's changes (a rescue by its keeper); else look again shortly.
+            let step =
+                (self.inner.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            let guard = self
+                .inner
+                .changed_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let _ = self.inner.changed.wait_timeout(guard, step);
+        }
+        Ok(())
     }
 
     /// Creates the first `admin` key of an organization, for `init`: refused once the organization has a key.

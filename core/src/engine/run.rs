@@ -78,6 +78,8 @@ pub(crate) struct Running<'a> {
     pub(super) deid: Option<Arc<crate::deid::Deidentifier>>,
     /// The e-signatures of the manifests written so far, for the audit trail.
     pub(super) signatures: Vec<crate::signature::SignatureRecord>,
+    /// The rendered document of a report or dashboard job, for the manifest.
+    document: Option<crate::manifest::ManifestDocument>,
 }
 
 impl<'a> Running<'a> {
@@ -180,6 +182,7 @@ pub(crate) fn run_claimed(inner: &Inner, job: Job) {
         last_save: Instant::now(),
         deid: None,
         signatures: vec![],
+        document: None,
     };
     let result = execute(&mut run);
     finish(&mut run, result);
@@ -432,7 +435,7 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
             }
         },
         ExportContent::Report(_) | ExportContent::Dashboard(_) => {
-            let doc = match &req.content {
+            let mut doc = match &req.content {
                 ExportContent::Report(spec) => compute::report(inner, spec, inner.clock.now())?,
                 ExportContent::Dashboard(spec) => {
                     compute::dashboard(inner, spec, inner.clock.now())?
@@ -440,6 +443,8 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                 _ => unreachable!("matched a report or dashboard"),
             };
             let options = &req.options;
+            doc.signatures = document_signatures(&run.job);
+            let content_sha256 = doc.content_sha256()?;
             run.check()?;
             let name = format!("{}.{}", run.job.kind.as_str(), format.info().extension);
             let mut writer = run.create(&name)?;
@@ -456,6 +461,10 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
             }
             let receipt = complete(writer)?;
             run.job.progress.datasets_done = 1;
+            run.document = Some(crate::manifest::ManifestDocument {
+                artifact: name.clone(),
+                content_sha256,
+            });
             entries.push(ManifestEntry {
                 path: name,
                 media_type: format.info().media_type.to_string(),
@@ -495,6 +504,21 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
     Ok(artifacts)
 }
 
+/// The e-signatures a report or dashboard shows: those [`super::signing::sign_manifest`] will bind to the job's
+/// manifest when the job succeeds, known before rendering (the request's meaning, the requester's printed name,
+/// the time of the request, which is when the signer re-authenticated).
+fn document_signatures(job: &Job) -> Vec<crate::document::DocumentSignature> {
+    crate::signature::requested_meaning(&job.request)
+        .map(|meaning| crate::document::DocumentSignature {
+            printed_name: job.requested_by_name.clone(),
+            signer_id: job.requested_by.clone(),
+            meaning,
+            signed_at: job.created_at,
+        })
+        .into_iter()
+        .collect()
+}
+
 /// The manifest of a job's `files`, signed when the request asked for an e-signature.
 pub(super) fn manifest_of(
     run: &mut Running<'_>,
@@ -518,6 +542,7 @@ pub(super) fn manifest_of(
         request: job.request.clone(),
         deidentification: deidentification(run),
         files,
+        document: run.document.clone(),
         signatures: vec![],
     };
     super::signing::sign_manifest(run, &mut manifest)?;

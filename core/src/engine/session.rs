@@ -443,8 +443,9 @@ impl<'e> Session<'e> {
         }
     }
 
-    /// Verifies the whole chain and returns a checkpoint of its last event: its sequence number and hash, to keep
-    /// outside the system and give to [`Session::verify_audit_against`] later (see [`crate::audit`]).
+    /// Verifies the whole chain and returns a checkpoint of its last event: its sequence number and hash, signed
+    /// with the engine's Ed25519 key, to keep outside the system and give to [`Session::verify_audit_against`]
+    /// later (see [`crate::audit::Checkpoint`]).
     ///
     /// # Errors
     /// EXP003 (needs `audit:read`); EXP005 `integrity_violation` as [`Session::verify_audit`].
@@ -453,25 +454,34 @@ impl<'e> Session<'e> {
             let p = call.principal();
             authorize(p, Permission::AuditRead, &p.org, None)?;
             self.inner.store.check_trail()?;
-            let cp = self.inner.auditor.checkpoint(&*self.inner.store)?;
+            let mut cp = self.inner.auditor.checkpoint(&*self.inner.store)?;
+            let key = self.inner.signing.key();
+            cp.signed = Some(crate::audit::CheckpointSignature {
+                algorithm: "ed25519".into(),
+                key_id: key.public_key().id(),
+                signature: crate::sink::hex(&key.sign(&cp.signed_payload())),
+            });
             Ok(Done {
                 target: "audit".into(),
-                details: json!({"seq": cp.seq, "hash": cp.hash}),
+                details: json!({"seq": cp.seq, "hash": cp.hash, "signed": true}),
                 value: cp,
             })
         })
     }
 
     /// [`Session::verify_audit`], and that the trail still reaches `checkpoint` with the same hash: detects a trail
-    /// cut below the checkpoint or rewritten whole. Audited as `verify_audit`.
+    /// cut below the checkpoint or rewritten whole. A signed checkpoint's signature is checked first, with the
+    /// engine's public key. Audited as `verify_audit`.
     ///
     /// # Errors
     /// EXP003 (needs `audit:read`); EXP005 `integrity_violation` with `details.seq` and `details.check`
-    /// (`checkpoint` when only the checkpoint does not match).
+    /// (`checkpoint` when only the checkpoint does not match, `checkpoint_signature` when its signature is another
+    /// key's or does not verify).
     pub fn verify_audit_against(&self, checkpoint: &Checkpoint) -> Result<u64> {
         self.call("verify_audit", "audit".to_string(), |call| {
             let p = call.principal();
             authorize(p, Permission::AuditRead, &p.org, None)?;
+            let signed = check_checkpoint_signature(self.inner, checkpoint)?;
             self.inner.store.check_trail()?;
             let n = self
                 .inner
@@ -479,7 +489,8 @@ impl<'e> Session<'e> {
                 .verify_with(&*self.inner.store, Some(checkpoint))?;
             Ok(Done {
                 target: "audit".into(),
-                details: json!({"events": n, "checkpoint_seq": checkpoint.seq}),
+                details: json!({"events": n, "checkpoint_seq": checkpoint.seq,
+                    "checkpoint_signed": signed}),
                 value: n,
             })
         })
@@ -520,4 +531,35 @@ impl<'e> Session<'e> {
         authorize(call.principal(), permission, &job.org, Some(&job.study))?;
         Ok(job)
     }
+}
+
+/// Checks a checkpoint's signature with the engine's public key; `false` for an unsigned checkpoint (made before
+/// checkpoints were signed).
+///
+/// # Errors
+/// EXP005 `integrity_violation` (check `checkpoint_signature`) for a signature of another key, or one that does not
+/// verify (the checkpoint was edited).
+fn check_checkpoint_signature(inner: &Inner, checkpoint: &Checkpoint) -> Result<bool> {
+    let Some(sig) = &checkpoint.signed else {
+        return Ok(false);
+    };
+    let public = inner.signing.key().public_key();
+    let refused = |message: &str| {
+        Error::server("integrity_violation", message.to_string())
+            .with_detail("check", "checkpoint_signature")
+            .with_detail("seq", checkpoint.seq)
+    };
+    if sig.key_id != public.id() {
+        return Err(refused(
+            "the checkpoint was signed by another key than this engine's",
+        ));
+    }
+    let bytes = crate::sink::hex_decode(&sig.signature)
+        .ok_or_else(|| refused("the checkpoint's signature is not hex"))?;
+    if !public.verify(&checkpoint.signed_payload(), &bytes) {
+        return Err(refused(
+            "the checkpoint's signature does not verify: it was altered",
+        ));
+    }
+    Ok(true)
 }
