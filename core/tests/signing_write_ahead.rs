@@ -8,7 +8,7 @@
 mod common;
 
 use common::{registry, source};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use trialport_core::audit::{AuditEvent, AuditHook};
@@ -161,5 +161,65 @@ fn m1_a_kek_rotation_whose_event_cannot_be_written_makes_no_key_current() {
     // The key id in the artifact's header (the layout of `trialport_core::crypto`).
     let k = usize::from(stored[13]);
     assert_eq!(&stored[14..14 + k], b"kek-0001");
+    e.session(&admin).verify_audit().unwrap();
+}
+
+/// Puts a directory where the new key-encryption key's file goes as the rotation's event is recorded: the event
+/// commits, and the key cannot be made current after it.
+struct Obstructing(PathBuf);
+
+impl AuditHook for Obstructing {
+    fn record(&self, event: &AuditEvent) -> Result<()> {
+        if let Some(id) = event.details["key_id"].as_str() {
+            std::fs::create_dir_all(self.0.join(format!("{id}.key")))
+                .map_err(|_| Error::server("io_error", "cannot obstruct the key file"))?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_rotation_whose_key_cannot_be_made_current_after_its_event_has_that_one_event_and_completes_at_the_next_open(
+) {
+    let (dir, admin) = home();
+    let keys = dir.path().join("keys");
+    let e = Engine::builder()
+        .home(dir.path())
+        .unwrap()
+        .formats(registry())
+        .source(source())
+        .audit_hook(Arc::new(Obstructing(keys.clone())))
+        .workers(1)
+        .build()
+        .unwrap();
+    let err = e.session(&admin).rotate_encryption_key().unwrap_err();
+    assert_eq!(err.code(), trialport_core::ErrorCode::Server, "{err}");
+    // The rotation committed with its event; the error that followed is no second, contradicting, event (before:
+    // a `failed` rotate_encryption_key after the `success` one, for a key that the next open makes current).
+    let rotations: Vec<_> = e
+        .session(&admin)
+        .audit_events(1, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|ev| ev.action == "rotate_encryption_key")
+        .map(|ev| (ev.outcome, ev.details["key_id"].clone()))
+        .collect();
+    assert_eq!(
+        rotations,
+        [(
+            trialport_core::audit::Outcome::Success,
+            serde_json::json!("kek-0002")
+        )]
+    );
+    drop(e);
+    std::fs::remove_dir(keys.join("kek-0002.key")).unwrap();
+    let hook = Arc::new(Refusing::default());
+    let e = engine(dir.path(), &hook);
+    let mut names: Vec<String> = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["kek-0001.key", "kek-0002.key"]);
     e.session(&admin).verify_audit().unwrap();
 }

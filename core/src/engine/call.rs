@@ -30,6 +30,8 @@ pub(crate) struct Call<'a> {
     /// Whether the body recorded the call's refusal event in the transaction of the change the refusal made (see
     /// [`Call::record_refusal`]).
     refused: Cell<bool>,
+    /// Whether the body's error follows the commit of the call's success event (see [`Call::failed_after_commit`]).
+    committed_then_failed: Cell<bool>,
 }
 
 /// The outcome and details of the audit event of a call that ends with `e`.
@@ -109,7 +111,8 @@ impl Call<'_> {
 
     /// Records the call's success event in `tx`, the transaction of the change it reports (write-ahead audit:
     /// the change and its event commit together). The body must then return `Done` with the same target and
-    /// details, and do nothing that can fail after the transaction commits.
+    /// details, and do nothing that can fail after the transaction commits (or, failing, call
+    /// [`Call::failed_after_commit`]).
     ///
     /// # Errors
     /// The store's errors.
@@ -145,6 +148,13 @@ impl Call<'_> {
         )?;
         self.refused.set(true);
         Ok(event)
+    }
+
+    /// Says that the call's success event committed with its change, and that what the body then failed to do
+    /// completes without the call (a rotated KEK made current when an engine next opens the home): the body's error
+    /// is returned and [`Session::call`] records no event of it, which would contradict the committed one.
+    pub(crate) fn failed_after_commit(&self) {
+        self.committed_then_failed.set(true);
     }
 
     /// Says that the transaction in which the body recorded the call's success or refusal event did not commit:
@@ -195,6 +205,7 @@ impl Session<'_> {
             scope: Mutex::new(None),
             recorded: Cell::new(false),
             refused: Cell::new(false),
+            committed_then_failed: Cell::new(false),
         };
         let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
         let authenticated = inner
@@ -235,8 +246,11 @@ impl Session<'_> {
                     .map_err(|e| stamp(e, &call))?;
                 Ok(done.value)
             }
-            // The body committed the change its refusal made with the refusal's event.
-            Err(e) if call.refused.get() => Err(stamp(e, &call)),
+            // The body committed the change its refusal made with the refusal's event, or the change it reports
+            // with its success event before failing to finish it.
+            Err(e) if call.refused.get() || call.committed_then_failed.get() => {
+                Err(stamp(e, &call))
+            }
             Err(e) => {
                 let (outcome, details) = refusal(&e);
                 call.audit(&target, outcome, details)

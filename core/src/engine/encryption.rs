@@ -108,7 +108,7 @@ impl Session<'_> {
     /// `keys:manage` holder of the caller's organization before the home-wide rule is checked),
     /// `rotation_unsupported` when its key provider rotates elsewhere; EXP004 `rotation_in_progress` while another
     /// process rotates; EXP005 for I/O (after the event committed, the key is made current when an engine next
-    /// opens the home).
+    /// opens the home, and the error is recorded by no second event).
     pub fn rotate_encryption_key(&self) -> Result<String> {
         self.call("rotate_encryption_key", "encryption".to_string(), |call| {
             let p = call.principal();
@@ -139,7 +139,12 @@ impl Session<'_> {
                 return Err(e);
             }
             crate::failpoint::hit("kek.event.after");
-            pending.publish()?;
+            if let Err(e) = pending.publish() {
+                // The rotation is committed (its event); the key stays pending and the next engine makes it
+                // current. The error is no event of its own.
+                call.failed_after_commit();
+                return Err(e);
+            }
             Ok(Done {
                 target,
                 details,
