@@ -520,6 +520,15 @@ impl KeyReads for FlakyStore {
         self.inner.list_keys(org)
     }
 }
+impl trialport_core::signer::SignerReads for FlakyStore {
+    fn get_signer(
+        &self,
+        org: &str,
+        subject: &str,
+    ) -> Result<Option<trialport_core::signer::SignerCredential>> {
+        trialport_core::signer::SignerReads::get_signer(&self.inner, org, subject)
+    }
+}
 impl AuditReads for FlakyStore {
     fn audit_last(&self) -> Result<Option<(u64, String)>> {
         self.inner.audit_last()

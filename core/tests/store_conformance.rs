@@ -10,6 +10,7 @@ use trialport_core::audit::{AuditEvent, AuditReads, GENESIS_HASH};
 use trialport_core::auth::{KeyReads, KeyRows};
 use trialport_core::error::ErrorCode;
 use trialport_core::job::{FinishedQuery, Job, JobQuery, JobReads, JobRows, JobState};
+use trialport_core::signer::{SignerCredential, SignerReads, SignerRows};
 use trialport_core::store::conformance::{self, at, sample_event, sample_job, write, Stores};
 use trialport_core::store::{MemoryStore, SqliteOptions, SqliteStore, Store, Tx, Witness, Work};
 use trialport_core::Result;
@@ -23,7 +24,7 @@ macro_rules! per_check {
             per_check!(@tests $make;
                 jobs_insert_get, jobs_update_is_conditional, jobs_list_filters, jobs_list_pagination,
                 jobs_idempotency, jobs_claim_order, jobs_concurrent_claims, jobs_expired_leases,
-                jobs_list_finished, jobs_list_finished_walk, keys_contract, audit_append_and_read,
+                jobs_list_finished, jobs_list_finished_walk, keys_contract, signers_contract, audit_append_and_read,
                 audit_concurrent_appends, transactions_are_atomic, transactions_read_their_writes);
         }
     };
@@ -152,6 +153,14 @@ impl KeyRows for BrokenTx<'_> {
         self.tx.org_has_keys(org)
     }
 }
+impl SignerRows for BrokenTx<'_> {
+    fn signer(&mut self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        self.tx.signer(org, subject)
+    }
+    fn put_signer(&mut self, c: &SignerCredential) -> Result<()> {
+        self.tx.put_signer(c)
+    }
+}
 impl trialport_core::audit::AuditRows for BrokenTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
         self.tx.audit_head()
@@ -203,6 +212,11 @@ impl KeyReads for BrokenStore {
     }
     fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
         self.inner.list_keys(org)
+    }
+}
+impl SignerReads for BrokenStore {
+    fn get_signer(&self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        self.inner.get_signer(org, subject)
     }
 }
 impl AuditReads for BrokenStore {
@@ -310,7 +324,7 @@ fn sqlite_survives_a_restart() {
         // The store is dropped here, as when the process ends.
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     for job in &inserted {
         assert_eq!(
             &store.get_job(job.id).unwrap(),
@@ -396,7 +410,7 @@ fn sqlite_many_stores_opening_one_new_file_at_once() {
             let opened = opened.clone();
             s.spawn(move || {
                 let store = SqliteStore::open(&path).unwrap();
-                assert_eq!(store.schema_version().unwrap(), 3);
+                assert_eq!(store.schema_version().unwrap(), 4);
                 opened.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -417,8 +431,8 @@ fn sqlite_uses_wal_and_full_sync_and_refuses_a_newer_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
-    conn.pragma_update(None, "user_version", 4).unwrap();
+    assert_eq!(version, 4);
+    conn.pragma_update(None, "user_version", 5).unwrap();
     drop(conn);
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(err.code(), ErrorCode::Server);
@@ -737,7 +751,7 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
         }
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let q = |state| FinishedQuery {
         state,
         finished_by: at(100),
@@ -788,7 +802,7 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
     assert!(plan.contains("jobs_state_finished"), "{plan}");
     drop(conn);
     // Opened again: nothing to upgrade, the version stays.
-    assert_eq!(open(&path).schema_version().unwrap(), 3);
+    assert_eq!(open(&path).schema_version().unwrap(), 4);
     // And a job written through the upgraded store keeps its column up to date.
     let store = open(&path);
     let mut j = store.get_job(old.id).unwrap();
@@ -801,5 +815,186 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
     assert_eq!(
         store.list_finished(&q(JobState::Expired)).unwrap()[0].id,
         old.id
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signers' credentials: the row MAC, and the table of versions before schema 4
+
+/// The `signing_credentials` table as versions before schema 4 made it (their password store, outside the store's
+/// transactions): one column per field, no body, no MAC. `first` is its first form, without the reset and study
+/// columns.
+fn old_signers_table(first: bool) -> &'static str {
+    if first {
+        "CREATE TABLE signing_credentials (org TEXT NOT NULL, subject TEXT NOT NULL, scheme TEXT, \
+         iterations INTEGER, salt TEXT, hash TEXT, failures INTEGER NOT NULL DEFAULT 0, locked_at TEXT, \
+         updated_at TEXT NOT NULL, PRIMARY KEY (org, subject));"
+    } else {
+        "CREATE TABLE signing_credentials (org TEXT NOT NULL, subject TEXT NOT NULL, scheme TEXT, \
+         iterations INTEGER, salt TEXT, hash TEXT, failures INTEGER NOT NULL DEFAULT 0, locked_at TEXT, \
+         updated_at TEXT NOT NULL, reset_at TEXT, reset_by TEXT, studies TEXT, PRIMARY KEY (org, subject));"
+    }
+}
+
+/// PBKDF2-HMAC-SHA256 of "correct horse battery" with salt 00112233445566778899aabbccddeeff and 1,000
+/// iterations, computed by Python's `hashlib.pbkdf2_hmac` (not by trialport).
+const OLD_HASH: &str = "7b45bab25588ef932d09a1d56ad6911d7d7c1759dedf18cb663cd6c3034bd67b";
+const OLD_SALT: &str = "00112233445566778899aabbccddeeff";
+
+/// Makes `dir/trialport.db` a schema-3 database (what the previous version left) whose `signing_credentials` are
+/// of the older form `first` (see [`old_signers_table`]), holding an enrolled signer with a failed attempt, a
+/// locked one, and, in the later form, a reset one and a row no record can hold.
+fn previous_version_home(dir: &Path, first: bool) {
+    drop(home_store(dir));
+    let conn = rusqlite::Connection::open(dir.join("trialport.db")).unwrap();
+    conn.execute_batch("DROP TABLE signing_credentials; PRAGMA user_version = 3;")
+        .unwrap();
+    conn.execute_batch(old_signers_table(first)).unwrap();
+    let insert = "INSERT INTO signing_credentials (org, subject, scheme, iterations, salt, hash, failures, \
+                  locked_at, updated_at) VALUES (?1, ?2, 'pbkdf2-sha256', 1000, ?3, ?4, ?5, ?6, ?7)";
+    conn.execute(
+        insert,
+        rusqlite::params![
+            "acme",
+            "apikey:aaaaaaaaaaaa",
+            OLD_SALT,
+            OLD_HASH,
+            1,
+            None::<String>,
+            "2025-01-21T10:00:00.123456789Z"
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        insert,
+        rusqlite::params![
+            "acme",
+            "bob",
+            OLD_SALT,
+            OLD_HASH,
+            5,
+            Some("2025-01-21T11:00:00Z"),
+            "2025-01-21T11:00:00Z"
+        ],
+    )
+    .unwrap();
+    if !first {
+        conn.execute(
+            "UPDATE signing_credentials SET studies = '[\"S1\",\"S2\"]' WHERE subject = 'apikey:aaaaaaaaaaaa'",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO signing_credentials (org, subject, failures, updated_at, reset_at, reset_by, studies) \
+             VALUES ('acme', 'eve', 0, '2025-01-22T09:00:00Z', '2025-01-22T09:00:00Z', 'apikey:boss', '[\"*\"]')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO signing_credentials (org, subject, hash, failures, updated_at) \
+             VALUES ('acme', 'mallory', 'abcd', 0, '2025-01-22T09:00:00Z')",
+            [],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn signing_credentials_of_the_previous_version_become_records() {
+    use chrono::{DateTime, Utc};
+    let time = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+    for first in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        previous_version_home(dir.path(), first);
+        let store = home_store(dir.path());
+        assert_eq!(store.schema_version().unwrap(), 4);
+        let ada = store
+            .get_signer("acme", "apikey:aaaaaaaaaaaa")
+            .unwrap()
+            .unwrap();
+        let hash = ada.password.clone().unwrap();
+        assert_eq!(
+            (hash.scheme.as_str(), hash.iterations, hash.salt.as_str()),
+            ("pbkdf2-sha256", 1000, OLD_SALT)
+        );
+        assert!(hash.verify("correct horse battery").unwrap());
+        assert!(!hash.verify("correct horse batterz").unwrap());
+        assert_eq!((ada.failures, ada.locked_at), (1, None));
+        assert_eq!(ada.updated_at, time("2025-01-21T10:00:00.123456789Z"));
+        let bob = store.get_signer("acme", "bob").unwrap().unwrap();
+        assert_eq!(
+            (bob.failures, bob.locked_at),
+            (5, Some(time("2025-01-21T11:00:00Z")))
+        );
+        if first {
+            assert_eq!((ada.studies, ada.reset_at), (None, None));
+        } else {
+            assert_eq!(ada.studies, Some(vec!["S1".to_string(), "S2".to_string()]));
+            let eve = store.get_signer("acme", "eve").unwrap().unwrap();
+            assert_eq!(eve.password, None);
+            assert_eq!(
+                (eve.reset_at, eve.reset_by.as_deref()),
+                (Some(time("2025-01-22T09:00:00Z")), Some("apikey:boss"))
+            );
+            // A row no record can hold (a hash without salt or iterations) is kept, and refused when read.
+            assert_eq!(
+                store.get_signer("acme", "mallory").unwrap_err().reason(),
+                "corrupt_record"
+            );
+        }
+        drop(store);
+        // The old table is gone; opened again, nothing changes.
+        let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'signing%'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(tables, ["signing_credentials"]);
+        drop(conn);
+        let store = home_store(dir.path());
+        assert_eq!(store.get_signer("acme", "bob").unwrap().unwrap(), bob);
+    }
+}
+
+#[test]
+fn an_altered_signer_row_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = home_store(dir.path());
+    let ada = conformance::sample_signer("acme", "ada", at(0));
+    write(&store, |tx| tx.put_signer(&ada)).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    // Clearing a lock by hand (the failures and the lock out of the body) breaks the MAC.
+    conn.execute(
+        "UPDATE signing_credentials SET body = json_set(body, '$.failures', 0, '$.locked_at', NULL)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    let e = store.get_signer("acme", "ada").unwrap_err();
+    assert_eq!(
+        (e.reason(), e.details()["check"].as_str()),
+        ("integrity_violation", Some("row_mac"))
+    );
+    // A row moved to another signer is refused too.
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute("DELETE FROM signing_credentials", []).unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    write(&store, |tx| tx.put_signer(&ada)).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute("UPDATE signing_credentials SET subject = 'bob'", [])
+        .unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    assert_eq!(
+        store.get_signer("acme", "bob").unwrap_err().reason(),
+        "integrity_violation"
     );
 }

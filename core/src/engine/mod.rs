@@ -108,7 +108,7 @@ pub struct EngineBuilder {
     encryption: Option<Arc<dyn crate::crypto::KeyProvider>>,
     deid_key: Option<Arc<crate::deid::DeidKey>>,
     signing_key: Option<crate::signature::SigningKey>,
-    password_store: Option<Arc<crate::signature::PasswordStore>>,
+    signing_settings: Option<crate::signature::SigningSettings>,
     signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
     /// The organization owning what the whole engine shares (see [`EngineBuilder::home_org`]).
     home_org: Option<String>,
@@ -282,20 +282,18 @@ impl EngineBuilder {
         }
         b = b.deid_key(home.deid_key()?);
         b = b.signing_key(home.signing_key()?);
-        b = b.password_store(Arc::new(crate::signature::PasswordStore::open(
-            &home.database_path(),
-            home.config().signing.unwrap_or_default(),
-        )?));
+        b = b.signing_settings(home.config().signing.unwrap_or_default());
         Ok(b)
     }
 
-    /// Builds the engine, re-queues jobs a dead process left running (on a home: only when no other engine has
-    /// the home open), and starts the workers.
+    /// Builds the engine, resolves the key rotations a dead process left pending (see
+    /// [`Session::rotate_encryption_key`]), re-queues jobs a dead process left running (on a home: only when no
+    /// other engine has the home open), and starts the workers.
     ///
     /// # Errors
     /// EXP002 for a pepper shorter than 32 bytes, `invalid_retention` for a retention time that is not positive,
-    /// `invalid_sweep_interval` for a zero sweep interval; EXP005 when randomness, the store or the audit trail
-    /// fails.
+    /// `invalid_sweep_interval` for a zero sweep interval, `invalid_signing_settings` for signing settings out of
+    /// bounds; EXP005 when randomness, the store, the audit trail or the key provider fails.
     pub fn build(mut self) -> Result<Engine> {
         self.retention.check()?;
         if self.sweep_interval.is_some_and(|d| d.is_zero()) {
@@ -336,6 +334,10 @@ impl EngineBuilder {
             }
         };
         let store: Arc<dyn Store> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        if let Some(kp) = &self.encryption {
+            // Key rotations a dead process left pending: made current, or removed (see `encryption`).
+            encryption::resolve_rotations(&*store, kp.as_ref())?;
+        }
         let keys: Arc<dyn crate::auth::KeyReads> = Arc::new(KeysOf(store.clone()));
         let mut sink: Arc<dyn Sink> = self.sink.unwrap_or_else(|| Arc::new(MemorySink::new()));
         if let Some(kp) = &self.encryption {
@@ -668,7 +670,7 @@ impl Engine {
             encryption: None,
             deid_key: None,
             signing_key: None,
-            password_store: None,
+            signing_settings: None,
             signature_verifier: None,
             home_org: None,
         }

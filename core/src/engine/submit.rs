@@ -176,10 +176,12 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
     if let Some(d) = deidentification {
         extra.insert("deidentification".into(), d);
     }
-    if let Some(s) = signed {
+    let mut signer = None;
+    if let Some((s, verified)) = signed {
         extra.insert("signature".into(), s);
+        signer = Some(verified);
     }
-    enqueue(inner, call, &request, extra)
+    enqueue(inner, call, &request, extra, signer.as_ref())
 }
 
 /// EXP002 `study_mismatch` when a report's or dashboard's spec names another study than its request.
@@ -334,12 +336,14 @@ fn check_privacy(inner: &Inner, request: &ExportRequest, describes: bool) -> Res
 }
 
 /// Stores a queued job (or returns the existing one for a repeated idempotency key) with the call's event, whose
-/// details get `extra` (the de-identification and signature the pipeline checked), and wakes a worker.
+/// details get `extra` (the de-identification and signature the pipeline checked), and the signer's verified
+/// attempt, if any; wakes a worker.
 fn enqueue(
     inner: &Inner,
     call: &Call<'_>,
     request: &ExportRequest,
     extra: serde_json::Map<String, Value>,
+    signer: Option<&super::signing::Reauthenticated>,
 ) -> Result<Done<Job>> {
     if let Some(k) = &request.idempotency_key {
         if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
@@ -404,6 +408,9 @@ fn enqueue(
     };
     // The job and the call's event commit together: no job exists whose submission the trail lacks.
     let stored = inner.write(|tx| {
+        if let Some(verified) = signer {
+            verified.commit(inner, tx)?;
+        }
         if let Some(key) = &job.idempotency_key {
             if let Some(existing) = tx.job_by_idempotency_key(&job.org, &job.requested_by, key)? {
                 if existing.request_hash != job.request_hash {

@@ -1,5 +1,5 @@
-//! The in-memory store: jobs, API keys and audit events behind one mutex. For tests and for embedding without a
-//! file; nothing survives the process.
+//! The in-memory store: jobs, API keys, signers' credentials and audit events behind one mutex. For tests and for
+//! embedding without a file; nothing survives the process.
 
 use super::{Store, Witness, Work};
 use crate::audit::{AuditEvent, AuditReads, AuditRows};
@@ -8,12 +8,13 @@ use crate::error::{Error, Result};
 use crate::job::{
     check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows, JobState,
 };
+use crate::signer::{SignerCredential, SignerReads, SignerRows};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-/// Jobs, keys and audit events in memory.
+/// Jobs, keys, signers' credentials and audit events in memory.
 ///
 /// A transaction holds the one lock from start to commit, writing into an overlay that is applied only when it
 /// commits: transactions are serial, and a failed one leaves no trace. Share it with an `Arc`.
@@ -27,6 +28,8 @@ struct State {
     jobs: HashMap<Uuid, Job>,
     /// Keys in insertion order (key ids are unique).
     keys: Vec<ApiKeyRecord>,
+    /// Signers' credentials by (organization, subject).
+    signers: BTreeMap<(String, String), SignerCredential>,
     /// Events in sequence order: `audit[i].seq == i + 1`.
     audit: Vec<AuditEvent>,
 }
@@ -55,6 +58,7 @@ struct MemoryTx<'s> {
     keys: BTreeMap<String, ApiKeyRecord>,
     /// Key ids inserted by this transaction, in order.
     new_keys: Vec<String>,
+    signers: BTreeMap<(String, String), SignerCredential>,
     staged: Vec<AuditEvent>,
 }
 
@@ -83,6 +87,7 @@ impl MemoryTx<'_> {
             jobs: self.jobs,
             keys: self.keys,
             new_keys: self.new_keys,
+            signers: self.signers,
             staged: self.staged,
         }
     }
@@ -93,6 +98,7 @@ struct Overlay {
     jobs: BTreeMap<Uuid, Job>,
     keys: BTreeMap<String, ApiKeyRecord>,
     new_keys: Vec<String>,
+    signers: BTreeMap<(String, String), SignerCredential>,
     staged: Vec<AuditEvent>,
 }
 
@@ -111,6 +117,7 @@ impl Overlay {
                 state.keys.push(k.clone());
             }
         }
+        state.signers.extend(self.signers);
         state.audit.extend(self.staged.iter().cloned());
         self.staged
     }
@@ -234,6 +241,25 @@ impl KeyRows for MemoryTx<'_> {
     }
 }
 
+impl SignerRows for MemoryTx<'_> {
+    fn signer(&mut self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        let key = (org.to_string(), subject.to_string());
+        Ok(self
+            .signers
+            .get(&key)
+            .or_else(|| self.state.signers.get(&key))
+            .cloned())
+    }
+
+    fn put_signer(&mut self, credential: &SignerCredential) -> Result<()> {
+        self.signers.insert(
+            (credential.org.clone(), credential.subject.clone()),
+            credential.clone(),
+        );
+        Ok(())
+    }
+}
+
 impl AuditRows for MemoryTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
         Ok(self
@@ -259,6 +285,7 @@ impl Store for MemoryStore {
                 jobs: BTreeMap::new(),
                 keys: BTreeMap::new(),
                 new_keys: Vec::new(),
+                signers: BTreeMap::new(),
                 staged: Vec::new(),
             };
             work(&mut tx)?;
@@ -347,6 +374,16 @@ impl KeyReads for MemoryStore {
         // By creation time, then id: the same order as the SQLite store.
         keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
         Ok(keys)
+    }
+}
+
+impl SignerReads for MemoryStore {
+    fn get_signer(&self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        Ok(self
+            .lock()
+            .signers
+            .get(&(org.to_string(), subject.to_string()))
+            .cloned())
     }
 }
 
