@@ -5,8 +5,8 @@
 //! change that did not happen.
 //!
 //! The failpoints are the ones of these changes (`signing.commit.*`, `kek.*`), hit on the calling thread only. The
-//! store's own `store.commit.*` are not used here: an engine's lease keeper commits a transaction of its own as it
-//! starts, on another thread, so which commit meets them first is a race.
+//! store's own `store.commit.*` are not used here: they stop any change with audit events, which a rescue on the
+//! lease keeper's thread can also be.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, missing_docs)]
 

@@ -7,7 +7,8 @@
 //! destructor runs, nothing is flushed.
 //! Release builds without the feature compile the checks away.
 
-/// Every failpoint: the engine's (a job's, in the order a job meets them; a signer's credential about to be
+/// Every failpoint: the engine's (`store.commit.*` around the commit of a transaction that records audit events;
+/// a job's, in the order a job meets them; a signer's credential about to be
 /// written; a key rotation's, in the order of its steps), then `init`'s, in the order of its steps.
 pub const FAILPOINTS: &[&str] = &[
     "store.commit.before",
