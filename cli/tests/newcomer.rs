@@ -364,3 +364,96 @@ fn n09_define_xml_of_the_demo_study_measures_its_text_lengths() {
         .unwrap();
     assert_eq!(item.attribute("Length"), Some(longest.to_string().as_str()));
 }
+
+/// The created stamp of an XPT file's first real header record (`ddMMMyy:hh:mm:ss`).
+fn xpt_created(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    String::from_utf8(bytes[80 + 64..80 + 80].to_vec()).unwrap()
+}
+
+#[test]
+fn n18_xpt_headers_state_when_they_were_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ae.csv");
+    std::fs::write(&csv, "STUDYID,AESEQ,AETERM\nS1,1,HEADACHE\n").unwrap();
+    // convert: SOURCE_DATE_EPOCH when set (reproducible builds), else now.
+    let xpt = dir.path().join("ae.xpt");
+    let out = command(&[
+        "convert",
+        csv.to_str().unwrap(),
+        "-o",
+        xpt.to_str().unwrap(),
+    ])
+    .env("SOURCE_DATE_EPOCH", "1700000000")
+    .output()
+    .unwrap();
+    stdout_text(&out);
+    assert_eq!(xpt_created(&xpt), "14NOV23:22:13:20");
+    let first = std::fs::read(&xpt).unwrap();
+    let out = command(&[
+        "convert",
+        csv.to_str().unwrap(),
+        "-o",
+        xpt.to_str().unwrap(),
+    ])
+    .env("SOURCE_DATE_EPOCH", "1700000000")
+    .output()
+    .unwrap();
+    stdout_text(&out);
+    assert_eq!(
+        std::fs::read(&xpt).unwrap(),
+        first,
+        "same input and epoch, same bytes"
+    );
+    let now = command(&[
+        "convert",
+        csv.to_str().unwrap(),
+        "-o",
+        xpt.to_str().unwrap(),
+    ])
+    .env_remove("SOURCE_DATE_EPOCH")
+    .output()
+    .unwrap();
+    stdout_text(&now);
+    let year = chrono::Utc::now().format("%y").to_string();
+    assert_eq!(&xpt_created(&xpt)[5..7], year, "{}", xpt_created(&xpt));
+    // An export job: the job's creation time.
+    let (home, cred) = home(dir.path());
+    let job = stdout_json(&run(&home_args(
+        &home,
+        &cred,
+        &[
+            "--json",
+            "export",
+            "data",
+            "--study",
+            "S1",
+            "--datasets",
+            "DM",
+            "--format",
+            "xpt",
+            "--deidentify",
+            "safe-harbor",
+            "--wait",
+        ],
+    )));
+    let got = dir.path().join("dm.xpt");
+    stdout_text(&run(&home_args(
+        &home,
+        &cred,
+        &[
+            "download",
+            job["id"].as_str().unwrap(),
+            "--artifact",
+            "dm.xpt",
+            "-o",
+            got.to_str().unwrap(),
+        ],
+    )));
+    let created =
+        chrono::DateTime::parse_from_rfc3339(job["created_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        xpt_created(&got),
+        created.format("%d%b%y:%H:%M:%S").to_string().to_uppercase()
+    );
+}

@@ -614,7 +614,10 @@ pub(super) fn encode_part(
         inner: out,
         bytes: run.bytes.clone(),
     };
-    let mut encoder = format.encoder(&schema, &meta, options, &mut counted)?;
+    // A document that states its creation time (an XPT header, Dataset-JSON's datasetJSONCreationDateTime) states
+    // the job's, from the engine's clock, unless the request sets it.
+    let options = options.created_by_default(&format.info(), run.job.created_at);
+    let mut encoder = format.encoder(&schema, &meta, &options, &mut counted)?;
     let mut seen = 0u64;
     let mut source_rows = 0u64;
     for batch in stream {
