@@ -1,8 +1,8 @@
 //! `trialport`: the command line of the trialport export engine.
 //!
 //! One module per command group: [`args`] (what clap parses), [`convert`] (`formats`, `convert`, `verify`),
-//! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`, `purge`), [`audit_cmds`] (`audit`), [`demo`] (the
-//! guided tour), with [`output`] and [`wait`] shared by them. Errors print the standard error JSON on
+//! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`, `purge`), [`audit_cmds`] (`audit`), [`serve_cmd`]
+//! (`serve`, the HTTP service), [`demo`] (the guided tour), with [`output`] and [`wait`] shared by them. Errors print the standard error JSON on
 //! stderr and exit 1.
 
 mod args;
@@ -11,6 +11,7 @@ mod convert;
 mod demo;
 mod engine_cmds;
 mod output;
+mod serve_cmd;
 mod signing_cmds;
 mod wait;
 
@@ -46,5 +47,6 @@ fn run(cli: Cli) -> trialport_core::Result<ExitCode> {
         Command::Purge => engine_cmds::purge(&ctx),
         Command::Verify(a) => convert::verify(a, json).map(|()| ExitCode::SUCCESS),
         Command::Signing(c) => signing_cmds::signing(&ctx, c),
+        Command::Serve(a) => serve_cmd::serve(&ctx, a),
     }
 }

@@ -52,7 +52,7 @@ mod submit;
 pub use call::MAX_REQUEST_ID;
 pub use download::{download_error, Download, SavedArtifact};
 pub use retention::{PurgeSummary, DEFAULT_SWEEP_INTERVAL};
-pub use session::Session;
+pub use session::{LastCall, Session};
 
 use crate::audit::{Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Outcome};
 use crate::auth::{Authenticator, NewApiKey, Role};
@@ -176,14 +176,22 @@ impl EngineBuilder {
         self
     }
 
-    /// Limits each principal to `burst` calls at once and `per_second` on average (default: no limit).
-    /// Calls over the limit fail with EXP006 and `details.retry_after_ms`.
+    /// Limits each principal to `burst` calls at once and `per_second` on average, counted in this process's
+    /// memory (default: no limit; see [`crate::limit::RateLimiter::in_memory`]). Calls over the limit fail with
+    /// EXP006 and `details.retry_after_ms`.
     ///
     /// # Errors
     /// EXP002 unless both are positive.
     pub fn rate_limit(mut self, per_second: f64, burst: u32) -> Result<Self> {
-        self.rate_limit = Some(crate::limit::RateLimiter::new(per_second, burst)?);
+        self.rate_limit = Some(crate::limit::RateLimiter::in_memory(per_second, burst)?);
         Ok(self)
+    }
+
+    /// Limits each principal with `limiter` (e.g. counted in a store that every process of a deployment shares;
+    /// a home's `rate_limit` setting sets one on its database). Calls over the limit fail with EXP006.
+    pub fn rate_limiter(mut self, limiter: crate::limit::RateLimiter) -> Self {
+        self.rate_limit = Some(limiter);
+        self
     }
 
     /// Accepts `Bearer <jwt>` credentials verified by `verifier` (default: none, so bearer tokens fail with
@@ -272,6 +280,10 @@ impl EngineBuilder {
         b.sole_process = sole;
         if let Some(w) = home.config().workers {
             b = b.workers(w);
+        }
+        if let Some(policy) = home.config().rate_limit_policy()? {
+            let counts = crate::store::SqliteRateLimitStore::open(&home.database_path())?;
+            b = b.rate_limiter(crate::limit::RateLimiter::new(policy, Arc::new(counts)));
         }
         for (kind, days) in home.config().retention_by_kind()? {
             if let Some(days) = days {
@@ -707,6 +719,12 @@ impl Engine {
     /// As [`Session::cancel`].
     pub fn cancel(&self, credential: &str, job_id: Uuid) -> Result<Job> {
         self.session(credential).cancel(job_id)
+    }
+
+    /// The rate limit every principal's calls are counted against, if any (for the `RateLimit-Policy` of an HTTP
+    /// response that made no call).
+    pub fn rate_limit_policy(&self) -> Option<crate::limit::RateLimitPolicy> {
+        self.inner.rate_limit.as_ref().map(|l| l.policy())
     }
 
     /// Creates the first `admin` key of an organization, for `init`: refused once the organization has a key.

@@ -15,10 +15,12 @@ mod audit_file;
 pub mod conformance;
 mod memory;
 mod sqlite;
+mod sqlite_limit;
 
 pub use audit_file::AuditFileStore;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+pub use sqlite_limit::SqliteRateLimitStore;
 
 /// Which jobs to list and which page.
 #[derive(Debug, Clone, PartialEq, Eq)]
