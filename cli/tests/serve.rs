@@ -805,3 +805,189 @@ fn invalid_request_ids_are_replaced() {
     assert!(id.starts_with("req_") && id.len() == 36, "{id}");
     error(r, 401, "EXP003");
 }
+
+/// Damaged artifacts: the response starts (200, headers) but never ends as complete. In a home without
+/// encryption the damage shows only as a SHA-256 mismatch at the end of the file; with encryption, as a segment
+/// that does not authenticate, mid-file. Both fail the body, and the trail records `download.failed`.
+#[test]
+fn a_damaged_artifact_aborts_the_download_instead_of_completing_it() {
+    for encrypted in [false, true] {
+        let setup = if encrypted {
+            Setup::new(&[])
+        } else {
+            Setup::new(&["--no-encryption"])
+        };
+        // About 1 MB of CSV: many chunks.
+        let mut lb = String::from("USUBJID,LBSEQ,LBTESTCD,LBORRES\n");
+        for i in 0..30_000 {
+            lb.push_str(&format!("S1-{:03},{i},GLUC,{}\n", i % 500, 70 + i % 50));
+        }
+        std::fs::write(setup.dir.join("source/S1/LB.csv"), lb).unwrap();
+        let s = Server::start(&setup.home, &["--workers", "1"]);
+        let c = client();
+        let admin = setup.admin.as_str();
+        let body = json!({"study": "S1", "datasets": ["LB"], "format": "csv"});
+        let r = post_json(&c, &s.url("/api/v1/exports/data"), admin, &body);
+        let id = r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let job = wait_job(&c, &s, admin, &id);
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let url = s.url(&format!(
+            "/api/v1/exports/jobs/{id}/download?artifact=lb.csv"
+        ));
+        // Intact, it downloads whole.
+        let whole = get(&c, &url, admin).bytes().unwrap();
+        assert_eq!(
+            sha256_hex(&whole),
+            job["artifacts"][0]["sha256"].as_str().unwrap()
+        );
+        // Flip one byte in the middle of the stored file (same size).
+        let stored = common::files_under(&setup.home.join("artifacts"))
+            .into_iter()
+            .find(|p| {
+                p.to_string_lossy().contains(&id) && p.file_name().is_some_and(|n| n == "lb.csv")
+            })
+            .unwrap();
+        let mut bytes = std::fs::read(&stored).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&stored, &bytes).unwrap();
+        let r = get(&c, &url, admin);
+        assert_eq!(r.status(), StatusCode::OK, "encrypted={encrypted}");
+        let declared: usize = header(&r, "content-length").parse().unwrap();
+        match r.bytes() {
+            Err(_) => {}
+            Ok(b) => panic!(
+                "encrypted={encrypted}: a damaged artifact downloaded as complete ({} of {declared} bytes)",
+                b.len()
+            ),
+        }
+        let failed = audit_events(&setup).into_iter().any(|e| {
+            e["action"] == "download.failed" && e["details"]["reason"] == "integrity_violation"
+        });
+        assert!(failed, "encrypted={encrypted}: no download.failed event");
+    }
+}
+
+/// TLS: 1.2 and 1.3 handshakes succeed (with ALPN h2 and http/1.1), 1.1 is refused by the server, checked by
+/// Python's `ssl` module (OpenSSL) against a certificate made here by the `openssl` command.
+#[test]
+fn tls_1_2_and_1_3_are_served_and_1_1_is_refused() {
+    let setup = Setup::new(&[]);
+    let cert = setup.dir.join("cert.pem");
+    let key = setup.dir.join("key.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .output()
+        .expect("the openssl command is needed for this test");
+    assert!(out.status.success(), "{out:?}");
+    let s = Server::start(
+        &setup.home,
+        &[
+            "--workers",
+            "0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-c", TLS_PROBE, host, port, cert.to_str().unwrap()])
+        .output()
+        .expect("python3 is needed for this test");
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tls12"]["version"], "TLSv1.2", "{v}");
+    assert_eq!(v["tls12"]["status_line"], "HTTP/1.1 200 OK", "{v}");
+    assert_eq!(v["tls13"]["version"], "TLSv1.3", "{v}");
+    assert_eq!(v["tls13"]["alpn"], "h2", "{v}");
+    assert_eq!(v["tls13_http1"]["alpn"], "http/1.1", "{v}");
+    assert_eq!(v["tls11"]["ok"], false, "{v}");
+    // An alert received from the server (rustls answers a TLS 1.1-only hello with handshake_failure), not a
+    // client that could not offer TLS 1.1 (OpenSSL would say NO_PROTOCOLS_AVAILABLE).
+    let reason = v["tls11"]["error"].as_str().unwrap();
+    assert!(
+        [
+            "SSLV3_ALERT_HANDSHAKE_FAILURE",
+            "TLSV1_ALERT_PROTOCOL_VERSION"
+        ]
+        .contains(&reason),
+        "{v}"
+    );
+}
+
+/// Handshakes with the server from Python's `ssl`: prints one JSON object.
+const TLS_PROBE: &str = r#"
+import json, socket, ssl, sys
+host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def attempt(version, alpn=None, request=False):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    if version == ssl.TLSVersion.TLSv1_1:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    ctx.minimum_version = version
+    ctx.maximum_version = version
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    try:
+        with socket.create_connection((host, port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as t:
+                out = {"ok": True, "version": t.version(), "alpn": t.selected_alpn_protocol()}
+                if request:
+                    t.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while b"\r\n" not in data:
+                        chunk = t.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    out["status_line"] = data.split(b"\r\n")[0].decode()
+                return out
+    except ssl.SSLError as e:
+        return {"ok": False, "error": e.reason}
+print(json.dumps({
+    "tls12": attempt(ssl.TLSVersion.TLSv1_2, request=True),
+    "tls13": attempt(ssl.TLSVersion.TLSv1_3, alpn=["h2", "http/1.1"]),
+    "tls13_http1": attempt(ssl.TLSVersion.TLSv1_3, alpn=["http/1.1"]),
+    "tls11": attempt(ssl.TLSVersion.TLSv1_1),
+}))
+"#;
+
+/// HTTP/2 without TLS needs prior knowledge; the same answers as HTTP/1.1.
+#[test]
+fn http2_prior_knowledge_is_served() {
+    let setup = Setup::new(&[]);
+    let s = Server::start(&setup.home, &["--workers", "0"]);
+    let c = Client::builder().http2_prior_knowledge().build().unwrap();
+    let r = get(&c, &s.url("/api/v1/exports/formats"), &setup.admin);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("x-request-id"));
+}
