@@ -49,6 +49,9 @@ bindings-python/test.sh
 step "C library (header check, symbols, C tests under valgrind against .so and .a, C++ header, example vs CLI)"
 bindings-c/test.sh
 
+step "HTTP service conformance (schemathesis against a live trialport serve, about 30 s after the build)"
+server/schemathesis.sh
+
 step "memory check (5,000,000 rows through the job path, peak RSS under 300 MB)"
 if [ -x benches/memcheck.sh ]; then
   benches/memcheck.sh

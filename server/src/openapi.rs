@@ -15,6 +15,12 @@ use std::collections::BTreeMap;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+/// Study and dataset names as the engine takes them: 1 to 64 of `A-Z a-z 0-9 _ - .`, not starting or ending with
+/// `.` (the engine also refuses the reserved device names `CON`, `NUL`, `COM1`, ..., which the pattern leaves to it).
+const NAME_PATTERN: &str = "^[A-Za-z0-9_-]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$";
+/// Idempotency keys: 1 to 200 characters, no control characters (the engine counts the 200 in UTF-8 bytes).
+const IDEMPOTENCY_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,200}$";
+
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
 
@@ -959,9 +965,10 @@ impl Modify for Security {
     }
 }
 
-/// Adds the links from a created job to the operations on it (OpenAPI links: clients and stateful tests follow
-/// them from `export_*` to `get_job`, `download` and `cancel_job`, and from `get_job` to the last two).
-fn add_links(doc: &mut Value) {
+/// Completes the generated document: the links from a created job to the operations on it (clients and stateful
+/// tests follow them from `export_*` to `get_job`, `download` and `cancel_job`, and from `get_job` to the last
+/// two), the engine's constraints on names, idempotency keys and pages, and the download's binary body.
+fn finish(doc: &mut Value) {
     let link =
         |op: &str| json!({"operationId": op, "parameters": {"job_id": "$response.body#/id"}});
     let from_job = json!({"GetJob": link("get_job"), "DownloadJob": link("download"),
@@ -977,6 +984,60 @@ fn add_links(doc: &mut Value) {
     {
         r["links"] = json!({"DownloadJob": link("download"), "CancelJob": link("cancel_job")});
     }
+    // Constraints of the engine that the derive does not state.
+    let schemas = "/components/schemas";
+    for (schema, field) in [
+        ("ExportDataRequest", "study"),
+        ("BulkExportRequest", "study"),
+        ("ReportExportRequest", "study"),
+        ("DashboardExportRequest", "study"),
+        ("ReportSpec", "study"),
+        ("DashboardSpec", "study"),
+    ] {
+        if let Some(p) = doc.pointer_mut(&format!("{schemas}/{schema}/properties/{field}")) {
+            p["pattern"] = json!(NAME_PATTERN);
+        }
+    }
+    for pointer in ["oneOf/0", "oneOf/1/properties/name"] {
+        if let Some(p) = doc.pointer_mut(&format!("{schemas}/DatasetSelection/{pointer}")) {
+            p["pattern"] = json!(NAME_PATTERN);
+        }
+    }
+    for schema in [
+        "ExportDataRequest",
+        "BulkExportRequest",
+        "ReportExportRequest",
+        "DashboardExportRequest",
+    ] {
+        if let Some(p) = doc.pointer_mut(&format!("{schemas}/{schema}/properties/idempotency_key"))
+        {
+            p["pattern"] = json!(IDEMPOTENCY_PATTERN);
+        }
+    }
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for item in paths.values_mut() {
+            let Some(Value::Array(params)) = item.pointer_mut("/post/parameters") else {
+                continue;
+            };
+            for param in params.iter_mut().filter(|p| p["name"] == "Idempotency-Key") {
+                // Visible ASCII (a header value), 1 to 200 characters.
+                param["schema"]["pattern"] = json!("^[\\x20-\\x7e]{1,200}$");
+            }
+        }
+    }
+    if let Some(Value::Array(params)) =
+        doc.pointer_mut("/paths/~1api~1v1~1exports~1jobs/get/parameters")
+    {
+        for param in params.iter_mut() {
+            let (min, max) = match param["name"].as_str() {
+                Some("page") => (1, u64::from(u32::MAX)),
+                Some("limit") => (1, 100),
+                _ => continue,
+            };
+            param["schema"]["minimum"] = json!(min);
+            param["schema"]["maximum"] = json!(max);
+        }
+    }
     // The artifact bytes: any media type (the artifact's), binary.
     for status in ["200", "206"] {
         let pointer = format!(
@@ -991,7 +1052,7 @@ fn add_links(doc: &mut Value) {
 /// The document as a JSON value.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
-    add_links(&mut doc);
+    finish(&mut doc);
     doc
 }
 
