@@ -2,7 +2,7 @@
 //!
 //! [`router`] answers the endpoints of the contract (DESIGN §12) under `/api/v1/exports`, the OpenAPI document
 //! at `/api/v1/openapi.json`, and `/healthz` and `/readyz`; a Rust service mounts it (under its own prefix and
-//! middleware if it likes). [`serve`] runs it as `trialport serve` does: TLS, Prometheus metrics on their own
+//! middleware if it likes). [`serve()`] runs it as `trialport serve` does: TLS, Prometheus metrics on their own
 //! listener, JSON logs and graceful shutdown.
 //!
 //! The service decides nothing the engine decides: each request becomes one [`Session`] call (credential = the

@@ -1066,3 +1066,198 @@ pub fn json() -> String {
     })
     .clone()
 }
+
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A short name for a schema: its `$ref` name, its type, or `one of ...`.
+fn type_name(schema: &Value) -> String {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap_or(r);
+        return format!("<a href=\"#schema-{name}\">{name}</a>");
+    }
+    if let Some(all) = schema["oneOf"].as_array() {
+        return all.iter().map(type_name).collect::<Vec<_>>().join(" | ");
+    }
+    let ty = match &schema["type"] {
+        Value::String(t) => t.clone(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" | "),
+        _ => "any".to_string(),
+    };
+    if ty.starts_with("array") {
+        return format!("array of {}", type_name(&schema["items"]));
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        let v: Vec<String> = values.iter().map(|v| esc(&v.to_string())).collect();
+        return format!("{ty}: {}", v.join(", "));
+    }
+    match schema["format"].as_str() {
+        Some(f) => format!("{ty} ({f})"),
+        None => ty,
+    }
+}
+
+/// The document as a static HTML reference page (committed as `docs/api.html`; no script, no external resource).
+pub fn html() -> String {
+    let doc = document();
+    let mut h = String::new();
+    let title = esc(doc["info"]["title"].as_str().unwrap_or("API"));
+    h.push_str(&format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<style>\n\
+body{{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#1d232a}}\n\
+code,.m{{font-family:ui-monospace,monospace}} table{{border-collapse:collapse;margin:.5rem 0 1rem;width:100%}}\n\
+td,th{{border:1px solid #ccd3da;padding:.25rem .5rem;text-align:left;vertical-align:top}} th{{background:#eef2f5}}\n\
+.m{{display:inline-block;min-width:3.5rem;font-weight:bold}} h3{{margin-top:2rem;border-top:1px solid #ccd3da;padding-top:1rem}}\n\
+</style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>{}</p>\n\
+<p>Generated from the service's OpenAPI 3.1 document (<a href=\"openapi.json\">openapi.json</a>, also served at \
+<code>/api/v1/openapi.json</code>). Credentials: <code>Authorization: ApiKey tp_...</code> or \
+<code>Authorization: Bearer &lt;jwt&gt;</code>. Errors are <a href=\"#schema-ErrorResponse\">ErrorResponse</a>.</p>\n",
+        esc(doc["info"]["description"].as_str().unwrap_or(""))
+    ));
+    h.push_str("<h2>Operations</h2>\n<table>\n<tr><th>method and path</th><th>operation</th><th>summary</th></tr>\n");
+    let mut ops = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, item) in paths {
+            for method in ["get", "post", "delete"] {
+                if let Some(op) = item.get(method) {
+                    ops.push((path.clone(), method, op.clone()));
+                }
+            }
+        }
+    }
+    for (path, method, op) in &ops {
+        let id = op["operationId"].as_str().unwrap_or("");
+        h.push_str(&format!(
+            "<tr><td><span class=\"m\">{}</span> <code>{}</code></td><td><a href=\"#op-{id}\">{id}</a></td><td>{}</td></tr>\n",
+            method.to_uppercase(),
+            esc(path),
+            esc(op["summary"].as_str().unwrap_or(""))
+        ));
+    }
+    h.push_str("</table>\n");
+    for (path, method, op) in &ops {
+        let id = op["operationId"].as_str().unwrap_or("");
+        h.push_str(&format!(
+            "<h3 id=\"op-{id}\"><span class=\"m\">{}</span> <code>{}</code></h3>\n<p>{}</p>\n",
+            method.to_uppercase(),
+            esc(path),
+            esc(op["description"]
+                .as_str()
+                .or(op["summary"].as_str())
+                .unwrap_or(""))
+        ));
+        if op["security"].is_array() {
+            h.push_str("<p>Needs a credential (API key or JWT).</p>\n");
+        }
+        if let Some(params) = op["parameters"].as_array() {
+            h.push_str("<table>\n<tr><th>parameter</th><th>in</th><th>type</th><th>description</th></tr>\n");
+            for p in params {
+                h.push_str(&format!(
+                    "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                    esc(p["name"].as_str().unwrap_or("")),
+                    if p["required"] == true {
+                        " (required)"
+                    } else {
+                        ""
+                    },
+                    esc(p["in"].as_str().unwrap_or("")),
+                    type_name(&p["schema"]),
+                    esc(p["description"].as_str().unwrap_or(""))
+                ));
+            }
+            h.push_str("</table>\n");
+        }
+        if let Some(body) = op["requestBody"]["content"].as_object() {
+            for (media, c) in body {
+                h.push_str(&format!(
+                    "<p>Body (<code>{}</code>): {}</p>\n",
+                    esc(media),
+                    type_name(&c["schema"])
+                ));
+            }
+        }
+        h.push_str(
+            "<table>\n<tr><th>status</th><th>description</th><th>body</th><th>headers</th></tr>\n",
+        );
+        if let Some(responses) = op["responses"].as_object() {
+            for (status, r) in responses {
+                let body = r["content"]
+                    .as_object()
+                    .map(|c| {
+                        c.iter()
+                            .map(|(m, v)| {
+                                format!("<code>{}</code> {}", esc(m), type_name(&v["schema"]))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("<br>")
+                    })
+                    .unwrap_or_default();
+                let headers = r["headers"]
+                    .as_object()
+                    .map(|hs| {
+                        hs.keys()
+                            .map(|k| format!("<code>{}</code>", esc(k)))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                h.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{body}</td><td>{headers}</td></tr>\n",
+                    esc(status),
+                    esc(r["description"].as_str().unwrap_or(""))
+                ));
+            }
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Schemas</h2>\n");
+    if let Some(schemas) = doc["components"]["schemas"].as_object() {
+        for (name, s) in schemas {
+            h.push_str(&format!(
+                "<h3 id=\"schema-{name}\">{name}</h3>\n<p>{}</p>\n",
+                esc(s["description"].as_str().unwrap_or(""))
+            ));
+            if let Some(props) = s["properties"].as_object() {
+                let required: Vec<&str> = s["required"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                h.push_str("<table>\n<tr><th>member</th><th>type</th><th>description</th></tr>\n");
+                for (p, v) in props {
+                    h.push_str(&format!(
+                        "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td></tr>\n",
+                        esc(p),
+                        if required.contains(&p.as_str()) {
+                            " (required)"
+                        } else {
+                            ""
+                        },
+                        type_name(v),
+                        esc(v["description"].as_str().unwrap_or(""))
+                    ));
+                }
+                h.push_str("</table>\n");
+            } else {
+                h.push_str(&format!("<p>Type: {}</p>\n", type_name(s)));
+            }
+            if let Some(example) = s.get("example") {
+                h.push_str(&format!(
+                    "<p>Example:</p>\n<pre><code>{}</code></pre>\n",
+                    esc(&serde_json::to_string_pretty(example).unwrap_or_default())
+                ));
+            }
+        }
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}

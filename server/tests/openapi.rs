@@ -24,6 +24,23 @@ fn the_committed_document_is_the_generated_one() {
     );
 }
 
+/// `docs/api.html`, the static reference page, is rendered from the same document.
+#[test]
+fn the_committed_reference_page_is_the_generated_one() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/api.html");
+    let generated = trialport_server::openapi::html();
+    if std::env::var_os("TRIALPORT_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        on_disk == generated,
+        "docs/api.html is stale: run TRIALPORT_BLESS=1 cargo test -p trialport-server --test openapi"
+    );
+    assert!(generated.contains("id=\"op-export_data\""));
+    assert!(!generated.contains("<script"));
+}
+
 #[test]
 fn the_document_has_every_operation_with_errors_security_and_links() {
     let doc = trialport_server::openapi::document();
