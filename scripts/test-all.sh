@@ -27,6 +27,17 @@ if ! command -v xmllint >/dev/null 2>&1; then
   fi
 fi
 xmllint --version 2>&1 | sed -n 1p  # sed reads to the end: `head` would SIGPIPE xmllint under pipefail
+# pdftoppm (Debian's poppler-utils) renders every page of the generated PDFs in the report checks.
+if ! command -v pdftoppm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null; }
+  else
+    echo "pdftoppm is missing and cannot be installed here: install poppler-utils" >&2
+    exit 1
+  fi
+fi
+pdftoppm -v 2>&1 | sed -n 1p
 # Free disk, so a run that fails for space says so: the memory check alone writes about 2 GB of artifacts at a time.
 df -h . "${TMPDIR:-/tmp}"
 
@@ -46,11 +57,19 @@ cargo test --workspace --locked
 step "python (builds the wheel into a venv, runs stubtest, mypy and pytest)"
 bindings-python/test.sh
 
+step "reports (the demo's PDF, HTML and XLSX reports read by pypdf, pdftoppm and openpyxl)"
+cargo build -p trialport-cli --locked --quiet
+"${CARGO_TARGET_DIR:-target}/py-venv/bin/python" scripts/check-reports.py "${CARGO_TARGET_DIR:-target}/debug/trialport"
+
 step "C library (header check, symbols, C tests under valgrind against .so and .a, C++ header, example vs CLI)"
 bindings-c/test.sh
 
 step "HTTP service conformance (schemathesis against a live trialport serve, about 30 s after the build)"
 server/schemathesis.sh
+
+step "release (scripts/dist.sh builds dist/; scripts/test-dist.sh tests the installed SDK, wheel, CLI and SBOM)"
+scripts/dist.sh
+scripts/test-dist.sh
 
 step "memory check (5,000,000 rows through the job path, peak RSS under 300 MB)"
 if [ -x benches/memcheck.sh ]; then

@@ -81,20 +81,34 @@ def test_a_modified_event_in_the_log_is_named(engine: trialport.Engine, home: Ho
     assert err.value.details["check"] == "hash"
 
 
-def test_a_torn_last_line_is_cut_and_recorded(home: Home) -> None:
+def test_a_torn_last_line_is_cut_and_no_committed_event_is_lost(home: Home) -> None:
     with trialport.Engine(home.path, workers=0) as e:
         e.formats(home.admin)
     log = home.path / "audit.log"
     intact = log.read_bytes()
+    committed = intact.count(b"\n")
     log.write_bytes(intact + b'{"action":"form')
     with trialport.Engine(home.path, workers=0) as e:
         events = e.audit_events(home.admin, start=1, limit=1000)
     check_chain(events)
-    repair = next(e for e in events if e["action"] == "audit.recovered")
-    assert repair["details"]["problem"] == "torn_tail"
-    assert repair["details"]["offset"] == len(intact)
-    assert repair["details"]["bytes"] == len(b'{"action":"form')
-    assert repair["details"]["sha256"] == hashlib.sha256(b'{"action":"form').hexdigest()
+    # Every committed event is there, the torn bytes are not.
+    assert [canonical(e).encode() for e in events[:committed]] == intact.splitlines()
+    after = log.read_bytes()
+    assert after.startswith(intact)
+    for line in after.splitlines():
+        json.loads(line)  # the torn bytes are gone: every line is a whole record
+
+
+def test_a_log_cut_at_a_record_boundary_refuses_to_open(home: Home) -> None:
+    with trialport.Engine(home.path, workers=0) as e:
+        e.formats(home.admin)
+    log = home.path / "audit.log"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]))
+    with pytest.raises(trialport.ServerError) as err:
+        trialport.Engine(home.path, workers=0)
+    assert err.value.reason == "integrity_violation"
+    assert err.value.details["check"] == "anchor"
 
 
 def test_reading_the_trail_needs_audit_read(engine: trialport.Engine, home: Home, tmp_path: Path) -> None:

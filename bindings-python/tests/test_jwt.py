@@ -37,6 +37,7 @@ class JwtHome:
         self.ec = ec.generate_private_key(ec.SECP256R1())
         pem = serialization.PublicFormat.SubjectPublicKeyInfo
         (tmp / "hs.secret").write_bytes(SECRET)
+        (tmp / "hs.secret").chmod(0o600)
         (tmp / "rsa.pem").write_bytes(
             self.rsa.public_key().public_bytes(serialization.Encoding.PEM, pem)
         )
@@ -172,6 +173,7 @@ def plain_home(tmp_path: Path) -> tuple[Path, str, Any]:
     path = tmp_path / "home"
     admin = f"ApiKey {trialport.init_home(path, 'acme')}"
     (path / "hs.secret").write_bytes(SECRET)
+    (path / "hs.secret").chmod(0o600)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (tmp_path / "rsa.pem").write_bytes(
         key.public_key().public_bytes(
@@ -223,6 +225,7 @@ def test_jwt_settings_passed_to_the_engine_replace_the_homes(jhome: JwtHome, tmp
     # The home accepts HS256, RS256 and ES256 tokens; settings with only another HS256 secret replace all that.
     other = b"another-secret-for-the-engine-only-xx"
     (tmp_path / "other.secret").write_bytes(other)
+    (tmp_path / "other.secret").chmod(0o600)
     settings = {"keys": [{"path": str(tmp_path / "other.secret"), "alg": "HS256", "kid": "hs"}]}
     with trialport.Engine(jhome.path, jwt=settings, workers=0) as e:
         with pytest.raises(trialport.UnauthorizedError) as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import sqlite3
 from pathlib import Path
@@ -23,15 +24,42 @@ def set_retention(home: Home, settings: dict[str, int]) -> None:
     config_path.write_text(json.dumps(config))
 
 
+def row_mac(home: Home, table: str, row_id: str, body: str) -> str:
+    """The MAC the home keeps beside each row: HMAC-SHA256 under a key derived from ``secret.key``, over the
+    table, id and body, each prefixed by its length as 8 big-endian bytes."""
+    secret = bytes.fromhex((home.path / "secret.key").read_text().strip())
+    key = hmac.new(secret, b"trialport row mac v1", hashlib.sha256).digest()
+    message = b"".join(len(p.encode()).to_bytes(8, "big") + p.encode() for p in (table, row_id, body))
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def finished_days_ago(home: Home, job_id: str, days: int) -> None:
     """Moves a job's end back in time in the closed home's store: the Python engine runs on the system clock,
-    so this stands in for days passing."""
+    so this stands in for days passing. Rows are MACed, so this is what only a holder of the home's secret can
+    do; without the new MAC the engine refuses the row as altered."""
     when = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with sqlite3.connect(home.path / "trialport.db") as db:
+        (body,) = db.execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        job = json.loads(body)
+        job["finished_at"] = when
+        body = json.dumps(job, separators=(",", ":"))
         changed = db.execute(
-            "UPDATE jobs SET body = json_set(body, '$.finished_at', ?) WHERE id = ?", (when, job_id)
+            "UPDATE jobs SET body = ?, finished_at = ?, mac = ? WHERE id = ?",
+            (body, when, row_mac(home, "jobs", job_id, body), job_id),
         ).rowcount
     assert changed == 1
+
+
+def test_an_edited_job_row_is_refused_as_altered(home: Home) -> None:
+    with trialport.Engine(home.path, workers=1) as e:
+        e.add_dataset("S1", "DM", as_pyarrow())
+        job = e.export_data(home.admin, study="S1", datasets=["DM"], format="csv").wait(30)
+    with sqlite3.connect(home.path / "trialport.db") as db:
+        db.execute("UPDATE jobs SET body = json_set(body, '$.finished_at', '2000-01-01T00:00:00Z') WHERE id = ?", (job.id,))
+    with trialport.Engine(home.path, workers=0) as e:
+        with pytest.raises(trialport.ServerError) as err:
+            e.get_job(home.admin, job.id)
+    assert err.value.reason == "integrity_violation"
 
 
 def test_purge_is_for_admins_and_expires_nothing_without_retention(

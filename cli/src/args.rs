@@ -82,12 +82,16 @@ pub enum Command {
     /// role): their files are deleted, their records, manifest.json and audit trail kept. Prints the summary as
     /// JSON: jobs_expired, artifacts_deleted, bytes_freed.
     Purge,
-    /// Check a package (bulk zip or a job's artifact directory) against its manifest and its e-signatures (no
-    /// home needed).
+    /// Check a package (bulk zip or a job's artifact directory) against its manifest and its e-signatures, and
+    /// say whether it is SIGNED, UNTRUSTED or UNSIGNED (no home needed).
+    #[command(long_about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
     /// E-signatures: set your signing password, reset a locked signer, print the engine's public key.
     #[command(subcommand)]
     Signing(crate::signing_cmds::SigningCommand),
+    /// Run job workers until SIGTERM or SIGINT: they claim queued jobs of the home (exports started by any
+    /// process) with a lease, and on the signal stop at the next batch and give their jobs back to the queue.
+    Worker(WorkerArgs),
     /// Serve the Exports API over HTTP (and run job workers) until SIGTERM or SIGINT.
     Serve(ServeArgs),
 }
@@ -118,14 +122,42 @@ pub struct ServeArgs {
     pub drain_seconds: f64,
 }
 
+/// `worker [--workers N]`
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Worker threads (default: the home's `workers` setting, else 2).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+const VERIFY_ABOUT: &str = "Check a package (a bulk zip, or a job's artifact directory as `download --all` \
+writes it) against its manifest.json and its e-signatures. No home is needed.
+
+Files: every file the manifest lists must be there with its size and SHA-256, and nothing else may be: a file or \
+folder the manifest does not list (manifest.json aside) is refused, and so is a symbolic link or a special file \
+anywhere in a directory.
+
+Signatures: each must belong to this manifest and verify. The result says which:
+  SIGNED     every signature verified with the trusted key given by --public-key (integrity and origin);
+  UNTRUSTED  signed, but verified only with the key each signature carries: it proves that nothing changed since \
+signing, not who signed (anyone rewriting a package can sign it again with a key of their own);
+  UNSIGNED   no e-signature.
+A signature is required with --public-key (at least one, and every one made by that key) and for an eCTD package \
+(its manifest asks for package \"ectd\" or lists m5/ files) even without it: an UNSIGNED package then fails \
+with EXP003 signature_required (exit 1). Without --public-key, an eCTD package signed by the key it carries is \
+UNTRUSTED, exit 0: give --public-key to check its origin.
+
+With --json, stdout is {\"verified\", \"signature_status\", \"signature_required\", \"job_id\", \"files\", \
+\"signatures\"}; a failure prints the standard error JSON on stderr.";
+
 /// `verify PACKAGE`
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// A bulk zip package, or a job's artifact directory holding manifest.json.
     pub package: PathBuf,
-    /// The engine's public signing key (PEM from `signing public-key`, or base64), obtained out of band: every
-    /// signature must be made by it. Without it, signatures are checked with the key each carries, which proves
-    /// integrity but not origin.
+    /// The engine's public signing key (PEM from `signing public-key`, or base64), obtained out of band: at least
+    /// one signature is then required, and every signature must be made by this key. Without it, signatures are
+    /// checked with the key each carries, which proves integrity but not origin (UNTRUSTED).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
 }
@@ -173,7 +205,9 @@ pub struct InitArgs {
     #[arg(long, value_name = "ORG", default_value = "default")]
     pub org: String,
     /// Accept "Bearer <jwt>" credentials signed with HS256 by the secret in FILE (at least 32 bytes; one
-    /// trailing line break is ignored). The home refers to the file; it does not copy the secret.
+    /// trailing line break is ignored). The file must be readable and writable by its owner only (chmod 600): a
+    /// file its group or others may read or write is refused (EXP002 insecure_key_file), now and whenever the
+    /// home opens. The home refers to the file; it does not copy the secret.
     #[arg(long, value_name = "FILE")]
     pub jwt_hs256_secret_file: Option<PathBuf>,
     /// Accept "Bearer <jwt>" credentials verified with the public key in FILE: PEM (SPKI or PKCS#1 RSA, with
@@ -189,6 +223,10 @@ pub struct InitArgs {
     /// Accepted token audience ("aud"); repeatable. Without it, tokens that name an audience are refused.
     #[arg(long = "jwt-audience", value_name = "AUD")]
     pub jwt_audiences: Vec<String>,
+    /// Refuse tokens valid for longer than SECS: exp - iat, or exp - now for a token without iat (EXP003
+    /// token_lifetime_too_long). Default: no limit. Stored as "max_lifetime_secs" in config.json's "jwt".
+    #[arg(long, value_name = "SECS")]
+    pub jwt_max_lifetime: Option<u64>,
     /// Artifacts of succeeded jobs expire this many days after the job finished (every kind of job without its
     /// own --retention). Default: never.
     #[arg(long, value_name = "DAYS")]
@@ -209,7 +247,9 @@ pub struct InitArgs {
 /// Waiting for a job after starting it.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
-    /// Run the job in this process and wait until it finishes; exit 1 with its error if it fails.
+    /// Run the job in this process (only this job) and wait until it finishes; exit 1 with its error if it fails.
+    /// Without it the job stays queued until a `trialport worker` or `trialport serve` of the home, or
+    /// `trialport jobs wait`, runs it.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this many seconds (exit 3).
@@ -400,8 +440,9 @@ pub enum KeysCommand {
     Create(KeysCreateArgs),
     /// Revoke an API key by id.
     Revoke(KeysRevokeArgs),
-    /// Rotate the key-encryption key of artifacts at rest: new artifacts use a new key, older ones stay readable
-    /// (needs the admin role).
+    /// Rotate the key-encryption key of artifacts at rest: new artifacts use a new key, older ones stay readable.
+    /// The key protects every organization's artifacts in the home, so only an admin of every study ("*") of
+    /// the home's own organization (config.json "org") may rotate it.
     RotateKek,
 }
 
@@ -420,7 +461,7 @@ pub struct KeysCreateArgs {
     /// Organization (default: the home's).
     #[arg(long)]
     pub org: Option<String>,
-    /// Expiry time, RFC 3339 (e.g. 2026-12-31T23:59:59Z).
+    /// Expiry time, RFC 3339 (e.g. 2026-12-31T23:59:59Z); it must be in the future (EXP002 invalid_expiry).
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
 }

@@ -35,7 +35,7 @@ const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024;
 /// The engine's errors (EXP003 without `audit:read`; EXP005 `integrity_violation` naming the first bad event);
 /// EXP001/EXP002 for a missing or malformed checkpoint file; EXP005 for I/O.
 pub fn audit(ctx: &Ctx, cmd: &AuditCommand) -> Result<ExitCode> {
-    let engine = ctx.engine(false)?;
+    let engine = ctx.engine()?;
     match cmd {
         AuditCommand::Verify(a) => verify(ctx, &engine, a),
         AuditCommand::Checkpoint(a) => checkpoint(ctx, &engine, a),
@@ -52,13 +52,19 @@ fn verify(ctx: &Ctx, engine: &Engine, a: &AuditVerifyArgs) -> Result<ExitCode> {
     if ctx.json() {
         let mut v = json!({"verified": true, "events": n});
         if let Some(cp) = &cp {
-            v["checkpoint"] = json!({"seq": cp.seq, "hash": cp.hash});
+            v["checkpoint"] =
+                json!({"seq": cp.seq, "hash": cp.hash, "signed": cp.signed.is_some()});
         }
         output::json(&v)?;
     } else {
         let mut text = format!("audit trail verified: {n} events, hash chain intact");
         if let Some(cp) = &cp {
             text.push_str(&format!("; matches the checkpoint at event {}", cp.seq));
+            text.push_str(if cp.signed.is_some() {
+                " (its signature by this engine's key verified)"
+            } else {
+                " (an unsigned checkpoint of an earlier version)"
+            });
         }
         output::line(&text)?;
     }
@@ -93,10 +99,7 @@ fn checkpoint(ctx: &Ctx, engine: &Engine, a: &AuditCheckpointArgs) -> Result<Exi
         None if ctx.json() => output::json_line(&cp)?,
         None => output::line(&text)?,
         Some(path) => {
-            let mut file = OutputFile::create(path, true)?;
-            file.write_all(format!("{text}\n").as_bytes())
-                .map_err(|e| Error::io("cannot write the checkpoint file", &e))?;
-            file.commit()?;
+            output::write_file(path, format!("{text}\n").as_bytes())?;
             if ctx.json() {
                 output::json(&json!({"written": path, "seq": cp.seq, "hash": cp.hash}))?;
             } else {

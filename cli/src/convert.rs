@@ -4,8 +4,7 @@ use crate::args::ConvertArgs;
 use crate::output::{self, Table};
 use serde_json::json;
 use trialport_core::format::FormatOptions;
-use trialport_core::meta::DatasetMeta;
-use trialport_core::{Error, Result};
+use trialport_core::Result;
 use trialport_formats::convert::ConvertOptions;
 
 /// `trialport formats [--json]`: every registered format with capabilities and options.
@@ -66,15 +65,13 @@ pub fn formats(json: bool) -> Result<()> {
 /// represent; EXP005 for I/O. Nothing is left at the output on error.
 pub fn convert(args: &ConvertArgs, json: bool) -> Result<()> {
     let meta = match &args.meta {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    Error::not_found("the metadata file does not exist").with_field("meta")
-                }
-                _ => Error::io("cannot read the metadata file", &e),
-            })?;
-            Some(DatasetMeta::from_json(&text).map_err(|e| e.with_field("meta"))?)
-        }
+        Some(path) => Some(trialport_formats::read::meta_file(path).map_err(|e| {
+            if e.field().is_none() {
+                e.with_field("meta")
+            } else {
+                e
+            }
+        })?),
         None => None,
     };
     let options = ConvertOptions {
@@ -84,6 +81,7 @@ pub fn convert(args: &ConvertArgs, json: bool) -> Result<()> {
         dataset: args.dataset.clone(),
         label: args.label.clone(),
         overwrite: true,
+        ..ConvertOptions::default()
     };
     let receipt = trialport_formats::convert::convert(&args.input, &args.output, &options)
         .map_err(|e| {
@@ -115,18 +113,21 @@ pub fn convert(args: &ConvertArgs, json: bool) -> Result<()> {
     }
 }
 
-/// `verify PACKAGE [--public-key FILE]`: every file listed in the manifest has its recorded size and SHA-256, and
-/// every e-signature verifies (with the trusted key when given).
+/// `verify PACKAGE [--public-key FILE]`: every file listed in the manifest has its recorded size and SHA-256, the
+/// package holds nothing else, and every e-signature verifies (with the trusted key when given); prints the
+/// report, `UNSIGNED` included, then fails when a signature was required and there is none.
 ///
 /// # Errors
-/// EXP005 `integrity_violation` naming the first bad file or signature; EXP001/EXP002 for a missing or unreadable
-/// package or key.
+/// EXP005 `integrity_violation` naming the first bad, missing or unlisted file or signature; EXP003
+/// `signature_required` for an unsigned package that must be signed; EXP001/EXP002 for a missing, unsafe or
+/// unreadable package or key.
 pub fn verify(a: &crate::args::VerifyArgs, json: bool) -> trialport_core::Result<()> {
     let trusted = a
         .public_key
         .as_deref()
         .map(crate::signing_cmds::read_public_key)
         .transpose()?;
-    let report = trialport_core::manifest::verify_package_with(&a.package, trusted.as_ref())?;
-    crate::signing_cmds::print_verified(&report, json)
+    let report = trialport_core::manifest::inspect_package(&a.package, trusted.as_ref())?;
+    crate::signing_cmds::print_verified(&report, json)?;
+    report.require_signature()
 }

@@ -24,6 +24,7 @@ use trialport_core::request::{
 };
 use trialport_core::source::{Filter, FilterOp};
 use trialport_core::{Error, Result};
+use trialport_formats::convert::{copy_to_file_expecting, Written};
 use uuid::Uuid;
 
 /// Exit status when `--timeout` passed before the job finished.
@@ -63,14 +64,12 @@ impl Ctx {
         })
     }
 
-    /// Opens the engine on the home. Only commands that wait for jobs run workers; the others leave queued jobs
-    /// alone, so that a quick `jobs list` does not start and then abandon someone's job.
-    pub(crate) fn engine(&self, workers: bool) -> Result<Engine> {
-        let mut b = trialport_formats::home::engine_builder(self.home()?)?;
-        if !workers {
-            b = b.workers(0);
-        }
-        b.build()
+    /// Opens the engine on the home without workers: a command runs at most the one job it waits for
+    /// ([`run_and_report`]), so a quick `jobs list` never starts and then abandons someone's job.
+    pub(crate) fn engine(&self) -> Result<Engine> {
+        trialport_formats::home::engine_builder(self.home()?)?
+            .workers(0)
+            .build()
     }
 
     pub(crate) fn cred(&self) -> &str {
@@ -107,13 +106,16 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
         config.jwt = Some(jwt);
         algorithms = Some(algs);
     }
-    let (_, key) = Home::init_with_admin_key(dir, &config)?;
-    let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut out = json!({"home": home, "api_key": key, "encryption": config.encryption});
-    if let Some(algs) = algorithms {
-        out["jwt_algorithms"] = json!(algs);
-    }
-    output::json(&out)?;
+    // The key is printed before the home is marked complete (its config.json written): a process that dies in
+    // between leaves an init that the next `init` takes up again, never a home whose only key nobody saw.
+    Home::init_with_admin_key_then(dir, &config, |key| {
+        let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let mut out = json!({"home": home, "api_key": key, "encryption": config.encryption});
+        if let Some(algs) = &algorithms {
+            out["jwt_algorithms"] = json!(algs);
+        }
+        output::json_required(&out)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -151,7 +153,7 @@ fn retention_settings(pairs: &[String]) -> Result<Option<RetentionSettings>> {
 /// # Errors
 /// The engine's errors (EXP003 without the `retention:purge` permission).
 pub fn purge(ctx: &Ctx) -> Result<ExitCode> {
-    let summary = ctx.engine(false)?.session(ctx.cred()).purge()?;
+    let summary = ctx.engine()?.session(ctx.cred()).purge()?;
     output::json(&summary)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -191,10 +193,14 @@ fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>>
         keys.push(JwtKeyConfig::new(absolute(f, "jwt_public_key_file")?, alg));
     }
     if keys.is_empty() {
-        if !args.jwt_issuers.is_empty() || !args.jwt_audiences.is_empty() {
+        if !args.jwt_issuers.is_empty()
+            || !args.jwt_audiences.is_empty()
+            || args.jwt_max_lifetime.is_some()
+        {
             return Err(Error::validation(
                 "missing_jwt_keys",
-                "--jwt-issuer and --jwt-audience need --jwt-hs256-secret-file or --jwt-public-key-file",
+                "--jwt-issuer, --jwt-audience and --jwt-max-lifetime need --jwt-hs256-secret-file or \
+                 --jwt-public-key-file",
             )
             .with_field("jwt"));
         }
@@ -205,6 +211,7 @@ fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>>
         issuers: args.jwt_issuers.clone(),
         audiences: args.jwt_audiences.clone(),
         leeway_secs: None,
+        max_lifetime_secs: args.jwt_max_lifetime,
     };
     // The paths are absolute: the base directory is never used.
     let verifier = JwtVerifier::from_config(&config, Path::new("."))?;
@@ -218,12 +225,19 @@ fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>>
 /// The engine's errors for the operation (and for waiting).
 pub fn export(ctx: &Ctx, cmd: &ExportCommand) -> Result<ExitCode> {
     let (request, common) = export_request(cmd)?;
-    let engine = ctx.engine(common.wait.wait)?;
+    let engine = ctx.engine()?;
     let job = engine.session(ctx.cred()).export(request)?;
     if common.wait.wait {
-        return wait_and_report(ctx, &engine, job.id, timeout(&common.wait)?);
+        return run_and_report(ctx, &engine, job.id, timeout(&common.wait)?);
     }
     print_job(ctx, &job)?;
+    if !ctx.json && job.state == trialport_core::job::JobState::Queued {
+        output::note(&format!(
+            "queued: a `trialport worker` or `trialport serve` of this home runs it; to run it here and wait: \
+             trialport jobs wait {}",
+            job.id
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -404,26 +418,62 @@ fn print_job(ctx: &Ctx, job: &Job) -> Result<()> {
     }
 }
 
-/// Waits for a job, prints it, and turns failure into the job's error (exit 1) and a timeout into exit 3.
-fn wait_and_report(
+/// Runs the job in this process if it is still queued (only it: no other job is taken from the queue) while
+/// waiting for it; prints it, and turns failure into the job's error (exit 1) and a timeout into exit 3. A job
+/// another process runs is only waited for. A timeout leaves a job this process runs to finish before exiting.
+fn run_and_report(
     ctx: &Ctx,
     engine: &Engine,
     id: Uuid,
     timeout: Option<Duration>,
 ) -> Result<ExitCode> {
-    let job = wait::wait(
-        engine,
-        ctx.cred(),
-        id,
-        timeout,
-        output::progress_allowed(ctx.json),
-    )?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let job = std::thread::scope(|s| {
+        let runner = s.spawn(|| engine.see_job_through(id, &stop));
+        let waited = wait::wait(
+            engine,
+            ctx.cred(),
+            id,
+            timeout,
+            output::progress_allowed(ctx.json),
+        );
+        // A wait that ended early (timeout, an error) stops the runner: a job it runs goes back to the queue when
+        // the engine shuts down. Errors of the run itself (the store failing at a claim) are the wait's to report.
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = runner.join();
+        waited
+    })?;
     print_job(ctx, &job)?;
     match wait::outcome(&job) {
         Finished::Ok => Ok(ExitCode::SUCCESS),
         Finished::TimedOut => Ok(ExitCode::from(EXIT_TIMEOUT)),
         Finished::Err(e) => Err(e),
     }
+}
+
+/// `trialport worker`: runs job workers on the home until SIGTERM or SIGINT, then stops them (each running job
+/// stops at its next batch and goes back to the queue) and exits 0.
+///
+/// # Errors
+/// The errors of opening the engine or installing the signal handlers.
+pub fn worker(ctx: &Ctx, a: &crate::args::WorkerArgs) -> Result<ExitCode> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| Error::io("cannot install the signal handlers", &e))?;
+    }
+    let mut b = trialport_formats::home::engine_builder(ctx.home()?)?;
+    if let Some(n) = a.workers {
+        b = b.workers(n);
+    }
+    let engine = b.build()?;
+    output::note("workers running; stop with SIGTERM or Ctrl-C");
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(engine);
+    output::note("workers stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses a job id; text that is not a UUID names no job (EXP001).
@@ -443,27 +493,27 @@ pub fn jobs(ctx: &Ctx, cmd: &JobsCommand) -> Result<ExitCode> {
         JobsCommand::List(a) => list(ctx, a),
         JobsCommand::Show(a) => {
             let id = job_id(&a.id)?;
-            let job = ctx.engine(false)?.session(ctx.cred()).get_job(id)?;
+            let job = ctx.engine()?.session(ctx.cred()).get_job(id)?;
             print_job(ctx, &job)?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel(a) => {
             let id = job_id(&a.id)?;
-            let job = ctx.engine(false)?.session(ctx.cred()).cancel(id)?;
+            let job = ctx.engine()?.session(ctx.cred()).cancel(id)?;
             print_job(ctx, &job)?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Wait(a) => {
             let id = job_id(&a.id)?;
-            let engine = ctx.engine(true)?;
-            wait_and_report(ctx, &engine, id, seconds(a.timeout)?)
+            let engine = ctx.engine()?;
+            run_and_report(ctx, &engine, id, seconds(a.timeout)?)
         }
     }
 }
 
 fn list(ctx: &Ctx, a: &JobsListArgs) -> Result<ExitCode> {
     let page = ctx
-        .engine(false)?
+        .engine()?
         .session(ctx.cred())
         .list_jobs(ListJobsRequest {
             page: a.page,
@@ -485,13 +535,14 @@ fn list(ctx: &Ctx, a: &JobsListArgs) -> Result<ExitCode> {
 }
 
 /// `trialport download ID -o PATH [--artifact NAME]`: decrypts and verifies the artifact into a temp file beside
-/// PATH and renames it into place once complete and verified ([`trialport_core::engine::Download::save_to`]).
+/// PATH and renames it into place once complete and verified
+/// ([`trialport_formats::convert::copy_to_file_expecting`]).
 ///
 /// # Errors
 /// The engine's errors; EXP005 `integrity_violation` when the stored artifact is damaged (nothing is written).
 pub fn download(ctx: &Ctx, a: &DownloadArgs) -> Result<ExitCode> {
     let id = job_id(&a.id)?;
-    let engine = ctx.engine(false)?;
+    let engine = ctx.engine()?;
     if a.all {
         return download_all(ctx, &engine, id, &a.output);
     }
@@ -556,17 +607,22 @@ pub fn download_to(
 ) -> Result<Value> {
     let dl = engine.session(credential).download(id, artifact)?;
     let name = dl.artifact.name.clone();
-    let saved = dl.save_to(path).map_err(|e| {
-        if e.field() == Some("path") {
-            e.with_field("output")
-        } else {
-            e
-        }
-    })?;
+    let target = if path.is_dir() {
+        path.join(&name)
+    } else {
+        path.to_path_buf()
+    };
+    // The one writer of every `-o`: a 0600 temp file, renamed into place only once the whole artifact was read,
+    // decrypted and verified (by the reader, and here against the record); never over a FIFO or a device.
+    let expected = Written {
+        bytes: dl.artifact.bytes,
+        sha256: dl.artifact.sha256.clone(),
+    };
+    let saved = copy_to_file_expecting(dl.reader, &target, true, Some(&expected))?;
     Ok(json!({
         "job_id": id,
         "artifact": name,
-        "path": saved.path,
+        "path": target,
         "bytes": saved.bytes,
         "sha256": saved.sha256,
     }))
@@ -580,10 +636,7 @@ pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::Create(a) => create_key(ctx, a),
         KeysCommand::RotateKek => {
-            let id = ctx
-                .engine(false)?
-                .session(ctx.cred())
-                .rotate_encryption_key()?;
+            let id = ctx.engine()?.session(ctx.cred()).rotate_encryption_key()?;
             if ctx.json {
                 output::json(&json!({"key_id": id}))?;
             } else {
@@ -594,7 +647,7 @@ pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Revoke(a) => {
-            ctx.engine(false)?
+            ctx.engine()?
                 .session(ctx.cred())
                 .revoke_api_key(&a.key_id)?;
             if ctx.json {
@@ -625,7 +678,7 @@ fn create_key(ctx: &Ctx, a: &KeysCreateArgs) -> Result<ExitCode> {
                 })
         })
         .transpose()?;
-    let engine = ctx.engine(false)?;
+    let engine = ctx.engine()?;
     let (text, rec) = engine.session(ctx.cred()).create_api_key(NewApiKey {
         name: a.name.clone(),
         org: a.org.clone(),

@@ -1,9 +1,9 @@
 //! `trialport`: the command line of the trialport export engine.
 //!
 //! One module per command group: [`args`] (what clap parses), [`convert`] (`formats`, `convert`, `verify`),
-//! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`, `purge`), [`audit_cmds`] (`audit`), [`serve_cmd`]
-//! (`serve`, the HTTP service), [`demo`] (the guided tour), with [`output`] and [`wait`] shared by them. Errors print the standard error JSON on
-//! stderr and exit 1.
+//! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`, `purge`, `worker`), [`audit_cmds`] (`audit`),
+//! [`serve_cmd`] (`serve`, the HTTP service), [`demo`] (the guided tour), with [`output`] and [`wait`] shared by
+//! them. Errors print the standard error JSON on stderr and exit 1.
 
 mod args;
 mod audit_cmds;
@@ -48,5 +48,6 @@ fn run(cli: Cli) -> trialport_core::Result<ExitCode> {
         Command::Verify(a) => convert::verify(a, json).map(|()| ExitCode::SUCCESS),
         Command::Signing(c) => signing_cmds::signing(&ctx, c),
         Command::Serve(a) => serve_cmd::serve(&ctx, a),
+        Command::Worker(a) => engine_cmds::worker(&ctx, a),
     }
 }

@@ -29,6 +29,20 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     line(&text)
 }
 
+/// Prints `value` as pretty JSON on stdout, for output that must not be lost (a key shown once): unlike [`json`], a
+/// closed pipe is an error too.
+///
+/// # Errors
+/// EXP005 when it cannot be serialized, written or flushed.
+pub fn json_required<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|_| Error::server("internal", "cannot serialize the output"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("cannot write to standard output", &e))
+}
+
 /// Prints `value` as one compact JSON line on stdout (JSON lines).
 ///
 /// # Errors
@@ -37,6 +51,22 @@ pub fn json_line<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let text = serde_json::to_string(value)
         .map_err(|_| Error::server("internal", "cannot serialize the output"))?;
     line(&text)
+}
+
+/// Writes `bytes` to the file `path` the way every `-o` of the CLI writes: through
+/// [`trialport_formats::convert::OutputFile`] (a 0600 temp file beside it, fsync, rename; an existing file
+/// replaced; an existing FIFO, device or socket refused; stale temp files of killed runs swept).
+///
+/// # Errors
+/// EXP002 `not_a_regular_file` or `output_is_directory`; EXP001 when the directory does not exist; EXP005 for I/O.
+pub fn write_file(
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<trialport_formats::convert::Written> {
+    let mut file = trialport_formats::convert::OutputFile::create(path, true)?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io("cannot write the output file", &e))?;
+    file.commit()
 }
 
 /// Prints the standard error JSON on stderr, on one line.

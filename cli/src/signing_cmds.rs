@@ -9,7 +9,7 @@ use serde_json::json;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use trialport_core::manifest::VerifyReport;
+use trialport_core::manifest::{SignatureRequirement, SignatureStatus, VerifyReport};
 use trialport_core::signature::{Meaning, PublicKey, SignatureRequest};
 use trialport_core::{Error, Result};
 
@@ -46,10 +46,15 @@ impl SignArgs {
 pub enum SigningCommand {
     /// Set your signing password (the second component of your e-signatures), read from standard input (one
     /// line; without echo and twice when standard input is a terminal). Changing it needs the current one, from
-    /// TRIALPORT_SIGN_PASSWORD or a terminal prompt.
+    /// TRIALPORT_SIGN_PASSWORD or a terminal prompt (not after an administrator's reset). A password has at
+    /// least 12 characters, is not a common password, and does not contain your id or printed name (EXP002
+    /// weak_password, details.rule says which).
     SetPassword,
-    /// Clear a signer's password, failed attempts and lock, so that they can set a new password (needs the admin
-    /// role; nobody can set another's password).
+    /// Reset a signer's credential: clear their password, failed attempts and lock, and make them set a new
+    /// password before they sign again (until then signing fails with EXP003 password_reset_required). Needs the
+    /// admin role in the signer's organization and every study the signer holds, as revoking their API key does.
+    /// Nobody resets their own credential, nor that of whoever created the key they use (EXP003 self_reset):
+    /// another administrator must. Nobody can set another's password.
     Reset(ResetArgs),
     /// Print the engine's public signing key (PEM) for `verify --public-key`: give it to verifiers out of band.
     PublicKey(PublicKeyArgs),
@@ -118,7 +123,7 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
     match cmd {
         SigningCommand::SetPassword => {
             let new = new_password()?;
-            let engine = ctx.engine(false)?;
+            let engine = ctx.engine()?;
             let current = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
             match engine
                 .session(ctx.cred())
@@ -142,7 +147,7 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
             }
         }
         SigningCommand::Reset(a) => {
-            ctx.engine(false)?
+            ctx.engine()?
                 .session(ctx.cred())
                 .reset_signing(&a.subject)?;
             if ctx.json() {
@@ -155,11 +160,10 @@ pub fn signing(ctx: &Ctx, cmd: &SigningCommand) -> Result<ExitCode> {
             }
         }
         SigningCommand::PublicKey(a) => {
-            let key = ctx.engine(false)?.signing_public_key();
+            let key = ctx.engine()?.signing_public_key();
             match &a.output {
                 Some(path) => {
-                    std::fs::write(path, key.to_pem())
-                        .map_err(|e| Error::io("cannot write the public key", &e))?;
+                    output::write_file(path, key.to_pem().as_bytes())?;
                     if ctx.json() {
                         output::json(&json!({"key_id": key.id(), "path": path}))?;
                     } else {
@@ -191,22 +195,26 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey> {
     PublicKey::parse(&text)
 }
 
-/// Prints what `verify` checked: the files, then each signature with its manifestation (§11.50: printed name,
-/// time, meaning) and whether its key was the trusted one.
+/// Prints what `verify` checked: the files, each signature with its manifestation (§11.50: printed name, time,
+/// meaning) and whether its key was the trusted one, then the signature status (`SIGNED`, `UNTRUSTED` or
+/// `UNSIGNED`) and, for an unsigned package that must be signed, that it fails.
 ///
 /// # Errors
 /// EXP005 when standard output fails.
 pub fn print_verified(report: &VerifyReport, json: bool) -> Result<()> {
+    let refused = report.require_signature().is_err();
     if json {
         return output::json(&json!({
-            "verified": true,
+            "verified": !refused,
+            "signature_status": report.signature_status,
+            "signature_required": report.signature_required,
             "job_id": report.job_id,
             "files": report.files_verified,
             "signatures": report.signatures,
         }));
     }
     output::line(&format!(
-        "package verified: {} files match the manifest of job {}",
+        "files verified: {} files match the manifest of job {}",
         report.files_verified, report.job_id
     ))?;
     for s in &report.signatures {
@@ -225,5 +233,26 @@ pub fn print_verified(report: &VerifyReport, json: bool) -> Result<()> {
             s.key_id
         ))?;
     }
-    Ok(())
+    let required = match report.signature_required {
+        Some(SignatureRequirement::PublicKey) => {
+            "a trusted public key was given, so a signature by it is required"
+        }
+        Some(SignatureRequirement::EctdPackage) => "an eCTD package must be signed",
+        None => "no signature is required (no --public-key, not an eCTD package)",
+    };
+    let verdict = match report.signature_status {
+        SignatureStatus::Signed => {
+            "SIGNED: every signature verified with the trusted public key: package verified".to_string()
+        }
+        SignatureStatus::Untrusted => "UNTRUSTED: signed, but verified only with the key the package carries, which \
+            proves integrity, not who signed: package verified; give --public-key to check its origin"
+            .to_string(),
+        SignatureStatus::Unsigned if refused => {
+            format!("UNSIGNED: the package carries no e-signature, and {required}: package NOT verified")
+        }
+        SignatureStatus::Unsigned => {
+            format!("UNSIGNED: the package carries no e-signature; {required}: package verified")
+        }
+    };
+    output::line(&verdict)
 }

@@ -267,12 +267,44 @@ fn csv_export_has_fixed_columns_and_neutralises_formulas() {
     assert!(parse_csv(&file).len() > rows.len());
 }
 
+/// Copies a home directory as a backup tool would (files with their permissions).
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Home {
+    /// A copy of this home's directory, taken now.
+    fn backup(&self, name: &str) -> PathBuf {
+        let to = self.path(name);
+        copy_dir(&self.dir, &to);
+        to
+    }
+
+    /// Puts the home back as it was in `backup` (which stays as it is).
+    fn restore(&self, backup: &Path) {
+        fs::remove_dir_all(&self.dir).unwrap();
+        copy_dir(backup, &self.dir);
+    }
+}
+
 #[test]
-fn tampering_is_named_and_a_checkpoint_finds_a_cut_trail() {
+fn tampering_is_named_and_a_checkpoint_finds_a_rolled_back_home() {
     let home = Home::new();
+    home.work();
+    let before_more_work = home.backup("older");
     home.work();
     let cp_path = home.path("cp.json");
     stdout_text(&home.run(&["audit", "checkpoint", "-o", cp_path.to_str().unwrap()]));
+    let intact = home.backup("intact");
     let original = lines(&home.log());
 
     // A modified event.
@@ -286,7 +318,8 @@ fn tampering_is_named_and_a_checkpoint_finds_a_cut_trail() {
     assert_eq!(err["details"]["seq"], 4);
     assert_eq!(err["details"]["check"], "hash");
 
-    // A deleted event.
+    // A deleted event in the middle.
+    home.restore(&intact);
     let mut l = original.clone();
     l.remove(2);
     write_lines(&home.log(), &l);
@@ -296,17 +329,29 @@ fn tampering_is_named_and_a_checkpoint_finds_a_cut_trail() {
         (&Value::from(3), &Value::from("sequence"))
     );
 
-    // A damaged record in the middle: the home refuses to open at all.
+    // A damaged record in the middle: opening reads only the log's end, so the full check finds it.
+    home.restore(&intact);
     let mut l = original.clone();
     l[1].truncate(10);
     write_lines(&home.log(), &l);
-    let err = error_json(&home.run(&["jobs", "list"]), "EXP005");
+    let err = error_json(&home.run(&["audit", "verify"]), "EXP005");
     assert_eq!(err["details"]["reason"], "integrity_violation");
     assert_eq!(err["details"]["seq"], 2);
     assert_eq!(err["details"]["check"], "record");
 
-    // The newest events cut off: a valid chain on its own, short of the checkpoint.
+    // The newest events cut off the log: the database's anchor names the last committed event, so the home
+    // refuses to open, checkpoint or not.
+    home.restore(&intact);
     write_lines(&home.log(), &original[..original.len() - 3]);
+    let err = error_json(&home.run(&["jobs", "list"]), "EXP005");
+    assert_eq!(err["details"]["reason"], "integrity_violation");
+    assert_eq!(err["details"]["check"], "anchor");
+    let err = error_json(&home.run(&["audit", "verify"]), "EXP005");
+    assert_eq!(err["details"]["check"], "anchor");
+
+    // The whole home rolled back to an older copy (log and database together): a valid chain on its own, short
+    // of the checkpoint kept outside.
+    home.restore(&before_more_work);
     stdout_text(&home.run(&["audit", "verify"]));
     let err = error_json(
         &home.run(&["audit", "verify", "--checkpoint", cp_path.to_str().unwrap()]),
@@ -315,6 +360,7 @@ fn tampering_is_named_and_a_checkpoint_finds_a_cut_trail() {
     assert_eq!(err["details"]["check"], "checkpoint");
 
     // Checkpoint files that are not checkpoints.
+    home.restore(&intact);
     let missing = home.path("missing.json");
     let err = error_json(
         &home.run(&["audit", "verify", "--checkpoint", missing.to_str().unwrap()]),
@@ -328,29 +374,31 @@ fn tampering_is_named_and_a_checkpoint_finds_a_cut_trail() {
         "EXP002",
     );
     assert_eq!(err["details"]["reason"], "invalid_checkpoint");
+    stdout_text(&home.run(&["audit", "verify", "--checkpoint", cp_path.to_str().unwrap()]));
 }
 
 #[test]
-fn a_torn_last_record_is_cut_and_recorded() {
+fn a_torn_last_record_is_cut_and_no_committed_event_is_lost() {
     let home = Home::new();
     home.work();
     let before = fs::read(home.log()).unwrap();
+    let committed = before.iter().filter(|b| **b == b'\n').count();
+    // A crash in the middle of appending a line leaves bytes without a newline.
     let mut torn = before.clone();
     torn.extend_from_slice(b"{\"action\":\"jobs_li");
     fs::write(home.log(), &torn).unwrap();
     stdout_text(&home.run(&["audit", "verify"]));
-    let events = check_chain(&stdout_text(&home.run(&["audit", "export"])));
-    let repair = events
-        .iter()
-        .find(|e| e.action == "audit.recovered")
-        .unwrap();
-    assert_eq!(repair.details["problem"], "torn_tail");
-    assert_eq!(repair.details["offset"], before.len());
-    assert_eq!(repair.details["bytes"], torn.len() - before.len());
+    let after = fs::read(home.log()).unwrap();
     assert_eq!(
-        repair.seq,
-        before.iter().filter(|b| **b == b'\n').count() as u64 + 1
+        &after[..before.len()],
+        &before[..],
+        "the intact records stay"
     );
+    let events = check_chain(&stdout_text(&home.run(&["audit", "export"])));
+    assert!(events.len() > committed);
+    for line in String::from_utf8(after).unwrap().lines() {
+        serde_json::from_str::<AuditEvent>(line).unwrap();
+    }
 }
 
 #[test]
@@ -394,4 +442,32 @@ fn reading_the_trail_needs_audit_read_and_is_audited() {
         "EXP003",
     );
     assert!(!nothing.exists());
+}
+
+#[test]
+fn a_checkpoint_file_is_signed_and_an_edited_one_is_refused() {
+    let home = Home::new();
+    home.work();
+    let cp_path = home.path("cp.json");
+    stdout_text(&home.run(&["audit", "checkpoint", "-o", cp_path.to_str().unwrap()]));
+    let mut cp: Value = serde_json::from_slice(&fs::read(&cp_path).unwrap()).unwrap();
+    assert_eq!(cp["signed"]["algorithm"], "ed25519");
+    let v = stdout_json(&home.run(&[
+        "audit",
+        "verify",
+        "--checkpoint",
+        cp_path.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["checkpoint"]["signed"], true);
+    // Moved back to an earlier event of the trail, with that event's real hash: the signature refuses it.
+    let events = check_chain(&stdout_text(&home.run(&["audit", "export"])));
+    cp["seq"] = Value::from(events[1].seq);
+    cp["hash"] = Value::from(events[1].hash.clone());
+    fs::write(&cp_path, serde_json::to_vec(&cp).unwrap()).unwrap();
+    let err = error_json(
+        &home.run(&["audit", "verify", "--checkpoint", cp_path.to_str().unwrap()]),
+        "EXP005",
+    );
+    assert_eq!(err["details"]["check"], "checkpoint_signature");
 }

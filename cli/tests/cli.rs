@@ -530,6 +530,41 @@ fn demo_runs_to_completion() {
             );
         }
     }
+    // The three report templates, as HTML, PDF and XLSX, the PDFs signed; the specs it rendered are on disk.
+    for t in [
+        "demographics-by-arm",
+        "adverse-events-by-soc-pt",
+        "lab-out-of-range-by-visit",
+    ] {
+        assert!(
+            out_dir.join("specs").join(format!("{t}.json")).is_file(),
+            "{t}"
+        );
+        for f in ["html", "pdf", "xlsx"] {
+            let job = jobs
+                .iter()
+                .find(|j| {
+                    j["step"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("template {t} ({f}"))
+                })
+                .unwrap_or_else(|| panic!("{t} as {f}"));
+            let name = format!("report.{f}");
+            let artifact = job["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == name.as_str());
+            let bytes = fs::read(artifact.unwrap()["path"].as_str().unwrap()).unwrap();
+            let magic: &[u8] = match f {
+                "pdf" => b"%PDF-",
+                "xlsx" => b"PK",
+                _ => b"<!DOCTYPE html>",
+            };
+            assert!(bytes.starts_with(magic), "{t} as {f}");
+        }
+    }
     let downloaded = PathBuf::from(v["download"]["path"].as_str().unwrap());
     assert!(downloaded.starts_with(out_dir.canonicalize().unwrap().join("downloads")));
     assert!(downloaded.is_file());

@@ -74,6 +74,17 @@ impl Setup {
         p
     }
 
+    /// A secret file as a deployment must keep it: readable and writable by its owner only.
+    fn secret_file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let p = self.file(name, content);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        p
+    }
+
     fn init(&self, extra: &[&str]) -> Output {
         let mut args = vec![
             "--home",
@@ -114,7 +125,7 @@ const EXPORT: [&str; 10] = [
 fn init_with_a_secret_file_accepts_bearer_tokens_and_denies_bad_ones() {
     let s = Setup::new();
     // `echo SECRET > file` style: the trailing line break is not part of the secret.
-    let secret_file = s.file("jwt.secret", &[SECRET, b"\n"].concat());
+    let secret_file = s.secret_file("jwt.secret", &[SECRET, b"\n"].concat());
     let v = stdout_json(&s.init(&[
         "--jwt-hs256-secret-file",
         p(&secret_file),

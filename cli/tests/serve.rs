@@ -107,6 +107,12 @@ impl Setup {
         let dir = tmp.path().to_path_buf();
         let source = write_source(&dir, "S1", &[("DM.csv", DM_CSV), ("AE.csv", AE_CSV)]);
         std::fs::write(dir.join("jwt.secret"), JWT_SECRET).unwrap();
+        // An HS256 secret file must be its owner's only.
+        std::fs::set_permissions(
+            dir.join("jwt.secret"),
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
         let home = dir.join("home");
         let jwt = dir.join("jwt.secret");
         let mut args = vec![

@@ -11,7 +11,6 @@
 use crate::error::{Error, Result};
 use crate::jwt::JwtVerifier;
 use crate::sink::hex;
-use crate::store::KeyStore;
 use chrono::{DateTime, Utc};
 use ring::{hmac, rand::SecureRandom};
 use serde::{Deserialize, Serialize};
@@ -465,7 +464,7 @@ impl NewApiKey {
 /// Verifies credentials: API keys against a key store (holding the pepper for keyed hashes), bearer tokens with
 /// the JWT verifier when one is configured.
 pub struct Authenticator {
-    keys: Arc<dyn KeyStore>,
+    keys: Arc<dyn KeyReads>,
     pepper: hmac::Key,
     jwt: Option<Arc<JwtVerifier>>,
 }
@@ -480,7 +479,7 @@ const KEY_PREFIX: &str = "tp_";
 
 impl Authenticator {
     /// An authenticator over `keys`, hashing secrets with HMAC-SHA256 under `pepper` (32 bytes or more).
-    pub fn new(keys: Arc<dyn KeyStore>, pepper: &[u8]) -> Self {
+    pub fn new(keys: Arc<dyn KeyReads>, pepper: &[u8]) -> Self {
         Authenticator {
             keys,
             pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper),
@@ -547,11 +546,14 @@ impl Authenticator {
         })
     }
 
-    /// Creates a key; returns its full text (shown once, never stored) and its record.
+    /// Makes a new key: its full text (shown once, never stored) and the record to store (only a keyed hash of
+    /// the secret).
     ///
     /// # Errors
-    /// EXP002 for no roles or studies or an invalid name; EXP005 when randomness or the store fails.
-    pub fn create_key(
+    /// EXP002 for no organization, roles or studies, an invalid name, or `invalid_expiry` (field `expires_at`)
+    /// for an expiry time that is not after `now` (a key born expired is a mistake, never a useful key); EXP005
+    /// when randomness fails.
+    pub fn new_key(
         &self,
         new: NewApiKey,
         created_by: &str,
@@ -561,6 +563,13 @@ impl Authenticator {
             Error::validation("missing_org", "a key needs an organization").with_field("org")
         })?;
         crate::sink::validate_name(&org, "org")?;
+        if new.expires_at.is_some_and(|t| t <= now) {
+            return Err(Error::validation(
+                "invalid_expiry",
+                "a key's expiry time must be in the future",
+            )
+            .with_field("expires_at"));
+        }
         if new.roles.is_empty() {
             return Err(
                 Error::validation("missing_roles", "a key needs at least one role")
@@ -608,13 +617,7 @@ impl Authenticator {
             expires_at: new.expires_at,
             revoked_at: None,
         };
-        self.keys.insert_key(&record)?;
         Ok((text, record))
-    }
-
-    /// The key store.
-    pub fn keys(&self) -> &Arc<dyn KeyStore> {
-        &self.keys
     }
 }
 
@@ -653,13 +656,73 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// The API key operations of a store's transaction ([`crate::store::Tx`]).
+///
+/// # Contract
+/// `insert_key` of an existing key id is EXP004 `key_exists`; `update_key` of an unknown id is EXP001; reads see
+/// the transaction's own writes.
+pub trait KeyRows {
+    /// The key record with `key_id`, if any.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn key(&mut self, key_id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Stores a new key record.
+    ///
+    /// # Errors
+    /// EXP004 `key_exists`; EXP005.
+    fn insert_key(&mut self, key: &ApiKeyRecord) -> Result<()>;
+
+    /// Replaces a key record (e.g. to revoke it).
+    ///
+    /// # Errors
+    /// EXP001; EXP005.
+    fn update_key(&mut self, key: &ApiKeyRecord) -> Result<()>;
+
+    /// Whether the organization has any key.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn org_has_keys(&mut self, org: &str) -> Result<bool>;
+}
+
+/// Reading API keys outside a transaction: `get_key` of an unknown id is `Ok(None)`; a revocation is seen by the
+/// next `get_key`.
+pub trait KeyReads: Send + Sync {
+    /// The key record with `key_id`.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Every key of an organization, by creation.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn list_keys(&self, org: &str) -> Result<Vec<ApiKeyRecord>>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
-    fn auth() -> Authenticator {
-        Authenticator::new(Arc::new(MemoryStore::new()), &[7u8; 32])
+    /// An authenticator over a memory store, and the store (to add keys to).
+    fn auth() -> (Authenticator, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        (Authenticator::new(store.clone(), &[7u8; 32]), store)
+    }
+
+    /// Makes a key and stores it.
+    fn create(
+        (a, store): &(Authenticator, Arc<MemoryStore>),
+        new: NewApiKey,
+        now: DateTime<Utc>,
+    ) -> (String, ApiKeyRecord) {
+        let (text, rec) = a.new_key(new, "admin", now).unwrap();
+        crate::store::conformance::write(&**store, |tx| tx.insert_key(&rec)).unwrap();
+        (text, rec)
     }
 
     fn new_key(studies: &[&str], roles: &[Role]) -> NewApiKey {
@@ -774,11 +837,10 @@ mod tests {
 
     #[test]
     fn keys_authenticate_and_tampered_keys_do_not() {
-        let a = auth();
+        let made = auth();
+        let a = &made.0;
         let now = Utc::now();
-        let (text, rec) = a
-            .create_key(new_key(&["S1"], &[Role::Statistician]), "admin", now)
-            .unwrap();
+        let (text, rec) = create(&made, new_key(&["S1"], &[Role::Statistician]), now);
         assert!(text.starts_with("tp_"));
         assert!(
             !rec.secret_hash.contains(&text[16..80]),
@@ -811,12 +873,12 @@ mod tests {
 
     #[test]
     fn revoked_and_expired_keys_are_refused() {
-        let a = auth();
+        let made = auth();
+        let a = &made.0;
         let now = Utc::now();
-        let (text, rec) = a
-            .create_key(new_key(&["*"], &[Role::Admin]), "x", now)
-            .unwrap();
-        a.keys().revoke_key(&rec.key_id, now).unwrap();
+        let (text, mut rec) = create(&made, new_key(&["*"], &[Role::Admin]), now);
+        rec.revoked_at = Some(now);
+        crate::store::conformance::write(&*made.1, |tx| tx.update_key(&rec)).unwrap();
         assert_eq!(
             a.authenticate(&format!("ApiKey {text}"), now)
                 .unwrap_err()
@@ -824,14 +886,25 @@ mod tests {
             "key_revoked"
         );
         let mut k = new_key(&["*"], &[Role::Admin]);
-        k.expires_at = Some(now);
-        let (text, _) = a.create_key(k, "x", now).unwrap();
+        k.expires_at = Some(now + chrono::Duration::seconds(1));
+        let (text, _) = create(&made, k, now);
+        let credential = format!("ApiKey {text}");
+        a.authenticate(&credential, now).unwrap();
+        let later = now + chrono::Duration::seconds(1);
         assert_eq!(
-            a.authenticate(&format!("ApiKey {text}"), now)
-                .unwrap_err()
-                .reason(),
+            a.authenticate(&credential, later).unwrap_err().reason(),
             "key_expired"
         );
+        // A key cannot be born expired: an expiry at or before its creation is refused.
+        for at in [now, now - chrono::Duration::days(1)] {
+            let mut k = new_key(&["*"], &[Role::Admin]);
+            k.expires_at = Some(at);
+            let e = a.new_key(k, "x", now).unwrap_err();
+            assert_eq!(
+                (e.code().as_str(), e.reason(), e.field()),
+                ("EXP002", "invalid_expiry", Some("expires_at"))
+            );
+        }
     }
 
     #[test]

@@ -4,13 +4,32 @@
 //! HOME/
 //!   config.json     organization, data source directory, workers, retention (see below)
 //!   secret.key      the pepper of API key hashes (mode 0600)
-//!   trialport.db    jobs and API keys (SQLite, WAL)
-//!   audit.log       the audit trail: one hash-chained event per line, fsynced (see `crate::store::AuditFileStore`)
+//!   trialport.db    jobs, API keys and the audit anchor (SQLite, WAL; see `crate::store::SqliteStore`)
+//!   audit.log       the audit trail: one hash-chained event per line, appended after each commit
 //!   artifacts/      one folder per job (encrypted at rest when `encryption` is on)
 //!   keys/           key-encryption keys kek-0001.key, ... (mode 0600; see `crate::crypto`)
 //!   deid.key        the de-identification key of pseudonyms and date shifts (mode 0600; see `crate::deid`)
 //!   signing.key     the engine's Ed25519 e-signature key, PKCS#8 PEM (mode 0600; see `crate::signature`)
 //! ```
+//!
+//! # Initialization
+//!
+//! `config.json` marks a complete home, so it is written last, after every key file and (with
+//! [`Home::init_with_admin_key`]) after the first admin key is stored and handed over. Until then the directory
+//! holds `init.incomplete`, written first. An init that stops anywhere before the configuration (killed, a full
+//! disk) leaves a directory that `init` takes up again: when it finds `init.incomplete`, or key files without any
+//! database or audit log (what versions before the marker left), it removes what an init writes (`secret.key`,
+//! `keys/`, `deid.key`, `signing.key`, `trialport.db` with its `-wal`, `-shm` and `-journal`, `audit.log`, and the
+//! hidden temp files `.NAME.tmp-` + 16 hex digits of those names) and starts again. So no key of the earlier
+//! attempt stays usable: its admin key, never shown, is gone with the database, and every key file is new. A
+//! directory that holds a database or an audit log but neither `config.json` nor `init.incomplete` is not such a
+//! remnant (a home that lost its configuration): `init` refuses it with EXP004 `incomplete_home` and touches
+//! nothing. One init at a time: `init` holds `init.lock` exclusively while it works (EXP004 `home_in_use`).
+//!
+//! For tests, each step is a failpoint (`TRIALPORT_FAILPOINT=init.<step>.after`, see [`crate::failpoint`]) with
+//! `<step>` one of `marker`, `secret`, `keys`, `deid`, `signing`, `admin_key`, `delivered` or `config`.
+//!
+//! # Encryption
 //!
 //! Encryption at rest is on for every home made by this version (`"encryption": true` in `config.json`): each
 //! artifact is stored in the segmented AES-256-GCM format of [`crate::crypto`] under a fresh data key wrapped by
@@ -33,6 +52,7 @@ use crate::sink::{hex, write_file_atomic};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The configuration stored in `config.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +75,9 @@ pub struct HomeConfig {
     /// Days after which artifacts of succeeded jobs expire, per kind of job (see the module docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSettings>,
-    /// JWT verification: key files, issuers, audiences, leeway (default: none, bearer tokens are refused).
+    /// JWT verification: key files, issuers, audiences, leeway, the longest token lifetime accepted
+    /// (`max_lifetime_secs`) (default: none, bearer tokens are refused). An HMAC secret file must be readable and
+    /// writable by its owner only; see [`crate::jwt`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<crate::jwt::JwtConfig>,
     /// Whether artifacts are encrypted at rest with the keys in `keys/` (true for new homes; absent, so false,
@@ -66,11 +88,51 @@ pub struct HomeConfig {
     /// (default: 600,000 and 5; see [`crate::signature`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<crate::signature::SigningSettings>,
+    /// Job execution: how long a worker's lease on a job lasts and how many attempts a job gets (default: 30 s
+    /// and 3; see [`crate::engine::EngineBuilder::lease`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobSettings>,
     /// Rate limit per principal, shared by every process of the home: `{"requests": N, "seconds": S}`, each
     /// principal's first N calls in a window of S seconds pass, the rest fail with EXP006 (default: no limit; see
     /// [`crate::limit`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSettings>,
+}
+
+/// Job execution settings (`config.json`'s `jobs`): `{"lease_secs": 30, "max_attempts": 3}`, each optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Seconds a worker's lease on a job lasts unless renewed (1 to 86,400). A job whose worker died is taken up
+    /// again within about this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_secs: Option<u64>,
+    /// Attempts a job gets before it fails with `worker_lost` (1 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+impl JobSettings {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_job_settings` with field `jobs.lease_secs` or `jobs.max_attempts`.
+    pub fn check(&self) -> Result<()> {
+        if self.lease_secs.is_some_and(|s| !(1..=86_400).contains(&s)) {
+            return Err(Error::validation(
+                "invalid_job_settings",
+                "a job lease lasts 1 to 86,400 seconds",
+            )
+            .with_field("jobs.lease_secs"));
+        }
+        if self.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+            return Err(
+                Error::validation("invalid_job_settings", "a job gets 1 to 100 attempts")
+                    .with_field("jobs.max_attempts"),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `config.json`'s `rate_limit`: `requests` calls per principal per window of `seconds` (both at least 1).
@@ -154,74 +216,16 @@ const SIGNING_KEY: &str = "signing.key";
 
 impl Home {
     /// Creates a home in `dir` (which must not be a home already) with a fresh pepper and, encryption at rest
-    /// being on, a first key-encryption key in `keys/`.
+    /// being on, a first key-encryption key in `keys/`: [`Home::init_with`] with the defaults of
+    /// [`HomeConfig::new`]. The remains of an interrupted init are replaced (see the module docs).
     ///
     /// # Errors
-    /// EXP004 `already_initialized`; EXP002 for an invalid organization or a source that is not a directory;
-    /// EXP005 for I/O.
+    /// EXP004 `already_initialized`, `incomplete_home` or `home_in_use`; EXP002 for an invalid organization or a
+    /// source that is not a directory; EXP005 for I/O.
     pub fn init(dir: &Path, org: &str, source: Option<&Path>) -> Result<Home> {
-        crate::sink::validate_name(org, "org")?;
-        if dir.join(CONFIG).exists() {
-            return Err(Error::conflict(
-                "already_initialized",
-                "the directory is already a trialport home",
-            ));
-        }
-        let source = match source {
-            Some(s) => {
-                let abs = fs::canonicalize(s).map_err(|_| {
-                    Error::validation("invalid_source", "the source directory does not exist")
-                        .with_field("source")
-                })?;
-                if !abs.is_dir() {
-                    return Err(Error::validation(
-                        "invalid_source",
-                        "the source is not a directory",
-                    )
-                    .with_field("source"));
-                }
-                Some(abs)
-            }
-            None => None,
-        };
-        fs::create_dir_all(dir.join("artifacts"))
-            .map_err(|e| Error::io("cannot create the home directory", &e))?;
-        let mut pepper = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut pepper)
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
-        let secret_path = dir.join(SECRET);
-        // A secret left by an init that stopped before the configuration protects nothing yet: replace it.
-        match fs::remove_file(&secret_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("cannot write the home secret", &e))
-            }
-            _ => {}
-        }
-        crate::sink::create_secret_file(&secret_path, hex(&pepper).as_bytes(), "home secret")?;
-        let config = HomeConfig {
-            version: 1,
-            org: org.to_string(),
-            source,
-            workers: None,
-            retention_days: None,
-            retention: None,
-            jwt: None,
-            encryption: true,
-            signing: None,
-            rate_limit: None,
-        };
-        crate::crypto::FileKeyProvider::create(dir.join(KEYS))?;
-        crate::deid::DeidKey::load_or_create(&dir.join(DEID_KEY))?;
-        crate::signature::SigningKey::load_or_create(&dir.join(SIGNING_KEY))?;
-        let text = serde_json::to_vec_pretty(&config)
-            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
-        // The config is written last: its presence marks a complete home.
-        write_file_atomic(&dir.join(CONFIG), &text)
-            .map_err(|e| Error::io("cannot write the home configuration", &e))?;
-        Ok(Home {
-            dir: dir.to_path_buf(),
-            config,
-        })
+        let mut config = HomeConfig::new(org);
+        config.source = source.map(Path::to_path_buf);
+        Home::init_with(dir, &config)
     }
 
     /// Opens an existing home.
@@ -377,6 +381,7 @@ impl HomeConfig {
             encryption: true,
             signing: None,
             rate_limit: None,
+            jobs: None,
         }
     }
 
@@ -463,58 +468,263 @@ impl HomeConfig {
 
 impl Home {
     /// Creates a home in `dir` with every setting of `config` (as [`Home::init`] for its organization and source),
-    /// checking JWT settings first by loading their key files (relative paths are relative to `dir`).
+    /// checking JWT settings first by loading their key files (relative paths are relative to `dir`). The remains
+    /// of an interrupted init are replaced; `config.json` is written last (see the module docs).
     ///
     /// # Errors
     /// As [`Home::init`]; the errors of [`crate::jwt::JwtVerifier::from_config`]; EXP002 `invalid_retention`
     /// (see [`HomeConfig::retention_by_kind`]) and `invalid_rate_limit`, checked before anything is
     /// created.
     pub fn init_with(dir: &Path, config: &HomeConfig) -> Result<Home> {
-        config.retention_by_kind()?;
-        config.rate_limit_policy()?;
-        if let Some(jwt) = &config.jwt {
-            crate::jwt::JwtVerifier::from_config(jwt, dir)?;
-        }
-        let mut home = Home::init(dir, &config.org, config.source.as_deref())?;
-        let full = HomeConfig {
-            version: home.config.version,
-            org: home.config.org.clone(),
-            source: home.config.source.clone(),
-            ..config.clone()
-        };
-        if !full.encryption {
-            // Asked for an unencrypted home: the key `init` made will never be used.
-            fs::remove_dir_all(dir.join(KEYS))
-                .map_err(|e| Error::io("cannot remove the unused key directory", &e))?;
-        }
-        if full != home.config {
-            let text = serde_json::to_vec_pretty(&full)
-                .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
-            write_file_atomic(&dir.join(CONFIG), &text)
-                .map_err(|e| Error::io("cannot write the home configuration", &e))?;
-            home.config = full;
-        }
-        Ok(home)
+        Ok(Home::init_steps(dir, config, None)?.0)
     }
 
     /// Creates a home as `trialport init` does: [`Home::init_with`], then the organization's first `admin` API
-    /// key, whose text (shown once) is returned with the home. The CLI, the Python binding and the C library all
-    /// create homes with this.
+    /// key, whose text (shown once) is returned with the home. The Python binding and the C library create homes
+    /// with this; the CLI with [`Home::init_with_admin_key_then`].
     ///
     /// # Errors
     /// As [`Home::init_with`]; EXP005 when the store cannot be opened or the key recorded.
     pub fn init_with_admin_key(dir: &Path, config: &HomeConfig) -> Result<(Home, String)> {
-        let home = Home::init_with(dir, config)?;
+        Home::init_with_admin_key_then(dir, config, |_| Ok(()))
+    }
+
+    /// As [`Home::init_with_admin_key`], handing the new key to `deliver` (which prints it, say) before the home is
+    /// marked complete: `config.json` is written only once `deliver` returned `Ok`. So a process that dies at
+    /// any point never leaves a complete home whose only key nobody saw; an init cut short is taken up again by
+    /// the next `init` (and a key delivered for it is then gone with the rest).
+    ///
+    /// # Errors
+    /// As [`Home::init_with_admin_key`], and `deliver`'s error (the home then stays incomplete).
+    pub fn init_with_admin_key_then(
+        dir: &Path,
+        config: &HomeConfig,
+        mut deliver: impl FnMut(&str) -> Result<()>,
+    ) -> Result<(Home, String)> {
+        let (home, key) = Home::init_steps(dir, config, Some(&mut deliver))?;
+        let key = key.ok_or_else(|| Error::server("internal", "no admin key was created"))?;
+        Ok((home, key))
+    }
+
+    /// The steps of every init, in order; `config.json` last. With `deliver`, the first admin key is created and
+    /// handed to it before the configuration is written.
+    fn init_steps(
+        dir: &Path,
+        config: &HomeConfig,
+        deliver: Option<&mut Deliver<'_>>,
+    ) -> Result<(Home, Option<String>)> {
+        // Everything that can be refused is, before anything is written.
+        crate::sink::validate_name(&config.org, "org")?;
+        config.retention_by_kind()?;
+        config.jobs.unwrap_or_default().check()?;
+        config.rate_limit_policy()?;
+        if let Some(jwt) = &config.jwt {
+            crate::jwt::JwtVerifier::from_config(jwt, dir)?;
+        }
+        let source = config.source.as_deref().map(canonical_source).transpose()?;
+        if dir.join(CONFIG).exists() {
+            return Err(already_initialized());
+        }
+        fs::create_dir_all(dir).map_err(|e| Error::io("cannot create the home directory", &e))?;
+        let _lock = lock_for_init(dir)?;
+        if dir.join(CONFIG).exists() {
+            return Err(already_initialized());
+        }
+        let marker = dir.join(INIT_MARKER);
+        let has = |name: &str| fs::symlink_metadata(dir.join(name)).is_ok();
+        if !has(INIT_MARKER) && (has(DATABASE) || has(AUDIT_LOG)) {
+            return Err(Error::conflict(
+                "incomplete_home",
+                "the directory holds a trialport database or audit log but no config.json, and is not what an \
+                 interrupted init leaves: restore its config.json, or initialize another directory",
+            )
+            .with_field("home"));
+        }
+        write_marker(&marker)?;
+        crate::failpoint::hit("init.marker.after");
+        remove_init_remains(dir)?;
+        fs::create_dir_all(dir.join("artifacts"))
+            .map_err(|e| Error::io("cannot create the home directory", &e))?;
+        let mut pepper = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut pepper)
+            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+        crate::sink::create_secret_file(&dir.join(SECRET), hex(&pepper).as_bytes(), "home secret")?;
+        crate::failpoint::hit("init.secret.after");
+        if config.encryption {
+            crate::crypto::FileKeyProvider::create(dir.join(KEYS))?;
+            crate::failpoint::hit("init.keys.after");
+        }
+        crate::deid::DeidKey::load_or_create(&dir.join(DEID_KEY))?;
+        crate::failpoint::hit("init.deid.after");
+        crate::signature::SigningKey::load_or_create(&dir.join(SIGNING_KEY))?;
+        crate::failpoint::hit("init.signing.after");
+        let home = Home {
+            dir: dir.to_path_buf(),
+            config: HomeConfig {
+                version: 1,
+                source,
+                ..config.clone()
+            },
+        };
+        let key = match deliver {
+            Some(deliver) => {
+                let key = home.create_first_admin_key()?;
+                crate::failpoint::hit("init.admin_key.after");
+                deliver(&key)?;
+                crate::failpoint::hit("init.delivered.after");
+                Some(key)
+            }
+            None => None,
+        };
+        let text = serde_json::to_vec_pretty(&home.config)
+            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
+        // The configuration is written last: its presence marks a complete home.
+        write_file_atomic(&dir.join(CONFIG), &text)
+            .map_err(|e| Error::io("cannot write the home configuration", &e))?;
+        crate::failpoint::hit("init.config.after");
+        fs::remove_file(&marker)
+            .and_then(|()| crate::sink::sync_dir(dir))
+            .map_err(|e| Error::io("cannot remove the init marker", &e))?;
+        Ok((home, key))
+    }
+
+    /// Stores the organization's first admin key in the home's database and audit log, which are opened without
+    /// the configuration (not written yet), and returns its text.
+    fn create_first_admin_key(&self) -> Result<String> {
         let engine = crate::engine::Engine::builder()
-            .home(dir)?
+            .store(Arc::new(self.open_store()?))
+            .pepper(&self.pepper()?)
             .workers(0)
             .build()?;
-        let key = engine.create_initial_admin_key(&home.config.org)?;
-        Ok((home, key))
+        engine.create_initial_admin_key(&self.config.org)
     }
 }
 
+/// What receives the first admin key before the home is marked complete.
+type Deliver<'a> = dyn FnMut(&str) -> Result<()> + 'a;
+
+const INIT_MARKER: &str = "init.incomplete";
+const DATABASE: &str = "trialport.db";
+const AUDIT_LOG: &str = "audit.log";
+
+fn already_initialized() -> Error {
+    Error::conflict(
+        "already_initialized",
+        "the directory is already a trialport home",
+    )
+}
+
+/// The source directory of a new home, absolute.
+fn canonical_source(s: &Path) -> Result<PathBuf> {
+    let abs = fs::canonicalize(s).map_err(|_| {
+        Error::validation("invalid_source", "the source directory does not exist")
+            .with_field("source")
+    })?;
+    if !abs.is_dir() {
+        return Err(
+            Error::validation("invalid_source", "the source is not a directory")
+                .with_field("source"),
+        );
+    }
+    Ok(abs)
+}
+
+/// Takes the home's `init.lock` exclusively for the init: no other init works in `dir` meanwhile (and no engine
+/// opens a home without `config.json`).
+fn lock_for_init(dir: &Path) -> Result<fs::File> {
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("init.lock"))
+        .map_err(|e| Error::io("cannot open the home lock", &e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::conflict(
+            "home_in_use",
+            "another process is initializing or using this directory",
+        )
+        .with_field("home")),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("cannot take the home lock", &e)),
+    }
+}
+
+/// Writes the marker of an init in progress, durably, before anything else of the home.
+fn write_marker(path: &Path) -> Result<()> {
+    write_file_atomic(
+        path,
+        b"A trialport init is in progress here, or was interrupted. When no init is running, run init again: it \
+          replaces what the interrupted one left.\n",
+    )
+    .map_err(|e| Error::io("cannot write the init marker", &e))
+}
+
+/// Removes what an interrupted init may have written (see the module docs), and nothing else.
+fn remove_init_remains(dir: &Path) -> Result<()> {
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+            "cannot remove the remains of an interrupted init",
+            &e,
+        )),
+        _ => Ok(()),
+    };
+    for name in [
+        SECRET,
+        DEID_KEY,
+        SIGNING_KEY,
+        DATABASE,
+        "trialport.db-wal",
+        "trialport.db-shm",
+        "trialport.db-journal",
+        AUDIT_LOG,
+    ] {
+        gone(fs::remove_file(dir.join(name)))?;
+    }
+    if fs::symlink_metadata(dir.join(KEYS)).is_ok_and(|m| m.is_dir()) {
+        gone(fs::remove_dir_all(dir.join(KEYS)))?;
+    }
+    // The temp files of `write_file_atomic` and `create_secret_file` for the home's own files.
+    if let Ok(listing) = fs::read_dir(dir) {
+        for entry in listing.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours = [CONFIG, SECRET, DEID_KEY, SIGNING_KEY].iter().any(|f| {
+                name.strip_prefix(&format!(".{f}.tmp-"))
+                    .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            });
+            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+                gone(fs::remove_file(entry.path()))?;
+            }
+        }
+    }
+    crate::sink::sync_dir(dir).map_err(|e| Error::io("cannot sync the home directory", &e))
+}
+
+/// A key derived from a home's secret for one purpose (HMAC-SHA256 of the purpose under the secret): separate
+/// keys for separate uses, none of which reveals the secret or another.
+pub fn derive_key(secret: &[u8], purpose: &str) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::sign(&key, purpose.as_bytes()).as_ref().to_vec()
+}
+
 impl Home {
+    /// Opens the home's store as its engine does: the SQLite database, its rows MACed under a key derived from the
+    /// home's secret, the audit trail archived in `audit.log` (see [`crate::store::SqliteStore`]).
+    ///
+    /// # Errors
+    /// The errors of [`crate::store::SqliteStore::open_with`] and of reading the secret.
+    #[cfg(feature = "sqlite")]
+    pub fn open_store(&self) -> Result<crate::store::SqliteStore> {
+        let row_key = derive_key(&self.pepper()?, "trialport row mac v1");
+        crate::store::SqliteStore::open_with(
+            &self.database_path(),
+            crate::store::SqliteOptions {
+                archive: Some(&self.audit_log_path()),
+                row_key: Some(&row_key),
+            },
+        )
+    }
+
     /// Opens the home in `dir`; when `dir` is not a home yet and `settings` are given, creates it first with them
     /// ([`Home::init_with_admin_key`]) and returns the first admin key's text too. The settings are checked even
     /// when the home exists (they do not change it).

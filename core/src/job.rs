@@ -1,4 +1,5 @@
-//! Jobs: the record of one export, its states and the legal transitions between them.
+//! Jobs: the record of one export, its states and the legal transitions between them, its lease while a worker
+//! runs it, and the persistence operations jobs need ([`JobRows`] inside a transaction, [`JobReads`] outside).
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -203,8 +204,28 @@ pub struct Job {
     /// Whether a user asked to cancel it while it ran.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// The number of the latest attempt to run it (0: never started). Each claim starts the next attempt; the
+    /// artifacts of a succeeded job are those of its last attempt.
+    #[serde(default)]
+    pub attempt: u32,
+    /// The lease of the worker running it (only while `running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
     /// Version for optimistic locking: the store increments it on every update.
     pub version: u64,
+}
+
+/// A worker's claim on a running job: who holds it, for which attempt, until when (see [`crate::engine`]'s job
+/// execution). Every write of the attempt is fenced by its epoch: once the lease is lost (expired and rescued, or
+/// given back), the attempt can change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The engine that holds it (`<host>:<pid>:<engine id>`).
+    pub owner: String,
+    /// The fencing token: the attempt number it was granted for.
+    pub epoch: u32,
+    /// When it expires unless renewed.
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Job {
@@ -236,6 +257,179 @@ impl Job {
     pub fn artifact(&self, name: &str) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.name == name)
     }
+
+    /// The path of one of its artifacts in the sink: under the folder of the attempt that wrote it,
+    /// `<job id>/<attempt>/<name>` (a job that ran before attempts existed, attempt 0, keeps `<job id>/<name>`).
+    pub fn artifact_path(&self, name: &str) -> String {
+        format!("{}/{name}", self.attempt_folder(self.attempt))
+    }
+
+    /// The sink folder of attempt `attempt`'s artifacts.
+    pub fn attempt_folder(&self, attempt: u32) -> String {
+        if attempt == 0 {
+            self.id.to_string()
+        } else {
+            format!("{}/{attempt}", self.id)
+        }
+    }
+
+    /// Puts a running job back in the queue (its lease lost or given back): no lease, no progress, not started.
+    pub fn requeue(&mut self) {
+        self.state = JobState::Queued;
+        self.lease = None;
+        self.started_at = None;
+        self.progress.rows_written = 0;
+        self.progress.bytes_written = 0;
+        self.progress.datasets_done = 0;
+    }
+
+    /// Whether the job is running under the lease of attempt `epoch`.
+    pub fn held_by(&self, epoch: u32) -> bool {
+        self.state == JobState::Running && self.lease.as_ref().is_some_and(|l| l.epoch == epoch)
+    }
+}
+
+/// Which jobs to list and which page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only jobs of this organization.
+    pub org: String,
+    /// Only jobs of these studies (`None`: every study).
+    pub studies: Option<Vec<String>>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// 1-based page number.
+    pub page: u32,
+    /// Jobs per page (1..=100).
+    pub limit: u32,
+}
+
+/// One page of jobs, newest first (by creation time, then id).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobPage {
+    /// The jobs on this page.
+    pub items: Vec<Job>,
+    /// 1-based page number.
+    pub page: u32,
+    /// Jobs per page.
+    pub limit: u32,
+    /// Jobs matching the query in all pages.
+    pub total: u64,
+}
+
+/// Which finished jobs to list across every organization, and from where: one page of a keyset walk in
+/// (`finished_at`, `id`) order (see [`JobReads::list_finished`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedQuery {
+    /// Only jobs in this state.
+    pub state: JobState,
+    /// Only jobs with `finished_at` at or before this time (jobs without `finished_at` never match).
+    pub finished_by: DateTime<Utc>,
+    /// Only jobs after this (`finished_at`, `id`) in that order: the last job of the previous page (`None`: from
+    /// the oldest).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// Jobs per page (1..=[`MAX_FINISHED_LIMIT`]).
+    pub limit: u32,
+}
+
+/// The largest page of [`JobReads::list_finished`].
+pub const MAX_FINISHED_LIMIT: u32 = 1000;
+
+/// EXP002 `invalid_limit` (field `limit`) unless `limit` is in 1..=[`MAX_FINISHED_LIMIT`].
+pub(crate) fn check_finished_limit(limit: u32) -> Result<()> {
+    if (1..=MAX_FINISHED_LIMIT).contains(&limit) {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            "invalid_limit",
+            "a page of finished jobs holds 1 to 1000 jobs",
+        )
+        .with_field("limit"))
+    }
+}
+
+/// The job operations of a store's transaction ([`crate::store::Tx`]): reads see the transaction's own writes,
+/// and nothing is visible to others until it commits.
+///
+/// # Contract
+/// - `insert_job` stores a new job with version 1: EXP004 `duplicate_id` when the id exists, EXP004
+///   `idempotency_conflict` when another job of the same organization and requester has its idempotency key.
+/// - `update_job` writes `job` if the stored version equals `job.version` and returns it with the version
+///   incremented: EXP004 `version_conflict` for a stale version, EXP001 for an unknown id.
+/// - `oldest_queued` is the queued job with the smallest (`created_at`, `id`).
+/// - `expired_leases` are running jobs whose lease expires at or before `now`, soonest expiry first, at most
+///   `limit`.
+pub trait JobRows {
+    /// The job with `id`, if any.
+    ///
+    /// # Errors
+    /// EXP005 for I/O or a record that cannot be read.
+    fn job(&mut self, id: Uuid) -> Result<Option<Job>>;
+
+    /// Stores a new job (see the contract).
+    ///
+    /// # Errors
+    /// EXP004 `duplicate_id` or `idempotency_conflict`; EXP005.
+    fn insert_job(&mut self, job: &Job) -> Result<Job>;
+
+    /// Conditionally replaces a job (see the contract).
+    ///
+    /// # Errors
+    /// EXP004 `version_conflict`; EXP001; EXP005.
+    fn update_job(&mut self, job: &Job) -> Result<Job>;
+
+    /// The job of an organization's requester with idempotency key `key`, if any.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn job_by_idempotency_key(
+        &mut self,
+        org: &str,
+        requested_by: &str,
+        key: &str,
+    ) -> Result<Option<Job>>;
+
+    /// The oldest queued job, if any.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn oldest_queued(&mut self) -> Result<Option<Job>>;
+
+    /// Running jobs whose lease has expired by `now` (see the contract).
+    ///
+    /// # Errors
+    /// EXP005.
+    fn expired_leases(&mut self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Job>>;
+}
+
+/// Reading jobs outside a transaction.
+///
+/// # Contract
+/// - `get_job` of an unknown id is EXP001.
+/// - `list_jobs` returns the matching jobs newest first (created_at descending, then id descending) with the total.
+/// - `list_finished` returns, across every organization, up to `limit` jobs in `state` whose `finished_at` is at
+///   or before `finished_by` and whose (`finished_at`, `id`) comes after `after`, oldest first by (`finished_at`,
+///   `id`); fewer than `limit` means the walk is over. Jobs without `finished_at` never match. Walking page by page,
+///   each `after` the last job of the previous page, visits every matching job once even while jobs leave
+///   `state` between pages. A limit outside 1..=[`MAX_FINISHED_LIMIT`] is EXP002 `invalid_limit`.
+pub trait JobReads {
+    /// The job with `id`.
+    ///
+    /// # Errors
+    /// EXP001; EXP005.
+    fn get_job(&self, id: Uuid) -> Result<Job>;
+
+    /// One page of jobs.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn list_jobs(&self, query: &JobQuery) -> Result<JobPage>;
+
+    /// One page of the jobs in a state finished at or before a time (see the contract).
+    ///
+    /// # Errors
+    /// EXP002 `invalid_limit`; EXP005.
+    fn list_finished(&self, query: &FinishedQuery) -> Result<Vec<Job>>;
 }
 
 #[cfg(test)]

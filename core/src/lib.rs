@@ -1,9 +1,9 @@
 //! trialport-core: the export engine of clinical-trial data platforms.
 //!
-//! The engine runs exports as jobs on worker threads, keeps them in a [`store::JobStore`], writes artifacts to a
-//! [`sink::Sink`], reads study data from [`source::DataSource`]s, checks every call's credential through one
-//! authorizer ([`auth`]) and records everything in the audit trail ([`audit`]). Formats live in the
-//! `trialport-formats` crate and are registered explicitly.
+//! The engine runs exports as jobs on worker threads, keeps jobs, API keys and the audit trail in a
+//! [`store::Store`] (every change committed with its audit event), writes artifacts to a [`sink::Sink`], reads
+//! study data from [`source::DataSource`]s and checks every call's credential through one authorizer ([`auth`]).
+//! Formats live in the `trialport-formats` crate and are registered explicitly.
 
 pub mod audit;
 pub mod auth;
@@ -13,6 +13,7 @@ pub mod deid;
 pub mod document;
 pub mod engine;
 pub mod error;
+pub mod failpoint;
 pub mod format;
 pub mod home;
 pub mod job;

@@ -69,6 +69,14 @@ pub trait Sink: Send + Sync {
     /// # Errors
     /// EXP005 for I/O.
     fn delete(&self, path: &str) -> Result<()>;
+
+    /// Deletes everything under the folder `prefix` (a valid path, without a trailing `/`): completed artifacts
+    /// and the remains of writes that never completed (a killed process's temporary files). No error when there
+    /// is nothing.
+    ///
+    /// # Errors
+    /// EXP002 for an invalid prefix; EXP005 for I/O.
+    fn delete_tree(&self, prefix: &str) -> Result<()>;
 }
 
 /// Checks an artifact path: relative, `/`-separated, no empty, `.` or `..` segment, no backslash, no control
@@ -500,17 +508,34 @@ impl Sink for LocalDirSink {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("cannot delete the artifact", &e)),
         }
-        // Folders the deletion left empty go too, up to (not including) the root, so an expired eCTD tree leaves
-        // no empty `m5/datasets/...` behind. `remove_dir` refuses a folder that still holds anything: the first
-        // such folder ends the climb.
-        let mut dir = full.parent();
+        self.remove_empty_parents(&full);
+        Ok(())
+    }
+
+    fn delete_tree(&self, prefix: &str) -> Result<()> {
+        let full = self.full(prefix)?;
+        match fs::remove_dir_all(&full) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot delete the artifacts", &e)),
+        }
+        self.remove_empty_parents(&full);
+        Ok(())
+    }
+}
+
+impl LocalDirSink {
+    /// Removes the folders above `path` that are left empty, up to (not including) the root, so an expired eCTD
+    /// tree leaves no empty `m5/datasets/...` behind. `remove_dir` refuses a folder that still holds anything: the
+    /// first such folder ends the climb.
+    fn remove_empty_parents(&self, path: &Path) {
+        let mut dir = path.parent();
         while let Some(d) = dir.filter(|d| *d != self.root && d.starts_with(&self.root)) {
             if fs::remove_dir(d).is_err() {
                 break;
             }
             dir = d.parent();
         }
-        Ok(())
     }
 }
 
@@ -607,6 +632,13 @@ impl Sink for MemorySink {
         self.lock().remove(path);
         Ok(())
     }
+
+    fn delete_tree(&self, prefix: &str) -> Result<()> {
+        validate_path(prefix)?;
+        let folder = format!("{prefix}/");
+        self.lock().retain(|path, _| !path.starts_with(&folder));
+        Ok(())
+    }
 }
 
 struct ArcBytes(Arc<Vec<u8>>);
@@ -696,6 +728,27 @@ pub(crate) mod tests {
         assert!(sink.open("j1/a.csv").is_err());
         sink.delete("j1/a.csv").unwrap();
         assert_eq!(sink.create("../x").err().unwrap().reason(), "invalid_path");
+
+        // A tree goes whole, and only it: a folder of the same name prefix stays.
+        for path in ["j2/1/a.csv", "j2/1/sub/b.csv", "j2/10/c.csv"] {
+            let mut w = sink.create(path).unwrap();
+            w.write_all(b"x").unwrap();
+            w.complete().unwrap();
+        }
+        let mut unfinished = sink.create("j2/1/d.csv").unwrap();
+        unfinished.write_all(b"half").unwrap();
+        sink.delete_tree("j2/1").unwrap();
+        drop(unfinished);
+        for gone in ["j2/1/a.csv", "j2/1/sub/b.csv", "j2/1/d.csv"] {
+            assert!(sink.open(gone).is_err(), "{gone}");
+        }
+        assert!(sink.open("j2/10/c.csv").is_ok());
+        sink.delete_tree("j2/1").unwrap();
+        sink.delete_tree("j2/10").unwrap();
+        assert_eq!(
+            sink.delete_tree("../j2").unwrap_err().reason(),
+            "invalid_path"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The audit trail end to end: one event per operation with the right outcome and scope, the file log's tamper
-//! evidence (modify, delete, insert, reorder, truncate, a whole rewritten chain against a checkpoint), torn writes
-//! cut at every byte, poisoning after a failed append, several stores on one log, the SQLite-to-log move of old
-//! homes, and a golden log whose hashes were computed by Python's hashlib from the documented encoding.
+//! The audit trail end to end: one event per operation with the right outcome and scope, committed with the
+//! change it reports; the archive log's tamper evidence (modify, delete, insert, reorder, cut, a whole rewritten
+//! chain: against the database's anchor, without a checkpoint), copies cut at every byte, a failing store, several
+//! engines on one home, the move of an earlier version's trail to the log, and a golden log whose hashes were
+//! computed by Python's hashlib from the documented encoding.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -15,18 +16,21 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use trialport_core::audit::AuditReads;
 use trialport_core::audit::{
     Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Checkpoint, Outcome,
     RecordingHook, GENESIS_HASH,
 };
+use trialport_core::auth::KeyReads;
 use trialport_core::auth::{NewApiKey, Role};
 use trialport_core::clock::FixedClock;
 use trialport_core::engine::Engine;
 use trialport_core::error::{Error, ErrorCode};
+use trialport_core::job::JobReads;
 use trialport_core::job::{JobKind, JobState};
 use trialport_core::request::{ExportRequest, ListJobsRequest};
-use trialport_core::store::conformance::{self, sample_event, Stores};
-use trialport_core::store::{AuditFileStore, AuditRecovery, AuditStore, MemoryStore, SqliteStore};
+use trialport_core::store::conformance::sample_event;
+use trialport_core::store::{MemoryStore, SqliteOptions, SqliteStore, Store, Witness, Work};
 use trialport_core::Result;
 use uuid::Uuid;
 
@@ -478,73 +482,98 @@ fn readers_see_the_events_of_their_organization_and_studies() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Failures: poisoning, hooks
+// Failures: a store that fails, hooks that refuse
 
-/// An audit store that fails its appends with EXP005 while `failing` is set.
+/// A store whose transactions fail with EXP005 while `failing` is set (nothing committed).
 struct FlakyStore {
     inner: MemoryStore,
     failing: AtomicBool,
 }
 
-impl AuditStore for FlakyStore {
-    fn append(&self, e: &AuditEvent) -> Result<()> {
+impl Store for FlakyStore {
+    fn write(&self, work: &mut Work<'_>, witness: &Witness<'_>) -> Result<Vec<AuditEvent>> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(Error::server("io_error", "fsync failed: EIO"));
         }
-        self.inner.append(e)
+        self.inner.write(work, witness)
     }
-    fn last(&self) -> Result<Option<(u64, String)>> {
-        self.inner.last()
+}
+impl JobReads for FlakyStore {
+    fn get_job(&self, id: Uuid) -> Result<trialport_core::job::Job> {
+        self.inner.get_job(id)
     }
-    fn read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
-        self.inner.read(from, limit)
+    fn list_jobs(&self, q: &trialport_core::job::JobQuery) -> Result<trialport_core::job::JobPage> {
+        self.inner.list_jobs(q)
+    }
+    fn list_finished(
+        &self,
+        q: &trialport_core::job::FinishedQuery,
+    ) -> Result<Vec<trialport_core::job::Job>> {
+        self.inner.list_finished(q)
+    }
+}
+impl KeyReads for FlakyStore {
+    fn get_key(&self, id: &str) -> Result<Option<trialport_core::auth::ApiKeyRecord>> {
+        self.inner.get_key(id)
+    }
+    fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
+        self.inner.list_keys(org)
+    }
+}
+impl AuditReads for FlakyStore {
+    fn audit_last(&self) -> Result<Option<(u64, String)>> {
+        self.inner.audit_last()
+    }
+    fn audit_read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+        self.inner.audit_read(from, limit)
     }
 }
 
 #[test]
-fn a_failed_append_fails_the_operation_and_poisons_the_trail_until_reopened() {
-    let jobs = Arc::new(MemoryStore::new());
+fn a_failing_store_fails_the_operation_and_commits_nothing() {
     let flaky = Arc::new(FlakyStore {
         inner: MemoryStore::new(),
         failing: AtomicBool::new(false),
     });
-    let open = || {
-        Engine::builder()
-            .formats(registry())
-            .source(source())
-            .store(jobs.clone())
-            .audit_store(flaky.clone())
-            .pepper(&[7u8; 32])
-            .workers(0)
-            .build()
-            .unwrap()
-    };
-    let e = open();
+    let e = Engine::builder()
+        .formats(registry())
+        .source(source())
+        .store(flaky.clone())
+        .pepper(&[7u8; 32])
+        .workers(0)
+        .build()
+        .unwrap();
     let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
     e.formats(&admin).unwrap();
     flaky.failing.store(true, Ordering::SeqCst);
     let err = e.formats(&admin).unwrap_err();
-    assert_eq!(
-        (err.code(), err.reason()),
-        (ErrorCode::Server, "audit_failed")
-    );
-    assert_eq!(err.details()["cause"], "io_error");
-    // The disk is well again, but this engine's trail stays poisoned: an fsync error may have lost data.
-    flaky.failing.store(false, Ordering::SeqCst);
-    let err = e.formats(&admin).unwrap_err();
-    assert_eq!(err.details()["cause"], "audit_poisoned");
+    assert_eq!((err.code(), err.reason()), (ErrorCode::Server, "io_error"));
     let err = e
         .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap_err();
-    assert_eq!(err.details()["cause"], "audit_poisoned");
+    assert_eq!((err.code(), err.reason()), (ErrorCode::Server, "io_error"));
     assert_eq!(
-        flaky.inner.last().unwrap().unwrap().0,
+        flaky.inner.audit_last().unwrap().unwrap().0,
         2,
-        "nothing appended"
+        "nothing recorded"
     );
-    drop(e);
-    // Opened again, it goes on from the stored trail.
-    let e = open();
+    assert_eq!(
+        flaky
+            .inner
+            .list_jobs(&trialport_core::job::JobQuery {
+                org: "acme".into(),
+                studies: None,
+                state: None,
+                page: 1,
+                limit: 10
+            })
+            .unwrap()
+            .total,
+        0,
+        "no job without its event"
+    );
+    // The storage is well again: the engine goes on from the stored trail.
+    flaky.failing.store(false, Ordering::SeqCst);
     e.formats(&admin).unwrap();
     assert_eq!(e.session(&admin).verify_audit().unwrap(), 3);
 }
@@ -603,6 +632,7 @@ fn a_job_whose_success_cannot_be_audited_fails_and_keeps_no_bytes() {
     assert!(done.artifacts.is_empty());
     let left: Vec<_> = walk(dir.path());
     assert!(left.is_empty(), "no artifact bytes stay: {left:?}");
+    // The hook saw the refused `job.succeeded` (which then never committed) and the `job.failed` that did.
     let ends: Vec<(String, Option<String>)> = seen
         .events()
         .iter()
@@ -621,6 +651,19 @@ fn a_job_whose_success_cannot_be_audited_fails_and_keeps_no_bytes() {
             ("job.succeeded".to_string(), None),
             ("job.failed".to_string(), Some("audit_failed".to_string())),
         ]
+    );
+    let stored: Vec<String> = engine
+        .session(&admin)
+        .audit_events(1, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.target == format!("job:{}", job.id) && e.action.starts_with("job."))
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        stored,
+        ["job.running", "job.failed"],
+        "the refused end is not on the record"
     );
     let err = engine.download(&admin, job.id, None).unwrap_err();
     assert_eq!(err.code(), ErrorCode::Conflict);
@@ -641,21 +684,19 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn a_refused_record_fails_the_operation_without_poisoning() {
+fn a_refused_record_fails_the_operation_and_the_trail_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(AuditFileStore::open(&dir.path().join("audit.log")).unwrap());
-    let auditor = Auditor::new(store.clone(), vec![], Arc::new(FixedClock::new(t0())));
+    let t = Trail::open(dir.path()).unwrap();
     let mut huge = record("formats");
     huge.details = json!({"text": "x".repeat(17 << 20)});
-    let err = auditor.emit(huge).unwrap_err();
-    assert_eq!(err.details()["cause"], "audit_record_too_large");
-    assert!(!auditor.is_poisoned());
-    auditor.emit(record("formats")).unwrap();
-    assert_eq!(auditor.verify().unwrap(), 1);
+    let err = t.emit(huge).unwrap_err();
+    assert_eq!(err.reason(), "audit_record_too_large");
+    t.emit(record("formats")).unwrap();
+    assert_eq!(t.verify().unwrap(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The file log: tamper evidence
+// The archive log: tamper evidence
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2025-01-21T10:00:00Z")
@@ -678,24 +719,53 @@ fn record(action: &str) -> AuditRecord {
     }
 }
 
-/// A log of `n` events at `path`; returns them.
-fn write_log(path: &Path, n: usize) -> Vec<AuditEvent> {
-    let auditor = Auditor::new(
-        Arc::new(AuditFileStore::open(path).unwrap()),
-        vec![],
-        Arc::new(FixedClock::new(t0())),
-    );
-    (0..n)
-        .map(|i| auditor.emit(record(&format!("action_{i}"))).unwrap())
-        .collect()
+/// The trail of a home-like store in a directory (`trialport.db` with row MACs, `audit.log`), and an auditor.
+struct Trail {
+    store: SqliteStore,
+    auditor: Auditor,
 }
 
-fn reopen(path: &Path) -> Result<Auditor> {
-    Ok(Auditor::new(
-        Arc::new(AuditFileStore::open(path)?),
-        vec![],
-        Arc::new(FixedClock::new(t0())),
-    ))
+const ROW_KEY: [u8; 32] = [9; 32];
+
+impl Trail {
+    fn open(dir: &Path) -> Result<Trail> {
+        Ok(Trail {
+            store: SqliteStore::open_with(
+                &dir.join("trialport.db"),
+                SqliteOptions {
+                    archive: Some(&dir.join("audit.log")),
+                    row_key: Some(&ROW_KEY),
+                },
+            )?,
+            auditor: Auditor::new(vec![], Arc::new(FixedClock::new(t0()))),
+        })
+    }
+
+    fn emit(&self, r: AuditRecord) -> Result<AuditEvent> {
+        let scope = AuditScope::implied(&r);
+        let mut out = None;
+        self.store.write(
+            &mut |tx| {
+                out = Some(self.auditor.record(tx, &r, &scope)?);
+                Ok(())
+            },
+            &|_| Ok(()),
+        )?;
+        Ok(out.unwrap())
+    }
+
+    fn verify(&self) -> Result<u64> {
+        self.store.check_trail()?;
+        self.auditor.verify(&self.store)
+    }
+}
+
+/// A trail of `n` events in `dir`; returns them.
+fn write_log(dir: &Path, n: usize) -> Vec<AuditEvent> {
+    let t = Trail::open(dir).unwrap();
+    (0..n)
+        .map(|i| t.emit(record(&format!("action_{i}"))).unwrap())
+        .collect()
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -712,7 +782,7 @@ fn write_lines(path: &Path, lines: &[String]) {
     fs::write(path, text).unwrap();
 }
 
-/// `(seq, check)` of an integrity violation.
+/// `(seq, check)` of an integrity violation (`seq` 0 when the error names none, as the anchor check).
 fn violation(err: &Error) -> (u64, String) {
     assert_eq!(
         (err.code(), err.reason()),
@@ -720,21 +790,27 @@ fn violation(err: &Error) -> (u64, String) {
         "{err}"
     );
     (
-        err.details()["seq"].as_u64().unwrap(),
+        err.details()
+            .get("seq")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
         err.details()["check"].as_str().unwrap().to_string(),
     )
 }
 
-/// Applies `tamper` to the lines of a fresh 10-event log and returns what `verify` says.
+/// Applies `tamper` to the lines of a fresh 10-event trail and returns what opening or else verifying it says.
 fn tampered(tamper: impl FnOnce(&mut Vec<String>)) -> (u64, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    write_log(&path, 10);
-    assert_eq!(reopen(&path).unwrap().verify().unwrap(), 10);
+    write_log(dir.path(), 10);
+    assert_eq!(Trail::open(dir.path()).unwrap().verify().unwrap(), 10);
     let mut l = lines(&path);
     tamper(&mut l);
     write_lines(&path, &l);
-    violation(&reopen(&path).unwrap().verify().unwrap_err())
+    match Trail::open(dir.path()) {
+        Err(e) => violation(&e),
+        Ok(t) => violation(&t.verify().unwrap_err()),
+    }
 }
 
 fn edit(line: &str, f: impl FnOnce(&mut AuditEvent)) -> AuditEvent {
@@ -761,6 +837,15 @@ fn a_modified_event_is_named() {
     // So does a changed hash.
     let got = tampered(|l| l[6] = l[6].replace("\"hash\":\"", "\"hash\":\"0"));
     assert_eq!(got.0, 7);
+    // The last event changed and rehashed no longer matches the anchor in the database.
+    let got = tampered(|l| {
+        l[9] = edit(&l[9], |e| {
+            e.outcome = Outcome::Denied;
+            e.hash = e.compute_hash();
+        })
+        .canonical();
+    });
+    assert_eq!(got, (0, "anchor".into()));
 }
 
 #[test]
@@ -771,14 +856,14 @@ fn a_deleted_event_is_named() {
         }),
         (5, "sequence".into())
     );
-    // Deleting and renumbering the rest still breaks the chain where the event was.
+    // Deleting and renumbering the rest leaves a log that ends before the anchor.
     let got = tampered(|l| {
         l.remove(4);
         for line in l.iter_mut().skip(4) {
             *line = edit(line, |e| e.seq -= 1).canonical();
         }
     });
-    assert_eq!(got, (5, "prev_hash".into()));
+    assert_eq!(got, (0, "anchor".into()));
 }
 
 #[test]
@@ -807,35 +892,32 @@ fn an_inserted_event_is_named() {
 #[test]
 fn reordered_events_are_named() {
     assert_eq!(tampered(|l| l.swap(3, 4)), (4, "sequence".into()));
-    assert_eq!(tampered(|l| l.swap(0, 9)), (1, "sequence".into()));
+    assert_eq!(tampered(|l| l.swap(0, 9)), (0, "anchor".into()));
 }
 
 #[test]
-fn truncation_and_a_rewritten_chain_are_found_only_against_a_checkpoint() {
+fn a_cut_or_rewritten_trail_is_found_without_a_checkpoint_and_checkpoints_still_hold() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    write_log(&path, 10);
-    let cp = reopen(&path).unwrap().checkpoint().unwrap();
+    write_log(dir.path(), 10);
+    let t = Trail::open(dir.path()).unwrap();
+    let cp = t.auditor.checkpoint(&t.store).unwrap();
+    drop(t);
     assert_eq!(cp.seq, 10);
     let text = serde_json::to_string(&cp).unwrap();
     assert_eq!(Checkpoint::from_json(&text).unwrap(), cp);
     let original = lines(&path);
 
-    // The last three events cut off: the rest is a valid chain of 7.
+    // The last three events cut off: the database's anchor says ten.
     write_lines(&path, &original[..7]);
-    let a = reopen(&path).unwrap();
-    assert_eq!(a.verify().unwrap(), 7);
-    let err = a.verify_with(Some(&cp)).unwrap_err();
-    assert_eq!(violation(&err), (8, "checkpoint".into()));
-    assert_eq!(err.details()["checkpoint_seq"], 10);
+    assert_eq!(
+        violation(&Trail::open(dir.path()).err().unwrap()),
+        (0, "anchor".into())
+    );
 
     // The whole history replaced by a fresh, internally consistent chain of the same length.
-    fs::remove_file(&path).unwrap();
-    let forged = Auditor::new(
-        Arc::new(AuditFileStore::open(&path).unwrap()),
-        vec![],
-        Arc::new(FixedClock::new(t0())),
-    );
+    let other = tempfile::tempdir().unwrap();
+    let forged = Trail::open(other.path()).unwrap();
     for i in 0..10 {
         let mut r = record(&format!("action_{i}"));
         r.outcome = if i == 3 {
@@ -846,36 +928,39 @@ fn truncation_and_a_rewritten_chain_are_found_only_against_a_checkpoint() {
         forged.emit(r).unwrap();
     }
     drop(forged);
-    let a = reopen(&path).unwrap();
-    assert_eq!(a.verify().unwrap(), 10, "a chain alone cannot tell");
+    fs::copy(other.path().join("audit.log"), &path).unwrap();
     assert_eq!(
-        violation(&a.verify_with(Some(&cp)).unwrap_err()),
-        (10, "checkpoint".into())
+        violation(&Trail::open(dir.path()).err().unwrap()),
+        (0, "anchor".into()),
+        "the anchor tells"
     );
 
-    // The real trail, grown since, still matches.
+    // The real trail, grown since, still matches the checkpoint.
     write_lines(&path, &original);
-    let a = reopen(&path).unwrap();
-    a.emit(record("later")).unwrap();
-    assert_eq!(a.verify_with(Some(&cp)).unwrap(), 11);
+    let t = Trail::open(dir.path()).unwrap();
+    t.emit(record("later")).unwrap();
+    assert_eq!(t.auditor.verify_with(&t.store, Some(&cp)).unwrap(), 11);
     let empty = Checkpoint {
         seq: 0,
         hash: GENESIS_HASH.into(),
         timestamp: None,
+        signed: None,
     };
-    assert_eq!(a.verify_with(Some(&empty)).unwrap(), 11);
+    assert_eq!(t.auditor.verify_with(&t.store, Some(&empty)).unwrap(), 11);
 }
 
 #[test]
-fn a_damaged_record_in_the_middle_refuses_to_open() {
+fn a_damaged_record_in_the_middle_is_named_by_verify() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    write_log(&path, 10);
+    write_log(dir.path(), 10);
     let original = lines(&path);
     let mut l = original.clone();
     l[4] = l[4].replacen('{', "[", 1);
     write_lines(&path, &l);
-    let err = reopen(&path).unwrap_err();
+    // Opening reads only the ends of the log; a full read (verify) names the record.
+    let t = Trail::open(dir.path()).unwrap();
+    let err = t.verify().unwrap_err();
     assert_eq!(violation(&err), (5, "record".into()));
     let offset: usize = l[..4].iter().map(|s| s.len() + 1).sum();
     assert_eq!(err.details()["offset"], offset as u64);
@@ -883,25 +968,26 @@ fn a_damaged_record_in_the_middle_refuses_to_open() {
     let mut l = original.clone();
     l[2] = l[2].replacen('{', "{\"note\":1,", 1);
     write_lines(&path, &l);
-    assert_eq!(violation(&reopen(&path).unwrap_err()), (3, "record".into()));
-    // So is a line that reads as the same event but is not its canonical text (an upper-case UUID): the log
-    // opens (the scan at open only parses), and every read, so `verify`, names it.
+    let t = Trail::open(dir.path()).unwrap();
+    assert_eq!(violation(&t.verify().unwrap_err()), (3, "record".into()));
+    // So is a line that reads as the same event but is not its canonical text (an upper-case UUID).
     let mut l = original.clone();
     let id = edit(&l[6], |_| {}).event_id.to_string();
     l[6] = l[6].replace(&id, &id.to_uppercase());
     assert_ne!(l[6], original[6]);
     write_lines(&path, &l);
-    let a = reopen(&path).unwrap();
-    assert_eq!(violation(&a.verify().unwrap_err()), (7, "record".into()));
+    let t = Trail::open(dir.path()).unwrap();
+    assert_eq!(violation(&t.verify().unwrap_err()), (7, "record".into()));
 }
 
-/// Every single-byte change anywhere in the log is found: the log refuses to open, a torn last record is cut
-/// and reported, or `verify` names an event. Nothing passes silently.
+/// Every single-byte change anywhere in the log is found: the trail refuses to open, or `verify` names an event.
+/// Nothing passes silently.
 #[test]
 fn every_flipped_byte_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    write_log(&path, 3);
+    write_log(dir.path(), 3);
+    let db = fs::read(dir.path().join("trialport.db")).unwrap();
     let original = fs::read(&path).unwrap();
     let mut cases = 0;
     for pos in 0..original.len() {
@@ -911,14 +997,11 @@ fn every_flipped_byte_is_found() {
             let mut bytes = original.clone();
             bytes[pos] ^= mask;
             fs::write(&path, &bytes).unwrap();
-            let found = match AuditFileStore::open(&path) {
+            // A cut torn tail changes the database only by copying back what it holds: restore both each time.
+            fs::write(dir.path().join("trialport.db"), &db).unwrap();
+            let found = match Trail::open(dir.path()) {
                 Err(e) => e.reason() == "integrity_violation",
-                Ok(store) => {
-                    let store = Arc::new(store);
-                    let recovered = !store.take_recoveries().is_empty();
-                    let a = Auditor::new(store, vec![], Arc::new(FixedClock::new(t0())));
-                    recovered || a.verify().is_err()
-                }
+                Ok(t) => t.verify().is_err(),
             };
             assert!(found, "byte {pos} ^ {mask:#04x} went unnoticed");
             cases += 1;
@@ -928,167 +1011,69 @@ fn every_flipped_byte_is_found() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The file log: crashes
+// The archive log: crashes
 
-/// A crash while the next event was being written leaves any prefix of its line; reopening keeps every
-/// acknowledged event, cuts the torn bytes, reports them, and the trail goes on.
+/// A crash after a commit and during its copy to the log leaves any prefix of the line; reopening cuts the torn
+/// bytes and copies the event again from the database: no committed event is lost, and the trail goes on.
 #[test]
-fn a_write_cut_at_every_byte_of_the_last_record_loses_no_acknowledged_event() {
+fn a_copy_cut_at_every_byte_of_the_last_record_loses_no_committed_event() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let acknowledged = write_log(&path, 5);
-    let intact = fs::read(&path).unwrap();
-    let mut next = sample_event(6, &acknowledged[4].hash);
-    next.hash = next.compute_hash();
-    let line = format!("{}\n", next.canonical());
-    for cut in 0..=line.len() {
+    let db_path = dir.path().join("trialport.db");
+    let events = write_log(dir.path(), 6);
+    let whole = fs::read(&path).unwrap();
+    let last = format!("{}\n", events[5].canonical());
+    let intact = whole[..whole.len() - last.len()].to_vec();
+    for cut in 0..=last.len() {
+        // The sixth event committed in the database, and its copy cut after `cut` bytes.
+        let conn = rusqlite::Connection::open(&db_path).unwrap();
+        conn.execute(
+            "INSERT OR REPLACE INTO audit_events (seq, event_id, timestamp, actor_subject, action, target, \
+             outcome, request_id, prev_hash, hash, body) VALUES (6, '', '', '', '', '', '', '', ?1, ?2, ?3)",
+            rusqlite::params![events[5].prev_hash, events[5].hash, events[5].canonical()],
+        )
+        .unwrap();
+        drop(conn);
         let mut bytes = intact.clone();
-        bytes.extend_from_slice(&line.as_bytes()[..cut]);
+        bytes.extend_from_slice(&last.as_bytes()[..cut]);
         fs::write(&path, &bytes).unwrap();
-        let store = Arc::new(AuditFileStore::open(&path).unwrap());
-        let recoveries = store.take_recoveries();
-        let got = store.read(1, 100).unwrap();
-        assert_eq!(got[..5], acknowledged[..], "cut at {cut}");
-        if cut == line.len() {
-            // The whole line reached the disk: the event is there, as appended.
-            assert!(recoveries.is_empty());
-            assert_eq!(got.len(), 6);
-            assert_eq!(got[5], next);
-        } else {
-            assert_eq!(got.len(), 5, "cut at {cut}");
-            assert_eq!(
-                fs::read(&path).unwrap(),
-                intact,
-                "cut at {cut}: torn bytes removed"
-            );
-            let expected: Vec<AuditRecovery> = if cut == 0 {
-                vec![]
-            } else {
-                vec![AuditRecovery {
-                    after_seq: 5,
-                    offset: intact.len() as u64,
-                    bytes: cut as u64,
-                    sha256: hex_sha256(&line.as_bytes()[..cut]),
-                }]
-            };
-            assert_eq!(recoveries, expected, "cut at {cut}");
-        }
-        // The trail verifies and takes the next event.
-        let a = Auditor::new(store, vec![], Arc::new(FixedClock::new(t0())));
-        let n = a.verify().unwrap();
-        a.emit(record("after")).unwrap();
-        assert_eq!(a.verify().unwrap(), n + 1);
+        let t = Trail::open(dir.path()).unwrap();
+        assert_eq!(t.store.audit_read(1, 100).unwrap(), events, "cut at {cut}");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            whole,
+            "cut at {cut}: the log is whole again"
+        );
+        assert_eq!(t.verify().unwrap(), 6);
     }
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    trialport_core::sink::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+    let t = Trail::open(dir.path()).unwrap();
+    t.emit(record("after")).unwrap();
+    assert_eq!(t.verify().unwrap(), 7);
 }
 
 #[test]
-fn garbage_after_the_last_record_is_a_torn_tail_not_corruption() {
+fn bytes_without_a_line_feed_after_the_last_record_are_cut_and_lines_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let events = write_log(&path, 3);
+    let events = write_log(dir.path(), 3);
     let intact = fs::read(&path).unwrap();
-    // Zeros as a file system leaves them when the size reached the disk and the data did not, with line feeds.
-    for tail in [
-        vec![0u8; 700],
-        b"\0\0{\"seq\":\n\0\0\n".to_vec(),
-        b"\n".to_vec(),
-    ] {
+    // Zeros as a file system leaves them when the size reached the disk and the data did not: a torn tail.
+    let mut bytes = intact.clone();
+    bytes.extend_from_slice(&[0u8; 700]);
+    fs::write(&path, &bytes).unwrap();
+    let t = Trail::open(dir.path()).unwrap();
+    assert_eq!(t.store.audit_read(1, 10).unwrap(), events);
+    assert_eq!(fs::read(&path).unwrap(), intact);
+    drop(t);
+    // Complete lines are never taken for a torn tail: the trail refuses to open and cuts nothing.
+    for tail in [b"\0\0{\"seq\":\n\0\0\n".to_vec(), b"\n".to_vec()] {
         let mut bytes = intact.clone();
         bytes.extend_from_slice(&tail);
         fs::write(&path, &bytes).unwrap();
-        let store = AuditFileStore::open(&path).unwrap();
-        assert_eq!(store.take_recoveries().len(), 1);
-        assert_eq!(store.read(1, 10).unwrap(), events);
-        assert_eq!(fs::read(&path).unwrap(), intact);
+        let e = Trail::open(dir.path()).err().unwrap();
+        assert_eq!(violation(&e).1, "record");
+        assert_eq!(fs::read(&path).unwrap(), bytes);
     }
-}
-
-#[test]
-fn an_engine_on_a_home_records_the_repair_of_a_torn_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
-    let open = || {
-        Engine::builder()
-            .formats(registry())
-            .source(source())
-            .home(dir.path())
-            .unwrap()
-            .workers(0)
-            .build()
-            .unwrap()
-    };
-    let e = open();
-    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
-    e.formats(&admin).unwrap();
-    drop(e);
-    let log = dir.path().join("audit.log");
-    let before = fs::read(&log).unwrap();
-    let mut torn = before.clone();
-    torn.extend_from_slice(b"{\"action\":\"formats\",\"act");
-    fs::write(&log, &torn).unwrap();
-
-    let e = open();
-    let events = e.session(&admin).audit_events(1, 100).unwrap();
-    let repair = &events[2];
-    assert_eq!(
-        (repair.action.as_str(), repair.actor.subject.as_str()),
-        ("audit.recovered", "system")
-    );
-    assert_eq!(repair.details["problem"], "torn_tail");
-    assert_eq!(repair.details["after_seq"], 2);
-    assert_eq!(repair.details["offset"], before.len() as u64);
-    assert_eq!(repair.details["bytes"], 24);
-    assert_eq!(repair.details["sha256"], hex_sha256(&torn[before.len()..]));
-    assert_eq!(e.session(&admin).verify_audit().unwrap(), 4);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The file log as a store
-
-/// One `#[test]` per conformance check for the file store.
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        mod file_store_conformance {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let memory = Arc::new(MemoryStore::new());
-                    let stores = Stores {
-                        jobs: memory.clone(),
-                        keys: memory,
-                        audit: Arc::new(AuditFileStore::open(&dir.path().join("audit.log")).unwrap()),
-                    };
-                    let check = conformance::CHECKS
-                        .iter()
-                        .find(|c| c.name == stringify!($check))
-                        .unwrap();
-                    (check.run)(&stores);
-                }
-            )*
-        }
-    };
-}
-
-conformance_tests!(audit_append_and_read, audit_concurrent_appends);
-
-#[test]
-fn two_stores_on_one_log_keep_one_sequence() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
-    let a = AuditFileStore::open(&path).unwrap();
-    let b = AuditFileStore::open(&path).unwrap();
-    conformance::concurrent_appends_across(&[&a, &b]);
-    // Each sees the other's appends, and a third opened now reads the same trail.
-    assert_eq!(a.last().unwrap(), b.last().unwrap());
-    let c = AuditFileStore::open(&path).unwrap();
-    assert_eq!(c.read(1, 1000).unwrap(), a.read(1, 1000).unwrap());
-    assert_eq!(lines(&path).len(), 100);
 }
 
 #[test]
@@ -1120,25 +1105,40 @@ fn two_engines_on_one_home_share_one_chain() {
     });
     assert_eq!(a.session(&admin).verify_audit().unwrap(), 41);
     assert_eq!(b.session(&admin).verify_audit().unwrap(), 42);
+    let log = lines(&dir.path().join("audit.log"));
+    assert_eq!(log.len(), 43, "every event reached the log once");
 }
 
 #[test]
-fn a_home_keeps_its_trail_in_the_log_and_moves_an_old_sqlite_trail_there_once() {
+fn a_home_of_an_earlier_version_moves_its_trail_to_the_log_and_anchors_it() {
     let dir = tempfile::tempdir().unwrap();
     let home = trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
-    // A home of an earlier version: its trail in SQLite, no log.
-    let legacy = SqliteStore::open(&home.database_path()).unwrap();
+    // A home of an earlier version: its trail in SQLite (schema 2, no anchor), no log.
     let mut prev = GENESIS_HASH.to_string();
     let mut old = Vec::new();
-    for seq in 1..=3 {
-        let mut e = sample_event(seq, &prev);
-        // Events of that version had no org or study.
-        e.org = String::new();
-        e.study = None;
-        e.hash = e.compute_hash();
-        prev = e.hash.clone();
-        legacy.append(&e).unwrap();
-        old.push(e);
+    {
+        let conn = rusqlite::Connection::open(home.database_path()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE audit_events (seq INTEGER PRIMARY KEY NOT NULL, event_id TEXT NOT NULL, \
+             timestamp TEXT NOT NULL, actor_subject TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, \
+             outcome TEXT NOT NULL, request_id TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, \
+             body TEXT NOT NULL); PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        for seq in 1..=3 {
+            let mut e = sample_event(seq, &prev);
+            // Events of that version had no org or study.
+            e.org = String::new();
+            e.study = None;
+            e.hash = e.compute_hash();
+            prev = e.hash.clone();
+            conn.execute(
+                "INSERT INTO audit_events VALUES (?1, '', '', '', '', '', '', '', ?2, ?3, ?4)",
+                rusqlite::params![seq as i64, e.prev_hash, e.hash, e.canonical()],
+            )
+            .unwrap();
+            old.push(e);
+        }
     }
     assert!(!home.audit_log_path().exists());
     let open = || {
@@ -1164,8 +1164,6 @@ fn a_home_keeps_its_trail_in_the_log_and_moves_an_old_sqlite_trail_there_once() 
     for (line, event) in l.iter().zip(&events) {
         assert_eq!(line, &event.canonical(), "the log holds canonical lines");
     }
-    // SQLite was not written again.
-    assert_eq!(legacy.last().unwrap().map(|l| l.0), Some(3));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -1193,18 +1191,97 @@ fn a_golden_log_verifies_and_reencodes_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     write_lines(&path, &GOLDEN.map(str::to_string));
-    let store = Arc::new(AuditFileStore::open(&path).unwrap());
-    let events = store.read(1, 10).unwrap();
+    // A log without a database is adopted as an earlier version's (no anchor yet).
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+        conn.execute_batch("PRAGMA user_version = 2;").unwrap();
+    }
+    let t = Trail::open(dir.path()).unwrap();
+    let events = t.store.audit_read(1, 10).unwrap();
     for (e, line) in events.iter().zip(GOLDEN) {
         assert_eq!(e.compute_hash(), e.hash);
         assert_eq!(e.canonical(), line);
     }
-    let a = Auditor::new(store, vec![], Arc::new(FixedClock::new(t0())));
-    assert_eq!(a.verify().unwrap(), 2);
+    assert_eq!(t.verify().unwrap(), 2);
     // Appending goes on from the golden chain.
-    let next = a
-        .emit_in(record("formats"), AuditScope::new("acme", None))
-        .unwrap();
+    let next = t.emit(record("formats")).unwrap();
     assert_eq!(next.prev_hash, events[1].hash);
-    assert_eq!(a.verify().unwrap(), 3);
+    assert_eq!(t.verify().unwrap(), 3);
+}
+
+#[test]
+fn checkpoints_are_signed_by_the_engine_and_an_edited_or_foreign_one_is_refused() {
+    let homes: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let engines: Vec<(Engine, String)> = homes
+        .iter()
+        .map(|dir| {
+            trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+            let e = Engine::builder()
+                .formats(registry())
+                .source(source())
+                .home(dir.path())
+                .unwrap()
+                .workers(0)
+                .build()
+                .unwrap();
+            let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+            (e, admin)
+        })
+        .collect();
+    let (e, admin) = &engines[0];
+    let s = e.session(admin);
+    let cp = s.audit_checkpoint().unwrap();
+    let signed = cp.signed.clone().unwrap();
+    assert_eq!(signed.algorithm, "ed25519");
+    assert_eq!(signed.key_id, e.signing_public_key().id());
+    // The signature is an Ed25519 signature of the documented payload, checked with the public key alone.
+    let sig = trialport_core::sink::hex_decode(&signed.signature).unwrap();
+    assert!(e.signing_public_key().verify(&cp.signed_payload(), &sig));
+    let payload = String::from_utf8(cp.signed_payload()).unwrap();
+    assert!(
+        payload.starts_with("trialport audit checkpoint v1\n{\"hash\":\""),
+        "{payload}"
+    );
+    // The file form reads back as it was written.
+    let text = serde_json::to_string(&cp).unwrap();
+    assert_eq!(Checkpoint::from_json(&text).unwrap(), cp);
+    s.formats().unwrap();
+    assert!(s.verify_audit_against(&cp).unwrap() > cp.seq);
+
+    let refused = |cp: &Checkpoint| {
+        let err = s.verify_audit_against(cp).unwrap_err();
+        assert_eq!(err.reason(), "integrity_violation", "{err:?}");
+        err.to_object()["details"]["check"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Edited to match a trail cut back to an earlier event, or re-dated: the signature no longer verifies.
+    let events = s.audit_events(1, 3).unwrap();
+    let cut = Checkpoint {
+        seq: events[2].seq,
+        hash: events[2].hash.clone(),
+        ..cp.clone()
+    };
+    assert_eq!(refused(&cut), "checkpoint_signature");
+    let redated = Checkpoint {
+        timestamp: Some(t0()),
+        ..cp.clone()
+    };
+    assert_eq!(refused(&redated), "checkpoint_signature");
+    // Signed by another engine's key.
+    let (other, other_admin) = &engines[1];
+    let foreign = other.session(other_admin).audit_checkpoint().unwrap();
+    assert_eq!(refused(&foreign), "checkpoint_signature");
+    // An unsigned checkpoint (as earlier versions wrote) is still checked for its hash.
+    let unsigned = Checkpoint {
+        signed: None,
+        ..cp.clone()
+    };
+    s.verify_audit_against(&unsigned).unwrap();
+    let wrong = Checkpoint {
+        hash: "f".repeat(64),
+        ..unsigned
+    };
+    assert_eq!(refused(&wrong), "checkpoint");
 }

@@ -176,11 +176,11 @@ fn stored_bytes_hide_the_data_and_a_download_returns_it_exactly() {
         .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     plain.wait(&admin, pj.id, WAIT).unwrap();
-    let expected = plain_sink.get(&format!("{}/dm.txt", pj.id)).unwrap();
+    let expected = plain_sink.get(&format!("{}/1/dm.txt", pj.id)).unwrap();
     assert!(contains(&expected, MARKER), "the oracle holds the marker");
 
     for name in ["dm.txt", "manifest.json"] {
-        let stored = enc.raw.get(&format!("{job}/{name}")).unwrap();
+        let stored = enc.raw.get(&format!("{job}/1/{name}")).unwrap();
         assert!(stored.starts_with(b"TPCRYPT\x01\x01"), "{name}");
         assert!(!contains(&stored, MARKER), "{name} stores the marker");
         assert!(
@@ -285,7 +285,7 @@ fn round_trips_at_every_segment_edge() {
 fn every_flipped_byte_fails_the_download() {
     let enc = encrypted(32, 10);
     let job = enc.export();
-    let path = format!("{job}/dm.txt");
+    let path = format!("{job}/1/dm.txt");
     let original = enc.raw.get(&path).unwrap();
     let header = header_len(&original);
     assert!(original.len() - header > 5 * (32 + TAG), "several segments");
@@ -305,7 +305,7 @@ fn every_flipped_byte_fails_the_download() {
 fn a_cut_at_any_length_fails_the_download() {
     let enc = encrypted(32, 10);
     let job = enc.export();
-    let path = format!("{job}/dm.txt");
+    let path = format!("{job}/1/dm.txt");
     let original = enc.raw.get(&path).unwrap();
     let header = header_len(&original);
     // Every proper prefix: inside the header, at each segment boundary, and inside each segment.
@@ -323,7 +323,7 @@ fn a_cut_at_any_length_fails_the_download() {
 fn swapped_dropped_repeated_or_appended_segments_fail() {
     let enc = encrypted(32, 10);
     let job = enc.export();
-    let path = format!("{job}/dm.txt");
+    let path = format!("{job}/1/dm.txt");
     let original = enc.raw.get(&path).unwrap();
     let header = header_len(&original);
     let head = &original[..header];
@@ -380,7 +380,7 @@ fn an_artifact_moved_onto_another_jobs_path_fails() {
     let rb = enc.engine.get_job(&enc.admin, b).unwrap();
     // Same data, same size and SHA-256: only the path bound into each artifact tells them apart.
     assert_eq!(ra.artifacts[0].sha256, rb.artifacts[0].sha256);
-    let (pa, pb) = (format!("{a}/dm.txt"), format!("{b}/dm.txt"));
+    let (pa, pb) = (format!("{a}/1/dm.txt"), format!("{b}/1/dm.txt"));
     let (sa, sb) = (enc.raw.get(&pa).unwrap(), enc.raw.get(&pb).unwrap());
     assert_ne!(sa, sb, "fresh keys and nonces per artifact");
     enc.store(&pa, &sb);
@@ -388,7 +388,7 @@ fn an_artifact_moved_onto_another_jobs_path_fails() {
     assert_integrity(enc.download(a), "b's artifact at a's path");
     assert_integrity(enc.download(b), "a's artifact at b's path");
     // The manifest moved onto the data artifact's path fails too.
-    enc.store(&pa, &enc.raw.get(&format!("{a}/manifest.json")).unwrap());
+    enc.store(&pa, &enc.raw.get(&format!("{a}/1/manifest.json")).unwrap());
     assert_integrity(enc.download(a), "manifest at the data path");
 }
 
@@ -396,7 +396,7 @@ fn an_artifact_moved_onto_another_jobs_path_fails() {
 fn a_plain_file_a_missing_key_or_another_key_fails() {
     let enc = encrypted(64 * 1024, 10);
     let job = enc.export();
-    let path = format!("{job}/dm.txt");
+    let path = format!("{job}/1/dm.txt");
     let stored = enc.raw.get(&path).unwrap();
     // No fallback to plaintext: a plain file where an encrypted one belongs is refused.
     enc.store(&path, b"USUBJID|SEX|AGE|WEIGHT\n");
@@ -437,7 +437,7 @@ fn a_plain_file_a_missing_key_or_another_key_fails() {
 fn failures_while_reading_are_audited_and_save_to_leaves_nothing() {
     let enc = encrypted(32, 10);
     let job = enc.export();
-    let path = format!("{job}/dm.txt");
+    let path = format!("{job}/1/dm.txt");
     let original = enc.raw.get(&path).unwrap();
     let out = tempfile::tempdir().unwrap();
 
@@ -619,6 +619,7 @@ fn a_new_home_encrypts_and_rotation_keeps_old_artifacts_readable() {
             dir.path()
                 .join("artifacts")
                 .join(job.to_string())
+                .join("1")
                 .join("dm.txt"),
         )
         .unwrap()
@@ -724,6 +725,7 @@ fn a_home_made_before_encryption_stays_plain() {
         dir.path()
             .join("artifacts")
             .join(j.id.to_string())
+            .join("1")
             .join("dm.txt"),
     )
     .unwrap();

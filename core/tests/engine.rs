@@ -362,7 +362,7 @@ fn downloads_detect_tampered_artifacts(cred: Cred) {
         .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     e.wait(&admin, job.id, WAIT).unwrap();
-    let path = format!("{}/dm.txt", job.id);
+    let path = format!("{}/1/dm.txt", job.id);
     let mut bytes = sink.get(&path).unwrap();
     bytes[0] ^= 1;
     use trialport_core::sink::Sink;
@@ -400,7 +400,7 @@ fn expired_artifacts_are_deleted_and_refused(cred: Cred) {
     assert_eq!((code(&err), err.reason()), ("EXP004", "expired"));
     assert_eq!(
         sink.paths(),
-        [format!("{}/manifest.json", job.id)],
+        [format!("{}/1/manifest.json", job.id)],
         "expired bytes were kept (only the manifest stays)"
     );
     let job = e.get_job(&admin, job.id).unwrap();
@@ -488,6 +488,7 @@ fn report_spec() -> ReportSpec {
     ReportSpec {
         study: "S1".into(),
         title: "Safety <summary>".into(),
+        data_cutoff: None,
         parameters: [("cutoff".to_string(), "2025-01-01".to_string())].into(),
         sections: vec![
             SectionSpec::Text {
@@ -504,6 +505,7 @@ fn report_spec() -> ReportSpec {
                     descending: true,
                 }],
                 limit: Some(3),
+                footnotes: vec![],
             }),
         ],
     }
@@ -546,6 +548,7 @@ fn export_dashboard_computes_kpis_and_charts(cred: Cred) {
     let spec = DashboardSpec {
         study: "S1".into(),
         title: "Overview".into(),
+        data_cutoff: None,
         tiles: vec![
             TileSpec {
                 label: "Subjects".into(),
@@ -781,6 +784,7 @@ fn jobs_survive_a_restart_of_a_home(cred: Cred) {
         .path()
         .join("artifacts")
         .join(job.id.to_string())
+        .join("1")
         .join("dm.txt")
         .is_file());
     assert!(e.session(&admin).verify_audit().unwrap() >= 5);
@@ -791,12 +795,14 @@ fn jobs_survive_a_restart_of_a_home(cred: Cred) {
 fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones(cred: Cred) {
     let dir = tempfile::tempdir().unwrap();
     trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+    let lease = Duration::from_secs(1);
     let open = |workers: usize, slow: bool| {
         let b = cred
             .setup(Engine::builder())
             .formats(registry())
             .home(dir.path())
-            .unwrap();
+            .unwrap()
+            .lease(lease);
         let b = if slow {
             b.source(Arc::new(SlowSource {
                 batches: 400,
@@ -813,20 +819,44 @@ fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones(cred: Cr
         .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();
     drop(e);
-    // A process claims the job and dies without finishing it.
+    // A process claims the job for its first attempt and dies without finishing it: its lease is never renewed.
     {
-        use trialport_core::store::JobStore;
-        let store =
-            trialport_core::store::SqliteStore::open(&dir.path().join("trialport.db")).unwrap();
-        let claimed = store.claim_next(chrono::Utc::now()).unwrap().unwrap();
-        assert_eq!(claimed.id, job.id);
+        let store = trialport_core::home::Home::open(dir.path())
+            .unwrap()
+            .open_store()
+            .unwrap();
+        trialport_core::store::conformance::write(&store, |tx| {
+            let mut j = tx.job(job.id)?.unwrap();
+            let now = chrono::Utc::now();
+            j.transition(JobState::Running, now)?;
+            j.attempt = 1;
+            j.lease = Some(trialport_core::job::Lease {
+                owner: "gone:1:00000000".into(),
+                epoch: 1,
+                expires_at: now + chrono::Duration::seconds(1),
+            });
+            tx.update_job(&j)
+        })
+        .unwrap();
     }
     let e = open(1, false);
     let done = e.wait(&admin, job.id, WAIT).unwrap();
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    assert_eq!(
+        done.attempt, 2,
+        "the lost attempt was rescued and a second one ran"
+    );
+    let trail = e.session(&admin).audit_events(1, 1000).unwrap();
+    let requeued: Vec<_> = trail
+        .iter()
+        .filter(|ev| ev.action == "job.requeued")
+        .collect();
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].details["reason"], "lease_expired");
     drop(e);
 
-    // While a live engine runs a job, another engine opening the home leaves it alone.
+    // While a live engine runs a job and renews its lease, another engine on the home leaves it alone, however
+    // long it waits.
     let live = open(1, true);
     let slow = live
         .export_data(&admin, ExportRequest::data("SLOW", &["BIG"], "lines"))
@@ -837,13 +867,12 @@ fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones(cred: Cr
         std::thread::sleep(Duration::from_millis(10));
     }
     let other = open(0, true);
-    assert_eq!(
-        other.get_job(&admin, slow.id).unwrap().state,
-        JobState::Running
-    );
+    std::thread::sleep(lease * 3);
+    let seen = other.get_job(&admin, slow.id).unwrap();
+    assert_eq!((seen.state, seen.attempt), (JobState::Running, 1));
     live.cancel(&admin, slow.id).unwrap();
     let done = live.wait(&admin, slow.id, WAIT).unwrap();
-    assert_eq!(done.state, JobState::Cancelled);
+    assert_eq!((done.state, done.attempt), (JobState::Cancelled, 1));
 }
 
 fn calls_over_the_rate_limit_get_exp006_per_principal(cred: Cred) {

@@ -357,7 +357,9 @@ fn a_home_keeps_jwt_settings_in_its_configuration() {
     let home_dir = dir.path().join("home");
     let mut home = Home::init(&home_dir, "acme", None).unwrap();
     assert_eq!(home.jwt_verifier().unwrap().map(|_| ()), None);
-    std::fs::write(dir.path().join("hs.secret"), SECRET).unwrap();
+    // An HMAC secret file is refused unless only its owner may read and write it (mode 0600).
+    trialport_core::sink::create_secret_file(&dir.path().join("hs.secret"), SECRET, "test secret")
+        .unwrap();
     std::fs::write(dir.path().join("short.secret"), &SECRET[..31]).unwrap();
     // Unusable settings are refused and not written.
     let bad = JwtConfig::with_keys(vec![JwtKeyConfig::new(
@@ -401,7 +403,9 @@ fn a_home_keeps_jwt_settings_in_its_configuration() {
 #[test]
 fn jwt_settings_parse_from_json_text_and_bad_text_is_a_validation_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hs.secret"), SECRET).unwrap();
+    // An HMAC secret file is refused unless only its owner may read and write it (mode 0600).
+    trialport_core::sink::create_secret_file(&dir.path().join("hs.secret"), SECRET, "test secret")
+        .unwrap();
     let text = r#"{"keys": [{"path": "hs.secret", "alg": "HS256", "kid": "hs"}],
                    "issuers": ["https://idp.example"], "audiences": ["trialport"], "leeway_secs": 30}"#;
     let config = JwtConfig::from_json(text).unwrap();

@@ -119,6 +119,11 @@ fn secret(n: usize) -> Vec<u8> {
     (0..n).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
+/// Writes an HMAC secret file as a deployment must: readable and writable by its owner only (mode 0600).
+fn write_secret(path: &std::path::Path, bytes: &[u8]) {
+    trialport_core::sink::create_secret_file(path, bytes, "test secret").unwrap();
+}
+
 fn claims() -> Value {
     json!({
         "sub": "user-17", "name": "Dr. Ada Example", "org": "acme",
@@ -586,7 +591,7 @@ fn leeway_is_at_most_300_seconds() {
         "invalid_leeway"
     );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hs.secret"), secret(32)).unwrap();
+    write_secret(&dir.path().join("hs.secret"), &secret(32));
     let config = JwtConfig {
         leeway_secs: Some(301),
         ..JwtConfig::with_keys(vec![JwtKeyConfig::new("hs.secret", Some(Algorithm::Hs256))])
@@ -595,6 +600,141 @@ fn leeway_is_at_most_300_seconds() {
         config_reason(JwtVerifier::from_config(&config, dir.path())),
         "invalid_leeway"
     );
+}
+
+/// A verifier of HS256 tokens that refuses lifetimes over `max` seconds.
+fn limited(max: u64) -> JwtVerifier {
+    JwtVerifier::new(
+        vec![JwtKey::hmac(&secret(32), Algorithm::Hs256, None).unwrap()],
+        JwtOptions {
+            max_lifetime_secs: Some(max),
+            ..JwtOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_maximum_lifetime_refuses_tokens_valid_for_too_long() {
+    let hour = limited(3600);
+    assert_eq!(hour.max_lifetime_secs(), Some(3600));
+    // Exactly the maximum (exp - iat) passes; one second more does not.
+    let t = hs256(&set(
+        set(claims(), "iat", json!(T - 10)),
+        "exp",
+        json!(T + 3590),
+    ));
+    assert!(hour.verify(&t, now()).is_ok());
+    let t = hs256(&set(
+        set(claims(), "iat", json!(T - 10)),
+        "exp",
+        json!(T + 3591),
+    ));
+    assert_eq!(refused(&hour, &t), "token_lifetime_too_long");
+    // The attack review's tokens: exp of 1e300, of u64::MAX and 100 years away, with and without iat. Without a
+    // maximum they are accepted (the default); with one, refused.
+    let century = T + 100 * 365 * 24 * 3600;
+    for exp in [json!(1e300), json!(u64::MAX), json!(century)] {
+        for c in [
+            set(claims(), "exp", exp.clone()),
+            unset(set(claims(), "exp", exp.clone()), "iat"),
+        ] {
+            let t = hs256(&c);
+            assert!(hs_verifier().verify(&t, now()).is_ok(), "{exp}");
+            assert_eq!(refused(&hour, &t), "token_lifetime_too_long", "{exp}");
+        }
+    }
+    // Without iat, what is left of the token counts, with the leeway for clock skew.
+    let no_iat = |exp: i64| hs256(&set(unset(claims(), "iat"), "exp", json!(exp)));
+    assert!(hour.verify(&no_iat(T + 3600 + 60), now()).is_ok());
+    assert_eq!(
+        refused(&hour, &no_iat(T + 3600 + 61)),
+        "token_lifetime_too_long"
+    );
+    // An iat far in the past makes a long claimed lifetime even if little of it is left.
+    let old = hs256(&set(claims(), "iat", json!(T - 7200)));
+    assert_eq!(refused(&hour, &old), "token_lifetime_too_long");
+    let e = hour.verify(&old, now()).unwrap_err();
+    assert_eq!(e.details()["max_lifetime_secs"], 3600);
+    // Zero is no lifetime at all: a configuration mistake.
+    let e = JwtVerifier::new(
+        vec![JwtKey::hmac(&secret(32), Algorithm::Hs256, None).unwrap()],
+        JwtOptions {
+            max_lifetime_secs: Some(0),
+            ..JwtOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.reason(), e.field()),
+        ("invalid_max_lifetime", Some("jwt"))
+    );
+    // From a home's settings.
+    let dir = tempfile::tempdir().unwrap();
+    write_secret(&dir.path().join("hs.secret"), &secret(32));
+    let config = JwtConfig::from_json(
+        r#"{"keys": [{"path": "hs.secret", "alg": "HS256"}], "max_lifetime_secs": 3600}"#,
+    )
+    .unwrap();
+    assert_eq!(config.max_lifetime_secs, Some(3600));
+    let v = JwtVerifier::from_config(&config, dir.path()).unwrap();
+    assert_eq!(
+        refused(&v, &hs256(&set(claims(), "exp", json!(century)))),
+        "token_lifetime_too_long"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn hmac_secret_files_that_others_may_read_or_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = b"visible-secret-marker-of-32-bytes!";
+    let config = |path: &str, alg: Option<Algorithm>| {
+        JwtConfig::with_keys(vec![JwtKeyConfig::new(path, alg)])
+    };
+    let chmod = |name: &str, mode: u32| {
+        std::fs::set_permissions(dir.path().join(name), std::fs::Permissions::from_mode(mode))
+            .unwrap()
+    };
+    std::fs::write(dir.path().join("hs.secret"), marker).unwrap();
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660, 0o666, 0o777] {
+        chmod("hs.secret", mode);
+        let e = JwtVerifier::from_config(&config("hs.secret", Some(Algorithm::Hs256)), dir.path())
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.reason(), e.field()),
+            (ErrorCode::Validation, "insecure_key_file", Some("jwt")),
+            "{mode:o}"
+        );
+        assert_eq!(e.details()["mode"], format!("{mode:04o}"));
+        assert_eq!(e.details()["key"], 0);
+        let rendered = e.render().to_string();
+        assert!(rendered.contains(&format!("{mode:04o}")), "{rendered}");
+        assert!(!rendered.contains("visible-secret-marker"), "{rendered}");
+        assert!(!rendered.contains("hs.secret"), "{rendered}");
+    }
+    for mode in [0o600, 0o400, 0o700] {
+        chmod("hs.secret", mode);
+        JwtVerifier::from_config(&config("hs.secret", Some(Algorithm::Hs256)), dir.path()).unwrap();
+    }
+    // A JWK holding an "oct" secret is a secret file too; a public key is not.
+    let jwk = format!(
+        r#"{{"kty":"oct","alg":"HS256","k":"{}"}}"#,
+        harness::b64url(&secret(32))
+    );
+    std::fs::write(dir.path().join("oct.json"), jwk).unwrap();
+    chmod("oct.json", 0o644);
+    assert_eq!(
+        config_reason(JwtVerifier::from_config(
+            &config("oct.json", None),
+            dir.path()
+        )),
+        "insecure_key_file"
+    );
+    std::fs::write(dir.path().join("rsa.pem"), RSA_PUBLIC).unwrap();
+    chmod("rsa.pem", 0o644);
+    JwtVerifier::from_config(&config("rsa.pem", Some(Algorithm::Rs256)), dir.path()).unwrap();
 }
 
 #[test]
@@ -1062,11 +1202,10 @@ fn configuration_reads_pem_jwk_jwks_and_secret_files() {
     ]});
     std::fs::write(dir.path().join("jwks.json"), jwks.to_string()).unwrap();
     std::fs::write(dir.path().join("rsa.pem"), RSA_PUBLIC).unwrap();
-    std::fs::write(
-        dir.path().join("hs.secret"),
-        [secret(40), b"\n".to_vec()].concat(),
-    )
-    .unwrap();
+    write_secret(
+        &dir.path().join("hs.secret"),
+        &[secret(40), b"\n".to_vec()].concat(),
+    );
     let config: JwtConfig = serde_json::from_value(json!({
         "keys": [
             {"path": "jwks.json"},

@@ -229,6 +229,7 @@ fn report(study: &str) -> ExportRequest {
         ReportSpec {
             study: study.into(),
             title: "Safety".into(),
+            data_cutoff: None,
             parameters: Default::default(),
             sections: vec![SectionSpec::Text {
                 heading: None,
@@ -244,6 +245,7 @@ fn dashboard(study: &str) -> ExportRequest {
         DashboardSpec {
             study: study.into(),
             title: "Overview".into(),
+            data_cutoff: None,
             tiles: vec![TileSpec {
                 label: "Subjects".into(),
                 dataset: "DM".into(),
@@ -271,14 +273,20 @@ fn bulk(study: &str, identifiable: bool) -> ExportRequest {
     }
 }
 
-fn subject_of(engine: &Engine, admin: &str, org: &str, name: &str) -> (String, String) {
+fn subject_of(
+    engine: &Engine,
+    admin: &str,
+    org: &str,
+    study: &str,
+    name: &str,
+) -> (String, String) {
     let (text, rec) = engine
         .session(admin)
         .create_api_key(NewApiKey {
             name: name.into(),
             org: Some(org.into()),
             roles: vec![Role::Monitor],
-            studies: vec![OWN_STUDY.into()],
+            studies: vec![study.into()],
             expires_at: None,
         })
         .unwrap();
@@ -401,7 +409,7 @@ impl World {
                 expires_at: None,
             }),
             "reset_signing" => {
-                let (cred, subject) = subject_of(e, &self.admins[org], org, "signer");
+                let (cred, subject) = subject_of(e, &self.admins[org], org, study, "signer");
                 e.session(&cred)
                     .set_signing_password(PASSWORD, None)
                     .unwrap();

@@ -109,6 +109,7 @@ impl Setup {
                     ReportSpec {
                         study: "S1".into(),
                         title: "Retention".into(),
+                        data_cutoff: None,
                         parameters: Default::default(),
                         sections: vec![SectionSpec::Text {
                             heading: None,
@@ -138,10 +139,11 @@ impl Setup {
         self.engine.get_job(&self.admin, id).unwrap().state
     }
 
-    /// The files of a job on disk: name → bytes.
+    /// The files of a job on disk (in the folder of its attempt): name → bytes.
     fn files(&self, id: Uuid) -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
-        let dir = self.dir.join(id.to_string());
+        let job = self.engine.get_job(&self.admin, id).unwrap();
+        let dir = self.dir.join(job.attempt_folder(job.attempt));
         for entry in fs::read_dir(dir).unwrap() {
             let entry = entry.unwrap();
             if entry.file_type().unwrap().is_file() {
@@ -528,7 +530,7 @@ fn the_background_sweep_expires_due_jobs_without_any_call() {
         .events()
         .iter()
         .all(|ev| ev.action != "artifact.deleted"));
-    assert!(dir.join(job.id.to_string()).join("dm.txt").exists());
+    assert!(dir.join(job.artifact_path("dm.txt")).exists());
 
     clock.advance(days(3));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -549,8 +551,13 @@ fn the_background_sweep_expires_due_jobs_without_any_call() {
     };
     assert_eq!(expired.actor.subject, "system");
     assert_eq!(expired.request_id, format!("job_{}", job.id.simple()));
-    assert!(!dir.join(job.id.to_string()).join("dm.txt").exists());
-    assert!(dir.join(job.id.to_string()).join("manifest.json").exists());
+    // The bytes go once the expiry is recorded (the hook sees the events before they commit).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dir.join(job.artifact_path("dm.txt")).exists() {
+        assert!(Instant::now() < deadline, "the expired bytes stayed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(dir.join(job.artifact_path("manifest.json")).exists());
     let deleted: Vec<AuditEvent> = hook
         .events()
         .into_iter()
@@ -798,7 +805,7 @@ fn the_sweep_expires_jobs_of_an_organization_that_never_called_this_engine() {
         assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
         job
     };
-    let data = dir.join(job.id.to_string()).join("dm.txt");
+    let data = dir.join(job.artifact_path("dm.txt"));
     assert!(data.exists());
 
     // Second engine on the same database, days later, sweeping; nobody of "beta" (nobody at all) calls it.
@@ -816,14 +823,14 @@ fn the_sweep_expires_jobs_of_an_organization_that_never_called_this_engine() {
         hook.events().iter().any(|ev| ev.action == "job.expired")
     });
     drop(e);
-    let expired = trialport_core::store::JobStore::get(&*store, job.id).unwrap();
+    let expired = trialport_core::job::JobReads::get_job(&*store, job.id).unwrap();
     assert_eq!(expired.state, JobState::Expired);
     assert_eq!(
         expired.artifacts, job.artifacts,
         "the record keeps every artifact"
     );
     assert!(!data.exists(), "the data file is deleted");
-    assert!(dir.join(job.id.to_string()).join("manifest.json").exists());
+    assert!(dir.join(job.artifact_path("manifest.json")).exists());
     let events = hook.events();
     let ev = events.iter().find(|ev| ev.action == "job.expired").unwrap();
     assert_eq!(
@@ -860,7 +867,7 @@ fn the_sweep_expires_every_due_job_over_many_pages_and_organizations() {
         let org = format!("org-{}", i % 7);
         let finished = now - days(2) - chrono::Duration::minutes(i / 3);
         let job = finished_job(&org, JobKind::Data, finished, &dir, i % 100 == 0);
-        trialport_core::store::JobStore::insert(&*store, &job).unwrap();
+        trialport_core::store::conformance::write(&*store, |tx| tx.insert_job(&job)).unwrap();
         due.push(job);
     }
     let mut young = Vec::new();
@@ -872,7 +879,7 @@ fn the_sweep_expires_every_due_job_over_many_pages_and_organizations() {
             &dir,
             false,
         );
-        trialport_core::store::JobStore::insert(&*store, &job).unwrap();
+        trialport_core::store::conformance::write(&*store, |tx| tx.insert_job(&job)).unwrap();
         young.push(job);
     }
     let clock = Arc::new(FixedClock::new(now));
@@ -884,7 +891,7 @@ fn the_sweep_expires_every_due_job_over_many_pages_and_organizations() {
         b.retention(days(2)).audit_hook(Arc::new(times.clone()))
     });
     let state = |id| {
-        trialport_core::store::JobStore::get(&*store, id)
+        trialport_core::job::JobReads::get_job(&*store, id)
             .unwrap()
             .state
     };
@@ -927,7 +934,7 @@ fn jobs_kept_longer_do_not_hold_up_later_due_jobs() {
             .into();
     let store = Arc::new(trialport_core::store::MemoryStore::new());
     let insert = |job: &Job| {
-        trialport_core::store::JobStore::insert(&*store, job).unwrap();
+        trialport_core::store::conformance::write(&*store, |tx| tx.insert_job(job)).unwrap();
     };
     // The oldest: 700 bulk jobs (kept 30 days) finished 10 days ago, more than a page of the sweep; then 40 data
     // jobs (kept 1 day) finished 2 days ago, and one bulk job finished 31 days ago, due.
@@ -956,7 +963,7 @@ fn jobs_kept_longer_do_not_hold_up_later_due_jobs() {
         |b| b.retention(days(1)).retention_for(JobKind::Bulk, days(30)),
     );
     let state = |id| {
-        trialport_core::store::JobStore::get(&*store, id)
+        trialport_core::job::JobReads::get_job(&*store, id)
             .unwrap()
             .state
     };

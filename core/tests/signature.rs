@@ -20,7 +20,9 @@ use trialport_core::format::{
 };
 use trialport_core::home::{Home, HomeConfig};
 use trialport_core::job::{Job, JobKind, JobState};
-use trialport_core::manifest::{verify_package, verify_package_with};
+use trialport_core::manifest::{
+    inspect_package, verify_package, verify_package_with, SignatureRequirement, SignatureStatus,
+};
 use trialport_core::meta::DatasetMeta;
 use trialport_core::request::{from_json, ExportRequest, PackageKind};
 use trialport_core::signature::{
@@ -475,7 +477,10 @@ fn a_signer_without_a_password_cannot_sign_and_passwords_follow_the_policy() {
             Outcome::Success
         ]
     );
-    assert_eq!(set[4].details, json!({"changed": true}));
+    assert_eq!(
+        set[4].details,
+        json!({"changed": true, "after_reset": false})
+    );
 }
 
 /// A home whose configuration hashes fast, with the test formats and source.
@@ -746,7 +751,8 @@ fn no_role_can_sign_as_another_user() {
         .engine
         .export_data(&bob, data(sign(Meaning::Approval, PASSWORD)))
         .unwrap_err();
-    assert_eq!(reason(&e), ("EXP003", "signing_not_enrolled"));
+    // Bob's credential waits for Bob's own new password.
+    assert_eq!(reason(&e), ("EXP003", "password_reset_required"));
     // What the admin signs names the admin.
     let job = s
         .engine
@@ -999,4 +1005,562 @@ fn the_engine_key_is_the_homes_and_survives_restarts() {
             .public_key(),
         first
     );
+}
+
+// ---- credential controls (21 CFR 11.100, 11.300; attack review L2 and the password policy) -----------------
+
+/// [`setup`] that also accepts the tokens of `common::mint` (org `acme`).
+fn setup_with_jwt() -> Setup {
+    let hook = RecordingHook::new();
+    let engine = Engine::builder()
+        .formats(formats())
+        .source(source())
+        .audit_hook(Arc::new(hook.clone()))
+        .password_store(Arc::new(PasswordStore::in_memory(settings()).unwrap()))
+        .jwt(common::jwt_verifier())
+        .workers(1)
+        .build()
+        .unwrap();
+    let admin = format!(
+        "ApiKey {}",
+        engine.create_initial_admin_key("acme").unwrap()
+    );
+    Setup {
+        engine,
+        admin,
+        hook,
+    }
+}
+
+/// A bearer token of org `acme` (EdDSA, from `common::mint`).
+fn token(sub: &str, roles: &[Role], studies: &[&str]) -> String {
+    common::mint(
+        jsonwebtoken::Algorithm::EdDSA,
+        sub,
+        "Token User",
+        roles,
+        studies,
+    )
+}
+
+/// Locks `cred`'s signing with five wrong passwords.
+fn lock(s: &Setup, cred: &str) {
+    for _ in 0..5 {
+        s.engine
+            .export_data(cred, data(sign(Meaning::Approval, WRONG)))
+            .unwrap_err();
+    }
+    let e = s
+        .engine
+        .export_data(cred, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+}
+
+#[test]
+fn nobody_resets_their_own_signing_credential_nor_through_a_key_they_made() {
+    let s = setup_with_jwt();
+    let me = common::subject_of(&s.admin);
+    s.engine
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    lock(&s, &s.admin);
+    // The review's case: an admin resets their own lockout, then sets a password, and an API key alone signs.
+    let e = s.engine.session(&s.admin).reset_signing(&me).unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "self_reset"));
+    assert_eq!(e.field(), Some("subject"));
+    assert_eq!(
+        events(&s, "reset_signing").last().unwrap().outcome,
+        Outcome::Denied
+    );
+    // Nor through a key the locked admin mints, or a key that key mints.
+    let helper = key(&s.engine, &s.admin, &[Role::Admin], &["*"]);
+    let grandchild = key(&s.engine, &helper, &[Role::Admin], &["*"]);
+    for cred in [&helper, &grandchild] {
+        let e = s.engine.session(cred).reset_signing(&me).unwrap_err();
+        assert_eq!(reason(&e), ("EXP003", "self_reset"));
+    }
+    let e = s
+        .engine
+        .session(&s.admin)
+        .set_signing_password("a password of my choosing", None)
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+    // Another person (an organization-wide admin of the identity provider) may.
+    let other_admin = token("idp-second-admin", &[Role::Admin], &["*"]);
+    s.engine.session(&other_admin).reset_signing(&me).unwrap();
+    // And the token admin cannot reset their own either.
+    s.engine
+        .session(&other_admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    let e = s
+        .engine
+        .session(&other_admin)
+        .reset_signing("idp-second-admin")
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "self_reset"));
+}
+
+#[test]
+fn a_reset_forces_a_new_password_before_the_next_signature() {
+    let s = setup();
+    let user = key(&s.engine, &s.admin, &[Role::DataManager], &["S1"]);
+    let subject = common::subject_of(&user);
+    s.engine
+        .session(&user)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    s.engine
+        .export_data(&user, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap();
+    // Not locked: an administrator may still reset (a lost or compromised password, 11.300(c)).
+    s.engine.session(&s.admin).reset_signing(&subject).unwrap();
+    let ev = events(&s, "reset_signing").pop().unwrap();
+    assert_eq!(
+        (ev.outcome, ev.details["password_reset_required"].clone()),
+        (Outcome::Success, json!(true))
+    );
+    // The old password no longer signs, with a reason that says what to do; no attempt is counted.
+    for _ in 0..6 {
+        let e = s
+            .engine
+            .export_data(&user, data(sign(Meaning::Approval, PASSWORD)))
+            .unwrap_err();
+        assert_eq!(reason(&e), ("EXP003", "password_reset_required"));
+        assert!(e.message().contains("set a new password"), "{e}");
+    }
+    assert!(events(&s, "security.signing_locked").is_empty());
+    // Only its owner lifts the mark, without the old password.
+    s.engine
+        .session(&user)
+        .set_signing_password("the signer's own new one", None)
+        .unwrap();
+    let set = events(&s, "set_signing_password").pop().unwrap();
+    assert_eq!(set.details["after_reset"], true);
+    let e = s
+        .engine
+        .export_data(&user, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+    s.engine
+        .export_data(
+            &user,
+            data(sign(Meaning::Approval, "the signer's own new one")),
+        )
+        .unwrap();
+    // Nothing left to reset now but the new password: a second reset is a new reset.
+    s.engine.session(&s.admin).reset_signing(&subject).unwrap();
+    assert_eq!(
+        reason(
+            &s.engine
+                .session(&s.admin)
+                .reset_signing(&subject)
+                .unwrap_err()
+        ),
+        ("EXP001", "not_found")
+    );
+}
+
+#[test]
+fn resets_follow_the_scope_of_key_revocation() {
+    let s = setup_with_jwt();
+    let org_admin = common::subject_of(&s.admin);
+    s.engine
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    let s1_admin = key(&s.engine, &s.admin, &[Role::Admin], &["S1"]);
+    // The review's case: a study-S1 admin resets the organization-wide admin's credential. It cannot revoke
+    // that admin's key, and now cannot reset it either.
+    let admin_key_id = org_admin.strip_prefix("apikey:").unwrap();
+    let revoke = s
+        .engine
+        .session(&s1_admin)
+        .revoke_api_key(admin_key_id)
+        .unwrap_err();
+    let reset = s
+        .engine
+        .session(&s1_admin)
+        .reset_signing(&org_admin)
+        .unwrap_err();
+    for e in [&revoke, &reset] {
+        assert_eq!(reason(e), ("EXP003", "permission_denied"));
+        assert_eq!(e.details()["scope"], "study");
+    }
+    s.engine
+        .export_data(&s.admin, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap();
+    // Within its studies it may; a signer holding a study it lacks, it may not.
+    let s1_user = key(&s.engine, &s.admin, &[Role::Monitor], &["S1"]);
+    let s1_s2_user = key(&s.engine, &s.admin, &[Role::Monitor], &["S1", "S2"]);
+    for cred in [&s1_user, &s1_s2_user] {
+        s.engine
+            .session(cred)
+            .set_signing_password(PASSWORD, None)
+            .unwrap();
+    }
+    s.engine
+        .session(&s1_admin)
+        .reset_signing(&common::subject_of(&s1_user))
+        .unwrap();
+    let e = s
+        .engine
+        .session(&s1_admin)
+        .reset_signing(&common::subject_of(&s1_s2_user))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "permission_denied"));
+    // A token's signer has no key record: the studies it held when it enrolled decide.
+    let s2_token = token("idp-s2-user", &[Role::DataManager], &["S2"]);
+    s.engine
+        .session(&s2_token)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    let e = s
+        .engine
+        .session(&s1_admin)
+        .reset_signing("idp-s2-user")
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "permission_denied"));
+    s.engine
+        .session(&s.admin)
+        .reset_signing("idp-s2-user")
+        .unwrap();
+    // A signer of another organization is as unknown as a signer that does not exist.
+    let other_org = s.engine.create_initial_admin_key("globex").unwrap();
+    let other_org = format!("ApiKey {other_org}");
+    s.engine
+        .session(&other_org)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    let hidden = s
+        .engine
+        .session(&s.admin)
+        .reset_signing(&common::subject_of(&other_org))
+        .unwrap_err();
+    let unknown = s
+        .engine
+        .session(&s.admin)
+        .reset_signing("apikey:0123456789ab")
+        .unwrap_err();
+    assert_eq!(reason(&hidden), ("EXP001", "not_found"));
+    assert_eq!(
+        (hidden.message(), hidden.details()),
+        (unknown.message(), unknown.details())
+    );
+}
+
+#[test]
+fn signing_passwords_follow_the_policy() {
+    let s = setup();
+    let grace = {
+        let (text, _) = s
+            .engine
+            .session(&s.admin)
+            .create_api_key(trialport_core::auth::NewApiKey {
+                name: "Grace Hopper".into(),
+                org: Some("acme".into()),
+                roles: vec![Role::DataManager],
+                studies: vec!["S1".into()],
+                expires_at: None,
+            })
+            .unwrap();
+        format!("ApiKey {text}")
+    };
+    let key_id = common::subject_of(&grace)
+        .strip_prefix("apikey:")
+        .unwrap()
+        .to_string();
+    for (password, rule) in [
+        // The review's case: `password` was accepted (8 characters were the only rule).
+        ("password", "too_short"),
+        ("elevenchars", "too_short"),
+        ("password1234", "common_password"),
+        ("Administrator", "common_password"),
+        ("grace hopper signs 2025", "contains_identity"),
+        (&format!("key {key_id} pw"), "contains_identity"),
+    ] {
+        let e = s
+            .engine
+            .session(&grace)
+            .set_signing_password(password, None)
+            .unwrap_err();
+        assert_eq!(reason(&e), ("EXP002", "weak_password"), "{password}");
+        assert_eq!(e.details()["rule"], rule, "{password}");
+        // ("password" itself is a word of the messages.)
+        if password != "password" {
+            assert!(!e.render().to_string().contains(password), "{password}");
+        }
+    }
+    s.engine
+        .session(&grace)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+}
+
+// ---- strict verification (attack review H4 and M6) ----------------------------------------------------------
+
+/// A signed eCTD package of the test formats, saved (zip and job manifest) into a new directory.
+fn signed_ectd(s: &Setup) -> tempfile::TempDir {
+    s.engine
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    let job = s
+        .engine
+        .bulk_export(
+            &s.admin,
+            bulk(PackageKind::Ectd, sign(Meaning::Approval, PASSWORD)),
+        )
+        .unwrap();
+    let job = finished(s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(s, &s.admin, &job, dir.path());
+    dir
+}
+
+/// Rewrites a zip package with `change` applied to its manifest and entries (name, bytes), re-hashing the
+/// changed entries into the manifest as a forger would.
+fn forge_zip(from: &Path, to: &Path, change: impl Fn(&mut Value, &str, &mut Vec<u8>)) {
+    use std::io::Write;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut m: Value = {
+        let mut text = Vec::new();
+        zip.by_name("manifest.json")
+            .unwrap()
+            .read_to_end(&mut text)
+            .unwrap();
+        serde_json::from_slice(&text).unwrap()
+    };
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let name = f.name().unwrap().to_string();
+        if name == "manifest.json" {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        change(&mut m, &name, &mut bytes);
+        let (n, sha) = trialport_core::sink::sha256_of(bytes.as_slice()).unwrap();
+        for file in m["files"].as_array_mut().unwrap() {
+            if file["path"] == name.as_str() {
+                file["bytes"] = json!(n);
+                file["sha256"] = json!(sha);
+            }
+        }
+        entries.push((name, bytes));
+    }
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, bytes) in entries {
+        out.start_file(name, opts).unwrap();
+        out.write_all(&bytes).unwrap();
+    }
+    out.start_file("manifest.json", opts).unwrap();
+    out.write_all(&serde_json::to_vec(&m).unwrap()).unwrap();
+    out.finish().unwrap();
+}
+
+#[test]
+fn a_stripped_ectd_package_is_unsigned_and_refused() {
+    let s = setup();
+    let dir = signed_ectd(&s);
+    let zip = dir.path().join("s1_ectd.zip");
+    let key = s.engine.signing_public_key();
+    assert_eq!(
+        verify_package(&zip).unwrap().signature_status,
+        SignatureStatus::Untrusted
+    );
+    assert_eq!(
+        verify_package_with(&zip, Some(&key))
+            .unwrap()
+            .signature_status,
+        SignatureStatus::Signed
+    );
+    // The review's forgery: signatures and request.signature removed, a data file changed, the hashes updated.
+    let forged = dir.path().join("forged.zip");
+    forge_zip(&zip, &forged, |m, name, bytes| {
+        m["signatures"] = json!([]);
+        m["request"].as_object_mut().unwrap().remove("signature");
+        if name.ends_with(".xpt") {
+            bytes.extend_from_slice(b"S1-999|F|99|99.5\n");
+        }
+    });
+    for trusted in [Some(&key), None] {
+        let e = verify_package_with(&forged, trusted).unwrap_err();
+        assert_eq!(reason(&e), ("EXP003", "signature_required"));
+        assert_eq!(e.details()["signature_status"], "UNSIGNED");
+        let want = if trusted.is_some() {
+            "public_key"
+        } else {
+            "ectd_package"
+        };
+        assert_eq!(e.details()["required_for"], want);
+        // The report shows it before the refusal.
+        let report = inspect_package(&forged, trusted).unwrap();
+        assert_eq!(report.signature_status, SignatureStatus::Unsigned);
+        assert!(report.signatures.is_empty());
+    }
+    // Renaming the package kind does not make a submission unsigned: its m5/ tree still says what it is.
+    let renamed = dir.path().join("renamed.zip");
+    forge_zip(&zip, &renamed, |m, _, _| {
+        m["signatures"] = json!([]);
+        m["request"].as_object_mut().unwrap().remove("signature");
+        m["request"]["package"] = json!("zip");
+    });
+    assert_eq!(
+        reason(&verify_package(&renamed).unwrap_err()),
+        ("EXP003", "signature_required")
+    );
+}
+
+#[test]
+fn a_trusted_key_requires_a_signature_of_any_package() {
+    let s = setup();
+    let job = s
+        .engine
+        .bulk_export(&s.admin, bulk(PackageKind::Zip, None))
+        .unwrap();
+    let job = finished(&s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(&s, &s.admin, &job, dir.path());
+    let zip = dir.path().join(
+        &job.artifacts
+            .iter()
+            .find(|a| a.name.ends_with(".zip"))
+            .unwrap()
+            .name,
+    );
+    // Unsigned and not a submission: verified, and said to be unsigned.
+    let report = verify_package(&zip).unwrap();
+    assert_eq!(
+        (report.signature_status, report.signature_required),
+        (SignatureStatus::Unsigned, None)
+    );
+    let key = s.engine.signing_public_key();
+    let e = verify_package_with(&zip, Some(&key)).unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_required"));
+    assert_eq!(e.details()["required_for"], "public_key");
+    assert_eq!(
+        inspect_package(&zip, Some(&key))
+            .unwrap()
+            .signature_required,
+        Some(SignatureRequirement::PublicKey)
+    );
+}
+
+/// A signed eCTD package in a directory (the job's artifacts, as `download --all` writes them).
+fn ectd_directory(s: &Setup) -> (tempfile::TempDir, PathBuf) {
+    s.engine
+        .session(&s.admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    let request = bulk(PackageKind::Ectd, sign(Meaning::Approval, PASSWORD))
+        .container(trialport_core::request::PackageContainer::Directory);
+    let job = s.engine.bulk_export(&s.admin, request).unwrap();
+    let job = finished(s, &s.admin, &job);
+    let dir = tempfile::tempdir().unwrap();
+    save(s, &s.admin, &job, dir.path());
+    let xpt = job
+        .artifacts
+        .iter()
+        .find(|a| a.name.ends_with(".xpt"))
+        .unwrap()
+        .name
+        .clone();
+    (dir, PathBuf::from(xpt))
+}
+
+#[test]
+fn a_package_directory_holds_only_what_its_manifest_lists() {
+    let s = setup();
+    let (dir, xpt) = ectd_directory(&s);
+    let root = dir.path();
+    let key = s.engine.signing_public_key();
+    assert_eq!(
+        verify_package_with(root, Some(&key))
+            .unwrap()
+            .signature_status,
+        SignatureStatus::Signed
+    );
+    let sdtm = root.join(xpt.parent().unwrap());
+    let unlisted = |e: Error, path: &str| {
+        assert_eq!(reason(&e), ("EXP005", "integrity_violation"), "{e}");
+        assert_eq!(e.details()["path"], path);
+    };
+    // The review's case: an injected zz.xpt (and define-2.xml) beside the signed files.
+    let rel = |name: &str| format!("{}/{name}", xpt.parent().unwrap().display());
+    for name in ["zz.xpt", "define-2.xml"] {
+        std::fs::copy(root.join(&xpt), sdtm.join(name)).unwrap();
+        unlisted(
+            verify_package_with(root, Some(&key)).unwrap_err(),
+            &rel(name),
+        );
+        std::fs::remove_file(sdtm.join(name)).unwrap();
+    }
+    // A hidden file, a file at the top, an empty folder, a folder of unlisted files.
+    std::fs::write(sdtm.join(".hidden"), b"x").unwrap();
+    unlisted(verify_package(root).unwrap_err(), &rel(".hidden"));
+    std::fs::remove_file(sdtm.join(".hidden")).unwrap();
+    std::fs::write(root.join("notes.txt"), b"x").unwrap();
+    unlisted(verify_package(root).unwrap_err(), "notes.txt");
+    std::fs::remove_file(root.join("notes.txt")).unwrap();
+    std::fs::create_dir(sdtm.join("extra")).unwrap();
+    unlisted(verify_package(root).unwrap_err(), &rel("extra"));
+    std::fs::remove_dir(sdtm.join("extra")).unwrap();
+    verify_package_with(root, Some(&key)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_package_directory_with_a_symbolic_link_or_special_file_is_refused() {
+    let s = setup();
+    let (dir, xpt) = ectd_directory(&s);
+    let root = dir.path();
+    let outside = tempfile::tempdir().unwrap();
+    let unsafe_at = |path: &str| {
+        let e = verify_package(root).unwrap_err();
+        assert_eq!(reason(&e), ("EXP002", "unsafe_package"), "{e}");
+        assert_eq!(e.details()["path"], path);
+    };
+    // A listed file replaced by a link to an identical copy elsewhere: the bytes match, the link is refused.
+    let copy = outside.path().join("copy.xpt");
+    std::fs::rename(root.join(&xpt), &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, root.join(&xpt)).unwrap();
+    unsafe_at(xpt.to_str().unwrap());
+    std::fs::remove_file(root.join(&xpt)).unwrap();
+    std::fs::rename(&copy, root.join(&xpt)).unwrap();
+    verify_package(root).unwrap();
+    // A linked folder on the way to the listed files.
+    let top = xpt.iter().next().unwrap().to_str().unwrap().to_string();
+    let moved = outside.path().join("tree");
+    std::fs::rename(root.join(&top), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, root.join(&top)).unwrap();
+    unsafe_at(&top);
+    std::fs::remove_file(root.join(&top)).unwrap();
+    std::fs::rename(&moved, root.join(&top)).unwrap();
+    // A linked manifest, and a dangling link nobody lists.
+    std::os::unix::fs::symlink("/nonexistent", root.join("zz.xpt")).unwrap();
+    unsafe_at("zz.xpt");
+    std::fs::remove_file(root.join("zz.xpt")).unwrap();
+    let manifest = outside.path().join("manifest.json");
+    std::fs::rename(root.join("manifest.json"), &manifest).unwrap();
+    std::os::unix::fs::symlink(&manifest, root.join("manifest.json")).unwrap();
+    unsafe_at("manifest.json");
+    std::fs::remove_file(root.join("manifest.json")).unwrap();
+    std::fs::rename(&manifest, root.join("manifest.json")).unwrap();
+    verify_package(root).unwrap();
+    // A FIFO (reading it would block for ever), where `mkfifo` exists.
+    let fifo = root.join("zz.fifo");
+    if std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        unsafe_at("zz.fifo");
+        std::fs::remove_file(&fifo).unwrap();
+    }
+    verify_package(root).unwrap();
 }

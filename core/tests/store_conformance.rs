@@ -1,18 +1,17 @@
 //! Runs the store conformance suite against the memory and SQLite stores (one test per check and store), plus
-//! SQLite-specific tests: restart, two connections on one file, schema version, corrupt rows.
+//! SQLite-specific tests: restart, two connections on one file, schema version, corrupt and altered rows, and
+//! the audit archive against its anchor.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use trialport_core::audit::AuditEvent;
-use trialport_core::auth::ApiKeyRecord;
+use trialport_core::audit::{AuditEvent, AuditReads, GENESIS_HASH};
+use trialport_core::auth::{KeyReads, KeyRows};
 use trialport_core::error::ErrorCode;
-use trialport_core::job::{Job, JobState};
-use trialport_core::store::conformance::{self, at, sample_job, Stores};
-use trialport_core::store::{
-    AuditStore, FinishedQuery, JobPage, JobQuery, JobStore, KeyStore, MemoryStore, SqliteStore,
-};
+use trialport_core::job::{FinishedQuery, Job, JobQuery, JobReads, JobRows, JobState};
+use trialport_core::store::conformance::{self, at, sample_event, sample_job, write, Stores};
+use trialport_core::store::{MemoryStore, SqliteOptions, SqliteStore, Store, Tx, Witness, Work};
 use trialport_core::Result;
 use uuid::Uuid;
 
@@ -23,8 +22,9 @@ macro_rules! per_check {
             use super::*;
             per_check!(@tests $make;
                 jobs_insert_get, jobs_update_is_conditional, jobs_list_filters, jobs_list_pagination,
-                jobs_idempotency, jobs_claim_order, jobs_concurrent_claims, jobs_requeue_running,
-                jobs_list_finished, jobs_list_finished_walk, keys_contract, audit_append_and_read, audit_concurrent_appends);
+                jobs_idempotency, jobs_claim_order, jobs_concurrent_claims, jobs_expired_leases,
+                jobs_list_finished, jobs_list_finished_walk, keys_contract, audit_append_and_read,
+                audit_concurrent_appends, transactions_are_atomic, transactions_read_their_writes);
         }
     };
     (@tests $make:expr; $($check:ident),*) => {
@@ -59,8 +59,29 @@ fn sqlite_file() -> (tempfile::TempDir, Stores) {
     (dir, Stores::from_one(store))
 }
 
+/// A SQLite store as a home opens it: row MACs and the audit archive.
+fn sqlite_home_store() -> (tempfile::TempDir, Stores) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = home_store(dir.path());
+    (dir, Stores::from_one(store))
+}
+
+const ROW_KEY: [u8; 32] = [42; 32];
+
+fn home_store(dir: &Path) -> SqliteStore {
+    SqliteStore::open_with(
+        &dir.join("trialport.db"),
+        SqliteOptions {
+            archive: Some(&dir.join("audit.log")),
+            row_key: Some(&ROW_KEY),
+        },
+    )
+    .unwrap()
+}
+
 per_check!(memory_store, memory());
 per_check!(sqlite_store, sqlite_file());
+per_check!(sqlite_home, sqlite_home_store());
 per_check!(
     sqlite_in_memory,
     ((), Stores::from_one(SqliteStore::open_in_memory().unwrap()))
@@ -76,79 +97,120 @@ struct BrokenStore {
     inner: MemoryStore,
     /// Ignore the version on update (last writer wins).
     ignore_versions: bool,
-    /// Claim without atomicity: read the oldest queued job, then write it (the memory store's lock is released in
-    /// between).
-    racy_claims: bool,
+    /// Commit what the work did even when it fails.
+    partial_commits: bool,
 }
 
-impl JobStore for BrokenStore {
-    fn insert(&self, job: &Job) -> Result<Job> {
-        self.inner.insert(job)
+/// The transaction of a [`BrokenStore`].
+struct BrokenTx<'a> {
+    tx: &'a mut dyn Tx,
+    ignore_versions: bool,
+}
+
+impl JobRows for BrokenTx<'_> {
+    fn job(&mut self, id: Uuid) -> Result<Option<Job>> {
+        self.tx.job(id)
     }
-    fn get(&self, id: Uuid) -> Result<Job> {
-        self.inner.get(id)
+    fn insert_job(&mut self, job: &Job) -> Result<Job> {
+        self.tx.insert_job(job)
     }
-    fn update(&self, job: &Job) -> Result<Job> {
+    fn update_job(&mut self, job: &Job) -> Result<Job> {
         if self.ignore_versions {
             let mut j = job.clone();
-            j.version = self.inner.get(job.id)?.version;
-            return self.inner.update(&j);
+            if let Some(current) = self.tx.job(job.id)? {
+                j.version = current.version;
+            }
+            return self.tx.update_job(&j);
         }
-        self.inner.update(job)
+        self.tx.update_job(job)
     }
-    fn list(&self, q: &JobQuery) -> Result<JobPage> {
-        self.inner.list(q)
+    fn job_by_idempotency_key(&mut self, o: &str, r: &str, k: &str) -> Result<Option<Job>> {
+        self.tx.job_by_idempotency_key(o, r, k)
     }
-    fn claim_next(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Job>> {
-        if !self.racy_claims {
-            return self.inner.claim_next(now);
+    fn oldest_queued(&mut self) -> Result<Option<Job>> {
+        self.tx.oldest_queued()
+    }
+    fn expired_leases(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        self.tx.expired_leases(now, limit)
+    }
+}
+impl KeyRows for BrokenTx<'_> {
+    fn key(&mut self, id: &str) -> Result<Option<trialport_core::auth::ApiKeyRecord>> {
+        self.tx.key(id)
+    }
+    fn insert_key(&mut self, k: &trialport_core::auth::ApiKeyRecord) -> Result<()> {
+        self.tx.insert_key(k)
+    }
+    fn update_key(&mut self, k: &trialport_core::auth::ApiKeyRecord) -> Result<()> {
+        self.tx.update_key(k)
+    }
+    fn org_has_keys(&mut self, org: &str) -> Result<bool> {
+        self.tx.org_has_keys(org)
+    }
+}
+impl trialport_core::audit::AuditRows for BrokenTx<'_> {
+    fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
+        self.tx.audit_head()
+    }
+    fn stage_event(&mut self, e: &AuditEvent) -> Result<()> {
+        self.tx.stage_event(e)
+    }
+}
+
+impl Store for BrokenStore {
+    fn write(&self, work: &mut Work<'_>, witness: &Witness<'_>) -> Result<Vec<AuditEvent>> {
+        let mut failure = None;
+        let events = self.inner.write(
+            &mut |tx| {
+                let mut broken = BrokenTx {
+                    tx,
+                    ignore_versions: self.ignore_versions,
+                };
+                match work(&mut broken) {
+                    Err(e) if self.partial_commits => {
+                        failure = Some(e);
+                        Ok(())
+                    }
+                    other => other,
+                }
+            },
+            witness,
+        )?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(events),
         }
-        let q = JobQuery {
-            org: "org-c".into(),
-            studies: None,
-            state: Some(JobState::Queued),
-            page: 1,
-            limit: 100,
-        };
-        let page = self.inner.list(&q)?;
-        let Some(mut job) = page.items.into_iter().last() else {
-            return Ok(None);
-        };
-        std::thread::yield_now();
-        job.transition(JobState::Running, now)?;
-        job.version = self.inner.get(job.id)?.version;
-        Ok(Some(self.inner.update(&job)?))
     }
-    fn requeue_running(&self) -> Result<Vec<Job>> {
-        self.inner.requeue_running()
+}
+impl JobReads for BrokenStore {
+    fn get_job(&self, id: Uuid) -> Result<Job> {
+        self.inner.get_job(id)
+    }
+    fn list_jobs(&self, q: &JobQuery) -> Result<trialport_core::job::JobPage> {
+        self.inner.list_jobs(q)
     }
     fn list_finished(&self, q: &FinishedQuery) -> Result<Vec<Job>> {
         self.inner.list_finished(q)
     }
 }
-impl KeyStore for BrokenStore {
-    fn insert_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        self.inner.insert_key(key)
+impl KeyReads for BrokenStore {
+    fn get_key(&self, id: &str) -> Result<Option<trialport_core::auth::ApiKeyRecord>> {
+        self.inner.get_key(id)
     }
-    fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
-        self.inner.get_key(key_id)
-    }
-    fn revoke_key(&self, key_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
-        self.inner.revoke_key(key_id, at)
-    }
-    fn list_keys(&self, org: &str) -> Result<Vec<ApiKeyRecord>> {
+    fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
         self.inner.list_keys(org)
     }
 }
-impl AuditStore for BrokenStore {
-    fn append(&self, e: &AuditEvent) -> Result<()> {
-        self.inner.append(e)
+impl AuditReads for BrokenStore {
+    fn audit_last(&self) -> Result<Option<(u64, String)>> {
+        self.inner.audit_last()
     }
-    fn last(&self) -> Result<Option<(u64, String)>> {
-        self.inner.last()
-    }
-    fn read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
-        self.inner.read(from, limit)
+    fn audit_read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+        self.inner.audit_read(from, limit)
     }
 }
 
@@ -168,7 +230,7 @@ fn the_suite_catches_an_unconditional_update() {
             Stores::from_one(BrokenStore {
                 inner: MemoryStore::new(),
                 ignore_versions: true,
-                racy_claims: false,
+                partial_commits: false,
             })
         })
     });
@@ -177,20 +239,18 @@ fn the_suite_catches_an_unconditional_update() {
 }
 
 #[test]
-fn the_suite_catches_double_claims() {
-    // The racy store may get lucky in one run; it cannot in many.
-    let caught = (0..20).any(|_| {
-        let store = BrokenStore {
-            inner: MemoryStore::new(),
-            ignore_versions: true,
-            racy_claims: true,
-        };
-        std::panic::catch_unwind(|| conformance::jobs_concurrent_claims(&store)).is_err()
+fn the_suite_catches_a_partial_commit() {
+    let msg = failure_message(|| {
+        conformance::run_all(&|| {
+            Stores::from_one(BrokenStore {
+                inner: MemoryStore::new(),
+                ignore_versions: false,
+                partial_commits: true,
+            })
+        })
     });
-    assert!(
-        caught,
-        "the concurrent-claims check never caught a racy claim"
-    );
+    assert!(msg.contains("transactions_are_atomic"), "{msg}");
+    assert!(!msg.contains("jobs_list_filters"), "{msg}");
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -200,66 +260,75 @@ fn open(path: &Path) -> SqliteStore {
     SqliteStore::open(path).unwrap()
 }
 
+fn insert(store: &dyn Store, job: &Job) -> Job {
+    write(store, |tx| tx.insert_job(job)).unwrap()
+}
+
+fn update(store: &dyn Store, job: &Job) -> Result<Job> {
+    write(store, |tx| tx.update_job(job))
+}
+
+fn append(store: &dyn Store, e: &AuditEvent) {
+    write(store, |tx| tx.stage_event(e)).unwrap();
+}
+
+/// A chain of `n` sample events.
+fn chain(n: u64) -> Vec<AuditEvent> {
+    let mut prev = GENESIS_HASH.to_string();
+    (1..=n)
+        .map(|seq| {
+            let e = sample_event(seq, &prev);
+            prev = e.hash.clone();
+            e
+        })
+        .collect()
+}
+
 #[test]
-fn sqlite_survives_a_restart_and_requeues_running_jobs() {
+fn sqlite_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
     let mut inserted = Vec::new();
-    let claimed;
+    let events = chain(3);
     {
         let store = open(&path);
         for i in 0..5 {
             let mut job = sample_job("org-a", "S1", "alice", at(i));
             job.idempotency_key = Some(format!("key-{i}"));
-            inserted.push(store.insert(&job).unwrap());
+            inserted.push(insert(&store, &job));
         }
-        claimed = store.claim_next(at(100)).unwrap().unwrap();
-        assert_eq!(claimed.id, inserted[0].id);
-        let mut progressing = claimed.clone();
+        let mut progressing = inserted[0].clone();
         progressing.progress.rows_written = 42;
-        progressing.progress.datasets_done = 1;
-        let claimed_v3 = store.update(&progressing).unwrap();
-        assert_eq!(claimed_v3.version, 3);
-        store
-            .insert_key(&conformance::sample_key("abcdefabcdef", "org-a", at(0)))
-            .unwrap();
-        let e = conformance::sample_event(1, trialport_core::audit::GENESIS_HASH);
-        store.append(&e).unwrap();
+        inserted[0] = update(&store, &progressing).unwrap();
+        write(&store, |tx| {
+            tx.insert_key(&conformance::sample_key("abcdefabcdef", "org-a", at(0)))
+        })
+        .unwrap();
+        for e in &events {
+            append(&store, e);
+        }
         // The store is dropped here, as when the process ends.
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 2);
-    for job in &inserted[1..] {
+    assert_eq!(store.schema_version().unwrap(), 3);
+    for job in &inserted {
         assert_eq!(
-            &store.get(job.id).unwrap(),
+            &store.get_job(job.id).unwrap(),
             job,
             "jobs survive with their data"
         );
     }
-    let before = store.get(claimed.id).unwrap();
-    assert_eq!(before.state, JobState::Running);
-    assert_eq!(before.progress.rows_written, 42);
-
-    let requeued = store.requeue_running().unwrap();
-    assert_eq!(requeued.len(), 1);
-    let job = &requeued[0];
-    assert_eq!(job.id, claimed.id);
-    assert_eq!(job.state, JobState::Queued);
-    assert_eq!(job.started_at, None);
-    assert_eq!(job.progress.rows_written, 0);
-    assert_eq!(job.progress.datasets_done, 0);
-    assert_eq!(job.version, 4);
-    assert_eq!(&store.get(claimed.id).unwrap(), job);
-
     // Idempotency keys still hold after the restart.
     let mut again = sample_job("org-a", "S1", "alice", at(50));
     again.idempotency_key = Some("key-2".into());
-    assert_eq!(store.insert(&again).unwrap().id, inserted[2].id);
+    assert_eq!(
+        write(&store, |tx| tx.insert_job(&again))
+            .unwrap_err()
+            .reason(),
+        "idempotency_conflict"
+    );
     assert!(store.get_key("abcdefabcdef").unwrap().is_some());
-    assert_eq!(store.last().unwrap().map(|(s, _)| s), Some(1));
-
-    // And the re-queued job is claimed first again.
-    assert_eq!(store.claim_next(at(200)).unwrap().unwrap().id, claimed.id);
+    assert_eq!(store.audit_read(1, 10).unwrap(), events);
 }
 
 #[test]
@@ -281,18 +350,37 @@ fn sqlite_two_connections_keep_the_audit_sequence() {
 }
 
 #[test]
+fn two_home_stores_keep_the_audit_sequence_and_one_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = home_store(dir.path());
+    let b = home_store(dir.path());
+    conformance::concurrent_appends_across(&[&a, &b]);
+    // Every event reached the archive, once, in order; the table holds none of them any more.
+    let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let seqs: Vec<u64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<AuditEvent>(l).unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    drop((a, b));
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audit_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "archived events leave the table");
+}
+
+#[test]
 fn sqlite_two_connections_see_each_others_writes_and_versions() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
     let a = open(&path);
     let b = open(&path);
-    let job = a
-        .insert(&sample_job("org-a", "S1", "alice", at(0)))
-        .unwrap();
-    let mut via_b = b.get(job.id).unwrap();
+    let job = insert(&a, &sample_job("org-a", "S1", "alice", at(0)));
+    let mut via_b = b.get_job(job.id).unwrap();
     via_b.progress.rows_written = 1;
-    b.update(&via_b).unwrap();
-    let err = a.update(&job).unwrap_err();
+    update(&b, &via_b).unwrap();
+    let err = update(&a, &job).unwrap_err();
     assert_eq!(err.code(), ErrorCode::Conflict);
     assert_eq!(err.reason(), "version_conflict");
 }
@@ -308,7 +396,7 @@ fn sqlite_many_stores_opening_one_new_file_at_once() {
             let opened = opened.clone();
             s.spawn(move || {
                 let store = SqliteStore::open(&path).unwrap();
-                assert_eq!(store.schema_version().unwrap(), 2);
+                assert_eq!(store.schema_version().unwrap(), 3);
                 opened.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -329,8 +417,8 @@ fn sqlite_uses_wal_and_full_sync_and_refuses_a_newer_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
-    conn.pragma_update(None, "user_version", 3).unwrap();
+    assert_eq!(version, 3);
+    conn.pragma_update(None, "user_version", 4).unwrap();
     drop(conn);
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(err.code(), ErrorCode::Server);
@@ -341,21 +429,13 @@ fn sqlite_corrupt_rows_are_exp005_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("corrupt.db");
     let store = open(&path);
-    let good = store
-        .insert(&sample_job("org-a", "S1", "alice", at(0)))
-        .unwrap();
-    let bad = store
-        .insert(&sample_job("org-a", "S1", "alice", at(1)))
-        .unwrap();
-    store
-        .insert_key(&conformance::sample_key("abcdefabcdef", "org-a", at(0)))
-        .unwrap();
-    store
-        .append(&conformance::sample_event(
-            1,
-            trialport_core::audit::GENESIS_HASH,
-        ))
-        .unwrap();
+    let good = insert(&store, &sample_job("org-a", "S1", "alice", at(0)));
+    let bad = insert(&store, &sample_job("org-a", "S1", "alice", at(1)));
+    write(&store, |tx| {
+        tx.insert_key(&conformance::sample_key("abcdefabcdef", "org-a", at(0)))
+    })
+    .unwrap();
+    append(&store, &sample_event(1, GENESIS_HASH));
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute(
@@ -372,8 +452,8 @@ fn sqlite_corrupt_rows_are_exp005_not_panics() {
         assert_eq!(e.code(), ErrorCode::Server, "{e}");
         assert_eq!(e.reason(), "corrupt_record", "{e}");
     };
-    assert_eq!(store.get(good.id).unwrap(), good);
-    corrupt(store.get(bad.id).map(drop));
+    assert_eq!(store.get_job(good.id).unwrap(), good);
+    corrupt(store.get_job(bad.id).map(drop));
     let q = JobQuery {
         org: "org-a".into(),
         studies: None,
@@ -381,15 +461,226 @@ fn sqlite_corrupt_rows_are_exp005_not_panics() {
         page: 1,
         limit: 10,
     };
-    corrupt(store.list(&q).map(drop));
-    // The oldest queued job is the good one; the next is the corrupt one.
-    assert_eq!(
-        store.claim_next(at(5)).unwrap().map(|j| j.id),
-        Some(good.id)
-    );
-    corrupt(store.claim_next(at(5)).map(drop));
+    corrupt(store.list_jobs(&q).map(drop));
+    // The oldest queued job is the good one; once it runs, the next is the corrupt one.
+    let mut first = write(&store, |tx| tx.oldest_queued()).unwrap().unwrap();
+    assert_eq!(first.id, good.id);
+    first.transition(JobState::Running, at(5)).unwrap();
+    update(&store, &first).unwrap();
+    corrupt(write(&store, |tx| tx.oldest_queued()).map(drop));
     corrupt(store.get_key("abcdefabcdef").map(drop));
-    corrupt(store.read(1, 10).map(drop));
+    corrupt(store.audit_read(1, 10).map(drop));
+}
+
+#[test]
+fn rows_edited_outside_trialport_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = home_store(dir.path());
+    let s1 = insert(&store, &sample_job("org-a", "S1", "alice", at(0)));
+    let other = insert(&store, &sample_job("org-a", "S1", "alice", at(1)));
+    let key = conformance::sample_key("abcdefabcdef", "org-a", at(0));
+    write(&store, |tx| tx.insert_key(&key)).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    // Moved to another study, column and body alike (finding M4 a).
+    conn.execute(
+        "UPDATE jobs SET study = 'S2', body = replace(body, '\"study\":\"S1\"', '\"study\":\"S2\"')          WHERE id = ?1",
+        [s1.id.to_string()],
+    )
+    .unwrap();
+    // Only the lookup column changed: the body still says S1.
+    conn.execute(
+        "UPDATE jobs SET org = 'org-b' WHERE id = ?1",
+        [other.id.to_string()],
+    )
+    .unwrap();
+    // A key made admin of every study (finding M4 b).
+    conn.execute(
+        "UPDATE api_keys SET body = json_set(body, '$.roles', json('[\"admin\"]'), '$.studies', json('[\"*\"]'))",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    let violation = |e: trialport_core::Error| {
+        assert_eq!(
+            (e.code(), e.reason()),
+            (ErrorCode::Server, "integrity_violation"),
+            "{e}"
+        );
+    };
+    violation(store.get_job(s1.id).unwrap_err());
+    violation(store.get_job(other.id).unwrap_err());
+    violation(store.get_key(&key.key_id).unwrap_err());
+    // The same edits in a store without row MACs go unnoticed but the column check: that is what the MACs add.
+    let plain = open(&dir.path().join("trialport.db"));
+    assert_eq!(plain.get_job(s1.id).unwrap().study, "S2");
+    violation(plain.get_job(other.id).unwrap_err());
+}
+
+/// Appends `n` events through a home store in `dir`, and returns them.
+fn trail(dir: &Path, n: u64) -> Vec<AuditEvent> {
+    let store = home_store(dir);
+    let events = chain(n);
+    for e in &events {
+        append(&store, e);
+    }
+    events
+}
+
+fn refused_open(dir: &Path) -> trialport_core::Error {
+    SqliteStore::open_with(
+        &dir.join("trialport.db"),
+        SqliteOptions {
+            archive: Some(&dir.join("audit.log")),
+            row_key: Some(&ROW_KEY),
+        },
+    )
+    .unwrap_err()
+}
+
+fn log_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(dir: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(dir.join("audit.log"), text).unwrap();
+}
+
+#[test]
+fn the_archive_is_checked_against_the_anchor_at_open() {
+    // Complete lines overwritten with newline-terminated junk: never cut as a torn tail (finding M2 a).
+    let dir = tempfile::tempdir().unwrap();
+    trail(dir.path(), 8);
+    let mut lines = log_lines(dir.path());
+    for l in lines.iter_mut().skip(5) {
+        *l = "#".repeat(l.len());
+    }
+    write_lines(dir.path(), &lines);
+    let e = refused_open(dir.path());
+    assert_eq!(
+        (e.reason(), e.details()["check"].as_str()),
+        ("integrity_violation", Some("record"))
+    );
+    assert_eq!(log_lines(dir.path()), lines, "nothing was cut");
+
+    // The tail cut at a record boundary (finding M2 b).
+    let dir = tempfile::tempdir().unwrap();
+    trail(dir.path(), 8);
+    let lines = log_lines(dir.path());
+    write_lines(dir.path(), &lines[..5]);
+    let e = refused_open(dir.path());
+    assert_eq!(
+        (e.reason(), e.details()["check"].as_str()),
+        ("integrity_violation", Some("anchor"))
+    );
+    assert_eq!(
+        (
+            e.details()["archive_seq"].as_u64(),
+            e.details()["anchor_seq"].as_u64()
+        ),
+        (Some(5), Some(8))
+    );
+
+    // Events deleted in the middle and the rest chained again (finding M2 c).
+    let dir = tempfile::tempdir().unwrap();
+    let events = trail(dir.path(), 8);
+    let mut prev = events[1].hash.clone();
+    let mut forged = Vec::new();
+    for (i, e) in events[4..].iter().enumerate() {
+        let mut e = e.clone();
+        e.seq = 3 + i as u64;
+        e.prev_hash = prev.clone();
+        e.hash = e.compute_hash();
+        prev = e.hash.clone();
+        forged.push(e);
+    }
+    let mut lines: Vec<String> = events[..2].iter().map(AuditEvent::canonical).collect();
+    lines.extend(forged.iter().map(AuditEvent::canonical));
+    write_lines(dir.path(), &lines);
+    assert_eq!(refused_open(dir.path()).details()["check"], "anchor");
+
+    // Forged events appended after the last one (finding M2 c).
+    let dir = tempfile::tempdir().unwrap();
+    let events = trail(dir.path(), 4);
+    let mut lines = log_lines(dir.path());
+    let mut prev = events[3].hash.clone();
+    for seq in 5..=20 {
+        let e = sample_event(seq, &prev);
+        prev = e.hash.clone();
+        lines.push(e.canonical());
+    }
+    write_lines(dir.path(), &lines);
+    let e = refused_open(dir.path());
+    assert_eq!(e.details()["check"], "anchor");
+    assert_eq!(e.details()["archive_seq"], 20);
+
+    // The same edits to the anchor itself are refused too: its MAC does not hold.
+    let dir = tempfile::tempdir().unwrap();
+    trail(dir.path(), 4);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute("UPDATE audit_anchor SET seq = 3", []).unwrap();
+    drop(conn);
+    let e = refused_open(dir.path());
+    assert_eq!(
+        (e.reason(), e.details()["check"].as_str()),
+        ("integrity_violation", Some("row_mac"))
+    );
+}
+
+#[test]
+fn events_committed_but_not_archived_reach_the_archive_at_the_next_open() {
+    // A crash between a commit and the copy to the log leaves the events in the table, and a torn copy.
+    let dir = tempfile::tempdir().unwrap();
+    let events = trail(dir.path(), 6);
+    let lines = log_lines(dir.path());
+    {
+        // Put the last three back in the table, as the commit left them, and cut the log in the middle of the
+        // fourth.
+        let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+        for e in &events[3..] {
+            conn.execute(
+                "INSERT INTO audit_events (seq, event_id, timestamp, actor_subject, action, target, outcome,                  request_id, prev_hash, hash, body) VALUES (?1, '', '', '', '', '', '', '', ?2, ?3, ?4)",
+                rusqlite::params![e.seq as i64, e.prev_hash, e.hash, e.canonical()],
+            )
+            .unwrap();
+        }
+    }
+    let mut text = lines[..3].join("\n");
+    text.push('\n');
+    text.push_str(&lines[3][..20]);
+    std::fs::write(dir.path().join("audit.log"), text).unwrap();
+    let store = home_store(dir.path());
+    assert_eq!(store.audit_read(1, 100).unwrap(), events);
+    assert_eq!(log_lines(dir.path()), lines, "the log is whole again");
+}
+
+#[test]
+fn the_archive_opens_without_reading_what_it_holds() {
+    // An altered record in the middle does not stop the open (only the ends are read); verifying finds it.
+    let dir = tempfile::tempdir().unwrap();
+    trail(dir.path(), 10);
+    let mut lines = log_lines(dir.path());
+    lines[4] = lines[4].replacen("export_data", "export_dat4", 1);
+    write_lines(dir.path(), &lines);
+    let store = home_store(dir.path());
+    let auditor =
+        trialport_core::audit::Auditor::new(vec![], Arc::new(trialport_core::clock::SystemClock));
+    let e = auditor.verify(&store).unwrap_err();
+    assert_eq!(
+        (
+            e.reason(),
+            e.details()["seq"].as_u64(),
+            e.details()["check"].as_str()
+        ),
+        ("integrity_violation", Some(5), Some("hash"))
+    );
 }
 
 /// The jobs table of schema version 1, as trialport wrote it before `finished_at` had a column.
@@ -446,7 +737,7 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
         }
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let q = |state| FinishedQuery {
         state,
         finished_by: at(100),
@@ -471,9 +762,9 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
         .map(|j| j.id)
         .collect();
     assert_eq!(failed_ids, vec![failed.id]);
-    assert_eq!(store.get(queued.id).unwrap(), queued);
+    assert_eq!(store.get_job(queued.id).unwrap(), queued);
     assert_eq!(
-        store.get(corrupt.id).unwrap_err().reason(),
+        store.get_job(corrupt.id).unwrap_err().reason(),
         "corrupt_record"
     );
     drop(store);
@@ -497,12 +788,12 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
     assert!(plan.contains("jobs_state_finished"), "{plan}");
     drop(conn);
     // Opened again: nothing to upgrade, the version stays.
-    assert_eq!(open(&path).schema_version().unwrap(), 2);
+    assert_eq!(open(&path).schema_version().unwrap(), 3);
     // And a job written through the upgraded store keeps its column up to date.
     let store = open(&path);
-    let mut j = store.get(old.id).unwrap();
+    let mut j = store.get_job(old.id).unwrap();
     j.state = JobState::Expired;
-    store.update(&j).unwrap();
+    update(&store, &j).unwrap();
     assert_eq!(
         store.list_finished(&q(JobState::Succeeded)).unwrap().len(),
         1

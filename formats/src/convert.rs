@@ -7,6 +7,20 @@
 //! to the file run on two threads of their own (one hashes a chunk while the other writes the one before), beside
 //! the encoder.
 //!
+//! [`OutputFile`] is the one way a file is written at a path the user names: every `-o` of the CLI (`convert`,
+//! `download`, `audit export`, `audit checkpoint`, `signing public-key`), Python's `write` and downloads, and the C
+//! library's. Its rules:
+//!
+//! * An existing target that is not a regular file once symlinks are followed (a FIFO, a device such as
+//!   `/dev/null`, a socket) is refused with EXP002 `not_a_regular_file`, before anything is written and again just
+//!   before the rename, so that a rename never replaces a device node or a FIFO; a directory is
+//!   `output_is_directory`.
+//! * The temp file is created with mode 0600 (owner only): it may hold decrypted patient data. A new output keeps
+//!   that mode; a replaced file's mode is carried over to its replacement.
+//! * The temp file is named `.NAME.partial-XXXXXXXXXXXXXXXX` (16 random hex digits) beside the target `NAME`, and
+//!   holds an exclusive lock (`flock`) while it is written. A run killed before its commit leaves it behind; the
+//!   next [`OutputFile::create`] for the same target removes it ([`sweep_stale`]).
+//!
 //! ```no_run
 //! use std::path::Path;
 //! use trialport_formats::convert::{convert, ConvertOptions};
@@ -35,7 +49,8 @@ use trialport_core::{Error, Result};
 /// What a conversion does besides reading and writing: the output format, its options, metadata, and whether an
 /// existing output may be replaced. As JSON (the C library's `options_json`), every member is optional:
 /// `{"format": "xpt", "options": {"version": "5"}, "dataset": "DM", "label": "Demographics", "meta": {...},
-/// "overwrite": false}` (`to` is accepted for `format`, as the CLI's `--to`).
+/// "overwrite": false, "read": {"csv_max_field_bytes": 4194304}}` (`to` is accepted for `format`, as the CLI's
+/// `--to`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConvertOptions {
@@ -53,6 +68,9 @@ pub struct ConvertOptions {
     pub label: Option<String>,
     /// Whether an existing output file is replaced (atomically). Default `false`: it is EXP004 `artifact_exists`.
     pub overwrite: bool,
+    /// How the input is read ([`read::ReadOptions`]: CSV field and record limits, XPT padding). Default: the
+    /// documented defaults.
+    pub read: read::ReadOptions,
 }
 
 impl ConvertOptions {
@@ -87,15 +105,52 @@ pub struct Receipt {
 /// `dataset-json`), then any registered format with that extension.
 ///
 /// # Errors
-/// EXP001 with field `format` for an unknown `id`; EXP002 `unknown_output_format` with field `format` when the
-/// extension names no format.
+/// EXP001 with field `format` for an unknown `id`; EXP002 `unknown_output_format` with field `format` for a
+/// format that writes no datasets (`pdf`, `html`), and when the
+/// extension names no format (or two). The messages name what is unsupported and list the formats that write
+/// datasets, with their extensions (`details.available`: every format id).
 pub fn output_format(
     registry: &FormatRegistry,
     id: Option<&str>,
     output: &Path,
 ) -> Result<Arc<dyn Format>> {
+    let format = chosen_format(registry, id, output)?;
+    let info = format.info();
+    if !info
+        .capabilities
+        .contains(&trialport_core::format::Capability::Data)
+    {
+        return Err(Error::validation(
+            "unknown_output_format",
+            format!(
+                "{} writes reports and dashboards, not datasets: render one with 'trialport export report' or \
+                 'trialport export dashboard'. {}",
+                info.id,
+                data_formats(registry)
+            ),
+        )
+        .with_field("format")
+        .with_detail("available", registry.ids()));
+    }
+    Ok(format)
+}
+
+/// The format `id` names, else the one of `output`'s extension (see [`output_format`]).
+fn chosen_format(
+    registry: &FormatRegistry,
+    id: Option<&str>,
+    output: &Path,
+) -> Result<Arc<dyn Format>> {
     if let Some(id) = id {
-        return Ok(registry.get(id)?.clone());
+        return match registry.get(id) {
+            Ok(f) => Ok(f.clone()),
+            Err(_) => Err(Error::not_found(format!(
+                "'{id}' is not supported here: no format of this build has that id. {}",
+                data_formats(registry)
+            ))
+            .with_field("format")
+            .with_detail("available", registry.ids())),
+        };
     }
     let ext = output
         .extension()
@@ -122,12 +177,51 @@ pub fn output_format(
             return Ok(f.clone());
         }
     }
+    let sharing: Vec<&str> = registry
+        .infos()
+        .into_iter()
+        .filter(|f| !ext.is_empty() && f.extension == ext)
+        .map(|f| f.id)
+        .collect();
+    let why = match ext.as_str() {
+        "" => "the output has no file extension to tell its format by: name the format".to_string(),
+        "pdf" => {
+            "pdf is not supported here: no format of this build writes '.pdf' files (this build has no pdf \
+             feature)"
+                .to_string()
+        }
+        _ if sharing.len() > 1 => format!(
+            "'.{ext}' files are written by {}: name the one meant",
+            sharing.join(" and ")
+        ),
+        _ => format!("'.{ext}' is not supported here: no format of this build writes such files"),
+    };
     Err(Error::validation(
         "unknown_output_format",
-        "cannot tell the output format from the file name: name the format",
+        format!("{why}. {}", data_formats(registry)),
     )
     .with_field("format")
+    .with_detail("extension", ext.as_str())
     .with_detail("available", registry.ids()))
+}
+
+/// "Formats that write datasets: csv (.csv), ..." from the registry.
+fn data_formats(registry: &FormatRegistry) -> String {
+    let list: Vec<String> = registry
+        .infos()
+        .into_iter()
+        .filter(|f| {
+            f.capabilities
+                .contains(&trialport_core::format::Capability::Data)
+        })
+        .map(|f| match f.id {
+            "dataset-json" => "dataset-json (.dsjc; .json and .ndjson when named)".to_string(),
+            "arrow-ipc" => "arrow-ipc (.arrow, .ipc)".to_string(),
+            "ndjson" => "ndjson (.ndjson, .jsonl)".to_string(),
+            id => format!("{id} (.{})", f.extension),
+        })
+        .collect();
+    format!("Formats that write datasets: {}", list.join(", "))
 }
 
 /// Converts the file `input` (any format [`read::open`] reads, by its extension) to `output`.
@@ -140,7 +234,14 @@ pub fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
     let registry = crate::default_formats();
     let format = output_format(&registry, options.format.as_deref(), output)?;
     format.check_options(&options.options)?;
-    let stream = read::open(input, None)?;
+    let stream = read::open_with_options(input, None, &options.read).map_err(|e| {
+        // The input's format comes from its extension alone here: it is the input that is wrong.
+        if e.field() == Some("format") {
+            e.with_field("input")
+        } else {
+            e
+        }
+    })?;
     write_as(format.as_ref(), stream, output, options)
 }
 
@@ -208,15 +309,40 @@ fn options_for_output(
 /// # Errors
 /// EXP005 `integrity_violation` when the bytes do not match their recorded SHA-256; as [`OutputFile::create`] for
 /// the path; EXP005 for other I/O.
-pub fn copy_to_file(mut reader: impl Read, path: &Path, overwrite: bool) -> Result<Written> {
-    let mut file = OutputFile::create(path, overwrite)?;
-    io::copy(&mut reader, &mut file).map_err(|e| download_error(&e))?;
-    file.commit()
+pub fn copy_to_file(reader: impl Read, path: &Path, overwrite: bool) -> Result<Written> {
+    copy_to_file_expecting(reader, path, overwrite, None)
 }
 
-/// The error of a failed read of a verified download: `InvalidData` (the engine's verifying reader at a SHA-256
-/// mismatch) is EXP005 `integrity_violation` with field `artifact`, anything else an I/O error.
+/// As [`copy_to_file`], and the file is put in place only when what was read has the size and SHA-256 of
+/// `expected` (a download's record): a check of its own, whatever the reader verifies.
+///
+/// # Errors
+/// As [`copy_to_file`]; EXP005 `integrity_violation` (field `artifact`) when the size or SHA-256 differ.
+pub fn copy_to_file_expecting(
+    mut reader: impl Read,
+    path: &Path,
+    overwrite: bool,
+    expected: Option<&Written>,
+) -> Result<Written> {
+    let mut file = OutputFile::create(path, overwrite)?;
+    io::copy(&mut reader, &mut file).map_err(|e| download_error(&e))?;
+    file.commit_if(|written| match expected {
+        Some(want) if want != written => Err(Error::server(
+            "integrity_violation",
+            "the artifact does not match its recorded SHA-256",
+        )
+        .with_field("artifact")),
+        _ => Ok(()),
+    })
+}
+
+/// The error of a failed read of a verified download: the engine's error when the reader carries one (EXP005
+/// `integrity_violation`, already audited), else `InvalidData` (a SHA-256 mismatch) is EXP005
+/// `integrity_violation` with field `artifact`, anything else an I/O error.
 pub fn download_error(e: &io::Error) -> Error {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        return inner.clone();
+    }
     if e.kind() == io::ErrorKind::InvalidData {
         Error::server(
             "integrity_violation",
@@ -381,12 +507,16 @@ impl Write for Pipe {
 
 /// A file written atomically: bytes go to a temp file beside the target (hashed and written on threads of their own,
 /// at most a few MiB behind); [`OutputFile::commit`] fsyncs it, moves it into place and fsyncs the directory.
-/// Dropping it uncommitted (an error anywhere) removes the temp file.
+/// Dropping it uncommitted (an error anywhere) removes the temp file. See the module docs for the rules it keeps
+/// (non-regular targets refused, mode 0600, stale temp files swept).
 pub struct OutputFile {
     target: PathBuf,
     tmp: PathBuf,
     overwrite: bool,
     file: Option<Pipe>,
+    /// A second handle on the temp file: it holds the lock that tells [`sweep_stale`] the file is in use, until
+    /// the file is renamed or removed.
+    guard: Option<File>,
 }
 
 impl std::fmt::Debug for OutputFile {
@@ -401,13 +531,43 @@ fn exists_error() -> Error {
     Error::conflict("artifact_exists", "the output file already exists").with_field("output")
 }
 
+/// The infix of [`OutputFile`]'s temp files: `.NAME.partial-` and 16 hex digits.
+const PARTIAL: &str = ".partial-";
+
+/// Temp files of the lock-less naming of earlier versions ([`sweep_stale`]) are removed only once they have not
+/// changed for this long: no live writer of a file leaves it untouched for minutes.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// What an existing `target` is: `Ok(None)` when nothing (or a dangling symlink) is there, its metadata (symlinks
+/// followed) when it is a regular file.
+///
+/// # Errors
+/// EXP002 `output_is_directory` or `not_a_regular_file` (field `output`); EXP005 for I/O.
+fn existing_target(target: &Path) -> Result<Option<fs::Metadata>> {
+    match fs::metadata(target) {
+        Ok(m) if m.is_dir() => Err(Error::validation(
+            "output_is_directory",
+            "the output path is a directory",
+        )
+        .with_field("output")),
+        Ok(m) => {
+            read::check_regular(&m.file_type(), "output")?;
+            Ok(Some(m))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("cannot check the output path", &e)),
+    }
+}
+
 impl OutputFile {
     /// Starts writing `target`, whose directory must exist. With `overwrite`, an existing file is replaced at
-    /// commit; without, an existing file is refused now and at commit.
+    /// commit; without, an existing file is refused now and at commit. Stale temp files of earlier runs for the
+    /// same target are removed first ([`sweep_stale`]).
     ///
     /// # Errors
-    /// EXP001 with field `output` when the directory does not exist; EXP002 `output_is_directory` or
-    /// `invalid_path`; EXP004 `artifact_exists`; EXP005 for I/O.
+    /// EXP001 with field `output` when the directory does not exist; EXP002 `output_is_directory`,
+    /// `not_a_regular_file` (an existing FIFO, device or socket, symlinks followed) or `invalid_path`; EXP004
+    /// `artifact_exists`; EXP005 for I/O.
     pub fn create(target: &Path, overwrite: bool) -> Result<Self> {
         let name = target.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             Error::validation("invalid_path", "the output path names no file").with_field("output")
@@ -418,28 +578,11 @@ impl OutputFile {
                 Error::not_found("the output directory does not exist").with_field("output")
             );
         }
-        if target.is_dir() {
-            return Err(
-                Error::validation("output_is_directory", "the output path is a directory")
-                    .with_field("output"),
-            );
-        }
-        if !overwrite && target.exists() {
+        if existing_target(target)?.is_some() && !overwrite {
             return Err(exists_error());
         }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let tmp = dir.join(format!(
-            ".{name}.tmp-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
+        sweep_stale(dir, name);
+        let (tmp, file, guard) = create_locked_temp(dir, name)
             .map_err(|e| Error::io("cannot create the output file", &e))?;
         let pipe = match Pipe::start(file) {
             Ok(p) => p,
@@ -453,48 +596,218 @@ impl OutputFile {
             tmp,
             overwrite,
             file: Some(pipe),
+            guard,
         })
     }
 
     /// Flushes and fsyncs the temp file, moves it into place and fsyncs the directory.
     ///
     /// # Errors
-    /// EXP004 `artifact_exists` when the target appeared meanwhile (without `overwrite`); EXP005 for I/O. The
-    /// target is then unchanged and the temp file removed.
-    pub fn commit(mut self) -> Result<Written> {
+    /// EXP004 `artifact_exists` when the target appeared meanwhile (without `overwrite`); EXP002
+    /// `not_a_regular_file` when something other than a regular file appeared there; EXP005 for I/O. The target is
+    /// then unchanged and the temp file removed.
+    pub fn commit(self) -> Result<Written> {
+        self.commit_if(|_| Ok(()))
+    }
+
+    /// As [`OutputFile::commit`], but the file is put in place only when `check` accepts what was written (its
+    /// size and SHA-256); otherwise the temp file is removed and `check`'s error returned.
+    ///
+    /// # Errors
+    /// As [`OutputFile::commit`], and `check`'s.
+    pub fn commit_if(mut self, check: impl FnOnce(&Written) -> Result<()>) -> Result<Written> {
         let Some(pipe) = self.file.take() else {
             return Err(Error::server("closed", "the output file is closed"));
         };
-        let result = (|| -> io::Result<Written> {
-            let (file, bytes, sha256) = pipe.finish()?;
-            file.sync_all()?;
-            drop(file);
-            if self.overwrite {
-                fs::rename(&self.tmp, &self.target)?;
-            } else {
-                // A hard link never replaces an existing file, unlike rename.
-                match fs::hard_link(&self.tmp, &self.target) {
-                    Ok(()) => fs::remove_file(&self.tmp)?,
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
-                    // File systems without hard links: check, then rename.
-                    Err(_) if self.target.exists() => {
-                        return Err(io::Error::from(io::ErrorKind::AlreadyExists))
-                    }
-                    Err(_) => fs::rename(&self.tmp, &self.target)?,
-                }
-            }
-            sync_dir(parent_of(&self.target))?;
-            Ok(Written { bytes, sha256 })
-        })();
-        result.map_err(|e| {
-            let _ = fs::remove_file(&self.tmp);
+        let io_error = |e: io::Error| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 exists_error()
             } else {
                 Error::io("cannot complete the output file", &e)
             }
-        })
+        };
+        let result = (|| -> Result<Written> {
+            let (file, bytes, sha256) = pipe.finish().map_err(io_error)?;
+            file.sync_all().map_err(io_error)?;
+            drop(file);
+            let written = Written { bytes, sha256 };
+            check(&written)?;
+            // Checked again at the last moment: a FIFO or device put there meanwhile must not be replaced.
+            let existing = existing_target(&self.target)?;
+            if let (Some(m), Some(guard)) = (&existing, &self.guard) {
+                // A replaced file keeps its permissions (who may read it stays as its owner chose).
+                guard.set_permissions(m.permissions()).map_err(io_error)?;
+            }
+            if self.overwrite {
+                fs::rename(&self.tmp, &self.target).map_err(io_error)?;
+            } else {
+                // A hard link never replaces an existing file, unlike rename.
+                match fs::hard_link(&self.tmp, &self.target) {
+                    Ok(()) => fs::remove_file(&self.tmp).map_err(io_error)?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return Err(exists_error())
+                    }
+                    // File systems without hard links: check, then rename.
+                    Err(_) if fs::symlink_metadata(&self.target).is_ok() => {
+                        return Err(exists_error())
+                    }
+                    Err(_) => fs::rename(&self.tmp, &self.target).map_err(io_error)?,
+                }
+            }
+            sync_dir(parent_of(&self.target)).map_err(io_error)?;
+            Ok(written)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        // The lock goes with the last handle, once the temp name is gone.
+        self.guard = None;
+        result
     }
+}
+
+/// Creates the temp file for `name` in `dir`: mode 0600, created new, exclusively locked. Returns its path, the file
+/// and a second handle holding the lock (`None` where the file system has no locks).
+fn create_locked_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File, Option<File>)> {
+    let mut last = None;
+    for _ in 0..8 {
+        let tmp = dir.join(format!(".{name}{PARTIAL}{}", random_hex()));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = match options.open(&tmp) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            // A sweep found it in the instant between creation and lock, and removes it: take another name.
+            Err(fs::TryLockError::WouldBlock) => {
+                last = Some(io::Error::from(io::ErrorKind::WouldBlock));
+                continue;
+            }
+            // No locks on this file system: no sweep will remove it either (a sweep needs the lock).
+            Err(fs::TryLockError::Error(_)) => return Ok((tmp, file, None)),
+        }
+        // A sweep may have removed the name before the lock was taken: then the name is another file's, or none.
+        if !same_file(&file, &tmp) {
+            last = Some(io::Error::from(io::ErrorKind::NotFound));
+            continue;
+        }
+        let guard = file.try_clone()?;
+        return Ok((tmp, file, Some(guard)));
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("cannot create a temp file")))
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// 16 hex digits that differ between calls and processes (a per-process random hasher keyed with a counter, the time
+/// and the process id): a temp name that is not taken; `create_new` catches the rare collision.
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// Removes the temp files that runs killed before their commit left beside the target `name` in `dir`, and
+/// nothing else. Exactly these names are considered, and only when they are regular files (never symlinks):
+///
+/// * `.NAME.partial-` + 16 hex digits: [`OutputFile`]'s own, removed when no live writer holds its lock (one that
+///   is being written stays);
+/// * `.NAME.tmp-` + three decimal numbers joined by `-`: [`OutputFile`]'s in versions before the lock, and
+/// * `.NAME.part-` + 16 hex digits: downloads saved by `Download::save_to` (the CLI's `download` before it wrote
+///   through [`OutputFile`]; hidden, decrypted and unverified),
+///
+///   these two removed only when not changed for [`STALE_AFTER`], as nothing tells a live writer of them from a
+///   dead one.
+///
+/// Failures (a file of another user, a vanished file) are skipped: sweeping is housekeeping, never an error.
+pub fn sweep_stale(dir: &Path, name: &str) {
+    let Ok(listing) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in listing.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let locked_naming = match rest.split_once('-') {
+            Some(("partial", suffix)) if is_hex16(suffix) => true,
+            Some(("part", suffix)) if is_hex16(suffix) => false,
+            Some(("tmp", suffix)) if is_legacy_suffix(suffix) => false,
+            _ => continue,
+        };
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        if !locked_naming {
+            let idle = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|d| d >= STALE_AFTER);
+            if !idle {
+                continue;
+            }
+        }
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        // Regular when listed; a file swapped in since must still be one before it is touched.
+        if !file.metadata().is_ok_and(|m| m.is_file()) || !same_file(&file, &path) {
+            continue;
+        }
+        if file.try_lock().is_ok() {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+fn is_hex16(s: &str) -> bool {
+    s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn is_legacy_suffix(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -523,7 +836,8 @@ impl Write for OutputFile {
 impl Drop for OutputFile {
     fn drop(&mut self) {
         if let Some(mut pipe) = self.file.take() {
-            // The writer thread ends once its channel closes; the file is closed before it is removed.
+            // The writer thread ends once its channel closes; the file is closed before it is removed, and the lock
+            // (`guard`, dropped after this) held until then.
             let _ = pipe.join();
             let _ = fs::remove_file(&self.tmp);
         }

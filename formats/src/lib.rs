@@ -12,6 +12,7 @@
 //! | `define-xml` | [`define`] (CDISC Define-XML 2.1 from dataset metadata; [`define::cross_check`]) |
 //! | `odm-xml` | [`odm`] (CDISC ODM 1.3.2 clinical data, streamed) |
 //! | `html` | [`document`] (reports and dashboards) |
+//! | `pdf` | [`pdf`] (reports and dashboards as PDF/A-2b; feature `pdf`) |
 //! | reading csv, tsv, json, ndjson, parquet, arrow-ipc | [`read`] ([`read::open`], [`read::open_with_schema`]) |
 //! | study files as a data source | [`source`] ([`source::DirectorySource`]) |
 
@@ -26,6 +27,8 @@ pub mod json;
 pub mod odm;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+#[cfg(feature = "pdf")]
+pub mod pdf;
 pub mod read;
 pub mod source;
 #[cfg(feature = "xlsx")]
@@ -49,6 +52,8 @@ pub fn default_formats() -> FormatRegistry {
         #[cfg(feature = "xlsx")]
         Arc::new(xlsx::XlsxFormat),
         Arc::new(document::HtmlFormat),
+        #[cfg(feature = "pdf")]
+        Arc::new(pdf::PdfFormat),
         Arc::new(xpt::XptFormat),
         Arc::new(dataset_json::DatasetJsonFormat),
         Arc::new(define::DefineXmlFormat),
@@ -72,6 +77,9 @@ mod tests {
         }
         if cfg!(feature = "xlsx") {
             want.push("xlsx");
+        }
+        if cfg!(feature = "pdf") {
+            want.push("pdf");
         }
         want.push("dataset-json");
         want.extend(["define-xml", "odm-xml"]);

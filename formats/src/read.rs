@@ -99,15 +99,38 @@ impl Kind {
             "arrow" | "ipc" | "feather" | "arrows" => Kind::Ipc,
             "xpt" => Kind::Xpt,
             "dsjc" => Kind::DatasetJson,
-            _ => {
-                return Err(Error::validation(
-                    "unknown_format",
-                    "the input format cannot be told from the file extension; name it",
-                )
-                .with_field("format"))
-            }
+            _ => return Err(unreadable_extension(&ext)),
         })
     }
+}
+
+/// The readable formats with their extensions, for messages.
+const READABLE_BY_EXTENSION: &str = "csv (.csv), tsv (.tsv, .tab), json (.json), ndjson (.ndjson, .jsonl), \
+     parquet (.parquet, .pq), arrow-ipc (.arrow, .ipc, .feather, .arrows), xpt (.xpt), dataset-json (.dsjc, and \
+     .json or .ndjson files holding Dataset-JSON)";
+
+/// EXP002 `unknown_format` for an input whose extension `ext` (lowercase, maybe empty) names no readable format,
+/// saying what is unsupported and what is readable.
+fn unreadable_extension(ext: &str) -> Error {
+    let why = match ext {
+        "" => "the input has no file extension to tell its format by".to_string(),
+        "xlsx" | "xls" | "xlsm" => format!(
+            "'.{ext}' files cannot be read: spreadsheets are an output format only (save the sheet as CSV to \
+             read it)"
+        ),
+        "xml" | "html" | "htm" | "pdf" => {
+            format!("'.{ext}' files cannot be read: they are written (documents, Define-XML, ODM), not read")
+        }
+        "sas7bdat" => "'.sas7bdat' files cannot be read: export the dataset from SAS as XPT (.xpt)".to_string(),
+        _ => format!("'.{ext}' files cannot be read: no readable format has that extension"),
+    };
+    Error::validation(
+        "unknown_format",
+        format!("{why}. Readable formats: {READABLE_BY_EXTENSION}"),
+    )
+    .with_field("format")
+    .with_detail("extension", ext)
+    .with_detail("readable", READABLE)
 }
 
 /// The format ids [`open`] reads.
@@ -128,14 +151,87 @@ pub const EXTENSIONS: &[&str] = &[
     "arrows", "xpt", "dsjc",
 ];
 
-/// Opens `path` as a stream of batches, in `format` (a format id) or the format its extension names.
+/// The default of [`ReadOptions::csv_max_field_bytes`]: 4 MiB.
+pub const DEFAULT_MAX_FIELD_BYTES: u64 = 4 << 20;
+
+/// The default of [`ReadOptions::csv_max_record_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 20;
+
+/// How files are read: limits and choices that the file itself does not settle. As JSON (in
+/// [`crate::convert::ConvertOptions`]'s `read`), every member is optional:
+/// `{"csv_max_field_bytes": 4194304, "csv_max_record_bytes": 16777216, "xpt_allow_nul_padding": false}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadOptions {
+    /// CSV and TSV: the largest field, in bytes of its text (quotes removed). A longer one is EXP002
+    /// `field_too_large`, found with memory bounded by about twice this (the reader stops there), so a file of one
+    /// endless field cannot exhaust memory. Defaults to [`DEFAULT_MAX_FIELD_BYTES`] (4 MiB: real clinical text,
+    /// even a long narrative, is far below it; SAS and XPT cap a value at 32,767 and 200 bytes).
+    pub csv_max_field_bytes: u64,
+    /// CSV and TSV: the largest record, in bytes as stored (every line of a record whose quoted fields hold line
+    /// breaks). A larger one is EXP002 `record_too_large`, found with memory bounded by this. Defaults to
+    /// [`DEFAULT_MAX_RECORD_BYTES`] (16 MiB: 10,000 columns of 200 bytes are 2 MB).
+    pub csv_max_record_bytes: u64,
+    /// XPT: NUL bytes accepted as padding of a member's last record (see
+    /// [`crate::xpt::XptReadOptions::allow_nul_padding`]). Defaults to `false`: EXP002 `invalid_padding`.
+    pub xpt_allow_nul_padding: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            csv_max_field_bytes: DEFAULT_MAX_FIELD_BYTES,
+            csv_max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            xpt_allow_nul_padding: false,
+        }
+    }
+}
+
+impl ReadOptions {
+    /// EXP002 `invalid_option` (field = the option) for a limit of 0, or a record limit below the field limit.
+    fn check(&self) -> Result<()> {
+        let bad = |name: &str, message: &str| {
+            Err(Error::validation("invalid_option", message.to_string())
+                .with_field(name.to_string()))
+        };
+        if self.csv_max_field_bytes == 0 {
+            return bad(
+                "csv_max_field_bytes",
+                "csv_max_field_bytes must be positive",
+            );
+        }
+        if self.csv_max_record_bytes < self.csv_max_field_bytes {
+            return bad(
+                "csv_max_record_bytes",
+                "csv_max_record_bytes must be at least csv_max_field_bytes",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Opens `path` as a stream of batches, in `format` (a format id) or the format its extension names, with the
+/// default [`ReadOptions`].
 ///
 /// # Errors
-/// EXP001 (field `path`) when the file does not exist; EXP002 `unknown_format`/`unsupported_format` (field
-/// `format`), or a reason such as `malformed_csv` or `invalid_utf8` for unreadable content (never quoting the
-/// data); EXP005 for I/O. A batch of the stream may fail likewise.
+/// EXP001 (field `path`) when the file does not exist; EXP002 `not_a_regular_file` for a directory, FIFO, socket
+/// or device ([`open_input`]); `unknown_format`/`unsupported_format` (field `format`), or a reason such as
+/// `malformed_csv`, `invalid_utf8`, `field_too_large`, `duplicate_column`, `truncated_file` or `invalid_padding`
+/// for unreadable content (never quoting the data); EXP005 for I/O. A batch of the stream may fail likewise.
 pub fn open(path: &Path, format: Option<&str>) -> Result<BatchStream> {
-    open_impl(path, format, None)
+    open_impl(path, format, None, &ReadOptions::default())
+}
+
+/// Opens `path` like [`open`], with `options`.
+///
+/// # Errors
+/// As [`open`]; EXP002 `invalid_option` for options out of range.
+pub fn open_with_options(
+    path: &Path,
+    format: Option<&str>,
+    options: &ReadOptions,
+) -> Result<BatchStream> {
+    open_impl(path, format, None, options)
 }
 
 /// Opens `path` like [`open`], reading columns as `schema` says instead of inferring types (CSV, TSV, JSON,
@@ -150,10 +246,16 @@ pub fn open_with_schema(
     format: Option<&str>,
     schema: SchemaRef,
 ) -> Result<BatchStream> {
-    open_impl(path, format, Some(schema))
+    open_impl(path, format, Some(schema), &ReadOptions::default())
 }
 
-fn open_impl(path: &Path, format: Option<&str>, schema: Option<SchemaRef>) -> Result<BatchStream> {
+fn open_impl(
+    path: &Path,
+    format: Option<&str>,
+    schema: Option<SchemaRef>,
+    options: &ReadOptions,
+) -> Result<BatchStream> {
+    options.check()?;
     let kind = match format {
         Some(id) => Kind::from_id(id)?,
         None => Kind::from_path(path)?,
@@ -167,15 +269,22 @@ fn open_impl(path: &Path, format: Option<&str>, schema: Option<SchemaRef>) -> Re
         k => k,
     };
     let stream = match kind {
-        Kind::Csv => csv_stream(path, file, b',', schema)?,
-        Kind::Tsv => csv_stream(path, file, b'\t', schema)?,
+        Kind::Csv => csv_stream(path, file, b',', schema, options)?,
+        Kind::Tsv => csv_stream(path, file, b'\t', schema, options)?,
         Kind::Json => json_stream(path, file, true, schema)?,
         Kind::Ndjson => json_stream(path, file, false, schema)?,
         Kind::Parquet => conform(parquet_stream(file)?, schema)?,
         Kind::Ipc => conform(rechunk(ipc_stream(file)?), schema)?,
         Kind::Xpt => {
-            drop(file);
-            conform(crate::xpt::read_xpt(path)?, schema)?
+            let len = file
+                .metadata()
+                .map_err(|e| Error::io("opening input file", &e))?
+                .len();
+            let xpt = crate::xpt::XptReadOptions {
+                allow_nul_padding: options.xpt_allow_nul_padding,
+                ..crate::xpt::XptReadOptions::default()
+            };
+            conform(crate::xpt::decode::read_xpt_file(file, len, &xpt)?, schema)?
         }
         Kind::DatasetJson => conform(crate::dataset_json::read_dataset_json_from(file)?, schema)?,
     };
@@ -183,10 +292,104 @@ fn open_impl(path: &Path, format: Option<&str>, schema: Option<SchemaRef>) -> Re
 }
 
 fn open_file(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| match e.kind() {
+    open_input(path)
+}
+
+/// Opens the input file `path` for reading, refusing anything that is not a regular file once symlinks are
+/// followed: a directory, FIFO, socket or device would block the reader (a FIFO with no writer) or feed it without
+/// end (`/dev/zero`). The type is checked before opening and again on the opened file, which is opened
+/// non-blocking, so that a path swapped for a FIFO in between cannot hang the open. Every reader opens its input
+/// through this: [`open`], [`open_with_schema`], the XPT reader, the directory source and the metadata files beside
+/// an input.
+///
+/// # Errors
+/// EXP001 (field `path`) when the file does not exist; EXP002 `not_a_regular_file` (field `path`,
+/// `details.kind`: `directory`, `fifo`, `socket`, `character_device`, `block_device` or `other`); EXP005 for
+/// other I/O.
+pub fn open_input(path: &Path) -> Result<File> {
+    let meta = std::fs::metadata(path).map_err(|e| open_error(&e))?;
+    check_regular(&meta.file_type(), "path")?;
+    let file = open_nonblocking(path).map_err(|e| open_error(&e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io("opening input file", &e))?;
+    check_regular(&meta.file_type(), "path")?;
+    Ok(file)
+}
+
+fn open_error(e: &std::io::Error) -> Error {
+    match e.kind() {
         std::io::ErrorKind::NotFound => Error::not_found("input file not found").with_field("path"),
-        _ => Error::io("opening input file", &e),
-    })
+        _ => Error::io("opening input file", e),
+    }
+}
+
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting for one. It changes nothing
+    // for the regular files that are then read.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    File::open(path)
+}
+
+/// EXP002 `not_a_regular_file` (with `field`) unless `t` is a regular file's type.
+pub(crate) fn check_regular(t: &std::fs::FileType, field: &str) -> Result<()> {
+    if t.is_file() {
+        return Ok(());
+    }
+    let kind = file_kind(t);
+    let what = match kind {
+        "directory" => "a directory",
+        "fifo" => "a FIFO (named pipe)",
+        "socket" => "a socket",
+        "character_device" => "a character device",
+        "block_device" => "a block device",
+        _ => "a special file",
+    };
+    Err(Error::validation(
+        "not_a_regular_file",
+        format!(
+            "the {} is not a regular file but {what}: only regular files are read or replaced",
+            if field == "path" { "input" } else { field },
+        ),
+    )
+    .with_field(field)
+    .with_detail("kind", kind))
+}
+
+/// What kind of file system object `t` is, as named in `not_a_regular_file` errors.
+pub(crate) fn file_kind(t: &std::fs::FileType) -> &'static str {
+    if t.is_file() {
+        return "file";
+    }
+    if t.is_dir() {
+        return "directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "fifo";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+        if t.is_char_device() {
+            return "character_device";
+        }
+        if t.is_block_device() {
+            return "block_device";
+        }
+    }
+    "other"
 }
 
 /// Names the dataset after the file stem when the file does not, then layers `<STEM>.meta.json` over it.
@@ -215,12 +418,51 @@ pub fn sidecar_meta(path: &Path) -> Result<Option<DatasetMeta>> {
         return Ok(None);
     };
     let side = path.with_file_name(format!("{stem}.meta.json"));
-    match std::fs::read_to_string(&side) {
-        Ok(text) => DatasetMeta::from_json(&text).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("reading metadata file", &e)),
+    match meta_file(&side) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.code() == trialport_core::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
+
+/// Reads the metadata document (a [`DatasetMeta`] as JSON) at `path`, which must be a regular file of at most
+/// [`MAX_META_BYTES`] (`convert --meta`, `<STEM>.meta.json`).
+///
+/// # Errors
+/// EXP001 (field `meta`) when it does not exist; EXP002 `not_a_regular_file` or `invalid_metadata` (field
+/// `meta`); EXP005 for I/O.
+pub fn meta_file(path: &Path) -> Result<DatasetMeta> {
+    let file = open_input(path).map_err(|e| match e.code() {
+        trialport_core::ErrorCode::NotFound => {
+            Error::not_found("the metadata file does not exist").with_field("meta")
+        }
+        _ if e.reason() == "not_a_regular_file" => e.with_field("meta"),
+        _ => e,
+    })?;
+    let mut text = String::new();
+    // A metadata document is small: more than this is not one (and is not read into memory).
+    file.take(MAX_META_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => {
+                Error::validation("invalid_metadata", "the metadata file is not UTF-8 text")
+                    .with_field("meta")
+            }
+            _ => Error::io("reading metadata file", &e),
+        })?;
+    if text.len() as u64 > MAX_META_BYTES {
+        return Err(Error::validation(
+            "invalid_metadata",
+            format!("the metadata file is larger than {MAX_META_BYTES} bytes"),
+        )
+        .with_field("meta")
+        .with_detail("max_bytes", MAX_META_BYTES));
+    }
+    DatasetMeta::from_json(&text)
+}
+
+/// The largest metadata document ([`sidecar_meta`], `convert --meta`) read: 64 MiB.
+pub const MAX_META_BYTES: u64 = 64 << 20;
 
 /// Selects and converts the columns of `stream` to `schema` (by name), keeping `schema`'s metadata.
 fn conform(stream: BatchStream, schema: Option<SchemaRef>) -> Result<BatchStream> {
@@ -766,6 +1008,12 @@ fn malformed_csv(message: &str, record: u64) -> Error {
 struct RecordReader<R: BufRead> {
     input: R,
     delimiter: u8,
+    /// The limits of [`ReadOptions`].
+    max_field: u64,
+    max_record: u64,
+    /// Bytes since the last delimiter byte of the current record (the raw text of one field at most), followed
+    /// once a line is longer than [`LINE_STEP`]; `u64::MAX` until then.
+    run: u64,
     line: Vec<u8>,
     /// Unescaped bytes of the current record's fields.
     text: Vec<u8>,
@@ -777,10 +1025,13 @@ struct RecordReader<R: BufRead> {
 }
 
 impl<R: BufRead> RecordReader<R> {
-    fn new(input: R, delimiter: u8) -> Self {
+    fn new(input: R, delimiter: u8, options: &ReadOptions) -> Self {
         RecordReader {
             input,
             delimiter,
+            max_field: options.csv_max_field_bytes,
+            max_record: options.csv_max_record_bytes,
+            run: u64::MAX,
             line: Vec::with_capacity(4096),
             text: Vec::with_capacity(4096),
             fields: Vec::with_capacity(64),
@@ -789,16 +1040,93 @@ impl<R: BufRead> RecordReader<R> {
         }
     }
 
-    /// Appends the next physical line to `line`; false at the end of input.
+    /// Appends the next physical line to `line`; false at the end of input. Reads at most [`LINE_STEP`] bytes at a
+    /// time (a whole line at once, as usual), so the limits are found before much more than them is held: the
+    /// record's bytes against the record limit and, once a line is longer than a step, the bytes since the last
+    /// delimiter (one field's raw text at most) against twice the field limit plus its two quotes, which no field
+    /// within the limit reaches even when every character is a doubled quote.
     fn read_line(&mut self) -> Result<bool> {
-        let n = self
-            .input
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| Error::io("reading CSV", &e))?;
+        let field_cap = self.max_field.saturating_mul(2).saturating_add(2);
+        let d = self.delimiter;
+        let mut n = 0usize;
+        loop {
+            let before = self.line.len();
+            let want = (self.max_record + 1)
+                .saturating_sub(before as u64)
+                .min(LINE_STEP);
+            let got = (&mut self.input)
+                .take(want)
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| Error::io("reading CSV", &e))?;
+            n += got;
+            if self.line.len() as u64 > self.max_record {
+                return Err(self.over_record(field_cap));
+            }
+            if got == 0 || self.line.last() == Some(&b'\n') || (got as u64) < want {
+                break;
+            }
+            // A long line: follow the field being read, from its start.
+            let new = &self.line[before..];
+            if self.run == u64::MAX {
+                self.run = trailing_run(&self.line, d);
+            } else {
+                let first = new.iter().position(|&b| b == d).unwrap_or(new.len()) as u64;
+                if self.run + first > field_cap {
+                    return Err(self.field_over(self.lines + 1));
+                }
+                self.run = match new.iter().rposition(|&b| b == d) {
+                    Some(last) => (new.len() - last - 1) as u64,
+                    None => self.run + new.len() as u64,
+                };
+            }
+            if self.run > field_cap {
+                return Err(self.field_over(self.lines + 1));
+            }
+        }
         if n > 0 {
             self.lines += 1;
         }
         Ok(n > 0)
+    }
+
+    /// The error of a record over the limit: `field_too_large` when a run of bytes without a delimiter in it is
+    /// over `field_cap` (one field is), else `record_too_large`.
+    fn over_record(&self, field_cap: u64) -> Error {
+        let d = self.delimiter;
+        let longest = self
+            .line
+            .split(|&b| b == d)
+            .map(|f| f.len() as u64)
+            .max()
+            .unwrap_or(0);
+        if longest > field_cap {
+            return self.field_over(self.lines + 1);
+        }
+        too_large(
+            "record_too_large",
+            "a record",
+            "csv_max_record_bytes",
+            self.max_record,
+            self.lines + 1,
+        )
+    }
+
+    fn field_over(&self, line: u64) -> Error {
+        too_large(
+            "field_too_large",
+            "a field",
+            "csv_max_field_bytes",
+            self.max_field,
+            line,
+        )
+    }
+
+    /// EXP002 `field_too_large` when the field that ends at `text[start..]` is over the limit.
+    fn check_field(&self, start: usize) -> Result<()> {
+        if (self.text.len() - start) as u64 > self.max_field {
+            return Err(self.field_over(self.lines));
+        }
+        Ok(())
     }
 
     /// Reads the next record into `fields`; false at the end of input.
@@ -806,6 +1134,7 @@ impl<R: BufRead> RecordReader<R> {
         self.line.clear();
         self.text.clear();
         self.fields.clear();
+        self.run = u64::MAX;
         if !self.read_line()? {
             return Ok(false);
         }
@@ -847,6 +1176,7 @@ impl<R: BufRead> RecordReader<R> {
                         }
                     }
                 }
+                self.check_field(start)?;
                 self.fields.push((start, self.text.len(), true));
                 match self.line.get(i) {
                     Some(&b) if b == d => i += 1,
@@ -871,6 +1201,7 @@ impl<R: BufRead> RecordReader<R> {
                     field = &field[..field.len() - 1];
                 }
                 self.text.extend_from_slice(field);
+                self.check_field(start)?;
                 self.fields.push((start, self.text.len(), false));
                 if at_delim {
                     i += end + 1;
@@ -896,9 +1227,40 @@ impl<R: BufRead> RecordReader<R> {
     }
 }
 
+/// Bytes a CSV line is read in at most: lines are read whole up to this, and longer ones in steps of it, each
+/// checked against the limits.
+const LINE_STEP: u64 = 1 << 20;
+
+/// The bytes after the last `delimiter` in `line` (all of them when there is none).
+fn trailing_run(line: &[u8], delimiter: u8) -> u64 {
+    match line.iter().rposition(|&b| b == delimiter) {
+        Some(last) => (line.len() - last - 1) as u64,
+        None => line.len() as u64,
+    }
+}
+
+/// EXP002 `reason` for `what` over the limit `option` = `max` bytes, found at `line`.
+fn too_large(reason: &str, what: &str, option: &str, max: u64, line: u64) -> Error {
+    Error::validation(
+        reason,
+        format!("{what} on line {line} is larger than {max} bytes, the limit of the read option {option}"),
+    )
+    .with_detail("line", line)
+    .with_detail("limit", option)
+    .with_detail("max_bytes", max)
+}
+
 /// The header and the open record reader of a delimited file.
-fn csv_header(file: File, delimiter: u8) -> Result<(RecordReader<BufReader<File>>, Vec<String>)> {
-    let mut r = RecordReader::new(BufReader::with_capacity(1 << 16, file), delimiter);
+///
+/// # Errors
+/// EXP002 `malformed_csv` for an empty file, `duplicate_column` (field `columns`, `details.column`) for a name
+/// the header gives twice: which of the two a reader, a schema or a filter would take is anyone's guess.
+fn csv_header(
+    file: File,
+    delimiter: u8,
+    options: &ReadOptions,
+) -> Result<(RecordReader<BufReader<File>>, Vec<String>)> {
+    let mut r = RecordReader::new(BufReader::with_capacity(1 << 16, file), delimiter, options);
     if !r.next_record()? {
         return Err(Error::validation(
             "malformed_csv",
@@ -906,11 +1268,26 @@ fn csv_header(file: File, delimiter: u8) -> Result<(RecordReader<BufReader<File>
         ));
     }
     let text = r.text()?;
-    let names = r
+    let names: Vec<String> = r
         .fields
         .iter()
         .map(|&(s, e, _)| text[s..e].to_string())
         .collect();
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if !seen.insert(name.as_str()) {
+            return Err(Error::validation(
+                "duplicate_column",
+                format!(
+                    "the header names column '{name}' twice (again as column {}): column names must be unique",
+                    i + 1
+                ),
+            )
+            .with_field("columns")
+            .with_detail("column", name.clone())
+            .with_detail("position", i + 1));
+        }
+    }
     Ok((r, names))
 }
 
@@ -919,8 +1296,9 @@ fn csv_stream(
     file: File,
     delimiter: u8,
     schema: Option<SchemaRef>,
+    options: &ReadOptions,
 ) -> Result<BatchStream> {
-    let (records, names) = csv_header(file, delimiter)?;
+    let (records, names) = csv_header(file, delimiter, options)?;
     let (schema, columns, records) = match schema {
         Some(schema) => {
             let mut columns = Vec::with_capacity(schema.fields().len());
@@ -945,7 +1323,7 @@ fn csv_stream(
         }
         None => {
             drop(records);
-            let types = infer_csv(open_file(path)?, delimiter, names.len())?;
+            let types = infer_csv(open_file(path)?, delimiter, names.len(), options)?;
             // A column its `<STEM>.meta.json` declares as text stays text, whatever its values look like
             // (site ids such as `701`, codes such as `1`): inference only decides what the metadata leaves open.
             let declared = sidecar_meta(path)?.unwrap_or_default();
@@ -960,7 +1338,7 @@ fn csv_stream(
                     Field::new(n.clone(), if text { DataType::Utf8 } else { t }, true)
                 })
                 .collect();
-            let (records, _) = csv_header(open_file(path)?, delimiter)?;
+            let (records, _) = csv_header(open_file(path)?, delimiter, options)?;
             (
                 Arc::new(Schema::new(fields)),
                 (0..names.len()).collect(),
@@ -986,8 +1364,13 @@ const C_DATE: u8 = 8;
 const C_TS: u8 = 16;
 const C_TS_TZ: u8 = 32;
 
-fn infer_csv(file: File, delimiter: u8, ncols: usize) -> Result<Vec<DataType>> {
-    let (mut r, _) = csv_header(file, delimiter)?;
+fn infer_csv(
+    file: File,
+    delimiter: u8,
+    ncols: usize,
+    options: &ReadOptions,
+) -> Result<Vec<DataType>> {
+    let (mut r, _) = csv_header(file, delimiter, options)?;
     let mut candidates = vec![C_BOOL | C_INT | C_FLOAT | C_DATE | C_TS | C_TS_TZ; ncols];
     let mut seen = vec![false; ncols];
     let mut n = 0;

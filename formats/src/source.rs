@@ -2,9 +2,15 @@
 //!
 //! Readable extensions: `csv`, `tsv`, `parquet`, `arrow`, `ndjson`, `json`, `xpt`, `dsjc` (read by [`crate::read`];
 //! `.json` and `.ndjson` files holding Dataset-JSON are read as such, with their metadata). A
-//! `<DATASET>.meta.json` beside a file is its metadata, not a dataset. Dataset names are the file stems
+//! `<DATASET>.meta.json` beside a file is its metadata, not a dataset; folders are not datasets. Dataset names are the file stems
 //! uppercased (`dm.csv` is `DM`); two files for one name (`DM.csv` and `DM.parquet`) are ambiguous, an EXP002.
 //! Study and dataset names are validated like every other name (no path traversal).
+//!
+//! Every dataset file is read through [`crate::read::open`], so the readers' checks hold here as in `convert`: a
+//! dataset whose file is not a regular file once symlinks are followed (a FIFO, a device such as a link to
+//! `/dev/zero`, a socket, a directory) is listed under its name but refused when scanned, with EXP002
+//! `not_a_regular_file`, instead of hanging or reading without end; damaged XPT files and CSV fields over the
+//! limits are EXP002 too.
 
 use crate::read;
 use std::path::{Path, PathBuf};
@@ -62,11 +68,10 @@ impl DirectorySource {
         for item in listing {
             let item = item.map_err(|e| Error::io("listing a study", &e))?;
             let path = item.path();
-            let is_file = item
-                .file_type()
-                .map(|t| t.is_file() || (t.is_symlink() && path.is_file()))
-                .unwrap_or(false);
-            if !is_file {
+            // A folder is no dataset (a study may keep anything in subfolders). Any other kind of file is listed:
+            // one that is not a regular file is refused when scanned, by the reader, rather than skipped here as if
+            // the dataset did not exist.
+            if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
                 continue;
             }
             let (Some(stem), Some(ext)) = (
@@ -119,6 +124,10 @@ fn ambiguous(dataset: &str) -> Error {
 /// The label of a dataset file without reading its rows: the metadata document's, else the file's own
 /// (Parquet and Arrow IPC carry it in their schema).
 fn label_of(path: &Path) -> Result<Option<String>> {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        // Not read: scanning it is refused (`not_a_regular_file`).
+        return Ok(None);
+    }
     if let Some(meta) = read::sidecar_meta(path)? {
         if meta.label.is_some() {
             return Ok(meta.label);

@@ -809,7 +809,7 @@ fn engine_artifacts_take_the_extension_of_their_form() {
             .unwrap();
         assert_eq!(job.artifacts[0].name, name, "{:?}", job.error);
         assert_eq!(job.artifacts[0].media_type, media);
-        let bytes = sink.get(&format!("{}/{name}", job.id)).unwrap();
+        let bytes = sink.get(&job.artifact_path(name)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();

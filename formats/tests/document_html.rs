@@ -49,6 +49,8 @@ fn chart(kind: ChartKind, points: &[(&str, f64)]) -> Block {
 fn dashboard() -> Document {
     Document {
         kind: DocumentKind::Dashboard,
+        data_cutoff: None,
+        signatures: vec![],
         title: format!("Safety {SCRIPT}"),
         study: "STUDY-1".into(),
         generated_at: at(),
@@ -80,6 +82,7 @@ fn dashboard() -> Document {
                 dataset: "DM".into(),
                 rows: table(),
                 total_rows: 250,
+                footnotes: vec![],
             },
             chart(
                 ChartKind::Bar,
@@ -333,6 +336,8 @@ fn options_and_info() {
 fn a_report_with_no_blocks_renders() {
     let doc = Document {
         kind: DocumentKind::Report,
+        data_cutoff: None,
+        signatures: vec![],
         title: "Empty".into(),
         study: "S".into(),
         generated_at: at(),
@@ -342,10 +347,65 @@ fn a_report_with_no_blocks_renders() {
             dataset: "AE".into(),
             rows: RecordBatch::new_empty(table().schema()),
             total_rows: 0,
+            footnotes: vec![],
         }],
     };
     let html = render(&doc, &FormatOptions::new());
     parse(&html);
     assert!(html.contains("<body class=\"report\">"));
     assert!(html.contains("no rows"));
+}
+
+#[test]
+fn signatures_footnotes_and_the_cutoff_are_shown_escaped() {
+    let mut doc = dashboard();
+    doc.data_cutoff = Some(format!("2025-01-01 {SCRIPT}"));
+    if let Some(Block::Table { footnotes, .. }) = doc
+        .blocks
+        .iter_mut()
+        .find(|b| matches!(b, Block::Table { .. }))
+    {
+        footnotes.push(format!("Footnote {SCRIPT}"));
+    }
+    let unsigned = render(&doc, &FormatOptions::new());
+    parse(&unsigned);
+    assert!(unsigned.contains("This document is not electronically signed."));
+    assert!(unsigned.contains(&doc.content_sha256().expect("hash")));
+    assert!(unsigned.contains("Footnote &lt;script&gt;"));
+    assert!(unsigned.contains("Data cut-off <strong>2025-01-01 &lt;script&gt;"));
+    doc.signatures
+        .push(trialport_core::document::DocumentSignature {
+            printed_name: format!("Dr. {SCRIPT}"),
+            signer_id: "s1".into(),
+            meaning: trialport_core::signature::Meaning::Responsibility,
+            signed_at: at(),
+        });
+    let signed = render(&doc, &FormatOptions::new());
+    let dom = parse(&signed);
+    assert!(!signed.contains("not electronically signed"));
+    let row: Vec<String> = dom
+        .descendants()
+        .filter(|n| n.has_tag_name("section") && n.attribute("class") == Some("signatures"))
+        .flat_map(|s| s.descendants().filter(|n| n.has_tag_name("td")))
+        .map(|td| {
+            td.descendants()
+                .filter(|n| n.is_text())
+                .filter_map(|n| n.text())
+                .collect::<String>()
+        })
+        .collect();
+    assert_eq!(
+        row,
+        vec![
+            format!("Dr. {SCRIPT}"),
+            "responsibility".to_string(),
+            "2025-01-21T10:00:00Z".to_string()
+        ]
+    );
+    assert_eq!(
+        dom.descendants()
+            .filter(|n| n.has_tag_name("script"))
+            .count(),
+        0
+    );
 }

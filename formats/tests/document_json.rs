@@ -27,6 +27,8 @@ fn doc() -> Document {
     ];
     Document {
         kind: DocumentKind::Report,
+        data_cutoff: None,
+        signatures: vec![],
         title: "Report <1>".into(),
         study: "STUDY-1".into(),
         generated_at: DateTime::parse_from_rfc3339("2025-01-21T10:00:00.250Z")
@@ -43,6 +45,7 @@ fn doc() -> Document {
                 dataset: "DM".into(),
                 rows: RecordBatch::try_new(schema, cols).expect("batch"),
                 total_rows: 10,
+                footnotes: vec![],
             },
             Block::Tiles(vec![
                 Kpi {
@@ -83,17 +86,20 @@ fn json_has_the_documented_shape() {
             "title": "Report <1>",
             "study": "STUDY-1",
             "generated_at": "2025-01-21T10:00:00.250Z",
+            "data_cutoff": null,
             "parameters": {"zeta": "1", "alpha": "2"},
             "blocks": [
                 {"type": "text", "heading": null, "body": "Text"},
                 {"type": "table", "heading": "Subjects", "dataset": "DM",
                  "columns": ["USUBJID", "AGE", "WEIGHT", "SAFFL", "RFSTDTC"],
                  "rows": [["S-1", 34, 70.5, true, "2024-01-15"], ["S-2", null, "NaN", null, null]],
-                 "total_rows": 10},
+                 "total_rows": 10, "footnotes": []},
                 {"type": "tiles", "items": [{"label": "N", "value": 10.0}, {"label": "Mean", "value": null}]},
                 {"type": "chart", "title": "By arm", "kind": "line", "x_label": "ARM", "y_label": "count",
                  "points": [{"x": "A", "y": 1.5}, {"x": "B", "y": null}]}
-            ]
+            ],
+            "signatures": [],
+            "content_sha256": doc().content_sha256().expect("hash"),
         })
     );
     // Parameters keep their order in the bytes too.

@@ -278,8 +278,7 @@ fn an_ectd_zip_holds_the_module_5_tree_with_defines_and_a_matching_manifest() {
     let zip_path = s
         .artifacts
         .path()
-        .join(job.id.to_string())
-        .join("cdiscpilot01_ectd.zip");
+        .join(job.artifact_path("cdiscpilot01_ectd.zip"));
     check_tree(&s, &zip_entries(&zip_path));
     // The package verifies as a whole, as `trialport verify` does.
     let report = trialport_core::manifest::verify_package(&zip_path).unwrap();
@@ -292,7 +291,7 @@ fn an_ectd_directory_is_the_same_tree_as_job_artifacts() {
     let s = setup(&dir);
     let job = run(&s, request(PackageContainer::Directory));
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    let root = s.artifacts.path().join(job.id.to_string());
+    let root = s.artifacts.path().join(job.attempt_folder(job.attempt));
     let mut files = BTreeMap::new();
     for a in &job.artifacts {
         files.insert(a.name.clone(), std::fs::read(root.join(&a.name)).unwrap());
@@ -304,8 +303,7 @@ fn an_ectd_directory_is_the_same_tree_as_job_artifacts() {
     let entries = zip_entries(
         &s.artifacts
             .path()
-            .join(zipped.id.to_string())
-            .join("cdiscpilot01_ectd.zip"),
+            .join(zipped.artifact_path("cdiscpilot01_ectd.zip")),
     );
     for (path, bytes) in &files {
         if path != "manifest.json" {
@@ -320,7 +318,7 @@ fn an_expired_ectd_directory_keeps_its_manifest_and_no_empty_folders() {
     let s = setup_with_retention(&dir, Some(chrono::Duration::days(30)));
     let job = run(&s, request(PackageContainer::Directory));
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    let root = s.artifacts.path().join(job.id.to_string());
+    let root = s.artifacts.path().join(job.attempt_folder(job.attempt));
     assert!(root.join("m5").is_dir());
     s.clock.advance(chrono::Duration::days(30));
     let summary = s.engine.session(&s.admin).purge().unwrap();
@@ -372,7 +370,7 @@ fn every_fda_violation_of_every_dataset_is_listed_and_nothing_is_written() {
     req.datasets_mut().unwrap().push("YY".into());
     let job = run(&s, req);
     assert_eq!(job.state, JobState::Failed);
-    let err = job.error.unwrap();
+    let err = job.error.clone().unwrap();
     assert_eq!(err["code"], "EXP002");
     assert_eq!(err["details"]["reason"], "fda_check_failed");
     let violations = err["details"]["violations"].as_array().unwrap();
@@ -389,7 +387,7 @@ fn every_fda_violation_of_every_dataset_is_listed_and_nothing_is_written() {
     assert!(rules.iter().any(|(d, _)| d == "YY"), "{rules:?}");
     assert_eq!(err["details"]["datasets"], serde_json::json!(["XX", "YY"]));
     // Nothing at all was written for the job.
-    let root = s.artifacts.path().join(job.id.to_string());
+    let root = s.artifacts.path().join(job.attempt_folder(job.attempt));
     let left: Vec<_> = walk(&root);
     assert!(left.is_empty(), "{left:?}");
 }
@@ -433,7 +431,7 @@ fn a_dataset_over_the_file_limit_is_split_by_rows_into_the_split_folder() {
     req = req.max_file_bytes(limit);
     let job = run(&s, req);
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    let root = s.artifacts.path().join(job.id.to_string());
+    let root = s.artifacts.path().join(job.attempt_folder(job.attempt));
     let names: Vec<&str> = job.artifacts.iter().map(|a| a.name.as_str()).collect();
     // DM fits; AE (74 rows of 434 bytes) does not.
     assert!(

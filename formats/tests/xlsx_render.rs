@@ -66,6 +66,8 @@ fn sheet_names(bytes: &[u8]) -> Vec<String> {
 fn a_report_has_an_overview_and_a_sheet_per_table() {
     let doc = Document {
         kind: DocumentKind::Report,
+        data_cutoff: None,
+        signatures: vec![],
         title: "Interim safety report".into(),
         study: "STUDY-1".into(),
         generated_at: at(),
@@ -80,18 +82,21 @@ fn a_report_has_an_overview_and_a_sheet_per_table() {
                 dataset: "DM".into(),
                 rows: rows(),
                 total_rows: 120,
+                footnotes: vec![],
             },
             Block::Table {
                 heading: None,
                 dataset: "DM".into(),
                 rows: rows(),
                 total_rows: 2,
+                footnotes: vec![],
             },
             Block::Table {
                 heading: Some("Report".into()),
                 dataset: "AE".into(),
                 rows: rows(),
                 total_rows: 2,
+                footnotes: vec![],
             },
         ],
     };
@@ -115,12 +120,34 @@ fn a_report_has_an_overview_and_a_sheet_per_table() {
         "see sheet Demographics (showing 2 of 120 rows)",
         "see sheet DM",
         "see sheet Report_2",
+        "Electronic signatures",
+        "This document is not electronically signed.",
     ] {
         assert!(
             flat.iter().any(|c| c == want),
             "missing {want:?} in {flat:?}"
         );
     }
+    let hash = doc.content_sha256().expect("hash");
+    assert!(flat.contains(&hash), "the content hash in {flat:?}");
+    // Signed: each signature's printed name, meaning and UTC time, on one row.
+    let mut signed = doc.clone();
+    signed
+        .signatures
+        .push(trialport_core::document::DocumentSignature {
+            printed_name: "=Dr. Ada".into(),
+            signer_id: "s1".into(),
+            meaning: trialport_core::signature::Meaning::Review,
+            signed_at: at(),
+        });
+    let overview = cells(&render(&signed), "Report");
+    assert!(overview
+        .iter()
+        .any(|r| r[..3] == ["'=Dr. Ada", "review", "2025-01-21T10:00:00Z"]));
+    assert!(!overview
+        .iter()
+        .flatten()
+        .any(|c| c.contains("not electronically")));
     let table = cells(&bytes, "Demographics");
     assert_eq!(table[0], ["USUBJID", "AGE", "RFSTDTC"]);
     assert_eq!(table[1][..2], ["S-001", "34"]);
@@ -131,6 +158,8 @@ fn a_report_has_an_overview_and_a_sheet_per_table() {
 fn a_dashboard_has_kpis_tables_and_charts() {
     let doc = Document {
         kind: DocumentKind::Dashboard,
+        data_cutoff: None,
+        signatures: vec![],
         title: "Enrolment".into(),
         study: "STUDY-1".into(),
         generated_at: at(),
@@ -151,6 +180,7 @@ fn a_dashboard_has_kpis_tables_and_charts() {
                 dataset: "DM".into(),
                 rows: rows(),
                 total_rows: 2,
+                footnotes: vec![],
             },
             Block::Chart(Chart {
                 title: "Subjects by arm: [all sites]".into(),

@@ -507,14 +507,29 @@ fn trailing_padding_is_not_read_as_observations() {
     // With observations of 80 bytes or more, padding never looks like a row: a blank last row is kept.
     let bytes = one_text_column("T", &["x", ""], 90);
     assert_eq!(strs(&decode(&bytes).1, "C"), ["x", ""]);
-    // NUL padding (some SAS 9.4 files) and a file that ends without padding read the same.
+    // NUL padding (reported of some SAS 9.4 files) is refused unless allowed; then it reads as blank padding.
     let bytes = one_text_column("T", &["x", "y", "z"], 3);
     let mut nul = bytes.clone();
     let n = nul.len();
     nul[n - 71..].fill(0);
-    assert_eq!(strs(&decode(&nul).1, "C"), ["x", "y", "z"]);
-    let cut = &bytes[..n - 71];
-    assert_eq!(strs(&decode(cut).1, "C"), ["x", "y", "z"]);
+    let err = read_xpt_from(Cursor::new(nul.clone()), &XptReadOptions::default())
+        .and_then(|s| s.collect())
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.reason()),
+        (ErrorCode::Validation, "invalid_padding")
+    );
+    let lenient = XptReadOptions {
+        allow_nul_padding: true,
+        ..XptReadOptions::default()
+    };
+    assert_eq!(strs(&decode_with(&nul, &lenient).1, "C"), ["x", "y", "z"]);
+    // A file that ends without padding is not whole 80-byte records: truncated.
+    let err = read_xpt_from(Cursor::new(bytes[..n - 71].to_vec()), &lenient)
+        .and_then(|s| s.collect())
+        .unwrap_err();
+    assert_eq!(err.reason(), "truncated_file");
+    assert_eq!(err.details()["offset"], (n - 71) as u64);
 }
 
 #[test]

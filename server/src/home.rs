@@ -4,8 +4,8 @@ use crate::{JobCounts, Readiness};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trialport_core::home::Home;
-use trialport_core::job::JobState;
-use trialport_core::store::{JobQuery, JobStore, SqliteStore};
+use trialport_core::job::{JobQuery, JobReads, JobState};
+use trialport_core::store::SqliteStore;
 
 /// `/readyz` and the `trialport_jobs` gauge for a home: a query on its store, and its artifact directory.
 pub struct HomeChecks {
@@ -39,7 +39,7 @@ impl HomeChecks {
     fn total(&self, state: Option<JobState>) -> trialport_core::Result<u64> {
         Ok(self
             .store
-            .list(&JobQuery {
+            .list_jobs(&JobQuery {
                 org: self.org.clone(),
                 studies: None,
                 state,
@@ -68,7 +68,7 @@ impl Readiness for HomeChecks {
                 limit: 1,
             };
             store
-                .list(&query)
+                .list_jobs(&query)
                 .map(|_| ())
                 .map_err(|_| "store_unreachable")
         })

@@ -433,17 +433,17 @@ class Engine:
         idempotency_key: str | None = None,
         **format_options: OptionValue,
     ) -> Job:
-        """Renders a report: ``{"title", "parameters", "sections": [{"type": "text", "heading", "body"} |
-        {"type": "table", "dataset", "columns", "filters", "sort", "limit", "heading"}]}``.
+        """Renders a report: ``{"title", "data_cutoff", "parameters", "sections": [...]}``, sections of ``text``,
+        ``table``, ``summary`` and ``chart`` (the report language: ``docs/reports.md``, ``docs/report.schema.json``).
 
         Args:
             credential: The caller's credential.
             study: The study the report draws from (the report's ``study``).
             report: The report spec.
-            format: ``"html"``, ``"json"`` or ``"xlsx"`` (see :func:`trialport.formats`).
+            format: ``"html"``, ``"pdf"`` (PDF/A-2b), ``"json"`` or ``"xlsx"`` (see :func:`trialport.formats`).
             options: Format options.
             signature: An e-signature, ``{"meaning": ..., "password": ...}`` (see :meth:`bulk_export`): optional;
-                the engine signs the job's manifest with it.
+                the engine signs the job's manifest with it, and the document shows the signature.
             idempotency_key: The same key and request return the same job.
 
         Raises:
@@ -477,8 +477,8 @@ class Engine:
         Args:
             credential: The caller's credential.
             study: The study the dashboard draws from (the dashboard's ``study``).
-            dashboard: The dashboard spec.
-            format: ``"html"``, ``"json"`` or ``"xlsx"``.
+            dashboard: The dashboard spec (``docs/reports.md``).
+            format: ``"html"``, ``"pdf"`` (PDF/A-2b), ``"json"`` or ``"xlsx"``.
             options: Format options.
             signature: An e-signature, ``{"meaning": ..., "password": ...}`` (see :meth:`bulk_export`): optional;
                 the engine signs the job's manifest with it.

@@ -1,7 +1,8 @@
 //! The demo study `DEMO01`: small, fictional and deterministic (the same bytes on every run).
 //!
 //! Four SDTM-like datasets generated from a seeded splitmix64 generator: DM (60 subjects), AE (150 adverse
-//! events), LB (about 2,000 lab results) and VS (600 vital signs), with dataset and column labels in their
+//! events, with a fictional system organ class per dictionary term), LB (about 2,000 lab results with reference
+//! ranges and a normal range indicator) and VS (600 vital signs), with dataset and column labels in their
 //! metadata. A few text values hold commas, quotes and non-ASCII letters, as real verbatim terms do. No value
 //! describes a real person.
 
@@ -138,6 +139,52 @@ const AE_TERMS: [(&str, &str, u32); 16] = [
     ("Back pain", "Back pain", 5),
     ("Cough", "Cough", 5),
     ("Hypertension", "Hypertension", 3),
+];
+
+/// The body system or organ class (AEBODSYS) of each dictionary-derived term (AEDECOD) of [`AE_TERMS`].
+const BODY_SYSTEMS: [(&str, &str); 14] = [
+    ("Headache", "Nervous system disorders"),
+    ("Tension headache", "Nervous system disorders"),
+    ("Dizziness", "Nervous system disorders"),
+    ("Nausea", "Gastrointestinal disorders"),
+    ("Diarrhoea", "Gastrointestinal disorders"),
+    (
+        "Fatigue",
+        "General disorders and administration site conditions",
+    ),
+    (
+        "Injection site pain",
+        "General disorders and administration site conditions",
+    ),
+    ("Rash", "Skin and subcutaneous tissue disorders"),
+    ("Alanine aminotransferase increased", "Investigations"),
+    (
+        "Upper respiratory tract infection",
+        "Infections and infestations",
+    ),
+    ("Insomnia", "Psychiatric disorders"),
+    (
+        "Back pain",
+        "Musculoskeletal and connective tissue disorders",
+    ),
+    ("Cough", "Respiratory, thoracic and mediastinal disorders"),
+    ("Hypertension", "Vascular disorders"),
+];
+
+fn body_system(decoded: &str) -> &'static str {
+    BODY_SYSTEMS
+        .iter()
+        .find(|(d, _)| *d == decoded)
+        .map_or("Uncoded", |(_, soc)| soc)
+}
+
+/// The reference range (low, high) of each lab test of [`LAB_TESTS`], in its standard units.
+const LAB_RANGES: [(&str, f64, f64); 5] = [
+    ("ALT", 7.0, 35.0),
+    ("AST", 8.0, 35.0),
+    ("CREAT", 60.0, 105.0),
+    ("GLUC", 3.9, 6.1),
+    ("HGB", 120.0, 160.0),
 ];
 
 /// (code, name, unit, mean, sd, decimals)
@@ -398,6 +445,11 @@ fn ae(rng: &mut Rng, subjects: &[Subject]) -> Result<Dataset> {
                 false,
             ),
             (
+                col("AEBODSYS", "Body System or Organ Class", "string", P::None),
+                DataType::Utf8,
+                false,
+            ),
+            (
                 col("AESEV", "Severity/Intensity", "string", P::None),
                 DataType::Utf8,
                 false,
@@ -418,6 +470,7 @@ fn ae(rng: &mut Rng, subjects: &[Subject]) -> Result<Dataset> {
             Arc::new(Int64Array::from(seq)),
             strings(rows.iter().map(|r| r.2.to_string()).collect()),
             strings(rows.iter().map(|r| r.3.to_string()).collect()),
+            strings(rows.iter().map(|r| body_system(r.3).to_string()).collect()),
             strings(rows.iter().map(|r| r.4.to_string()).collect()),
             strings(rows.iter().map(|r| r.5.to_string()).collect()),
             dates(rows.iter().map(|r| r.1).collect()),
@@ -508,6 +561,24 @@ fn vs(rng: &mut Rng, subjects: &[Subject]) -> Vec<Finding> {
     rows
 }
 
+/// The reference range of a lab test, and where a result lies in it (`LOW`, `NORMAL`, `HIGH`; `None` for a
+/// missing result).
+fn range_of(code: &str, value: Option<f64>) -> (Option<f64>, Option<f64>, Option<&'static str>) {
+    let Some((_, lo, hi)) = LAB_RANGES.iter().find(|(c, _, _)| *c == code) else {
+        return (None, None, None);
+    };
+    let indicator = value.map(|v| {
+        if v < *lo {
+            "LOW"
+        } else if v > *hi {
+            "HIGH"
+        } else {
+            "NORMAL"
+        }
+    });
+    (Some(*lo), Some(*hi), indicator)
+}
+
 fn findings(
     name: &'static str,
     label: &str,
@@ -517,70 +588,116 @@ fn findings(
 ) -> Result<Dataset> {
     use PrivacyClass as P;
     let c = |suffix: &str| format!("{prefix}{suffix}");
-    dataset(
-        name,
-        label,
-        vec![
+    // Lab results carry their reference range and normal range indicator.
+    let ranged = prefix == "LB";
+    let ranges: Vec<_> = rows.iter().map(|r| range_of(r.code, r.value)).collect();
+    let mut fields = vec![
+        (
+            col(
+                "USUBJID",
+                "Unique Subject Identifier",
+                "string",
+                P::SubjectId,
+            ),
+            DataType::Utf8,
+            false,
+        ),
+        (
+            col(&c("TESTCD"), "Test Short Name", "string", P::None),
+            DataType::Utf8,
+            false,
+        ),
+        (
+            col(&c("TEST"), "Test Name", "string", P::None),
+            DataType::Utf8,
+            false,
+        ),
+        (
+            col(
+                &c("STRESN"),
+                "Numeric Result in Standard Units",
+                "float",
+                P::None,
+            ),
+            DataType::Float64,
+            true,
+        ),
+        (
+            col(&c("STRESU"), "Standard Units", "string", P::None),
+            DataType::Utf8,
+            false,
+        ),
+    ];
+    let mut arrays: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|r| r.usubjid.clone()).collect()),
+        strings(rows.iter().map(|r| r.code.to_string()).collect()),
+        strings(rows.iter().map(|r| r.name.to_string()).collect()),
+        Arc::new(Float64Array::from(
+            rows.iter().map(|r| r.value).collect::<Vec<_>>(),
+        )),
+        strings(rows.iter().map(|r| r.unit.to_string()).collect()),
+    ];
+    if ranged {
+        fields.extend([
             (
                 col(
-                    "USUBJID",
-                    "Unique Subject Identifier",
-                    "string",
-                    P::SubjectId,
-                ),
-                DataType::Utf8,
-                false,
-            ),
-            (
-                col(&c("TESTCD"), "Test Short Name", "string", P::None),
-                DataType::Utf8,
-                false,
-            ),
-            (
-                col(&c("TEST"), "Test Name", "string", P::None),
-                DataType::Utf8,
-                false,
-            ),
-            (
-                col(
-                    &c("STRESN"),
-                    "Numeric Result in Standard Units",
+                    &c("STNRLO"),
+                    "Normal Range Lower Limit in Std Units",
                     "float",
                     P::None,
                 ),
                 DataType::Float64,
+                false,
+            ),
+            (
+                col(
+                    &c("STNRHI"),
+                    "Normal Range Upper Limit in Std Units",
+                    "float",
+                    P::None,
+                ),
+                DataType::Float64,
+                false,
+            ),
+            (
+                col(&c("NRIND"), "Reference Range Indicator", "string", P::None),
+                DataType::Utf8,
                 true,
             ),
-            (
-                col(&c("STRESU"), "Standard Units", "string", P::None),
-                DataType::Utf8,
-                false,
-            ),
-            (
-                col("VISITNUM", "Visit Number", "integer", P::None),
-                DataType::Int64,
-                false,
-            ),
-            (
-                col(date_column, "Date of Measurement", "date", P::Date),
-                DataType::Date32,
-                false,
-            ),
-        ],
-        vec![
-            strings(rows.iter().map(|r| r.usubjid.clone()).collect()),
-            strings(rows.iter().map(|r| r.code.to_string()).collect()),
-            strings(rows.iter().map(|r| r.name.to_string()).collect()),
-            Arc::new(Float64Array::from(
-                rows.iter().map(|r| r.value).collect::<Vec<_>>(),
-            )),
-            strings(rows.iter().map(|r| r.unit.to_string()).collect()),
-            Arc::new(Int64Array::from(
-                rows.iter().map(|r| r.visit).collect::<Vec<_>>(),
-            )),
-            dates(rows.iter().map(|r| r.date).collect()),
-        ],
-    )
+        ]);
+        arrays.push(Arc::new(Float64Array::from(
+            ranges
+                .iter()
+                .map(|r| r.0.unwrap_or_default())
+                .collect::<Vec<_>>(),
+        )));
+        arrays.push(Arc::new(Float64Array::from(
+            ranges
+                .iter()
+                .map(|r| r.1.unwrap_or_default())
+                .collect::<Vec<_>>(),
+        )));
+        arrays.push(Arc::new(StringArray::from(
+            ranges.iter().map(|r| r.2).collect::<Vec<_>>(),
+        )));
+    }
+    fields.extend([
+        (
+            col("VISITNUM", "Visit Number", "integer", P::None),
+            DataType::Int64,
+            false,
+        ),
+        (
+            col(date_column, "Date of Measurement", "date", P::Date),
+            DataType::Date32,
+            false,
+        ),
+    ]);
+    arrays.push(Arc::new(Int64Array::from(
+        rows.iter().map(|r| r.visit).collect::<Vec<_>>(),
+    )));
+    arrays.push(dates(rows.iter().map(|r| r.date).collect()));
+    dataset(name, label, fields, arrays)
 }
 
 /// Generates DM, AE, LB and VS of `DEMO01`, the same on every call.

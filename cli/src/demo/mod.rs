@@ -2,8 +2,11 @@
 //!
 //! It writes the study as CSV files into `DIR/source/DEMO01/`, creates a home in `DIR/home` serving that
 //! directory, and then, through the engine and its admin key, exports DM in every data format, renders a report
-//! and a dashboard, packages all four datasets in a zip, lists the jobs, downloads one artifact into
-//! `DIR/downloads/`, verifies the audit trail and tells where everything is.
+//! and a dashboard (HTML and PDF), renders the three report templates of `examples/reports/` (demographics by
+//! arm, adverse events by system organ class and preferred term, laboratory values out of range by visit) as
+//! HTML, PDF and XLSX (the PDFs e-signed by the demo's admin), packages all four datasets in a zip, lists the jobs,
+//! downloads one artifact into `DIR/downloads/`, verifies the audit trail and tells where everything is. The
+//! specs it renders are written to `DIR/specs/`, ready for `trialport export report --spec`.
 
 pub mod data;
 
@@ -24,12 +27,50 @@ use trialport_core::format::{Capability, FormatOptions};
 use trialport_core::home::Home;
 use trialport_core::job::{Job, JobState};
 use trialport_core::request::{ExportRequest, ListJobsRequest};
+use trialport_core::signature::{Meaning, SignatureRequest};
 use trialport_core::source::{Filter, FilterOp, SortKey};
 use trialport_core::{Error, Result};
 use trialport_formats::convert::OutputFile;
 
 /// The organization of the demo home.
 const ORG: &str = "demo";
+
+/// The report templates of `examples/reports/`, by file name: the demo renders each as HTML, PDF and XLSX.
+const TEMPLATES: [(&str, &str); 3] = [
+    (
+        "demographics-by-arm.json",
+        include_str!("../../../examples/reports/demographics-by-arm.json"),
+    ),
+    (
+        "adverse-events-by-soc-pt.json",
+        include_str!("../../../examples/reports/adverse-events-by-soc-pt.json"),
+    ),
+    (
+        "lab-out-of-range-by-visit.json",
+        include_str!("../../../examples/reports/lab-out-of-range-by-visit.json"),
+    ),
+];
+
+/// The formats each template is rendered in.
+const TEMPLATE_FORMATS: [&str; 3] = ["html", "pdf", "xlsx"];
+
+/// The report templates, parsed.
+///
+/// # Errors
+/// EXP005 when a template does not parse (a bug: the tests parse them).
+pub fn templates() -> Result<Vec<(&'static str, ReportSpec)>> {
+    TEMPLATES
+        .iter()
+        .map(|(name, text)| {
+            serde_json::from_str::<ReportSpec>(text)
+                .map(|spec| (*name, spec))
+                .map_err(|_| {
+                    Error::server("internal", "a report template of the demo cannot be read")
+                        .with_detail("template", *name)
+                })
+        })
+        .collect()
+}
 
 /// Runs the tour; exits 1 (after the summary) when any demo job failed.
 ///
@@ -82,7 +123,23 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
         key_file.display()
     ))?;
 
-    // 3. Jobs: DM in every data format, a report, a dashboard, a bulk package.
+    // The specs the tour renders, as files `trialport export report|dashboard --spec` takes.
+    let specs_dir = dir.join("specs");
+    fs::create_dir_all(&specs_dir)
+        .map_err(|e| Error::io("cannot create the demo specs directory", &e))?;
+    let templates = templates()?;
+    write_spec(&specs_dir.join("report.json"), &report_spec())?;
+    write_spec(&specs_dir.join("dashboard.json"), &dashboard_spec())?;
+    for (name, spec) in &templates {
+        write_spec(&specs_dir.join(name), spec)?;
+    }
+    // The template PDFs are e-signed by the admin: a signing password of its own, used once and never shown.
+    let password = format!("demo-{}", uuid::Uuid::now_v7().simple());
+    engine
+        .session(&cred)
+        .set_signing_password(&password, None)?;
+
+    // 3. Jobs: DM in every data format, a report, a dashboard, the report templates, a bulk package.
     let mut submitted: Vec<(String, Result<Job>)> = Vec::new();
     let data_formats: Vec<&'static str> = engine
         .formats(&cred)?
@@ -115,10 +172,29 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
         "report (html)".into(),
         engine.export_report(&cred, ExportRequest::report(report_spec(), "html")),
     ));
-    submitted.push((
-        "dashboard (html)".into(),
-        engine.export_dashboard(&cred, ExportRequest::dashboard(dashboard_spec(), "html")),
-    ));
+    for format in ["html", "pdf"] {
+        submitted.push((
+            format!("dashboard ({format})"),
+            engine.export_dashboard(&cred, ExportRequest::dashboard(dashboard_spec(), format)),
+        ));
+    }
+    for (name, spec) in &templates {
+        for format in TEMPLATE_FORMATS {
+            // The archival PDF is signed (each signature re-authenticates: PBKDF2, a fraction of a second).
+            let signed = format == "pdf";
+            let mut request = ExportRequest::report(spec.clone(), format);
+            request.signature =
+                signed.then(|| SignatureRequest::new(Meaning::Approval, password.as_str()));
+            submitted.push((
+                format!(
+                    "template {} ({format}{})",
+                    name.trim_end_matches(".json"),
+                    if signed { ", signed" } else { "" }
+                ),
+                engine.export_report(&cred, request),
+            ));
+        }
+    }
     submitted.push((
         "bulk zip of DM, AE, LB, VS (csv)".into(),
         engine.bulk_export(
@@ -134,10 +210,13 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
         ),
     ));
     say(&format!(
-        "3. started {} jobs: DM in {} data formats ({}; VS for ODM), a report, a dashboard and a bulk package",
+        "3. started {} jobs: DM in {} data formats ({}; VS for ODM), a report, a dashboard (HTML, PDF), \
+         the {} report templates as {} (the PDFs e-signed, meaning approval) and a bulk package",
         submitted.len(),
         data_formats.len(),
-        data_formats.join(", ")
+        data_formats.join(", "),
+        templates.len(),
+        TEMPLATE_FORMATS.join(", ")
     ))?;
 
     // 4. Wait for each.
@@ -276,6 +355,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
             "source": study_dir,
             "home": home_dir,
             "key_file": key_file,
+            "specs": specs_dir,
             "jobs": results.iter().map(|(what, r)| job_json(what, r, &artifacts_dir)).collect::<Vec<_>>(),
             "download": download,
             "audit_events": events,
@@ -347,6 +427,7 @@ fn summary(
         String::new(),
         format!("Done in {seconds:.1} s. Everything is in {}:", dir.display()),
         format!("  source/{STUDY}/      the study as CSV (DM, AE, LB, VS)"),
+        "  specs/              the report and dashboard specs rendered (export report --spec FILE)".into(),
         "  home/               the trialport home: trialport.db (jobs, keys, audit trail), config.json".into(),
         "  home/artifacts/     one folder per job: <job id>/<artifact> and manifest.json".into(),
         "  downloads/          the downloaded artifact".into(),
@@ -354,6 +435,15 @@ fn summary(
         String::new(),
         format!("  report:     {}", path_of(find(trialport_core::job::JobKind::Report))),
         format!("  dashboard:  {}", path_of(find(trialport_core::job::JobKind::Dashboard))),
+        format!(
+            "  templates:  {}",
+            path_of(
+                results
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().ok())
+                    .find(|j| j.format == "pdf" && j.kind == trialport_core::job::JobKind::Report)
+            )
+        ),
         format!("  package:    {}", path_of(find(trialport_core::job::JobKind::Bulk))),
         String::new(),
         "Explore it with the CLI:".into(),
@@ -431,6 +521,17 @@ fn write_csv(study_dir: &Path, d: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Writes a spec as pretty JSON.
+fn write_spec<T: serde::Serialize>(path: &Path, spec: &T) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(spec)
+        .map_err(|_| Error::server("internal", "cannot serialize a demo spec"))?;
+    text.push(b'\n');
+    let mut file = OutputFile::create(path, true)?;
+    file.write_all(&text)
+        .map_err(|e| Error::io("cannot write a demo spec", &e))?;
+    file.commit().map(|_| ())
+}
+
 /// Writes the demo key to a file only its owner can read.
 fn write_secret(path: &Path, key: &str) -> Result<()> {
     trialport_core::sink::create_secret_file(path, format!("{key}\n").as_bytes(), "demo key")
@@ -449,7 +550,6 @@ fn asc(column: &str) -> SortKey {
 
 fn report_spec() -> ReportSpec {
     let parameters = BTreeMap::from([
-        ("Data cut-off".to_string(), "2024-12-31".to_string()),
         (
             "Population".to_string(),
             "Safety: all randomized subjects".to_string(),
@@ -459,6 +559,7 @@ fn report_spec() -> ReportSpec {
     ReportSpec {
         study: STUDY.into(),
         title: format!("{STUDY} safety overview (fictional data)"),
+        data_cutoff: Some("2024-12-31".into()),
         parameters,
         sections: vec![
             SectionSpec::Text {
@@ -480,6 +581,7 @@ fn report_spec() -> ReportSpec {
                 filters: vec![],
                 sort: vec![asc("USUBJID"), asc("AESEQ")],
                 limit: None,
+                footnotes: vec![],
             }),
             SectionSpec::Table(TableSpec {
                 heading: Some("Alanine aminotransferase (ALT) results".into()),
@@ -492,6 +594,7 @@ fn report_spec() -> ReportSpec {
                 filters: vec![eq("LBTESTCD", "ALT")],
                 sort: vec![asc("USUBJID"), asc("VISITNUM")],
                 limit: None,
+                footnotes: vec![],
             }),
         ],
     }
@@ -508,6 +611,7 @@ fn dashboard_spec() -> DashboardSpec {
     DashboardSpec {
         study: STUDY.into(),
         title: format!("{STUDY} dashboard (fictional data)"),
+        data_cutoff: Some("2024-12-31".into()),
         tiles: vec![
             tile("Subjects", "DM", Measure::Count, None),
             tile(
@@ -529,6 +633,7 @@ fn dashboard_spec() -> DashboardSpec {
             filters: vec![eq("AESER", "Y")],
             sort: vec![asc("USUBJID")],
             limit: None,
+            footnotes: vec![],
         }],
         charts: vec![
             ChartSpec {
@@ -556,6 +661,45 @@ fn dashboard_spec() -> DashboardSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_parse_and_name_demo_columns() {
+        let t = templates().unwrap_or_default();
+        assert_eq!(t.len(), 3);
+        let data = data::generate().unwrap_or_default();
+        for (name, spec) in t {
+            assert_eq!(spec.study, STUDY, "{name}");
+            assert!(spec.data_cutoff.is_some(), "{name}");
+            // Every column a template names is in the demo data.
+            let text = serde_json::to_string(&spec).unwrap_or_default();
+            for s in &spec.sections {
+                let (dataset, columns): (&str, Vec<&str>) = match s {
+                    SectionSpec::Summary(x) => (
+                        &x.dataset,
+                        x.group_by
+                            .iter()
+                            .map(String::as_str)
+                            .chain(x.measures.iter().filter_map(|m| m.column.as_deref()))
+                            .collect(),
+                    ),
+                    SectionSpec::Table(x) => (
+                        &x.dataset,
+                        x.columns.iter().flatten().map(String::as_str).collect(),
+                    ),
+                    SectionSpec::Chart(x) => (&x.dataset, vec![x.x.as_str()]),
+                    SectionSpec::Text { .. } => continue,
+                };
+                let d = data.iter().find(|d| d.name == dataset);
+                assert!(d.is_some(), "{name}: {dataset}");
+                for c in columns {
+                    assert!(
+                        d.is_some_and(|d| d.schema.index_of(c).is_ok()),
+                        "{name}: {dataset}.{c} in {text}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn specs_round_trip_as_json() {

@@ -4,6 +4,8 @@
 // Each test crate uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use serde_json::Value;
 use std::fs;
 use std::io::Write;

@@ -12,7 +12,7 @@
 //! | `actor` | object | `subject` (`apikey:<id>`, a JWT `sub`, `system` for the engine's own work, `anonymous` when the credential could not be resolved), `name` (printed name at the time), `org` (the actor's organization) |
 //! | `org` | string | the organization the action concerns (a job's, a request's); omitted when none |
 //! | `study` | string | the study the action concerns; omitted when none |
-//! | `action` | string | the operation (`export_data`, `download`, ...) or event (`job.running`, `audit.recovered`, ...) |
+//! | `action` | string | the operation (`export_data`, `download`, ...) or event (`job.running`, `job.signed`, ...) |
 //! | `target` | string | what it was aimed at: `study:<id>`, `job:<uuid>`, `apikey:<id>`, `audit`, ... |
 //! | `outcome` | string | `success`, `denied` (authentication or authorization refused) or `failed` |
 //! | `details` | any | what else the action needs said (`{"reason": ...}` for refusals); never data values or secrets |
@@ -31,46 +31,42 @@
 //! 4. The chain holds when, for every event in order, `seq` is one more than its predecessor's (1 for the first),
 //!    `prev_hash` is the predecessor's `hash` ([`GENESIS_HASH`] for the first), and `hash` is as computed above.
 //!
-//! The embedded log ([`crate::store::AuditFileStore`], `audit.log` in a home) stores each event as exactly this
-//! canonical text *with* `hash`, one per line; the JSON Lines export writes the same lines. So any JCS library and
-//! any SHA-256 can check an exported or stored trail without trialport: parse a line, remove `hash`,
-//! canonicalize, prefix `prev_hash`, hash.
+//! The embedded home keeps each event as exactly this canonical text *with* `hash`, one per line, in `audit.log`
+//! (see [`crate::store::SqliteStore`]); the JSON Lines export writes the same lines. So any JCS library and any
+//! SHA-256 can check an exported or stored trail without trialport: parse a line, remove `hash`, canonicalize,
+//! prefix `prev_hash`, hash.
 //!
 //! # Checkpoints: what the chain proves and what it does not
 //!
 //! [`Auditor::verify`] finds any event that was modified, deleted, inserted or reordered, and names the first bad
 //! sequence number. A chain alone cannot show that its newest events were cut off, nor that someone holding the
-//! storage rewrote the *whole* history and recomputed every hash. A [`Checkpoint`] (the sequence number and hash
-//! of the last event, taken with [`Auditor::checkpoint`] and kept *outside* the system, by an auditor) closes
-//! that gap: [`Auditor::verify_with`] fails when the trail no longer reaches the checkpoint or its event at that
-//! sequence number has another hash.
+//! storage rewrote the *whole* history and recomputed every hash. The store closes the first gap itself: the
+//! SQLite home keeps the last event's sequence number and hash (the *anchor*) in its database, under a MAC, and
+//! refuses to open when the log's end disagrees with it. A [`Checkpoint`] (the sequence number and hash of the
+//! last event, taken with [`Auditor::checkpoint`] and kept *outside* the system, by an auditor) closes the other:
+//! [`Auditor::verify_with`] fails when the trail no longer reaches the checkpoint or its event at that sequence
+//! number has another hash, as after the whole home was rolled back to an older copy.
 //!
-//! # Durability and failures
+//! # Write-ahead: an event for every change, and only for changes
 //!
-//! [`Auditor::emit`] returns only after the store has the event durably (the file log fsyncs each line; the SQLite
-//! store commits with `synchronous=FULL`). A store failure (EXP005) fails the operation with EXP005 `audit_failed`
-//! and *poisons* the auditor: an fsync that failed may have lost data the kernel then reports as written, so no
-//! later event is appended by this auditor (each fails with cause `audit_poisoned`) until the engine is opened
-//! again, which re-reads and re-checks the stored trail. A `sequence_conflict` (another process appended first) is
-//! retried; a record the store refuses before writing anything (EXP002) fails the operation without poisoning.
-//!
-//! Torn writes: see [`crate::store::AuditFileStore`]. A last record cut short by a crash was never acknowledged;
-//! it is cut away when the log is opened, and the next event the auditor records is an `audit.recovered` event
-//! (actor `system`, target `audit`) whose details give the sequence number after which the bytes were cut, their
-//! offset, length and SHA-256, so the repair is itself on the record.
+//! Events are never appended on their own. Each is sealed by [`Auditor::record`] inside the store transaction
+//! that makes the change it reports ([`crate::store::Store::write`]), and committed with it or not at all: a crash
+//! at any instant leaves either the change and its event, or neither. An operation is acknowledged only after the
+//! commit, so an acknowledged event is durable. A refused or failed operation changes nothing and commits only its
+//! event. When the store cannot commit, the operation fails with EXP005 (fail-closed).
 //!
 //! # Hooks
 //!
-//! Hooks receive every event, in sequence order, after it is stored. They run outside the lock that orders
-//! appends (the next event can be stored while hooks still handle this one) but under a second lock taken before
-//! the first is released, so no hook ever sees events out of order. A hook must not call the engine: such a call
-//! fails with EXP005 `audit_failed` (cause `reentrant_audit`) rather than deadlocking.
+//! Hooks receive the events of each transaction after its work and before its commit, in sequence order, while
+//! the store holds its write lock ([`Auditor::witness`]): they see each event exactly once and never out of
+//! order, and a hook's error fails the transaction, which then commits nothing. A hook must not call the engine:
+//! such a call fails with EXP005 `audit_failed` (cause `reentrant_audit`) rather than deadlocking.
 //!
 //! # No updates, no deletes
 //!
-//! Nothing in trialport updates or deletes an audit event: [`crate::store::AuditStore`] has `append`, `last` and
-//! `read`, and every store implements only those. A correction is a new event. Reading the trail through the
-//! engine ([`crate::engine::Session::audit_events`], `verify_audit`, `audit_checkpoint`) needs the `audit:read`
+//! Nothing in trialport updates or deletes an audit event: [`AuditRows`] stages the next event and nothing else,
+//! [`AuditReads`] reads. A correction is a new event. Reading the trail through the engine
+//! ([`crate::engine::Session::audit_events`], `verify_audit`, `audit_checkpoint`) needs the `audit:read`
 //! permission and is itself audited.
 
 mod canonical;
@@ -79,14 +75,12 @@ pub mod export;
 pub use canonical::canonical_json;
 
 use crate::clock::Clock;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::sink::hex;
-use crate::store::{AuditRecovery, AuditStore};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
@@ -282,7 +276,7 @@ impl AuditScope {
         }
     }
 
-    /// The scope [`Auditor::emit`] assumes for a record: the actor's organization, and the study of a
+    /// The scope assumed for a record with none given: the actor's organization, and the study of a
     /// `study:<id>` target.
     pub fn implied(record: &AuditRecord) -> Self {
         AuditScope {
@@ -294,7 +288,14 @@ impl AuditScope {
 
 /// A commitment to the trail up to one event, kept outside the system to detect a rewritten or cut trail (see
 /// the module docs). Its JSON form is the checkpoint file of `trialport audit checkpoint`:
-/// `{"seq": 42, "hash": "<64 hex>", "timestamp": "2025-01-21T10:00:00Z"}`.
+/// `{"seq": 42, "hash": "<64 hex>", "timestamp": "2025-01-21T10:00:00Z", "signed": {"algorithm": "ed25519",
+/// "key_id": "<16 hex>", "signature": "<128 hex>"}}`.
+///
+/// The engine signs the checkpoints it takes with its Ed25519 key ([`crate::signature::SigningKey`]): the signed
+/// bytes are [`Checkpoint::signed_payload`], the text `trialport audit checkpoint v1`, a newline, and the RFC 8785
+/// canonical JSON of `seq`, `hash` and `timestamp` (when present). Verifying against a signed checkpoint checks the
+/// signature with the engine's public key first, so a checkpoint that was edited, or made by anyone without the
+/// key, is refused; a checkpoint without `signed` (made by an earlier version) is checked for its hash only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
@@ -302,30 +303,66 @@ pub struct Checkpoint {
     pub seq: u64,
     /// That event's hash ([`GENESIS_HASH`] for an empty trail).
     pub hash: String,
-    /// That event's time, for people reading the file; not checked.
+    /// That event's time (covered by the signature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<DateTime<Utc>>,
+    /// The engine's signature of the checkpoint, if signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<CheckpointSignature>,
 }
 
+/// The signature of a [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSignature {
+    /// `ed25519`.
+    pub algorithm: String,
+    /// The id of the signing key's public key ([`crate::signature::PublicKey::id`]).
+    pub key_id: String,
+    /// The 64-byte signature of [`Checkpoint::signed_payload`], lowercase hex.
+    pub signature: String,
+}
+
+/// What a checkpoint's signature covers, before its canonical JSON.
+const CHECKPOINT_DOMAIN: &str = "trialport audit checkpoint v1\n";
+
 impl Checkpoint {
+    /// The bytes the engine signs: a domain line (`trialport audit checkpoint v1`) and the canonical JSON of
+    /// `seq`, `hash` and `timestamp` (see the type's docs).
+    pub fn signed_payload(&self) -> Vec<u8> {
+        let mut body = serde_json::json!({"seq": self.seq, "hash": self.hash});
+        if let Some(t) = &self.timestamp {
+            body["timestamp"] = serde_json::json!(t);
+        }
+        let mut out = CHECKPOINT_DOMAIN.as_bytes().to_vec();
+        out.extend_from_slice(canonical_json(&body).as_bytes());
+        out
+    }
+
     /// Reads a checkpoint from its JSON text.
     ///
     /// # Errors
     /// EXP002 `invalid_checkpoint` (field `checkpoint`) for text that is not a checkpoint: unknown members, a hash
-    /// that is not 64 lowercase hex digits, or sequence number 0 with another hash than [`GENESIS_HASH`].
+    /// that is not 64 lowercase hex digits, sequence number 0 with another hash than [`GENESIS_HASH`], or a
+    /// signature that is not an Ed25519 signature in hex.
     pub fn from_json(text: &str) -> Result<Checkpoint> {
         let invalid = || {
             Error::validation("invalid_checkpoint", "the text is not an audit checkpoint")
                 .with_field("checkpoint")
         };
         let cp: Checkpoint = serde_json::from_str(text).map_err(|_| invalid())?;
-        let hex_ok = cp.hash.len() == 64
-            && cp
-                .hash
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex_ok || (cp.seq == 0 && cp.hash != GENESIS_HASH) {
+        let lower_hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if !lower_hex(&cp.hash, 64) || (cp.seq == 0 && cp.hash != GENESIS_HASH) {
             return Err(invalid());
+        }
+        if let Some(sig) = &cp.signed {
+            if sig.algorithm != "ed25519" || !lower_hex(&sig.signature, 128) {
+                return Err(invalid());
+            }
         }
         Ok(cp)
     }
@@ -336,36 +373,69 @@ thread_local! {
     static IN_HOOKS: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Appends that lost the race to another process are retried this many times.
-const CONFLICT_RETRIES: usize = 1000;
-
 /// Events read at a time while verifying.
 const VERIFY_BATCH: usize = 1000;
 
-/// Assigns sequence numbers, times and hashes, stores each event, then calls the hooks.
+/// The audit operations of a store's transaction ([`crate::store::Tx`]): the chain's head and the events staged
+/// with the transaction's changes. Staged events are stored durably with the commit, or not at all.
+///
+/// # Contract
+/// - `audit_head` is the sequence number and hash of the last event, counting events staged earlier in this
+///   transaction (`None` for an empty trail).
+/// - `stage_event` accepts only the next event: `seq` one more than the head's (1 for the first) and `prev_hash`
+///   the head's hash ([`GENESIS_HASH`] for the first); anything else is EXP004 `sequence_conflict` and stages
+///   nothing. There is no update or delete of events.
+pub trait AuditRows {
+    /// The head of the chain as this transaction sees it.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn audit_head(&mut self) -> Result<Option<(u64, String)>>;
+
+    /// Stages the next event.
+    ///
+    /// # Errors
+    /// EXP004 `sequence_conflict`; EXP002 for an event the store refuses (too large); EXP005.
+    fn stage_event(&mut self, event: &AuditEvent) -> Result<()>;
+}
+
+/// Reading the audit trail outside a transaction.
+///
+/// # Contract
+/// `audit_last` is the last committed event's sequence number and hash; `audit_read` returns the events with
+/// `seq >= from` in order, at most `limit`. Several stores (or processes) on one backing storage see each other's
+/// commits.
+pub trait AuditReads: Send + Sync {
+    /// The sequence number and hash of the last event, if any.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn audit_last(&self) -> Result<Option<(u64, String)>>;
+
+    /// Up to `limit` events with `seq >= from`, in order.
+    ///
+    /// # Errors
+    /// EXP005; EXP005 `integrity_violation` for a stored record that cannot be read back.
+    fn audit_read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>>;
+}
+
+/// Seals audit records into hash-chained events inside a store transaction, and hands the events of each
+/// transaction to the hooks before it commits (see the module docs).
 pub struct Auditor {
-    store: Arc<dyn AuditStore>,
     hooks: Vec<Arc<dyn AuditHook>>,
     clock: Arc<dyn Clock>,
-    /// Orders appends.
-    lock: Mutex<()>,
-    /// Orders hook calls: taken before `lock` is released, so hooks see events in sequence order.
-    hook_order: Mutex<()>,
-    /// Set when a store append failed: nothing more is appended (see the module docs).
-    poisoned: AtomicBool,
 }
 
 impl std::fmt::Debug for Auditor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auditor")
             .field("hooks", &self.hooks.len())
-            .field("poisoned", &self.is_poisoned())
             .finish_non_exhaustive()
     }
 }
 
 /// EXP005 `audit_failed` with the cause.
-fn audit_failed(cause: &str) -> Error {
+pub(crate) fn audit_failed(cause: &str) -> Error {
     Error::server(
         "audit_failed",
         "the audit trail could not record the operation",
@@ -403,54 +473,43 @@ struct ChainEnd {
     timestamp: Option<DateTime<Utc>>,
 }
 
+/// EXP005 `audit_failed` (cause `reentrant_audit`) when called from an audit hook: a hook must not call the
+/// engine, whose store it would wait for while its caller holds it.
+///
+/// # Errors
+/// As described.
+pub fn refuse_reentry() -> Result<()> {
+    if IN_HOOKS.with(Cell::get) {
+        return Err(audit_failed("reentrant_audit"));
+    }
+    Ok(())
+}
+
 impl Auditor {
-    /// An auditor over a store, with hooks and a clock.
-    pub fn new(
-        store: Arc<dyn AuditStore>,
-        hooks: Vec<Arc<dyn AuditHook>>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Auditor {
-            store,
-            hooks,
-            clock,
-            lock: Mutex::new(()),
-            hook_order: Mutex::new(()),
-            poisoned: AtomicBool::new(false),
-        }
+    /// An auditor with hooks and a clock.
+    pub fn new(hooks: Vec<Arc<dyn AuditHook>>, clock: Arc<dyn Clock>) -> Self {
+        Auditor { hooks, clock }
     }
 
-    /// Whether a failed append poisoned this auditor (every later event then fails).
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::SeqCst)
-    }
-
-    /// Records one event in the scope [`AuditScope::implied`] by the record.
+    /// Seals `record` as the next event of the chain in `tx` (time from the clock, sequence number and hashes from
+    /// the head) and stages it; it is stored if and when the transaction commits.
     ///
     /// # Errors
-    /// As [`Auditor::emit_in`].
-    pub fn emit(&self, record: AuditRecord) -> Result<AuditEvent> {
-        let scope = AuditScope::implied(&record);
-        self.emit_in(record, scope)
-    }
-
-    /// Records one event concerning `scope`: stored durably, then handed to the hooks. Any `audit.recovered` event
-    /// the store owes (a torn tail it cut away) is recorded first.
-    ///
-    /// # Errors
-    /// EXP005 `audit_failed` when the store or a hook fails, with `details.cause`: the store's reason,
-    /// `audit_poisoned` after an earlier failed append, `reentrant_audit` when called from a hook.
-    pub fn emit_in(&self, record: AuditRecord, scope: AuditScope) -> Result<AuditEvent> {
-        if IN_HOOKS.with(Cell::get) {
-            return Err(audit_failed("reentrant_audit"));
-        }
-        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut events = self.recoveries_locked()?;
-        let timestamp = self.clock.now();
-        let event = self.append_locked(|seq, prev_hash| AuditEvent {
+    /// The errors of [`AuditRows`].
+    pub fn record(
+        &self,
+        tx: &mut dyn AuditRows,
+        record: &AuditRecord,
+        scope: &AuditScope,
+    ) -> Result<AuditEvent> {
+        let (seq, prev_hash) = match tx.audit_head()? {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, GENESIS_HASH.to_string()),
+        };
+        let mut event = AuditEvent {
             seq,
             event_id: Uuid::now_v7(),
-            timestamp,
+            timestamp: self.clock.now(),
             actor: record.actor.clone(),
             org: scope.org.clone(),
             study: scope.study.clone(),
@@ -461,89 +520,19 @@ impl Auditor {
             request_id: record.request_id.clone(),
             prev_hash,
             hash: String::new(),
-        })?;
-        events.push(event.clone());
-        let order = self.hook_order.lock().unwrap_or_else(|p| p.into_inner());
-        drop(guard);
-        self.dispatch(&events)?;
-        drop(order);
+        };
+        event.hash = event.compute_hash();
+        tx.stage_event(&event)?;
         Ok(event)
     }
 
-    /// Records the `audit.recovered` events the store owes, if any; called when an engine opens, so a repair
-    /// made at open is on the record at once.
+    /// Hands the events of a transaction about to commit to every hook, in sequence order (the store calls it
+    /// holding its write lock, so hooks of concurrent transactions never interleave). A hook's error fails the
+    /// transaction, which then commits nothing (fail-closed).
     ///
     /// # Errors
-    /// As [`Auditor::emit_in`].
-    pub fn flush_recoveries(&self) -> Result<Vec<AuditEvent>> {
-        if IN_HOOKS.with(Cell::get) {
-            return Err(audit_failed("reentrant_audit"));
-        }
-        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let events = self.recoveries_locked()?;
-        let order = self.hook_order.lock().unwrap_or_else(|p| p.into_inner());
-        drop(guard);
-        self.dispatch(&events)?;
-        drop(order);
-        Ok(events)
-    }
-
-    fn recoveries_locked(&self) -> Result<Vec<AuditEvent>> {
-        if self.is_poisoned() {
-            return Err(audit_failed("audit_poisoned"));
-        }
-        let mut events = Vec::new();
-        for r in self.store.take_recoveries() {
-            let timestamp = self.clock.now();
-            let details = recovery_details(&r);
-            events.push(self.append_locked(|seq, prev_hash| AuditEvent {
-                seq,
-                event_id: Uuid::now_v7(),
-                timestamp,
-                actor: Actor::system(),
-                org: String::new(),
-                study: None,
-                action: "audit.recovered".into(),
-                target: "audit".into(),
-                outcome: Outcome::Success,
-                details: details.clone(),
-                request_id: format!("audit_{}", Uuid::now_v7().simple()),
-                prev_hash,
-                hash: String::new(),
-            })?);
-        }
-        Ok(events)
-    }
-
-    /// Appends the event `make(seq, prev_hash)` builds, retrying when another writer took the sequence number;
-    /// poisons the auditor when the store fails.
-    fn append_locked(&self, make: impl Fn(u64, String) -> AuditEvent) -> Result<AuditEvent> {
-        if self.is_poisoned() {
-            return Err(audit_failed("audit_poisoned"));
-        }
-        for _ in 0..CONFLICT_RETRIES {
-            let (seq, prev_hash) = match self.store.last() {
-                Ok(Some((seq, hash))) => (seq + 1, hash),
-                Ok(None) => (1, GENESIS_HASH.to_string()),
-                Err(e) => return Err(audit_failed(e.reason())),
-            };
-            let mut event = make(seq, prev_hash);
-            event.hash = event.compute_hash();
-            match self.store.append(&event) {
-                Ok(()) => return Ok(event),
-                Err(e) if e.reason() == "sequence_conflict" => continue,
-                Err(e) => {
-                    if e.code() == ErrorCode::Server {
-                        self.poisoned.store(true, Ordering::SeqCst);
-                    }
-                    return Err(audit_failed(e.reason()));
-                }
-            }
-        }
-        Err(audit_failed("sequence_conflict"))
-    }
-
-    fn dispatch(&self, events: &[AuditEvent]) -> Result<()> {
+    /// EXP005 `audit_failed` with the hook's reason as `details.cause`.
+    pub fn witness(&self, events: &[AuditEvent]) -> Result<()> {
         if self.hooks.is_empty() || events.is_empty() {
             return Ok(());
         }
@@ -556,23 +545,15 @@ impl Auditor {
         Ok(())
     }
 
-    /// Reads up to `limit` events with `seq >= from`.
-    ///
-    /// # Errors
-    /// EXP005 for I/O.
-    pub fn read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
-        self.store.read(from, limit)
-    }
-
-    /// Checks the whole chain: sequence numbers without gaps, each `prev_hash` the previous `hash`, each hash
-    /// recomputed. Returns the number of events.
+    /// Checks the whole chain in `trail`: sequence numbers without gaps, each `prev_hash` the previous `hash`,
+    /// each hash recomputed. Returns the number of events.
     ///
     /// # Errors
     /// EXP005 `integrity_violation` with `details.seq`, the first bad sequence number, and `details.check`:
     /// `sequence` (an event missing, inserted or moved there), `prev_hash` (the link to the previous event
     /// broken), `hash` (the event changed), `record` (the stored record unreadable).
-    pub fn verify(&self) -> Result<u64> {
-        self.walk(None).map(|end| end.events)
+    pub fn verify(&self, trail: &dyn AuditReads) -> Result<u64> {
+        walk(trail, None).map(|end| end.events)
     }
 
     /// [`Auditor::verify`], and, given a checkpoint taken earlier, that the trail still reaches it with the same
@@ -582,70 +563,75 @@ impl Auditor {
     /// As [`Auditor::verify`]; `details.check` is `checkpoint` when the trail is intact in itself but does not
     /// match the checkpoint (`details.seq`: the checkpoint's sequence number, or the first missing one when the
     /// trail is shorter).
-    pub fn verify_with(&self, checkpoint: Option<&Checkpoint>) -> Result<u64> {
-        self.walk(checkpoint).map(|end| end.events)
+    pub fn verify_with(
+        &self,
+        trail: &dyn AuditReads,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<u64> {
+        walk(trail, checkpoint).map(|end| end.events)
     }
 
-    /// Verifies the chain and returns a checkpoint of its last event.
+    /// Verifies the chain and returns an unsigned checkpoint of its last event (the engine signs it).
     ///
     /// # Errors
     /// As [`Auditor::verify`].
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
-        let end = self.walk(None)?;
+    pub fn checkpoint(&self, trail: &dyn AuditReads) -> Result<Checkpoint> {
+        let end = walk(trail, None)?;
         Ok(Checkpoint {
             seq: end.events,
             hash: end.hash,
             timestamp: end.timestamp,
+            signed: None,
         })
     }
+}
 
-    fn walk(&self, checkpoint: Option<&Checkpoint>) -> Result<ChainEnd> {
-        let mut prev = GENESIS_HASH.to_string();
-        let mut timestamp = None;
-        let mut expected = 1u64;
-        loop {
-            let batch = self.store.read(expected, VERIFY_BATCH)?;
-            if batch.is_empty() {
-                break;
-            }
-            for e in batch {
-                let check = if e.seq != expected {
-                    Some("sequence")
-                } else if e.prev_hash != prev {
-                    Some("prev_hash")
-                } else if e.compute_hash() != e.hash {
-                    Some("hash")
-                } else {
-                    None
-                };
-                if let Some(check) = check {
-                    return Err(violation(expected, check));
-                }
-                if let Some(cp) = checkpoint {
-                    if cp.seq == expected && cp.hash != e.hash {
-                        return Err(checkpoint_mismatch(expected, cp));
-                    }
-                }
-                prev = e.hash;
-                timestamp = Some(e.timestamp);
-                expected += 1;
-            }
+fn walk(trail: &dyn AuditReads, checkpoint: Option<&Checkpoint>) -> Result<ChainEnd> {
+    let mut prev = GENESIS_HASH.to_string();
+    let mut timestamp = None;
+    let mut expected = 1u64;
+    loop {
+        let batch = trail.audit_read(expected, VERIFY_BATCH)?;
+        if batch.is_empty() {
+            break;
         }
-        let events = expected - 1;
-        if let Some(cp) = checkpoint {
-            if cp.seq > events {
-                return Err(checkpoint_mismatch(events + 1, cp).with_detail("events", events));
+        for e in batch {
+            let check = if e.seq != expected {
+                Some("sequence")
+            } else if e.prev_hash != prev {
+                Some("prev_hash")
+            } else if e.compute_hash() != e.hash {
+                Some("hash")
+            } else {
+                None
+            };
+            if let Some(check) = check {
+                return Err(violation(expected, check));
             }
-            if cp.seq == 0 && cp.hash != GENESIS_HASH {
-                return Err(checkpoint_mismatch(0, cp));
+            if let Some(cp) = checkpoint {
+                if cp.seq == expected && cp.hash != e.hash {
+                    return Err(checkpoint_mismatch(expected, cp));
+                }
             }
+            prev = e.hash;
+            timestamp = Some(e.timestamp);
+            expected += 1;
         }
-        Ok(ChainEnd {
-            events,
-            hash: prev,
-            timestamp,
-        })
     }
+    let events = expected - 1;
+    if let Some(cp) = checkpoint {
+        if cp.seq > events {
+            return Err(checkpoint_mismatch(events + 1, cp).with_detail("events", events));
+        }
+        if cp.seq == 0 && cp.hash != GENESIS_HASH {
+            return Err(checkpoint_mismatch(0, cp));
+        }
+    }
+    Ok(ChainEnd {
+        events,
+        hash: prev,
+        timestamp,
+    })
 }
 
 fn checkpoint_mismatch(seq: u64, cp: &Checkpoint) -> Error {
@@ -658,17 +644,13 @@ fn checkpoint_mismatch(seq: u64, cp: &Checkpoint) -> Error {
     .with_detail("checkpoint_seq", cp.seq)
 }
 
-fn recovery_details(r: &AuditRecovery) -> Value {
-    json!({"problem": "torn_tail", "after_seq": r.after_seq, "offset": r.offset, "bytes": r.bytes,
-        "sha256": r.sha256})
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, Store};
+    use serde_json::json;
 
     fn record(action: &str) -> AuditRecord {
         AuditRecord {
@@ -685,35 +667,63 @@ mod tests {
         }
     }
 
-    fn auditor(hooks: Vec<Arc<dyn AuditHook>>) -> Auditor {
-        let at = DateTime::parse_from_rfc3339("2025-01-21T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        Auditor::new(
-            Arc::new(MemoryStore::new()),
-            hooks,
-            Arc::new(FixedClock::new(at)),
-        )
+    /// An auditor with `hooks` over a memory store.
+    struct Trail {
+        auditor: Auditor,
+        store: MemoryStore,
+    }
+
+    impl Trail {
+        fn new(hooks: Vec<Arc<dyn AuditHook>>) -> Trail {
+            let at = DateTime::parse_from_rfc3339("2025-01-21T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            Trail {
+                auditor: Auditor::new(hooks, Arc::new(FixedClock::new(at))),
+                store: MemoryStore::new(),
+            }
+        }
+
+        /// Records one event in its own transaction, witnessed by the hooks.
+        fn emit(&self, record: AuditRecord, scope: AuditScope) -> Result<AuditEvent> {
+            refuse_reentry()?;
+            let mut out = None;
+            self.store.write(
+                &mut |tx| {
+                    out = Some(self.auditor.record(tx, &record, &scope)?);
+                    Ok(())
+                },
+                &|events| self.auditor.witness(events),
+            )?;
+            Ok(out.unwrap())
+        }
     }
 
     #[test]
-    fn the_implied_scope_is_the_actors_org_and_a_study_target() {
-        let a = auditor(vec![]);
-        let e = a.emit(record("export_data")).unwrap();
+    fn events_carry_their_scope_and_chain() {
+        let t = Trail::new(vec![]);
+        let e = t
+            .emit(record("export_data"), AuditScope::implied(&record("x")))
+            .unwrap();
         assert_eq!((e.org.as_str(), e.study.as_deref()), ("acme", Some("S1")));
+        assert_eq!((e.seq, e.prev_hash.as_str()), (1, GENESIS_HASH));
         let mut r = record("get_job");
         r.target = "job:x".into();
-        let e = a.emit_in(r, AuditScope::new("other", Some("S9"))).unwrap();
-        assert_eq!((e.org.as_str(), e.study.as_deref()), ("other", Some("S9")));
-        assert_eq!(a.verify().unwrap(), 2);
+        let e2 = t.emit(r, AuditScope::new("other", Some("S9"))).unwrap();
+        assert_eq!(
+            (e2.org.as_str(), e2.study.as_deref()),
+            ("other", Some("S9"))
+        );
+        assert_eq!((e2.seq, e2.prev_hash.as_str()), (2, e.hash.as_str()));
+        assert_eq!(t.auditor.verify(&t.store).unwrap(), 2);
     }
 
     #[test]
     fn events_without_org_or_study_leave_them_out_of_the_json() {
-        let a = auditor(vec![]);
+        let t = Trail::new(vec![]);
         let mut r = record("formats");
         r.target = "formats".into();
-        let e = a.emit_in(r, AuditScope::default()).unwrap();
+        let e = t.emit(r, AuditScope::default()).unwrap();
         let v = serde_json::to_value(&e).unwrap();
         assert!(v.get("org").is_none() && v.get("study").is_none(), "{v}");
         // Unknown members are refused, so no verifier can disagree on what an event holds.
@@ -724,11 +734,11 @@ mod tests {
         assert_eq!(back, e);
     }
 
-    struct Reentrant(Arc<Mutex<Option<Arc<Auditor>>>>, Arc<Mutex<Vec<String>>>);
+    struct Reentrant(Arc<Mutex<Option<Arc<Trail>>>>, Arc<Mutex<Vec<String>>>);
     impl AuditHook for Reentrant {
         fn record(&self, _: &AuditEvent) -> Result<()> {
-            let a = self.0.lock().unwrap().clone().unwrap();
-            let err = a.emit(record("nested")).unwrap_err();
+            let t = self.0.lock().unwrap().clone().unwrap();
+            let err = t.emit(record("nested"), AuditScope::default()).unwrap_err();
             self.1
                 .lock()
                 .unwrap()
@@ -741,29 +751,48 @@ mod tests {
     fn a_hook_calling_back_fails_instead_of_deadlocking() {
         let slot = Arc::new(Mutex::new(None));
         let causes = Arc::new(Mutex::new(Vec::new()));
-        let a = Arc::new(auditor(vec![Arc::new(Reentrant(
+        let t = Arc::new(Trail::new(vec![Arc::new(Reentrant(
             slot.clone(),
             causes.clone(),
         ))]));
-        *slot.lock().unwrap() = Some(a.clone());
-        a.emit(record("outer")).unwrap();
+        *slot.lock().unwrap() = Some(t.clone());
+        t.emit(record("outer"), AuditScope::default()).unwrap();
         assert_eq!(*causes.lock().unwrap(), vec!["\"reentrant_audit\""]);
         // The flag is cleared: the next event is recorded normally.
-        a.emit(record("after")).unwrap();
-        assert_eq!(a.verify().unwrap(), 2);
+        t.emit(record("after"), AuditScope::default()).unwrap();
+        assert_eq!(t.auditor.verify(&t.store).unwrap(), 2);
         *slot.lock().unwrap() = None;
+    }
+
+    /// A hook that refuses every event.
+    struct Refusing;
+    impl AuditHook for Refusing {
+        fn record(&self, _: &AuditEvent) -> Result<()> {
+            Err(Error::server("hook_down", "the hook refuses"))
+        }
+    }
+
+    #[test]
+    fn a_refusing_hook_leaves_nothing_recorded() {
+        let t = Trail::new(vec![Arc::new(Refusing)]);
+        let e = t.emit(record("x"), AuditScope::default()).unwrap_err();
+        assert_eq!(
+            (e.reason(), e.details()["cause"].as_str()),
+            ("audit_failed", Some("hook_down"))
+        );
+        assert_eq!(t.store.audit_last().unwrap(), None);
     }
 
     #[test]
     fn hooks_see_every_event_in_order_under_concurrency() {
         let hook = RecordingHook::new();
-        let a = Arc::new(auditor(vec![Arc::new(hook.clone())]));
+        let t = Arc::new(Trail::new(vec![Arc::new(hook.clone())]));
         std::thread::scope(|s| {
             for _ in 0..4 {
-                let a = a.clone();
+                let t = t.clone();
                 s.spawn(move || {
                     for _ in 0..50 {
-                        a.emit(record("x")).unwrap();
+                        t.emit(record("x"), AuditScope::default()).unwrap();
                     }
                 });
             }

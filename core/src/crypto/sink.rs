@@ -129,6 +129,10 @@ impl Sink for EncryptedSink {
     fn delete(&self, path: &str) -> Result<()> {
         self.inner.delete(path)
     }
+
+    fn delete_tree(&self, prefix: &str) -> Result<()> {
+        self.inner.delete_tree(prefix)
+    }
 }
 
 #[cfg(test)]

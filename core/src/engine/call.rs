@@ -6,7 +6,9 @@ use super::{Inner, Session};
 use crate::audit::{Actor, AuditEvent, AuditRecord, AuditScope, Outcome};
 use crate::auth::Principal;
 use crate::error::{Error, ErrorCode, Result};
+use crate::store::Tx;
 use serde_json::{json, Value};
+use std::cell::Cell;
 use std::sync::Mutex;
 use uuid::Uuid;
 
@@ -19,26 +21,9 @@ pub(crate) struct Call<'a> {
     principal: Option<Principal>,
     /// The organization and study the call concerns, once a job it reads names them (see [`Call::scope`]).
     scope: Mutex<Option<AuditScope>>,
-    /// Jobs this call submitted, held back from their `job.running` event until the call is audited.
-    pub(crate) submitted: Mutex<Vec<Uuid>>,
-}
-
-/// Releases the jobs a call submitted once the call is done (audited or failed).
-struct ReleaseOnDrop<'c, 'a>(&'c Call<'a>);
-
-impl Drop for ReleaseOnDrop<'_, '_> {
-    fn drop(&mut self) {
-        let ids = std::mem::take(&mut *self.0.submitted.lock().unwrap_or_else(|p| p.into_inner()));
-        if ids.is_empty() {
-            return;
-        }
-        let inner = self.0.inner;
-        let mut pending = inner.unaudited.lock().unwrap_or_else(|p| p.into_inner());
-        for id in ids {
-            pending.remove(&id);
-        }
-        inner.audited.notify_all();
-    }
+    /// Whether the body recorded the call's success event in the transaction of its change (see
+    /// [`Call::record_success`]).
+    recorded: Cell<bool>,
 }
 
 impl Call<'_> {
@@ -86,18 +71,41 @@ impl Call<'_> {
             .unwrap_or_else(|| unreachable!("operation body ran without a principal"))
     }
 
+    fn event(&self, target: &str, outcome: Outcome, details: Value) -> AuditRecord {
+        AuditRecord {
+            actor: self.actor(),
+            action: self.action.to_string(),
+            target: target.to_string(),
+            outcome,
+            details,
+            request_id: self.request_id.clone(),
+        }
+    }
+
     fn audit(&self, target: &str, outcome: Outcome, details: Value) -> Result<AuditEvent> {
-        self.inner.auditor.emit_in(
-            AuditRecord {
-                actor: self.actor(),
-                action: self.action.to_string(),
-                target: target.to_string(),
-                outcome,
-                details,
-                request_id: self.request_id.clone(),
-            },
-            self.scope(target),
-        )
+        self.inner
+            .audit(&self.event(target, outcome, details), &self.scope(target))
+    }
+
+    /// Records the call's success event in `tx`, the transaction of the change it reports (write-ahead audit:
+    /// the change and its event commit together). The body must then return `Done` with the same target and
+    /// details, and do nothing that can fail after the transaction commits.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub(crate) fn record_success(
+        &self,
+        tx: &mut dyn Tx,
+        target: &str,
+        details: &Value,
+    ) -> Result<AuditEvent> {
+        let event = self.inner.record(
+            tx,
+            &self.event(target, Outcome::Success, details.clone()),
+            &self.scope(target),
+        )?;
+        self.recorded.set(true);
+        Ok(event)
     }
 }
 
@@ -139,7 +147,7 @@ impl Session<'_> {
             at: inner.clock.now(),
             principal: None,
             scope: Mutex::new(None),
-            submitted: Mutex::new(Vec::new()),
+            recorded: Cell::new(false),
         };
         let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
         let authenticated = inner
@@ -177,9 +185,9 @@ impl Session<'_> {
             call.set_scope(&p.org, Some(study));
         }
         let result = body(&call);
-        // Whatever happens below, the jobs this call submitted may start once its event is written (or failed).
-        let _release = ReleaseOnDrop(&call);
         match result {
+            // The body committed its change with the event.
+            Ok(done) if call.recorded.get() => Ok(done.value),
             Ok(done) => {
                 call.audit(&done.target, Outcome::Success, done.details)
                     .map_err(|e| stamp(e, &call))?;

@@ -21,8 +21,11 @@ use std::collections::{BTreeMap, HashSet};
 pub(crate) fn check_report(inner: &Inner, spec: &ReportSpec) -> Result<()> {
     check_text(&spec.title, "report.title")?;
     for s in &spec.sections {
-        if let SectionSpec::Table(t) = s {
-            check_table(inner, &spec.study, t)?;
+        match s {
+            SectionSpec::Table(t) => check_table(inner, &spec.study, t)?,
+            SectionSpec::Summary(t) => super::summary::check(inner, &spec.study, t)?,
+            SectionSpec::Chart(c) => check_chart(inner, &spec.study, c)?,
+            SectionSpec::Text { .. } => {}
         }
     }
     Ok(())
@@ -45,22 +48,27 @@ pub(crate) fn check_dashboard(inner: &Inner, spec: &DashboardSpec) -> Result<()>
         )?;
     }
     for c in &spec.charts {
-        check_measure(
-            inner,
-            &spec.study,
-            &c.dataset,
-            c.measure,
-            c.column.as_deref(),
-            &c.filters,
-        )?;
-        let s = inner.scan(&spec.study, &c.dataset, None, &[])?;
-        if s.schema().index_of(&c.x).is_err() {
-            return Err(Error::validation(
-                "unknown_column",
-                format!("chart '{}' groups by a column the dataset lacks", c.title),
-            )
-            .with_field("charts.x"));
-        }
+        check_chart(inner, &spec.study, c)?;
+    }
+    Ok(())
+}
+
+fn check_chart(inner: &Inner, study: &str, c: &ChartSpec) -> Result<()> {
+    check_measure(
+        inner,
+        study,
+        &c.dataset,
+        c.measure,
+        c.column.as_deref(),
+        &c.filters,
+    )?;
+    let s = inner.scan(study, &c.dataset, None, &[])?;
+    if s.schema().index_of(&c.x).is_err() {
+        return Err(Error::validation(
+            "unknown_column",
+            format!("chart '{}' groups by a column the dataset lacks", c.title),
+        )
+        .with_field("charts.x"));
     }
     Ok(())
 }
@@ -115,7 +123,7 @@ fn check_measure(
 }
 
 /// The index of the column a measure reads, checked for type.
-fn measure_column(
+pub(super) fn measure_column(
     stream: &BatchStream,
     measure: Measure,
     column: Option<&str>,
@@ -134,7 +142,7 @@ fn measure_column(
         .with_field("column")
     })?;
     let ty = stream.schema().field(idx).data_type();
-    if matches!(measure, Measure::Sum | Measure::Mean) && !ty.is_numeric() {
+    if measure.numeric() && !ty.is_numeric() {
         return Err(
             Error::validation("not_numeric", format!("column '{name}' is not numeric"))
                 .with_field("column"),
@@ -153,6 +161,8 @@ pub(crate) fn report(inner: &Inner, spec: &ReportSpec, now: DateTime<Utc>) -> Re
                 body: body.clone(),
             },
             SectionSpec::Table(t) => table(inner, &spec.study, t)?,
+            SectionSpec::Summary(t) => super::summary::table(inner, &spec.study, t)?,
+            SectionSpec::Chart(c) => Block::Chart(chart(inner, &spec.study, c)?),
         });
     }
     Ok(Document {
@@ -160,12 +170,14 @@ pub(crate) fn report(inner: &Inner, spec: &ReportSpec, now: DateTime<Utc>) -> Re
         title: spec.title.clone(),
         study: spec.study.clone(),
         generated_at: now,
+        data_cutoff: spec.data_cutoff.clone(),
         parameters: spec
             .parameters
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         blocks,
+        signatures: vec![],
     })
 }
 
@@ -195,8 +207,10 @@ pub(crate) fn dashboard(
         title: spec.title.clone(),
         study: spec.study.clone(),
         generated_at: now,
+        data_cutoff: spec.data_cutoff.clone(),
         parameters: vec![],
         blocks,
+        signatures: vec![],
     })
 }
 
@@ -251,42 +265,62 @@ fn table(inner: &Inner, study: &str, t: &TableSpec) -> Result<Block> {
         dataset: t.dataset.clone(),
         rows,
         total_rows: total,
+        footnotes: t.footnotes.clone(),
     })
 }
 
 /// Running aggregate of one measure.
 #[derive(Default)]
-struct Agg {
+pub(super) struct Agg {
     count: u64,
-    sum: f64,
     n: u64,
+    /// Sum of the values.
+    sum: f64,
+    /// Welford's running mean and sum of squared deviations, for the standard deviation.
+    mean: f64,
+    m2: f64,
+    min: Option<f64>,
+    max: Option<f64>,
     distinct: HashSet<String>,
 }
 
 impl Agg {
     /// Adds one row: its distinct-count key and numeric value, when the measure reads a column.
-    fn add(&mut self, key: Option<String>, value: Option<f64>) {
+    pub(super) fn add(&mut self, key: Option<String>, value: Option<f64>) {
         self.count += 1;
         if let Some(k) = key {
             self.distinct.insert(k);
         }
         if let Some(v) = value {
-            self.sum += v;
-            self.n += 1;
+            self.number(v);
         }
     }
 
-    fn value(&self, measure: Measure) -> Option<f64> {
+    /// Adds one numeric value (not a row).
+    fn number(&mut self, v: f64) {
+        self.sum += v;
+        self.n += 1;
+        let delta = v - self.mean;
+        self.mean += delta / self.n as f64;
+        self.m2 += delta * (v - self.mean);
+        self.min = Some(self.min.map_or(v, |m| m.min(v)));
+        self.max = Some(self.max.map_or(v, |m| m.max(v)));
+    }
+
+    pub(super) fn value(&self, measure: Measure) -> Option<f64> {
         match measure {
             Measure::Count => Some(self.count as f64),
             Measure::DistinctCount => Some(self.distinct.len() as f64),
             Measure::Sum => Some(self.sum),
             Measure::Mean => (self.n > 0).then(|| self.sum / self.n as f64),
+            Measure::Min => self.min,
+            Measure::Max => self.max,
+            Measure::Sd => (self.n > 1).then(|| (self.m2 / (self.n - 1) as f64).sqrt()),
         }
     }
 }
 
-fn as_floats(col: &ArrayRef) -> Result<Float64Array> {
+pub(super) fn as_floats(col: &ArrayRef) -> Result<Float64Array> {
     let c = arrow::compute::cast(col, &DataType::Float64)?;
     c.as_any()
         .downcast_ref::<Float64Array>()
@@ -302,15 +336,14 @@ fn tile(inner: &Inner, study: &str, t: &TileSpec) -> Result<Kpi> {
         let b = b?;
         match (t.measure, idx) {
             (Measure::Count, _) | (_, None) => agg.count += b.num_rows() as u64,
-            (Measure::Sum | Measure::Mean, Some(i)) => {
+            (m, Some(i)) if m.numeric() => {
                 let f = as_floats(b.column(i))?;
                 agg.count += b.num_rows() as u64;
                 for v in f.iter().flatten() {
-                    agg.sum += v;
-                    agg.n += 1;
+                    agg.number(v);
                 }
             }
-            (Measure::DistinctCount, Some(i)) => {
+            (_, Some(i)) => {
                 let col = b.column(i);
                 let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
                 for r in 0..b.num_rows() {
@@ -345,7 +378,7 @@ fn chart(inner: &Inner, study: &str, c: &ChartSpec) -> Result<Chart> {
         let xf = ArrayFormatter::try_new(xs.as_ref(), &FormatOptions::default())?;
         let col = idx.map(|i| b.column(i));
         let floats = match (c.measure, col) {
-            (Measure::Sum | Measure::Mean, Some(col)) => Some(as_floats(col)?),
+            (m, Some(col)) if m.numeric() => Some(as_floats(col)?),
             _ => None,
         };
         let keys = match (c.measure, col) {
@@ -372,12 +405,7 @@ fn chart(inner: &Inner, study: &str, c: &ChartSpec) -> Result<Chart> {
             groups.entry(key).or_default().add(distinct, value);
         }
     }
-    let y_label = match (c.measure, &c.column) {
-        (Measure::Count, _) | (_, None) => "count".to_string(),
-        (Measure::DistinctCount, Some(col)) => format!("distinct {col}"),
-        (Measure::Sum, Some(col)) => format!("sum of {col}"),
-        (Measure::Mean, Some(col)) => format!("mean of {col}"),
-    };
+    let y_label = c.measure.describe(c.column.as_deref());
     Ok(Chart {
         title: c.title.clone(),
         kind: c.kind,

@@ -225,8 +225,8 @@ struct ViolationAudit {
 impl ViolationAudit {
     fn record(self, err: &Error, bytes_read: u64) {
         // The read fails whether or not this event is stored: a failing audit store cannot hide the violation.
-        let _ = self.inner.auditor.emit_in(
-            AuditRecord {
+        let _ = self.inner.audit(
+            &AuditRecord {
                 actor: self.actor,
                 action: "download.failed".into(),
                 target: self.target,
@@ -235,7 +235,7 @@ impl ViolationAudit {
                     "artifact": self.artifact, "bytes_read": bytes_read}),
                 request_id: self.request_id,
             },
-            self.scope,
+            &self.scope,
         );
     }
 }

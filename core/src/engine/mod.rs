@@ -42,15 +42,18 @@ mod call;
 mod compute;
 mod download;
 mod encryption;
+mod lease;
 mod package;
 mod retention;
 mod run;
 mod session;
 mod signing;
 mod submit;
+mod summary;
 
 pub use call::MAX_REQUEST_ID;
 pub use download::{download_error, Download, SavedArtifact};
+pub use lease::{DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS};
 pub use retention::{PurgeSummary, DEFAULT_SWEEP_INTERVAL};
 pub use session::{LastCall, Session};
 
@@ -59,18 +62,19 @@ use crate::auth::{Authenticator, NewApiKey, Role};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{FormatInfo, FormatRegistry};
+use crate::job::JobPage;
 use crate::job::{Job, JobKind};
 use crate::request::{ExportRequest, ListJobsRequest};
 use crate::sink::{MemorySink, Sink};
 use crate::source::{unknown_dataset, unknown_study, BatchStream, DataSource, Filter};
-use crate::store::{AuditStore, JobPage, JobStore, KeyStore, MemoryStore, SqliteStore};
+use crate::store::{MemoryStore, Store, Tx};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The engine's version, written into manifests.
@@ -87,9 +91,7 @@ pub struct EngineBuilder {
     formats: FormatRegistry,
     sources: Vec<Arc<dyn DataSource>>,
     sink: Option<Arc<dyn Sink>>,
-    jobs: Option<Arc<dyn JobStore>>,
-    keys: Option<Arc<dyn KeyStore>>,
-    audit: Option<Arc<dyn AuditStore>>,
+    store: Option<Arc<dyn Store>>,
     hooks: Vec<Arc<dyn AuditHook>>,
     clock: Arc<dyn Clock>,
     pepper: Option<Vec<u8>>,
@@ -97,17 +99,19 @@ pub struct EngineBuilder {
     retention: retention::Retention,
     /// How often the background sweep expires due jobs (`None`: no sweep).
     sweep_interval: Option<Duration>,
-    /// Held (shared) while the engine lives, so that another process opening the same home knows it is alive.
-    home_lock: Option<std::fs::File>,
     rate_limit: Option<crate::limit::RateLimiter>,
-    /// Whether no other engine process is alive, so jobs left `running` belong to a dead process.
-    sole_process: bool,
+    /// How long a worker's lease on a job lasts unless renewed.
+    lease: Duration,
+    /// Attempts a job gets before a lost lease fails it.
+    max_attempts: u32,
     jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     encryption: Option<Arc<dyn crate::crypto::KeyProvider>>,
     deid_key: Option<Arc<crate::deid::DeidKey>>,
     signing_key: Option<crate::signature::SigningKey>,
     password_store: Option<Arc<crate::signature::PasswordStore>>,
     signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
+    /// The organization owning what the whole engine shares (see [`EngineBuilder::home_org`]).
+    home_org: Option<String>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -138,17 +142,25 @@ impl EngineBuilder {
         self
     }
 
-    /// Uses one store for jobs, keys and the audit trail (e.g. [`SqliteStore`]).
-    pub fn store<S: JobStore + KeyStore + AuditStore + 'static>(mut self, store: Arc<S>) -> Self {
-        self.jobs = Some(store.clone());
-        self.keys = Some(store.clone());
-        self.audit = Some(store);
+    /// Keeps jobs, keys and the audit trail in `store` (default: a [`MemoryStore`]; a home's SQLite store with
+    /// [`EngineBuilder::home`]).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
         self
     }
 
-    /// Uses `store` for the audit trail (after [`EngineBuilder::store`], which sets all three).
-    pub fn audit_store(mut self, store: Arc<dyn AuditStore>) -> Self {
-        self.audit = Some(store);
+    /// How long a worker's lease on a job lasts unless renewed (default [`DEFAULT_LEASE`], 30 s; at least 1 s).
+    /// A worker renews its leases three times per period; an engine with workers rescues expired leases of every
+    /// engine on its store every half period.
+    pub fn lease(mut self, period: Duration) -> Self {
+        self.lease = period;
+        self
+    }
+
+    /// Attempts a job gets (default [`DEFAULT_MAX_ATTEMPTS`], 3, at least 1): a job whose lease expires in its
+    /// last attempt fails with EXP005 `worker_lost` instead of going back to the queue.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
         self
     }
 
@@ -243,47 +255,34 @@ impl EngineBuilder {
         self
     }
 
-    /// Wires the engine to a home directory made by [`crate::home::Home::init`]: its SQLite store, its artifact
-    /// directory, its pepper and, when its configuration turns encryption on, its key-encryption keys.
+    /// Wires the engine to a home directory made by [`crate::home::Home::init`]: its SQLite store (row MACs keyed by
+    /// its secret, the audit trail archived in `audit.log`), its artifact directory, its pepper and, when its
+    /// configuration turns encryption on, its key-encryption keys.
     ///
     /// # Errors
-    /// EXP001 when `dir` is not a home; EXP002 `invalid_retention` for a bad retention setting; EXP005 for I/O.
+    /// EXP001 when `dir` is not a home; EXP002 `invalid_retention` for a bad retention setting; EXP005 for I/O,
+    /// EXP005 `integrity_violation` when the store or its audit archive was altered.
     pub fn home(self, dir: &Path) -> Result<Self> {
         let home = crate::home::Home::open(dir)?;
-        let store = Arc::new(SqliteStore::open(&home.database_path())?);
-        // The audit trail lives in the append-only log; a trail an earlier version kept in SQLite moves there once.
-        let audit = Arc::new(crate::store::AuditFileStore::open(&home.audit_log_path())?);
-        audit.import(&*store)?;
-        let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
         let pepper = home.pepper()?;
-        // An exclusive lock succeeds only when no other engine has this home open: then jobs left `running`
-        // were orphaned by a dead process. The lock is then held shared for the engine's lifetime.
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("engine.lock"))
-            .map_err(|e| Error::io("cannot open the home lock", &e))?;
-        let sole = lock.try_lock().is_ok();
-        if sole {
-            lock.unlock()
-                .map_err(|e| Error::io("cannot release the home lock", &e))?;
-        }
-        lock.lock_shared()
-            .map_err(|e| Error::io("cannot take the home lock", &e))?;
-        let mut b = self
-            .store(store)
-            .audit_store(audit)
-            .sink(sink)
-            .pepper(&pepper);
-        b.home_lock = Some(lock);
-        b.sole_process = sole;
+        let store = Arc::new(home.open_store()?);
+        let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
+        let mut b = self.store(store).sink(sink).pepper(&pepper);
+        b.home_org = Some(home.config().org.clone());
         if let Some(w) = home.config().workers {
             b = b.workers(w);
         }
         if let Some(policy) = home.config().rate_limit_policy()? {
             let counts = crate::store::SqliteRateLimitStore::open(&home.database_path())?;
             b = b.rate_limiter(crate::limit::RateLimiter::new(policy, Arc::new(counts)));
+        }
+        let jobs = home.config().jobs.unwrap_or_default();
+        jobs.check()?;
+        if let Some(secs) = jobs.lease_secs {
+            b = b.lease(Duration::from_secs(secs));
+        }
+        if let Some(n) = jobs.max_attempts {
+            b = b.max_attempts(n);
         }
         for (kind, days) in home.config().retention_by_kind()? {
             if let Some(days) = days {
@@ -318,8 +317,20 @@ impl EngineBuilder {
             )
             .with_field("sweep_interval"));
         }
+        if self.lease < Duration::from_secs(1) {
+            return Err(
+                Error::validation("invalid_lease", "a lease lasts at least one second")
+                    .with_field("lease"),
+            );
+        }
+        if self.max_attempts == 0 {
+            return Err(Error::validation(
+                "invalid_max_attempts",
+                "a job needs at least one attempt",
+            )
+            .with_field("max_attempts"));
+        }
         let signing = self.take_signing()?;
-        let memory = Arc::new(MemoryStore::new());
         let pepper = match self.pepper {
             Some(p) if p.len() >= 32 => p,
             Some(_) => {
@@ -336,7 +347,8 @@ impl EngineBuilder {
                 p
             }
         };
-        let keys = self.keys.unwrap_or_else(|| memory.clone());
+        let store: Arc<dyn Store> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let keys: Arc<dyn crate::auth::KeyReads> = Arc::new(KeysOf(store.clone()));
         let mut sink: Arc<dyn Sink> = self.sink.unwrap_or_else(|| Arc::new(MemorySink::new()));
         if let Some(kp) = &self.encryption {
             sink = Arc::new(crate::crypto::EncryptedSink::new(sink, kp.clone()));
@@ -347,13 +359,9 @@ impl EngineBuilder {
             sink,
             key_provider: self.encryption,
             deid_key: self.deid_key,
-            jobs: self.jobs.unwrap_or_else(|| memory.clone()),
+            store,
             auth: Authenticator::new(keys, &pepper).with_jwt(self.jwt),
-            auditor: Auditor::new(
-                self.audit.unwrap_or_else(|| memory.clone()),
-                self.hooks,
-                self.clock.clone(),
-            ),
+            auditor: Auditor::new(self.hooks, self.clock.clone()),
             clock: self.clock,
             retention: self.retention,
             expiry: Mutex::new(()),
@@ -362,30 +370,19 @@ impl EngineBuilder {
             running: Mutex::new(HashMap::new()),
             wake: Condvar::new(),
             wake_lock: Mutex::new(0),
-            unaudited: Mutex::new(HashSet::new()),
-            audited: Condvar::new(),
             known_jobs: Mutex::new(session::KnownJobs::default()),
             changed: Condvar::new(),
             changed_lock: Mutex::new(0),
             shutdown: AtomicBool::new(false),
-            _home_lock: self.home_lock,
             rate_limit: self.rate_limit,
             signing,
+            owner: lease::owner_id(),
+            lease: self.lease,
+            max_attempts: self.max_attempts,
+            keeper_lock: Mutex::new(()),
+            keeper_wake: Condvar::new(),
+            home_org: self.home_org,
         });
-        // A torn tail the audit log cut away when it was opened goes on the record at once.
-        inner.auditor.flush_recoveries()?;
-        let orphans = if self.sole_process {
-            inner.jobs.requeue_running()?
-        } else {
-            vec![]
-        };
-        for job in orphans {
-            inner.audit_system(
-                "job.requeued",
-                &job,
-                json!({"reason": "worker_lost", "state": "queued"}),
-            )?;
-        }
         let workers = (0..self.workers)
             .map(|i| {
                 let inner = inner.clone();
@@ -399,10 +396,18 @@ impl EngineBuilder {
             inner,
             workers,
             sweeper: None,
+            keeper: None,
         };
+        let keeper_inner = engine.inner.clone();
+        // On failure `engine` is dropped, which stops the threads started so far.
+        engine.keeper = Some(
+            std::thread::Builder::new()
+                .name("trialport-leases".into())
+                .spawn(move || lease::keeper_loop(&keeper_inner))
+                .map_err(|e| Error::io("cannot start the lease thread", &e))?,
+        );
         if let (true, Some(every)) = (engine.inner.retention.is_on(), self.sweep_interval) {
             let inner = engine.inner.clone();
-            // On failure `engine` is dropped, which stops the workers.
             engine.sweeper = Some(
                 std::thread::Builder::new()
                     .name("trialport-retention".into())
@@ -411,6 +416,19 @@ impl EngineBuilder {
             );
         }
         Ok(engine)
+    }
+}
+
+/// The store's key reads, for the authenticator.
+struct KeysOf(Arc<dyn Store>);
+
+impl crate::auth::KeyReads for KeysOf {
+    fn get_key(&self, key_id: &str) -> Result<Option<crate::auth::ApiKeyRecord>> {
+        self.0.get_key(key_id)
+    }
+
+    fn list_keys(&self, org: &str) -> Result<Vec<crate::auth::ApiKeyRecord>> {
+        self.0.list_keys(org)
     }
 }
 
@@ -423,7 +441,8 @@ pub(crate) struct Inner {
     pub(crate) key_provider: Option<Arc<dyn crate::crypto::KeyProvider>>,
     /// The key of pseudonyms and date shifts.
     pub(crate) deid_key: Option<Arc<crate::deid::DeidKey>>,
-    pub(crate) jobs: Arc<dyn JobStore>,
+    /// Jobs, keys and the audit trail.
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: Authenticator,
     pub(crate) auditor: Auditor,
     pub(crate) clock: Arc<dyn Clock>,
@@ -434,36 +453,87 @@ pub(crate) struct Inner {
     /// The retention sweep waits on `sweep_wake` between passes, and is woken to stop.
     pub(crate) sweep_lock: Mutex<()>,
     pub(crate) sweep_wake: Condvar,
-    /// Cancel flags of the jobs this process is running.
-    pub(crate) running: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
+    /// The attempts this process is running: their cancel flags and lease epochs, for the lease keeper.
+    pub(crate) running: Mutex<HashMap<Uuid, lease::Held>>,
     pub(crate) wake: Condvar,
     pub(crate) wake_lock: Mutex<u64>,
-    /// Jobs with an audit event on the way: submitted by a call not audited yet (a worker waits before it audits
-    /// the job's start, so that the trail says `export_data` before `job.running`), or finished by a worker that
-    /// has not audited the end yet (a `wait` waits, so that `job.succeeded` comes before the `wait`).
-    pub(crate) unaudited: Mutex<HashSet<Uuid>>,
-    /// Signalled when a call's audit event is written.
-    pub(crate) audited: Condvar,
     /// The credential each job was last obtained with (see [`Engine::known_session`]).
     pub(crate) known_jobs: Mutex<session::KnownJobs>,
     pub(crate) changed: Condvar,
     pub(crate) changed_lock: Mutex<u64>,
     pub(crate) shutdown: AtomicBool,
-    _home_lock: Option<std::fs::File>,
     rate_limit: Option<crate::limit::RateLimiter>,
     /// The signing key, the verifier of signers' passwords and the store of failed attempts.
     pub(crate) signing: crate::signature::Signing,
+    /// This engine's name as a lease owner (`<host>:<pid>:<random>`).
+    pub(crate) owner: String,
+    /// How long a lease lasts unless renewed.
+    pub(crate) lease: Duration,
+    /// Attempts a job gets.
+    pub(crate) max_attempts: u32,
+    /// The lease keeper waits on `keeper_wake` between passes, and is woken to stop.
+    pub(crate) keeper_lock: Mutex<()>,
+    pub(crate) keeper_wake: Condvar,
+    /// The organization owning what the whole engine shares (its key-encryption keys).
+    pub(crate) home_org: Option<String>,
 }
 
 impl Inner {
-    pub(crate) fn audit_system(
+    /// Runs one store transaction: `work` reads and writes records and records audit events (with
+    /// [`Inner::record`]); the hooks see the events before they commit with the changes (see [`crate::store`]).
+    /// Returns what `work` returned.
+    ///
+    /// # Errors
+    /// The errors of `work`; EXP005 `audit_failed` when a hook refuses, or (cause `reentrant_audit`) when called
+    /// from a hook; EXP005 when the store fails.
+    pub(crate) fn write<T>(&self, mut work: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        crate::audit::refuse_reentry()?;
+        let mut out = None;
+        self.store.write(
+            &mut |tx| {
+                out = Some(work(tx)?);
+                Ok(())
+            },
+            &|events| self.auditor.witness(events),
+        )?;
+        out.ok_or_else(|| Error::server("internal", "a transaction returned nothing"))
+    }
+
+    /// Records one audit event in `tx` (it commits with the transaction's changes).
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub(crate) fn record(
         &self,
+        tx: &mut dyn Tx,
+        record: &AuditRecord,
+        scope: &AuditScope,
+    ) -> Result<AuditEvent> {
+        self.auditor.record(tx, record, scope)
+    }
+
+    /// Records one audit event that reports no change (a refused or read-only call, a security event).
+    ///
+    /// # Errors
+    /// As [`Inner::write`].
+    pub(crate) fn audit(&self, record: &AuditRecord, scope: &AuditScope) -> Result<AuditEvent> {
+        self.write(|tx| self.record(tx, record, scope))
+    }
+
+    /// Records an event of the engine's own about `job` (a state change made by a worker, an expiry) in `tx`.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub(crate) fn record_system(
+        &self,
+        tx: &mut dyn Tx,
         action: &str,
         job: &Job,
         details: Value,
     ) -> Result<AuditEvent> {
-        self.auditor.emit_in(
-            AuditRecord {
+        self.record(
+            tx,
+            &AuditRecord {
                 actor: Actor::system(),
                 action: action.to_string(),
                 target: format!("job:{}", job.id),
@@ -471,7 +541,7 @@ impl Inner {
                 details,
                 request_id: format!("job_{}", job.id.simple()),
             },
-            AuditScope::new(job.org.clone(), Some(&job.study)),
+            &AuditScope::new(job.org.clone(), Some(&job.study)),
         )
     }
 
@@ -480,24 +550,6 @@ impl Inner {
         let mut n = self.wake_lock.lock().unwrap_or_else(|p| p.into_inner());
         *n += 1;
         self.wake.notify_all();
-    }
-
-    /// Waits (at most `limit`) until no audit event about job `id` is pending: the event of the call that submitted
-    /// it, or the worker's event of its end.
-    pub(crate) fn wait_audited(&self, id: Uuid, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        let mut pending = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
-        while pending.contains(&id) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            pending = self
-                .audited
-                .wait_timeout(pending, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
     }
 
     /// Wakes waiters: a job changed state.
@@ -562,12 +614,15 @@ impl Inner {
     }
 }
 
-/// The export engine. Dropping it stops the workers; a job they were running goes back to `queued`.
+/// The export engine. Dropping it stops the workers: a job they were running stops at its next batch and goes
+/// back to `queued` (its lease given back, `job.requeued` with reason `engine_shutdown`).
 pub struct Engine {
     inner: Arc<Inner>,
     workers: Vec<JoinHandle<()>>,
     /// The retention sweep, when any retention is set.
     sweeper: Option<JoinHandle<()>>,
+    /// The lease keeper: renews this engine's leases, rescues expired ones.
+    keeper: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -582,19 +637,24 @@ impl std::fmt::Debug for Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.inner.shutdown.store(true, Ordering::SeqCst);
-        for flag in self
+        for held in self
             .inner
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
         {
-            flag.store(true, Ordering::SeqCst);
+            held.cancel.store(true, Ordering::SeqCst);
         }
         self.inner.notify_queued();
         self.inner.notify_sweeper();
         for w in self.workers.drain(..).chain(self.sweeper.take()) {
             let _ = w.join();
+        }
+        // The keeper goes last: it renews the leases of the jobs still stopping.
+        self.inner.notify_keeper();
+        if let Some(k) = self.keeper.take() {
+            let _ = k.join();
         }
     }
 }
@@ -606,24 +666,23 @@ impl Engine {
             formats: FormatRegistry::new(),
             sources: Vec::new(),
             sink: None,
-            jobs: None,
-            keys: None,
-            audit: None,
+            store: None,
             hooks: Vec::new(),
             clock: Arc::new(SystemClock),
             pepper: None,
             workers: 2,
             retention: retention::Retention::default(),
             sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
-            home_lock: None,
             rate_limit: None,
-            sole_process: true,
+            lease: DEFAULT_LEASE,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             jwt: None,
             encryption: None,
             deid_key: None,
             signing_key: None,
             password_store: None,
             signature_verifier: None,
+            home_org: None,
         }
     }
 
@@ -721,6 +780,54 @@ impl Engine {
         self.session(credential).cancel(job_id)
     }
 
+    /// Runs job `id` on the calling thread if it is queued: claims it as a worker would (a new attempt under this
+    /// engine's lease, renewed while it runs), runs it to its end and returns `true`. A job that another worker
+    /// holds, or that has finished, is left alone (`false`): wait for it instead. For processes that run the one
+    /// job they submitted (`trialport export --wait`) without taking others from the queue.
+    ///
+    /// # Errors
+    /// The store's errors while claiming (the job's own failures are its state, not errors).
+    pub fn run_job(&self, id: Uuid) -> Result<bool> {
+        match self.inner.claim(Some(id))? {
+            Some(job) => {
+                run::run_claimed(&self.inner, job);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Sees job `id` through on the calling thread: runs it ([`Engine::run_job`]) whenever it is queued (now, or
+    /// again after the worker that held it died and its expired lease was rescued, by this engine's lease keeper
+    /// or another engine's), until the job has finished or `stop` is set. Other queued jobs are left alone. For
+    /// processes that wait for the one job they submitted (`trialport export --wait`, `trialport jobs wait`).
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub fn see_job_through(&self, id: Uuid, stop: &AtomicBool) -> Result<()> {
+        while !stop.load(Ordering::SeqCst) {
+            if self.run_job(id)? {
+                continue;
+            }
+            match self.inner.store.get_job(id) {
+                Ok(job) if job.state.is_finished() => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.code() == crate::error::ErrorCode::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            // Woken by this engine's changes (a rescue by its keeper); else look again shortly.
+            let step =
+                (self.inner.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            let guard = self
+                .inner
+                .changed_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let _ = self.inner.changed.wait_timeout(guard, step);
+        }
+        Ok(())
+    }
+
     /// The rate limit every principal's calls are counted against, if any (for the `RateLimit-Policy` of an HTTP
     /// response that made no call).
     pub fn rate_limit_policy(&self) -> Option<crate::limit::RateLimitPolicy> {
@@ -733,13 +840,8 @@ impl Engine {
     /// EXP004 `already_initialized`; EXP005.
     pub fn create_initial_admin_key(&self, org: &str) -> Result<String> {
         crate::sink::validate_name(org, "org")?;
-        if !self.inner.auth.keys().list_keys(org)?.is_empty() {
-            return Err(Error::conflict(
-                "already_initialized",
-                "the organization already has API keys",
-            ));
-        }
-        let (text, rec) = self.inner.auth.create_key(
+        let inner = &self.inner;
+        let (text, rec) = inner.auth.new_key(
             NewApiKey {
                 name: "initial admin".into(),
                 org: Some(org.to_string()),
@@ -748,19 +850,29 @@ impl Engine {
                 expires_at: None,
             },
             "system",
-            self.inner.clock.now(),
+            inner.clock.now(),
         )?;
-        self.inner.auditor.emit_in(
-            AuditRecord {
-                actor: Actor::system(),
-                action: "create_api_key".into(),
-                target: format!("apikey:{}", rec.key_id),
-                outcome: Outcome::Success,
-                details: json!({"roles": ["admin"], "studies": ["*"], "org": org, "initial": true}),
-                request_id: format!("req_{}", Uuid::now_v7().simple()),
-            },
-            AuditScope::new(org, None),
-        )?;
+        inner.write(|tx| {
+            if tx.org_has_keys(org)? {
+                return Err(Error::conflict(
+                    "already_initialized",
+                    "the organization already has API keys",
+                ));
+            }
+            tx.insert_key(&rec)?;
+            inner.record(
+                tx,
+                &AuditRecord {
+                    actor: Actor::system(),
+                    action: "create_api_key".into(),
+                    target: format!("apikey:{}", rec.key_id),
+                    outcome: Outcome::Success,
+                    details: json!({"roles": ["admin"], "studies": ["*"], "org": org, "initial": true}),
+                    request_id: format!("req_{}", Uuid::now_v7().simple()),
+                },
+                &AuditScope::new(org, None),
+            )
+        })?;
         Ok(text)
     }
 }

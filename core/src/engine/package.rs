@@ -65,7 +65,7 @@ enum Container<'s> {
 /// One file of a package being written.
 enum Open<'z> {
     Zip(Box<HashingWriter<&'z mut (dyn Write + Send)>>),
-    Artifact(Box<dyn SinkWriter>, String),
+    Artifact(Box<dyn SinkWriter>),
 }
 
 fn zip_error(e: zip::result::ZipError) -> Stop {
@@ -106,14 +106,11 @@ fn write_file<T>(
                 &mut **zip as &mut (dyn Write + Send),
             )))
         }
-        Container::Directory => {
-            let full = super::run::artifact_path(&run.job, path);
-            Open::Artifact(run.inner.sink.create(&full)?, full)
-        }
+        Container::Directory => Open::Artifact(run.create(path)?),
     };
     let result = match &mut open {
         Open::Zip(w) => body(run, &mut **w),
-        Open::Artifact(w, _) => {
+        Open::Artifact(w) => {
             let mut counted = Counting {
                 inner: &mut **w,
                 bytes: run.bytes.clone(),
@@ -124,7 +121,7 @@ fn write_file<T>(
     let value = match result {
         Ok(v) => v,
         Err(e) => {
-            if let Open::Artifact(w, _) = open {
+            if let Open::Artifact(w) = open {
                 w.abort();
             }
             return Err(e);
@@ -135,9 +132,8 @@ fn write_file<T>(
             let (_, bytes, sha256) = w.into_parts();
             (bytes, sha256)
         }
-        Open::Artifact(w, full) => {
-            let receipt = w.complete()?;
-            run.completed.push(full);
+        Open::Artifact(w) => {
+            let receipt = super::run::complete(w)?;
             (receipt.bytes, receipt.sha256)
         }
     };
@@ -182,8 +178,7 @@ fn in_zip(
     name: &str,
     body: impl FnOnce(&mut Running<'_>, &mut Container<'_>) -> Result<Vec<ManifestEntry>, Stop>,
 ) -> Result<ManifestEntry, Stop> {
-    let path = super::run::artifact_path(&run.job, name);
-    let mut writer: Box<dyn SinkWriter> = run.inner.sink.create(&path)?;
+    let mut writer: Box<dyn SinkWriter> = run.create(name)?;
     let result = (|| -> Result<(), Stop> {
         let zip = zip::ZipWriter::new_stream(Counting {
             inner: &mut *writer,
@@ -206,8 +201,7 @@ fn in_zip(
         writer.abort();
         return Err(e);
     }
-    let receipt = writer.complete()?;
-    run.completed.push(path);
+    let receipt = super::run::complete(writer)?;
     Ok(ManifestEntry {
         path: name.to_string(),
         media_type: "application/zip".into(),

@@ -27,7 +27,7 @@
 //!
 //! The sweep reaches every organization in the job store, whether or not anyone of it has called this engine:
 //! it walks the succeeded jobs of all organizations finished long enough ago to be due under the shortest
-//! retention ([`crate::store::JobStore::list_finished`], oldest first, in pages with a cursor), and expires those
+//! retention ([`crate::job::JobReads::list_finished`], oldest first, in pages with a cursor), and expires those
 //! due under their own kind's retention. A job not yet due (its kind keeps artifacts longer, or never expires)
 //! is passed over and does not hold up the jobs after it. Expiring is one job at a time, so a pass over many due
 //! jobs takes a while; a job downloaded meanwhile expires at the download.
@@ -37,8 +37,8 @@ use super::{run, Inner, Session};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
 use crate::auth::{authorize, Permission};
 use crate::error::{Error, Result};
+use crate::job::{FinishedQuery, JobQuery};
 use crate::job::{Job, JobKind, JobState};
-use crate::store::{FinishedQuery, JobQuery};
 use serde::Serialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -147,16 +147,18 @@ impl Inner {
         }
     }
 
-    /// Records one event of an expiry, as the system, in the job's scope.
-    fn audit_expiry(
+    /// Records one event of an expiry in `tx`, as the system, in the job's scope.
+    fn record_expiry(
         &self,
+        tx: &mut dyn crate::store::Tx,
         action: &str,
         job: &Job,
         request_id: &str,
         details: serde_json::Value,
     ) -> Result<()> {
-        self.auditor.emit_in(
-            AuditRecord {
+        self.record(
+            tx,
+            &AuditRecord {
                 actor: Actor::system(),
                 action: action.to_string(),
                 target: format!("job:{}", job.id),
@@ -164,7 +166,7 @@ impl Inner {
                 details,
                 request_id: request_id.to_string(),
             },
-            AuditScope::new(job.org.clone(), Some(&job.study)),
+            &AuditScope::new(job.org.clone(), Some(&job.study)),
         )?;
         Ok(())
     }
@@ -172,71 +174,83 @@ impl Inner {
     /// Expires `job` when it is due (see the module docs): returns the job as stored afterwards and what was
     /// deleted. `request_id` is that of the call that expires it (`None`: the sweep).
     ///
+    /// Write-ahead: the move to `expired` and its events (`artifact.deleted` per artifact, then `job.expired`)
+    /// commit in one transaction, and only then are the bytes deleted; a crash in between leaves bytes that no
+    /// download can reach (the job is expired), removed by the next expiry pass over the job.
+    ///
     /// # Errors
-    /// EXP005 when an artifact cannot be deleted, the store fails or an event cannot be recorded (the job then
-    /// stays `succeeded`).
+    /// EXP005 when the store fails or an event cannot be recorded (the job then stays `succeeded`), or an
+    /// artifact's bytes cannot be deleted (the job is expired; deleting is tried again by the next purge).
     pub(crate) fn expire_if_due(
         &self,
         job: Job,
         request_id: Option<&str>,
     ) -> Result<(Job, PurgeSummary)> {
-        let mut summary = PurgeSummary::default();
         if !self.is_due(&job, self.clock.now()) {
-            return Ok((job, summary));
+            return Ok((job, PurgeSummary::default()));
         }
-        // One expiry at a time in this process, on the job as stored now: a sweep and a download never both
-        // delete and record the same artifact.
+        // One expiry at a time in this process; across processes the transaction decides.
         let _one = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
-        let job = self.jobs.get(job.id)?;
-        let now = self.clock.now();
-        if !self.is_due(&job, now) {
-            return Ok((job, summary));
-        }
         let request_id = match request_id {
             Some(r) => r.to_string(),
             None => format!("job_{}", job.id.simple()),
         };
-        for a in job
-            .artifacts
-            .iter()
-            .filter(|a| a.name != run::MANIFEST_NAME)
-        {
-            self.sink.delete(&run::artifact_path(&job, &a.name))?;
-            self.audit_expiry(
-                "artifact.deleted",
-                &job,
-                &request_id,
-                json!({"artifact": a.name, "bytes": a.bytes, "sha256": a.sha256, "reason": "retention"}),
-            )?;
-            summary.artifacts_deleted += 1;
-            summary.bytes_freed += a.bytes;
-        }
-        let mut expired = job.clone();
-        expired.transition(JobState::Expired, now)?;
-        match self.jobs.update(&expired) {
-            Ok(stored) => {
-                let kept: Vec<&str> = stored
-                    .artifacts
-                    .iter()
-                    .map(|a| a.name.as_str())
-                    .filter(|n| *n == run::MANIFEST_NAME)
-                    .collect();
-                self.audit_expiry(
-                    "job.expired",
-                    &stored,
-                    &request_id,
-                    json!({"state": "expired", "from": "succeeded",
-                        "artifacts_deleted": summary.artifacts_deleted, "bytes_freed": summary.bytes_freed,
-                        "kept": kept}),
-                )?;
-                summary.jobs_expired = 1;
-                self.notify_changed();
-                Ok((stored, summary))
+        let (stored, summary) = self.write(|tx| {
+            let mut summary = PurgeSummary::default();
+            let job = tx
+                .job(job.id)?
+                .ok_or_else(|| Error::not_found("no job with this id"))?;
+            let now = self.clock.now();
+            if !self.is_due(&job, now) {
+                return Ok((job, summary));
             }
-            // Another process expired it meanwhile: its events record the change.
-            Err(e) if e.reason() == "version_conflict" => Ok((self.jobs.get(job.id)?, summary)),
-            Err(e) => Err(e),
+            for a in job
+                .artifacts
+                .iter()
+                .filter(|a| a.name != run::MANIFEST_NAME)
+            {
+                self.record_expiry(
+                    tx,
+                    "artifact.deleted",
+                    &job,
+                    &request_id,
+                    json!({"artifact": a.name, "bytes": a.bytes, "sha256": a.sha256, "reason": "retention"}),
+                )?;
+                summary.artifacts_deleted += 1;
+                summary.bytes_freed += a.bytes;
+            }
+            let mut expired = job.clone();
+            expired.transition(JobState::Expired, now)?;
+            let stored = tx.update_job(&expired)?;
+            let kept: Vec<&str> = stored
+                .artifacts
+                .iter()
+                .map(|a| a.name.as_str())
+                .filter(|n| *n == run::MANIFEST_NAME)
+                .collect();
+            self.record_expiry(
+                tx,
+                "job.expired",
+                &stored,
+                &request_id,
+                json!({"state": "expired", "from": "succeeded",
+                    "artifacts_deleted": summary.artifacts_deleted, "bytes_freed": summary.bytes_freed,
+                    "kept": kept}),
+            )?;
+            summary.jobs_expired = 1;
+            Ok((stored, summary))
+        })?;
+        if summary.jobs_expired == 1 {
+            self.notify_changed();
+            for a in stored
+                .artifacts
+                .iter()
+                .filter(|a| a.name != run::MANIFEST_NAME)
+            {
+                self.sink.delete(&run::artifact_path(&stored, &a.name))?;
+            }
         }
+        Ok((stored, summary))
     }
 
     /// Expires every due job of `org` (of `studies`, when given). Stops at the first error (fail-closed).
@@ -258,7 +272,7 @@ impl Inner {
         let mut due = Vec::new();
         let mut page = 1u32;
         loop {
-            let found = self.jobs.list(&JobQuery {
+            let found = self.store.list_jobs(&JobQuery {
                 org: org.to_string(),
                 studies: studies.clone(),
                 state: Some(JobState::Succeeded),
@@ -297,7 +311,7 @@ impl Inner {
         };
         let mut after = None;
         loop {
-            let page = self.jobs.list_finished(&FinishedQuery {
+            let page = self.store.list_finished(&FinishedQuery {
                 state: JobState::Succeeded,
                 finished_by,
                 after,

@@ -21,16 +21,15 @@ pub(crate) const MANIFEST_NAME: &str = "manifest.json";
 /// How often a running job's progress is saved.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// The sink path of a job's artifact.
+/// The sink path of a job's artifact ([`Job::artifact_path`]).
 pub(crate) fn artifact_path(job: &Job, name: &str) -> String {
-    format!("{}/{}", job.id, name)
+    job.artifact_path(name)
 }
 
 /// Claims and runs jobs until the engine shuts down.
 pub(crate) fn worker_loop(inner: &Arc<Inner>) {
     while !inner.shutdown.load(Ordering::SeqCst) {
-        let claimed = inner.jobs.claim_next(inner.clock.now());
-        match claimed {
+        match inner.claim(None) {
             Ok(Some(job)) => run_claimed(inner, job),
             Ok(None) | Err(_) => {
                 // Nothing to do (or the store is failing): sleep until woken or a short time passed.
@@ -48,33 +47,46 @@ pub(crate) fn worker_loop(inner: &Arc<Inner>) {
 pub(super) enum Stop {
     Cancelled,
     Shutdown,
+    /// The attempt lost its lease: it must write nothing more.
+    LeaseLost,
     Failed(Error),
 }
 
 impl From<Error> for Stop {
     fn from(e: Error) -> Self {
-        Stop::Failed(e)
+        if e.reason() == "lease_lost" {
+            Stop::LeaseLost
+        } else {
+            Stop::Failed(e)
+        }
     }
 }
 
-/// A running job: the record, its cancel flag, and throttled progress saving.
+/// A running attempt: the record, its cancel flag, and throttled progress saving.
 pub(crate) struct Running<'a> {
     pub(super) inner: &'a Inner,
     pub(super) job: Job,
+    /// The attempt's lease epoch, which fences its writes.
+    epoch: u32,
     cancel: Arc<AtomicBool>,
+    /// Set by the lease keeper when the lease was lost.
+    lost: Arc<AtomicBool>,
     pub(super) bytes: Arc<AtomicU64>,
     pub(super) rows: u64,
     last_save: Instant,
-    /// Artifacts completed so far, deleted if the job does not succeed.
-    pub(super) completed: Vec<String>,
     /// The job's de-identification, shared by its datasets (data and bulk jobs).
     pub(super) deid: Option<Arc<crate::deid::Deidentifier>>,
     /// The e-signatures of the manifests written so far, for the audit trail.
     pub(super) signatures: Vec<crate::signature::SignatureRecord>,
+    /// The rendered document of a report or dashboard job, for the manifest.
+    document: Option<crate::manifest::ManifestDocument>,
 }
 
 impl<'a> Running<'a> {
     pub(super) fn check(&mut self) -> Result<(), Stop> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(Stop::LeaseLost);
+        }
         if self.inner.shutdown.load(Ordering::SeqCst) {
             return Err(Stop::Shutdown);
         }
@@ -87,35 +99,41 @@ impl<'a> Running<'a> {
         Ok(())
     }
 
-    /// Saves progress; picks up a cancel request made through the store (by another process).
+    /// Saves progress (fenced by the lease); picks up a cancel request made through the store (by another process).
     pub(super) fn save_progress(&mut self) -> Result<(), Stop> {
         self.last_save = Instant::now();
-        self.job.progress.rows_written = self.rows;
-        self.job.progress.bytes_written = self.bytes.load(Ordering::Relaxed);
-        loop {
-            match self.inner.jobs.update(&self.job) {
-                Ok(j) => {
-                    self.job = j;
-                    return Ok(());
-                }
-                Err(e) if e.reason() == "version_conflict" => {
-                    let fresh = self.inner.jobs.get(self.job.id)?;
-                    if fresh.cancel_requested {
-                        self.job = fresh;
-                        return Err(Stop::Cancelled);
-                    }
-                    let progress = self.job.progress;
-                    self.job = fresh;
-                    self.job.progress = progress;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let mut progress = self.job.progress;
+        progress.rows_written = self.rows;
+        progress.bytes_written = self.bytes.load(Ordering::Relaxed);
+        let job = self.inner.fenced(self.job.id, self.epoch, |job, _| {
+            job.progress = progress;
+            Ok(())
+        })?;
+        self.job = job;
+        if self.job.cancel_requested {
+            return Err(Stop::Cancelled);
         }
+        Ok(())
     }
 
     fn add_rows(&mut self, n: u64) {
         self.rows += n;
     }
+
+    /// Creates an artifact of this attempt.
+    pub(super) fn create(&self, name: &str) -> Result<Box<dyn crate::sink::SinkWriter>> {
+        self.inner.sink.create(&artifact_path(&self.job, name))
+    }
+}
+
+/// Completes an artifact of the attempt, between its failpoints.
+pub(super) fn complete(
+    writer: Box<dyn crate::sink::SinkWriter>,
+) -> Result<crate::sink::ArtifactReceipt> {
+    crate::failpoint::hit("job.artifact.before_complete");
+    let receipt = writer.complete()?;
+    crate::failpoint::hit("job.artifact.after_complete");
+    Ok(receipt)
 }
 
 /// A writer that counts bytes into a shared counter, for progress.
@@ -135,32 +153,38 @@ impl Write for Counting<'_> {
     }
 }
 
-fn run_claimed(inner: &Arc<Inner>, job: Job) {
+/// Runs attempt `job.attempt` of a job this engine claimed, to its end.
+pub(crate) fn run_claimed(inner: &Inner, job: Job) {
     let cancel = Arc::new(AtomicBool::new(job.cancel_requested));
+    let lost = Arc::new(AtomicBool::new(false));
+    let epoch = job.attempt;
     inner
         .running
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(job.id, cancel.clone());
+        .insert(
+            job.id,
+            super::lease::Held {
+                epoch,
+                cancel: cancel.clone(),
+                lost: lost.clone(),
+            },
+        );
     let id = job.id;
     let mut run = Running {
         inner,
         job,
+        epoch,
         cancel,
+        lost,
         bytes: Arc::new(AtomicU64::new(0)),
         rows: 0,
         last_save: Instant::now(),
-        completed: vec![],
         deid: None,
         signatures: vec![],
+        document: None,
     };
-    // The call that submitted the job audits itself first (bounded: a call in another process is not waited for).
-    inner.wait_audited(id, Duration::from_secs(5));
-    // A failure to audit the start fails the job (fail-closed).
-    let result = inner
-        .audit_system("job.running", &run.job, json!({"state": "running"}))
-        .map_err(Stop::from)
-        .and_then(|_| execute(&mut run));
+    let result = execute(&mut run);
     finish(&mut run, result);
     inner
         .running
@@ -170,108 +194,135 @@ fn run_claimed(inner: &Arc<Inner>, job: Job) {
     inner.notify_changed();
 }
 
-/// Records the outcome of a job in the audit trail, then in the store.
-///
-/// Fail-closed: the end is audited before it is stored, so no job is seen succeeded whose success the audit trail
-/// lacks. When the `job.succeeded` event (or the `job.signed` event of its e-signatures) cannot be recorded, the
-/// artifacts' bytes are deleted and the job ends `failed` with EXP005 `audit_failed` instead (itself audited when
-/// the trail still takes events).
+/// Records the end of an attempt: its state change and its events (`job.succeeded` with `job.signed`,
+/// `job.failed`, `job.cancelled`) in one fenced transaction, so no job is seen succeeded whose success the audit
+/// trail lacks, and no event reports an end that did not commit. When the end of a succeeded attempt cannot be
+/// recorded (a hook refuses it), its artifacts are deleted and the job fails with EXP005 `audit_failed` instead.
+/// A stopped attempt gives its lease back (shutdown) or, having lost it, leaves the job to its new attempt. The
+/// folders of the job's other attempts, and of this one unless it succeeded, are deleted.
 fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
     let inner = run.inner;
-    let (mut state, mut artifacts, mut error) = match result {
+    let (id, epoch) = (run.job.id, run.epoch);
+    let (state, artifacts, error) = match result {
         Ok(artifacts) => (JobState::Succeeded, artifacts, None),
-        Err(stop) => {
-            discard(run);
-            match stop {
-                Stop::Cancelled => (JobState::Cancelled, vec![], None),
-                Stop::Failed(e) => (JobState::Failed, vec![], Some(e)),
-                Stop::Shutdown => {
-                    requeue(run);
-                    return;
-                }
-            }
-        }
-    };
-    let Ok(job) = inner.jobs.get(run.job.id) else {
-        return;
-    };
-    if state == JobState::Succeeded && job.cancel_requested {
-        // Cancelled after the last batch but before completion: honour the cancel.
-        delete_artifacts(inner, &job, &artifacts);
-        (state, artifacts) = (JobState::Cancelled, vec![]);
-    }
-    // Until its end is stored, a waiter holds its own event back (see `Inner::wait_audited`).
-    let _pending = PendingAudit::new(inner, job.id);
-    let rows = run.rows;
-    let bytes = run.bytes.load(Ordering::Relaxed);
-    let recorded = inner
-        .audit_system(
-            &format!("job.{}", state.as_str()),
-            &job,
-            end_details(run, state, rows, bytes, &artifacts, error.as_ref()),
-        )
-        .and_then(|_| match state {
-            JobState::Succeeded => super::signing::audit_signatures(inner, &job, &run.signatures),
-            _ => Ok(()),
-        });
-    if let Err(e) = recorded {
-        if state == JobState::Succeeded {
-            delete_artifacts(inner, &job, &artifacts);
-            let failure = Error::server("audit_failed", "the end of the job could not be audited")
-                .with_detail("cause", e.reason().to_string());
-            let details = end_details(run, JobState::Failed, rows, bytes, &[], Some(&failure));
-            let _ = inner.audit_system("job.failed", &job, details);
-            (state, artifacts, error) = (JobState::Failed, vec![], Some(failure));
-        }
-    }
-    // Store the audited end; retry on version conflicts (a cancel request may have bumped the version, too late to
-    // change an end already audited).
-    for _ in 0..10 {
-        let mut job = match inner.jobs.get(run.job.id) {
-            Ok(j) => j,
-            Err(_) => return,
-        };
-        job.progress = run.job.progress;
-        job.progress.rows_written = rows;
-        job.progress.bytes_written = bytes;
-        if state == JobState::Succeeded {
-            job.artifacts = artifacts.clone();
-            job.progress.datasets_done = job.progress.datasets_total;
-        }
-        job.error = error.as_ref().map(Error::to_object);
-        if job.transition(state, inner.clock.now()).is_err() {
+        Err(Stop::Cancelled) => (JobState::Cancelled, vec![], None),
+        Err(Stop::Failed(e)) => (JobState::Failed, vec![], Some(e)),
+        Err(Stop::LeaseLost) => {
+            // Another attempt owns the job: this one's files are garbage, the job is not ours to change.
+            let _ = inner.sink.delete_tree(&run.job.attempt_folder(epoch));
             return;
         }
-        match inner.jobs.update(&job) {
-            Err(e) if e.reason() == "version_conflict" => continue,
-            _ => return,
+        Err(Stop::Shutdown) => {
+            let _ = inner.sink.delete_tree(&run.job.attempt_folder(epoch));
+            let _ = inner.release(id, epoch);
+            return;
+        }
+    };
+    let rows = run.rows;
+    let bytes = run.bytes.load(Ordering::Relaxed);
+    let deid = deidentification(run);
+    let signatures = run.signatures.clone();
+    crate::failpoint::hit("job.finish.before");
+    let ended = inner.fenced(id, epoch, |job, tx| {
+        let mut state = state;
+        let mut artifacts = artifacts.clone();
+        if state == JobState::Succeeded && job.cancel_requested {
+            // Cancelled after the last batch but before completion: honour the cancel.
+            (state, artifacts) = (JobState::Cancelled, vec![]);
+        }
+        end_job(job, state, rows, bytes, artifacts, error.as_ref(), inner)?;
+        let details = end_details(
+            state,
+            rows,
+            bytes,
+            &job.artifacts,
+            error.as_ref(),
+            deid.as_ref(),
+        );
+        inner.record_system(tx, &format!("job.{}", state.as_str()), job, details)?;
+        if state == JobState::Succeeded {
+            super::signing::record_signatures(inner, tx, job, &signatures)?;
+        }
+        Ok(())
+    });
+    match ended {
+        Ok(job) => {
+            // Only the succeeded attempt's folder is the job's; everything else goes.
+            let keep = (job.state == JobState::Succeeded).then_some(epoch);
+            sweep_attempts(inner, &job, epoch, keep);
+        }
+        Err(e) if e.reason() == "lease_lost" => {
+            let _ = inner.sink.delete_tree(&run.job.attempt_folder(epoch));
+        }
+        Err(e) => {
+            // The end could not be recorded (a hook refused it, or the store failed): nothing of it committed.
+            // A success is not claimed without its record: the artifacts go and the job fails, if that can be
+            // recorded; else the lease expires and the job is rescued.
+            let _ = inner.sink.delete_tree(&run.job.attempt_folder(epoch));
+            if state == JobState::Succeeded {
+                let failure =
+                    Error::server("audit_failed", "the end of the job could not be audited")
+                        .with_detail("cause", e.reason().to_string());
+                let _ = inner.fenced(id, epoch, |job, tx| {
+                    end_job(
+                        job,
+                        JobState::Failed,
+                        rows,
+                        bytes,
+                        vec![],
+                        Some(&failure),
+                        inner,
+                    )?;
+                    let details =
+                        end_details(JobState::Failed, rows, bytes, &[], Some(&failure), None);
+                    inner.record_system(tx, "job.failed", job, details)?;
+                    Ok(())
+                });
+            }
+            sweep_attempts(inner, &run.job, epoch, None);
         }
     }
 }
 
-/// Deletes the bytes of a finished job's artifacts, which it will not keep (best effort: a job that does not end
-/// `succeeded` is never downloadable, whatever stays on disk).
-fn delete_artifacts(inner: &Inner, job: &Job, artifacts: &[Artifact]) {
-    for a in artifacts {
-        let _ = inner.sink.delete(&artifact_path(job, &a.name));
+/// Moves `job` to its end `state` (fields, progress, lease released).
+fn end_job(
+    job: &mut Job,
+    state: JobState,
+    rows: u64,
+    bytes: u64,
+    artifacts: Vec<Artifact>,
+    error: Option<&Error>,
+    inner: &Inner,
+) -> Result<()> {
+    job.progress.rows_written = rows;
+    job.progress.bytes_written = bytes;
+    if state == JobState::Succeeded {
+        job.progress.datasets_done = job.progress.datasets_total;
     }
+    job.artifacts = artifacts;
+    job.error = error.map(Error::to_object);
+    job.lease = None;
+    job.transition(state, inner.clock.now())
 }
 
-/// Deletes the artifacts a stopped job had completed.
-fn discard(run: &mut Running<'_>) {
-    for path in run.completed.drain(..) {
-        let _ = run.inner.sink.delete(&path);
+/// Deletes the folders of attempts 1..=`last` of a job but `keep` (best effort: a folder that stays is never
+/// referenced).
+fn sweep_attempts(inner: &Inner, job: &Job, last: u32, keep: Option<u32>) {
+    for attempt in 1..=last {
+        if Some(attempt) != keep {
+            let _ = inner.sink.delete_tree(&job.attempt_folder(attempt));
+        }
     }
 }
 
 /// The details of a job's end event: state, rows, bytes, and the error, or the artifacts and de-identification.
 fn end_details(
-    run: &Running<'_>,
     state: JobState,
     rows: u64,
     bytes: u64,
     artifacts: &[Artifact],
     error: Option<&Error>,
+    deidentification: Option<&serde_json::Value>,
 ) -> serde_json::Value {
     let mut details = json!({"state": state, "rows": rows, "bytes": bytes});
     if let Some(e) = error {
@@ -283,58 +334,11 @@ fn end_details(
             .iter()
             .map(|a| json!({"name": a.name, "sha256": a.sha256, "bytes": a.bytes}))
             .collect::<Vec<_>>());
-        if let Some(d) = deidentification(run) {
-            details["deidentification"] = d;
+        if let Some(d) = deidentification {
+            details["deidentification"] = d.clone();
         }
     }
     details
-}
-
-/// Marks a job's audit event as on the way (see `Inner::wait_audited`) for as long as it lives.
-struct PendingAudit<'i> {
-    inner: &'i Inner,
-    id: uuid::Uuid,
-}
-
-impl<'i> PendingAudit<'i> {
-    fn new(inner: &'i Inner, id: uuid::Uuid) -> Self {
-        inner
-            .unaudited
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
-        PendingAudit { inner, id }
-    }
-}
-
-impl Drop for PendingAudit<'_> {
-    fn drop(&mut self) {
-        self.inner
-            .unaudited
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-        self.inner.audited.notify_all();
-    }
-}
-
-/// Puts a job interrupted by shutdown back in the queue.
-fn requeue(run: &mut Running<'_>) {
-    let inner = run.inner;
-    if let Ok(mut job) = inner.jobs.get(run.job.id) {
-        job.state = JobState::Queued;
-        job.started_at = None;
-        job.progress.rows_written = 0;
-        job.progress.bytes_written = 0;
-        job.progress.datasets_done = 0;
-        if let Ok(j) = inner.jobs.update(&job) {
-            let _ = inner.audit_system(
-                "job.requeued",
-                &j,
-                json!({"reason": "engine_shutdown", "state": "queued"}),
-            );
-        }
-    }
 }
 
 /// The request of a stored job.
@@ -393,8 +397,7 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                     sel.name().to_ascii_lowercase(),
                     format.extension_for(&req.options)
                 );
-                let path = artifact_path(&run.job, &name);
-                let mut writer = inner.sink.create(&path)?;
+                let mut writer = run.create(&name)?;
                 let encoded = match encode_dataset(
                     run,
                     format.as_ref(),
@@ -409,8 +412,7 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                         return Err(e);
                     }
                 };
-                let receipt = writer.complete()?;
-                run.completed.push(path);
+                let receipt = complete(writer)?;
                 entries.push(ManifestEntry {
                     path: name,
                     media_type: format.media_type_for(&req.options).to_string(),
@@ -433,7 +435,7 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
             }
         },
         ExportContent::Report(_) | ExportContent::Dashboard(_) => {
-            let doc = match &req.content {
+            let mut doc = match &req.content {
                 ExportContent::Report(spec) => compute::report(inner, spec, inner.clock.now())?,
                 ExportContent::Dashboard(spec) => {
                     compute::dashboard(inner, spec, inner.clock.now())?
@@ -441,10 +443,11 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                 _ => unreachable!("matched a report or dashboard"),
             };
             let options = &req.options;
+            doc.signatures = document_signatures(&run.job);
+            let content_sha256 = doc.content_sha256()?;
             run.check()?;
             let name = format!("{}.{}", run.job.kind.as_str(), format.info().extension);
-            let path = artifact_path(&run.job, &name);
-            let mut writer = inner.sink.create(&path)?;
+            let mut writer = run.create(&name)?;
             let rendered = {
                 let mut out = Counting {
                     inner: &mut *writer,
@@ -456,9 +459,12 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
                 writer.abort();
                 return Err(e.into());
             }
-            let receipt = writer.complete()?;
-            run.completed.push(path);
+            let receipt = complete(writer)?;
             run.job.progress.datasets_done = 1;
+            run.document = Some(crate::manifest::ManifestDocument {
+                artifact: name.clone(),
+                content_sha256,
+            });
             entries.push(ManifestEntry {
                 path: name,
                 media_type: format.info().media_type.to_string(),
@@ -482,14 +488,12 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
         })
         .collect();
     let manifest = manifest_of(run, entries)?;
-    let path = artifact_path(&run.job, MANIFEST_NAME);
-    let mut writer = inner.sink.create(&path)?;
+    let mut writer = run.create(MANIFEST_NAME)?;
     if let Err(e) = writer.write_all(&manifest.to_bytes()) {
         writer.abort();
         return Err(Error::io("cannot write the manifest", &e).into());
     }
-    let receipt = writer.complete()?;
-    run.completed.push(path);
+    let receipt = complete(writer)?;
     artifacts.push(Artifact {
         name: MANIFEST_NAME.into(),
         media_type: "application/json".into(),
@@ -498,6 +502,21 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
         rows: None,
     });
     Ok(artifacts)
+}
+
+/// The e-signatures a report or dashboard shows: those [`super::signing::sign_manifest`] will bind to the job's
+/// manifest when the job succeeds, known before rendering (the request's meaning, the requester's printed name,
+/// the time of the request, which is when the signer re-authenticated).
+fn document_signatures(job: &Job) -> Vec<crate::document::DocumentSignature> {
+    crate::signature::requested_meaning(&job.request)
+        .map(|meaning| crate::document::DocumentSignature {
+            printed_name: job.requested_by_name.clone(),
+            signer_id: job.requested_by.clone(),
+            meaning,
+            signed_at: job.created_at,
+        })
+        .into_iter()
+        .collect()
 }
 
 /// The manifest of a job's `files`, signed when the request asked for an e-signature.
@@ -523,6 +542,7 @@ pub(super) fn manifest_of(
         request: job.request.clone(),
         deidentification: deidentification(run),
         files,
+        document: run.document.clone(),
         signatures: vec![],
     };
     super::signing::sign_manifest(run, &mut manifest)?;

@@ -10,8 +10,8 @@ use crate::auth::{authorize, ApiKeyRecord, NewApiKey, Permission, Principal};
 use crate::error::{Error, Result};
 use crate::format::FormatInfo;
 use crate::job::{Job, JobState};
+use crate::job::{JobPage, JobQuery};
 use crate::request::ListJobsRequest;
-use crate::store::{JobPage, JobQuery};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -190,7 +190,7 @@ impl<'e> Session<'e> {
                 Some(s) => Some(vec![s.clone()]),
                 None => p.study_scope(),
             };
-            let result = self.inner.jobs.list(&JobQuery {
+            let result = self.inner.store.list_jobs(&JobQuery {
                 org: p.org.clone(),
                 studies,
                 state,
@@ -263,12 +263,8 @@ impl<'e> Session<'e> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 let _ = self.inner.changed.wait_timeout(guard, step);
-                job = self.inner.jobs.get(job_id)?;
+                job = self.inner.store.get_job(job_id)?;
                 on_progress(&job);
-            }
-            if job.state.is_finished() {
-                // The worker audits the job's end right after storing it: the wait is recorded after that.
-                self.inner.wait_audited(job_id, Duration::from_secs(5));
             }
             Ok(Done {
                 target: format!("job:{}", job.id),
@@ -286,17 +282,16 @@ impl<'e> Session<'e> {
     /// EXP003; EXP001; EXP004 `illegal_transition` for a finished job; EXP005.
     pub fn cancel(&self, job_id: Uuid) -> Result<Job> {
         let job = self.call("cancel", format!("job:{job_id}"), |call| {
-            let mut job = self.visible_job(call, job_id, Permission::JobsCancel)?;
-            loop {
-                let result = match job.state {
-                    JobState::Queued => {
-                        job.transition(JobState::Cancelled, self.inner.clock.now())?;
-                        self.inner.jobs.update(&job)
-                    }
-                    JobState::Running => {
-                        job.cancel_requested = true;
-                        self.inner.jobs.update(&job)
-                    }
+            self.visible_job(call, job_id, Permission::JobsCancel)?;
+            let now = self.inner.clock.now();
+            // Read, change and record in one transaction: a cancel never races a worker's end.
+            let job = self.inner.write(|tx| {
+                let mut job = tx
+                    .job(job_id)?
+                    .ok_or_else(|| Error::not_found("no job with this id"))?;
+                match job.state {
+                    JobState::Queued => job.transition(JobState::Cancelled, now)?,
+                    JobState::Running => job.cancel_requested = true,
                     other => {
                         return Err(Error::conflict(
                             "illegal_transition",
@@ -305,35 +300,33 @@ impl<'e> Session<'e> {
                         .with_detail("from", other.as_str())
                         .with_detail("to", "cancelled"))
                     }
-                };
-                match result {
-                    Ok(updated) => {
-                        job = updated;
-                        break;
-                    }
-                    Err(e) if e.reason() == "version_conflict" => {
-                        job = self.inner.jobs.get(job_id)?;
-                    }
-                    Err(e) => return Err(e),
                 }
-            }
-            if let Some(flag) = self
+                let job = tx.update_job(&job)?;
+                if job.state == JobState::Cancelled {
+                    self.inner.record_system(
+                        tx,
+                        "job.cancelled",
+                        &job,
+                        json!({"state": "cancelled", "from": "queued"}),
+                    )?;
+                }
+                call.record_success(
+                    tx,
+                    &format!("job:{}", job.id),
+                    &json!({"state": job.state, "cancel_requested": job.cancel_requested}),
+                )?;
+                Ok(job)
+            })?;
+            if let Some(held) = self
                 .inner
                 .running
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&job_id)
             {
-                flag.store(true, Ordering::SeqCst);
+                held.cancel.store(true, Ordering::SeqCst);
             }
-            if job.state == JobState::Cancelled {
-                self.inner.audit_system(
-                    "job.cancelled",
-                    &job,
-                    json!({"state": "cancelled", "from": "queued"}),
-                )?;
-                self.inner.notify_changed();
-            }
+            self.inner.notify_changed();
             Ok(Done {
                 target: format!("job:{}", job.id),
                 details: json!({"state": job.state, "cancel_requested": job.cancel_requested}),
@@ -377,10 +370,16 @@ impl<'e> Session<'e> {
             for s in &new.studies {
                 authorize(p, Permission::KeysManage, &org, Some(s))?;
             }
-            let (text, rec) = self.inner.auth.create_key(new, &p.subject, call.at)?;
+            let (text, rec) = self.inner.auth.new_key(new, &p.subject, call.at)?;
+            let target = format!("apikey:{}", rec.key_id);
+            let details = json!({"roles": rec.roles, "studies": rec.studies, "org": rec.org});
+            self.inner.write(|tx| {
+                tx.insert_key(&rec)?;
+                call.record_success(tx, &target, &details)
+            })?;
             Ok(Done {
-                target: format!("apikey:{}", rec.key_id),
-                details: json!({"roles": rec.roles, "studies": rec.studies, "org": rec.org}),
+                target,
+                details,
                 value: (text, rec),
             })
         })
@@ -396,8 +395,7 @@ impl<'e> Session<'e> {
             let p = call.principal();
             let rec = self
                 .inner
-                .auth
-                .keys()
+                .store
                 .get_key(key_id)?
                 .filter(|rec| rec.org == p.org)
                 // Another organization's key is reported as unknown: its existence is not disclosed.
@@ -406,9 +404,17 @@ impl<'e> Session<'e> {
             for s in &rec.studies {
                 authorize(p, Permission::KeysManage, &rec.org, Some(s))?;
             }
-            self.inner.auth.keys().revoke_key(key_id, call.at)?;
+            let target = format!("apikey:{key_id}");
+            self.inner.write(|tx| {
+                let mut rec = tx
+                    .key(key_id)?
+                    .ok_or_else(|| Error::not_found("no such API key").with_field("key_id"))?;
+                rec.revoked_at = Some(call.at);
+                tx.update_key(&rec)?;
+                call.record_success(tx, &target, &json!({}))
+            })?;
             Ok(Done {
-                target: format!("apikey:{key_id}"),
+                target,
                 details: json!({}),
                 value: (),
             })
@@ -447,7 +453,7 @@ impl<'e> Session<'e> {
         let mut out = Vec::new();
         let mut next = from.max(1);
         loop {
-            let batch = self.inner.auditor.read(next, BATCH)?;
+            let batch = self.inner.store.audit_read(next, BATCH)?;
             if batch.is_empty() {
                 return Ok(out);
             }
@@ -465,8 +471,9 @@ impl<'e> Session<'e> {
         }
     }
 
-    /// Verifies the whole chain and returns a checkpoint of its last event: its sequence number and hash, to keep
-    /// outside the system and give to [`Session::verify_audit_against`] later (see [`crate::audit`]).
+    /// Verifies the whole chain and returns a checkpoint of its last event: its sequence number and hash, signed
+    /// with the engine's Ed25519 key, to keep outside the system and give to [`Session::verify_audit_against`]
+    /// later (see [`crate::audit::Checkpoint`]).
     ///
     /// # Errors
     /// EXP003 (needs `audit:read`); EXP005 `integrity_violation` as [`Session::verify_audit`].
@@ -474,29 +481,44 @@ impl<'e> Session<'e> {
         self.call("audit_checkpoint", "audit".to_string(), |call| {
             let p = call.principal();
             authorize(p, Permission::AuditRead, &p.org, None)?;
-            let cp = self.inner.auditor.checkpoint()?;
+            self.inner.store.check_trail()?;
+            let mut cp = self.inner.auditor.checkpoint(&*self.inner.store)?;
+            let key = self.inner.signing.key();
+            cp.signed = Some(crate::audit::CheckpointSignature {
+                algorithm: "ed25519".into(),
+                key_id: key.public_key().id(),
+                signature: crate::sink::hex(&key.sign(&cp.signed_payload())),
+            });
             Ok(Done {
                 target: "audit".into(),
-                details: json!({"seq": cp.seq, "hash": cp.hash}),
+                details: json!({"seq": cp.seq, "hash": cp.hash, "signed": true}),
                 value: cp,
             })
         })
     }
 
     /// [`Session::verify_audit`], and that the trail still reaches `checkpoint` with the same hash: detects a trail
-    /// cut below the checkpoint or rewritten whole. Audited as `verify_audit`.
+    /// cut below the checkpoint or rewritten whole. A signed checkpoint's signature is checked first, with the
+    /// engine's public key. Audited as `verify_audit`.
     ///
     /// # Errors
     /// EXP003 (needs `audit:read`); EXP005 `integrity_violation` with `details.seq` and `details.check`
-    /// (`checkpoint` when only the checkpoint does not match).
+    /// (`checkpoint` when only the checkpoint does not match, `checkpoint_signature` when its signature is another
+    /// key's or does not verify).
     pub fn verify_audit_against(&self, checkpoint: &Checkpoint) -> Result<u64> {
         self.call("verify_audit", "audit".to_string(), |call| {
             let p = call.principal();
             authorize(p, Permission::AuditRead, &p.org, None)?;
-            let n = self.inner.auditor.verify_with(Some(checkpoint))?;
+            let signed = check_checkpoint_signature(self.inner, checkpoint)?;
+            self.inner.store.check_trail()?;
+            let n = self
+                .inner
+                .auditor
+                .verify_with(&*self.inner.store, Some(checkpoint))?;
             Ok(Done {
                 target: "audit".into(),
-                details: json!({"events": n, "checkpoint_seq": checkpoint.seq}),
+                details: json!({"events": n, "checkpoint_seq": checkpoint.seq,
+                    "checkpoint_signed": signed}),
                 value: n,
             })
         })
@@ -510,7 +532,8 @@ impl<'e> Session<'e> {
         self.call("verify_audit", "audit".to_string(), |call| {
             let p = call.principal();
             authorize(p, Permission::AuditRead, &p.org, None)?;
-            let n = self.inner.auditor.verify()?;
+            self.inner.store.check_trail()?;
+            let n = self.inner.auditor.verify(&*self.inner.store)?;
             Ok(Done {
                 target: "audit".into(),
                 details: json!({"events": n}),
@@ -526,7 +549,7 @@ impl<'e> Session<'e> {
         job_id: Uuid,
         permission: Permission,
     ) -> Result<Job> {
-        let job = self.inner.jobs.get(job_id)?;
+        let job = self.inner.store.get_job(job_id)?;
         if job.org != call.principal().org {
             // Another organization's job is reported, and audited, exactly as a job that does not exist (the
             // stores' error): its existence is not disclosed.
@@ -536,4 +559,35 @@ impl<'e> Session<'e> {
         authorize(call.principal(), permission, &job.org, Some(&job.study))?;
         Ok(job)
     }
+}
+
+/// Checks a checkpoint's signature with the engine's public key; `false` for an unsigned checkpoint (made before
+/// checkpoints were signed).
+///
+/// # Errors
+/// EXP005 `integrity_violation` (check `checkpoint_signature`) for a signature of another key, or one that does not
+/// verify (the checkpoint was edited).
+fn check_checkpoint_signature(inner: &Inner, checkpoint: &Checkpoint) -> Result<bool> {
+    let Some(sig) = &checkpoint.signed else {
+        return Ok(false);
+    };
+    let public = inner.signing.key().public_key();
+    let refused = |message: &str| {
+        Error::server("integrity_violation", message.to_string())
+            .with_detail("check", "checkpoint_signature")
+            .with_detail("seq", checkpoint.seq)
+    };
+    if sig.key_id != public.id() {
+        return Err(refused(
+            "the checkpoint was signed by another key than this engine's",
+        ));
+    }
+    let bytes = crate::sink::hex_decode(&sig.signature)
+        .ok_or_else(|| refused("the checkpoint's signature is not hex"))?;
+    if !public.verify(&checkpoint.signed_payload(), &bytes) {
+        return Err(refused(
+            "the checkpoint's signature does not verify: it was altered",
+        ));
+    }
+    Ok(true)
 }

@@ -172,14 +172,14 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
     let signed =
         super::signing::check_signature(inner, call, request.signature.as_ref(), critical)?;
     // 5. The job.
-    let mut done = enqueue(inner, call, &request)?;
+    let mut extra = serde_json::Map::new();
     if let Some(d) = deidentification {
-        done.details["deidentification"] = d;
+        extra.insert("deidentification".into(), d);
     }
     if let Some(s) = signed {
-        done.details["signature"] = s;
+        extra.insert("signature".into(), s);
     }
-    Ok(done)
+    enqueue(inner, call, &request, extra)
 }
 
 /// EXP002 `study_mismatch` when a report's or dashboard's spec names another study than its request.
@@ -333,8 +333,14 @@ fn check_privacy(inner: &Inner, request: &ExportRequest, describes: bool) -> Res
         .then(|| policy.describe(key.map(crate::deid::DeidKey::id))))
 }
 
-/// Stores a queued job (or returns the existing one for a repeated idempotency key) and wakes a worker.
-fn enqueue(inner: &Inner, call: &Call<'_>, request: &ExportRequest) -> Result<Done<Job>> {
+/// Stores a queued job (or returns the existing one for a repeated idempotency key) with the call's event, whose
+/// details get `extra` (the de-identification and signature the pipeline checked), and wakes a worker.
+fn enqueue(
+    inner: &Inner,
+    call: &Call<'_>,
+    request: &ExportRequest,
+    extra: serde_json::Map<String, Value>,
+) -> Result<Done<Job>> {
     if let Some(k) = &request.idempotency_key {
         if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
             return Err(Error::validation(
@@ -384,26 +390,43 @@ fn enqueue(inner: &Inner, call: &Call<'_>, request: &ExportRequest) -> Result<Do
         idempotency_key: request.idempotency_key.clone(),
         request_hash,
         cancel_requested: false,
+        attempt: 0,
+        lease: None,
         version: 0,
     };
-    inner
-        .unaudited
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(job.id);
-    call.submitted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(job.id);
-    let stored = inner.jobs.insert(&job)?;
+    let details = |replay: bool| {
+        let mut d = json!({"study": request.study, "kind": kind, "format": request.format,
+            "idempotent_replay": replay});
+        if let Some(o) = d.as_object_mut() {
+            o.extend(extra.clone());
+        }
+        d
+    };
+    // The job and the call's event commit together: no job exists whose submission the trail lacks.
+    let stored = inner.write(|tx| {
+        if let Some(key) = &job.idempotency_key {
+            if let Some(existing) = tx.job_by_idempotency_key(&job.org, &job.requested_by, key)? {
+                if existing.request_hash != job.request_hash {
+                    return Err(Error::conflict(
+                        "idempotency_conflict",
+                        "the idempotency key was used for a different request",
+                    ));
+                }
+                call.record_success(tx, &format!("job:{}", existing.id), &details(true))?;
+                return Ok(existing);
+            }
+        }
+        let stored = tx.insert_job(&job)?;
+        call.record_success(tx, &format!("job:{}", stored.id), &details(false))?;
+        Ok(stored)
+    })?;
     let reused = stored.id != job.id;
     if !reused {
         inner.notify_queued();
     }
     Ok(Done {
         target: format!("job:{}", stored.id),
-        details: json!({"study": request.study, "kind": kind, "format": request.format,
-            "idempotent_replay": reused}),
+        details: details(reused),
         value: stored,
     })
 }

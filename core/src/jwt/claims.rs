@@ -100,6 +100,22 @@ pub(crate) fn principal(
             "the token was issued in the future",
         ));
     }
+    if let Some(max) = v.max_lifetime_secs {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        // With `iat` the lifetime is the token's own claim; without it, what is left of it now, give or take the
+        // clock skew the leeway allows.
+        let too_long = match iat {
+            Some(iat) => exp.saturating_sub(iat) > max,
+            None => exp.saturating_sub(now) > max.saturating_add(leeway),
+        };
+        if too_long {
+            return Err(reject(
+                "token_lifetime_too_long",
+                "the token is valid for longer than this engine accepts",
+            )
+            .with_detail("max_lifetime_secs", max));
+        }
+    }
     if auth_time.is_some_and(|t| t > now.saturating_add(leeway)) {
         return Err(reject(
             "invalid_claim",

@@ -19,14 +19,20 @@
 //!   lists of strings (`invalid_claim_type`: a string `exp` is never treated as absent); the times are compared
 //!   with the engine clock and a leeway (default 60 s, at most 300 s): `token_expired` when
 //!   `now >= exp + leeway`, `token_not_yet_valid` when `now < nbf - leeway`, `token_issued_in_future` when
-//!   `iat > now + leeway`; `iss` must be one of the configured issuers when any are configured
+//!   `iat > now + leeway`; with a maximum lifetime configured, `token_lifetime_too_long` when `exp - iat` exceeds it
+//!   (or, for a token without `iat`, when `exp - now` exceeds it by more than the leeway: a token valid for a
+//!   century, or with an `exp` of 1e300, is refused however it was signed); `iss` must be one of the configured
+//!   issuers when any are configured
 //!   (`invalid_issuer`); `aud` must name a configured audience, and a token naming an audience is refused when
 //!   none is configured (`invalid_audience`, RFC 7519 §4.1.3).
 //!
 //! Every failure is EXP003 with one of the reasons above; messages never quote the token. Configuration
 //! mistakes are EXP002 with field `jwt`: an HMAC secret shorter than 32 bytes (48 for HS384, 64 for HS512;
-//! `weak_hmac_secret`), a leeway over 300 s (`invalid_leeway`), a key that cannot serve its algorithm
-//! (`key_alg_mismatch`), a private key (`private_key_in_config`).
+//! `weak_hmac_secret`), a leeway over 300 s (`invalid_leeway`), a maximum lifetime of 0 (`invalid_max_lifetime`),
+//! a key that cannot serve its algorithm (`key_alg_mismatch`), a private key (`private_key_in_config`), and, on
+//! Unix, a key file holding an HMAC secret that its group or others may read or write
+//! (`insecure_key_file`, with `details.mode`, e.g. `0644`: the secret signs tokens, so it must be `0600` or
+//! stricter; the file's content is never quoted).
 //!
 //! The research digest's placeholder codes (`specs/security.md` §4.2) map onto EXP003 and these reasons:
 //! malformed or unparseable (its EXP001, EXP022) → `token_too_large`, `malformed_token`, `invalid_base64`,
@@ -148,7 +154,8 @@ impl std::fmt::Display for Algorithm {
 /// ```json
 /// {"keys": [{"path": "/etc/trialport/idp.pem", "alg": "RS256", "kid": "2025-01"},
 ///           {"path": "/etc/trialport/jwks.json"}],
-///  "issuers": ["https://idp.example.com"], "audiences": ["trialport"], "leeway_secs": 60}
+///  "issuers": ["https://idp.example.com"], "audiences": ["trialport"], "leeway_secs": 60,
+///  "max_lifetime_secs": 3600}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +171,10 @@ pub struct JwtConfig {
     /// Leeway for `exp`, `nbf` and `iat` in seconds (default 60, at most 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leeway_secs: Option<u32>,
+    /// The longest lifetime a token may claim, in seconds: `exp - iat`, or `exp - now` without `iat` (default:
+    /// none, any lifetime; at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime_secs: Option<u64>,
 }
 
 /// One key file of [`JwtConfig`]: PEM public key, JWK, JWK Set or HMAC secret (see [`JwtKey::from_file_bytes`]).
@@ -191,6 +202,9 @@ pub struct JwtOptions {
     /// Leeway for `exp`, `nbf` and `iat`, in seconds. Defaults to [`DEFAULT_LEEWAY_SECS`]; at most
     /// [`MAX_LEEWAY_SECS`].
     pub leeway_secs: u32,
+    /// The longest lifetime a token may claim, in seconds (see [`JwtConfig::max_lifetime_secs`]). Defaults to
+    /// `None`: any.
+    pub max_lifetime_secs: Option<u64>,
 }
 
 impl Default for JwtOptions {
@@ -199,6 +213,7 @@ impl Default for JwtOptions {
             issuers: Vec::new(),
             audiences: Vec::new(),
             leeway_secs: DEFAULT_LEEWAY_SECS,
+            max_lifetime_secs: None,
         }
     }
 }
@@ -211,6 +226,7 @@ pub struct JwtVerifier {
     issuers: Vec<String>,
     audiences: Vec<String>,
     leeway_secs: u32,
+    max_lifetime_secs: Option<u64>,
 }
 
 /// An EXP003 refusal of a token.
@@ -227,7 +243,8 @@ impl JwtVerifier {
     ///
     /// # Errors
     /// EXP002 with field `jwt`: `missing_jwt_keys` for no key, `duplicate_kid` for two keys with one id,
-    /// `invalid_leeway` over [`MAX_LEEWAY_SECS`], `invalid_issuer` / `invalid_audience` for an empty value.
+    /// `invalid_leeway` over [`MAX_LEEWAY_SECS`], `invalid_issuer` / `invalid_audience` for an empty value,
+    /// `invalid_max_lifetime` for a maximum lifetime of 0.
     pub fn new(keys: Vec<JwtKey>, options: JwtOptions) -> Result<JwtVerifier> {
         if keys.is_empty() {
             return Err(config_error(
@@ -248,6 +265,12 @@ impl JwtVerifier {
                 config_error("invalid_leeway", "the JWT leeway is at most 300 seconds")
                     .with_detail("max", MAX_LEEWAY_SECS),
             );
+        }
+        if options.max_lifetime_secs == Some(0) {
+            return Err(config_error(
+                "invalid_max_lifetime",
+                "the longest JWT lifetime is at least one second",
+            ));
         }
         if options.issuers.iter().any(String::is_empty) {
             return Err(config_error(
@@ -270,6 +293,7 @@ impl JwtVerifier {
             issuers: options.issuers,
             audiences: options.audiences,
             leeway_secs: options.leeway_secs,
+            max_lifetime_secs: options.max_lifetime_secs,
         })
     }
 
@@ -278,14 +302,18 @@ impl JwtVerifier {
     /// # Errors
     /// As [`JwtVerifier::new`] and [`JwtKey::from_file_bytes`] (with `details.key`, the index of the key in
     /// the configuration); EXP005 `io_error` for an unreadable key file, EXP002 `invalid_key` for one over
-    /// [`MAX_KEY_FILE_BYTES`]. Errors never name the file or quote its content.
+    /// [`MAX_KEY_FILE_BYTES`], EXP002 `insecure_key_file` (with `details.mode`) on Unix for a file holding an
+    /// HMAC secret that its group or others may read or write. Errors never name the file or quote its content.
     pub fn from_config(config: &JwtConfig, base_dir: &Path) -> Result<JwtVerifier> {
         let mut keys = Vec::new();
         for (i, k) in config.keys.iter().enumerate() {
-            let bytes = read_key_file(&base_dir.join(&k.path))
+            let (bytes, mode) = read_key_file(&base_dir.join(&k.path))
                 .map_err(|e| e.with_field("jwt").with_detail("key", i))?;
             let loaded = JwtKey::from_file_bytes(&bytes, k.alg, k.kid.as_deref())
                 .map_err(|e| e.with_detail("key", i))?;
+            if loaded.iter().any(|key| key.alg().is_hmac()) {
+                check_secret_mode(mode).map_err(|e| e.with_detail("key", i))?;
+            }
             keys.extend(loaded);
         }
         JwtVerifier::new(
@@ -294,6 +322,7 @@ impl JwtVerifier {
                 issuers: config.issuers.clone(),
                 audiences: config.audiences.clone(),
                 leeway_secs: config.leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS),
+                max_lifetime_secs: config.max_lifetime_secs,
             },
         )
     }
@@ -311,6 +340,11 @@ impl JwtVerifier {
     /// The leeway in seconds.
     pub fn leeway_secs(&self) -> u32 {
         self.leeway_secs
+    }
+
+    /// The longest lifetime a token may claim, in seconds, if limited.
+    pub fn max_lifetime_secs(&self) -> Option<u64> {
+        self.max_lifetime_secs
     }
 
     /// Verifies `token` (the compact serialization, without `Bearer `) at time `now` (the engine clock) and
@@ -396,10 +430,21 @@ fn object(bytes: &[u8], malformed: &str) -> Result<Map<String, Value>> {
     }
 }
 
-/// Reads a key file, refusing one over [`MAX_KEY_FILE_BYTES`]; the bytes are wiped when dropped.
-fn read_key_file(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+/// Reads a key file, refusing one over [`MAX_KEY_FILE_BYTES`]; the bytes are wiped when dropped. Returns its
+/// permission bits too (on Unix; read from the opened file, so they are the bits of the bytes read).
+fn read_key_file(path: &Path) -> Result<(zeroize::Zeroizing<Vec<u8>>, Option<u32>)> {
     let file =
         std::fs::File::open(path).map_err(|e| Error::io("cannot open a JWT key file", &e))?;
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("cannot read a JWT key file", &e))?;
+        Some(meta.permissions().mode() & 0o7777)
+    };
+    #[cfg(not(unix))]
+    let mode = None;
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     file.take(MAX_KEY_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -410,7 +455,23 @@ fn read_key_file(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
             "a JWT key file is larger than 1 MiB",
         ));
     }
-    Ok(bytes)
+    Ok((bytes, mode))
+}
+
+/// Refuses the permission bits of a file holding an HMAC secret when its group or others may read or write it:
+/// whoever reads the secret can mint tokens for any subject, role and organization.
+fn check_secret_mode(mode: Option<u32>) -> Result<()> {
+    match mode {
+        Some(mode) if mode & 0o066 != 0 => Err(config_error(
+            "insecure_key_file",
+            &format!(
+                "a JWT secret file is readable or writable by its group or others (mode {mode:04o}): \
+                 restrict it to its owner (chmod 600)"
+            ),
+        )
+        .with_detail("mode", format!("{mode:04o}"))),
+        _ => Ok(()),
+    }
 }
 
 impl JwtConfig {
@@ -421,6 +482,7 @@ impl JwtConfig {
             issuers: Vec::new(),
             audiences: Vec::new(),
             leeway_secs: None,
+            max_lifetime_secs: None,
         }
     }
 

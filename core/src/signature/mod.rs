@@ -17,6 +17,19 @@
 //! without a password gets EXP003 `signing_not_enrolled`. The password is never serialized: the stored job, its
 //! manifest and the audit trail keep the meaning only.
 //!
+//! # Credential controls (§11.100, §11.300)
+//!
+//! - A password follows [`check_password_policy`]: 12 characters or more, not a common password, not containing
+//!   the signer's id or printed name (NIST SP 800-63B §5.1.1.2).
+//! - Nobody resets their own signing credential, and a reset needs the collaboration of a second person
+//!   (§11.200(a)(3)): [`crate::engine::Session::reset_signing`] refuses the signer themselves, and anyone holding a
+//!   key the signer created; the resetter needs what revoking the signer's API key needs (`keys:manage` in the
+//!   same organization and every study of the signer).
+//! - A reset removes the password and marks the credential: signing is refused with EXP003
+//!   `password_reset_required` until the signer sets a new password (no current password is asked then). With a
+//!   host's [`SignatureVerifier`], whose secrets live elsewhere, a reset clears the failed attempts and the lock
+//!   only.
+//!
 //! When the job succeeds, the engine signs each manifest it writes (the job's `manifest.json`, and the one inside
 //! a zip package) and appends a [`SignatureRecord`] to its `signatures`; the same records go to the audit trail
 //! (`job.signed`, with the signer as actor).
@@ -49,9 +62,9 @@ mod verifier;
 
 pub use key::{PublicKey, SigningKey, PUBLIC_KEY_LEN};
 pub use verifier::{
-    check_password_policy, PasswordStore, SignatureVerifier, SignerStatus, SigningSettings,
-    DEFAULT_MAX_FAILED_ATTEMPTS, DEFAULT_PBKDF2_ITERATIONS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
-    MIN_PBKDF2_ITERATIONS,
+    check_password_policy, is_common_password, PasswordStore, SignatureVerifier, SignerStatus,
+    SigningSettings, DEFAULT_MAX_FAILED_ATTEMPTS, DEFAULT_PBKDF2_ITERATIONS, MAX_PASSWORD_BYTES,
+    MIN_PASSWORD_CHARS, MIN_PBKDF2_ITERATIONS,
 };
 
 use crate::audit::canonical_json;
@@ -427,6 +440,8 @@ pub enum Reauth {
     },
     /// Signing was already locked; the password was not checked.
     Locked,
+    /// An administrator reset the credential; the signer must set a new password first (not checked).
+    ResetRequired,
     /// The signer has no password.
     NotEnrolled,
 }
@@ -435,7 +450,8 @@ impl Reauth {
     /// `Ok` for [`Reauth::Verified`], else the EXP003 error of the outcome.
     ///
     /// # Errors
-    /// EXP003 `signature_invalid` (with `details.attempts_left`), `signing_locked` or `signing_not_enrolled`.
+    /// EXP003 `signature_invalid` (with `details.attempts_left`), `signing_locked`, `password_reset_required` or
+    /// `signing_not_enrolled`.
     pub fn into_result(self) -> Result<()> {
         match self {
             Reauth::Verified => Ok(()),
@@ -449,6 +465,7 @@ impl Reauth {
                 Err(verifier::locked().with_detail("failures", failures))
             }
             Reauth::Locked => Err(verifier::locked()),
+            Reauth::ResetRequired => Err(verifier::reset_required()),
             Reauth::NotEnrolled => Err(Error::unauthorized(
                 "signing_not_enrolled",
                 "the signer has no signing password: set one first ('trialport signing set-password')",
@@ -463,6 +480,8 @@ pub struct Signing {
     key: SigningKey,
     verifier: Arc<dyn SignatureVerifier>,
     store: Arc<PasswordStore>,
+    /// Whether the store is also the verifier (no host verifier), so that its resets govern the password.
+    store_verifies: bool,
 }
 
 impl std::fmt::Debug for Signing {
@@ -482,12 +501,20 @@ impl Signing {
         store: Arc<PasswordStore>,
         verifier: Option<Arc<dyn SignatureVerifier>>,
     ) -> Self {
+        let store_verifies = verifier.is_none();
         let verifier = verifier.unwrap_or_else(|| store.clone() as Arc<dyn SignatureVerifier>);
         Signing {
             key,
             verifier,
             store,
+            store_verifies,
         }
+    }
+
+    /// Whether an administrator's reset of `status` still stands between the signer and signing: the credential
+    /// was reset and the password store, not a host's verifier, holds the password.
+    pub fn reset_pending(&self, status: &SignerStatus) -> bool {
+        self.store_verifies && status.reset_at.is_some()
     }
 
     /// The engine's key.
@@ -505,8 +532,9 @@ impl Signing {
         self.verifier.as_ref()
     }
 
-    /// Re-authenticates `signer` with `password`: refused at once when locked or not enrolled; otherwise the
-    /// verifier decides, and the attempt is counted (a success clears the count, a failure may lock).
+    /// Re-authenticates `signer` with `password`: refused at once when locked, reset by an administrator or not
+    /// enrolled; otherwise the verifier decides, and the attempt is counted (a success clears the count, a
+    /// failure may lock). The studies the signer holds now are recorded with the credential.
     ///
     /// # Errors
     /// EXP005 when the verifier or the store fails.
@@ -520,9 +548,13 @@ impl Signing {
         if status.locked_at.is_some() {
             return Ok(Reauth::Locked);
         }
+        if self.reset_pending(&status) {
+            return Ok(Reauth::ResetRequired);
+        }
         if !self.verifier.enrolled(signer)? {
             return Ok(Reauth::NotEnrolled);
         }
+        self.store.remember_studies(signer)?;
         if self.verifier.verify(signer, password)? {
             self.store
                 .record_success(&signer.org, &signer.subject, now)?;

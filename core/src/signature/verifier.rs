@@ -5,9 +5,21 @@
 //!
 //! One row per signer (organization and subject) in the table `signing_credentials`: the scheme
 //! (`pbkdf2-sha256`), the iteration count, a random 16-byte salt and the 32-byte derived key, plus the count of
-//! consecutive failed attempts and the time signing was locked. A home keeps the table in its SQLite database, so
-//! a lock survives a restart and holds across processes; an engine without a home keeps it in memory. The
-//! password itself is never stored; comparison is constant-time (`ring::pbkdf2::verify`).
+//! consecutive failed attempts, the time signing was locked, the time and author of an administrator's reset
+//! (which removes the hash: the signer must set a new password before signing again), and the studies the signer
+//! held when last seen (what decides who may reset the credential of a signer no API key record describes). A
+//! home keeps the table in its SQLite database, so a lock or a reset survives a restart and holds across
+//! processes; an engine without a home keeps it in memory. The password itself is never stored; comparison is
+//! constant-time (`ring::pbkdf2::verify`).
+//!
+//! # The password policy
+//!
+//! [`check_password_policy`], after NIST SP 800-63B §5.1.1.2 (memorized secrets): at least
+//! [`MIN_PASSWORD_CHARS`] (12) characters and at most [`MAX_PASSWORD_BYTES`] bytes, no control character, not in a
+//! list of 19,640 common passwords (Django's, see `common-passwords.md` beside this file for its provenance and
+//! licence; compared lowercased and trimmed), and not containing the signer's subject or printed name (ASCII
+//! case-insensitive, white space ignored; for an API key also its key id; parts of fewer than 3 characters are not
+//! checked). No composition rule (digits, symbols) is imposed, as the guidance advises.
 //!
 //! The default iteration count, 600,000, is OWASP's recommendation for PBKDF2-HMAC-SHA256 (Password Storage
 //! Cheat Sheet, 2023); each hash records its own count, so raising the setting affects new passwords only.
@@ -31,8 +43,9 @@ pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 600_000;
 pub const MIN_PBKDF2_ITERATIONS: u32 = 1_000;
 /// Consecutive failed attempts that lock a signer by default (21 CFR 11.300(d)).
 pub const DEFAULT_MAX_FAILED_ATTEMPTS: u32 = 5;
-/// The shortest signing password, in characters (NIST SP 800-63B §5.1.1.2).
-pub const MIN_PASSWORD_CHARS: usize = 8;
+/// The shortest signing password, in characters (NIST SP 800-63B §5.1.1.2 sets 8 as the floor; a password that
+/// is the second component of a legally binding signature gets more).
+pub const MIN_PASSWORD_CHARS: usize = 12;
 /// The longest signing password, in bytes.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
@@ -139,6 +152,18 @@ pub struct SignerStatus {
     pub failures: u32,
     /// When signing was locked, if it is.
     pub locked_at: Option<DateTime<Utc>>,
+    /// When an administrator reset the credential, if the signer has not set a new password since (signing is
+    /// refused until they do).
+    pub reset_at: Option<DateTime<Utc>>,
+    /// Who reset it (their subject).
+    pub reset_by: Option<String>,
+}
+
+impl SignerStatus {
+    /// Whether an administrator's reset would change anything: a password, failed attempts or a lock.
+    pub fn resettable(&self) -> bool {
+        self.enrolled || self.failures > 0 || self.locked_at.is_some()
+    }
 }
 
 /// PBKDF2-HMAC-SHA256 password hashes and failed-attempt counts of signers, in SQLite (a home's database, or
@@ -167,9 +192,19 @@ CREATE TABLE IF NOT EXISTS signing_credentials (
     failures INTEGER NOT NULL DEFAULT 0,
     locked_at TEXT,
     updated_at TEXT NOT NULL,
+    reset_at TEXT,
+    reset_by TEXT,
+    studies TEXT,
     PRIMARY KEY (org, subject)
 );
 ";
+
+/// Columns added after the first version of the table, added to an older table when it is opened.
+const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("reset_at", "TEXT"),
+    ("reset_by", "TEXT"),
+    ("studies", "TEXT"),
+];
 
 fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |e| {
@@ -204,6 +239,15 @@ pub(crate) fn locked() -> Error {
     Error::unauthorized(
         "signing_locked",
         "signing is locked for this signer after too many failed attempts: an administrator must reset it",
+    )
+}
+
+/// EXP003 `password_reset_required`.
+pub(crate) fn reset_required() -> Error {
+    Error::unauthorized(
+        "password_reset_required",
+        "an administrator reset this signer's signing credential: the signer must set a new password \
+         ('trialport signing set-password') before signing again",
     )
 }
 
@@ -244,6 +288,31 @@ impl PasswordStore {
     fn with(conn: Connection, settings: SigningSettings) -> Result<Self> {
         conn.execute_batch(SCHEMA)
             .map_err(db("cannot create the table"))?;
+        let mut existing = Vec::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT name FROM pragma_table_info('signing_credentials')")
+                .map_err(db("cannot read the table"))?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db("cannot read the table"))?;
+            for name in names {
+                existing.push(name.map_err(db("cannot read the table"))?);
+            }
+        }
+        for (column, kind) in ADDED_COLUMNS {
+            if !existing.iter().any(|c| c == column) {
+                // Two processes may upgrade at once: the loser's "duplicate column" is the winner's work.
+                if let Err(e) = conn.execute_batch(&format!(
+                    "ALTER TABLE signing_credentials ADD COLUMN {column} {kind}"
+                )) {
+                    let added = e.to_string().contains("duplicate column");
+                    if !added {
+                        return Err(db("cannot upgrade the table")(e));
+                    }
+                }
+            }
+        }
         Ok(PasswordStore {
             conn: Mutex::new(conn),
             settings,
@@ -308,7 +377,7 @@ impl PasswordStore {
         let row = self
             .conn()
             .query_row(
-                "SELECT hash IS NOT NULL, failures, locked_at FROM signing_credentials
+                "SELECT hash IS NOT NULL, failures, locked_at, reset_at, reset_by FROM signing_credentials
                  WHERE org = ?1 AND subject = ?2",
                 params![org, subject],
                 |r| {
@@ -316,26 +385,70 @@ impl PasswordStore {
                         r.get::<_, bool>(0)?,
                         r.get::<_, i64>(1)?,
                         r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
                     ))
                 },
             )
             .optional()
             .map_err(db("cannot read a credential"))?;
+        let time = |t: Option<String>| match t {
+            Some(t) => parse_time(&t).map(Some).ok_or_else(corrupt),
+            None => Ok(None),
+        };
         match row {
             None => Ok(SignerStatus {
                 enrolled: false,
                 failures: 0,
                 locked_at: None,
+                reset_at: None,
+                reset_by: None,
             }),
-            Some((enrolled, failures, locked_at)) => Ok(SignerStatus {
+            Some((enrolled, failures, locked_at, reset_at, reset_by)) => Ok(SignerStatus {
                 enrolled,
                 failures: u32::try_from(failures).map_err(|_| corrupt())?,
-                locked_at: match locked_at {
-                    Some(t) => Some(parse_time(&t).ok_or_else(corrupt)?),
-                    None => None,
-                },
+                locked_at: time(locked_at)?,
+                reset_at: time(reset_at)?,
+                reset_by,
             }),
         }
+    }
+
+    /// The studies the signer held when last seen (enrolling or signing), if recorded.
+    ///
+    /// # Errors
+    /// EXP005 for I/O or a damaged row.
+    pub fn recorded_studies(&self, org: &str, subject: &str) -> Result<Option<Vec<String>>> {
+        let text: Option<Option<String>> = self
+            .conn()
+            .query_row(
+                "SELECT studies FROM signing_credentials WHERE org = ?1 AND subject = ?2",
+                params![org, subject],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("cannot read a credential"))?;
+        match text.flatten() {
+            None => Ok(None),
+            Some(t) => serde_json::from_str(&t).map(Some).map_err(|_| corrupt()),
+        }
+    }
+
+    /// Records the studies `signer` holds now, on an existing row (see [`PasswordStore::recorded_studies`]).
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    pub fn remember_studies(&self, signer: &Principal) -> Result<()> {
+        let studies = serde_json::to_string(&signer.studies)
+            .map_err(|_| Error::server("internal", "cannot serialize studies"))?;
+        self.conn()
+            .execute(
+                "UPDATE signing_credentials SET studies = ?3
+                 WHERE org = ?1 AND subject = ?2 AND studies IS NOT ?3",
+                params![signer.org, signer.subject, studies],
+            )
+            .map_err(db("cannot record a signer's studies"))?;
+        Ok(())
     }
 
     /// Counts one failed attempt; locks the signer when the count reaches the configured maximum. Returns the
@@ -378,40 +491,106 @@ impl PasswordStore {
         Ok(())
     }
 
-    /// Removes a signer's password, failed attempts and lock (an administrator's reset); returns whether there
-    /// was anything to remove. The signer then sets a new password.
+    /// An administrator's reset: removes the signer's password hash, failed attempts and lock, and marks the
+    /// credential reset by `by` at `at`, so that signing is refused (EXP003 `password_reset_required`) until the
+    /// signer sets a new password. Returns whether there was anything to reset ([`SignerStatus::resettable`]).
+    /// Who may reset whom is the engine's decision ([`crate::engine::Session::reset_signing`]).
     ///
     /// # Errors
     /// EXP005 for I/O.
-    pub fn reset(&self, org: &str, subject: &str) -> Result<bool> {
+    pub fn reset(&self, org: &str, subject: &str, by: &str, at: DateTime<Utc>) -> Result<bool> {
         let n = self
             .conn()
             .execute(
-                "DELETE FROM signing_credentials WHERE org = ?1 AND subject = ?2",
-                params![org, subject],
+                "UPDATE signing_credentials SET
+                     scheme = NULL, iterations = NULL, salt = NULL, hash = NULL, failures = 0, locked_at = NULL,
+                     reset_at = ?4, reset_by = ?3, updated_at = ?4
+                 WHERE org = ?1 AND subject = ?2
+                     AND (hash IS NOT NULL OR failures > 0 OR locked_at IS NOT NULL)",
+                params![org, subject, by, time_text(at)],
             )
             .map_err(db("cannot reset a credential"))?;
         Ok(n > 0)
     }
 }
 
-/// Checks a new password against the policy: 8 characters or more, at most 1,024 bytes, no control
-/// characters.
+/// The common passwords a signing password may not be (see `common-passwords.md` for provenance and licence).
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+
+/// Whether `password`, lowercased and trimmed (as Django compares it), is in the list of 19,640 common passwords
+/// that trialport embeds: Django 5.2.19's `common-passwords.txt.gz`, made by Royce Williams from public breach
+/// corpora, under Django's BSD 3-Clause licence (`common-passwords.md` beside this module's source).
+pub fn is_common_password(password: &str) -> bool {
+    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(|| COMMON_PASSWORDS.lines().collect())
+        .contains(password.trim().to_lowercase().as_str())
+}
+
+/// Lowercase, without white space: how a password and the signer's identity are compared.
+fn folded(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Checks a new password of `signer` against the policy, after NIST SP 800-63B §5.1.1.2 (memorized secrets): at
+/// least [`MIN_PASSWORD_CHARS`] (12) characters and at most [`MAX_PASSWORD_BYTES`] bytes, no control character,
+/// not in a list of 19,640 common passwords ([`is_common_password`]: Django's list, see `common-passwords.md`
+/// beside this module's source for its provenance and licence), and not containing the signer's subject or
+/// printed name (compared lowercased, white space ignored; for an API key also its key id; parts shorter than 3
+/// characters are not checked). No composition rule (digits, symbols) is imposed, as the guidance advises. The
+/// error says which rule failed, never the password.
 ///
 /// # Errors
-/// EXP002 `weak_password` with field `password`.
-pub fn check_password_policy(password: &str) -> Result<()> {
-    if password.chars().count() < MIN_PASSWORD_CHARS
-        || password.len() > MAX_PASSWORD_BYTES
-        || password.chars().any(char::is_control)
-    {
-        return Err(Error::validation(
-            "weak_password",
-            format!(
-                "a signing password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} characters and no control characters"
-            ),
+/// EXP002 `weak_password` with field `password` and `details.rule`: `too_short` (with `min`), `too_long` (with
+/// `max`), `control_character`, `common_password` or `contains_identity`.
+pub fn check_password_policy(password: &str, signer: &Principal) -> Result<()> {
+    let weak = |rule: &str, message: &str| {
+        Error::validation("weak_password", message)
+            .with_field("password")
+            .with_detail("rule", rule)
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(weak(
+            "too_short",
+            &format!("a signing password has at least {MIN_PASSWORD_CHARS} characters"),
         )
-        .with_field("password"));
+        .with_detail("min", MIN_PASSWORD_CHARS));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(weak(
+            "too_long",
+            &format!("a signing password has at most {MAX_PASSWORD_BYTES} bytes"),
+        )
+        .with_detail("max", MAX_PASSWORD_BYTES));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(weak(
+            "control_character",
+            "a signing password has no control characters",
+        ));
+    }
+    if is_common_password(password) {
+        return Err(weak(
+            "common_password",
+            "this signing password is in a list of common passwords: choose another",
+        ));
+    }
+    let secret = folded(password);
+    let mut identity = vec![folded(&signer.subject), folded(&signer.name)];
+    if let Some(key_id) = signer.subject.strip_prefix("apikey:") {
+        identity.push(folded(key_id));
+    }
+    if identity
+        .iter()
+        .any(|part| part.chars().count() >= 3 && secret.contains(part.as_str()))
+    {
+        return Err(weak(
+            "contains_identity",
+            "a signing password may not contain the signer's id or printed name",
+        ));
     }
     Ok(())
 }
@@ -437,7 +616,9 @@ impl SignatureVerifier for PasswordStore {
     }
 
     fn set_secret(&self, signer: &Principal, secret: &str, now: DateTime<Utc>) -> Result<()> {
-        check_password_policy(secret)?;
+        check_password_policy(secret, signer)?;
+        let studies = serde_json::to_string(&signer.studies)
+            .map_err(|_| Error::server("internal", "cannot serialize studies"))?;
         let mut salt = [0u8; SALT_LEN];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
             .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
@@ -456,10 +637,11 @@ impl SignatureVerifier for PasswordStore {
             .conn()
             .execute(
                 "INSERT INTO signing_credentials
-                     (org, subject, scheme, iterations, salt, hash, failures, locked_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7)
+                     (org, subject, scheme, iterations, salt, hash, failures, locked_at, updated_at, studies)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7, ?8)
                  ON CONFLICT (org, subject) DO UPDATE SET
-                     scheme = ?3, iterations = ?4, salt = ?5, hash = ?6, failures = 0, updated_at = ?7
+                     scheme = ?3, iterations = ?4, salt = ?5, hash = ?6, failures = 0, updated_at = ?7,
+                     studies = ?8, reset_at = NULL, reset_by = NULL
                  WHERE locked_at IS NULL",
                 params![
                     signer.org,
@@ -468,7 +650,8 @@ impl SignatureVerifier for PasswordStore {
                     i64::from(iterations.get()),
                     hex(&salt),
                     hex(hash.as_ref()),
-                    time_text(now)
+                    time_text(now),
+                    studies
                 ],
             )
             .map_err(db("cannot store a credential"))?;
@@ -583,16 +766,124 @@ mod tests {
         );
         assert!(store.status("acme", "ada").unwrap().locked_at.is_some());
         assert!(!store.enrolled(&signer("ada")).unwrap());
-        assert!(store.reset("acme", "ada").unwrap());
+        assert!(store.reset("acme", "ada", "apikey:boss", now).unwrap());
         assert_eq!(
             store.status("acme", "ada").unwrap(),
             SignerStatus {
                 enrolled: false,
                 failures: 0,
-                locked_at: None
+                locked_at: None,
+                reset_at: Some(parse_time(&time_text(now)).unwrap()),
+                reset_by: Some("apikey:boss".into()),
             }
         );
-        assert!(!store.reset("acme", "ada").unwrap());
+        // Nothing left to reset; a new password lifts the mark.
+        assert!(!store.reset("acme", "ada", "apikey:boss", now).unwrap());
+        store
+            .set_secret(&signer("ada"), "a new password", now)
+            .unwrap();
+        let status = store.status("acme", "ada").unwrap();
+        assert_eq!((status.reset_at, status.reset_by), (None, None));
+        assert!(status.enrolled);
+    }
+
+    #[test]
+    fn a_reset_removes_the_password_and_keeps_the_signers_studies() {
+        let store = PasswordStore::in_memory(settings()).unwrap();
+        let now = Utc::now();
+        let mut ada = signer("ada");
+        ada.studies = vec!["S1".into(), "S2".into()];
+        assert_eq!(store.recorded_studies("acme", "ada").unwrap(), None);
+        store.set_secret(&ada, "correct horse", now).unwrap();
+        assert_eq!(
+            store.recorded_studies("acme", "ada").unwrap(),
+            Some(vec!["S1".to_string(), "S2".to_string()])
+        );
+        ada.studies = vec!["*".into()];
+        store.remember_studies(&ada).unwrap();
+        assert_eq!(
+            store.recorded_studies("acme", "ada").unwrap(),
+            Some(vec!["*".to_string()])
+        );
+        assert!(store.reset("acme", "ada", "apikey:boss", now).unwrap());
+        assert!(!store.verify(&ada, "correct horse").unwrap());
+        assert!(!store.enrolled(&ada).unwrap());
+        assert_eq!(
+            store.recorded_studies("acme", "ada").unwrap(),
+            Some(vec!["*".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_table_of_the_first_version_gains_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE signing_credentials (org TEXT NOT NULL, subject TEXT NOT NULL, scheme TEXT,
+                     iterations INTEGER, salt TEXT, hash TEXT, failures INTEGER NOT NULL DEFAULT 0,
+                     locked_at TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (org, subject));
+                 INSERT INTO signing_credentials (org, subject, failures, updated_at)
+                     VALUES ('acme', 'ada', 2, '2025-01-21T10:00:00Z');",
+            )
+            .unwrap();
+        }
+        let store = PasswordStore::open(&path, settings()).unwrap();
+        assert_eq!(store.status("acme", "ada").unwrap().failures, 2);
+        assert!(store
+            .reset("acme", "ada", "apikey:boss", Utc::now())
+            .unwrap());
+        // Opening again (the columns exist now) changes nothing.
+        drop(store);
+        let store = PasswordStore::open(&path, settings()).unwrap();
+        assert!(store.status("acme", "ada").unwrap().reset_at.is_some());
+    }
+
+    #[test]
+    fn the_policy_follows_nist_800_63b() {
+        let ada = Principal {
+            subject: "apikey:0123456789ab".into(),
+            name: "Ada Lovelace".into(),
+            ..signer("x")
+        };
+        let rule = |p: &str| {
+            check_password_policy(p, &ada)
+                .err()
+                .map(|e| {
+                    assert_eq!((e.reason(), e.field()), ("weak_password", Some("password")));
+                    // ("password" itself is a word of the messages.)
+                    assert!(
+                        p == "password" || !e.message().contains(p.trim()),
+                        "the message quotes the password"
+                    );
+                    e.details()["rule"].as_str().unwrap().to_string()
+                })
+                .unwrap_or_default()
+        };
+        for (password, want) in [
+            ("password", "too_short"),
+            ("eleven char", "too_short"),
+            ("password1234", "common_password"),
+            ("PASSWORD1234", "common_password"),
+            (" 1q2w3e4r5t6y7u8i9o0p ", "common_password"),
+            ("administrator", "common_password"),
+            ("my apikey:0123456789ab!", "contains_identity"),
+            ("0123456789ab-and-more", "contains_identity"),
+            ("ada lovelace signs here", "contains_identity"),
+            ("AdaLovelace-2025", "contains_identity"),
+            ("twelve\tchars", "control_character"),
+            ("correct horse battery", ""),
+            ("twelve chars", ""),
+        ] {
+            assert_eq!(rule(password), want, "{password:?}");
+        }
+        assert_eq!(rule(&"x".repeat(MAX_PASSWORD_BYTES + 1)), "too_long");
+        // Twelve characters, not bytes: accented letters count once.
+        assert_eq!(rule("éééééééééééé"), "");
+        // The whole list loaded: its first and last entries.
+        assert!(is_common_password("123456") && is_common_password("fallen_angel"));
+        assert_eq!(COMMON_PASSWORDS.lines().count(), 19_640);
     }
 
     #[test]

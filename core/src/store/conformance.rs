@@ -1,4 +1,6 @@
-//! The store conformance suite: the contracts of [`JobStore`], [`KeyStore`] and [`AuditStore`] stated as code.
+//! The store conformance suite: the contracts of [`Store`] and of the record operations it carries
+//! ([`crate::job::JobRows`], [`crate::job::JobReads`], [`crate::auth::KeyRows`], [`crate::auth::KeyReads`],
+//! [`crate::audit::AuditRows`], [`crate::audit::AuditReads`]) stated as code.
 //!
 //! Every store implementation must pass every check. Each check is a public function that takes a **fresh, empty**
 //! store and panics (with a message naming what went wrong) when the store breaks its contract, so a test can run
@@ -11,17 +13,17 @@
 //! ```
 //!
 //! The `*_across` variants take several stores that share one backing database (for example two
-//! `SqliteStore::open` on the same file) and spread their threads over them, to check that claims and audit
-//! sequence checks are atomic across connections as well.
+//! `SqliteStore::open` on the same file) and spread their threads over them, to check that transactions are
+//! isolated across connections as well.
 //!
 //! The checks use the helpers [`sample_job`], [`sample_key`] and [`sample_event`] to build records, and fixed
 //! times from [`base_time`] spaced out so every ordering is deterministic.
 
-use super::{AuditStore, FinishedQuery, JobQuery, JobStore, KeyStore};
+use super::{Store, Tx};
 use crate::audit::{Actor, AuditEvent, Outcome, GENESIS_HASH};
 use crate::auth::{ApiKeyRecord, Role};
-use crate::error::{ErrorCode, Result};
-use crate::job::{Artifact, Job, JobKind, JobState, Progress};
+use crate::error::{Error, ErrorCode, Result};
+use crate::job::{Artifact, FinishedQuery, Job, JobKind, JobQuery, JobState, Lease, Progress};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use std::collections::HashSet;
@@ -30,25 +32,18 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The three store views one check runs against; they may be one object (see [`Stores::from_one`]).
+/// The store one check runs against.
 #[derive(Clone)]
 pub struct Stores {
-    /// The job store.
-    pub jobs: Arc<dyn JobStore>,
-    /// The key store.
-    pub keys: Arc<dyn KeyStore>,
-    /// The audit store.
-    pub audit: Arc<dyn AuditStore>,
+    /// The store.
+    pub store: Arc<dyn Store>,
 }
 
 impl Stores {
-    /// Three views of one store that implements all three traits.
-    pub fn from_one<S: JobStore + KeyStore + AuditStore + 'static>(store: S) -> Self {
-        let store = Arc::new(store);
+    /// A store to check.
+    pub fn from_one<S: Store + 'static>(store: S) -> Self {
         Stores {
-            jobs: store.clone(),
-            keys: store.clone(),
-            audit: store,
+            store: Arc::new(store),
         }
     }
 }
@@ -58,7 +53,7 @@ impl Stores {
 pub struct Check {
     /// The check's name: the name of its function.
     pub name: &'static str,
-    /// Runs the check against fresh, empty stores; panics on failure.
+    /// Runs the check against a fresh, empty store; panics on failure.
     pub run: fn(&Stores),
 }
 
@@ -66,59 +61,67 @@ pub struct Check {
 pub const CHECKS: &[Check] = &[
     Check {
         name: "jobs_insert_get",
-        run: |s| jobs_insert_get(&*s.jobs),
+        run: |s| jobs_insert_get(&*s.store),
     },
     Check {
         name: "jobs_update_is_conditional",
-        run: |s| jobs_update_is_conditional(&*s.jobs),
+        run: |s| jobs_update_is_conditional(&*s.store),
     },
     Check {
         name: "jobs_list_filters",
-        run: |s| jobs_list_filters(&*s.jobs),
+        run: |s| jobs_list_filters(&*s.store),
     },
     Check {
         name: "jobs_list_pagination",
-        run: |s| jobs_list_pagination(&*s.jobs),
+        run: |s| jobs_list_pagination(&*s.store),
     },
     Check {
         name: "jobs_idempotency",
-        run: |s| jobs_idempotency(&*s.jobs),
+        run: |s| jobs_idempotency(&*s.store),
     },
     Check {
         name: "jobs_claim_order",
-        run: |s| jobs_claim_order(&*s.jobs),
+        run: |s| jobs_claim_order(&*s.store),
     },
     Check {
         name: "jobs_concurrent_claims",
-        run: |s| jobs_concurrent_claims(&*s.jobs),
+        run: |s| jobs_concurrent_claims(&*s.store),
     },
     Check {
-        name: "jobs_requeue_running",
-        run: |s| jobs_requeue_running(&*s.jobs),
+        name: "jobs_expired_leases",
+        run: |s| jobs_expired_leases(&*s.store),
     },
     Check {
         name: "jobs_list_finished",
-        run: |s| jobs_list_finished(&*s.jobs),
+        run: |s| jobs_list_finished(&*s.store),
     },
     Check {
         name: "jobs_list_finished_walk",
-        run: |s| jobs_list_finished_walk(&*s.jobs),
+        run: |s| jobs_list_finished_walk(&*s.store),
     },
     Check {
         name: "keys_contract",
-        run: |s| keys_contract(&*s.keys),
+        run: |s| keys_contract(&*s.store),
     },
     Check {
         name: "audit_append_and_read",
-        run: |s| audit_append_and_read(&*s.audit),
+        run: |s| audit_append_and_read(&*s.store),
     },
     Check {
         name: "audit_concurrent_appends",
-        run: |s| audit_concurrent_appends(&*s.audit),
+        run: |s| audit_concurrent_appends(&*s.store),
+    },
+    Check {
+        name: "transactions_are_atomic",
+        run: |s| transactions_are_atomic(&*s.store),
+    },
+    Check {
+        name: "transactions_read_their_writes",
+        run: |s| transactions_read_their_writes(&*s.store),
     },
 ];
 
-/// Runs every check of [`CHECKS`], each against new stores from `make`, and panics after the last one if any
+/// Runs every check of [`CHECKS`], each against a new store from `make`, and panics after the last one if any
 /// failed, naming every failed check and its message.
 ///
 /// # Panics
@@ -189,6 +192,8 @@ pub fn sample_job(org: &str, study: &str, requested_by: &str, created_at: DateTi
         request_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
             .to_string(),
         cancel_requested: false,
+        attempt: 0,
+        lease: None,
         version: 1,
     }
 }
@@ -273,9 +278,49 @@ fn ids(jobs: &[Job]) -> Vec<Uuid> {
     jobs.iter().map(|j| j.id).collect()
 }
 
+/// Runs `work` in one transaction with no witness; returns what it returned.
+///
+/// # Errors
+/// The errors of `work` and of the store.
+pub fn write<T>(store: &dyn Store, mut work: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    let mut out = None;
+    store.write(
+        &mut |tx| {
+            out = Some(work(tx)?);
+            Ok(())
+        },
+        &|_| Ok(()),
+    )?;
+    out.ok_or_else(|| Error::server("internal", "the transaction returned nothing"))
+}
+
+fn insert(store: &dyn Store, job: &Job) -> Result<Job> {
+    write(store, |tx| tx.insert_job(job))
+}
+
+fn update(store: &dyn Store, job: &Job) -> Result<Job> {
+    write(store, |tx| tx.update_job(job))
+}
+
+/// Claims the oldest queued job in one transaction: running, started at `now`, version incremented (what the
+/// engine's claim does with these operations, without the lease).
+fn claim(store: &dyn Store, now: DateTime<Utc>) -> Result<Option<Job>> {
+    write(store, |tx| {
+        let Some(mut job) = tx.oldest_queued()? else {
+            return Ok(None);
+        };
+        job.transition(JobState::Running, now)?;
+        Ok(Some(tx.update_job(&job)?))
+    })
+}
+
+fn append(store: &dyn Store, event: &AuditEvent) -> Result<()> {
+    write(store, |tx| tx.stage_event(event))
+}
+
 /// Inserts `job` and checks the returned copy is the job at version 1.
-fn insert_new(store: &dyn JobStore, job: &Job) -> Job {
-    let stored = ok(store.insert(job), "insert");
+fn insert_new(store: &dyn Store, job: &Job) -> Job {
+    let stored = ok(insert(store, job), "insert");
     assert_eq!(stored.id, job.id, "insert returned another job");
     assert_eq!(stored.version, 1, "a new job has version 1");
     stored
@@ -289,9 +334,9 @@ fn insert_new(store: &dyn JobStore, job: &Job) -> Job {
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_insert_get(store: &dyn JobStore) {
+pub fn jobs_insert_get(store: &dyn Store) {
     fails(
-        store.get(Uuid::now_v7()),
+        store.get_job(Uuid::now_v7()),
         ErrorCode::NotFound,
         None,
         "get of an unknown id in an empty store",
@@ -338,18 +383,18 @@ pub fn jobs_insert_get(store: &dyn JobStore) {
         "insert must return the job as given, at version 1"
     );
     assert_eq!(
-        ok(store.get(job.id), "get"),
+        ok(store.get_job(job.id), "get"),
         expected,
         "get must return every field as inserted"
     );
 
     let other = sample_job("org-a", "S1", "alice", at(3));
     insert_new(store, &other);
-    assert_eq!(ok(store.get(other.id), "get other").id, other.id);
-    assert_eq!(ok(store.get(job.id), "get first again"), expected);
+    assert_eq!(ok(store.get_job(other.id), "get other").id, other.id);
+    assert_eq!(ok(store.get_job(job.id), "get first again"), expected);
 
     fails(
-        store.get(Uuid::now_v7()),
+        store.get_job(Uuid::now_v7()),
         ErrorCode::NotFound,
         Some("not_found"),
         "get of an unknown id",
@@ -357,13 +402,13 @@ pub fn jobs_insert_get(store: &dyn JobStore) {
     let mut dup = sample_job("org-a", "S2", "bob", at(4));
     dup.id = job.id;
     fails(
-        store.insert(&dup),
+        insert(store, &dup),
         ErrorCode::Conflict,
         None,
         "insert of an existing id",
     );
     assert_eq!(
-        ok(store.get(job.id), "get after duplicate insert"),
+        ok(store.get_job(job.id), "get after duplicate insert"),
         expected,
         "a refused insert must not change the stored job"
     );
@@ -373,20 +418,20 @@ pub fn jobs_insert_get(store: &dyn JobStore) {
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_update_is_conditional(store: &dyn JobStore) {
+pub fn jobs_update_is_conditional(store: &dyn Store) {
     let job = insert_new(store, &sample_job("org-a", "S1", "alice", at(0)));
     let stale = job.clone();
 
     let mut running = job.clone();
     ok(running.transition(JobState::Running, at(10)), "transition");
     running.progress.rows_written = 10;
-    let v2 = ok(store.update(&running), "update at the current version");
+    let v2 = ok(update(store, &running), "update at the current version");
     assert_eq!(v2.version, 2, "update increments the version");
     assert_eq!(v2.state, JobState::Running);
     assert_eq!(v2.progress.rows_written, 10);
     assert_eq!(v2.started_at, Some(at(10)));
     assert_eq!(
-        ok(store.get(job.id), "get after update"),
+        ok(store.get_job(job.id), "get after update"),
         v2,
         "get sees the update"
     );
@@ -394,7 +439,7 @@ pub fn jobs_update_is_conditional(store: &dyn JobStore) {
     let mut stale_change = stale.clone();
     stale_change.progress.rows_written = 999;
     fails(
-        store.update(&stale_change),
+        update(store, &stale_change),
         ErrorCode::Conflict,
         Some("version_conflict"),
         "update with a stale version",
@@ -402,13 +447,13 @@ pub fn jobs_update_is_conditional(store: &dyn JobStore) {
     let mut ahead = v2.clone();
     ahead.version = 99;
     fails(
-        store.update(&ahead),
+        update(store, &ahead),
         ErrorCode::Conflict,
         Some("version_conflict"),
         "update with a version ahead of the stored one",
     );
     assert_eq!(
-        ok(store.get(job.id), "get after stale updates"),
+        ok(store.get_job(job.id), "get after stale updates"),
         v2,
         "a rejected update must not change the job"
     );
@@ -416,24 +461,24 @@ pub fn jobs_update_is_conditional(store: &dyn JobStore) {
     let mut current = v2;
     for expected in 3..=5u64 {
         current.progress.rows_written += 1;
-        current = ok(store.update(&current), "successive update");
+        current = ok(update(store, &current), "successive update");
         assert_eq!(current.version, expected, "versions increment by one");
     }
     assert_eq!(
-        ok(store.get(job.id), "get after successive updates"),
+        ok(store.get_job(job.id), "get after successive updates"),
         current
     );
 
     let mut unknown = sample_job("org-a", "S1", "alice", at(1));
     unknown.version = 1;
     fails(
-        store.update(&unknown),
+        update(store, &unknown),
         ErrorCode::NotFound,
         None,
         "update of an unknown id",
     );
     fails(
-        store.get(unknown.id),
+        store.get_job(unknown.id),
         ErrorCode::NotFound,
         None,
         "an update of an unknown id must not create it",
@@ -444,7 +489,7 @@ pub fn jobs_update_is_conditional(store: &dyn JobStore) {
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_list_filters(store: &dyn JobStore) {
+pub fn jobs_list_filters(store: &dyn Store) {
     let mut all: Vec<Job> = Vec::new();
     let mut t = 0;
     let mut add = |org: &str, study: &str, state: JobState, n: usize| {
@@ -495,7 +540,7 @@ pub fn jobs_list_filters(store: &dyn JobStore) {
             page: 1,
             limit: 100,
         };
-        let page = ok(store.list(&q), "list");
+        let page = ok(store.list_jobs(&q), "list");
         let what = format!("list {q:?}");
         assert_eq!(page.total, n as u64, "{what}: total");
         assert_eq!(
@@ -524,7 +569,7 @@ pub fn jobs_list_filters(store: &dyn JobStore) {
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_list_pagination(store: &dyn JobStore) {
+pub fn jobs_list_pagination(store: &dyn Store) {
     let mut jobs: Vec<Job> = (0..45)
         .map(|i| sample_job("org-p", "S1", "alice", at(i)))
         .collect();
@@ -537,7 +582,7 @@ pub fn jobs_list_pagination(store: &dyn JobStore) {
 
     let mut seen = Vec::new();
     for (page, size) in [(1u32, 20usize), (2, 20), (3, 5), (4, 0)] {
-        let result = ok(store.list(&query("org-p", page, 20)), "list page");
+        let result = ok(store.list_jobs(&query("org-p", page, 20)), "list page");
         assert_eq!(result.total, 45, "page {page}: total");
         assert_eq!(
             (result.page, result.limit),
@@ -554,7 +599,7 @@ pub fn jobs_list_pagination(store: &dyn JobStore) {
     let unique: HashSet<Uuid> = seen.iter().copied().collect();
     assert_eq!(unique.len(), 45, "no job on two pages");
 
-    let one = ok(store.list(&query("org-p", 2, 7)), "list page 2 by 7");
+    let one = ok(store.list_jobs(&query("org-p", 2, 7)), "list page 2 by 7");
     assert_eq!(ids(&one.items), expected[7..14].to_vec(), "page 2 by 7");
 
     // Ties on created_at: id descending.
@@ -567,7 +612,7 @@ pub fn jobs_list_pagination(store: &dyn JobStore) {
     let mut tie_ids = ids(&tie);
     tie_ids.sort();
     tie_ids.reverse();
-    let result = ok(store.list(&query("org-t", 1, 10)), "list ties");
+    let result = ok(store.list_jobs(&query("org-t", 1, 10)), "list ties");
     assert_eq!(
         ids(&result.items),
         tie_ids,
@@ -575,88 +620,81 @@ pub fn jobs_list_pagination(store: &dyn JobStore) {
     );
 }
 
-/// Idempotency keys: same key and hash returns the existing job; a different hash is EXP004
-/// `idempotency_conflict`; the key is scoped to organization and requester.
+/// Idempotency keys: `job_by_idempotency_key` finds the job of an organization's requester with a key; a second
+/// job with the same organization, requester and key is EXP004 `idempotency_conflict` (whatever its request), and
+/// the key is scoped to organization and requester.
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_idempotency(store: &dyn JobStore) {
+pub fn jobs_idempotency(store: &dyn Store) {
     let keyed = |org: &str, who: &str, key: &str, hash: &str, t: i64| {
         let mut job = sample_job(org, "S1", who, at(t));
         job.idempotency_key = Some(key.to_string());
         job.request_hash = hash.to_string();
         job
     };
+    let find = |org: &str, who: &str, key: &str| {
+        ok(
+            write(store, |tx| tx.job_by_idempotency_key(org, who, key)),
+            "find by idempotency key",
+        )
+    };
     let h1 = "11".repeat(32);
     let h2 = "22".repeat(32);
+    assert_eq!(find("org-a", "alice", "k1"), None, "nothing keyed yet");
     let first = insert_new(store, &keyed("org-a", "alice", "k1", &h1, 0));
+    assert_eq!(find("org-a", "alice", "k1"), Some(first.clone()));
 
-    let again = keyed("org-a", "alice", "k1", &h1, 1);
-    let returned = ok(store.insert(&again), "repeated request");
-    assert_eq!(
-        returned, first,
-        "a repeated request returns the existing job"
-    );
-    fails(
-        store.get(again.id),
-        ErrorCode::NotFound,
-        None,
-        "a repeated request must not store a new job",
-    );
-
-    let different = keyed("org-a", "alice", "k1", &h2, 2);
-    fails(
-        store.insert(&different),
-        ErrorCode::Conflict,
-        Some("idempotency_conflict"),
-        "same key, different request",
-    );
-    fails(
-        store.get(different.id),
-        ErrorCode::NotFound,
-        None,
-        "a conflicting request must not be stored",
-    );
+    for hash in [&h1, &h2] {
+        let again = keyed("org-a", "alice", "k1", hash, 1);
+        fails(
+            insert(store, &again),
+            ErrorCode::Conflict,
+            Some("idempotency_conflict"),
+            "a second job with the same key",
+        );
+        fails(
+            store.get_job(again.id),
+            ErrorCode::NotFound,
+            None,
+            "a refused job must not be stored",
+        );
+    }
 
     let other_requester = insert_new(store, &keyed("org-a", "bob", "k1", &h2, 3));
     let other_org = insert_new(store, &keyed("org-b", "alice", "k1", &h2, 4));
     let other_key = insert_new(store, &keyed("org-a", "alice", "k2", &h1, 5));
     for j in [&other_requester, &other_org, &other_key] {
-        assert_eq!(ok(store.get(j.id), "get scoped job").id, j.id);
+        assert_eq!(ok(store.get_job(j.id), "get scoped job").id, j.id);
     }
+    assert_eq!(find("org-a", "bob", "k1"), Some(other_requester));
+    assert_eq!(find("org-b", "alice", "k1"), Some(other_org));
 
     // Without a key, identical requests are separate jobs.
     let plain1 = insert_new(store, &sample_job("org-a", "S1", "alice", at(6)));
     let plain2 = insert_new(store, &sample_job("org-a", "S1", "alice", at(7)));
     assert_ne!(plain1.id, plain2.id);
     assert_eq!(
-        ok(store.list(&query("org-a", 1, 100)), "list org-a").total,
+        ok(store.list_jobs(&query("org-a", 1, 100)), "list org-a").total,
         5,
         "org-a holds the first job, bob's, k2 and the two unkeyed jobs"
     );
 
-    // The existing job is returned as it is now, not as first inserted.
+    // The key is found on the job as it is now, not as first inserted.
     let mut running = first.clone();
     ok(running.transition(JobState::Running, at(20)), "transition");
-    let running = ok(store.update(&running), "update keyed job");
-    let replay = ok(
-        store.insert(&keyed("org-a", "alice", "k1", &h1, 30)),
-        "repeated request after an update",
-    );
-    assert_eq!(
-        replay, running,
-        "a repeated request returns the current job"
-    );
+    let running = ok(update(store, &running), "update keyed job");
+    assert_eq!(find("org-a", "alice", "k1"), Some(running));
 }
 
-/// `claim_next` takes the oldest queued job (created_at, then id), makes it running with `started_at = now` and
-/// the version incremented, and skips jobs in other states.
+/// `oldest_queued` is the oldest queued job (created_at, then id), skipping jobs in other states: claiming it in a
+/// transaction (running, `started_at = now`, version incremented) goes through the queue in that order.
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_claim_order(store: &dyn JobStore) {
+pub fn jobs_claim_order(store: &dyn Store) {
     assert_eq!(
-        ok(store.claim_next(at(1000)), "claim from an empty store"),
+        ok(claim(store, at(1000)), "claim from an empty store"),
         None,
         "nothing to claim in an empty store"
     );
@@ -684,7 +722,7 @@ pub fn jobs_claim_order(store: &dyn JobStore) {
     }
     for (n, expected) in [&tie_lo, &tie_hi, &t1, &t2, &t3].into_iter().enumerate() {
         let now = at(1000 + n as i64);
-        let claimed = ok(store.claim_next(now), "claim");
+        let claimed = ok(claim(store, now), "claim");
         let Some(claimed) = claimed else {
             panic!("claim {n}: no job claimed but queued jobs remain");
         };
@@ -697,13 +735,13 @@ pub fn jobs_claim_order(store: &dyn JobStore) {
             "claim {n}: the oldest queued job, running, started now, version 2"
         );
         assert_eq!(
-            ok(store.get(want.id), "get claimed"),
+            ok(store.get_job(want.id), "get claimed"),
             want,
             "claim {n}: stored"
         );
     }
     assert_eq!(
-        ok(store.claim_next(at(2000)), "claim when none is queued"),
+        ok(claim(store, at(2000)), "claim when none is queued"),
         None,
         "no queued job left"
     );
@@ -752,7 +790,7 @@ fn expected_finished(jobs: &[Job], state: JobState, by: DateTime<Utc>) -> Vec<Uu
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_list_finished(store: &dyn JobStore) {
+pub fn jobs_list_finished(store: &dyn Store) {
     let by = at(1000);
     let q = finished_query;
     assert_eq!(
@@ -842,7 +880,11 @@ pub fn jobs_list_finished(store: &dyn JobStore) {
                 "{state} jobs finished by {by}: every organization, oldest first by (finished_at, id)"
             );
             for job in &got {
-                assert_eq!(job, &ok(store.get(job.id), "get"), "listed jobs are whole");
+                assert_eq!(
+                    job,
+                    &ok(store.get_job(job.id), "get"),
+                    "listed jobs are whole"
+                );
             }
         }
     }
@@ -904,17 +946,17 @@ pub fn jobs_list_finished(store: &dyn JobStore) {
     );
 
     // `update` moves jobs in and out: a running job that succeeds, a succeeded job that expires.
-    let mut running = ok(store.get(jobs[6].id), "get running");
+    let mut running = ok(store.get_job(jobs[6].id), "get running");
     running.state = JobState::Succeeded;
     running.finished_at = Some(at(450));
-    let running = ok(store.update(&running), "succeed a running job");
-    let mut expiring = ok(store.get(all[0]), "get the oldest succeeded");
+    let running = ok(update(store, &running), "succeed a running job");
+    let mut expiring = ok(store.get_job(all[0]), "get the oldest succeeded");
     expiring.state = JobState::Expired;
-    ok(store.update(&expiring), "expire a job");
+    ok(update(store, &expiring), "expire a job");
     let mut want = all[1..].to_vec();
     let pos = want
         .iter()
-        .position(|id| ok(store.get(*id), "get").finished_at > Some(at(450)))
+        .position(|id| ok(store.get_job(*id), "get").finished_at > Some(at(450)))
         .unwrap_or(want.len());
     want.insert(pos, running.id);
     assert_eq!(
@@ -940,7 +982,7 @@ pub fn jobs_list_finished(store: &dyn JobStore) {
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_list_finished_walk(store: &dyn JobStore) {
+pub fn jobs_list_finished_walk(store: &dyn Store) {
     let mut jobs = Vec::new();
     for i in 0..250i64 {
         // Finished times repeat (ties across organizations), created out of order.
@@ -973,7 +1015,7 @@ pub fn jobs_list_finished_walk(store: &dyn JobStore) {
         for job in page.iter().skip(1).step_by(2) {
             let mut expired = job.clone();
             expired.state = JobState::Expired;
-            ok(store.update(&expired), "expire a listed job");
+            ok(update(store, &expired), "expire a listed job");
         }
         // A job finishing now, after the bound, is not part of the walk.
         let late = finished_job(
@@ -1001,7 +1043,7 @@ pub fn jobs_list_finished_walk(store: &dyn JobStore) {
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_concurrent_claims(store: &dyn JobStore) {
+pub fn jobs_concurrent_claims(store: &dyn Store) {
     concurrent_claims_across(&[store]);
 }
 
@@ -1010,7 +1052,7 @@ pub fn jobs_concurrent_claims(store: &dyn JobStore) {
 ///
 /// # Panics
 /// When the stores break the contract, or `stores` is empty.
-pub fn concurrent_claims_across(stores: &[&dyn JobStore]) {
+pub fn concurrent_claims_across(stores: &[&dyn Store]) {
     const JOBS: usize = 200;
     const THREADS: usize = 8;
     assert!(!stores.is_empty(), "at least one store");
@@ -1027,7 +1069,7 @@ pub fn concurrent_claims_across(stores: &[&dyn JobStore]) {
                 let store = stores[t % stores.len()];
                 scope.spawn(move || {
                     let mut mine = Vec::new();
-                    while let Some(job) = ok(store.claim_next(now), "concurrent claim") {
+                    while let Some(job) = ok(claim(store, now), "concurrent claim") {
                         mine.push(job);
                     }
                     mine
@@ -1057,119 +1099,208 @@ pub fn concurrent_claims_across(stores: &[&dyn JobStore]) {
         ..query("org-c", 1, 1)
     };
     assert_eq!(
-        ok(stores[0].list(&running), "list running").total,
+        ok(stores[0].list_jobs(&running), "list running").total,
         JOBS as u64
     );
-    assert_eq!(ok(stores[0].claim_next(now), "claim after all"), None);
+    assert_eq!(ok(claim(stores[0], now), "claim after all"), None);
 }
 
-/// `requeue_running` moves every running job back to queued with progress reset (the dataset total kept), no start
-/// time, no cancellation request and the version incremented; other jobs are untouched.
+/// `expired_leases` returns the running jobs whose lease expires at or before `now` (and running jobs without a
+/// lease), soonest expiry first, at most `limit`; queued and finished jobs and unexpired leases never.
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn jobs_requeue_running(store: &dyn JobStore) {
-    assert!(
-        ok(store.requeue_running(), "requeue in an empty store").is_empty(),
-        "nothing to requeue in an empty store"
-    );
-    // Two jobs made running by claims, with progress and a cancellation request.
-    let mut running = Vec::new();
-    for i in 0..2 {
-        insert_new(store, &sample_job("org-a", "S2", "bob", at(i)));
-    }
-    for _ in 0..2 {
-        let Some(mut job) = ok(store.claim_next(at(20)), "claim") else {
-            panic!("a queued job could not be claimed");
-        };
-        job.progress = Progress {
-            rows_written: 500,
-            bytes_written: 4096,
-            datasets_done: 1,
-            datasets_total: 3,
-        };
-        job.cancel_requested = true;
-        running.push(ok(store.update(&job), "update progress"));
-    }
-    // Jobs in other states, which must stay as they are.
-    let mut others = Vec::new();
-    for (i, state) in [JobState::Queued, JobState::Succeeded, JobState::Failed]
-        .into_iter()
-        .enumerate()
-    {
-        let mut job = sample_job("org-a", "S1", "alice", at(10 + i as i64));
+pub fn jobs_expired_leases(store: &dyn Store) {
+    let expired = |now: DateTime<Utc>, limit: u32| {
+        ok(
+            write(store, |tx| tx.expired_leases(now, limit)),
+            "expired leases",
+        )
+    };
+    assert!(expired(at(1000), 10).is_empty(), "an empty store");
+    let leased = |t: i64, until: i64| {
+        let mut job = sample_job("org-a", "S1", "alice", at(t));
+        job.state = JobState::Running;
+        job.started_at = Some(at(t));
+        job.attempt = 1;
+        job.lease = Some(Lease {
+            owner: "host:1:ab".into(),
+            epoch: 1,
+            expires_at: at(until),
+        });
+        insert_new(store, &job)
+    };
+    let late = leased(0, 50);
+    let early = leased(1, 20);
+    let later = leased(2, 200);
+    // Jobs that are not running are never expired, whatever their lease says.
+    for state in [JobState::Queued, JobState::Succeeded, JobState::Failed] {
+        let mut job = sample_job("org-b", "S1", "bob", at(3));
         job.state = state;
-        others.push(insert_new(store, &job));
+        job.lease = Some(Lease {
+            owner: "host:1:ab".into(),
+            epoch: 1,
+            expires_at: at(0),
+        });
+        insert_new(store, &job);
     }
-
-    let requeued = ok(store.requeue_running(), "requeue");
-    let mut got = ids(&requeued);
-    got.sort();
-    let mut want = ids(&running);
-    want.sort();
-    assert_eq!(got, want, "requeue returns exactly the running jobs");
-    for before in &running {
-        let mut expected = before.clone();
-        expected.state = JobState::Queued;
-        expected.started_at = None;
-        expected.progress = Progress {
-            rows_written: 0,
-            bytes_written: 0,
-            datasets_done: 0,
-            datasets_total: 3,
-        };
-        expected.cancel_requested = false;
-        expected.version = before.version + 1;
-        let returned = requeued.iter().find(|j| j.id == before.id);
-        assert_eq!(returned, Some(&expected), "requeued job as returned");
-        assert_eq!(
-            ok(store.get(before.id), "get requeued"),
-            expected,
-            "requeued job as stored"
-        );
-    }
-    for other in &others {
-        assert_eq!(
-            &ok(store.get(other.id), "get other"),
-            other,
-            "jobs not running are untouched"
-        );
-    }
-    assert!(
-        ok(store.requeue_running(), "second requeue").is_empty(),
-        "nothing left running"
-    );
-    // The requeued jobs are claimable again, oldest first, before the newer queued job.
-    for expected in [running[0].id, running[1].id, others[0].id] {
-        let claimed = ok(store.claim_next(at(30)), "reclaim").map(|j| j.id);
-        assert_eq!(
-            claimed,
-            Some(expected),
-            "requeued jobs are claimed again in creation order"
-        );
-    }
+    assert!(expired(at(19), 10).is_empty(), "no lease expired yet");
     assert_eq!(
-        ok(store.claim_next(at(30)), "claim when none is queued"),
-        None
+        ids(&expired(at(20), 10)),
+        vec![early.id],
+        "expiry at `now` counts"
     );
+    assert_eq!(ids(&expired(at(100), 10)), vec![early.id, late.id]);
+    assert_eq!(ids(&expired(at(100), 1)), vec![early.id], "the limit");
+    assert_eq!(
+        ids(&expired(at(500), 10)),
+        vec![early.id, late.id, later.id]
+    );
+    // A renewed lease is no longer expired.
+    let mut renewed = ok(store.get_job(early.id), "get");
+    if let Some(l) = &mut renewed.lease {
+        l.expires_at = at(1000);
+    }
+    ok(update(store, &renewed), "renew");
+    assert_eq!(ids(&expired(at(100), 10)), vec![late.id]);
+}
+
+/// A failed transaction commits nothing, whether its work or its witness fails: no job, no key and no event of it
+/// is visible afterwards, and the next transaction continues the chain from the last committed event.
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn transactions_are_atomic(store: &dyn Store) {
+    let e1 = sample_event(1, GENESIS_HASH);
+    ok(append(store, &e1), "first event");
+    let job = sample_job("org-a", "S1", "alice", at(0));
+    let key = sample_key("cccccccccccc", "org-a", at(0));
+    let e2 = sample_event(2, &e1.hash);
+    // The work fails after writing.
+    let failed = write(store, |tx| {
+        tx.insert_job(&job)?;
+        tx.insert_key(&key)?;
+        tx.stage_event(&e2)?;
+        Err::<(), _>(Error::validation("test", "the work gives up"))
+    });
+    fails(
+        failed,
+        ErrorCode::Validation,
+        Some("test"),
+        "the failing work",
+    );
+    // The witness refuses.
+    let refused = store.write(
+        &mut |tx| {
+            tx.insert_job(&job)?;
+            tx.insert_key(&key)?;
+            tx.stage_event(&e2)
+        },
+        &|events| {
+            assert_eq!(events.len(), 1, "the witness sees the staged event");
+            assert_eq!(events[0].seq, 2);
+            Err(Error::server("test", "the witness refuses"))
+        },
+    );
+    fails(
+        refused,
+        ErrorCode::Server,
+        Some("test"),
+        "the refusing witness",
+    );
+    fails(
+        store.get_job(job.id),
+        ErrorCode::NotFound,
+        None,
+        "no job of a failed transaction",
+    );
+    assert_eq!(ok(store.get_key(&key.key_id), "get key"), None);
+    assert_eq!(
+        ok(store.audit_last(), "last"),
+        Some((1, e1.hash.clone())),
+        "no event of a failed transaction"
+    );
+    assert_eq!(ok(store.audit_read(1, 10), "read"), vec![e1.clone()]);
+    // The same changes commit whole.
+    let committed = ok(
+        store.write(
+            &mut |tx| {
+                tx.insert_job(&job)?;
+                tx.insert_key(&key)?;
+                tx.stage_event(&e2)
+            },
+            &|_| Ok(()),
+        ),
+        "the transaction",
+    );
+    assert_eq!(
+        committed,
+        vec![e2.clone()],
+        "write returns the committed events"
+    );
+    assert_eq!(ok(store.get_job(job.id), "get").version, 1);
+    assert!(ok(store.get_key(&key.key_id), "get key").is_some());
+    assert_eq!(ok(store.audit_read(1, 10), "read"), vec![e1, e2]);
+}
+
+/// Inside a transaction, reads see its own writes (a job inserted then read and updated, a key inserted then
+/// found, the chain's head moved by each staged event).
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn transactions_read_their_writes(store: &dyn Store) {
+    let job = sample_job("org-a", "S1", "alice", at(0));
+    let key = sample_key("dddddddddddd", "org-z", at(0));
+    let e1 = sample_event(1, GENESIS_HASH);
+    let e2 = sample_event(2, &e1.hash);
+    let result = write(store, |tx| {
+        assert_eq!(tx.audit_head()?, None, "an empty trail");
+        tx.insert_job(&job)?;
+        let mut seen = tx
+            .job(job.id)?
+            .ok_or_else(|| Error::not_found("own insert"))?;
+        assert_eq!(seen.version, 1, "the transaction reads its insert");
+        assert_eq!(tx.oldest_queued()?.map(|j| j.id), Some(job.id));
+        seen.transition(JobState::Running, at(1))?;
+        let updated = tx.update_job(&seen)?;
+        assert_eq!(updated.version, 2);
+        assert_eq!(tx.job(job.id)?.map(|j| j.state), Some(JobState::Running));
+        assert_eq!(
+            tx.oldest_queued()?,
+            None,
+            "the update moved it out of the queue"
+        );
+        assert!(!tx.org_has_keys("org-z")?);
+        tx.insert_key(&key)?;
+        assert!(tx.org_has_keys("org-z")?);
+        assert_eq!(tx.key(&key.key_id)?, Some(key.clone()));
+        tx.stage_event(&e1)?;
+        assert_eq!(tx.audit_head()?, Some((1, e1.hash.clone())));
+        tx.stage_event(&e2)?;
+        assert_eq!(tx.audit_head()?, Some((2, e2.hash.clone())));
+        Ok(())
+    });
+    ok(result, "the transaction");
+    assert_eq!(ok(store.get_job(job.id), "get").version, 2);
+    assert_eq!(ok(store.audit_last(), "last"), Some((2, e2.hash.clone())));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Keys
 
-/// The key store: insert, get (unknown: `None`), duplicate id EXP004, revocation visible on the next get (unknown:
-/// EXP001), listing by organization in creation order.
+/// Keys: insert, get (unknown: `None`), duplicate id EXP004, an update (a revocation) visible on the next get
+/// (unknown: EXP001), `org_has_keys`, listing by organization in creation order.
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn keys_contract(store: &dyn KeyStore) {
+pub fn keys_contract(store: &dyn Store) {
     assert_eq!(ok(store.get_key("000000000000"), "get unknown key"), None);
     assert!(ok(store.list_keys("org-a"), "list empty").is_empty());
     let k1 = sample_key("aaaaaaaaaaa1", "org-a", at(10));
     let k2 = sample_key("aaaaaaaaaaa2", "org-a", at(5));
     let k3 = sample_key("bbbbbbbbbbb3", "org-b", at(7));
     for k in [&k1, &k2, &k3] {
-        ok(store.insert_key(k), "insert key");
+        ok(write(store, |tx| tx.insert_key(k)), "insert key");
     }
     assert_eq!(ok(store.get_key(&k1.key_id), "get key"), Some(k1.clone()));
     assert_eq!(ok(store.get_key(&k3.key_id), "get key"), Some(k3.clone()));
@@ -1178,7 +1309,7 @@ pub fn keys_contract(store: &dyn KeyStore) {
     let mut dup = sample_key(&k1.key_id, "org-b", at(20));
     dup.name = "impostor".into();
     fails(
-        store.insert_key(&dup),
+        write(store, |tx| tx.insert_key(&dup)),
         ErrorCode::Conflict,
         None,
         "insert of an existing key id",
@@ -1190,9 +1321,9 @@ pub fn keys_contract(store: &dyn KeyStore) {
     );
 
     let revoked_at = at(100);
-    ok(store.revoke_key(&k1.key_id, revoked_at), "revoke");
     let mut k1_revoked = k1.clone();
     k1_revoked.revoked_at = Some(revoked_at);
+    ok(write(store, |tx| tx.update_key(&k1_revoked)), "revoke");
     assert_eq!(
         ok(store.get_key(&k1.key_id), "get revoked"),
         Some(k1_revoked.clone()),
@@ -1200,11 +1331,15 @@ pub fn keys_contract(store: &dyn KeyStore) {
     );
     assert_eq!(ok(store.get_key(&k2.key_id), "get other"), Some(k2.clone()));
     fails(
-        store.revoke_key("ffffffffffff", revoked_at),
+        write(store, |tx| {
+            tx.update_key(&sample_key("ffffffffffff", "org-a", revoked_at))
+        }),
         ErrorCode::NotFound,
         None,
-        "revoke of an unknown key",
+        "update of an unknown key",
     );
+    assert!(ok(write(store, |tx| tx.org_has_keys("org-a")), "has keys"));
+    assert!(!ok(write(store, |tx| tx.org_has_keys("org-c")), "has keys"));
 
     assert_eq!(
         ok(store.list_keys("org-a"), "list org-a"),
@@ -1218,52 +1353,52 @@ pub fn keys_contract(store: &dyn KeyStore) {
 // ---------------------------------------------------------------------------------------------------------------
 // Audit
 
-/// `append` accepts only the next sequence number (1 first), `last` reports the last event, `read` returns events
-/// from a sequence number in order, up to a limit.
+/// `stage_event` accepts only the next event (sequence number one more, `prev_hash` the last hash), `audit_last`
+/// reports the last committed event, `audit_read` returns events from a sequence number in order, up to a limit.
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn audit_append_and_read(store: &dyn AuditStore) {
-    assert_eq!(ok(store.last(), "last of an empty trail"), None);
-    assert!(ok(store.read(1, 10), "read an empty trail").is_empty());
+pub fn audit_append_and_read(store: &dyn Store) {
+    assert_eq!(ok(store.audit_last(), "last of an empty trail"), None);
+    assert!(ok(store.audit_read(1, 10), "read an empty trail").is_empty());
     for seq in [0, 2] {
         fails(
-            store.append(&sample_event(seq, GENESIS_HASH)),
+            append(store, &sample_event(seq, GENESIS_HASH)),
             ErrorCode::Conflict,
             Some("sequence_conflict"),
             "first event with a sequence number other than 1",
         );
     }
-    assert_eq!(ok(store.last(), "last after refused appends"), None);
+    assert_eq!(ok(store.audit_last(), "last after refused appends"), None);
 
     let mut events = Vec::new();
     let mut prev = GENESIS_HASH.to_string();
     for seq in 1..=5 {
         let e = sample_event(seq, &prev);
-        ok(store.append(&e), "append");
+        ok(append(store, &e), "append");
         prev = e.hash.clone();
         events.push(e);
-        assert_eq!(ok(store.last(), "last"), Some((seq, prev.clone())));
+        assert_eq!(ok(store.audit_last(), "last"), Some((seq, prev.clone())));
     }
     for seq in [1, 4, 5, 7, 100] {
         fails(
-            store.append(&sample_event(seq, &prev)),
+            append(store, &sample_event(seq, &prev)),
             ErrorCode::Conflict,
             Some("sequence_conflict"),
             &format!("append of seq {seq} after 5"),
         );
     }
     assert_eq!(
-        ok(store.last(), "last after conflicts"),
+        ok(store.audit_last(), "last after conflicts"),
         Some((5, prev.clone()))
     );
 
     assert_eq!(
-        ok(store.read(1, 100), "read all"),
+        ok(store.audit_read(1, 100), "read all"),
         events,
         "every event, in order, as appended"
     );
-    for e in ok(store.read(1, 100), "read all") {
+    for e in ok(store.audit_read(1, 100), "read all") {
         assert_eq!(
             e.compute_hash(),
             e.hash,
@@ -1271,26 +1406,33 @@ pub fn audit_append_and_read(store: &dyn AuditStore) {
             e.seq
         );
     }
-    assert_eq!(ok(store.read(0, 100), "read from 0"), events);
-    assert_eq!(ok(store.read(3, 2), "read 3..=4"), events[2..4].to_vec());
-    assert_eq!(ok(store.read(5, 10), "read from 5"), events[4..].to_vec());
-    assert!(ok(store.read(6, 10), "read past the end").is_empty());
-    assert!(ok(store.read(1, 0), "read none").is_empty());
-    assert!(ok(store.read(u64::MAX, 10), "read from u64::MAX").is_empty());
+    assert_eq!(ok(store.audit_read(0, 100), "read from 0"), events);
+    assert_eq!(
+        ok(store.audit_read(3, 2), "read 3..=4"),
+        events[2..4].to_vec()
+    );
+    assert_eq!(
+        ok(store.audit_read(5, 10), "read from 5"),
+        events[4..].to_vec()
+    );
+    assert!(ok(store.audit_read(6, 10), "read past the end").is_empty());
+    assert!(ok(store.audit_read(1, 0), "read none").is_empty());
+    assert!(ok(store.audit_read(u64::MAX, 10), "read from u64::MAX").is_empty());
 
     ok(
-        store.append(&sample_event(6, &prev)),
+        append(store, &sample_event(6, &prev)),
         "append after conflicts",
     );
-    assert_eq!(ok(store.read(1, 100), "read all").len(), 6);
+    assert_eq!(ok(store.audit_read(1, 100), "read all").len(), 6);
 }
 
-/// Four threads appending 25 events each, every one reading `last` and retrying on `sequence_conflict`, leave a
-/// trail of exactly 100 events numbered 1..=100 with an unbroken hash chain.
+/// Four threads appending 25 events each, every one in a transaction that reads the head and stages the next
+/// event, leave a trail of exactly 100 events numbered 1..=100 with an unbroken hash chain: transactions are
+/// isolated.
 ///
 /// # Panics
 /// When the store breaks the contract.
-pub fn audit_concurrent_appends(store: &dyn AuditStore) {
+pub fn audit_concurrent_appends(store: &dyn Store) {
     concurrent_appends_across(&[store]);
 }
 
@@ -1298,7 +1440,7 @@ pub fn audit_concurrent_appends(store: &dyn AuditStore) {
 ///
 /// # Panics
 /// When the stores break the contract, or `stores` is empty.
-pub fn concurrent_appends_across(stores: &[&dyn AuditStore]) {
+pub fn concurrent_appends_across(stores: &[&dyn Store]) {
     const THREADS: usize = 4;
     const EACH: usize = 25;
     assert!(!stores.is_empty(), "at least one store");
@@ -1307,15 +1449,15 @@ pub fn concurrent_appends_across(stores: &[&dyn AuditStore]) {
             .map(|t| {
                 let store = stores[t % stores.len()];
                 scope.spawn(move || {
-                    let mut done = 0;
-                    while done < EACH {
-                        let (seq, prev) =
-                            ok(store.last(), "last").unwrap_or((0, GENESIS_HASH.to_string()));
-                        match store.append(&sample_event(seq + 1, &prev)) {
-                            Ok(()) => done += 1,
-                            Err(e) if e.reason() == "sequence_conflict" => {}
-                            Err(e) => panic!("concurrent append: unexpected error: {e}"),
-                        }
+                    for _ in 0..EACH {
+                        ok(
+                            write(store, |tx| {
+                                let (seq, prev) =
+                                    tx.audit_head()?.unwrap_or((0, GENESIS_HASH.to_string()));
+                                tx.stage_event(&sample_event(seq + 1, &prev))
+                            }),
+                            "concurrent append",
+                        );
                     }
                 })
             })
@@ -1326,7 +1468,7 @@ pub fn concurrent_appends_across(stores: &[&dyn AuditStore]) {
             }
         }
     });
-    let events = ok(stores[0].read(1, 1000), "read the trail");
+    let events = ok(stores[0].audit_read(1, 1000), "read the trail");
     assert_eq!(
         events.len(),
         THREADS * EACH,

@@ -1,16 +1,22 @@
-//! In-memory stores: jobs, API keys and audit events behind one mutex. For tests and for embedding without a
+//! The in-memory store: jobs, API keys and audit events behind one mutex. For tests and for embedding without a
 //! file; nothing survives the process.
-use super::*;
-use crate::audit::AuditEvent;
-use crate::auth::ApiKeyRecord;
-use crate::error::Error;
-use std::collections::HashMap;
+
+use super::{Store, Witness, Work};
+use crate::audit::{AuditEvent, AuditReads, AuditRows};
+use crate::auth::{ApiKeyRecord, KeyReads, KeyRows};
+use crate::error::{Error, Result};
+use crate::job::{
+    check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows, JobState,
+};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
 
 /// Jobs, keys and audit events in memory.
 ///
-/// Every operation takes one lock for its whole duration, so each is atomic (in particular `claim_next` and the
-/// sequence check of `append`). Cloning is not offered: share it with an `Arc`.
+/// A transaction holds the one lock from start to commit, writing into an overlay that is applied only when it
+/// commits: transactions are serial, and a failed one leaves no trace. Share it with an `Arc`.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -31,8 +37,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// The state. A poisoned lock is taken over: no operation leaves the state half-changed before a panic,
-    /// since every mutation is a single assignment after all checks.
+    /// The state. A poisoned lock is taken over: a transaction changes the state only in one step at its commit.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -43,96 +48,111 @@ fn order_key(job: &Job) -> (DateTime<Utc>, Uuid) {
     (job.created_at, job.id)
 }
 
-fn job_not_found() -> Error {
-    Error::not_found("no job with this id")
+/// A transaction: reads go to the overlay first, writes only to the overlay.
+struct MemoryTx<'s> {
+    state: &'s State,
+    jobs: BTreeMap<Uuid, Job>,
+    keys: BTreeMap<String, ApiKeyRecord>,
+    /// Key ids inserted by this transaction, in order.
+    new_keys: Vec<String>,
+    staged: Vec<AuditEvent>,
 }
 
-impl KeyStore for MemoryStore {
-    fn insert_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        let mut state = self.lock();
-        if state.keys.iter().any(|k| k.key_id == key.key_id) {
-            return Err(Error::conflict(
-                "key_exists",
-                "an API key with this id exists",
-            ));
-        }
-        state.keys.push(key.clone());
-        Ok(())
+impl MemoryTx<'_> {
+    /// Every job as this transaction sees it.
+    fn all_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.state
+            .jobs
+            .values()
+            .filter(|j| !self.jobs.contains_key(&j.id))
+            .chain(self.jobs.values())
     }
 
-    fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
-        Ok(self
-            .lock()
+    /// Every key as this transaction sees it.
+    fn all_keys(&self) -> impl Iterator<Item = &ApiKeyRecord> {
+        self.state
             .keys
             .iter()
-            .find(|k| k.key_id == key_id)
+            .filter(|k| !self.keys.contains_key(&k.key_id))
+            .chain(self.keys.values())
+    }
+
+    /// What the transaction wrote, to apply at its commit.
+    fn into_overlay(self) -> Overlay {
+        Overlay {
+            jobs: self.jobs,
+            keys: self.keys,
+            new_keys: self.new_keys,
+            staged: self.staged,
+        }
+    }
+}
+
+/// The writes of a transaction.
+struct Overlay {
+    jobs: BTreeMap<Uuid, Job>,
+    keys: BTreeMap<String, ApiKeyRecord>,
+    new_keys: Vec<String>,
+    staged: Vec<AuditEvent>,
+}
+
+impl Overlay {
+    fn commit(self, state: &mut State) -> Vec<AuditEvent> {
+        for (id, job) in self.jobs {
+            state.jobs.insert(id, job);
+        }
+        for key in state.keys.iter_mut() {
+            if let Some(k) = self.keys.get(&key.key_id) {
+                *key = k.clone();
+            }
+        }
+        for id in &self.new_keys {
+            if let Some(k) = self.keys.get(id) {
+                state.keys.push(k.clone());
+            }
+        }
+        state.audit.extend(self.staged.iter().cloned());
+        self.staged
+    }
+}
+
+impl JobRows for MemoryTx<'_> {
+    fn job(&mut self, id: Uuid) -> Result<Option<Job>> {
+        Ok(self
+            .jobs
+            .get(&id)
+            .or_else(|| self.state.jobs.get(&id))
             .cloned())
     }
 
-    fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<()> {
-        let mut state = self.lock();
-        match state.keys.iter_mut().find(|k| k.key_id == key_id) {
-            Some(k) => {
-                k.revoked_at = Some(at);
-                Ok(())
-            }
-            None => Err(Error::not_found("no API key with this id")),
+    fn insert_job(&mut self, job: &Job) -> Result<Job> {
+        if self.jobs.contains_key(&job.id) || self.state.jobs.contains_key(&job.id) {
+            return Err(duplicate_id());
         }
-    }
-
-    fn list_keys(&self, org: &str) -> Result<Vec<ApiKeyRecord>> {
-        let state = self.lock();
-        let mut keys: Vec<ApiKeyRecord> = state
-            .keys
-            .iter()
-            .filter(|k| k.org == org)
-            .cloned()
-            .collect();
-        // By creation time, then id: the same order as the SQLite store. The sort is stable, so equal keys keep
-        // insertion order (ids are unique, so there are none).
-        keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
-        Ok(keys)
-    }
-}
-
-impl JobStore for MemoryStore {
-    fn insert(&self, job: &Job) -> Result<Job> {
-        let mut state = self.lock();
         if let Some(key) = &job.idempotency_key {
-            let existing = state.jobs.values().find(|j| {
-                j.idempotency_key.as_deref() == Some(key.as_str())
-                    && j.org == job.org
-                    && j.requested_by == job.requested_by
-            });
-            if let Some(existing) = existing {
-                if existing.request_hash == job.request_hash {
-                    return Ok(existing.clone());
-                }
+            if self
+                .job_by_idempotency_key(&job.org, &job.requested_by, key)?
+                .is_some()
+            {
                 return Err(idempotency_conflict());
             }
         }
-        if state.jobs.contains_key(&job.id) {
-            return Err(duplicate_id());
-        }
         let mut stored = job.clone();
         stored.version = 1;
-        state.jobs.insert(stored.id, stored.clone());
+        self.jobs.insert(stored.id, stored.clone());
         Ok(stored)
     }
 
-    fn get(&self, id: Uuid) -> Result<Job> {
-        self.lock().jobs.get(&id).cloned().ok_or_else(job_not_found)
-    }
-
-    fn update(&self, job: &Job) -> Result<Job> {
-        let mut state = self.lock();
-        let current = state.jobs.get(&job.id).ok_or_else(job_not_found)?;
+    fn update_job(&mut self, job: &Job) -> Result<Job> {
+        let current = self
+            .job(job.id)?
+            .ok_or_else(|| Error::not_found("no job with this id"))?;
         if current.version != job.version {
             return Err(version_conflict(current.version, job.version));
         }
         if let Some(key) = &job.idempotency_key {
             // Keep the uniqueness of (org, requested_by, idempotency_key), as the SQLite index does.
-            let taken = state.jobs.values().any(|j| {
+            let taken = self.all_jobs().any(|j| {
                 j.id != job.id
                     && j.idempotency_key.as_deref() == Some(key.as_str())
                     && j.org == job.org
@@ -143,15 +163,122 @@ impl JobStore for MemoryStore {
             }
         }
         let mut stored = job.clone();
-        stored.version = job
-            .version
-            .checked_add(1)
-            .ok_or_else(|| Error::server("store_error", "job version overflow"))?;
-        state.jobs.insert(stored.id, stored.clone());
+        stored.version = next_version(job.version)?;
+        self.jobs.insert(stored.id, stored.clone());
         Ok(stored)
     }
 
-    fn list(&self, q: &JobQuery) -> Result<JobPage> {
+    fn job_by_idempotency_key(
+        &mut self,
+        org: &str,
+        requested_by: &str,
+        key: &str,
+    ) -> Result<Option<Job>> {
+        Ok(self
+            .all_jobs()
+            .find(|j| {
+                j.idempotency_key.as_deref() == Some(key)
+                    && j.org == org
+                    && j.requested_by == requested_by
+            })
+            .cloned())
+    }
+
+    fn oldest_queued(&mut self) -> Result<Option<Job>> {
+        Ok(self
+            .all_jobs()
+            .filter(|j| j.state == JobState::Queued)
+            .min_by_key(|j| order_key(j))
+            .cloned())
+    }
+
+    fn expired_leases(&mut self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let mut expired: Vec<&Job> = self
+            .all_jobs()
+            .filter(|j| j.state == JobState::Running)
+            .filter(|j| j.lease.as_ref().is_none_or(|l| l.expires_at <= now))
+            .collect();
+        expired.sort_by_key(|j| (j.lease.as_ref().map(|l| l.expires_at), j.id));
+        Ok(expired.into_iter().take(limit as usize).cloned().collect())
+    }
+}
+
+impl KeyRows for MemoryTx<'_> {
+    fn key(&mut self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
+        Ok(self
+            .keys
+            .get(key_id)
+            .or_else(|| self.state.keys.iter().find(|k| k.key_id == key_id))
+            .cloned())
+    }
+
+    fn insert_key(&mut self, key: &ApiKeyRecord) -> Result<()> {
+        if self.key(&key.key_id)?.is_some() {
+            return Err(key_exists());
+        }
+        self.keys.insert(key.key_id.clone(), key.clone());
+        self.new_keys.push(key.key_id.clone());
+        Ok(())
+    }
+
+    fn update_key(&mut self, key: &ApiKeyRecord) -> Result<()> {
+        if self.key(&key.key_id)?.is_none() {
+            return Err(Error::not_found("no API key with this id"));
+        }
+        self.keys.insert(key.key_id.clone(), key.clone());
+        Ok(())
+    }
+
+    fn org_has_keys(&mut self, org: &str) -> Result<bool> {
+        Ok(self.all_keys().any(|k| k.org == org))
+    }
+}
+
+impl AuditRows for MemoryTx<'_> {
+    fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
+        Ok(self
+            .staged
+            .last()
+            .or_else(|| self.state.audit.last())
+            .map(|e| (e.seq, e.hash.clone())))
+    }
+
+    fn stage_event(&mut self, event: &AuditEvent) -> Result<()> {
+        check_next(self.audit_head()?, event)?;
+        self.staged.push(event.clone());
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    fn write(&self, work: &mut Work<'_>, witness: &Witness<'_>) -> Result<Vec<AuditEvent>> {
+        let mut state = self.lock();
+        let overlay = {
+            let mut tx = MemoryTx {
+                state: &state,
+                jobs: BTreeMap::new(),
+                keys: BTreeMap::new(),
+                new_keys: Vec::new(),
+                staged: Vec::new(),
+            };
+            work(&mut tx)?;
+            witness(&tx.staged)?;
+            tx.into_overlay()
+        };
+        Ok(overlay.commit(&mut state))
+    }
+}
+
+impl JobReads for MemoryStore {
+    fn get_job(&self, id: Uuid) -> Result<Job> {
+        self.lock()
+            .jobs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("no job with this id"))
+    }
+
+    fn list_jobs(&self, q: &JobQuery) -> Result<JobPage> {
         let state = self.lock();
         let mut matching: Vec<&Job> = state
             .jobs
@@ -180,46 +307,6 @@ impl JobStore for MemoryStore {
         })
     }
 
-    fn claim_next(&self, now: DateTime<Utc>) -> Result<Option<Job>> {
-        let mut state = self.lock();
-        let Some(id) = state
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Queued)
-            .min_by_key(|j| order_key(j))
-            .map(|j| j.id)
-        else {
-            return Ok(None);
-        };
-        let Some(stored) = state.jobs.get_mut(&id) else {
-            return Ok(None);
-        };
-        let mut job = stored.clone();
-        job.transition(JobState::Running, now)?;
-        job.version = job
-            .version
-            .checked_add(1)
-            .ok_or_else(|| Error::server("store_error", "job version overflow"))?;
-        *stored = job.clone();
-        Ok(Some(job))
-    }
-
-    fn requeue_running(&self) -> Result<Vec<Job>> {
-        let mut state = self.lock();
-        let mut requeued = Vec::new();
-        for stored in state.jobs.values_mut() {
-            if stored.state != JobState::Running {
-                continue;
-            }
-            let mut job = stored.clone();
-            requeue(&mut job)?;
-            *stored = job.clone();
-            requeued.push(job);
-        }
-        requeued.sort_by_key(order_key);
-        Ok(requeued)
-    }
-
     fn list_finished(&self, q: &FinishedQuery) -> Result<Vec<Job>> {
         check_finished_limit(q.limit)?;
         let state = self.lock();
@@ -239,20 +326,63 @@ impl JobStore for MemoryStore {
     }
 }
 
-/// Moves a running job back to queued: no start time, progress reset (the dataset total kept), no cancellation
-/// request, version incremented.
-pub(super) fn requeue(job: &mut Job) -> Result<()> {
-    job.state = JobState::Queued;
-    job.started_at = None;
-    job.progress = crate::job::Progress {
-        datasets_total: job.progress.datasets_total,
-        ..Default::default()
+impl KeyReads for MemoryStore {
+    fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
+        Ok(self
+            .lock()
+            .keys
+            .iter()
+            .find(|k| k.key_id == key_id)
+            .cloned())
+    }
+
+    fn list_keys(&self, org: &str) -> Result<Vec<ApiKeyRecord>> {
+        let state = self.lock();
+        let mut keys: Vec<ApiKeyRecord> = state
+            .keys
+            .iter()
+            .filter(|k| k.org == org)
+            .cloned()
+            .collect();
+        // By creation time, then id: the same order as the SQLite store.
+        keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+        Ok(keys)
+    }
+}
+
+impl AuditReads for MemoryStore {
+    fn audit_last(&self) -> Result<Option<(u64, String)>> {
+        Ok(self.lock().audit.last().map(|e| (e.seq, e.hash.clone())))
+    }
+
+    fn audit_read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+        let state = self.lock();
+        let start = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
+        Ok(state
+            .audit
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+/// The version after `v`.
+pub(super) fn next_version(v: u64) -> Result<u64> {
+    v.checked_add(1)
+        .ok_or_else(|| Error::server("store_error", "job version overflow"))
+}
+
+/// EXP004 `sequence_conflict` unless `event` follows `head` (see [`AuditRows`]).
+pub(super) fn check_next(head: Option<(u64, String)>, event: &AuditEvent) -> Result<()> {
+    let (expected, prev) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, crate::audit::GENESIS_HASH.to_string()),
     };
-    job.cancel_requested = false;
-    job.version = job
-        .version
-        .checked_add(1)
-        .ok_or_else(|| Error::server("store_error", "job version overflow"))?;
+    if event.seq != expected || event.prev_hash != prev {
+        return Err(sequence_conflict(expected, event.seq));
+    }
     Ok(())
 }
 
@@ -279,51 +409,17 @@ pub(super) fn duplicate_id() -> Error {
     Error::conflict("duplicate_id", "a job with this id exists")
 }
 
+/// EXP004 `key_exists`.
+pub(super) fn key_exists() -> Error {
+    Error::conflict("key_exists", "an API key with this id exists")
+}
+
 /// EXP004 `sequence_conflict`.
 pub(super) fn sequence_conflict(expected: u64, given: u64) -> Error {
     Error::conflict(
         "sequence_conflict",
-        "the audit event's sequence number does not follow the last stored one",
+        "the audit event does not follow the last stored one",
     )
     .with_detail("expected_seq", expected)
     .with_detail("given_seq", given)
-}
-
-impl AuditStore for MemoryStore {
-    fn append(&self, e: &AuditEvent) -> Result<()> {
-        let mut state = self.lock();
-        let expected = state.audit.len() as u64 + 1;
-        if e.seq != expected {
-            return Err(sequence_conflict(expected, e.seq));
-        }
-        state.audit.push(e.clone());
-        Ok(())
-    }
-
-    fn last(&self) -> Result<Option<(u64, String)>> {
-        Ok(self.lock().audit.last().map(|e| (e.seq, e.hash.clone())))
-    }
-
-    fn read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
-        let state = self.lock();
-        let start = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
-        Ok(state
-            .audit
-            .iter()
-            .skip(start)
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::conformance::{run_all, Stores};
-
-    #[test]
-    fn memory_store_passes_the_conformance_suite() {
-        run_all(&|| Stores::from_one(MemoryStore::new()));
-    }
 }

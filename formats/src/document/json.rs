@@ -18,15 +18,21 @@ use trialport_core::format::{FormatOptions, Output};
 ///
 /// ```json
 /// {"kind": "report", "title": "...", "study": "...", "generated_at": "2025-01-21T10:00:00Z",
-///  "parameters": {"cutoff": "2025-01-01"},
+///  "data_cutoff": "2024-12-31", "parameters": {"population": "Safety"},
 ///  "blocks": [
 ///   {"type": "text", "heading": "Summary", "body": "..."},
 ///   {"type": "table", "heading": null, "dataset": "DM", "columns": ["USUBJID", "AGE"],
-///    "rows": [["S1", 34]], "total_rows": 120},
+///    "rows": [["S1", 34]], "total_rows": 120, "footnotes": ["..."]},
 ///   {"type": "tiles", "items": [{"label": "Subjects", "value": 120}]},
 ///   {"type": "chart", "title": "...", "kind": "bar", "x_label": "ARM", "y_label": "count",
-///    "points": [{"x": "A", "y": 60}]}]}
+///    "points": [{"x": "A", "y": 60}]}],
+///  "signatures": [{"printed_name": "Dr. A. Reviewer", "meaning": "approval",
+///                  "signed_at": "2025-01-21T10:00:00Z"}],
+///  "content_sha256": "..."}
 /// ```
+///
+/// `data_cutoff` is `null` when the spec states none; `signatures` is empty for an unsigned document;
+/// `content_sha256` is [`Document::content_sha256`], which the job's manifest records.
 ///
 /// Parameters keep their order. Cells are typed: booleans, integers and floats as JSON booleans and numbers
 /// (non-finite floats as the strings `NaN`, `inf`, `-inf`), strings as strings, nulls as `null`, and every other
@@ -48,13 +54,24 @@ pub fn render_json(doc: &Document, options: &FormatOptions, out: Output<'_>) -> 
         .iter()
         .map(block)
         .collect::<Result<Vec<Value>>>()?;
+    let signatures: Vec<Value> = doc
+        .signatures
+        .iter()
+        .map(|s| {
+            json!({"printed_name": s.printed_name, "meaning": s.meaning.as_str(),
+                        "signed_at": format_utc(s.signed_at)})
+        })
+        .collect();
     let value = json!({
         "kind": match doc.kind { DocumentKind::Report => "report", DocumentKind::Dashboard => "dashboard" },
         "title": doc.title,
         "study": doc.study,
         "generated_at": format_utc(doc.generated_at),
+        "data_cutoff": doc.data_cutoff,
         "parameters": parameters,
         "blocks": blocks,
+        "signatures": signatures,
+        "content_sha256": doc.content_sha256()?,
     });
     serde_json::to_writer(&mut *out, &value).map_err(|e| write_error(e.into()))?;
     out.write_all(b"\n").map_err(write_error)?;
@@ -73,6 +90,7 @@ fn block(b: &Block) -> Result<Value> {
             dataset,
             rows,
             total_rows,
+            footnotes,
         } => {
             let columns: Vec<&str> = rows
                 .schema_ref()
@@ -81,7 +99,7 @@ fn block(b: &Block) -> Result<Value> {
                 .map(|f| f.name().as_str())
                 .collect();
             json!({"type": "table", "heading": heading, "dataset": dataset, "columns": columns,
-                   "rows": table_rows(rows)?, "total_rows": total_rows})
+                   "rows": table_rows(rows)?, "total_rows": total_rows, "footnotes": footnotes})
         }
         Block::Tiles(kpis) => {
             let items: Vec<Value> = kpis

@@ -20,8 +20,10 @@
 //!     title: "Enrolment".into(),
 //!     study: "STUDY-1".into(),
 //!     generated_at: chrono::DateTime::UNIX_EPOCH,
+//!     data_cutoff: None,
 //!     parameters: vec![],
 //!     blocks: vec![Block::Tiles(vec![Kpi { label: "Subjects".into(), value: Some(120.0) }])],
+//!     signatures: vec![],
 //! };
 //! let mut page = Vec::new();
 //! HtmlFormat.render(&doc, &FormatOptions::new().with("theme", "dark"), &mut page)?;
@@ -29,9 +31,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod cells;
+pub(crate) mod cells;
 pub mod html;
 mod json;
+pub(crate) mod manifestation;
 pub mod svg;
 
 #[cfg(feature = "xlsx")]

@@ -3,6 +3,7 @@
 use super::cells::{check_fields, setup_columns, Prepared, Styles, TextPolicy};
 use super::sheet_name::SheetNames;
 use super::{properties, xlsx_error, XlsxOptions, MAX_COLUMNS, MAX_ROWS_PER_SHEET};
+use crate::document::manifestation::Manifestation;
 use crate::document::paragraphs;
 use rust_xlsxwriter::{Chart, ChartType, ColNum, RowNum, Workbook, Worksheet};
 use trialport_core::clock::format_utc;
@@ -14,8 +15,10 @@ use trialport_core::meta::DatasetMeta;
 /// Renders a report or dashboard as an XLSX workbook.
 ///
 /// The first sheet is the overview: `Report` for a report, `KPIs` for a dashboard. It holds the title, study,
-/// generation time, parameters, text sections (one paragraph per row), KPI label/value rows, and for each table or
-/// chart a pointer to its own sheet. Each table then gets a sheet (header row, typed cells as for datasets), and each
+/// generation time, data cut-off, parameters, text sections (one paragraph per row), KPI label/value rows, for each
+/// table or chart a pointer to its own sheet (and a table's footnotes), and last the signature manifestation: each
+/// e-signature's printed name, meaning and UTC time, or that the document is not signed, and the content hash the
+/// job's manifest records. Each table then gets a sheet (header row, typed cells as for datasets), and each
 /// chart a sheet with its category/value data and a native Excel chart over it. Sheet names come from headings,
 /// dataset names and chart titles, made valid and unique. Options are those of the `xlsx` format; `sheet_name` is
 /// not used, `created_at` defaults to the document's `generated_at`.
@@ -24,6 +27,7 @@ use trialport_core::meta::DatasetMeta;
 /// EXP002 for a bad option, a table column Excel cannot hold or a text longer than a cell holds; EXP005 for I/O.
 pub fn render_xlsx(doc: &Document, options: &FormatOptions, out: Output<'_>) -> Result<()> {
     let options = XlsxOptions::parse(options, &DatasetMeta::default())?;
+    let manifestation = Manifestation::of(doc)?;
     let mut workbook = Workbook::new();
     workbook.set_properties(&properties(options.created_at.unwrap_or(doc.generated_at))?);
     let r = Renderer {
@@ -53,7 +57,7 @@ pub fn render_xlsx(doc: &Document, options: &FormatOptions, out: Output<'_>) -> 
         .collect();
 
     let ws = add_sheet(&mut workbook, &overview)?;
-    r.overview(ws, doc, &block_sheets)?;
+    r.overview(ws, doc, &block_sheets, &manifestation)?;
     for (block, sheet) in doc.blocks.iter().zip(&block_sheets) {
         let Some(sheet) = sheet else { continue };
         let ws = add_sheet(&mut workbook, sheet)?;
@@ -95,17 +99,25 @@ impl Renderer {
         ws: &mut Worksheet,
         doc: &Document,
         block_sheets: &[Option<String>],
+        manifestation: &Manifestation,
     ) -> Result<()> {
         let s = &self.styles;
         ws.set_column_width(0, 32).map_err(xlsx_error)?;
         ws.set_column_width(1, 60).map_err(xlsx_error)?;
+        ws.set_column_width(2, 24).map_err(xlsx_error)?;
         self.text
             .write(ws, 0, 0, &doc.title, Some(&s.title), "title")?;
         label(ws, 1, 0, "Study")?;
         self.text.write(ws, 1, 1, &doc.study, None, "study")?;
         label(ws, 2, 0, "Generated at")?;
         label(ws, 2, 1, &format_utc(doc.generated_at))?;
-        let mut row: RowNum = 4;
+        let mut row: RowNum = 3;
+        if let Some(cutoff) = &doc.data_cutoff {
+            label(ws, row, 0, "Data cut-off")?;
+            self.text.write(ws, row, 1, cutoff, None, "data_cutoff")?;
+            row += 1;
+        }
+        row += 1;
         if !doc.parameters.is_empty() {
             ws.write_string_with_format(row, 0, "Parameters", &s.bold)
                 .map_err(xlsx_error)?;
@@ -151,6 +163,7 @@ impl Renderer {
                     dataset,
                     rows,
                     total_rows,
+                    footnotes,
                 } => {
                     let title = heading.as_deref().unwrap_or(dataset);
                     self.text
@@ -162,6 +175,10 @@ impl Renderer {
                     }
                     label(ws, row, 1, &note)?;
                     row += 1;
+                    for f in footnotes {
+                        self.text.write(ws, row, 1, f, None, "footnotes")?;
+                        row += 1;
+                    }
                 }
                 Block::Chart(chart) => {
                     self.text
@@ -173,6 +190,31 @@ impl Renderer {
             }
             row += 1;
         }
+        ws.write_string_with_format(row, 0, "Electronic signatures", &s.bold)
+            .map_err(xlsx_error)?;
+        row += 1;
+        if manifestation.lines.is_empty() {
+            label(ws, row, 0, manifestation.unsigned_text())?;
+            row += 1;
+        } else {
+            for (col, title) in ["Signed by", "Meaning", "Date and time (UTC)"]
+                .into_iter()
+                .enumerate()
+            {
+                ws.write_string_with_format(row, col as ColNum, title, &s.bold)
+                    .map_err(xlsx_error)?;
+            }
+            row += 1;
+            for l in &manifestation.lines {
+                self.text
+                    .write(ws, row, 0, &l.printed_name, None, "printed_name")?;
+                label(ws, row, 1, &l.meaning)?;
+                label(ws, row, 2, &l.signed_at)?;
+                row += 1;
+            }
+        }
+        label(ws, row, 0, manifestation.content_label())?;
+        label(ws, row, 1, &manifestation.content_sha256)?;
         Ok(())
     }
 

@@ -3,12 +3,31 @@
 //! Robustness (formats.md §1.11): the first record must be the `LIBRARY` (v5) or `LIBV8` (v8) header, anything else
 //! is EXP002 `invalid_xpt`; NAMESTRs of 140 or 136 bytes; text fields trimmed of blanks and NULs; short numerics
 //! padded with zeros; unnormalized zeros are zero; members end at the next `MEMBER`/`MEMBV8` header found at a record
-//! boundary, or at the end of the file, which need not be a multiple of 80 or of the observation length.
+//! boundary, or at the end of the file.
 //!
-//! Trailing padding: the last record is padded (with blanks, or NULs in some SAS 9.4 files) to 80 bytes, and when
-//! observations are short that padding can look like observations. An observation is dropped as padding only when
-//! it is entirely blank (entirely NUL when the bytes after the last whole observation are NULs), it is at the end,
-//! and it starts within the last 79 bytes of the member's data, where padding can be.
+//! # Damaged files are refused, never read short
+//!
+//! SAS writes whole 80-byte records, and after a member's last observation pads the last record with blanks
+//! (0x20). The reader holds files to that, so that a damaged file is an error instead of fewer or invented rows
+//! (EXP002, naming the byte offset and the observation, never data):
+//!
+//! * `truncated_file`: the file's length is not a multiple of 80 (checked before any row is read when the length
+//!   is known: [`read_xpt`], [`read_xpt_with`]; at the end otherwise), it ends inside a header, or a member's data
+//!   ends inside an observation (what follows the last whole observation is not padding: 80 bytes or more, or
+//!   bytes other than blanks and NULs); `details.offset` (bytes), and `details.observation` (1-based) for the
+//!   observation cut short.
+//! * `invalid_padding`, unless [`XptReadOptions::allow_nul_padding`]: the padding after the last observation
+//!   holds NUL bytes, or the member's data ends in a whole 80-byte record of NULs (what a crash, a preallocated
+//!   file or bytes added after the end leave: SAS's data would need ten numeric zeros in a row at the very end, and
+//!   such a file needs the option); and always: whole blank observations inside the data of a member with a
+//!   numeric variable (SAS writes no numeric as eight blanks: that is padding followed by bytes added later,
+//!   which would read as rows of `3.69e-40`). `details.offset`, `details.observation`.
+//!
+//! Trailing padding: when observations are shorter than 80 bytes the padding can look like observations. An
+//! observation is dropped as padding only when it is entirely blank, it is at the end, and it starts within the
+//! last 79 bytes of the member's data, where padding can be. What cannot be told apart stays as SAS has it: NUL
+//! observations at the very end shorter than a record are rows of zeros (numeric 0 is eight NULs), and whole
+//! records added after a member whose observations fill its records exactly read as observations.
 //!
 //! Types and metadata: numerics are `Float64` (`.` is null; the special missing values `.A`-`.Z` and `._` are null
 //! too, or tagged NaNs with [`XptReadOptions::special_missing`]); character variables are `Utf8` without trailing
@@ -54,6 +73,11 @@ pub struct XptReadOptions {
     pub special_missing: bool,
     /// Rows per batch. Defaults to 8,192.
     pub batch_rows: usize,
+    /// Whether NUL bytes (0x00) are accepted as the padding of a member's last record, as some SAS 9.4 files have
+    /// been reported to write it (formats.md §1.6): then trailing whole observations of NULs within the last
+    /// record are padding too. Defaults to `false`: NUL padding is EXP002 `invalid_padding`, since a file with
+    /// NULs after its data (a damaged copy, a preallocated file) would otherwise read as a valid one.
+    pub allow_nul_padding: bool,
 }
 
 impl Default for XptReadOptions {
@@ -63,6 +87,7 @@ impl Default for XptReadOptions {
             encoding: ReadEncoding::Auto,
             special_missing: false,
             batch_rows: 8_192,
+            allow_nul_padding: false,
         }
     }
 }
@@ -92,11 +117,31 @@ fn invalid(message: &str) -> Error {
     Error::validation("invalid_xpt", message.to_string())
 }
 
-fn open(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::not_found("input file not found").with_field("path"),
-        _ => Error::io("cannot open the XPT file", &e),
-    })
+/// EXP002 `truncated_file` at byte `offset`.
+fn truncated(message: String, offset: u64) -> Error {
+    Error::validation("truncated_file", message).with_detail("offset", offset)
+}
+
+/// The error of a file whose length `len` is not a multiple of 80.
+fn ragged_length(len: u64) -> Error {
+    truncated(
+        format!(
+            "the XPT file is truncated: its length ({len} bytes) is not a multiple of 80 (it ends {} bytes into a \
+             record)",
+            len % RECORD as u64
+        ),
+        len,
+    )
+}
+
+/// Opens `path` as a regular file (see [`crate::read::open_input`]) and returns it with its length.
+fn open(path: &Path) -> Result<(File, u64)> {
+    let file = crate::read::open_input(path)?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("cannot open the XPT file", &e))?
+        .len();
+    Ok((file, len))
 }
 
 /// Reads the first member of the XPT file at `path` as a stream of batches.
@@ -113,7 +158,16 @@ pub fn read_xpt(path: &Path) -> Result<BatchStream> {
 /// # Errors
 /// As [`read_xpt`], and EXP001 (field `member`) when the file has no member of that name.
 pub fn read_xpt_with(path: &Path, options: &XptReadOptions) -> Result<BatchStream> {
-    read_xpt_from(open(path)?, options)
+    let (file, len) = open(path)?;
+    read_member_stream(Input::with_len(file, Some(len)), options)
+}
+
+/// Reads a member of the already opened XPT `file` (of length `len`, checked before any row is read).
+///
+/// # Errors
+/// As [`read_xpt_with`].
+pub(crate) fn read_xpt_file(file: File, len: u64, options: &XptReadOptions) -> Result<BatchStream> {
+    read_member_stream(Input::with_len(file, Some(len)), options)
 }
 
 /// Reads a member of an XPT file from any reader (it is read once, front to back).
@@ -124,7 +178,13 @@ pub fn read_xpt_from<R: Read + Send + 'static>(
     reader: R,
     options: &XptReadOptions,
 ) -> Result<BatchStream> {
-    let mut input = Input::new(reader);
+    read_member_stream(Input::new(reader), options)
+}
+
+fn read_member_stream<R: Read + Send + 'static>(
+    mut input: Input<R>,
+    options: &XptReadOptions,
+) -> Result<BatchStream> {
     let lib = read_library(&mut input)?;
     loop {
         let Some(member) = read_member(&mut input, &lib, options.encoding)? else {
@@ -139,7 +199,7 @@ pub fn read_xpt_from<R: Read + Send + 'static>(
             .member
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(&member.name));
-        let mut data = DataCursor::new(&input, &member);
+        let mut data = DataCursor::new(&input, &member, options.allow_nul_padding);
         if wanted {
             let schema = member.schema();
             let stream = MemberStream {
@@ -162,7 +222,8 @@ pub fn read_xpt_from<R: Read + Send + 'static>(
 /// # Errors
 /// As [`read_xpt`].
 pub fn read_xpt_members(path: &Path) -> Result<Vec<XptMemberInfo>> {
-    read_xpt_members_from(open(path)?)
+    let (file, len) = open(path)?;
+    members_of(Input::with_len(file, Some(len)))
 }
 
 /// Lists the members of an XPT file read from `reader`.
@@ -170,11 +231,14 @@ pub fn read_xpt_members(path: &Path) -> Result<Vec<XptMemberInfo>> {
 /// # Errors
 /// As [`read_xpt`].
 pub fn read_xpt_members_from<R: Read>(reader: R) -> Result<Vec<XptMemberInfo>> {
-    let mut input = Input::new(reader);
+    members_of(Input::new(reader))
+}
+
+fn members_of<R: Read>(mut input: Input<R>) -> Result<Vec<XptMemberInfo>> {
     let lib = read_library(&mut input)?;
     let mut out = Vec::new();
     while let Some(member) = read_member(&mut input, &lib, ReadEncoding::Auto)? {
-        let mut data = DataCursor::new(&input, &member);
+        let mut data = DataCursor::new(&input, &member, false);
         let observations = data.skip(&mut input)?;
         out.push(XptMemberInfo {
             name: member.name.clone(),
@@ -198,17 +262,33 @@ struct Input<R> {
     eof: bool,
     /// Absolute offset of `buf[start]`.
     offset: u64,
+    /// The length of the input when known before reading (a file's size).
+    len: Option<u64>,
 }
 
 impl<R: Read> Input<R> {
     fn new(r: R) -> Self {
+        Self::with_len(r, None)
+    }
+
+    fn with_len(r: R, len: Option<u64>) -> Self {
         Input {
             r,
             buf: Vec::new(),
             start: 0,
             eof: false,
             offset: 0,
+            len,
         }
+    }
+
+    /// At the end of the input: EXP002 `truncated_file` unless its length is a multiple of 80.
+    fn check_end(&self) -> Result<()> {
+        let end = self.offset + self.available() as u64;
+        if self.eof && !end.is_multiple_of(RECORD as u64) {
+            return Err(ragged_length(end));
+        }
+        Ok(())
     }
 
     fn available(&self) -> usize {
@@ -261,7 +341,10 @@ impl<R: Read> Input<R> {
     /// The next record, consumed.
     fn record(&mut self, what: &str) -> Result<[u8; RECORD]> {
         if self.fill(RECORD)? < RECORD {
-            return Err(invalid(&format!("the XPT file ends inside the {what}")));
+            return Err(truncated(
+                format!("the XPT file is truncated: it ends inside the {what}"),
+                self.offset + self.available() as u64,
+            ));
         }
         let mut r = [0u8; RECORD];
         r.copy_from_slice(&self.data()[..RECORD]);
@@ -297,6 +380,10 @@ fn read_library<R: Read>(input: &mut Input<R>) -> Result<Library> {
             "not a SAS XPORT file: the first record is not a LIBRARY or LIBV8 header",
         ));
     };
+    // A file of known length is refused before any row is read, so that nothing is written from it.
+    if let Some(len) = input.len.filter(|l| !l.is_multiple_of(RECORD as u64)) {
+        return Err(ragged_length(len));
+    }
     input.record("library header")?;
     input.record("library header")?;
     input.record("library header")?;
@@ -353,6 +440,13 @@ fn read_member<R: Read>(
     let v = lib.version;
     let names = v.names();
     if input.fill(RECORD)? < 48 {
+        input.check_end()?;
+        if input.available() > 0 {
+            return Err(truncated(
+                "the XPT file is truncated: it ends inside a member header".into(),
+                input.offset + input.available() as u64,
+            ));
+        }
         return Ok(None);
     }
     if !is_header(input.data(), names[1]) {
@@ -606,10 +700,20 @@ struct DataCursor {
     /// Absolute offset after the last observation (trailing padding excluded), once `end` is known.
     rows_end: Option<u64>,
     v5: bool,
+    /// The member's name, for errors.
+    member: String,
+    /// Position and length of the first numeric variable, if any: an observation whose cell there is all blanks
+    /// is checked for being padding inside the data.
+    numeric: Option<(usize, usize)>,
+    /// Observations taken so far.
+    taken: u64,
+    /// How many NUL bytes end what was taken so far.
+    nul_run: u64,
+    nul_padding: bool,
 }
 
 impl DataCursor {
-    fn new<R>(input: &Input<R>, member: &Member) -> Self {
+    fn new<R>(input: &Input<R>, member: &Member, nul_padding: bool) -> Self {
         DataCursor {
             obs_len: member.obs_len as u64,
             data_start: input.offset,
@@ -617,7 +721,64 @@ impl DataCursor {
             end: None,
             rows_end: None,
             v5: member.version == XptVersion::V5,
+            member: member.name.clone(),
+            numeric: member
+                .vars
+                .iter()
+                .find(|v| v.numeric)
+                .map(|v| (v.pos, v.len)),
+            taken: 0,
+            nul_run: 0,
+            nul_padding,
         }
+    }
+
+    /// Checks the `bytes` of the next whole observations before they are taken: an observation made entirely of
+    /// blanks in a member with a numeric variable is padding inside the data (EXP002 `invalid_padding`).
+    fn take(&mut self, bytes: &[u8]) -> Result<()> {
+        let l = self.obs_len as usize;
+        if let (Some((pos, len)), true) = (self.numeric, l > 0) {
+            for (i, row) in bytes.chunks_exact(l).enumerate() {
+                if row[pos..pos + len].iter().all(|&b| b == b' ') && row.iter().all(|&b| b == b' ')
+                {
+                    let k = self.taken + i as u64;
+                    return Err(Error::validation(
+                        "invalid_padding",
+                        format!(
+                            "member {} of the XPT file has blank padding inside its data (observation {} is \
+                             all blanks, which no numeric value is): bytes were added after its end",
+                            self.member,
+                            k + 1
+                        ),
+                    )
+                    .with_detail("offset", self.data_start + k * self.obs_len)
+                    .with_detail("observation", k + 1));
+                }
+            }
+        }
+        self.taken += (bytes.len() / l.max(1)) as u64;
+        let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count();
+        self.nul_run = if zeros == bytes.len() {
+            self.nul_run + zeros as u64
+        } else {
+            zeros as u64
+        };
+        Ok(())
+    }
+
+    /// EXP002 `invalid_padding` for NUL bytes at `at` (an absolute offset in the data).
+    fn nul_padding_error(&self, at: u64, what: &str) -> Error {
+        let observation = (at - self.data_start) / self.obs_len.max(1) + 1;
+        Error::validation(
+            "invalid_padding",
+            format!(
+                "member {} of the XPT file ends in NUL bytes from byte {at} ({what}), where SAS writes blanks: the \
+                 file was damaged or filled up after its end",
+                self.member
+            ),
+        )
+        .with_detail("offset", at)
+        .with_detail("observation", observation)
     }
 
     fn is_member_header(&self, rec: &[u8]) -> bool {
@@ -658,10 +819,11 @@ impl DataCursor {
                 }
             }
             if self.end.is_none() && input.eof {
+                input.check_end()?;
                 self.end = Some(avail_end);
             }
             if let Some(e) = self.end {
-                self.rows_end = Some(self.final_rows_end(input, e));
+                self.rows_end = Some(self.final_rows_end(input, e)?);
                 continue;
             }
             // Observations that cannot be padding: they end before the checked records do, and start before their
@@ -677,21 +839,22 @@ impl DataCursor {
         }
     }
 
-    /// The end of the last real observation, dropping trailing all-blank (or all-NUL) observations that lie where
-    /// the final record's padding can be.
-    fn final_rows_end<R: Read>(&self, input: &Input<R>, end: u64) -> u64 {
+    /// The end of the last real observation, dropping trailing all-blank observations that lie where the final
+    /// record's padding can be; what then follows the last observation must be padding: under 80 bytes, all blanks
+    /// (or NULs with `nul_padding`).
+    ///
+    /// # Errors
+    /// EXP002 `truncated_file` when the data ends inside an observation, `invalid_padding` for NUL padding.
+    fn final_rows_end<R: Read>(&self, input: &Input<R>, end: u64) -> Result<u64> {
         let l = self.obs_len;
         let cur = input.offset;
-        if l == 0 {
-            return cur;
-        }
         let d = end - self.data_start;
-        let total = d / l;
+        let total = d.checked_div(l).unwrap_or(0);
         let rel = |abs: u64| (abs - cur) as usize;
         let data = input.data();
         let rest_start = self.data_start + total * l;
         let rest = &data[rel(rest_start.max(cur))..rel(end)];
-        let nul_padded = !rest.is_empty() && rest.iter().all(|&b| b == 0);
+        let nul_padded = self.nul_padding && !rest.is_empty() && rest.iter().all(|&b| b == 0);
         let mut k = total;
         while k > 0 {
             let s = self.data_start + (k - 1) * l;
@@ -706,7 +869,44 @@ impl DataCursor {
             }
             k -= 1;
         }
-        self.data_start + k * l
+        let rows_end = self.data_start + k * l;
+        // A last record of nothing but NULs is no data SAS writes (ten numeric zeros in a row at the very end at
+        // most, and then rarely): it is what a crash or a preallocation leaves, or bytes added after the end.
+        let unread = &data[..rel(end)];
+        let zeros = unread.iter().rev().take_while(|&&b| b == 0).count() as u64;
+        let run = if zeros == unread.len() as u64 {
+            self.nul_run + zeros
+        } else {
+            zeros
+        };
+        if !self.nul_padding && run >= RECORD as u64 {
+            return Err(self.nul_padding_error(end - run.min(d), "a whole record of them"));
+        }
+        let pad = &data[rel(rows_end.max(cur))..rel(end)];
+        let observation = k + 1;
+        if end - rows_end >= RECORD as u64 || pad.iter().any(|&b| b != b' ' && b != 0) {
+            return Err(truncated(
+                format!(
+                    "the XPT file is truncated: observation {observation} of member {} is incomplete (the \
+                     member's data ends at byte {end}, inside it)",
+                    self.member
+                ),
+                end,
+            )
+            .with_detail("observation", observation));
+        }
+        if !self.nul_padding && pad.contains(&0) {
+            // Where the NULs begin: whole observations of NULs before the padding (not dropped, as NULs are not
+            // blanks) belong to it.
+            let first = rows_end.max(cur) + pad.iter().position(|&b| b == 0).unwrap_or(0) as u64;
+            let at = if zeros > 0 {
+                (end - zeros).min(first)
+            } else {
+                first
+            };
+            return Err(self.nul_padding_error(at, "padding after the last observation"));
+        }
+        Ok(rows_end)
     }
 
     /// Skips the rest of the member's data, returning the observations skipped; the input is left at the next
@@ -719,7 +919,9 @@ impl DataCursor {
                 break;
             }
             rows += n as u64;
-            input.consume(n * self.obs_len as usize);
+            let bytes = n * self.obs_len as usize;
+            self.take(&input.data()[..bytes])?;
+            input.consume(bytes);
         }
         if let Some(e) = self.end {
             let left = e.saturating_sub(input.offset);
@@ -772,6 +974,7 @@ impl<R: Read> MemberStream<R> {
                 break;
             }
             let bytes = &self.input.data()[..n * l];
+            self.data.take(bytes)?;
             // Column by column: one kind of cell per loop.
             for (v, b) in self.member.vars.iter().zip(builders.iter_mut()) {
                 let cells = bytes.chunks_exact(l).map(|row| &row[v.pos..v.pos + v.len]);

@@ -51,7 +51,9 @@
 //!
 //! [`read_xpt`] and [`read_xpt_from`] read v5 and v8 files ([`decode`]): numerics become `Float64` (dates stay
 //! SAS numbers with their display format in the metadata, so that writing them back is byte-exact), character
-//! variables `Utf8` with trailing blanks removed.
+//! variables `Utf8` with trailing blanks removed. A damaged file is refused, never read short or with invented
+//! rows: a length that is not whole 80-byte records, an observation cut short, NUL padding (EXP002
+//! `truncated_file`, `invalid_padding`; see [`decode`]).
 
 pub mod checks;
 pub mod decode;
