@@ -68,9 +68,10 @@ echo "listening on $addr"
 
 step "run (at most $max_examples cases per operation, ${budget}s in all)"
 set +e
-timeout "$budget" "$venv/bin/st" --config-file "$here/schemathesis.toml" run "$repo/docs/openapi.json" --url "http://$addr" \
+# From the scratch directory: schemathesis keeps a cache (.schemathesis/) in its working directory.
+(cd "$work" && timeout "$budget" "$venv/bin/st" --config-file "$here/schemathesis.toml" run "$repo/docs/openapi.json" --url "http://$addr" \
     -H "Authorization: ApiKey $key" --checks all --max-examples "$max_examples" --workers 1 --seed "$seed" \
-    --request-timeout 30 --generation-database none --no-color
+    --request-timeout 30 --generation-database none --no-color)
 status=$?
 set -e
 if [ "$status" -eq 124 ]; then echo "schemathesis did not finish within ${budget}s" >&2; fi
