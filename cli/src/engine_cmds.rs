@@ -54,7 +54,7 @@ impl Ctx {
         }
     }
 
-    fn home(&self) -> Result<&Path> {
+    pub(crate) fn home(&self) -> Result<&Path> {
         self.home.as_deref().ok_or_else(|| {
             Error::validation(
                 "missing_home",
@@ -96,6 +96,11 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
     config.retention_days = args.retention_days;
     config.retention = retention_settings(&args.retention)?;
     config.encryption = !args.no_encryption;
+    config.rate_limit = args
+        .rate_limit
+        .as_deref()
+        .map(trialport_core::home::RateLimitSettings::parse)
+        .transpose()?;
     let mut algorithms = None;
     if let Some((jwt, algs)) = jwt {
         config.jwt = Some(jwt);

@@ -2,9 +2,8 @@
 //!
 //! One module per command group: [`args`] (what clap parses), [`convert`] (`formats`, `convert`, `verify`),
 //! [`engine_cmds`] (`init`, `export`, `jobs`, `download`, `keys`, `purge`, `worker`), [`audit_cmds`] (`audit`),
-//! [`demo`] (the
-//! guided tour), with [`output`] and [`wait`] shared by them. Errors print the standard error JSON on
-//! stderr and exit 1.
+//! [`serve_cmd`] (`serve`, the HTTP service), [`demo`] (the guided tour), with [`output`] and [`wait`] shared by
+//! them. Errors print the standard error JSON on stderr and exit 1.
 
 mod args;
 mod audit_cmds;
@@ -13,6 +12,7 @@ mod demo;
 mod engine_cmds;
 mod hints;
 mod output;
+mod serve_cmd;
 mod signing_cmds;
 mod wait;
 
@@ -92,6 +92,7 @@ fn run(cli: Cli) -> trialport_core::Result<ExitCode> {
         Command::Purge => engine_cmds::purge(&ctx),
         Command::Verify(a) => convert::verify(a, json).map(|()| ExitCode::SUCCESS),
         Command::Signing(c) => signing_cmds::signing(&ctx, c),
+        Command::Serve(a) => serve_cmd::serve(&ctx, a),
         Command::Worker(a) => engine_cmds::worker(&ctx, a),
     }
 }

@@ -10,7 +10,6 @@ use crate::store::Tx;
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::sync::Mutex;
-use std::time::Instant;
 use uuid::Uuid;
 
 /// The context of one operation call: request id, time, and the principal once known.
@@ -195,6 +194,7 @@ impl Session<'_> {
         body: impl FnOnce(&Call<'_>) -> Result<Done<T>>,
     ) -> Result<T> {
         let inner: &Inner = self.inner;
+        self.learned(|l| *l = super::session::LastCall::default());
         let mut call = Call {
             inner,
             action,
@@ -212,8 +212,13 @@ impl Session<'_> {
             .auth
             .authenticate(&self.credential, call.at)
             .and_then(|p| {
+                self.learned(|l| l.subject = Some(p.subject.clone()));
                 if let Some(limit) = &inner.rate_limit {
-                    limit.check(&p.subject, Instant::now())?;
+                    let status = limit.check(&p.subject, call.at)?;
+                    self.learned(|l| l.rate_limit = Some(status));
+                    if !status.allowed {
+                        return Err(status.error());
+                    }
                 }
                 Ok(p)
             });

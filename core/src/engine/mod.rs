@@ -55,7 +55,7 @@ pub use call::MAX_REQUEST_ID;
 pub use download::{download_error, Download, SavedArtifact};
 pub use lease::{DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS};
 pub use retention::{PurgeSummary, DEFAULT_SWEEP_INTERVAL};
-pub use session::Session;
+pub use session::{LastCall, Session};
 
 use crate::audit::{Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Outcome};
 use crate::auth::{Authenticator, NewApiKey, Role};
@@ -188,14 +188,22 @@ impl EngineBuilder {
         self
     }
 
-    /// Limits each principal to `burst` calls at once and `per_second` on average (default: no limit).
-    /// Calls over the limit fail with EXP006 and `details.retry_after_ms`.
+    /// Limits each principal to `burst` calls at once and `per_second` on average, counted in this process's
+    /// memory (default: no limit; see [`crate::limit::RateLimiter::in_memory`]). Calls over the limit fail with
+    /// EXP006 and `details.retry_after_ms`.
     ///
     /// # Errors
     /// EXP002 unless both are positive.
     pub fn rate_limit(mut self, per_second: f64, burst: u32) -> Result<Self> {
-        self.rate_limit = Some(crate::limit::RateLimiter::new(per_second, burst)?);
+        self.rate_limit = Some(crate::limit::RateLimiter::in_memory(per_second, burst)?);
         Ok(self)
+    }
+
+    /// Limits each principal with `limiter` (e.g. counted in a store that every process of a deployment shares;
+    /// a home's `rate_limit` setting sets one on its database). Calls over the limit fail with EXP006.
+    pub fn rate_limiter(mut self, limiter: crate::limit::RateLimiter) -> Self {
+        self.rate_limit = Some(limiter);
+        self
     }
 
     /// Accepts `Bearer <jwt>` credentials verified by `verifier` (default: none, so bearer tokens fail with
@@ -263,6 +271,10 @@ impl EngineBuilder {
         b.home_org = Some(home.config().org.clone());
         if let Some(w) = home.config().workers {
             b = b.workers(w);
+        }
+        if let Some(policy) = home.config().rate_limit_policy()? {
+            let counts = crate::store::SqliteRateLimitStore::open(&home.database_path())?;
+            b = b.rate_limiter(crate::limit::RateLimiter::new(policy, Arc::new(counts)));
         }
         let jobs = home.config().jobs.unwrap_or_default();
         jobs.check()?;
@@ -816,6 +828,12 @@ impl Engine {
             let _ = self.inner.changed.wait_timeout(guard, step);
         }
         Ok(())
+    }
+
+    /// The rate limit every principal's calls are counted against, if any (for the `RateLimit-Policy` of an HTTP
+    /// response that made no call).
+    pub fn rate_limit_policy(&self) -> Option<crate::limit::RateLimitPolicy> {
+        self.inner.rate_limit.as_ref().map(|l| l.policy())
     }
 
     /// Creates the first `admin` key of an organization, for `init`: refused once the organization has a key.

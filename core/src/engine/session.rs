@@ -39,6 +39,19 @@ pub struct Session<'e> {
     pub(super) inner: &'e Arc<Inner>,
     pub(super) credential: String,
     pub(super) request_id: Option<String>,
+    /// What the last call learned of the caller (see [`Session::last_call`]).
+    last_call: std::sync::Mutex<LastCall>,
+}
+
+/// What a session's last call learned of its caller, for an adapter's response headers and logs: the principal's
+/// subject once authenticated, and its rate-limit quota once counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LastCall {
+    /// The authenticated principal's subject (`None`: the credential was refused, or no call was made).
+    pub subject: Option<String>,
+    /// The quota after the call, when the engine limits calls (see [`crate::limit`]).
+    pub rate_limit: Option<crate::limit::RateLimitStatus>,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -84,6 +97,7 @@ impl Engine {
             inner: &self.inner,
             credential: credential.to_string(),
             request_id: None,
+            last_call: std::sync::Mutex::new(LastCall::default()),
         }
     }
 
@@ -118,6 +132,20 @@ impl<'e> Session<'e> {
     pub fn with_request_id(mut self, id: &str) -> Self {
         self.request_id = valid_request_id(id).then(|| id.to_string());
         self
+    }
+
+    /// What the last call of this session learned of its caller: the subject it authenticated (so an adapter can
+    /// tell a refused credential, HTTP 401, from a refused permission, 403) and the rate-limit quota left.
+    pub fn last_call(&self) -> LastCall {
+        self.last_call
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Updates what the current call learned (reset at the start of each call).
+    pub(super) fn learned(&self, f: impl FnOnce(&mut LastCall)) {
+        f(&mut self.last_call.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Remembers that `jobs` were obtained with this session's credential (see [`Engine::known_session`]).

@@ -27,10 +27,14 @@ pub mod conformance;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_limit;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite_limit::SqliteRateLimitStore;
 
 /// The operations of one transaction: every record kind's, and the audit trail's.
 pub trait Tx: JobRows + KeyRows + SignerRows + AuditRows {}
