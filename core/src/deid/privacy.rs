@@ -170,16 +170,17 @@ impl PrivacyCheck {
         }
         if let Some(first) = refused.first() {
             let what = match first.usage {
-                ColumnUse::Filter => "filtering on it",
-                ColumnUse::Sort => "sorting by it",
-                ColumnUse::Group => "grouping by it",
-                _ => "showing its values",
+                ColumnUse::Filter => "filtering on it needs the permission data:identifiable",
+                ColumnUse::Sort => "sorting by it needs the permission data:identifiable",
+                _ => {
+                    "showing its values needs the permission data:identifiable, or a de-identification profile \
+                     that transforms it"
+                }
             };
             return Err(Error::unauthorized(
                 "identifiable_data",
                 format!(
-                    "column '{}' of dataset '{}' is classed '{}': {what} needs the permission \
-                     data:identifiable (or a de-identification profile that transforms it, for outputs)",
+                    "column '{}' of dataset '{}' is classed '{}': {what}",
                     first.column,
                     first.dataset,
                     first.privacy.as_str()

@@ -52,8 +52,9 @@ impl Session<'_> {
     /// a repeated idempotency key). Audited as the operation of its kind (`export_data`, ...).
     ///
     /// # Errors
-    /// EXP003 unauthorized, or for the e-signature `signature_required`, `signature_invalid`, `signing_locked` or
-    /// `signing_not_enrolled`; EXP002 for a bad request (no datasets, a name twice, a format without the kind's
+    /// EXP003 unauthorized, `identifiable_data` for a use of a classed column the caller may not make (see
+    /// [`crate::deid::PrivacyCheck`]), or for the e-signature `signature_required`, `signature_invalid`,
+    /// `signing_locked` or `signing_not_enrolled`; EXP002 for a bad request (no datasets, a name twice, a format without the kind's
     /// capability, a bad option, column, filter or spec), with field `deidentify` for a bad de-identification
     /// policy and `identifiable_data` for identifying columns without `identifiable` (see [`crate::deid`]),
     /// `ectd_requires_xpt_v5`, `ectd_requires_define` or `unsupported_container` for a package the request or the
