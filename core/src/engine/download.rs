@@ -480,7 +480,7 @@ impl Session<'_> {
     /// Withholds the request (and idempotency key) of each identifiable job ([`Job::identifiable`]) among `jobs`
     /// from a caller without `data:identifiable` on its study: the job's state, progress and artifacts stay
     /// visible, its request becomes `{"withheld": "identifiable_data"}`. Returns how many were withheld, which
-    /// the call's audit event records ([`withheld_details`]): every call is audited once.
+    /// the audit event of a read call records ([`withheld_details`]): every call is audited once.
     pub(super) fn withhold_requests(&self, call: &Call<'_>, jobs: &mut [Job]) -> usize {
         let mut withheld = 0;
         for job in jobs.iter_mut().filter(|j| j.identifiable) {

@@ -306,14 +306,12 @@ impl<'e> Session<'e> {
                 held.cancel.store(true, Ordering::SeqCst);
             }
             self.inner.notify_changed();
+            // The cancel's event committed with it; the request is withheld from the answer all the same.
             let mut job = job;
-            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job));
+            self.withhold_requests(call, std::slice::from_mut(&mut job));
             Ok(Done {
                 target: format!("job:{}", job.id),
-                details: withheld_details(
-                    json!({"state": job.state, "cancel_requested": job.cancel_requested}),
-                    withheld,
-                ),
+                details: json!({"state": job.state, "cancel_requested": job.cancel_requested}),
                 value: job,
             })
         })?;
