@@ -4,6 +4,7 @@
 //! bindings and the HTTP service each hold a session per credential and decide nothing themselves.
 
 use super::call::{valid_request_id, Call, Done};
+use super::download::withheld_details;
 use super::{Engine, Inner, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::audit::{AuditEvent, Checkpoint};
 use crate::auth::{authorize, ApiKeyInfo, ApiKeyRecord, NewApiKey, Permission, Principal};
@@ -190,16 +191,20 @@ impl<'e> Session<'e> {
                 Some(s) => Some(vec![s.clone()]),
                 None => p.study_scope(),
             };
-            let result = self.inner.store.list_jobs(&JobQuery {
+            let mut result = self.inner.store.list_jobs(&JobQuery {
                 org: p.org.clone(),
                 studies,
                 state,
                 page: page as u32,
                 limit: limit as u32,
             })?;
+            let withheld = self.withhold_requests(call, &mut result.items);
             Ok(Done {
-                details: json!({"page": result.page, "limit": result.limit, "returned": result.items.len(),
-                    "total": result.total}),
+                details: withheld_details(
+                    json!({"page": result.page, "limit": result.limit, "returned": result.items.len(),
+                        "total": result.total}),
+                    withheld,
+                ),
                 target: format!("org:{}", p.org),
                 value: result,
             })
@@ -214,10 +219,11 @@ impl<'e> Session<'e> {
     /// EXP003; EXP001 for an unknown job; EXP005.
     pub fn get_job(&self, job_id: Uuid) -> Result<Job> {
         let job = self.call("get_job", format!("job:{job_id}"), |call| {
-            let job = self.visible_job(call, job_id, Permission::JobsRead)?;
+            let mut job = self.visible_job(call, job_id, Permission::JobsRead)?;
+            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job));
             Ok(Done {
                 target: format!("job:{}", job.id),
-                details: json!({"state": job.state}),
+                details: withheld_details(json!({"state": job.state}), withheld),
                 value: job,
             })
         })?;
@@ -266,9 +272,10 @@ impl<'e> Session<'e> {
                 job = self.inner.store.get_job(job_id)?;
                 on_progress(&job);
             }
+            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job));
             Ok(Done {
                 target: format!("job:{}", job.id),
-                details: json!({"state": job.state}),
+                details: withheld_details(json!({"state": job.state}), withheld),
                 value: job,
             })
         })?;
@@ -327,6 +334,9 @@ impl<'e> Session<'e> {
                 held.cancel.store(true, Ordering::SeqCst);
             }
             self.inner.notify_changed();
+            // The cancel's event committed with it; the request is withheld from the answer all the same.
+            let mut job = job;
+            self.withhold_requests(call, std::slice::from_mut(&mut job));
             Ok(Done {
                 target: format!("job:{}", job.id),
                 details: json!({"state": job.state, "cancel_requested": job.cancel_requested}),

@@ -201,6 +201,8 @@ pub fn sample_job(org: &str, study: &str, requested_by: &str, created_at: DateTi
         attempt: 0,
         lease: None,
         version: 1,
+        identifiable: true,
+        succeeded_seq: Some(42),
     }
 }
 
