@@ -336,6 +336,11 @@ pub struct DocumentArgs {
     /// Format id (default html, or the request file's format).
     #[arg(long)]
     pub format: Option<String>,
+    /// Show classed columns' raw values (a listing of subjects, a table grouped by an identifying column): needs
+    /// the data:identifiable permission and --sign (docs/permissions.md). Without it such a spec is refused;
+    /// counts and means over classed columns need no flag.
+    #[arg(long)]
+    pub identifiable: bool,
     /// Options, signature, idempotency and waiting.
     #[command(flatten)]
     pub common: ExportCommonArgs,

@@ -254,8 +254,17 @@ fn export_request(cmd: &ExportCommand) -> Result<(ExportRequest, &ExportCommonAr
             Some(&a.deid),
         ),
         ExportCommand::Bulk(a) => (bulk_request(a)?, &a.common, Some(&a.deid)),
-        ExportCommand::Report(a) => (document_request(a, JobKind::Report)?, &a.common, None),
-        ExportCommand::Dashboard(a) => (document_request(a, JobKind::Dashboard)?, &a.common, None),
+        ExportCommand::Report(a) | ExportCommand::Dashboard(a) => {
+            let kind = match cmd {
+                ExportCommand::Report(_) => JobKind::Report,
+                _ => JobKind::Dashboard,
+            };
+            let mut request = document_request(a, kind)?;
+            if a.identifiable {
+                request.identifiable = true;
+            }
+            (request, &a.common, None)
+        }
     };
     // The command line goes over what a request file said.
     for (k, v) in options(&common.options)?.0 {

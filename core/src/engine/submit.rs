@@ -187,7 +187,14 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
     if privacy.identifiable {
         extra.insert("identifiable".into(), Value::Bool(true));
     }
-    enqueue(inner, call, &request, privacy.identifiable, extra, signer.as_ref())
+    enqueue(
+        inner,
+        call,
+        &request,
+        privacy.identifiable,
+        extra,
+        signer.as_ref(),
+    )
 }
 
 /// EXP002 `study_mismatch` when a report's or dashboard's spec names another study than its request.
