@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{error_json, run, stdout_json};
+use common::{command, error_json, run, stdout_json};
 
+/// `trialport convert` with SOURCE_DATE_EPOCH set: an XPT header states when it was written, and the round trips
+/// below compare bytes written at different instants.
 fn convert(input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "convert",
@@ -20,7 +22,10 @@ fn convert(input: &Path, output: &Path, extra: &[&str]) -> Output {
         "--json",
     ];
     args.extend_from_slice(extra);
-    run(&args)
+    command(&args)
+        .env("SOURCE_DATE_EPOCH", "1733443200")
+        .output()
+        .unwrap()
 }
 
 const DM_CSV: &str = "USUBJID,AGE,SEX,RFSTDTC\n\

@@ -150,8 +150,12 @@ fn direct_xpt(s: &Setup, name: &str) -> Vec<u8> {
     let meta = stream.meta();
     let mut out = Vec::new();
     {
+        // The package's XPT headers state the job's creation time: the fixed clock's, as the jobs never wait.
+        let created = trialport_core::clock::Clock::now(s.clock.as_ref())
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let options = FormatOptions::new().with("created", &created);
         let mut enc = XptFormat
-            .encoder(&schema, &meta, &FormatOptions::new(), &mut out)
+            .encoder(&schema, &meta, &options, &mut out)
             .unwrap();
         for b in stream {
             enc.write(&b.unwrap()).unwrap();
