@@ -936,13 +936,20 @@ impl SqliteStore {
         let Some(archive) = &self.archive else {
             return Ok(());
         };
-        let archived = archive.last()?;
+        // Under the database's write lock, so that no other process commits events or prunes the table while the
+        // log, the anchor and the table are compared: read outside it, another process's commit, append and prune
+        // between the three reads looked like a cut log. The log itself may still grow meanwhile (appends follow
+        // commits, outside this lock), which only ever makes it catch up; appending is idempotent.
         let mut conn = self.lock();
-        let anchor = load_anchor(&conn, self.mac.as_ref())?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("starting a write transaction"))?;
+        let archived = archive.last()?;
+        let anchor = load_anchor(&tx, self.mac.as_ref())?;
         let archived_seq = archived.as_ref().map_or(0, |a| a.0);
         match &anchor {
             None => {
-                let table_last: Option<i64> = conn
+                let table_last: Option<i64> = tx
                     .query_row("SELECT MAX(seq) FROM audit_events", [], |r| r.get(0))
                     .map_err(read_err("audit_events", "reading the audit trail"))?;
                 if archived.is_some() && !upgrading {
@@ -955,15 +962,11 @@ impl SqliteStore {
                 // An older home: events its database held (before the log existed) go to the log first; then the
                 // anchor starts at the log's end.
                 if table_last.is_some_and(|t| u64::try_from(t).unwrap_or(0) > archived_seq) {
-                    let pending = table_events(&conn, archived_seq + 1, usize::MAX)?;
+                    let pending = table_events(&tx, archived_seq + 1, usize::MAX)?;
                     archive.append(&pending)?;
                 }
                 if let Some((seq, hash)) = archive.last()? {
-                    let tx = conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .map_err(db("starting a write transaction"))?;
                     write_anchor(&tx, self.mac.as_ref(), seq, &hash)?;
-                    tx.commit().map_err(db("committing"))?;
                 }
             }
             Some((anchor_seq, anchor_hash)) => {
@@ -984,7 +987,7 @@ impl SqliteStore {
                     }
                 } else {
                     // The log lags: the events after its end must all still be in the table.
-                    let pending = table_events(&conn, archived_seq + 1, usize::MAX)?;
+                    let pending = table_events(&tx, archived_seq + 1, usize::MAX)?;
                     let complete = pending.first().map(|e| e.seq) == Some(archived_seq + 1)
                         && pending.last().map(|e| (e.seq, &e.hash))
                             == Some((*anchor_seq, anchor_hash));
@@ -999,12 +1002,13 @@ impl SqliteStore {
                 }
             }
         }
-        Self::prune(&mut conn, archive)?;
+        Self::prune(&tx, archive)?;
+        tx.commit().map_err(db("committing"))?;
         Ok(())
     }
 
     /// Removes from the table the events the archive holds.
-    fn prune(conn: &mut Connection, archive: &Archive) -> Result<()> {
+    fn prune(conn: &Connection, archive: &Archive) -> Result<()> {
         let Some((last, _)) = archive.last()? else {
             return Ok(());
         };
@@ -1288,7 +1292,7 @@ impl Store for SqliteStore {
             self.archive_committed();
             if let Some(archive) = &self.archive {
                 if !archive.is_poisoned() {
-                    let _ = Self::prune(&mut self.lock(), archive);
+                    let _ = Self::prune(&self.lock(), archive);
                 }
             }
         }
@@ -1299,10 +1303,12 @@ impl Store for SqliteStore {
         let Some(archive) = &self.archive else {
             return Ok(());
         };
+        // The log first, then the anchor: events are committed before they are archived, so a log read earlier
+        // can lag the anchor (checked by reading the trail) but never pass it unless it holds uncommitted events.
+        let archived = archive.last()?;
         let conn = self.lock();
         let anchor = load_anchor(&conn, self.mac.as_ref())?;
         drop(conn);
-        let archived = archive.last()?;
         let archived_seq = archived.as_ref().map_or(0, |a| a.0);
         match anchor {
             Some((seq, hash)) if archived_seq == seq => {
