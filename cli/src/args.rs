@@ -75,6 +75,10 @@ pub enum Command {
     /// Manage API keys; rotate the key that encrypts artifacts at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Studies and organizations: list the studies bound to organizations, bind one, remove a binding (binding
+    /// needs the operator role). A study of another organization answers as an unknown study.
+    #[command(subcommand)]
+    Studies(StudiesCommand),
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -414,13 +418,41 @@ pub enum KeysCommand {
     RotateKek,
 }
 
+/// `studies list|add|remove`
+#[derive(Debug, Subcommand)]
+pub enum StudiesCommand {
+    /// List the studies and their organizations (an operator sees every organization's; others their own).
+    List,
+    /// Bind a study to an organization (operator role).
+    Add(StudiesAddArgs),
+    /// Remove a study's binding (operator role): it answers as an unknown study until bound again.
+    Remove(StudiesRemoveArgs),
+}
+
+/// `studies add STUDY --org ORG`
+#[derive(Debug, Args)]
+pub struct StudiesAddArgs {
+    /// The study id (as the source names its folder).
+    pub study: String,
+    /// The organization it belongs to.
+    #[arg(long)]
+    pub org: String,
+}
+
+/// `studies remove STUDY`
+#[derive(Debug, Args)]
+pub struct StudiesRemoveArgs {
+    /// The study id.
+    pub study: String,
+}
+
 /// `keys create ...`
 #[derive(Debug, Args)]
 pub struct KeysCreateArgs {
     /// A name for people.
     #[arg(long)]
     pub name: String,
-    /// Roles, comma-separated: admin, data_manager, statistician, monitor, auditor, integration.
+    /// Roles, comma-separated: admin, data_manager, statistician, monitor, auditor, integration, operator.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     pub roles: Vec<String>,
     /// Studies, comma-separated ("*" for all).

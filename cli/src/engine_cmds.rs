@@ -4,7 +4,7 @@
 
 use crate::args::{
     DocumentArgs, DownloadArgs, ExportBulkArgs, ExportCommand, ExportCommonArgs, ExportDataArgs,
-    InitArgs, JobsCommand, JobsListArgs, KeysCommand, KeysCreateArgs, WaitArgs,
+    InitArgs, JobsCommand, JobsListArgs, KeysCommand, KeysCreateArgs, StudiesCommand, WaitArgs,
 };
 use crate::output;
 use crate::wait::{self, Finished};
@@ -621,6 +621,46 @@ pub fn download_to(
         "bytes": saved.bytes,
         "sha256": saved.sha256,
     }))
+}
+
+/// `trialport studies list|add|remove`: with `--json`, `list` prints `{"items": [{"study", "org", "added_at",
+/// "added_by"}]}` and `add`/`remove` the binding made or removed.
+///
+/// # Errors
+/// The engine's errors (EXP003 without the operator role for `add` and `remove`; EXP004 `study_exists`; EXP001
+/// for removing an unbound study).
+pub fn studies(ctx: &Ctx, cmd: &StudiesCommand) -> Result<ExitCode> {
+    let engine = ctx.engine()?;
+    let session = engine.session(ctx.cred());
+    match cmd {
+        StudiesCommand::List => {
+            let list = session.list_studies()?;
+            if ctx.json {
+                output::json(&json!({ "items": list }))?;
+            } else {
+                for r in &list {
+                    output::line(&format!("{}\t{}", r.study, r.org))?;
+                }
+            }
+        }
+        StudiesCommand::Add(a) => {
+            let r = session.add_study(&a.study, &a.org)?;
+            if ctx.json {
+                output::json(&r)?;
+            } else {
+                output::line(&format!("study {} belongs to {}", r.study, r.org))?;
+            }
+        }
+        StudiesCommand::Remove(a) => {
+            let r = session.remove_study(&a.study)?;
+            if ctx.json {
+                output::json(&json!({"study": r.study, "org": r.org, "removed": true}))?;
+            } else {
+                output::line(&format!("study {} no longer belongs to {}", r.study, r.org))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `trialport keys create|revoke|rotate-kek`.

@@ -43,6 +43,7 @@ fn run(cli: Cli) -> trialport_core::Result<ExitCode> {
         Command::Jobs(c) => engine_cmds::jobs(&ctx, c),
         Command::Download(a) => engine_cmds::download(&ctx, a),
         Command::Keys(c) => engine_cmds::keys(&ctx, c),
+        Command::Studies(c) => engine_cmds::studies(&ctx, c),
         Command::Audit(c) => audit_cmds::audit(&ctx, c),
         Command::Purge => engine_cmds::purge(&ctx),
         Command::Verify(a) => convert::verify(a, json).map(|()| ExitCode::SUCCESS),

@@ -513,6 +513,8 @@ impl Home {
             }
             None => None,
         };
+        home.bind_source_studies()?;
+        crate::failpoint::hit("init.studies.after");
         let text = serde_json::to_vec_pretty(&home.config)
             .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
         // The configuration is written last: its presence marks a complete home.
@@ -534,6 +536,36 @@ impl Home {
             .workers(0)
             .build()?;
         engine.create_initial_admin_key(&self.config.org)
+    }
+}
+
+impl Home {
+    /// Binds the studies found in the home's source directory (its folders with valid study names) to the home's
+    /// organization, for `init --org` (see [`crate::study`]); studies bound already are left as they are.
+    fn bind_source_studies(&self) -> Result<()> {
+        let Some(source) = &self.config.source else {
+            return Ok(());
+        };
+        let listing =
+            fs::read_dir(source).map_err(|e| Error::io("cannot list the source directory", &e))?;
+        let mut studies = Vec::new();
+        for item in listing {
+            let item = item.map_err(|e| Error::io("cannot list the source directory", &e))?;
+            let is_dir = fs::metadata(item.path()).is_ok_and(|m| m.is_dir());
+            if let (true, Some(name)) = (is_dir, item.file_name().to_str()) {
+                if crate::sink::validate_name(name, "study").is_ok() {
+                    studies.push(name.to_string());
+                }
+            }
+        }
+        studies.sort();
+        let engine = crate::engine::Engine::builder()
+            .store(Arc::new(self.open_store()?))
+            .pepper(&self.pepper()?)
+            .workers(0)
+            .build()?;
+        engine.bind_studies(&self.config.org, &studies, "init")?;
+        Ok(())
     }
 }
 

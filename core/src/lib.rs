@@ -26,5 +26,6 @@ pub mod signature;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod study;
 
 pub use error::{Error, ErrorCode, Result};

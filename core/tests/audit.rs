@@ -66,6 +66,9 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("reset_signing", "reset_signing"),
     ("rotate_encryption_key", "rotate_encryption_key"),
     ("purge", "purge"),
+    ("list_studies", "list_studies"),
+    ("add_study", "add_study"),
+    ("remove_study", "remove_study"),
 ];
 
 /// The names of the public methods of `Session` (in its `impl` blocks across the engine's source files), and of
@@ -140,6 +143,8 @@ impl Harness {
             }))
             .audit_hook(Arc::new(hook.clone()))
             .workers(1)
+            // acme's unscoped admin may then grant the operator role.
+            .home_org("acme")
             .build()
             .unwrap();
         let admin = format!(
@@ -419,6 +424,30 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     h.once("purge", Success, || e.session(admin).purge());
     h.once("purge", Denied, || e.session(&stat).purge());
     h.once("purge", Denied, || e.session(bad).purge());
+    // The study registry: only the operator binds studies.
+    let op = key(e, admin, &[Role::Operator], &["*"]);
+    h.once("list_studies", Success, || e.session(admin).list_studies());
+    h.once("list_studies", Denied, || e.session(bad).list_studies());
+    let ev = h.once("add_study", Success, || {
+        e.session(&op).add_study("S9", "globex")
+    });
+    assert_eq!(
+        (ev.org.as_str(), ev.study.as_deref()),
+        ("globex", Some("S9"))
+    );
+    h.once("add_study", Denied, || {
+        e.session(admin).add_study("S8", "acme")
+    });
+    h.once("add_study", Failed, || {
+        e.session(&op).add_study("S9", "acme")
+    });
+    h.once("remove_study", Success, || {
+        e.session(&op).remove_study("S9")
+    });
+    h.once("remove_study", Failed, || e.session(&op).remove_study("S9"));
+    h.once("remove_study", Denied, || {
+        e.session(admin).remove_study("S1")
+    });
 
     let mut checked: Vec<&str> = h.done.borrow().clone();
     checked.sort();
@@ -518,6 +547,14 @@ impl KeyReads for FlakyStore {
     }
     fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
         self.inner.list_keys(org)
+    }
+}
+impl trialport_core::study::StudyReads for FlakyStore {
+    fn get_study(&self, s: &str) -> Result<Option<trialport_core::study::StudyRecord>> {
+        self.inner.get_study(s)
+    }
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<trialport_core::study::StudyRecord>> {
+        self.inner.list_studies(org)
     }
 }
 impl AuditReads for FlakyStore {
@@ -1103,10 +1140,11 @@ fn two_engines_on_one_home_share_one_chain() {
             });
         }
     });
-    assert_eq!(a.session(&admin).verify_audit().unwrap(), 41);
-    assert_eq!(b.session(&admin).verify_audit().unwrap(), 42);
+    // The key, the two studies of the source bound with it (S1, S2), 40 calls; then each verify's own event.
+    assert_eq!(a.session(&admin).verify_audit().unwrap(), 43);
+    assert_eq!(b.session(&admin).verify_audit().unwrap(), 44);
     let log = lines(&dir.path().join("audit.log"));
-    assert_eq!(log.len(), 43, "every event reached the log once");
+    assert_eq!(log.len(), 45, "every event reached the log once");
 }
 
 #[test]
@@ -1156,11 +1194,16 @@ fn a_home_of_an_earlier_version_moves_its_trail_to_the_log_and_anchors_it() {
     e.formats(&admin).unwrap();
     drop(e);
     let e = open();
-    assert_eq!(e.session(&admin).verify_audit().unwrap(), 5);
+    // 3 moved events, the source's studies bound at the upgrade, the key, the formats call.
+    let studies = trialport_core::source::DataSource::studies(&*source())
+        .unwrap()
+        .len() as u64;
+    assert_eq!(e.session(&admin).verify_audit().unwrap(), 3 + studies + 2);
     let events = e.session(&admin).audit_events(1, 100).unwrap();
     assert_eq!(events[..3], old[..], "moved verbatim");
     let l = lines(&home.audit_log_path());
-    assert_eq!(l.len(), 7);
+    // ... and the verify and audit_events calls.
+    assert_eq!(l.len() as u64, 3 + studies + 4);
     for (line, event) in l.iter().zip(&events) {
         assert_eq!(line, &event.canonical(), "the log holds canonical lines");
     }
@@ -1257,10 +1300,10 @@ fn checkpoints_are_signed_by_the_engine_and_an_edited_or_foreign_one_is_refused(
             .to_string()
     };
     // Edited to match a trail cut back to an earlier event, or re-dated: the signature no longer verifies.
-    let events = s.audit_events(1, 3).unwrap();
+    let events = s.audit_events(1, 1).unwrap();
     let cut = Checkpoint {
-        seq: events[2].seq,
-        hash: events[2].hash.clone(),
+        seq: events[0].seq,
+        hash: events[0].hash.clone(),
         ..cp.clone()
     };
     assert_eq!(refused(&cut), "checkpoint_signature");

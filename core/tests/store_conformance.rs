@@ -23,7 +23,7 @@ macro_rules! per_check {
             per_check!(@tests $make;
                 jobs_insert_get, jobs_update_is_conditional, jobs_list_filters, jobs_list_pagination,
                 jobs_idempotency, jobs_claim_order, jobs_concurrent_claims, jobs_expired_leases,
-                jobs_list_finished, jobs_list_finished_walk, keys_contract, audit_append_and_read,
+                jobs_list_finished, jobs_list_finished_walk, keys_contract, studies_contract, audit_append_and_read,
                 audit_concurrent_appends, transactions_are_atomic, transactions_read_their_writes);
         }
     };
@@ -152,6 +152,17 @@ impl KeyRows for BrokenTx<'_> {
         self.tx.org_has_keys(org)
     }
 }
+impl trialport_core::study::StudyRows for BrokenTx<'_> {
+    fn study(&mut self, s: &str) -> Result<Option<trialport_core::study::StudyRecord>> {
+        self.tx.study(s)
+    }
+    fn insert_study(&mut self, r: &trialport_core::study::StudyRecord) -> Result<()> {
+        self.tx.insert_study(r)
+    }
+    fn delete_study(&mut self, s: &str) -> Result<()> {
+        self.tx.delete_study(s)
+    }
+}
 impl trialport_core::audit::AuditRows for BrokenTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
         self.tx.audit_head()
@@ -203,6 +214,14 @@ impl KeyReads for BrokenStore {
     }
     fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
         self.inner.list_keys(org)
+    }
+}
+impl trialport_core::study::StudyReads for BrokenStore {
+    fn get_study(&self, s: &str) -> Result<Option<trialport_core::study::StudyRecord>> {
+        self.inner.get_study(s)
+    }
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<trialport_core::study::StudyRecord>> {
+        self.inner.list_studies(org)
     }
 }
 impl AuditReads for BrokenStore {
@@ -310,7 +329,11 @@ fn sqlite_survives_a_restart() {
         // The store is dropped here, as when the process ends.
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
+    assert!(
+        !store.studies_to_adopt(),
+        "a file made by this version adopts nothing"
+    );
     for job in &inserted {
         assert_eq!(
             &store.get_job(job.id).unwrap(),
@@ -396,7 +419,7 @@ fn sqlite_many_stores_opening_one_new_file_at_once() {
             let opened = opened.clone();
             s.spawn(move || {
                 let store = SqliteStore::open(&path).unwrap();
-                assert_eq!(store.schema_version().unwrap(), 3);
+                assert_eq!(store.schema_version().unwrap(), 4);
                 opened.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -417,8 +440,8 @@ fn sqlite_uses_wal_and_full_sync_and_refuses_a_newer_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
-    conn.pragma_update(None, "user_version", 4).unwrap();
+    assert_eq!(version, 4);
+    conn.pragma_update(None, "user_version", 5).unwrap();
     drop(conn);
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(err.code(), ErrorCode::Server);
@@ -737,7 +760,15 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
         }
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
+    // A file made before the study registry has it created empty, and says its studies are still to be bound.
+    assert!(store.studies_to_adopt());
+    assert!(
+        trialport_core::study::StudyReads::list_studies(&store, None)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!open(&path).studies_to_adopt(), "only at the upgrade");
     let q = |state| FinishedQuery {
         state,
         finished_by: at(100),
@@ -788,7 +819,7 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
     assert!(plan.contains("jobs_state_finished"), "{plan}");
     drop(conn);
     // Opened again: nothing to upgrade, the version stays.
-    assert_eq!(open(&path).schema_version().unwrap(), 3);
+    assert_eq!(open(&path).schema_version().unwrap(), 4);
     // And a job written through the upgraded store keeps its column up to date.
     let store = open(&path);
     let mut j = store.get_job(old.id).unwrap();

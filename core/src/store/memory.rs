@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::job::{
     check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows, JobState,
 };
+use crate::study::{study_exists, StudyReads, StudyRecord, StudyRows};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -27,6 +28,8 @@ struct State {
     jobs: HashMap<Uuid, Job>,
     /// Keys in insertion order (key ids are unique).
     keys: Vec<ApiKeyRecord>,
+    /// The study registry, by study id.
+    studies: BTreeMap<String, StudyRecord>,
     /// Events in sequence order: `audit[i].seq == i + 1`.
     audit: Vec<AuditEvent>,
 }
@@ -55,6 +58,8 @@ struct MemoryTx<'s> {
     keys: BTreeMap<String, ApiKeyRecord>,
     /// Key ids inserted by this transaction, in order.
     new_keys: Vec<String>,
+    /// Studies bound (`Some`) or unbound (`None`) by this transaction.
+    studies: BTreeMap<String, Option<StudyRecord>>,
     staged: Vec<AuditEvent>,
 }
 
@@ -83,6 +88,7 @@ impl MemoryTx<'_> {
             jobs: self.jobs,
             keys: self.keys,
             new_keys: self.new_keys,
+            studies: self.studies,
             staged: self.staged,
         }
     }
@@ -93,6 +99,7 @@ struct Overlay {
     jobs: BTreeMap<Uuid, Job>,
     keys: BTreeMap<String, ApiKeyRecord>,
     new_keys: Vec<String>,
+    studies: BTreeMap<String, Option<StudyRecord>>,
     staged: Vec<AuditEvent>,
 }
 
@@ -110,6 +117,12 @@ impl Overlay {
             if let Some(k) = self.keys.get(id) {
                 state.keys.push(k.clone());
             }
+        }
+        for (id, record) in self.studies {
+            match record {
+                Some(r) => state.studies.insert(id, r),
+                None => state.studies.remove(&id),
+            };
         }
         state.audit.extend(self.staged.iter().cloned());
         self.staged
@@ -234,6 +247,32 @@ impl KeyRows for MemoryTx<'_> {
     }
 }
 
+impl StudyRows for MemoryTx<'_> {
+    fn study(&mut self, study: &str) -> Result<Option<StudyRecord>> {
+        Ok(match self.studies.get(study) {
+            Some(r) => r.clone(),
+            None => self.state.studies.get(study).cloned(),
+        })
+    }
+
+    fn insert_study(&mut self, record: &StudyRecord) -> Result<()> {
+        if self.study(&record.study)?.is_some() {
+            return Err(study_exists());
+        }
+        self.studies
+            .insert(record.study.clone(), Some(record.clone()));
+        Ok(())
+    }
+
+    fn delete_study(&mut self, study: &str) -> Result<()> {
+        if self.study(study)?.is_none() {
+            return Err(Error::not_found("no such study").with_field("study"));
+        }
+        self.studies.insert(study.to_string(), None);
+        Ok(())
+    }
+}
+
 impl AuditRows for MemoryTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
         Ok(self
@@ -259,6 +298,7 @@ impl Store for MemoryStore {
                 jobs: BTreeMap::new(),
                 keys: BTreeMap::new(),
                 new_keys: Vec::new(),
+                studies: BTreeMap::new(),
                 staged: Vec::new(),
             };
             work(&mut tx)?;
@@ -347,6 +387,22 @@ impl KeyReads for MemoryStore {
         // By creation time, then id: the same order as the SQLite store.
         keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
         Ok(keys)
+    }
+}
+
+impl StudyReads for MemoryStore {
+    fn get_study(&self, study: &str) -> Result<Option<StudyRecord>> {
+        Ok(self.lock().studies.get(study).cloned())
+    }
+
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<StudyRecord>> {
+        Ok(self
+            .lock()
+            .studies
+            .values()
+            .filter(|r| org.is_none_or(|o| r.org == o))
+            .cloned()
+            .collect())
     }
 }
 

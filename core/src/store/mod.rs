@@ -5,10 +5,11 @@
 //!
 //! Every change is made by [`Store::write`]: the work runs against a [`Tx`], which reads and writes the records
 //! (through the operations each record's module defines: [`crate::job::JobRows`], [`crate::auth::KeyRows`],
-//! [`crate::audit::AuditRows`]) and stages the audit events that report them. The store hands the staged events
+//! [`crate::study::StudyRows`], [`crate::audit::AuditRows`]) and stages the audit events that report them. The store hands the staged events
 //! to the witness (the audit hooks) and then commits the changes and the events together, or nothing: no change
 //! is ever visible without its event, and no event is stored for a change that did not commit. Reads outside a
-//! transaction go through [`crate::job::JobReads`], [`crate::auth::KeyReads`] and [`crate::audit::AuditReads`].
+//! transaction go through [`crate::job::JobReads`], [`crate::auth::KeyReads`], [`crate::study::StudyReads`] and
+//! [`crate::audit::AuditReads`].
 //!
 //! # Implementations
 //!
@@ -20,6 +21,7 @@ use crate::audit::{AuditEvent, AuditReads, AuditRows};
 use crate::auth::{KeyReads, KeyRows};
 use crate::error::Result;
 use crate::job::{JobReads, JobRows};
+use crate::study::{StudyReads, StudyRows};
 
 pub mod conformance;
 mod memory;
@@ -31,9 +33,9 @@ pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// The operations of one transaction: every record kind's, and the audit trail's.
-pub trait Tx: JobRows + KeyRows + AuditRows {}
+pub trait Tx: JobRows + KeyRows + StudyRows + AuditRows {}
 
-impl<T: JobRows + KeyRows + AuditRows> Tx for T {}
+impl<T: JobRows + KeyRows + StudyRows + AuditRows> Tx for T {}
 
 /// The work of a transaction (see [`Store::write`]).
 pub type Work<'a> = dyn FnMut(&mut dyn Tx) -> Result<()> + 'a;
@@ -41,7 +43,7 @@ pub type Work<'a> = dyn FnMut(&mut dyn Tx) -> Result<()> + 'a;
 /// Receives the events a transaction is about to commit (see [`Store::write`]).
 pub type Witness<'a> = dyn Fn(&[AuditEvent]) -> Result<()> + 'a;
 
-/// Where a deployment keeps its jobs, keys and audit trail.
+/// Where a deployment keeps its jobs, keys, study registry and audit trail.
 ///
 /// # Contract
 /// - `write` runs `work` in one transaction isolated from every other (in this process or another on the same
@@ -52,7 +54,7 @@ pub type Witness<'a> = dyn Fn(&[AuditEvent]) -> Result<()> + 'a;
 ///   retried by the store (running `work` again), never partly applied.
 /// - What `write` returned is visible to every later read, in this process and in others on the same storage.
 /// - Reads never see a transaction's changes before it commits.
-pub trait Store: JobReads + KeyReads + AuditReads + Send + Sync {
+pub trait Store: JobReads + KeyReads + StudyReads + AuditReads + Send + Sync {
     /// Runs one transaction (see the contract).
     ///
     /// # Errors
@@ -66,5 +68,12 @@ pub trait Store: JobReads + KeyReads + AuditReads + Send + Sync {
     /// EXP005 `integrity_violation` with `details.check` naming what does not hold.
     fn check_trail(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether the store was upgraded from a version without a study registry when it was opened, so that the
+    /// studies of its source are still to be bound to the home's organization (see
+    /// [`crate::engine::EngineBuilder::home`]). The default: no.
+    fn studies_to_adopt(&self) -> bool {
+        false
     }
 }

@@ -34,6 +34,7 @@ use crate::auth::{ApiKeyRecord, KeyReads, KeyRows};
 use crate::error::Error;
 use crate::error::Result;
 use crate::job::{check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows};
+use crate::study::{study_exists, StudyReads, StudyRecord, StudyRows};
 use archive::Archive;
 use chrono::{DateTime, Utc};
 use ring::hmac;
@@ -44,8 +45,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The schema version written to `PRAGMA user_version`: 1, the first; 2 added `jobs.finished_at` and its index;
-/// 3 added row MACs, the audit anchor and the lease columns (see [`migrate`]).
-const SCHEMA_VERSION: i64 = 3;
+/// 3 added row MACs, the audit anchor and the lease columns; 4 added the study registry (see [`migrate`]).
+const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another one's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,6 +89,13 @@ CREATE TABLE IF NOT EXISTS audit_events (
     hash TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS studies (
+    study TEXT PRIMARY KEY NOT NULL,
+    org TEXT NOT NULL,
+    body TEXT NOT NULL,
+    mac TEXT
+);
+CREATE INDEX IF NOT EXISTS studies_org ON studies (org, study);
 CREATE TABLE IF NOT EXISTS audit_anchor (
     id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
     seq INTEGER NOT NULL,
@@ -119,6 +127,9 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     mac: Option<hmac::Key>,
     archive: Option<Archive>,
+    /// The file was upgraded from a version without the study registry at this open (see
+    /// [`Store::studies_to_adopt`]).
+    adopt_studies: bool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -416,6 +427,44 @@ fn load_key(
     row.map(|r| decode_key(key, &r)).transpose()
 }
 
+fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Option<String>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+/// Decodes a study row `(study, org, body, mac)`.
+fn decode_study(
+    key: Option<&hmac::Key>,
+    (study, org, body, mac): &(String, String, String, Option<String>),
+) -> Result<StudyRecord> {
+    check_mac(key, "studies", study, body, mac.as_deref())?;
+    let rec: StudyRecord = serde_json::from_str(body).map_err(|_| corrupt("studies"))?;
+    if rec.study != *study || rec.org != *org {
+        return Err(Error::server(
+            "integrity_violation",
+            "a stored studies record disagrees with its columns",
+        )
+        .with_detail("table", "studies")
+        .with_detail("check", "columns"));
+    }
+    Ok(rec)
+}
+
+fn load_study(
+    conn: &Connection,
+    key: Option<&hmac::Key>,
+    study: &str,
+) -> Result<Option<StudyRecord>> {
+    let row = conn
+        .query_row(
+            "SELECT study, org, body, mac FROM studies WHERE study = ?1",
+            [study],
+            study_row,
+        )
+        .optional()
+        .map_err(read_err("studies", "reading a study"))?;
+    row.map(|r| decode_study(key, &r)).transpose()
+}
+
 fn decode_event(seq: i64, body: &str) -> Result<AuditEvent> {
     let event: AuditEvent = serde_json::from_str(body).map_err(|_| corrupt("audit_events"))?;
     if i64::try_from(event.seq).ok() != Some(seq) {
@@ -680,6 +729,8 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             mac,
             archive,
+            // A file made before version 4 has jobs and keys of studies that no registry binds yet.
+            adopt_studies: (1..4).contains(&version),
         };
         if store.archive.is_some() {
             store.reconcile(version < 3)?;
@@ -957,6 +1008,46 @@ impl KeyRows for SqliteTx<'_> {
     }
 }
 
+impl StudyRows for SqliteTx<'_> {
+    fn study(&mut self, study: &str) -> Result<Option<StudyRecord>> {
+        load_study(self.tx, self.mac, study)
+    }
+
+    fn insert_study(&mut self, record: &StudyRecord) -> Result<()> {
+        let body = encode(record, "studies")?;
+        let mac = self
+            .mac
+            .map(|k| row_mac(k, "studies", &record.study, &body));
+        self.tx
+            .execute(
+                "INSERT INTO studies (study, org, body, mac) VALUES (?1, ?2, ?3, ?4)",
+                params![record.study, record.org, body, mac],
+            )
+            .map_err(|e| {
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::ConstraintViolation)
+                ) {
+                    study_exists()
+                } else {
+                    db("inserting a study")(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    fn delete_study(&mut self, study: &str) -> Result<()> {
+        let n = self
+            .tx
+            .execute("DELETE FROM studies WHERE study = ?1", [study])
+            .map_err(db("removing a study"))?;
+        if n == 0 {
+            return Err(Error::not_found("no such study").with_field("study"));
+        }
+        Ok(())
+    }
+}
+
 impl AuditRows for SqliteTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
         if let Some(head) = &self.head {
@@ -1026,6 +1117,10 @@ impl Store for SqliteStore {
             }
         }
         Ok(events)
+    }
+
+    fn studies_to_adopt(&self) -> bool {
+        self.adopt_studies
     }
 
     fn check_trail(&self) -> Result<()> {
@@ -1176,6 +1271,30 @@ impl KeyReads for SqliteStore {
             keys.push(decode_key(self.mac.as_ref(), &row)?);
         }
         Ok(keys)
+    }
+}
+
+impl StudyReads for SqliteStore {
+    fn get_study(&self, study: &str) -> Result<Option<StudyRecord>> {
+        load_study(&self.lock(), self.mac.as_ref(), study)
+    }
+
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<StudyRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT study, org, body, mac FROM studies WHERE ?1 IS NULL OR org = ?1 ORDER BY study ASC",
+            )
+            .map_err(db("listing studies"))?;
+        let rows = stmt
+            .query_map([org], study_row)
+            .map_err(db("listing studies"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row.map_err(read_err("studies", "listing studies"))?;
+            out.push(decode_study(self.mac.as_ref(), &row)?);
+        }
+        Ok(out)
     }
 }
 
