@@ -67,9 +67,14 @@ impl Ctx {
     /// Opens the engine on the home without workers: a command runs at most the one job it waits for
     /// ([`run_and_report`]), so a quick `jobs list` never starts and then abandons someone's job.
     pub(crate) fn engine(&self) -> Result<Engine> {
-        trialport_formats::home::engine_builder(self.home()?)?
+        let engine = trialport_formats::home::engine_builder(self.home()?)?
             .workers(0)
-            .build()
+            .build()?;
+        // Loose modes on the home are said on stderr, whatever the output mode (stdout stays machine-readable).
+        for w in engine.warnings() {
+            output::warning(w);
+        }
+        Ok(engine)
     }
 
     pub(crate) fn cred(&self) -> &str {

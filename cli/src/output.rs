@@ -79,6 +79,11 @@ pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// Prints a warning for people on stderr, prefixed `warning: ` (also in JSON mode: stdout stays one document).
+pub fn warning(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "warning: {text}");
+}
+
 /// Whether a progress bar may be drawn: stderr is a terminal and the output is not JSON.
 pub fn progress_allowed(json: bool) -> bool {
     !json && std::io::stderr().is_terminal()

@@ -486,3 +486,139 @@ fn every_operation_on_another_organizations_study_or_job_answers_as_an_unknown_o
     // The owner still sees its job on a study it holds.
     assert_eq!(s.ok(&s.admin, &["jobs", "show", &j1])["id"], j1.as_str());
 }
+
+/// M5: the home is made owner-only (0700, its database and secrets 0600), and a home opened up afterwards is
+/// warned about on stderr while stdout stays one JSON document.
+#[cfg(unix)]
+#[test]
+fn the_home_is_owner_only_and_looser_modes_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new();
+    let mode = |name: &str| {
+        fs::metadata(s.home.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    s.ok(&s.admin, &["jobs", "list"]);
+    for (name, want) in [
+        (".", 0o700),
+        ("artifacts", 0o700),
+        ("trialport.db", 0o600),
+        ("audit.log", 0o600),
+        ("secret.key", 0o600),
+    ] {
+        assert_eq!(mode(name), want, "{name}: {:o}", mode(name));
+    }
+    let out = s.run(&s.admin, &["jobs", "list"]);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chmod = |name: &str, m: u32| {
+        fs::set_permissions(s.home.join(name), fs::Permissions::from_mode(m)).unwrap()
+    };
+    chmod(".", 0o755);
+    chmod("trialport.db", 0o644);
+    let out = s.run(&s.admin, &["jobs", "list"]);
+    let page = stdout_json(&out);
+    assert_eq!(page["total"], 0);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("warning: the home directory is open to group or others (mode 0755)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: the home's trialport.db is open to group or others (mode 0644)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(s.home.to_str().unwrap()),
+        "a warning names a path: {err}"
+    );
+}
+
+/// M5: XLSX worksheets (and Dataset-JSON rows, when spooled) go to the home's owner-only `spool/` folder, never
+/// to `$TMPDIR`: while the exports run, no file the process holds open is in `$TMPDIR` and the XLSX writer's are in
+/// the spool folder; afterwards no file in `$TMPDIR` holds the distinctive data value.
+#[cfg(target_os = "linux")]
+#[test]
+fn exports_spool_inside_the_home_never_in_tmpdir() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new();
+    let tmpdir = s.home.parent().unwrap().join("tmp");
+    fs::create_dir_all(&tmpdir).unwrap();
+    // About 12 MB of rows: past the Dataset-JSON writer's 8 MiB in memory, and many XLSX rows.
+    let value = "Zebulon Quagmire-7731";
+    let mut csv = String::from("STUDYID,USUBJID,NOTE,AGE\n");
+    for i in 0..160_000 {
+        csv.push_str(&format!("S1,S1-{i:06},{value},{}\n", i % 90));
+    }
+    fs::write(s.home.parent().unwrap().join("source/S1/LB.csv"), csv).unwrap();
+    for format in ["xlsx", "dataset-json"] {
+        let args = [
+            "--home",
+            s.home.to_str().unwrap(),
+            "--credential",
+            &s.admin,
+            "--json",
+            "export",
+            "data",
+            "--study",
+            "S1",
+            "--datasets",
+            "LB",
+            "--format",
+            format,
+            "--wait",
+        ];
+        let mut child = common::command(&args)
+            .env("TMPDIR", &tmpdir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let fd_dir = PathBuf::from(format!("/proc/{}/fd", child.id()));
+        let mut in_spool = 0;
+        while child.try_wait().unwrap().is_none() {
+            for fd in fs::read_dir(&fd_dir).into_iter().flatten().flatten() {
+                if let Ok(target) = fs::read_link(fd.path()) {
+                    assert!(
+                        !target.starts_with(&tmpdir),
+                        "{format}: a file open in TMPDIR: {target:?}"
+                    );
+                    if target.starts_with(s.home.join("spool")) {
+                        in_spool += 1;
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{format}: {:?}", out.status);
+        // The XLSX writer always spools its worksheets (Dataset-JSON spools only rows of an unknown count).
+        if format == "xlsx" {
+            assert!(
+                in_spool > 0,
+                "{format}: no spool file was seen in the home's spool folder"
+            );
+        }
+    }
+    assert_eq!(
+        fs::metadata(s.home.join("spool"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    for f in fs::read_dir(&tmpdir).unwrap().flatten() {
+        let bytes = fs::read(f.path()).unwrap_or_default();
+        assert!(
+            !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "{:?} holds the data value",
+            f.path()
+        );
+    }
+}

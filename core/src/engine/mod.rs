@@ -116,6 +116,8 @@ pub struct EngineBuilder {
     study_registry: bool,
     /// Whether the store was upgraded from a version without the registry (see [`EngineBuilder::home`]).
     adopt_studies: bool,
+    /// What the home's modes let others read (see [`Engine::warnings`]).
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -281,6 +283,7 @@ impl EngineBuilder {
         b.home_org = Some(home.config().org.clone());
         b.study_registry = true;
         b.adopt_studies = adopt;
+        b.warnings = home.warnings();
         if let Some(w) = home.config().workers {
             b = b.workers(w);
         }
@@ -406,6 +409,7 @@ impl EngineBuilder {
             workers,
             sweeper: None,
             keeper: None,
+            warnings: self.warnings,
         };
         if self.adopt_studies {
             if let Some(org) = engine.inner.home_org.clone() {
@@ -664,6 +668,8 @@ pub struct Engine {
     sweeper: Option<JoinHandle<()>>,
     /// The lease keeper: renews this engine's leases, rescues expired ones.
     keeper: Option<JoinHandle<()>>,
+    /// Warnings about the home found when the engine was built (see [`Engine::warnings`]).
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -726,6 +732,7 @@ impl Engine {
             home_org: None,
             study_registry: false,
             adopt_studies: false,
+            warnings: Vec::new(),
         }
     }
 
@@ -869,6 +876,13 @@ impl Engine {
             let _ = self.inner.changed.wait_timeout(guard, step);
         }
         Ok(())
+    }
+
+    /// Warnings about the home the engine was built on ([`EngineBuilder::home`]): a home directory, database,
+    /// audit log or secret file that others than its owner may read or write ([`crate::home::Home::warnings`]). The
+    /// CLI prints them on stderr; empty for an engine without a home.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Binds every study the sources list ([`DataSource::studies`]) that is bound to no organization yet to `org`
