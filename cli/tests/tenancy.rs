@@ -483,6 +483,10 @@ fn every_operation_on_another_organizations_study_or_job_answers_as_an_unknown_o
             "globex reads acme's bindings: {e}"
         );
     }
+    // acme's list leaves out its job of the study no longer bound, as `jobs show` does.
+    let page = s.ok(&s.admin, &["jobs", "list"]);
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["items"][0]["id"], j1.as_str());
     // The owner still sees its job on a study it holds.
     assert_eq!(s.ok(&s.admin, &["jobs", "show", &j1])["id"], j1.as_str());
 }

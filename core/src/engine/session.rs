@@ -134,7 +134,7 @@ impl<'e> Session<'e> {
         }
     }
 
-    /// `list_jobs`: the jobs the caller may see (own organization, permitted studies), newest first.
+    /// `list_jobs`: the jobs the caller may see (own organization, permitted studies it holds), newest first.
     ///
     /// # Errors
     /// EXP003; EXP002 with field `limit` (not 1..=100), `page` (below 1) or `status`; EXP005.
@@ -164,6 +164,17 @@ impl<'e> Session<'e> {
             let state = request.status.as_deref().map(JobState::parse).transpose()?;
             let studies = match &request.study {
                 Some(s) => Some(vec![s.clone()]),
+                // With the registry, only the studies the organization holds now: a job of a study moved away or
+                // unbound is as invisible in the list as to `get_job`.
+                None if self.inner.study_registry => Some(
+                    self.inner
+                        .store
+                        .list_studies(Some(&p.org))?
+                        .into_iter()
+                        .map(|r| r.study)
+                        .filter(|s| p.sees_study(s))
+                        .collect(),
+                ),
                 None => p.study_scope(),
             };
             let result = self.inner.store.list_jobs(&JobQuery {
