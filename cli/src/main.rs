@@ -23,8 +23,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(code) => code,
+        Ok(code) => {
+            output::flush_warnings();
+            code
+        }
         Err(e) => {
+            // On failure stderr holds the standard error JSON alone.
             output::error(&e);
             ExitCode::FAILURE
         }

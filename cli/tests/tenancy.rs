@@ -512,6 +512,7 @@ fn the_home_is_owner_only_and_looser_modes_are_warned_about() {
         ("trialport.db", 0o600),
         ("audit.log", 0o600),
         ("secret.key", 0o600),
+        ("keys", 0o700),
     ] {
         assert_eq!(mode(name), want, "{name}: {:o}", mode(name));
     }
@@ -538,6 +539,12 @@ fn the_home_is_owner_only_and_looser_modes_are_warned_about() {
         err.contains("warning: the home's trialport.db is open to group or others (mode 0644)"),
         "{err}"
     );
+    // A failing command prints the standard error JSON alone: stderr stays machine-readable.
+    let e = error_object(&s.run(
+        &s.admin,
+        &["jobs", "show", "0190c1d2-0000-7000-8000-000000000000"],
+    ));
+    assert_eq!(e["code"], "EXP001");
     assert!(
         !err.contains(s.home.to_str().unwrap()),
         "a warning names a path: {err}"

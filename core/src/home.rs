@@ -491,6 +491,7 @@ impl Home {
         crate::failpoint::hit("init.secret.after");
         if config.encryption {
             crate::crypto::FileKeyProvider::create(dir.join(KEYS))?;
+            owner_only_dir(&dir.join(KEYS))?;
             crate::failpoint::hit("init.keys.after");
         }
         crate::deid::DeidKey::load_or_create(&dir.join(DEID_KEY))?;
