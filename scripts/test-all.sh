@@ -64,6 +64,12 @@ cargo build -p trialport-cli --locked --quiet
 step "C library (header check, symbols, C tests under valgrind against .so and .a, C++ header, example vs CLI)"
 bindings-c/test.sh
 
+step "HTTP service conformance (schemathesis against a live trialport serve, about 30 s after the build)"
+server/schemathesis.sh
+
+step "HTTP service under load, bounded (8 clients for 5 s over HTTP and in process, then SIGTERM mid-load)"
+benches/http-load.sh --quick
+
 step "release (scripts/dist.sh builds dist/; scripts/test-dist.sh tests the installed SDK, wheel, CLI and SBOM)"
 scripts/dist.sh
 scripts/test-dist.sh

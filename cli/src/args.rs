@@ -96,6 +96,34 @@ pub enum Command {
     /// Run job workers until SIGTERM or SIGINT: they claim queued jobs of the home (exports started by any
     /// process) with a lease, and on the signal stop at the next batch and give their jobs back to the queue.
     Worker(WorkerArgs),
+    /// Serve the Exports API over HTTP (and run job workers) until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+}
+
+/// `serve [--listen ADDR] [--tls-cert PEM --tls-key PEM] [--workers N] [--metrics-listen ADDR]`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the API (IP:PORT; port 0 picks a free one, printed on stdout once listening).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// TLS certificate chain (PEM); with --tls-key, the API speaks TLS 1.2/1.3 only, HTTP/1.1 and HTTP/2.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Allow plain HTTP on an address that is not loopback (behind a TLS-terminating proxy).
+    #[arg(long)]
+    pub insecure_listen: bool,
+    /// Job worker threads (default: the home's `workers`, else 2).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Address of the Prometheus metrics (GET /metrics), or `off` (default 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// At shutdown, how long in-flight requests may take to finish (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub drain_seconds: f64,
 }
 
 /// `worker [--workers N]`
@@ -210,6 +238,10 @@ pub struct InitArgs {
     /// Retention of one kind of job as KIND=DAYS, KIND one of data, report, dashboard, bulk (repeatable).
     #[arg(long = "retention", value_name = "KIND=DAYS")]
     pub retention: Vec<String>,
+    /// Rate limit per credential as N/SECONDS: each credential's first N calls in a window of SECONDS pass, the
+    /// rest get EXP006 (HTTP 429); one quota across every process of the home. Default: no limit.
+    #[arg(long, value_name = "N/SECONDS")]
+    pub rate_limit: Option<String>,
     /// Store artifacts unencrypted (encryption at rest is on by default). For homes on storage that the
     /// deployment already encrypts; recorded in config.json as "encryption": false and in `init`'s output.
     #[arg(long)]
@@ -308,6 +340,11 @@ pub struct DocumentArgs {
     /// Format id (default html, or the request file's format).
     #[arg(long)]
     pub format: Option<String>,
+    /// Show classed columns' raw values (a listing of subjects, a table grouped by an identifying column): needs
+    /// the data:identifiable permission and --sign (docs/permissions.md). Without it such a spec is refused;
+    /// counts and means over classed columns need no flag.
+    #[arg(long)]
+    pub identifiable: bool,
     /// Options, signature, idempotency and waiting.
     #[command(flatten)]
     pub common: ExportCommonArgs,
@@ -405,11 +442,14 @@ pub struct DownloadArgs {
     pub all: bool,
 }
 
-/// `keys create|revoke|rotate-kek`
+/// `keys create|list|revoke|rotate-kek`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create an API key; its text is printed once.
     Create(KeysCreateArgs),
+    /// List the API keys you manage (your organization's, within your studies; an operator's, of any
+    /// organization): id, name, roles, studies, expiry and revocation; never a secret.
+    List(KeysListArgs),
     /// Revoke an API key by id.
     Revoke(KeysRevokeArgs),
     /// Rotate the key-encryption key of artifacts at rest: new artifacts use a new key, older ones stay readable.
@@ -464,6 +504,14 @@ pub struct KeysCreateArgs {
     /// Expiry time, RFC 3339 (e.g. 2026-12-31T23:59:59Z); it must be in the future (EXP002 invalid_expiry).
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
+}
+
+/// `keys list [--org ORG]`
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    /// Organization (default: yours; another one's keys only with the operator role).
+    #[arg(long)]
+    pub org: Option<String>,
 }
 
 /// `keys revoke KEY_ID`

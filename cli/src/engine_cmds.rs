@@ -54,7 +54,7 @@ impl Ctx {
         }
     }
 
-    fn home(&self) -> Result<&Path> {
+    pub(crate) fn home(&self) -> Result<&Path> {
         self.home.as_deref().ok_or_else(|| {
             Error::validation(
                 "missing_home",
@@ -101,6 +101,11 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
     config.retention_days = args.retention_days;
     config.retention = retention_settings(&args.retention)?;
     config.encryption = !args.no_encryption;
+    config.rate_limit = args
+        .rate_limit
+        .as_deref()
+        .map(trialport_core::home::RateLimitSettings::parse)
+        .transpose()?;
     let mut algorithms = None;
     if let Some((jwt, algs)) = jwt {
         config.jwt = Some(jwt);
@@ -116,6 +121,16 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<ExitCode> {
         }
         output::json_required(&out)
     })?;
+    if !ctx.json() {
+        let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        output::note(&format!(
+            "Next: keep the api_key above private; it is shown once. Then\n  export TRIALPORT_HOME={}\n  export \
+             TRIALPORT_CREDENTIAL='ApiKey <the api_key above>'\n  trialport export data --study STUDY --datasets DM \
+             --format csv --deidentify safe-harbor --wait\n(`trialport keys create` makes keys for other people; \
+             `trialport signing set-password` prepares signed exports.)",
+            home.display()
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -230,14 +245,8 @@ pub fn export(ctx: &Ctx, cmd: &ExportCommand) -> Result<ExitCode> {
     if common.wait.wait {
         return run_and_report(ctx, &engine, job.id, timeout(&common.wait)?);
     }
+    // A queued job's table ends with how to get it run (see `output::job_detail`).
     print_job(ctx, &job)?;
-    if !ctx.json && job.state == trialport_core::job::JobState::Queued {
-        output::note(&format!(
-            "queued: a `trialport worker` or `trialport serve` of this home runs it; to run it here and wait: \
-             trialport jobs wait {}",
-            job.id
-        ));
-    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -250,8 +259,17 @@ fn export_request(cmd: &ExportCommand) -> Result<(ExportRequest, &ExportCommonAr
             Some(&a.deid),
         ),
         ExportCommand::Bulk(a) => (bulk_request(a)?, &a.common, Some(&a.deid)),
-        ExportCommand::Report(a) => (document_request(a, JobKind::Report)?, &a.common, None),
-        ExportCommand::Dashboard(a) => (document_request(a, JobKind::Dashboard)?, &a.common, None),
+        ExportCommand::Report(a) | ExportCommand::Dashboard(a) => {
+            let kind = match cmd {
+                ExportCommand::Report(_) => JobKind::Report,
+                _ => JobKind::Dashboard,
+            };
+            let mut request = document_request(a, kind)?;
+            if a.identifiable {
+                request.identifiable = true;
+            }
+            (request, &a.common, None)
+        }
     };
     // The command line goes over what a request file said.
     for (k, v) in options(&common.options)?.0 {
@@ -668,7 +686,7 @@ pub fn studies(ctx: &Ctx, cmd: &StudiesCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `trialport keys create|revoke|rotate-kek`.
+/// `trialport keys create|list|revoke|rotate-kek`.
 ///
 /// # Errors
 /// The engine's errors; EXP002 for a bad role or expiry time.
@@ -683,6 +701,46 @@ pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
                 output::line(&format!(
                     "new artifacts are encrypted under key {id}; older ones keep their keys"
                 ))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List(a) => {
+            let keys = ctx
+                .engine()?
+                .session(ctx.cred())
+                .list_api_keys(a.org.as_deref())?;
+            if ctx.json {
+                output::json(&json!({ "keys": keys }))?;
+            } else {
+                let mut t = output::Table::new(&[
+                    "KEY ID", "NAME", "ROLES", "STUDIES", "CREATED", "EXPIRES", "STATUS",
+                ]);
+                let now = chrono::Utc::now();
+                for k in &keys {
+                    let status = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else if k.expires_at.is_some_and(|e| e <= now) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    t.row(vec![
+                        k.key_id.clone(),
+                        k.name.clone(),
+                        k.roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        k.studies.join(","),
+                        k.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                        k.expires_at
+                            .map(|e| e.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        status.into(),
+                    ]);
+                }
+                output::line(&t.render())?;
             }
             Ok(ExitCode::SUCCESS)
         }

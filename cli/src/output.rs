@@ -69,9 +69,31 @@ pub fn write_file(
     file.commit()
 }
 
-/// Prints the standard error JSON on stderr, on one line.
-pub fn error(e: &Error) {
-    let _ = writeln!(std::io::stderr().lock(), "{}", e.render());
+/// Prints the standard error JSON on stderr, on one line, with `hint` (how to fix it through the CLI, see
+/// [`crate::hints`]) as `error.hint`. An error raised before the engine was reached gets a fresh `req_` request
+/// id, so every error a user reports can be found by one. On a terminal, without `--json`, the hint follows on a
+/// line of its own.
+pub fn error(e: &Error, hint: Option<&str>, json: bool) {
+    let mut v = e.render();
+    if let Some(error) = v
+        .get_mut("error")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        if error.get("request_id").and_then(serde_json::Value::as_str) == Some("") {
+            error.insert(
+                "request_id".into(),
+                format!("req_{}", uuid::Uuid::now_v7().simple()).into(),
+            );
+        }
+        if let Some(h) = hint {
+            error.insert("hint".into(), h.into());
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{v}");
+    if let Some(h) = hint.filter(|_| !json && err.is_terminal()) {
+        let _ = writeln!(err, "hint: {h}");
+    }
 }
 
 /// Prints a note for people on stderr (never in JSON mode, never data values or secrets).
@@ -282,7 +304,8 @@ pub fn job_detail(job: &Job) -> String {
     if job.state == JobState::Queued {
         lines.push(String::new());
         lines.push(format!(
-            "queued: `trialport jobs wait {}` runs it in this shell's process",
+            "queued: a `trialport worker` or `trialport serve` of this home runs it; to run it here and wait: \
+             trialport jobs wait {}",
             job.id
         ));
     }

@@ -22,18 +22,26 @@ pub fn wait(
     if !progress {
         return engine.wait(credential, id, timeout);
     }
+    // A spinner until the job says how many datasets it has: a bar of 0/0 drawn full says nothing true.
     let bar = ProgressBar::new(0);
-    let style = ProgressStyle::with_template(
+    let spinner = ProgressStyle::with_template("{spinner} {prefix} [{elapsed_precise}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let counted = ProgressStyle::with_template(
         "{spinner} {prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
+    bar.set_style(spinner);
     bar.set_prefix(short_id(id));
     bar.enable_steady_tick(Duration::from_millis(100));
+    let mut has_length = false;
     let result = engine
         .session(credential)
         .wait_with_progress(id, timeout, |job| {
             let p = job.progress;
+            if p.datasets_total > 0 && !has_length {
+                has_length = true;
+                bar.set_style(counted.clone());
+            }
             bar.set_length(u64::from(p.datasets_total));
             bar.set_position(u64::from(p.datasets_done));
             bar.set_message(format!(

@@ -530,7 +530,7 @@ fn demo_runs_to_completion() {
             );
         }
     }
-    // The three report templates, as HTML, PDF and XLSX, the PDFs signed; the specs it rendered are on disk.
+    // The three report templates, as HTML, PDF and XLSX (identifiable, so signed); the specs it rendered are on disk.
     for t in [
         "demographics-by-arm",
         "adverse-events-by-soc-pt",

@@ -33,7 +33,14 @@ fn export_args<'a>(datasets: &'a str, format: &'a str) -> Vec<&'a str> {
 fn a_kill_at_every_failpoint_of_an_export_loses_nothing_and_the_job_is_finished_later() {
     let lab = Lab::new(20, 1, 100);
     let mut kills = 0;
-    for name in FAILPOINTS.iter().filter(|n| !n.starts_with("init.")) {
+    // Those of `init`, of a signer's credential and of a KEK rotation are met elsewhere (`strict_io.rs`,
+    // `crash_signing.rs`): an unsigned export meets none of them.
+    let export_points = FAILPOINTS.iter().filter(|n| {
+        !["init.", "signing.", "kek."]
+            .iter()
+            .any(|p| n.starts_with(p))
+    });
+    for name in export_points {
         // Every hit of the failpoint in an export's life, until the export gets through without meeting it.
         let mut hit_at_least_once = false;
         for n in 1.. {

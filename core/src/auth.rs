@@ -399,6 +399,45 @@ fn invalid_credential() -> Error {
     )
 }
 
+/// What `keys list` shows of an API key: everything but the keyed hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    /// Public key id (12 hex digits), part of the key text.
+    pub key_id: String,
+    /// A name for people.
+    pub name: String,
+    /// Organization.
+    pub org: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Studies (`["*"]` for all).
+    pub studies: Vec<String>,
+    /// Subject of who created it.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ApiKeyRecord> for ApiKeyInfo {
+    fn from(r: &ApiKeyRecord) -> Self {
+        ApiKeyInfo {
+            key_id: r.key_id.clone(),
+            name: r.name.clone(),
+            org: r.org.clone(),
+            roles: r.roles.clone(),
+            studies: r.studies.clone(),
+            created_by: r.created_by.clone(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
 /// A stored API key: the keyed hash of its secret and what it grants. The secret itself is never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
@@ -533,7 +572,13 @@ impl Authenticator {
     }
 
     fn authenticate_key(&self, key: &str, now: DateTime<Utc>) -> Result<Principal> {
-        let (key_id, secret) = split_key(key).ok_or_else(invalid_credential)?;
+        let (key_id, secret) = split_key(key).ok_or_else(|| {
+            Error::unauthorized(
+                "invalid_credential",
+                "the API key is mistyped or not a trialport key: its shape (tp_, 12, 64 and 8 hex digits) or its \
+                 checksum is wrong",
+            )
+        })?;
         // Checksum verified before any store access: a mistyped key costs no I/O.
         let record = self
             .keys

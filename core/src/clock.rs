@@ -58,3 +58,14 @@ impl Clock for FixedClock {
 pub fn format_utc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
+
+/// The creation time stamped into a document written outside a job (`convert`, the bindings' `write`):
+/// `SOURCE_DATE_EPOCH` (whole seconds since 1970-01-01T00:00:00Z, the reproducible-builds convention) when it is
+/// set to a valid number, else the operating system's clock. Jobs take theirs from the engine's clock instead.
+pub fn creation_time() -> DateTime<Utc> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+        .unwrap_or_else(Utc::now)
+}

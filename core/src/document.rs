@@ -5,6 +5,7 @@
 //! [`crate::format::Capability::Dashboard`] renders it. Computing lives here and in the engine, drawing in the
 //! formats.
 
+use crate::deid::{ColumnUse, UsedColumn};
 use crate::error::{Error, Result};
 use crate::signature::Meaning;
 use crate::source::{Filter, SortKey};
@@ -244,6 +245,151 @@ pub struct ChartSpec {
     /// Row filters, all of which must hold.
     #[serde(default)]
     pub filters: Vec<Filter>,
+}
+
+impl ReportSpec {
+    /// Every use the report makes of a dataset column, for the privacy rule ([`crate::deid::PrivacyCheck`]):
+    /// table columns (all of the dataset's when the table lists none), filters and sort keys; summary group-bys,
+    /// measures and filters; chart categories, measures and filters.
+    pub fn column_uses(&self) -> Vec<UsedColumn> {
+        let mut uses = Vec::new();
+        for s in &self.sections {
+            match s {
+                SectionSpec::Text { .. } => {}
+                SectionSpec::Table(t) => uses.extend(t.column_uses()),
+                SectionSpec::Summary(t) => uses.extend(t.column_uses()),
+                SectionSpec::Chart(c) => uses.extend(c.column_uses()),
+            }
+        }
+        uses
+    }
+}
+
+impl DashboardSpec {
+    /// Every use the dashboard makes of a dataset column, for the privacy rule
+    /// ([`crate::deid::PrivacyCheck`]): KPI measures and filters, table columns, filters and sort keys, chart
+    /// categories, measures and filters.
+    pub fn column_uses(&self) -> Vec<UsedColumn> {
+        let mut uses = Vec::new();
+        for t in &self.tiles {
+            uses.extend(measure_use(
+                &t.dataset,
+                t.measure,
+                t.column.as_deref(),
+                "column",
+            ));
+            uses.extend(filter_uses(&t.dataset, &t.filters));
+        }
+        for t in &self.tables {
+            uses.extend(t.column_uses());
+        }
+        for c in &self.charts {
+            uses.extend(c.column_uses());
+        }
+        uses
+    }
+}
+
+impl TableSpec {
+    /// The table's column uses: its columns (every column of the dataset when it lists none) shown, its filters
+    /// and sort keys.
+    pub fn column_uses(&self) -> Vec<UsedColumn> {
+        let mut uses = match &self.columns {
+            None => vec![UsedColumn {
+                dataset: self.dataset.clone(),
+                column: None,
+                usage: ColumnUse::Output,
+                field: "columns",
+            }],
+            Some(cols) => cols
+                .iter()
+                .map(|c| UsedColumn::new(&self.dataset, c, ColumnUse::Output, "columns"))
+                .collect(),
+        };
+        uses.extend(filter_uses(&self.dataset, &self.filters));
+        uses.extend(
+            self.sort
+                .iter()
+                .map(|k| UsedColumn::new(&self.dataset, &k.column, ColumnUse::Sort, "sort")),
+        );
+        uses
+    }
+}
+
+impl SummarySpec {
+    /// The summary's column uses: group-bys (their values are shown), measures and filters.
+    pub fn column_uses(&self) -> Vec<UsedColumn> {
+        let mut uses: Vec<UsedColumn> = self
+            .group_by
+            .iter()
+            .map(|c| UsedColumn::new(&self.dataset, c, ColumnUse::Group, "group_by"))
+            .collect();
+        for m in &self.measures {
+            uses.extend(measure_use(
+                &self.dataset,
+                m.measure,
+                m.column.as_deref(),
+                "measures",
+            ));
+        }
+        uses.extend(filter_uses(&self.dataset, &self.filters));
+        uses
+    }
+}
+
+impl ChartSpec {
+    /// The chart's column uses: its category column (the categories are shown), its measure and filters.
+    pub fn column_uses(&self) -> Vec<UsedColumn> {
+        let mut uses = vec![UsedColumn::new(
+            &self.dataset,
+            &self.x,
+            ColumnUse::Group,
+            "x",
+        )];
+        uses.extend(measure_use(
+            &self.dataset,
+            self.measure,
+            self.column.as_deref(),
+            "column",
+        ));
+        uses.extend(filter_uses(&self.dataset, &self.filters));
+        uses
+    }
+}
+
+impl Measure {
+    /// How the measure uses its column: the smallest or largest value is one person's value
+    /// ([`ColumnUse::Output`]); counts, distinct counts, sums, means and SDs are aggregates.
+    pub fn column_use(self) -> ColumnUse {
+        match self {
+            Measure::Min | Measure::Max => ColumnUse::Output,
+            _ => ColumnUse::Aggregate,
+        }
+    }
+}
+
+fn measure_use(
+    dataset: &str,
+    measure: Measure,
+    column: Option<&str>,
+    field: &'static str,
+) -> Option<UsedColumn> {
+    let column = column.filter(|_| measure.needs_column())?;
+    Some(UsedColumn::new(
+        dataset,
+        column,
+        measure.column_use(),
+        field,
+    ))
+}
+
+fn filter_uses<'a>(
+    dataset: &'a str,
+    filters: &'a [Filter],
+) -> impl Iterator<Item = UsedColumn> + 'a {
+    filters
+        .iter()
+        .map(move |f| UsedColumn::new(dataset, &f.column, ColumnUse::Filter, "filters"))
 }
 
 /// Report or dashboard.

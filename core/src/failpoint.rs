@@ -1,12 +1,15 @@
 //! Named crash points, so that tests can kill a process exactly between two writes.
 //!
-//! Every write of a job, an API key, an audit event or the audit archive passes through [`hit`] with a name from
-//! [`FAILPOINTS`]. In builds with debug assertions (every test build) or the `failpoints` feature, a process whose
-//! environment has `TRIALPORT_FAILPOINT=<name>` aborts at the first hit of that point, and with
-//! `TRIALPORT_FAILPOINT=<name>@<n>` at its `n`-th hit: like a `kill -9`, no destructor runs, nothing is flushed.
+//! Every write of a job, an API key, a signer's credential, a key-encryption key, an audit event or the audit
+//! archive passes through [`hit`] with a name from [`FAILPOINTS`]. In builds with debug assertions (every test
+//! build) or the `failpoints` feature, a process whose environment has `TRIALPORT_FAILPOINT=<name>` aborts at the
+//! first hit of that point, and with `TRIALPORT_FAILPOINT=<name>@<n>` at its `n`-th hit: like a `kill -9`, no
+//! destructor runs, nothing is flushed.
 //! Release builds without the feature compile the checks away.
 
-/// Every failpoint: the engine's, in the order a job meets them, then `init`'s, in the order of its steps.
+/// Every failpoint: the engine's (`store.commit.*` around the commit of a transaction that records audit events;
+/// a job's, in the order a job meets them; a signer's credential about to be
+/// written; a key rotation's, in the order of its steps), then `init`'s, in the order of its steps.
 pub const FAILPOINTS: &[&str] = &[
     "store.commit.before",
     "store.commit.after",
@@ -15,6 +18,11 @@ pub const FAILPOINTS: &[&str] = &[
     "job.artifact.before_complete",
     "job.artifact.after_complete",
     "job.finish.before",
+    "signing.commit.before",
+    "signing.commit.after",
+    "kek.pending.after",
+    "kek.event.after",
+    "kek.current.after",
     "init.marker.after",
     "init.secret.after",
     "init.keys.after",

@@ -118,6 +118,19 @@ impl FormatOptions {
         self
     }
 
+    /// These options with `created` set to `at` (RFC 3339, UTC, whole seconds) when the format declares a
+    /// `created` option (the creation time a document states of itself, e.g. an XPT header) and it is not set.
+    pub fn created_by_default(&self, info: &FormatInfo, at: chrono::DateTime<chrono::Utc>) -> Self {
+        let mut o = self.clone();
+        if o.get("created").is_none() && info.options.iter().any(|x| x.name == "created") {
+            o.0.insert(
+                "created".into(),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+        }
+        o
+    }
+
     /// Parses `k=v` pairs as given on a command line.
     ///
     /// # Errors

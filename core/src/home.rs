@@ -92,6 +92,11 @@ pub struct HomeConfig {
     /// and 3; see [`crate::engine::EngineBuilder::lease`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<JobSettings>,
+    /// Rate limit per principal, shared by every process of the home: `{"requests": N, "seconds": S}`, each
+    /// principal's first N calls in a window of S seconds pass, the rest fail with EXP006 (default: no limit; see
+    /// [`crate::limit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSettings>,
 }
 
 /// Job execution settings (`config.json`'s `jobs`): `{"lease_secs": 30, "max_attempts": 3}`, each optional.
@@ -127,6 +132,50 @@ impl JobSettings {
             );
         }
         Ok(())
+    }
+}
+
+/// `config.json`'s `rate_limit`: `requests` calls per principal per window of `seconds` (both at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Calls that pass in one window.
+    pub requests: u32,
+    /// The window, in seconds.
+    pub seconds: u32,
+}
+
+impl RateLimitSettings {
+    /// Parses `N/SECONDS` (as `trialport init --rate-limit 100/60`).
+    ///
+    /// # Errors
+    /// EXP002 `invalid_rate_limit` (field `rate_limit`) for other text or a zero.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::validation(
+                "invalid_rate_limit",
+                "a rate limit is N/SECONDS: N calls per window of SECONDS, both positive whole numbers",
+            )
+            .with_field("rate_limit")
+        };
+        let (n, s) = text.split_once('/').ok_or_else(bad)?;
+        let settings = RateLimitSettings {
+            requests: n.trim().parse().map_err(|_| bad())?,
+            seconds: s.trim().parse().map_err(|_| bad())?,
+        };
+        settings.policy().map_err(|_| bad())?;
+        Ok(settings)
+    }
+
+    /// The policy.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_rate_limit` (field `rate_limit`) for a zero.
+    pub fn policy(&self) -> Result<crate::limit::RateLimitPolicy> {
+        crate::limit::RateLimitPolicy::new(
+            self.requests,
+            std::time::Duration::from_secs(u64::from(self.seconds)),
+        )
     }
 }
 
@@ -331,8 +380,20 @@ impl HomeConfig {
             jwt: None,
             encryption: true,
             signing: None,
+            rate_limit: None,
             jobs: None,
         }
+    }
+
+    /// The rate-limit policy of the `rate_limit` setting, if any.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_rate_limit` (field `rate_limit`) for a zero.
+    pub fn rate_limit_policy(&self) -> Result<Option<crate::limit::RateLimitPolicy>> {
+        self.rate_limit
+            .as_ref()
+            .map(RateLimitSettings::policy)
+            .transpose()
     }
 
     /// The retention of each kind of job in days, `None` for a kind whose artifacts never expire: the kind's own
@@ -412,7 +473,8 @@ impl Home {
     ///
     /// # Errors
     /// As [`Home::init`]; the errors of [`crate::jwt::JwtVerifier::from_config`]; EXP002 `invalid_retention`
-    /// (see [`HomeConfig::retention_by_kind`]), checked before anything is created.
+    /// (see [`HomeConfig::retention_by_kind`]) and `invalid_rate_limit`, checked before anything is
+    /// created.
     pub fn init_with(dir: &Path, config: &HomeConfig) -> Result<Home> {
         Ok(Home::init_steps(dir, config, None)?.0)
     }
@@ -455,6 +517,7 @@ impl Home {
         crate::sink::validate_name(&config.org, "org")?;
         config.retention_by_kind()?;
         config.jobs.unwrap_or_default().check()?;
+        config.rate_limit_policy()?;
         if let Some(jwt) = &config.jwt {
             crate::jwt::JwtVerifier::from_config(jwt, dir)?;
         }

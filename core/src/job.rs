@@ -213,6 +213,15 @@ pub struct Job {
     pub lease: Option<Lease>,
     /// Version for optimistic locking: the store increments it on every update.
     pub version: u64,
+    /// Whether the job carries or selects identifiable data: it writes columns classed as identifying unchanged
+    /// (the request's `identifiable`), or filters or sorts by them. Its downloads and the view of its request
+    /// need `data:identifiable` (see [`crate::deid::PrivacyCheck`]). Jobs stored before this field read `false`.
+    #[serde(default)]
+    pub identifiable: bool,
+    /// The sequence number of the job's `job.succeeded` audit event, set when it commits: downloads check the
+    /// artifact's record against that event. Jobs that succeeded before this field have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_seq: Option<u64>,
 }
 
 /// A worker's claim on a running job: who holds it, for which attempt, until when (see [`crate::engine`]'s job

@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod meta;
 pub mod request;
 pub mod signature;
+pub mod signer;
 pub mod sink;
 pub mod source;
 pub mod store;

@@ -21,7 +21,7 @@ use trialport_core::engine::Engine;
 use trialport_core::job::{Job, JobState};
 use trialport_core::meta::{ColumnMeta, DatasetMeta, PrivacyClass};
 use trialport_core::request::{DatasetSelection, ExportRequest};
-use trialport_core::signature::{Meaning, PasswordStore, SignatureRequest, SigningSettings};
+use trialport_core::signature::{Meaning, SignatureRequest, SigningSettings};
 use trialport_core::source::MemorySource;
 use uuid::Uuid;
 
@@ -324,13 +324,10 @@ fn setup(key: Option<[u8; 32]>) -> Setup {
         .source(source())
         .clock(Arc::new(FixedClock::new(created)))
         .audit_hook(audit.clone())
-        .password_store(Arc::new(
-            PasswordStore::in_memory(SigningSettings {
-                pbkdf2_iterations: 1000,
-                max_failed_attempts: 5,
-            })
-            .unwrap(),
-        ))
+        .signing_settings(SigningSettings {
+            pbkdf2_iterations: 1000,
+            max_failed_attempts: 5,
+        })
         .workers(1);
     if let Some(k) = key {
         b = b.deid_key(DeidKey::from_bytes(k));

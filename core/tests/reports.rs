@@ -19,7 +19,7 @@ use trialport_core::format::{
 };
 use trialport_core::job::{Job, JobKind, JobState};
 use trialport_core::request::{from_json, ExportRequest};
-use trialport_core::signature::{Meaning, PasswordStore, SignatureRequest, SigningSettings};
+use trialport_core::signature::{Meaning, SignatureRequest, SigningSettings};
 use trialport_core::Result;
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
@@ -121,13 +121,10 @@ fn engine() -> (Engine, String) {
     let engine = Engine::builder()
         .formats(formats)
         .source(lb_source())
-        .password_store(Arc::new(
-            PasswordStore::in_memory(SigningSettings {
-                pbkdf2_iterations: 1_000,
-                max_failed_attempts: 5,
-            })
-            .unwrap(),
-        ))
+        .signing_settings(SigningSettings {
+            pbkdf2_iterations: 1_000,
+            max_failed_attempts: 5,
+        })
         .workers(1)
         .build()
         .unwrap();

@@ -26,7 +26,7 @@ use trialport_core::manifest::{
 use trialport_core::meta::DatasetMeta;
 use trialport_core::request::{from_json, ExportRequest, PackageKind};
 use trialport_core::signature::{
-    Meaning, PasswordStore, SignatureRecord, SignatureRequest, SignatureVerifier, SigningSettings,
+    Meaning, SignatureRecord, SignatureRequest, SignatureVerifier, SigningSettings,
 };
 use trialport_core::sink::LocalDirSink;
 use trialport_core::store::SqliteStore;
@@ -119,7 +119,7 @@ fn setup() -> Setup {
         .formats(formats())
         .source(source())
         .audit_hook(Arc::new(hook.clone()))
-        .password_store(Arc::new(PasswordStore::in_memory(settings()).unwrap()))
+        .signing_settings(settings())
         .workers(1)
         .build()
         .unwrap();
@@ -859,7 +859,7 @@ fn the_password_appears_nowhere() {
         .sink(Arc::new(
             LocalDirSink::new(dir.path().join("artifacts")).unwrap(),
         ))
-        .password_store(Arc::new(PasswordStore::open(&db, settings()).unwrap()))
+        .signing_settings(settings())
         .audit_hook(Arc::new(hook.clone()))
         .workers(1)
         .build()
@@ -937,13 +937,10 @@ fn a_host_verifier_decides_and_failures_still_lock() {
     let engine = Engine::builder()
         .formats(formats())
         .source(source())
-        .password_store(Arc::new(
-            PasswordStore::in_memory(SigningSettings {
-                max_failed_attempts: 2,
-                ..settings()
-            })
-            .unwrap(),
-        ))
+        .signing_settings(SigningSettings {
+            max_failed_attempts: 2,
+            ..settings()
+        })
         .signature_verifier(Arc::new(Phrase))
         .workers(0)
         .build()
@@ -1019,7 +1016,7 @@ fn setup_with_jwt() -> Setup {
         .formats(formats())
         .source(source())
         .audit_hook(Arc::new(hook.clone()))
-        .password_store(Arc::new(PasswordStore::in_memory(settings()).unwrap()))
+        .signing_settings(settings())
         .jwt(common::jwt_verifier())
         .workers(1)
         .build()
@@ -1566,4 +1563,224 @@ fn a_package_directory_with_a_symbolic_link_or_special_file_is_refused() {
         std::fs::remove_file(&fifo).unwrap();
     }
     verify_package(root).unwrap();
+}
+
+/// PBKDF2-HMAC-SHA256 of [`PASSWORD`] with salt 00112233445566778899aabbccddeeff and 1,000 iterations, as Python's
+/// `hashlib.pbkdf2_hmac` computes it (not trialport).
+const PYTHON_HASH: &str = "7b45bab25588ef932d09a1d56ad6911d7d7c1759dedf18cb663cd6c3034bd67b";
+
+#[test]
+fn a_home_of_the_previous_version_keeps_its_signers_passwords_attempts_and_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HomeConfig {
+        signing: Some(settings()),
+        ..HomeConfig::new("acme")
+    };
+    let (_, admin) = Home::init_with_admin_key(dir.path(), &config).unwrap();
+    let admin = format!("ApiKey {admin}");
+    let hook = RecordingHook::new();
+    let new_key = |engine: &Engine| {
+        let (text, rec) = engine
+            .session(&admin)
+            .create_api_key(trialport_core::auth::NewApiKey {
+                name: "signer".into(),
+                org: None,
+                roles: vec![Role::DataManager],
+                studies: vec!["S1".into()],
+                expires_at: None,
+            })
+            .unwrap();
+        (format!("ApiKey {text}"), format!("apikey:{}", rec.key_id))
+    };
+    let engine = home_engine(dir.path(), &hook);
+    let (ada, ada_subject) = new_key(&engine);
+    let (bob, bob_subject) = new_key(&engine);
+    drop(engine);
+    // What the previous version left: schema 3, and the password store's own table, one column per field.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+        conn.execute_batch(
+            "DROP TABLE signing_credentials; PRAGMA user_version = 3;
+             CREATE TABLE signing_credentials (org TEXT NOT NULL, subject TEXT NOT NULL, scheme TEXT,
+                 iterations INTEGER, salt TEXT, hash TEXT, failures INTEGER NOT NULL DEFAULT 0, locked_at TEXT,
+                 updated_at TEXT NOT NULL, reset_at TEXT, reset_by TEXT, studies TEXT,
+                 PRIMARY KEY (org, subject));",
+        )
+        .unwrap();
+        for (subject, failures, locked) in [
+            (&ada_subject, 2, None),
+            (&bob_subject, 5, Some("2025-01-21T10:00:00Z")),
+        ] {
+            conn.execute(
+                "INSERT INTO signing_credentials (org, subject, scheme, iterations, salt, hash, failures, locked_at,
+                     updated_at, studies)
+                 VALUES ('acme', ?1, 'pbkdf2-sha256', 1000, '00112233445566778899aabbccddeeff', ?2, ?3, ?4,
+                     '2025-01-21T10:00:00.000000000Z', '[\"S1\"]')",
+                rusqlite::params![subject, PYTHON_HASH, failures, locked],
+            )
+            .unwrap();
+        }
+    }
+    let engine = home_engine(dir.path(), &hook);
+    // Ada's two failures are still counted; her password still signs.
+    let e = engine
+        .export_data(&ada, data(sign(Meaning::Approval, WRONG)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+    assert_eq!(e.details()["attempts_left"], 2);
+    engine
+        .export_data(&ada, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap();
+    // Bob stays locked, with his password.
+    let e = engine
+        .export_data(&bob, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signing_locked"));
+    engine.session(&admin).reset_signing(&bob_subject).unwrap();
+    let e = engine
+        .export_data(&bob, data(sign(Meaning::Approval, PASSWORD)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "password_reset_required"));
+}
+
+/// A memory store where another writer changes one signer's credential right after the engine's first read of it:
+/// the race of a password changed (by another process) while an attempt's password is being checked.
+struct RacingStore {
+    inner: trialport_core::store::MemoryStore,
+    /// The credential written after the next read of its signer.
+    next: std::sync::Mutex<Option<trialport_core::signer::SignerCredential>>,
+}
+
+impl trialport_core::store::Store for RacingStore {
+    fn write(
+        &self,
+        work: &mut trialport_core::store::Work<'_>,
+        witness: &trialport_core::store::Witness<'_>,
+    ) -> Result<Vec<AuditEvent>> {
+        self.inner.write(work, witness)
+    }
+}
+impl trialport_core::job::JobReads for RacingStore {
+    fn get_job(&self, id: uuid::Uuid) -> Result<Job> {
+        self.inner.get_job(id)
+    }
+    fn list_jobs(&self, q: &trialport_core::job::JobQuery) -> Result<trialport_core::job::JobPage> {
+        self.inner.list_jobs(q)
+    }
+    fn list_finished(&self, q: &trialport_core::job::FinishedQuery) -> Result<Vec<Job>> {
+        self.inner.list_finished(q)
+    }
+}
+impl trialport_core::auth::KeyReads for RacingStore {
+    fn get_key(&self, id: &str) -> Result<Option<trialport_core::auth::ApiKeyRecord>> {
+        self.inner.get_key(id)
+    }
+    fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
+        self.inner.list_keys(org)
+    }
+}
+impl trialport_core::study::StudyReads for RacingStore {
+    fn get_study(&self, study: &str) -> Result<Option<trialport_core::study::StudyRecord>> {
+        self.inner.get_study(study)
+    }
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<trialport_core::study::StudyRecord>> {
+        self.inner.list_studies(org)
+    }
+}
+impl trialport_core::audit::AuditReads for RacingStore {
+    fn audit_last(&self) -> Result<Option<(u64, String)>> {
+        self.inner.audit_last()
+    }
+    fn audit_read(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+        self.inner.audit_read(from, limit)
+    }
+}
+impl trialport_core::signer::SignerReads for RacingStore {
+    fn get_signer(
+        &self,
+        org: &str,
+        subject: &str,
+    ) -> Result<Option<trialport_core::signer::SignerCredential>> {
+        let seen = self.inner.get_signer(org, subject)?;
+        let next = self.next.lock().unwrap().take();
+        if let Some(next) = next {
+            trialport_core::store::conformance::write(&self.inner, |tx| tx.put_signer(&next))?;
+        }
+        Ok(seen)
+    }
+}
+
+#[test]
+fn an_attempt_against_a_password_changed_meanwhile_is_checked_against_the_new_one() {
+    use trialport_core::signer::{PasswordHash, SignerReads};
+    let store = Arc::new(RacingStore {
+        inner: trialport_core::store::MemoryStore::new(),
+        next: std::sync::Mutex::new(None),
+    });
+    let engine = Engine::builder()
+        .formats(formats())
+        .source(source())
+        .store(store.clone())
+        .signing_settings(settings())
+        .workers(0)
+        .build()
+        .unwrap();
+    let admin = format!(
+        "ApiKey {}",
+        engine.create_initial_admin_key("acme").unwrap()
+    );
+    engine
+        .session(&admin)
+        .set_signing_password(PASSWORD, None)
+        .unwrap();
+    let subject = engine.session(&admin).audit_events(1, 10).unwrap()[1]
+        .actor
+        .subject
+        .clone();
+    let changed_to = |password: &str| {
+        let mut c = store.inner.get_signer("acme", &subject).unwrap().unwrap();
+        c.password = Some(PasswordHash::derive(password, 1_000).unwrap());
+        *store.next.lock().unwrap() = Some(c);
+    };
+    let failures = || {
+        store
+            .inner
+            .get_signer("acme", &subject)
+            .unwrap()
+            .unwrap()
+            .failures
+    };
+    // The new password, checked first against the old hash (wrong), then against the new one (right): no
+    // failure is counted for a password that is gone, and the job is made.
+    changed_to("the password of now");
+    let job = engine
+        .export_data(&admin, data(sign(Meaning::Approval, "the password of now")))
+        .unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(failures(), 0);
+    // The old password, right against the snapshot but gone by the commit: refused, nothing counted, no job.
+    changed_to(PASSWORD);
+    let e = engine
+        .export_data(&admin, data(sign(Meaning::Approval, "the password of now")))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP004", "signer_changed"));
+    assert_eq!(failures(), 0);
+    let page = engine
+        .list_jobs(&admin, trialport_core::request::ListJobsRequest::default())
+        .unwrap();
+    assert_eq!(page.total, 1);
+    // A wrong password against a changed one is counted once, against the new one.
+    changed_to("yet another password");
+    let e = engine
+        .export_data(&admin, data(sign(Meaning::Approval, WRONG)))
+        .unwrap_err();
+    assert_eq!(reason(&e), ("EXP003", "signature_invalid"));
+    assert_eq!(failures(), 1);
+    engine
+        .export_data(
+            &admin,
+            data(sign(Meaning::Approval, "yet another password")),
+        )
+        .unwrap();
+    assert_eq!(failures(), 0);
 }

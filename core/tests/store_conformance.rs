@@ -10,8 +10,10 @@ use trialport_core::audit::{AuditEvent, AuditReads, GENESIS_HASH};
 use trialport_core::auth::{KeyReads, KeyRows};
 use trialport_core::error::ErrorCode;
 use trialport_core::job::{FinishedQuery, Job, JobQuery, JobReads, JobRows, JobState};
+use trialport_core::signer::{SignerCredential, SignerReads, SignerRows};
 use trialport_core::store::conformance::{self, at, sample_event, sample_job, write, Stores};
 use trialport_core::store::{MemoryStore, SqliteOptions, SqliteStore, Store, Tx, Witness, Work};
+use trialport_core::study::StudyReads;
 use trialport_core::Result;
 use uuid::Uuid;
 
@@ -23,7 +25,7 @@ macro_rules! per_check {
             per_check!(@tests $make;
                 jobs_insert_get, jobs_update_is_conditional, jobs_list_filters, jobs_list_pagination,
                 jobs_idempotency, jobs_claim_order, jobs_concurrent_claims, jobs_expired_leases,
-                jobs_list_finished, jobs_list_finished_walk, keys_contract, studies_contract, audit_append_and_read,
+                jobs_list_finished, jobs_list_finished_walk, keys_contract, signers_contract, studies_contract, audit_append_and_read,
                 audit_concurrent_appends, transactions_are_atomic, transactions_read_their_writes);
         }
     };
@@ -163,6 +165,14 @@ impl trialport_core::study::StudyRows for BrokenTx<'_> {
         self.tx.delete_study(s)
     }
 }
+impl SignerRows for BrokenTx<'_> {
+    fn signer(&mut self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        self.tx.signer(org, subject)
+    }
+    fn put_signer(&mut self, c: &SignerCredential) -> Result<()> {
+        self.tx.put_signer(c)
+    }
+}
 impl trialport_core::audit::AuditRows for BrokenTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
         self.tx.audit_head()
@@ -222,6 +232,11 @@ impl trialport_core::study::StudyReads for BrokenStore {
     }
     fn list_studies(&self, org: Option<&str>) -> Result<Vec<trialport_core::study::StudyRecord>> {
         self.inner.list_studies(org)
+    }
+}
+impl SignerReads for BrokenStore {
+    fn get_signer(&self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        self.inner.get_signer(org, subject)
     }
 }
 impl AuditReads for BrokenStore {
@@ -329,7 +344,7 @@ fn sqlite_survives_a_restart() {
         // The store is dropped here, as when the process ends.
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     assert!(
         !store.studies_to_adopt(),
         "a file made by this version adopts nothing"
@@ -419,7 +434,7 @@ fn sqlite_many_stores_opening_one_new_file_at_once() {
             let opened = opened.clone();
             s.spawn(move || {
                 let store = SqliteStore::open(&path).unwrap();
-                assert_eq!(store.schema_version().unwrap(), 4);
+                assert_eq!(store.schema_version().unwrap(), 5);
                 opened.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -440,8 +455,8 @@ fn sqlite_uses_wal_and_full_sync_and_refuses_a_newer_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
-    conn.pragma_update(None, "user_version", 5).unwrap();
+    assert_eq!(version, 5);
+    conn.pragma_update(None, "user_version", 6).unwrap();
     drop(conn);
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(err.code(), ErrorCode::Server);
@@ -760,7 +775,7 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
         }
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     // A file made before the study registry has it created empty, and says its studies are still to be bound.
     assert!(store.studies_to_adopt());
     assert!(
@@ -819,7 +834,7 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
     assert!(plan.contains("jobs_state_finished"), "{plan}");
     drop(conn);
     // Opened again: nothing to upgrade, the version stays.
-    assert_eq!(open(&path).schema_version().unwrap(), 4);
+    assert_eq!(open(&path).schema_version().unwrap(), 5);
     // And a job written through the upgraded store keeps its column up to date.
     let store = open(&path);
     let mut j = store.get_job(old.id).unwrap();
@@ -832,5 +847,242 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
     assert_eq!(
         store.list_finished(&q(JobState::Expired)).unwrap()[0].id,
         old.id
+    );
+}
+
+/// Schema 5 added the study registry on top of version 4 (signers' records): a file of every earlier version, made
+/// here by taking a current file back (its `studies` table dropped, its version set), is upgraded to 5 with the
+/// registry empty and its studies still to be bound, once; its rows survive.
+#[test]
+fn sqlite_upgrades_files_of_versions_2_3_and_4_to_the_study_registry() {
+    for from in [2, 3, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = home_store(dir.path());
+        let job = insert(&store, &sample_job("org-a", "S1", "alice", at(0)));
+        let ada = conformance::sample_signer("org-a", "ada", at(0));
+        write(&store, |tx| tx.put_signer(&ada)).unwrap();
+        drop(store);
+        let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+        conn.execute_batch(&format!(
+            "DROP INDEX studies_org; DROP TABLE studies; PRAGMA user_version = {from};"
+        ))
+        .unwrap();
+        drop(conn);
+        let store = home_store(dir.path());
+        assert_eq!(store.schema_version().unwrap(), 5, "from {from}");
+        assert!(store.studies_to_adopt(), "from {from}");
+        assert!(StudyReads::list_studies(&store, None).unwrap().is_empty());
+        assert_eq!(store.get_job(job.id).unwrap(), job, "from {from}");
+        assert_eq!(store.get_signer("org-a", "ada").unwrap().unwrap(), ada);
+        drop(store);
+        let store = home_store(dir.path());
+        assert!(
+            !store.studies_to_adopt(),
+            "only at the upgrade (from {from})"
+        );
+        assert_eq!(store.schema_version().unwrap(), 5);
+    }
+    // A development build's version 4 that had the registry before the signers' records: its bindings are kept,
+    // nothing is adopted, and its signers' table is converted as any older one.
+    let dir = tempfile::tempdir().unwrap();
+    let store = home_store(dir.path());
+    let record = trialport_core::study::StudyRecord {
+        study: "S1".into(),
+        org: "org-a".into(),
+        added_at: at(0),
+        added_by: "system".into(),
+    };
+    write(&store, |tx| tx.insert_study(&record)).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute_batch("DROP TABLE signing_credentials; PRAGMA user_version = 4;")
+        .unwrap();
+    conn.execute_batch(old_signers_table(false)).unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    assert_eq!(store.schema_version().unwrap(), 5);
+    assert!(!store.studies_to_adopt());
+    assert_eq!(StudyReads::get_study(&store, "S1").unwrap(), Some(record));
+    assert_eq!(store.get_signer("org-a", "ada").unwrap(), None);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signers' credentials: the row MAC, and the table of versions before schema 4
+
+/// The `signing_credentials` table as versions before schema 4 made it (their password store, outside the store's
+/// transactions): one column per field, no body, no MAC. `first` is its first form, without the reset and study
+/// columns.
+fn old_signers_table(first: bool) -> &'static str {
+    if first {
+        "CREATE TABLE signing_credentials (org TEXT NOT NULL, subject TEXT NOT NULL, scheme TEXT, \
+         iterations INTEGER, salt TEXT, hash TEXT, failures INTEGER NOT NULL DEFAULT 0, locked_at TEXT, \
+         updated_at TEXT NOT NULL, PRIMARY KEY (org, subject));"
+    } else {
+        "CREATE TABLE signing_credentials (org TEXT NOT NULL, subject TEXT NOT NULL, scheme TEXT, \
+         iterations INTEGER, salt TEXT, hash TEXT, failures INTEGER NOT NULL DEFAULT 0, locked_at TEXT, \
+         updated_at TEXT NOT NULL, reset_at TEXT, reset_by TEXT, studies TEXT, PRIMARY KEY (org, subject));"
+    }
+}
+
+/// PBKDF2-HMAC-SHA256 of "correct horse battery" with salt 00112233445566778899aabbccddeeff and 1,000
+/// iterations, computed by Python's `hashlib.pbkdf2_hmac` (not by trialport).
+const OLD_HASH: &str = "7b45bab25588ef932d09a1d56ad6911d7d7c1759dedf18cb663cd6c3034bd67b";
+const OLD_SALT: &str = "00112233445566778899aabbccddeeff";
+
+/// Makes `dir/trialport.db` a schema-3 database (what the previous version left) whose `signing_credentials` are
+/// of the older form `first` (see [`old_signers_table`]), holding an enrolled signer with a failed attempt, a
+/// locked one, and, in the later form, a reset one and a row no record can hold.
+fn previous_version_home(dir: &Path, first: bool) {
+    drop(home_store(dir));
+    let conn = rusqlite::Connection::open(dir.join("trialport.db")).unwrap();
+    conn.execute_batch("DROP TABLE signing_credentials; PRAGMA user_version = 3;")
+        .unwrap();
+    conn.execute_batch(old_signers_table(first)).unwrap();
+    let insert = "INSERT INTO signing_credentials (org, subject, scheme, iterations, salt, hash, failures, \
+                  locked_at, updated_at) VALUES (?1, ?2, 'pbkdf2-sha256', 1000, ?3, ?4, ?5, ?6, ?7)";
+    conn.execute(
+        insert,
+        rusqlite::params![
+            "acme",
+            "apikey:aaaaaaaaaaaa",
+            OLD_SALT,
+            OLD_HASH,
+            1,
+            None::<String>,
+            "2025-01-21T10:00:00.123456789Z"
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        insert,
+        rusqlite::params![
+            "acme",
+            "bob",
+            OLD_SALT,
+            OLD_HASH,
+            5,
+            Some("2025-01-21T11:00:00Z"),
+            "2025-01-21T11:00:00Z"
+        ],
+    )
+    .unwrap();
+    if !first {
+        conn.execute(
+            "UPDATE signing_credentials SET studies = '[\"S1\",\"S2\"]' WHERE subject = 'apikey:aaaaaaaaaaaa'",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO signing_credentials (org, subject, failures, updated_at, reset_at, reset_by, studies) \
+             VALUES ('acme', 'eve', 0, '2025-01-22T09:00:00Z', '2025-01-22T09:00:00Z', 'apikey:boss', '[\"*\"]')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO signing_credentials (org, subject, hash, failures, updated_at) \
+             VALUES ('acme', 'mallory', 'abcd', 0, '2025-01-22T09:00:00Z')",
+            [],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn signing_credentials_of_the_previous_version_become_records() {
+    use chrono::{DateTime, Utc};
+    let time = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+    for first in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        previous_version_home(dir.path(), first);
+        let store = home_store(dir.path());
+        assert_eq!(store.schema_version().unwrap(), 5);
+        let ada = store
+            .get_signer("acme", "apikey:aaaaaaaaaaaa")
+            .unwrap()
+            .unwrap();
+        let hash = ada.password.clone().unwrap();
+        assert_eq!(
+            (hash.scheme.as_str(), hash.iterations, hash.salt.as_str()),
+            ("pbkdf2-sha256", 1000, OLD_SALT)
+        );
+        assert!(hash.verify("correct horse battery").unwrap());
+        assert!(!hash.verify("correct horse batterz").unwrap());
+        assert_eq!((ada.failures, ada.locked_at), (1, None));
+        assert_eq!(ada.updated_at, time("2025-01-21T10:00:00.123456789Z"));
+        let bob = store.get_signer("acme", "bob").unwrap().unwrap();
+        assert_eq!(
+            (bob.failures, bob.locked_at),
+            (5, Some(time("2025-01-21T11:00:00Z")))
+        );
+        if first {
+            assert_eq!((ada.studies, ada.reset_at), (None, None));
+        } else {
+            assert_eq!(ada.studies, Some(vec!["S1".to_string(), "S2".to_string()]));
+            let eve = store.get_signer("acme", "eve").unwrap().unwrap();
+            assert_eq!(eve.password, None);
+            assert_eq!(
+                (eve.reset_at, eve.reset_by.as_deref()),
+                (Some(time("2025-01-22T09:00:00Z")), Some("apikey:boss"))
+            );
+            // A row no record can hold (a hash without salt or iterations) is kept, and refused when read.
+            assert_eq!(
+                store.get_signer("acme", "mallory").unwrap_err().reason(),
+                "corrupt_record"
+            );
+        }
+        drop(store);
+        // The old table is gone; opened again, nothing changes.
+        let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'signing%'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(tables, ["signing_credentials"]);
+        drop(conn);
+        let store = home_store(dir.path());
+        assert_eq!(store.get_signer("acme", "bob").unwrap().unwrap(), bob);
+    }
+}
+
+#[test]
+fn an_altered_signer_row_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = home_store(dir.path());
+    let ada = conformance::sample_signer("acme", "ada", at(0));
+    write(&store, |tx| tx.put_signer(&ada)).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    // Clearing a lock by hand (the failures and the lock out of the body) breaks the MAC.
+    conn.execute(
+        "UPDATE signing_credentials SET body = json_set(body, '$.failures', 0, '$.locked_at', NULL)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    let e = store.get_signer("acme", "ada").unwrap_err();
+    assert_eq!(
+        (e.reason(), e.details()["check"].as_str()),
+        ("integrity_violation", Some("row_mac"))
+    );
+    // A row moved to another signer is refused too.
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute("DELETE FROM signing_credentials", []).unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    write(&store, |tx| tx.put_signer(&ada)).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute("UPDATE signing_credentials SET subject = 'bob'", [])
+        .unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    assert_eq!(
+        store.get_signer("acme", "bob").unwrap_err().reason(),
+        "integrity_violation"
     );
 }

@@ -291,6 +291,12 @@ fn options_for_output(
     options: &FormatOptions,
 ) -> FormatOptions {
     let mut options = options.clone();
+    // An XPT header states when the file was created: now, or SOURCE_DATE_EPOCH for reproducible output, unless
+    // the caller says (other formats keep their documented defaults).
+    if format.info().id == "xpt" {
+        options =
+            options.created_by_default(&format.info(), trialport_core::clock::creation_time());
+    }
     if format.info().id == "dataset-json" && options.get("form").is_none() {
         let form = output
             .extension()

@@ -19,7 +19,7 @@ use trialport_core::format::{Described, Format, FormatOptions};
 use trialport_core::job::{Job, JobState};
 use trialport_core::meta::DatasetMeta;
 use trialport_core::request::{ExportRequest, PackageContainer, PackageKind};
-use trialport_core::signature::{Meaning, PasswordStore, SignatureRequest, SigningSettings};
+use trialport_core::signature::{Meaning, SignatureRequest, SigningSettings};
 use trialport_core::sink::{sha256_of, LocalDirSink};
 use trialport_core::source::{DataSource, MemorySource};
 use trialport_formats::xpt::{self, XptFormat};
@@ -99,13 +99,10 @@ fn setup_with_retention(dir: &Path, retention: Option<chrono::Duration>) -> Setu
         .formats(trialport_formats::default_formats())
         .source(source.clone())
         .sink(Arc::new(LocalDirSink::new(artifacts.path()).unwrap()))
-        .password_store(Arc::new(
-            PasswordStore::in_memory(SigningSettings {
-                pbkdf2_iterations: 1_000,
-                ..Default::default()
-            })
-            .unwrap(),
-        ));
+        .signing_settings(SigningSettings {
+            pbkdf2_iterations: 1_000,
+            ..Default::default()
+        });
     if let Some(after) = retention {
         builder = builder.retention(after);
     }

@@ -393,8 +393,9 @@ class Engine:
                 ``{"profiles": [...], "drop": [...], "keep": [...]}``. Pseudonyms and date shifts use the home's
                 ``deid.key``. The policy and what it did are recorded in the manifest and the audit trail.
             identifiable: Let columns classed as identifying (the ``privacy`` of the dataset metadata) leave the
-                export unchanged; without it such an export raises :class:`ValidationError`
-                (``reason == "identifiable_data"``).
+                export unchanged (it needs the permission ``data:identifiable``); without it such an export raises
+                :class:`ValidationError` (``reason == "identifiable_data"``), and a caller without the permission
+                :class:`UnauthorizedError` with the same reason. Filtering on such columns needs the permission too.
             signature: An e-signature, ``{"meaning": "review" | "approval" | "responsibility" | "authorship",
                 "password": <the caller's signing password>}`` (see :meth:`set_signing_password`). Required when
                 ``identifiable`` is true; the engine signs the job's manifest with it. The password is never stored.
@@ -533,8 +534,9 @@ class Engine:
                 ``{"profiles": [...], "drop": [...], "keep": [...]}``. Pseudonyms and date shifts use the home's
                 ``deid.key``. The policy and what it did are recorded in the manifest and the audit trail.
             identifiable: Let columns classed as identifying (the ``privacy`` of the dataset metadata) leave the
-                export unchanged; without it such an export raises :class:`ValidationError`
-                (``reason == "identifiable_data"``).
+                export unchanged (it needs the permission ``data:identifiable``); without it such an export raises
+                :class:`ValidationError` (``reason == "identifiable_data"``), and a caller without the permission
+                :class:`UnauthorizedError` with the same reason. Filtering on such columns needs the permission too.
             idempotency_key: The same key and request return the same job.
         """
         request = {

@@ -4,7 +4,7 @@
 //! directory, and then, through the engine and its admin key, exports DM in every data format, renders a report
 //! and a dashboard (HTML and PDF), renders the three report templates of `examples/reports/` (demographics by
 //! arm, adverse events by system organ class and preferred term, laboratory values out of range by visit) as
-//! HTML, PDF and XLSX (the PDFs e-signed by the demo's admin), packages all four datasets in a zip, lists the jobs,
+//! HTML, PDF and XLSX (identifiable, so e-signed by the demo's admin), packages all four datasets in a zip, lists the jobs,
 //! downloads one artifact into `DIR/downloads/`, verifies the audit trail and tells where everything is. The
 //! specs it renders are written to `DIR/specs/`, ready for `trialport export report --spec`.
 
@@ -168,30 +168,41 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
             ),
         ));
     }
+    // The report, the dashboard and the templates show subjects' ids, adverse event terms, dates and ages as
+    // they are: identifiable data, which the privacy policy gives only to a holder of data:identifiable who asks
+    // for it and e-signs (each signature re-authenticates: PBKDF2, a fraction of a second).
+    let identifiable = |mut request: ExportRequest| {
+        request.identifiable = true;
+        request.signature = Some(SignatureRequest::new(Meaning::Approval, password.as_str()));
+        request
+    };
     submitted.push((
-        "report (html)".into(),
-        engine.export_report(&cred, ExportRequest::report(report_spec(), "html")),
+        "report (html, signed)".into(),
+        engine.export_report(
+            &cred,
+            identifiable(ExportRequest::report(report_spec(), "html")),
+        ),
     ));
     for format in ["html", "pdf"] {
         submitted.push((
-            format!("dashboard ({format})"),
-            engine.export_dashboard(&cred, ExportRequest::dashboard(dashboard_spec(), format)),
+            format!("dashboard ({format}, signed)"),
+            engine.export_dashboard(
+                &cred,
+                identifiable(ExportRequest::dashboard(dashboard_spec(), format)),
+            ),
         ));
     }
     for (name, spec) in &templates {
         for format in TEMPLATE_FORMATS {
-            // The archival PDF is signed (each signature re-authenticates: PBKDF2, a fraction of a second).
-            let signed = format == "pdf";
-            let mut request = ExportRequest::report(spec.clone(), format);
-            request.signature =
-                signed.then(|| SignatureRequest::new(Meaning::Approval, password.as_str()));
             submitted.push((
                 format!(
-                    "template {} ({format}{})",
-                    name.trim_end_matches(".json"),
-                    if signed { ", signed" } else { "" }
+                    "template {} ({format}, signed)",
+                    name.trim_end_matches(".json")
                 ),
-                engine.export_report(&cred, request),
+                engine.export_report(
+                    &cred,
+                    identifiable(ExportRequest::report(spec.clone(), format)),
+                ),
             ));
         }
     }
@@ -211,7 +222,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<ExitCode> {
     ));
     say(&format!(
         "3. started {} jobs: DM in {} data formats ({}; VS for ODM), a report, a dashboard (HTML, PDF), \
-         the {} report templates as {} (the PDFs e-signed, meaning approval) and a bulk package",
+         the {} report templates as {} (identifiable, so e-signed, meaning approval) and a bulk package",
         submitted.len(),
         data_formats.len(),
         data_formats.join(", "),
@@ -423,14 +434,17 @@ fn summary(
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(failed)".into())
     };
+    let tp = command_name();
     let lines = [
         String::new(),
         format!("Done in {seconds:.1} s. Everything is in {}:", dir.display()),
         format!("  source/{STUDY}/      the study as CSV (DM, AE, LB, VS)"),
         "  specs/              the report and dashboard specs rendered (export report --spec FILE)".into(),
-        "  home/               the trialport home: trialport.db (jobs, keys, audit trail), config.json".into(),
-        "  home/artifacts/     one folder per job: <job id>/<artifact> and manifest.json".into(),
-        "  downloads/          the downloaded artifact".into(),
+        "  home/               the trialport home: trialport.db (jobs, keys, signers), audit.log (the audit \
+         trail), config.json, artifacts/ (each job's files, encrypted at rest)"
+            .into(),
+        "  files/              every job's artifacts decrypted for you to open: <job id>/<artifact>".into(),
+        "  downloads/          the artifact fetched with `trialport download`".into(),
         "  demo.key            the demo home's admin API key (keep it private)".into(),
         String::new(),
         format!("  report:     {}", path_of(find(trialport_core::job::JobKind::Report))),
@@ -449,14 +463,33 @@ fn summary(
         "Explore it with the CLI:".into(),
         format!("  export TRIALPORT_HOME={}", home.display()),
         format!("  export TRIALPORT_CREDENTIAL=\"$(cat {})\"", key_file.display()),
-        "  trialport jobs list".into(),
-        format!("  trialport export data --study {STUDY} --datasets AE --format csv --filter AESER:eq:Y --wait"),
-        "  trialport audit verify".into(),
+        format!("  {tp} jobs list"),
+        format!(
+            "  {tp} export data --study {STUDY} --datasets AE --format csv --deidentify safe-harbor \
+             --filter AESER:eq:Y --wait"
+        ),
+        format!("  {tp} audit verify"),
     ];
     for l in lines {
         output::line(&l)?;
     }
     Ok(())
+}
+
+/// How to call this program again: `trialport` when that name on the `PATH` is this executable, else the path
+/// this one runs from (after `cargo run` the binary is under `target/`, which is not on the `PATH`).
+fn command_name() -> String {
+    let me = std::env::current_exe().and_then(fs::canonicalize).ok();
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("trialport"))
+            .find(|p| p.is_file())
+            .and_then(|p| fs::canonicalize(p).ok())
+    });
+    match me {
+        Some(me) if on_path.as_ref() != Some(&me) => me.display().to_string(),
+        _ => "trialport".into(),
+    }
 }
 
 /// The output directory: `--out`, else `./trialport-demo` (or a temp directory when the current one is not

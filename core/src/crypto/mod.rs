@@ -83,7 +83,7 @@ mod keys;
 mod sink;
 mod stream;
 
-pub use keys::{DataKey, FileKeyProvider, KeyProvider};
+pub use keys::{DataKey, FileKeyProvider, KeyProvider, PendingKey};
 pub use sink::EncryptedSink;
 pub use stream::{
     DecryptingReader, EncryptingWriter, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,

@@ -54,10 +54,13 @@
 //! so it is not a code Safe Harbor permits.
 //!
 //! **Identifiable exports.** A column whose class is not `none` and that leaves the export unchanged (no profile
-//! transforms or drops it) carries identifying data. An export with such a column is refused with EXP002
-//! `identifiable_data`, naming each column in `details.columns`, unless the request says `"identifiable": true`
-//! (until permissions for protected health information exist, that flag is the explicit decision). The flag is
-//! recorded in the manifest.
+//! transforms or drops it) carries identifying data. [`PrivacyCheck`] is the one rule every kind of export
+//! (data, bulk, report, dashboard) goes through, for every use of a column (written, filtered on, sorted by,
+//! grouped by, aggregated): a caller without the permission `data:identifiable` is refused with EXP003
+//! `identifiable_data` naming the column; a caller with it must say `"identifiable": true` (EXP002
+//! `identifiable_data` otherwise, naming each column in `details.columns`), which needs an e-signature. Filtering
+//! or sorting by a classed column needs `data:identifiable` whatever the profile. The flag is recorded in the
+//! manifest, and the job records that it is identifiable.
 //!
 //! Which HIPAA Safe Harbor identifier (164.514(b)(2)(i), items A to R) goes in which class:
 //!
@@ -91,10 +94,12 @@
 //! correctly is the data owner's part.
 
 mod keys;
+mod privacy;
 mod transform;
 mod zip3;
 
 pub use keys::{DeidKey, DEID_KEY_LEN};
+pub use privacy::{ClassedUse, ColumnUse, PrivacyCheck, PrivacyVerdict, UsedColumn};
 pub use transform::{DatasetDeid, Deidentifier};
 pub use zip3::Zip3List;
 
@@ -364,6 +369,22 @@ impl Plan {
     /// The columns that leave the export with identifying data.
     pub fn identifying(&self) -> impl Iterator<Item = &ColumnPlan> {
         self.columns.iter().filter(|c| c.is_identifying())
+    }
+
+    /// Each column of the plan as a use for [`PrivacyCheck::check`]: written out ([`ColumnUse::Output`]),
+    /// transformed unless the plan keeps it unchanged.
+    pub fn uses(&self) -> Vec<ClassedUse> {
+        self.columns
+            .iter()
+            .map(|c| ClassedUse {
+                dataset: self.dataset.clone(),
+                column: c.name.clone(),
+                usage: ColumnUse::Output,
+                field: "columns",
+                privacy: c.privacy,
+                transformed: c.action != Action::Keep,
+            })
+            .collect()
     }
 
     /// The manifest entry: every column that has a class or does not pass unchanged.

@@ -10,7 +10,6 @@ use crate::store::Tx;
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::sync::Mutex;
-use std::time::Instant;
 use uuid::Uuid;
 
 /// The context of one operation call: request id, time, and the principal once known.
@@ -19,12 +18,33 @@ pub(crate) struct Call<'a> {
     pub(crate) action: &'static str,
     pub(crate) request_id: String,
     pub(crate) at: chrono::DateTime<chrono::Utc>,
+    /// What a refused or failed call was aimed at (the target given to [`Session::call`]).
+    target: String,
     principal: Option<Principal>,
     /// The organization and study the call concerns, once a job it reads names them (see [`Call::scope`]).
     scope: Mutex<Option<AuditScope>>,
     /// Whether the body recorded the call's success event in the transaction of its change (see
     /// [`Call::record_success`]).
     recorded: Cell<bool>,
+    /// Whether the body recorded the call's refusal event in the transaction of the change the refusal made (see
+    /// [`Call::record_refusal`]).
+    refused: Cell<bool>,
+    /// Whether the body's error follows the commit of the call's success event (see [`Call::failed_after_commit`]).
+    committed_then_failed: Cell<bool>,
+}
+
+/// The outcome and details of the audit event of a call that ends with `e`.
+fn refusal(e: &Error) -> (Outcome, Value) {
+    let outcome = if e.code() == ErrorCode::Unauthorized {
+        Outcome::Denied
+    } else {
+        Outcome::Failed
+    };
+    let mut details = json!({"code": e.code().as_str(), "reason": e.reason()});
+    if let Some(f) = e.field() {
+        details["field"] = json!(f);
+    }
+    (outcome, details)
 }
 
 impl Call<'_> {
@@ -90,7 +110,8 @@ impl Call<'_> {
 
     /// Records the call's success event in `tx`, the transaction of the change it reports (write-ahead audit:
     /// the change and its event commit together). The body must then return `Done` with the same target and
-    /// details, and do nothing that can fail after the transaction commits.
+    /// details, and do nothing that can fail after the transaction commits (or, failing, call
+    /// [`Call::failed_after_commit`]).
     ///
     /// # Errors
     /// The store's errors.
@@ -107,6 +128,39 @@ impl Call<'_> {
         )?;
         self.recorded.set(true);
         Ok(event)
+    }
+
+    /// Records the call's refusal event for `err` in `tx`, the transaction of a change the refusal itself makes
+    /// (a failed signature's count, a lock): the change and the event commit together, and [`Session::call`]
+    /// records no second event. The event is the one `Session::call` would record for `err` (its target, outcome
+    /// and details); the body must then return `err` once the transaction committed, or call
+    /// [`Call::rolled_back`] when it did not.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub(crate) fn record_refusal(&self, tx: &mut dyn Tx, err: &Error) -> Result<AuditEvent> {
+        let (outcome, details) = refusal(err);
+        let event = self.inner.record(
+            tx,
+            &self.event(&self.target, outcome, details),
+            &self.scope(&self.target),
+        )?;
+        self.refused.set(true);
+        Ok(event)
+    }
+
+    /// Says that the call's success event committed with its change, and that what the body then failed to do
+    /// completes without the call (a rotated KEK made current when an engine next opens the home): the body's error
+    /// is returned and [`Session::call`] records no event of it, which would contradict the committed one.
+    pub(crate) fn failed_after_commit(&self) {
+        self.committed_then_failed.set(true);
+    }
+
+    /// Says that the transaction in which the body recorded the call's success or refusal event did not commit:
+    /// [`Session::call`] then records the call's outcome itself.
+    pub(crate) fn rolled_back(&self) {
+        self.recorded.set(false);
+        self.refused.set(false);
     }
 }
 
@@ -140,22 +194,31 @@ impl Session<'_> {
         body: impl FnOnce(&Call<'_>) -> Result<Done<T>>,
     ) -> Result<T> {
         let inner: &Inner = self.inner;
+        self.learned(|l| *l = super::session::LastCall::default());
         let mut call = Call {
             inner,
             action,
             request_id: self.request_id.clone().unwrap_or_else(new_request_id),
             at: inner.clock.now(),
+            target: target.clone(),
             principal: None,
             scope: Mutex::new(None),
             recorded: Cell::new(false),
+            refused: Cell::new(false),
+            committed_then_failed: Cell::new(false),
         };
         let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
         let authenticated = inner
             .auth
             .authenticate(&self.credential, call.at)
             .and_then(|p| {
+                self.learned(|l| l.subject = Some(p.subject.clone()));
                 if let Some(limit) = &inner.rate_limit {
-                    limit.check(&p.subject, Instant::now())?;
+                    let status = limit.check(&p.subject, call.at)?;
+                    self.learned(|l| l.rate_limit = Some(status));
+                    if !status.allowed {
+                        return Err(status.error());
+                    }
                 }
                 Ok(p)
             });
@@ -188,16 +251,13 @@ impl Session<'_> {
                     .map_err(|e| stamp(e, &call))?;
                 Ok(done.value)
             }
+            // The body committed the change its refusal made with the refusal's event, or the change it reports
+            // with its success event before failing to finish it.
+            Err(e) if call.refused.get() || call.committed_then_failed.get() => {
+                Err(stamp(e, &call))
+            }
             Err(e) => {
-                let outcome = if e.code() == ErrorCode::Unauthorized {
-                    Outcome::Denied
-                } else {
-                    Outcome::Failed
-                };
-                let mut details = json!({"code": e.code().as_str(), "reason": e.reason()});
-                if let Some(f) = e.field() {
-                    details["field"] = json!(f);
-                }
+                let (outcome, details) = refusal(&e);
                 call.audit(&target, outcome, details)
                     .map_err(|a| stamp(a, &call))?;
                 Err(stamp(e, &call))

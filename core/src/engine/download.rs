@@ -12,12 +12,13 @@
 //! details `{code, reason, artifact, bytes_read}`. A failure found at open (an altered header, a wrong or
 //! missing key) fails the `download` call itself, which is audited as failed as usual.
 
+use super::call::Call;
 use super::call::Done;
 use super::{run, Inner, Session};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
-use crate::auth::Permission;
+use crate::auth::{authorize, Permission};
 use crate::error::{Error, Result};
-use crate::job::{Artifact, JobState};
+use crate::job::{Artifact, Job, JobState};
 use crate::sink::{hex, sync_dir, HashingWriter};
 use serde_json::json;
 use std::fs::{self, File, OpenOptions};
@@ -306,13 +307,19 @@ impl Session<'_> {
     /// data job of several datasets needs a name).
     ///
     /// # Errors
-    /// EXP003 (checked again at download); EXP001 for an unknown job or artifact; EXP004 `job_not_succeeded`, or
+    /// EXP003 (checked again at download), `identifiable_data` for an identifiable job ([`Job::identifiable`])
+    /// without `data:identifiable`; EXP001 for an unknown job or artifact; EXP004 `job_not_succeeded`, or
     /// `expired` for an artifact other than `manifest.json` of a job whose retention time has passed (see
     /// [`Session::purge`]); EXP002 `artifact_required`; EXP005 `integrity_violation` when the stored artifact's
-    /// header or key does not authenticate (later damage shows while reading); EXP005.
+    /// header or key does not authenticate (later damage shows while reading), or when the artifact's record
+    /// differs from the one in the job's `job.succeeded` audit event; EXP005.
     pub fn download(&self, job_id: Uuid, artifact: Option<&str>) -> Result<Download> {
         self.call("download", format!("job:{job_id}"), |call| {
             let job = self.visible_job(call, job_id, Permission::Download)?;
+            if job.identifiable {
+                // Identifiable stays identifiable: the permission is checked now, not only at submission.
+                require_identifiable(call, &job)?;
+            }
             let (job, _) = self.inner.expire_if_due(job, Some(&call.request_id))?;
             match job.state {
                 JobState::Succeeded => {}
@@ -360,6 +367,7 @@ impl Session<'_> {
                     }
                 }
             };
+            check_succeeded_event(self.inner, &job, chosen)?;
             let target = format!("job:{}", job.id);
             let reader = self
                 .inner
@@ -398,4 +406,103 @@ impl Session<'_> {
             })
         })
     }
+}
+
+/// EXP003 `identifiable_data` unless the caller holds `data:identifiable` on the job's study.
+fn require_identifiable(call: &Call<'_>, job: &Job) -> Result<()> {
+    authorize(
+        call.principal(),
+        Permission::IdentifiableData,
+        &job.org,
+        Some(&job.study),
+    )
+    .map_err(|_| {
+        Error::unauthorized(
+            "identifiable_data",
+            "the job holds identifiable data: this needs the permission data:identifiable",
+        )
+        .with_field("job")
+        .with_detail("requires", "data:identifiable")
+    })
+}
+
+/// Checks the artifact's record (name, size, SHA-256) against the job's `job.succeeded` audit event, read alone
+/// through the store by the sequence number the job recorded when it committed: an edited job row cannot vouch
+/// for an edited artifact. The event must be the job's `job.succeeded`, with a hash that matches its content.
+/// Jobs that succeeded before the sequence number was recorded have none to check.
+///
+/// # Errors
+/// EXP005 `integrity_violation` (`details.check`: `succeeded_event`) when the event is missing, is another
+/// event, or records another artifact; the store's errors.
+fn check_succeeded_event(inner: &Inner, job: &Job, artifact: &Artifact) -> Result<()> {
+    let Some(seq) = job.succeeded_seq else {
+        return Ok(());
+    };
+    let violation = |message: &str| {
+        Error::server("integrity_violation", message.to_string())
+            .with_field("artifact")
+            .with_detail("check", "succeeded_event")
+            .with_detail("seq", seq)
+            .with_detail("artifact", artifact.name.clone())
+    };
+    let events = inner.store.audit_read(seq, 1)?;
+    let Some(event) = events.first().filter(|e| e.seq == seq) else {
+        return Err(violation(
+            "the job's success is missing from the audit trail",
+        ));
+    };
+    if event.action != "job.succeeded"
+        || event.target != format!("job:{}", job.id)
+        || event.hash != event.compute_hash()
+    {
+        return Err(violation(
+            "the audit event the job records is not its own unaltered job.succeeded event",
+        ));
+    }
+    let recorded = event.details["artifacts"].as_array().and_then(|list| {
+        list.iter()
+            .find(|a| a["name"].as_str() == Some(artifact.name.as_str()))
+    });
+    match recorded {
+        Some(a)
+            if a["sha256"].as_str() == Some(artifact.sha256.as_str())
+                && a["bytes"].as_u64() == Some(artifact.bytes) =>
+        {
+            Ok(())
+        }
+        _ => Err(violation(
+            "the artifact's record differs from the one in the job's job.succeeded audit event",
+        )),
+    }
+}
+
+impl Session<'_> {
+    /// Withholds the request (and idempotency key) of each identifiable job ([`Job::identifiable`]) among `jobs`
+    /// from a caller without `data:identifiable` on its study: the job's state, progress and artifacts stay
+    /// visible, its request becomes `{"withheld": "identifiable_data"}`. Returns how many were withheld, which
+    /// the audit event of a read call records ([`withheld_details`]): every call is audited once.
+    pub(super) fn withhold_requests(&self, call: &Call<'_>, jobs: &mut [Job]) -> usize {
+        let mut withheld = 0;
+        for job in jobs.iter_mut().filter(|j| j.identifiable) {
+            if require_identifiable(call, job).is_ok() {
+                continue;
+            }
+            job.request = json!({"withheld": "identifiable_data"});
+            job.idempotency_key = None;
+            withheld += 1;
+        }
+        withheld
+    }
+}
+
+/// The details of a job view's audit event with the requests it withheld, if any:
+/// `"requests_withheld": {"reason": "identifiable_data", "jobs": N}`.
+pub(super) fn withheld_details(
+    mut details: serde_json::Value,
+    withheld: usize,
+) -> serde_json::Value {
+    if withheld > 0 {
+        details["requests_withheld"] = json!({"reason": "identifiable_data", "jobs": withheld});
+    }
+    details
 }

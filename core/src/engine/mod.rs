@@ -55,7 +55,7 @@ pub use call::MAX_REQUEST_ID;
 pub use download::{download_error, Download, SavedArtifact};
 pub use lease::{DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS};
 pub use retention::{PurgeSummary, DEFAULT_SWEEP_INTERVAL};
-pub use session::Session;
+pub use session::{LastCall, Session};
 
 use crate::audit::{Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Outcome};
 use crate::auth::{Authenticator, NewApiKey, Role};
@@ -108,7 +108,7 @@ pub struct EngineBuilder {
     encryption: Option<Arc<dyn crate::crypto::KeyProvider>>,
     deid_key: Option<Arc<crate::deid::DeidKey>>,
     signing_key: Option<crate::signature::SigningKey>,
-    password_store: Option<Arc<crate::signature::PasswordStore>>,
+    signing_settings: Option<crate::signature::SigningSettings>,
     signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
     /// The organization owning what the whole engine shares (see [`EngineBuilder::home_org`]).
     home_org: Option<String>,
@@ -194,14 +194,22 @@ impl EngineBuilder {
         self
     }
 
-    /// Limits each principal to `burst` calls at once and `per_second` on average (default: no limit).
-    /// Calls over the limit fail with EXP006 and `details.retry_after_ms`.
+    /// Limits each principal to `burst` calls at once and `per_second` on average, counted in this process's
+    /// memory (default: no limit; see [`crate::limit::RateLimiter::in_memory`]). Calls over the limit fail with
+    /// EXP006 and `details.retry_after_ms`.
     ///
     /// # Errors
     /// EXP002 unless both are positive.
     pub fn rate_limit(mut self, per_second: f64, burst: u32) -> Result<Self> {
-        self.rate_limit = Some(crate::limit::RateLimiter::new(per_second, burst)?);
+        self.rate_limit = Some(crate::limit::RateLimiter::in_memory(per_second, burst)?);
         Ok(self)
+    }
+
+    /// Limits each principal with `limiter` (e.g. counted in a store that every process of a deployment shares;
+    /// a home's `rate_limit` setting sets one on its database). Calls over the limit fail with EXP006.
+    pub fn rate_limiter(mut self, limiter: crate::limit::RateLimiter) -> Self {
+        self.rate_limit = Some(limiter);
+        self
     }
 
     /// Accepts `Bearer <jwt>` credentials verified by `verifier` (default: none, so bearer tokens fail with
@@ -287,6 +295,10 @@ impl EngineBuilder {
         if let Some(w) = home.config().workers {
             b = b.workers(w);
         }
+        if let Some(policy) = home.config().rate_limit_policy()? {
+            let counts = crate::store::SqliteRateLimitStore::open(&home.database_path())?;
+            b = b.rate_limiter(crate::limit::RateLimiter::new(policy, Arc::new(counts)));
+        }
         let jobs = home.config().jobs.unwrap_or_default();
         jobs.check()?;
         if let Some(secs) = jobs.lease_secs {
@@ -305,20 +317,18 @@ impl EngineBuilder {
         }
         b = b.deid_key(home.deid_key()?);
         b = b.signing_key(home.signing_key()?);
-        b = b.password_store(Arc::new(crate::signature::PasswordStore::open(
-            &home.database_path(),
-            home.config().signing.unwrap_or_default(),
-        )?));
+        b = b.signing_settings(home.config().signing.unwrap_or_default());
         Ok(b)
     }
 
-    /// Builds the engine, re-queues jobs a dead process left running (on a home: only when no other engine has
-    /// the home open), and starts the workers.
+    /// Builds the engine, resolves the key rotations a dead process left pending (see
+    /// [`Session::rotate_encryption_key`]), re-queues jobs a dead process left running (on a home: only when no
+    /// other engine has the home open), and starts the workers.
     ///
     /// # Errors
     /// EXP002 for a pepper shorter than 32 bytes, `invalid_retention` for a retention time that is not positive,
-    /// `invalid_sweep_interval` for a zero sweep interval; EXP005 when randomness, the store or the audit trail
-    /// fails.
+    /// `invalid_sweep_interval` for a zero sweep interval, `invalid_signing_settings` for signing settings out of
+    /// bounds; EXP005 when randomness, the store, the audit trail or the key provider fails.
     pub fn build(mut self) -> Result<Engine> {
         self.retention.check()?;
         if self.sweep_interval.is_some_and(|d| d.is_zero()) {
@@ -359,6 +369,10 @@ impl EngineBuilder {
             }
         };
         let store: Arc<dyn Store> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        if let Some(kp) = &self.encryption {
+            // Key rotations a dead process left pending: made current, or removed (see `encryption`).
+            encryption::resolve_rotations(&*store, kp.as_ref())?;
+        }
         let keys: Arc<dyn crate::auth::KeyReads> = Arc::new(KeysOf(store.clone()));
         let mut sink: Arc<dyn Sink> = self.sink.unwrap_or_else(|| Arc::new(MemorySink::new()));
         if let Some(kp) = &self.encryption {
@@ -727,7 +741,7 @@ impl Engine {
             encryption: None,
             deid_key: None,
             signing_key: None,
-            password_store: None,
+            signing_settings: None,
             signature_verifier: None,
             home_org: None,
             study_registry: false,
@@ -955,6 +969,12 @@ impl Engine {
             }
             Ok(bound)
         })
+    }
+
+    /// The rate limit every principal's calls are counted against, if any (for the `RateLimit-Policy` of an HTTP
+    /// response that made no call).
+    pub fn rate_limit_policy(&self) -> Option<crate::limit::RateLimitPolicy> {
+        self.inner.rate_limit.as_ref().map(|l| l.policy())
     }
 
     /// Creates the first `admin` key of an organization, for `init`: refused once the organization has a key. With

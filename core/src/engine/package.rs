@@ -558,17 +558,45 @@ pub(super) fn write_description(
             .inner
             .scan(&req.study, sel.name(), sel.columns(), sel.filters())?;
         let schema = stream.schema().clone();
-        let meta = stream.meta();
+        let mut meta = stream.meta();
+        // Text columns whose metadata gives no length get the longest value's bytes (at least 1, as XPT stores
+        // them), measured over the rows, as `convert --to define-xml` and the eCTD package measure them.
+        let mut longest: Vec<Option<usize>> = vec![None; schema.fields().len()];
+        let mut rows = 0u64;
+        for batch in stream {
+            run.check()?;
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            for (slot, col) in longest.iter_mut().zip(batch.columns()) {
+                if let Some(n) = longest_text(col) {
+                    *slot = Some(slot.unwrap_or(0).max(n));
+                }
+            }
+        }
+        for (field, n) in schema.fields().iter().zip(longest) {
+            let Some(n) = n else { continue };
+            let length = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+            match meta.columns.iter_mut().find(|c| &c.name == field.name()) {
+                Some(c) => {
+                    c.length.get_or_insert(length);
+                }
+                None => meta.columns.push(crate::meta::ColumnMeta {
+                    name: field.name().clone(),
+                    length: Some(length),
+                    ..Default::default()
+                }),
+            }
+        }
         let file = format!("{}.{ECTD_DATA_FORMAT}", sel.name().to_ascii_lowercase());
-        datasets.push((schema, meta, file));
+        datasets.push((schema, meta, file, rows));
     }
     let described: Vec<Described<'_>> = datasets
         .iter()
-        .map(|(schema, meta, file)| Described {
+        .map(|(schema, meta, file, rows)| Described {
             schema,
             meta,
             file,
-            rows: None,
+            rows: Some(*rows),
         })
         .collect();
     let study = StudyInfo {
@@ -590,4 +618,21 @@ pub(super) fn write_description(
     )?;
     run.job.progress.datasets_done = req.datasets().len() as u32;
     Ok(entry)
+}
+
+/// The longest value of a text column in UTF-8 bytes (`None` for a column that is not text).
+fn longest_text(col: &arrow::array::ArrayRef) -> Option<usize> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    let cast;
+    let col = match col.data_type() {
+        DataType::Utf8 => col,
+        DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            cast = arrow::compute::cast(col, &DataType::Utf8).ok()?;
+            &cast
+        }
+        _ => return None,
+    };
+    let s = col.as_string_opt::<i32>()?;
+    Some(s.iter().flatten().map(str::len).max().unwrap_or(0))
 }

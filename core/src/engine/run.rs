@@ -239,8 +239,10 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
             error.as_ref(),
             deid.as_ref(),
         );
-        inner.record_system(tx, &format!("job.{}", state.as_str()), job, details)?;
+        let event = inner.record_system(tx, &format!("job.{}", state.as_str()), job, details)?;
         if state == JobState::Succeeded {
+            // Downloads check the artifacts' record against this event.
+            job.succeeded_seq = Some(event.seq);
             super::signing::record_signatures(inner, tx, job, &signatures)?;
         }
         Ok(())
@@ -378,6 +380,13 @@ fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
     let req = parse_request(&run.job)?;
     let mut entries = Vec::new();
     let describes = format.info().can(Capability::Describe);
+    // The privacy rule again, against the dataset metadata of now: it may have changed since the submission.
+    super::submit::check_job_privacy(
+        inner,
+        &run.job,
+        &req,
+        describes && req.kind() == JobKind::Data,
+    )?;
     let data = match req.kind() {
         JobKind::Bulk => true,
         JobKind::Data => !describes,
@@ -614,7 +623,10 @@ pub(super) fn encode_part(
         inner: out,
         bytes: run.bytes.clone(),
     };
-    let mut encoder = format.encoder(&schema, &meta, options, &mut counted)?;
+    // A document that states its creation time (an XPT header, Dataset-JSON's datasetJSONCreationDateTime) states
+    // the job's, from the engine's clock, unless the request sets it.
+    let options = options.created_by_default(&format.info(), run.job.created_at);
+    let mut encoder = format.encoder(&schema, &meta, &options, &mut counted)?;
     let mut seen = 0u64;
     let mut source_rows = 0u64;
     for batch in stream {

@@ -4,9 +4,10 @@
 //! bindings and the HTTP service each hold a session per credential and decide nothing themselves.
 
 use super::call::{valid_request_id, Call, Done};
+use super::download::withheld_details;
 use super::{Engine, Inner, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::audit::{AuditEvent, Checkpoint};
-use crate::auth::{authorize, ApiKeyRecord, NewApiKey, Permission, Principal};
+use crate::auth::{authorize, ApiKeyInfo, ApiKeyRecord, NewApiKey, Permission, Principal};
 use crate::error::{Error, Result};
 use crate::format::FormatInfo;
 use crate::job::{Job, JobState};
@@ -40,6 +41,19 @@ pub struct Session<'e> {
     pub(super) inner: &'e Arc<Inner>,
     pub(super) credential: String,
     pub(super) request_id: Option<String>,
+    /// What the last call learned of the caller (see [`Session::last_call`]).
+    last_call: std::sync::Mutex<LastCall>,
+}
+
+/// What a session's last call learned of its caller, for an adapter's response headers and logs: the principal's
+/// subject once authenticated, and its rate-limit quota once counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LastCall {
+    /// The authenticated principal's subject (`None`: the credential was refused, or no call was made).
+    pub subject: Option<String>,
+    /// The quota after the call, when the engine limits calls (see [`crate::limit`]).
+    pub rate_limit: Option<crate::limit::RateLimitStatus>,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -85,6 +99,7 @@ impl Engine {
             inner: &self.inner,
             credential: credential.to_string(),
             request_id: None,
+            last_call: std::sync::Mutex::new(LastCall::default()),
         }
     }
 
@@ -119,6 +134,20 @@ impl<'e> Session<'e> {
     pub fn with_request_id(mut self, id: &str) -> Self {
         self.request_id = valid_request_id(id).then(|| id.to_string());
         self
+    }
+
+    /// What the last call of this session learned of its caller: the subject it authenticated (so an adapter can
+    /// tell a refused credential, HTTP 401, from a refused permission, 403) and the rate-limit quota left.
+    pub fn last_call(&self) -> LastCall {
+        self.last_call
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Updates what the current call learned (reset at the start of each call).
+    pub(super) fn learned(&self, f: impl FnOnce(&mut LastCall)) {
+        f(&mut self.last_call.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Remembers that `jobs` were obtained with this session's credential (see [`Engine::known_session`]).
@@ -177,16 +206,20 @@ impl<'e> Session<'e> {
                 ),
                 None => p.study_scope(),
             };
-            let result = self.inner.store.list_jobs(&JobQuery {
+            let mut result = self.inner.store.list_jobs(&JobQuery {
                 org: p.org.clone(),
                 studies,
                 state,
                 page: page as u32,
                 limit: limit as u32,
             })?;
+            let withheld = self.withhold_requests(call, &mut result.items);
             Ok(Done {
-                details: json!({"page": result.page, "limit": result.limit, "returned": result.items.len(),
-                    "total": result.total}),
+                details: withheld_details(
+                    json!({"page": result.page, "limit": result.limit, "returned": result.items.len(),
+                        "total": result.total}),
+                    withheld,
+                ),
                 target: format!("org:{}", p.org),
                 value: result,
             })
@@ -201,10 +234,11 @@ impl<'e> Session<'e> {
     /// EXP003; EXP001 for an unknown job; EXP005.
     pub fn get_job(&self, job_id: Uuid) -> Result<Job> {
         let job = self.call("get_job", format!("job:{job_id}"), |call| {
-            let job = self.visible_job(call, job_id, Permission::JobsRead)?;
+            let mut job = self.visible_job(call, job_id, Permission::JobsRead)?;
+            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job));
             Ok(Done {
                 target: format!("job:{}", job.id),
-                details: json!({"state": job.state}),
+                details: withheld_details(json!({"state": job.state}), withheld),
                 value: job,
             })
         })?;
@@ -253,9 +287,10 @@ impl<'e> Session<'e> {
                 job = self.inner.store.get_job(job_id)?;
                 on_progress(&job);
             }
+            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job));
             Ok(Done {
                 target: format!("job:{}", job.id),
-                details: json!({"state": job.state}),
+                details: withheld_details(json!({"state": job.state}), withheld),
                 value: job,
             })
         })?;
@@ -314,6 +349,9 @@ impl<'e> Session<'e> {
                 held.cancel.store(true, Ordering::SeqCst);
             }
             self.inner.notify_changed();
+            // The cancel's event committed with it; the request is withheld from the answer all the same.
+            let mut job = job;
+            self.withhold_requests(call, std::slice::from_mut(&mut job));
             Ok(Done {
                 target: format!("job:{}", job.id),
                 details: json!({"state": job.state, "cancel_requested": job.cancel_requested}),
@@ -414,6 +452,40 @@ impl<'e> Session<'e> {
                 target,
                 details: json!({}),
                 value: (),
+            })
+        })
+    }
+
+    /// The API keys of organization `org` (default: the caller's) that the caller manages (those whose every study
+    /// the caller holds, as revoking needs), oldest first, revoked and expired ones included; never their secrets.
+    /// Another organization's keys are the `operator`'s only, as creating and revoking them are.
+    ///
+    /// # Errors
+    /// EXP003 (needs `keys:manage`, in `org`: scope `organization` for another organization's keys without the
+    /// `operator` role); EXP002 for an invalid organization name; EXP005.
+    pub fn list_api_keys(&self, org: Option<&str>) -> Result<Vec<ApiKeyInfo>> {
+        self.call("list_api_keys", "apikeys".to_string(), |call| {
+            let p = call.principal();
+            let org = org.unwrap_or(&p.org);
+            authorize(p, Permission::KeysManage, org, None)?;
+            crate::sink::validate_name(org, "org")?;
+            call.set_scope(org, None);
+            let keys: Vec<ApiKeyInfo> = self
+                .inner
+                .store
+                .list_keys(org)?
+                .iter()
+                .filter(|rec| {
+                    rec.studies
+                        .iter()
+                        .all(|s| authorize(p, Permission::KeysManage, &rec.org, Some(s)).is_ok())
+                })
+                .map(ApiKeyInfo::from)
+                .collect();
+            Ok(Done {
+                target: "apikeys".to_string(),
+                details: json!({"org": org, "count": keys.len()}),
+                value: keys,
             })
         })
     }

@@ -6,7 +6,8 @@
 //! 2. **What is asked**: the study name, the format (its capability for the kind, its options), the content (the
 //!    dataset selections, the package, the report or dashboard spec), every dataset, column and filter checked
 //!    against the source before a job exists.
-//! 3. **Privacy**: the de-identification policy over every column the export reads.
+//! 3. **Privacy**: one rule ([`crate::deid::PrivacyCheck`]) over every use of a column, whatever the kind: written
+//!    out, filtered on, sorted by, grouped by, aggregated. The job records whether it is identifiable.
 //! 4. **E-signature**: required for critical exports (an eCTD package, identifiable data) and re-authenticated.
 //! 5. **The job**: idempotency, the queued job stored, the call's audit event (written by [`Session::call`]
 //!    before any worker may start the job), the workers woken.
@@ -51,8 +52,9 @@ impl Session<'_> {
     /// a repeated idempotency key). Audited as the operation of its kind (`export_data`, ...).
     ///
     /// # Errors
-    /// EXP003 unauthorized, or for the e-signature `signature_required`, `signature_invalid`, `signing_locked` or
-    /// `signing_not_enrolled`; EXP002 for a bad request (no datasets, a name twice, a format without the kind's
+    /// EXP003 unauthorized, `identifiable_data` for a use of a classed column the caller may not make (see
+    /// [`crate::deid::PrivacyCheck`]), or for the e-signature `signature_required`, `signature_invalid`,
+    /// `signing_locked` or `signing_not_enrolled`; EXP002 for a bad request (no datasets, a name twice, a format without the kind's
     /// capability, a bad option, column, filter or spec), with field `deidentify` for a bad de-identification
     /// policy and `identifiable_data` for identifying columns without `identifiable` (see [`crate::deid`]),
     /// `ectd_requires_xpt_v5`, `ectd_requires_define` or `unsupported_container` for a package the request or the
@@ -161,8 +163,9 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
             compute::check_dashboard(inner, spec)?;
         }
     }
-    // 3. Privacy.
-    let deidentification = check_privacy(inner, &request, describes)?;
+    // 3. Privacy: one rule for every kind and every use of a column.
+    let may_identify = authorize(p, Permission::IdentifiableData, &p.org, Some(&study)).is_ok();
+    let privacy = check_privacy(inner, &request, describes, may_identify)?;
     // 4. E-signature.
     let critical = match &request.content {
         ExportContent::Bulk {
@@ -175,13 +178,25 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
         super::signing::check_signature(inner, call, request.signature.as_ref(), critical)?;
     // 5. The job.
     let mut extra = serde_json::Map::new();
-    if let Some(d) = deidentification {
+    if let Some(d) = privacy.deidentification {
         extra.insert("deidentification".into(), d);
     }
-    if let Some(s) = signed {
+    let mut signer = None;
+    if let Some((s, verified)) = signed {
         extra.insert("signature".into(), s);
+        signer = Some(verified);
     }
-    enqueue(inner, call, &request, extra)
+    if privacy.identifiable {
+        extra.insert("identifiable".into(), Value::Bool(true));
+    }
+    enqueue(
+        inner,
+        call,
+        &request,
+        privacy.identifiable,
+        extra,
+        signer.as_ref(),
+    )
 }
 
 /// EXP002 `study_mismatch` when a report's or dashboard's spec names another study than its request.
@@ -287,25 +302,54 @@ fn check_selections(inner: &Inner, study: &str, selections: &[DatasetSelection])
     Ok(())
 }
 
-/// Checks a request's privacy before a job exists: the de-identification policy, the key it needs, the column
-/// lists, and identifying columns without the `identifiable` flag (the job checks each dataset again when it
-/// runs). Returns the policy as the audit records it, `None` when there is none.
-fn check_privacy(inner: &Inner, request: &ExportRequest, describes: bool) -> Result<Option<Value>> {
+/// What [`check_privacy`] found.
+pub(super) struct Privacy {
+    /// The de-identification as the audit and the manifest record it; `None` when there is none.
+    pub(super) deidentification: Option<Value>,
+    /// Whether the job is identifiable ([`Job::identifiable`]).
+    pub(super) identifiable: bool,
+}
+
+/// Checks a request's privacy: the de-identification policy, the key it needs, the column lists, and every use
+/// the request makes of a column against [`crate::deid::PrivacyCheck`], for a caller who holds
+/// `data:identifiable` on the study (`may_identify`) or not. Called before a job exists and again when the job
+/// runs ([`check_job_privacy`]), against the dataset metadata of that moment.
+pub(super) fn check_privacy(
+    inner: &Inner,
+    request: &ExportRequest,
+    describes: bool,
+    may_identify: bool,
+) -> Result<Privacy> {
+    let study = &request.study;
+    let rule = crate::deid::PrivacyCheck::new(may_identify, request.identifiable);
     let datasets = match &request.content {
         ExportContent::Data { datasets } | ExportContent::Bulk { datasets, .. } => datasets,
         ExportContent::Report(_) | ExportContent::Dashboard(_) => {
-            if request.deidentify.is_some() || request.identifiable {
+            if request.deidentify.is_some() {
                 return Err(Error::validation(
                     "unsupported_by_kind",
-                    "de-identification and identifiable data apply to data and bulk exports",
+                    "de-identification profiles apply to data and bulk exports: a report or dashboard shows \
+                     identifying columns only with 'identifiable'",
                 )
-                .with_field(if request.identifiable {
-                    "identifiable"
-                } else {
-                    "deidentify"
-                }));
+                .with_field("deidentify"));
             }
-            return Ok(None);
+            let uses = match &request.content {
+                ExportContent::Report(spec) => spec.column_uses(),
+                ExportContent::Dashboard(spec) => spec.column_uses(),
+                _ => vec![],
+            };
+            let verdict = rule
+                .flag_field("identifiable")
+                .check(&classify(inner, study, &uses)?)?;
+            let deidentification = if request.identifiable {
+                Some(crate::deid::Policy::new(None, true)?.describe(None))
+            } else {
+                None
+            };
+            return Ok(Privacy {
+                deidentification,
+                identifiable: verdict.identifying || request.identifiable,
+            });
         }
     };
     if describes {
@@ -317,31 +361,138 @@ fn check_privacy(inner: &Inner, request: &ExportRequest, describes: bool) -> Res
             )
             .with_field("deidentify"));
         }
-        return Ok(None);
+        return Ok(Privacy {
+            deidentification: None,
+            identifiable: request.identifiable,
+        });
     }
-    let study = &request.study;
     let policy = crate::deid::Policy::new(request.deidentify.as_ref(), request.identifiable)?;
     let key = inner.deid_key.as_deref();
     // Building the job's de-identifier checks the key and the versioned data it needs.
     crate::deid::Deidentifier::new(policy.clone(), key, study, inner.clock.now())?;
     let mut plans = Vec::with_capacity(datasets.len());
+    let mut uses = Vec::new();
     for s in datasets {
         let stream = inner.scan(study, s.name(), s.columns(), s.filters())?;
-        plans.push(policy.plan(s.name(), stream.schema(), &stream.meta())?);
+        let plan = policy.plan(s.name(), stream.schema(), &stream.meta())?;
+        uses.extend(plan.uses());
+        if !s.filters().is_empty() {
+            // Filters may name columns the selection leaves out: their classes come from the whole dataset.
+            let whole = inner.scan(study, s.name(), None, &[])?.meta();
+            for f in s.filters() {
+                uses.push(classed(
+                    s.name(),
+                    &f.column,
+                    crate::deid::ColumnUse::Filter,
+                    "filters",
+                    &whole,
+                ));
+            }
+        }
+        plans.push(plan);
     }
     policy.check_columns(&plans)?;
-    policy.check_identifiable(&plans)?;
-    Ok((!policy.is_empty() || request.identifiable)
-        .then(|| policy.describe(key.map(crate::deid::DeidKey::id))))
+    let verdict = rule.check(&uses)?;
+    Ok(Privacy {
+        deidentification: (!policy.is_empty() || request.identifiable)
+            .then(|| policy.describe(key.map(crate::deid::DeidKey::id))),
+        identifiable: verdict.identifying || request.identifiable,
+    })
+}
+
+/// The run-time check of a job's privacy, against the dataset metadata of the moment (it may have changed since
+/// the job was submitted): the rule as it was decided at submission, where the job's [`Job::identifiable`] stands
+/// for the caller's `data:identifiable` (a request with `identifiable` was authorized for it).
+///
+/// # Errors
+/// As [`check_privacy`]: EXP003 `identifiable_data` for a use the job was not allowed, EXP002 for a raw column
+/// without `identifiable`.
+pub(super) fn check_job_privacy(
+    inner: &Inner,
+    job: &Job,
+    request: &ExportRequest,
+    describes: bool,
+) -> Result<()> {
+    check_privacy(
+        inner,
+        request,
+        describes,
+        job.identifiable || request.identifiable,
+    )
+    .map(|_| ())
+}
+
+/// A use of `column` with its class from the dataset's metadata (matched without regard to ASCII case).
+fn classed(
+    dataset: &str,
+    column: &str,
+    usage: crate::deid::ColumnUse,
+    field: &'static str,
+    meta: &crate::meta::DatasetMeta,
+) -> crate::deid::ClassedUse {
+    let privacy = meta
+        .columns
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(column))
+        .map(|c| c.privacy)
+        .unwrap_or_default();
+    crate::deid::ClassedUse {
+        dataset: dataset.to_string(),
+        column: column.to_string(),
+        usage,
+        field,
+        privacy,
+        // Documents have no de-identification profile.
+        transformed: false,
+    }
+}
+
+/// The classes of the columns a document uses, from each dataset's metadata; a use of every column (a table
+/// without a column list) becomes a use of each column of the dataset.
+fn classify(
+    inner: &Inner,
+    study: &str,
+    uses: &[crate::deid::UsedColumn],
+) -> Result<Vec<crate::deid::ClassedUse>> {
+    let mut metas: std::collections::BTreeMap<&str, (crate::meta::DatasetMeta, Vec<String>)> =
+        std::collections::BTreeMap::new();
+    let mut out = Vec::with_capacity(uses.len());
+    for u in uses {
+        if !metas.contains_key(u.dataset.as_str()) {
+            let stream = inner.scan(study, &u.dataset, None, &[])?;
+            let names = stream
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            metas.insert(u.dataset.as_str(), (stream.meta(), names));
+        }
+        let Some((meta, names)) = metas.get(u.dataset.as_str()) else {
+            continue;
+        };
+        match &u.column {
+            Some(c) => out.push(classed(&u.dataset, c, u.usage, u.field, meta)),
+            None => out.extend(
+                names
+                    .iter()
+                    .map(|c| classed(&u.dataset, c, u.usage, u.field, meta)),
+            ),
+        }
+    }
+    Ok(out)
 }
 
 /// Stores a queued job (or returns the existing one for a repeated idempotency key) with the call's event, whose
-/// details get `extra` (the de-identification and signature the pipeline checked), and wakes a worker.
+/// details get `extra` (the de-identification and signature the pipeline checked), and the signer's verified
+/// attempt, if any; wakes a worker.
 fn enqueue(
     inner: &Inner,
     call: &Call<'_>,
     request: &ExportRequest,
+    identifiable: bool,
     extra: serde_json::Map<String, Value>,
+    signer: Option<&super::signing::Reauthenticated>,
 ) -> Result<Done<Job>> {
     if let Some(k) = &request.idempotency_key {
         if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
@@ -395,6 +546,8 @@ fn enqueue(
         attempt: 0,
         lease: None,
         version: 0,
+        identifiable,
+        succeeded_seq: None,
     };
     let details = |replay: bool| {
         let mut d = json!({"study": request.study, "kind": kind, "format": request.format,
@@ -406,6 +559,9 @@ fn enqueue(
     };
     // The job and the call's event commit together: no job exists whose submission the trail lacks.
     let stored = inner.write(|tx| {
+        if let Some(verified) = signer {
+            verified.commit(inner, tx)?;
+        }
         if let Some(key) = &job.idempotency_key {
             if let Some(existing) = tx.job_by_idempotency_key(&job.org, &job.requested_by, key)? {
                 if existing.request_hash != job.request_hash {

@@ -14,7 +14,15 @@
 //! and counts as a failed attempt; after [`SigningSettings::max_failed_attempts`] (default 5) consecutive failures
 //! signing is locked for that signer (EXP003 `signing_locked`) until an administrator resets it, and a security
 //! event `security.signing_locked` is written to the audit trail before the call returns (§11.300(d)). A signer
-//! without a password gets EXP003 `signing_not_enrolled`. The password is never serialized: the stored job, its
+//! without a password gets EXP003 `signing_not_enrolled`.
+//!
+//! Each attempt's change of the signer's credential ([`crate::signer::SignerCredential`]) commits with its audit
+//! events (write-ahead, see [`crate::store`]): a failed attempt's count (and the lock it reaches) with the call's
+//! refusal and `security.signing_locked`; a verified attempt's (failed attempts back to 0, the studies the signer
+//! holds now) with the change the signature enables (the job of a signed export, a new password). The password is
+//! checked outside the store's transactions (PBKDF2 is slow by design); when the credential changed meanwhile (a
+//! new password, a lock, a reset), the attempt is checked again against the new one, so no failure is counted for
+//! a password that is gone. The password is never serialized: the stored job, its
 //! manifest and the audit trail keep the meaning only.
 //!
 //! # Credential controls (§11.100, §11.300)
@@ -62,14 +70,15 @@ mod verifier;
 
 pub use key::{PublicKey, SigningKey, PUBLIC_KEY_LEN};
 pub use verifier::{
-    check_password_policy, is_common_password, PasswordStore, SignatureVerifier, SignerStatus,
-    SigningSettings, DEFAULT_MAX_FAILED_ATTEMPTS, DEFAULT_PBKDF2_ITERATIONS, MAX_PASSWORD_BYTES,
-    MIN_PASSWORD_CHARS, MIN_PBKDF2_ITERATIONS,
+    check_password_policy, is_common_password, SignatureVerifier, SigningSettings,
+    DEFAULT_MAX_FAILED_ATTEMPTS, DEFAULT_PBKDF2_ITERATIONS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+    MIN_PBKDF2_ITERATIONS,
 };
 
 use crate::audit::canonical_json;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::signer::SignerCredential;
 use crate::sink::hex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -474,47 +483,39 @@ impl Reauth {
     }
 }
 
-/// The engine's signing parts: its key, the verifier of second components, and the store of passwords and
-/// failed attempts.
+/// The engine's signing parts: its key, the settings of built-in passwords, and a host's verifier of second
+/// components if it has one. The credentials themselves are records of the engine's store
+/// ([`crate::signer::SignerCredential`]); the methods here decide what an attempt means for one.
 pub struct Signing {
     key: SigningKey,
-    verifier: Arc<dyn SignatureVerifier>,
-    store: Arc<PasswordStore>,
-    /// Whether the store is also the verifier (no host verifier), so that its resets govern the password.
-    store_verifies: bool,
+    settings: SigningSettings,
+    /// The host's verifier; `None`: the built-in passwords.
+    host: Option<Arc<dyn SignatureVerifier>>,
 }
 
 impl std::fmt::Debug for Signing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signing")
             .field("key", &self.key)
-            .field("store", &self.store)
-            .finish_non_exhaustive()
+            .field("settings", &self.settings)
+            .field("host_verifier", &self.host.is_some())
+            .finish()
     }
 }
 
 impl Signing {
-    /// Signing with `key`, checking passwords with `verifier` (default: `store` itself) and counting attempts in
-    /// `store`.
+    /// Signing with `key`, checking passwords with `verifier` (default: the built-in passwords, hashed with
+    /// `settings`), counting attempts in the signers' credentials with `settings.max_failed_attempts`.
     pub fn new(
         key: SigningKey,
-        store: Arc<PasswordStore>,
+        settings: SigningSettings,
         verifier: Option<Arc<dyn SignatureVerifier>>,
     ) -> Self {
-        let store_verifies = verifier.is_none();
-        let verifier = verifier.unwrap_or_else(|| store.clone() as Arc<dyn SignatureVerifier>);
         Signing {
             key,
-            verifier,
-            store,
-            store_verifies,
+            settings,
+            host: verifier,
         }
-    }
-
-    /// Whether an administrator's reset of `status` still stands between the signer and signing: the credential
-    /// was reset and the password store, not a host's verifier, holds the password.
-    pub fn reset_pending(&self, status: &SignerStatus) -> bool {
-        self.store_verifies && status.reset_at.is_some()
     }
 
     /// The engine's key.
@@ -522,56 +523,124 @@ impl Signing {
         &self.key
     }
 
-    /// The store of passwords and attempts.
-    pub fn store(&self) -> &PasswordStore {
-        &self.store
+    /// The settings of passwords and attempts.
+    pub fn settings(&self) -> SigningSettings {
+        self.settings
     }
 
-    /// The verifier of second components.
-    pub fn verifier(&self) -> &dyn SignatureVerifier {
-        self.verifier.as_ref()
+    /// The host's verifier, when second components are checked elsewhere.
+    pub fn host_verifier(&self) -> Option<&dyn SignatureVerifier> {
+        self.host.as_deref()
     }
 
-    /// Re-authenticates `signer` with `password`: refused at once when locked, reset by an administrator or not
-    /// enrolled; otherwise the verifier decides, and the attempt is counted (a success clears the count, a
-    /// failure may lock). The studies the signer holds now are recorded with the credential.
+    /// Whether an administrator's reset of `credential` still stands between the signer and signing: the
+    /// credential was reset and the built-in passwords, not a host's verifier, hold the password.
+    pub fn reset_pending(&self, credential: Option<&SignerCredential>) -> bool {
+        self.host.is_none() && credential.is_some_and(|c| c.reset_at.is_some())
+    }
+
+    /// Whether `signer` (whose credential is `credential`) has a second component.
     ///
     /// # Errors
-    /// EXP005 when the verifier or the store fails.
-    pub fn reauthenticate(
+    /// The host verifier's errors.
+    pub fn enrolled(
         &self,
         signer: &Principal,
+        credential: Option<&SignerCredential>,
+    ) -> Result<bool> {
+        match &self.host {
+            Some(host) => host.enrolled(signer),
+            None => Ok(credential.is_some_and(|c| c.password.is_some())),
+        }
+    }
+
+    /// What is refused before any password is checked: a locked signer, a reset credential, a signer without a
+    /// second component.
+    ///
+    /// # Errors
+    /// EXP003 `signing_locked`, `password_reset_required` or `signing_not_enrolled`; the host verifier's errors.
+    pub fn precheck(
+        &self,
+        signer: &Principal,
+        credential: Option<&SignerCredential>,
+    ) -> Result<()> {
+        if credential.is_some_and(|c| c.locked_at.is_some()) {
+            return Reauth::Locked.into_result();
+        }
+        if self.reset_pending(credential) {
+            return Reauth::ResetRequired.into_result();
+        }
+        if !self.enrolled(signer, credential)? {
+            return Reauth::NotEnrolled.into_result();
+        }
+        Ok(())
+    }
+
+    /// Whether `password` is `signer`'s second component: the host's verifier decides, else the hash in
+    /// `credential` (slow by design: call it outside any store transaction). Counts nothing.
+    ///
+    /// # Errors
+    /// EXP005 when the verifier fails or the stored hash cannot be used.
+    pub fn verify(
+        &self,
+        signer: &Principal,
+        credential: Option<&SignerCredential>,
         password: &str,
+    ) -> Result<bool> {
+        match &self.host {
+            Some(host) => host.verify(signer, password),
+            None => match credential.and_then(|c| c.password.as_ref()) {
+                Some(hash) => hash.verify(password),
+                None => Ok(false),
+            },
+        }
+    }
+
+    /// The credential of `signer` after a failed attempt at `now` (one more failure, locked when the count reaches
+    /// the maximum, the signer's studies recorded), and the attempt's outcome: [`Reauth::Rejected`] or
+    /// [`Reauth::LockedNow`] (or [`Reauth::Locked`] for a credential already locked, which is not changed).
+    pub fn count_failure(
+        &self,
+        signer: &Principal,
+        credential: Option<&SignerCredential>,
         now: DateTime<Utc>,
-    ) -> Result<Reauth> {
-        let status = self.store.status(&signer.org, &signer.subject)?;
-        if status.locked_at.is_some() {
-            return Ok(Reauth::Locked);
+    ) -> (SignerCredential, Reauth) {
+        let mut next = credential
+            .cloned()
+            .unwrap_or_else(|| SignerCredential::new(&signer.org, &signer.subject, now));
+        if next.locked_at.is_some() {
+            return (next, Reauth::Locked);
         }
-        if self.reset_pending(&status) {
-            return Ok(Reauth::ResetRequired);
+        next.failures = next.failures.saturating_add(1);
+        next.studies = Some(signer.studies.clone());
+        next.updated_at = now;
+        let max = self.settings.max_failed_attempts;
+        if next.failures >= max {
+            next.locked_at = Some(now);
+            let failures = next.failures;
+            return (next, Reauth::LockedNow { failures });
         }
-        if !self.verifier.enrolled(signer)? {
-            return Ok(Reauth::NotEnrolled);
+        let attempts_left = max - next.failures;
+        (next, Reauth::Rejected { attempts_left })
+    }
+
+    /// The credential after a verified attempt at `now` by a signer holding `studies`: failed attempts back to 0
+    /// and the studies recorded; `None` when that changes nothing (or there is no credential to change).
+    pub fn after_success(
+        &self,
+        credential: Option<&SignerCredential>,
+        studies: &[String],
+        now: DateTime<Utc>,
+    ) -> Option<SignerCredential> {
+        let c = credential?;
+        if c.failures == 0 && c.studies.as_deref() == Some(studies) {
+            return None;
         }
-        self.store.remember_studies(signer)?;
-        if self.verifier.verify(signer, password)? {
-            self.store
-                .record_success(&signer.org, &signer.subject, now)?;
-            return Ok(Reauth::Verified);
-        }
-        let failures = self
-            .store
-            .record_failure(&signer.org, &signer.subject, now)?;
-        let max = self.store.settings().max_failed_attempts;
-        Ok(if failures == max {
-            Reauth::LockedNow { failures }
-        } else if failures > max {
-            Reauth::Locked
-        } else {
-            Reauth::Rejected {
-                attempts_left: max - failures,
-            }
+        Some(SignerCredential {
+            failures: 0,
+            studies: Some(studies.to_vec()),
+            updated_at: now,
+            ..c.clone()
         })
     }
 }

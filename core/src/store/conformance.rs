@@ -1,6 +1,7 @@
 //! The store conformance suite: the contracts of [`Store`] and of the record operations it carries
 //! ([`crate::job::JobRows`], [`crate::job::JobReads`], [`crate::auth::KeyRows`], [`crate::auth::KeyReads`],
-//! [`crate::audit::AuditRows`], [`crate::audit::AuditReads`]) stated as code.
+//! [`crate::signer::SignerRows`], [`crate::signer::SignerReads`], [`crate::audit::AuditRows`],
+//! [`crate::audit::AuditReads`]) stated as code.
 //!
 //! Every store implementation must pass every check. Each check is a public function that takes a **fresh, empty**
 //! store and panics (with a message naming what went wrong) when the store breaks its contract, so a test can run
@@ -16,14 +17,15 @@
 //! `SqliteStore::open` on the same file) and spread their threads over them, to check that transactions are
 //! isolated across connections as well.
 //!
-//! The checks use the helpers [`sample_job`], [`sample_key`] and [`sample_event`] to build records, and fixed
-//! times from [`base_time`] spaced out so every ordering is deterministic.
+//! The checks use the helpers [`sample_job`], [`sample_key`], [`sample_signer`] and [`sample_event`] to build
+//! records, and fixed times from [`base_time`] spaced out so every ordering is deterministic.
 
 use super::{Store, Tx};
 use crate::audit::{Actor, AuditEvent, Outcome, GENESIS_HASH};
 use crate::auth::{ApiKeyRecord, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::job::{Artifact, FinishedQuery, Job, JobKind, JobQuery, JobState, Lease, Progress};
+use crate::signer::{PasswordHash, SignerCredential, PASSWORD_SCHEME};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use std::collections::HashSet;
@@ -102,6 +104,10 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "keys_contract",
         run: |s| keys_contract(&*s.store),
+    },
+    Check {
+        name: "signers_contract",
+        run: |s| signers_contract(&*s.store),
     },
     Check {
         name: "studies_contract",
@@ -199,6 +205,8 @@ pub fn sample_job(org: &str, study: &str, requested_by: &str, created_at: DateTi
         attempt: 0,
         lease: None,
         version: 1,
+        identifiable: true,
+        succeeded_seq: Some(42),
     }
 }
 
@@ -215,6 +223,27 @@ pub fn sample_key(key_id: &str, org: &str, created_at: DateTime<Utc>) -> ApiKeyR
         created_at,
         expires_at: Some(created_at + Duration::days(90)),
         revoked_at: None,
+    }
+}
+
+/// A signer's credential of `org` and `subject` with every field set (a password hash, failed attempts, a lock,
+/// a reset, studies, times with nanoseconds), so a round trip through a store checks them all.
+pub fn sample_signer(org: &str, subject: &str, at: DateTime<Utc>) -> SignerCredential {
+    SignerCredential {
+        org: org.to_string(),
+        subject: subject.to_string(),
+        password: Some(PasswordHash {
+            scheme: PASSWORD_SCHEME.to_string(),
+            iterations: 1_000,
+            salt: "000102030405060708090a0b0c0d0e0f".to_string(),
+            hash: format!("{:0>64}", "5ac"),
+        }),
+        failures: 2,
+        locked_at: Some(at + Duration::nanoseconds(1)),
+        reset_at: Some(at + Duration::seconds(1)),
+        reset_by: Some("apikey:0123456789ab".to_string()),
+        studies: Some(vec!["S1".to_string(), "Études \"2\"".to_string()]),
+        updated_at: at + Duration::seconds(2),
     }
 }
 
@@ -1436,6 +1465,113 @@ pub fn keys_contract(store: &dyn Store) {
     );
     assert_eq!(ok(store.list_keys("org-b"), "list org-b"), vec![k3]);
     assert!(ok(store.list_keys("org-c"), "list org-c").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signers
+
+/// Signers' credentials: `get` of an unknown signer is `None`; `put` inserts every field and replaces the record of
+/// the same organization and subject (one record per pair, organizations apart, no two pairs confused however
+/// their names split); a transaction reads its own writes; a failed transaction, or one whose witness refuses,
+/// leaves the record as it was; a record commits with the events staged beside it.
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn signers_contract(store: &dyn Store) {
+    assert_eq!(ok(store.get_signer("org-a", "ada"), "get unknown"), None);
+    let ada = sample_signer("org-a", "ada", at(0));
+    ok(write(store, |tx| tx.put_signer(&ada)), "insert");
+    assert_eq!(
+        ok(store.get_signer("org-a", "ada"), "get"),
+        Some(ada.clone()),
+        "every field round-trips"
+    );
+    assert_eq!(ok(store.get_signer("org-b", "ada"), "other org"), None);
+    assert_eq!(ok(store.get_signer("org-a", "adam"), "other subject"), None);
+
+    // Pairs whose concatenations agree are different signers.
+    let (ab_c, a_bc) = (
+        SignerCredential::new("ab", "c", at(1)),
+        SignerCredential {
+            failures: 1,
+            ..SignerCredential::new("a", "bc", at(1))
+        },
+    );
+    ok(
+        write(store, |tx| {
+            tx.put_signer(&ab_c)?;
+            tx.put_signer(&a_bc)
+        }),
+        "insert two",
+    );
+    assert_eq!(ok(store.get_signer("ab", "c"), "get"), Some(ab_c.clone()));
+    assert_eq!(ok(store.get_signer("a", "bc"), "get"), Some(a_bc.clone()));
+
+    // Replacing, read back inside the transaction.
+    let reset = ada.reset("apikey:bbbbbbbbbbbb", at(10));
+    let seen = ok(
+        write(store, |tx| {
+            assert_eq!(tx.signer("org-a", "ada")?, Some(ada.clone()), "before");
+            tx.put_signer(&reset)?;
+            tx.signer("org-a", "ada")
+        }),
+        "replace",
+    );
+    assert_eq!(seen, Some(reset.clone()), "the transaction reads its write");
+    assert_eq!(
+        ok(store.get_signer("org-a", "ada"), "get"),
+        Some(reset.clone())
+    );
+
+    // Failed transactions change nothing.
+    let mut locked = reset.clone();
+    locked.failures = 5;
+    locked.locked_at = Some(at(20));
+    fails(
+        write(store, |tx| {
+            tx.put_signer(&locked)?;
+            tx.put_signer(&SignerCredential::new("org-a", "bob", at(20)))?;
+            Err::<(), _>(Error::validation("test", "the work gives up"))
+        }),
+        ErrorCode::Validation,
+        Some("test"),
+        "the failing work",
+    );
+    let e1 = sample_event(1, GENESIS_HASH);
+    fails(
+        store.write(
+            &mut |tx| {
+                tx.put_signer(&locked)?;
+                tx.stage_event(&e1)
+            },
+            &|_| Err(Error::server("test", "the witness refuses")),
+        ),
+        ErrorCode::Server,
+        Some("test"),
+        "the refusing witness",
+    );
+    assert_eq!(
+        ok(store.get_signer("org-a", "ada"), "get after failures"),
+        Some(reset),
+        "a failed transaction leaves the record"
+    );
+    assert_eq!(ok(store.get_signer("org-a", "bob"), "get"), None);
+    assert_eq!(ok(store.audit_last(), "last"), None);
+
+    // The record and its event commit together.
+    let committed = ok(
+        store.write(
+            &mut |tx| {
+                tx.put_signer(&locked)?;
+                tx.stage_event(&e1)
+            },
+            &|_| Ok(()),
+        ),
+        "the transaction",
+    );
+    assert_eq!(committed, vec![e1.clone()]);
+    assert_eq!(ok(store.get_signer("org-a", "ada"), "get"), Some(locked));
+    assert_eq!(ok(store.audit_read(1, 10), "read"), vec![e1]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

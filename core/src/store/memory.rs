@@ -1,5 +1,5 @@
-//! The in-memory store: jobs, API keys and audit events behind one mutex. For tests and for embedding without a
-//! file; nothing survives the process.
+//! The in-memory store: jobs, API keys, signers' credentials and audit events behind one mutex. For tests and for
+//! embedding without a file; nothing survives the process.
 
 use super::{Store, Witness, Work};
 use crate::audit::{AuditEvent, AuditReads, AuditRows};
@@ -8,13 +8,14 @@ use crate::error::{Error, Result};
 use crate::job::{
     check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows, JobState,
 };
+use crate::signer::{SignerCredential, SignerReads, SignerRows};
 use crate::study::{study_exists, StudyReads, StudyRecord, StudyRows};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-/// Jobs, keys and audit events in memory.
+/// Jobs, keys, signers' credentials and audit events in memory.
 ///
 /// A transaction holds the one lock from start to commit, writing into an overlay that is applied only when it
 /// commits: transactions are serial, and a failed one leaves no trace. Share it with an `Arc`.
@@ -30,6 +31,8 @@ struct State {
     keys: Vec<ApiKeyRecord>,
     /// The study registry, by study id.
     studies: BTreeMap<String, StudyRecord>,
+    /// Signers' credentials by (organization, subject).
+    signers: BTreeMap<(String, String), SignerCredential>,
     /// Events in sequence order: `audit[i].seq == i + 1`.
     audit: Vec<AuditEvent>,
 }
@@ -60,6 +63,7 @@ struct MemoryTx<'s> {
     new_keys: Vec<String>,
     /// Studies bound (`Some`) or unbound (`None`) by this transaction.
     studies: BTreeMap<String, Option<StudyRecord>>,
+    signers: BTreeMap<(String, String), SignerCredential>,
     staged: Vec<AuditEvent>,
 }
 
@@ -89,6 +93,7 @@ impl MemoryTx<'_> {
             keys: self.keys,
             new_keys: self.new_keys,
             studies: self.studies,
+            signers: self.signers,
             staged: self.staged,
         }
     }
@@ -100,6 +105,7 @@ struct Overlay {
     keys: BTreeMap<String, ApiKeyRecord>,
     new_keys: Vec<String>,
     studies: BTreeMap<String, Option<StudyRecord>>,
+    signers: BTreeMap<(String, String), SignerCredential>,
     staged: Vec<AuditEvent>,
 }
 
@@ -124,6 +130,7 @@ impl Overlay {
                 None => state.studies.remove(&id),
             };
         }
+        state.signers.extend(self.signers);
         state.audit.extend(self.staged.iter().cloned());
         self.staged
     }
@@ -273,6 +280,25 @@ impl StudyRows for MemoryTx<'_> {
     }
 }
 
+impl SignerRows for MemoryTx<'_> {
+    fn signer(&mut self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        let key = (org.to_string(), subject.to_string());
+        Ok(self
+            .signers
+            .get(&key)
+            .or_else(|| self.state.signers.get(&key))
+            .cloned())
+    }
+
+    fn put_signer(&mut self, credential: &SignerCredential) -> Result<()> {
+        self.signers.insert(
+            (credential.org.clone(), credential.subject.clone()),
+            credential.clone(),
+        );
+        Ok(())
+    }
+}
+
 impl AuditRows for MemoryTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
         Ok(self
@@ -299,6 +325,7 @@ impl Store for MemoryStore {
                 keys: BTreeMap::new(),
                 new_keys: Vec::new(),
                 studies: BTreeMap::new(),
+                signers: BTreeMap::new(),
                 staged: Vec::new(),
             };
             work(&mut tx)?;
@@ -403,6 +430,16 @@ impl StudyReads for MemoryStore {
             .filter(|r| org.is_none_or(|o| r.org == o))
             .cloned()
             .collect())
+    }
+}
+
+impl SignerReads for MemoryStore {
+    fn get_signer(&self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        Ok(self
+            .lock()
+            .signers
+            .get(&(org.to_string(), subject.to_string()))
+            .cloned())
     }
 }
 

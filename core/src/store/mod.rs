@@ -1,14 +1,15 @@
-//! Persistence: the [`Store`] of a deployment keeps its jobs, API keys and audit trail, and changes them only in
-//! transactions that carry their audit events.
+//! Persistence: the [`Store`] of a deployment keeps its jobs, API keys, signers' credentials and audit trail, and
+//! changes them only in transactions that carry their audit events.
 //!
 //! # Write-ahead audit
 //!
 //! Every change is made by [`Store::write`]: the work runs against a [`Tx`], which reads and writes the records
 //! (through the operations each record's module defines: [`crate::job::JobRows`], [`crate::auth::KeyRows`],
-//! [`crate::study::StudyRows`], [`crate::audit::AuditRows`]) and stages the audit events that report them. The store hands the staged events
-//! to the witness (the audit hooks) and then commits the changes and the events together, or nothing: no change
-//! is ever visible without its event, and no event is stored for a change that did not commit. Reads outside a
-//! transaction go through [`crate::job::JobReads`], [`crate::auth::KeyReads`], [`crate::study::StudyReads`] and
+//! [`crate::signer::SignerRows`], [`crate::study::StudyRows`], [`crate::audit::AuditRows`]) and stages the audit
+//! events that report them. The store hands the staged events to the witness (the audit hooks) and then commits
+//! the changes and the events together, or nothing: no change is ever visible without its event, and no event is
+//! stored for a change that did not commit. Reads outside a transaction go through [`crate::job::JobReads`],
+//! [`crate::auth::KeyReads`], [`crate::signer::SignerReads`], [`crate::study::StudyReads`] and
 //! [`crate::audit::AuditReads`].
 //!
 //! # Implementations
@@ -21,21 +22,26 @@ use crate::audit::{AuditEvent, AuditReads, AuditRows};
 use crate::auth::{KeyReads, KeyRows};
 use crate::error::Result;
 use crate::job::{JobReads, JobRows};
+use crate::signer::{SignerReads, SignerRows};
 use crate::study::{StudyReads, StudyRows};
 
 pub mod conformance;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_limit;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite_limit::SqliteRateLimitStore;
 
 /// The operations of one transaction: every record kind's, and the audit trail's.
-pub trait Tx: JobRows + KeyRows + StudyRows + AuditRows {}
+pub trait Tx: JobRows + KeyRows + SignerRows + StudyRows + AuditRows {}
 
-impl<T: JobRows + KeyRows + StudyRows + AuditRows> Tx for T {}
+impl<T: JobRows + KeyRows + SignerRows + StudyRows + AuditRows> Tx for T {}
 
 /// The work of a transaction (see [`Store::write`]).
 pub type Work<'a> = dyn FnMut(&mut dyn Tx) -> Result<()> + 'a;
@@ -43,7 +49,7 @@ pub type Work<'a> = dyn FnMut(&mut dyn Tx) -> Result<()> + 'a;
 /// Receives the events a transaction is about to commit (see [`Store::write`]).
 pub type Witness<'a> = dyn Fn(&[AuditEvent]) -> Result<()> + 'a;
 
-/// Where a deployment keeps its jobs, keys, study registry and audit trail.
+/// Where a deployment keeps its jobs, keys, signers' credentials, study registry and audit trail.
 ///
 /// # Contract
 /// - `write` runs `work` in one transaction isolated from every other (in this process or another on the same
@@ -54,7 +60,7 @@ pub type Witness<'a> = dyn Fn(&[AuditEvent]) -> Result<()> + 'a;
 ///   retried by the store (running `work` again), never partly applied.
 /// - What `write` returned is visible to every later read, in this process and in others on the same storage.
 /// - Reads never see a transaction's changes before it commits.
-pub trait Store: JobReads + KeyReads + StudyReads + AuditReads + Send + Sync {
+pub trait Store: JobReads + KeyReads + SignerReads + StudyReads + AuditReads + Send + Sync {
     /// Runs one transaction (see the contract).
     ///
     /// # Errors

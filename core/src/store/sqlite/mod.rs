@@ -1,13 +1,18 @@
-//! The SQLite store: jobs, API keys and the audit trail in one file (WAL, `synchronous=FULL`), shared safely by
-//! several connections and processes; for a home, the trail archived in `audit.log` beside it ([`archive`]).
+//! The SQLite store: jobs, API keys, signers' credentials and the audit trail in one file (WAL,
+//! `synchronous=FULL`), shared safely by several connections and processes; for a home, the trail archived in
+//! `audit.log` beside it ([`archive`]).
 //!
 //! # Records
 //!
 //! Each record is kept whole as JSON in a `body` column (the source of truth, so fields can be added without a
 //! migration); the other columns are copies used for lookups, uniqueness, ordering and the optimistic lock, and a
 //! record whose columns disagree with its body is refused. With a row key ([`SqliteOptions::row_key`], a home's),
-//! every job and key row also carries a MAC (HMAC-SHA256 of the table, the id and the body) checked on every
-//! read: a row edited outside trialport is EXP005 `integrity_violation`, never trusted.
+//! every job, key and signer row also carries a MAC (HMAC-SHA256 of the table, the id and the body) checked on
+//! every read: a row edited outside trialport is EXP005 `integrity_violation`, never trusted.
+//!
+//! Signers' credentials ([`crate::signer::SignerCredential`]) are rows of `signing_credentials`, keyed by
+//! organization and subject. Versions before schema 4 kept that table in another form, written outside the
+//! store's transactions (one column per field, no body, no MAC); [`migrate`] converts it in place.
 //!
 //! # Transactions and the audit trail
 //!
@@ -34,6 +39,7 @@ use crate::auth::{ApiKeyRecord, KeyReads, KeyRows};
 use crate::error::Error;
 use crate::error::Result;
 use crate::job::{check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows};
+use crate::signer::{PasswordHash, SignerCredential, SignerReads, SignerRows};
 use crate::study::{study_exists, StudyReads, StudyRecord, StudyRows};
 use archive::Archive;
 use chrono::{DateTime, Utc};
@@ -45,8 +51,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The schema version written to `PRAGMA user_version`: 1, the first; 2 added `jobs.finished_at` and its index;
-/// 3 added row MACs, the audit anchor and the lease columns; 4 added the study registry (see [`migrate`]).
-const SCHEMA_VERSION: i64 = 4;
+/// 3 added row MACs, the audit anchor and the lease columns; 4 moved signers' credentials into the store
+/// (`signing_credentials` as records with a body and a MAC); 5 added the study registry (see [`migrate`]).
+const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for another one's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,6 +108,18 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL,
     mac TEXT
+);
+";
+
+/// The table of signers' credentials (schema version 4): created here, or converted from its older form by
+/// [`migrate`].
+const SIGNERS_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS signing_credentials (
+    org TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    mac TEXT,
+    PRIMARY KEY (org, subject)
 );
 ";
 
@@ -449,6 +468,38 @@ fn decode_study(
     Ok(rec)
 }
 
+/// The id a signer row's MAC covers: the organization's length, a colon, the organization and the subject (so
+/// that no two (organization, subject) pairs share an id).
+fn signer_id(org: &str, subject: &str) -> String {
+    format!("{}:{org}{subject}", org.len())
+}
+
+/// Decodes a signer row `(org, subject, body, mac)`: its MAC, then its body, which must name the row's
+/// organization and subject.
+fn decode_signer(
+    key: Option<&hmac::Key>,
+    (org, subject, body, mac): &(String, String, String, Option<String>),
+) -> Result<SignerCredential> {
+    check_mac(
+        key,
+        "signing_credentials",
+        &signer_id(org, subject),
+        body,
+        mac.as_deref(),
+    )?;
+    let rec: SignerCredential =
+        serde_json::from_str(body).map_err(|_| corrupt("signing_credentials"))?;
+    if rec.org != *org || rec.subject != *subject {
+        return Err(Error::server(
+            "integrity_violation",
+            "a stored signing_credentials record disagrees with its columns",
+        )
+        .with_detail("table", "signing_credentials")
+        .with_detail("check", "columns"));
+    }
+    Ok(rec)
+}
+
 fn load_study(
     conn: &Connection,
     key: Option<&hmac::Key>,
@@ -463,6 +514,41 @@ fn load_study(
         .optional()
         .map_err(read_err("studies", "reading a study"))?;
     row.map(|r| decode_study(key, &r)).transpose()
+}
+
+fn load_signer(
+    conn: &Connection,
+    key: Option<&hmac::Key>,
+    org: &str,
+    subject: &str,
+) -> Result<Option<SignerCredential>> {
+    let row = conn
+        .query_row(
+            "SELECT org, subject, body, mac FROM signing_credentials WHERE org = ?1 AND subject = ?2",
+            [org, subject],
+            key_row,
+        )
+        .optional()
+        .map_err(read_err("signing_credentials", "reading a signer"))?;
+    row.map(|r| decode_signer(key, &r)).transpose()
+}
+
+/// Inserts or replaces the row of `body` (a signer's record, encoded) under its MAC.
+fn put_signer_row(
+    conn: &Connection,
+    key: Option<&hmac::Key>,
+    org: &str,
+    subject: &str,
+    body: &str,
+) -> Result<()> {
+    let mac = key.map(|k| row_mac(k, "signing_credentials", &signer_id(org, subject), body));
+    conn.execute(
+        "INSERT INTO signing_credentials (org, subject, body, mac) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (org, subject) DO UPDATE SET body = excluded.body, mac = excluded.mac",
+        params![org, subject, body, mac],
+    )
+    .map_err(db("writing a signer"))?;
+    Ok(())
 }
 
 fn decode_event(seq: i64, body: &str) -> Result<AuditEvent> {
@@ -570,7 +656,10 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, e: &AuditEvent) -> Result<()> {
 
 /// Upgrades a file of an older schema version (or a new one) to the current one, in the schema transaction:
 /// version 2 added `jobs.finished_at` (filled from each job's record); version 3 added `lease_expires_at` and the
-/// row MACs (filled for every row when the store has a row key: the rows are trusted once, at this upgrade).
+/// row MACs (filled for every row when the store has a row key: the rows are trusted once, at this upgrade);
+/// version 4 converted `signing_credentials` to records ([`migrate_signers`]); version 5 added the `studies` table
+/// (created by the schema, empty: the engine binds the studies of an upgraded home's sources to its organization,
+/// see [`Store::studies_to_adopt`]).
 fn migrate(tx: &rusqlite::Transaction<'_>, from: i64, key: Option<&hmac::Key>) -> Result<()> {
     let has_column = |table: &str, column: &str| -> Result<bool> {
         tx.prepare(&format!(
@@ -590,7 +679,8 @@ fn migrate(tx: &rusqlite::Transaction<'_>, from: i64, key: Option<&hmac::Key>) -
                 .map_err(db("adding a column"))?;
         }
     }
-    if from >= SCHEMA_VERSION {
+    migrate_signers(tx, key, &has_column)?;
+    if from >= 3 {
         return Ok(());
     }
     // Fill finished_at (version 2) and the MACs (version 3) from each record.
@@ -641,6 +731,161 @@ fn migrate(tx: &rusqlite::Transaction<'_>, from: i64, key: Option<&hmac::Key>) -
     Ok(())
 }
 
+/// The columns of the older form of `signing_credentials` (one per field, written by the password store of
+/// versions before schema 4), in the order [`migrate_signers`] reads them; the last three were added to that form
+/// later, so a table may lack them.
+const OLD_SIGNER_COLUMNS: [&str; 12] = [
+    "org",
+    "subject",
+    "scheme",
+    "iterations",
+    "salt",
+    "hash",
+    "failures",
+    "locked_at",
+    "updated_at",
+    "reset_at",
+    "reset_by",
+    "studies",
+];
+
+/// One row of the older form of `signing_credentials`, every column as SQLite gives it.
+type OldSignerRow = Vec<rusqlite::types::Value>;
+
+/// The record of a row of the older form of `signing_credentials`, or `None` when the row cannot be one (a
+/// column of the wrong type, a time or a study list that cannot be read, a hash without its salt or iterations).
+fn old_signer_record(row: &OldSignerRow) -> Option<SignerCredential> {
+    use rusqlite::types::Value as V;
+    let text = |i: usize| match row.get(i) {
+        Some(V::Text(t)) => Some(Some(t.clone())),
+        Some(V::Null) | None => Some(None),
+        _ => None,
+    };
+    let time = |i: usize| -> Option<Option<DateTime<Utc>>> {
+        match text(i)? {
+            None => Some(None),
+            Some(t) => DateTime::parse_from_rfc3339(&t)
+                .ok()
+                .map(|t| Some(t.with_timezone(&Utc))),
+        }
+    };
+    let (org, subject) = (text(0)??, text(1)??);
+    let password = match (text(2)?, row.get(3), text(4)?, text(5)?) {
+        (_, _, _, None) => None,
+        (Some(scheme), Some(V::Integer(n)), Some(salt), Some(hash)) => Some(PasswordHash {
+            scheme,
+            iterations: u32::try_from(*n).ok()?,
+            salt,
+            hash,
+        }),
+        _ => return None,
+    };
+    let failures = match row.get(6) {
+        Some(V::Integer(n)) => u32::try_from(*n).ok()?,
+        _ => return None,
+    };
+    let studies = match text(11)? {
+        None => None,
+        Some(t) => Some(serde_json::from_str::<Vec<String>>(&t).ok()?),
+    };
+    Some(SignerCredential {
+        org,
+        subject,
+        password,
+        failures,
+        locked_at: time(7)?,
+        reset_at: time(9)?,
+        reset_by: text(10)?,
+        studies,
+        updated_at: time(8)??,
+    })
+}
+
+/// Converts a `signing_credentials` table of the older form (see [`OLD_SIGNER_COLUMNS`]) into records, in the
+/// schema transaction, so that homes made by earlier versions keep their signers' passwords, failed attempts, locks
+/// and resets; creates the table when there is none. Each row becomes the record of its fields, under a MAC (the
+/// rows are trusted once, at this upgrade, as jobs and keys were at version 3). A row that cannot be a record is
+/// kept as it was, inside a body no record reads: that signer's credential is then EXP005 `corrupt_record`, as it
+/// was before, and nothing is lost. A table already in the current form is left alone.
+fn migrate_signers(
+    tx: &rusqlite::Transaction<'_>,
+    key: Option<&hmac::Key>,
+    has_column: &dyn Fn(&str, &str) -> Result<bool>,
+) -> Result<()> {
+    if has_column("signing_credentials", "body")? || !has_column("signing_credentials", "org")? {
+        return tx
+            .execute_batch(SIGNERS_TABLE)
+            .map_err(db("creating the signers table"));
+    }
+    let mut select = Vec::new();
+    for column in OLD_SIGNER_COLUMNS {
+        select.push(if has_column("signing_credentials", column)? {
+            column.to_string()
+        } else {
+            format!("NULL AS {column}")
+        });
+    }
+    let mut rows: Vec<OldSignerRow> = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare(&format!(
+                "SELECT {} FROM signing_credentials ORDER BY org, subject",
+                select.join(", ")
+            ))
+            .map_err(db("upgrading signers"))?;
+        let found = stmt
+            .query_map([], |r| {
+                (0..OLD_SIGNER_COLUMNS.len())
+                    .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                    .collect::<rusqlite::Result<OldSignerRow>>()
+            })
+            .map_err(db("upgrading signers"))?;
+        for row in found {
+            rows.push(row.map_err(db("upgrading signers"))?);
+        }
+    }
+    tx.execute_batch("ALTER TABLE signing_credentials RENAME TO signing_credentials_before_v4;")
+        .map_err(db("upgrading signers"))?;
+    tx.execute_batch(SIGNERS_TABLE)
+        .map_err(db("creating the signers table"))?;
+    for row in &rows {
+        use rusqlite::types::Value as V;
+        let text = |i: usize| match row.get(i) {
+            Some(V::Text(t)) => t.clone(),
+            _ => String::new(),
+        };
+        let (org, subject) = (text(0), text(1));
+        let body = match old_signer_record(row) {
+            Some(rec) => encode(&rec, "signing_credentials")?,
+            None => {
+                // Kept whole for whoever repairs it; not a record, so reading it is `corrupt_record`.
+                let columns: serde_json::Map<String, serde_json::Value> = OLD_SIGNER_COLUMNS
+                    .iter()
+                    .zip(row)
+                    .map(|(name, v)| {
+                        let v = match v {
+                            V::Null => serde_json::Value::Null,
+                            V::Integer(n) => serde_json::Value::from(*n),
+                            V::Real(x) => serde_json::Value::from(*x),
+                            V::Text(t) => serde_json::Value::from(t.clone()),
+                            V::Blob(b) => serde_json::Value::from(crate::sink::hex(b)),
+                        };
+                        (name.to_string(), v)
+                    })
+                    .collect();
+                encode(
+                    &serde_json::json!({"unreadable_before_v4": columns}),
+                    "signing_credentials",
+                )?
+            }
+        };
+        put_signer_row(tx, key, &org, &subject, &body)?;
+    }
+    tx.execute_batch("DROP TABLE signing_credentials_before_v4;")
+        .map_err(db("upgrading signers"))?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the store in the SQLite file at `path`, without an archive or row MACs (see
     /// [`SqliteStore::open_with`]).
@@ -652,7 +897,7 @@ impl SqliteStore {
     }
 
     /// Opens (creating when missing) the store in the SQLite file at `path`: WAL journal, `synchronous=FULL`, a
-    /// busy timeout so several connections and processes can share the file, and the schema (version 3 in
+    /// busy timeout so several connections and processes can share the file, and the schema (version 5 in
     /// `PRAGMA user_version`; older files are upgraded in place, in one transaction). A newer version is refused,
     /// so that an older trialport never writes rows without the columns it does not know. With an archive, checks
     /// it against the anchor and copies to it the events it lacks (see the module docs).
@@ -714,6 +959,12 @@ impl SqliteStore {
             )
             .with_detail("schema_version", version));
         }
+        // Whether the file already has a study registry (version 5; or a development build's version 4 that added
+        // the registry before the signers' records): checked before the schema creates the table.
+        let had_registry = tx
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'")
+            .and_then(|mut stmt| stmt.exists([]))
+            .map_err(db("reading the schema"))?;
         tx.execute_batch(SCHEMA)
             .map_err(db("creating the schema"))?;
         migrate(&tx, version, mac.as_ref())?;
@@ -729,8 +980,8 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             mac,
             archive,
-            // A file made before version 4 has jobs and keys of studies that no registry binds yet.
-            adopt_studies: (1..4).contains(&version),
+            // A file made before version 5 has jobs and keys of studies that no registry binds yet.
+            adopt_studies: version >= 1 && !had_registry,
         };
         if store.archive.is_some() {
             store.reconcile(version < 3)?;
@@ -1048,6 +1299,23 @@ impl StudyRows for SqliteTx<'_> {
     }
 }
 
+impl SignerRows for SqliteTx<'_> {
+    fn signer(&mut self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        load_signer(self.tx, self.mac, org, subject)
+    }
+
+    fn put_signer(&mut self, credential: &SignerCredential) -> Result<()> {
+        let body = encode(credential, "signing_credentials")?;
+        put_signer_row(
+            self.tx,
+            self.mac,
+            &credential.org,
+            &credential.subject,
+            &body,
+        )
+    }
+}
+
 impl AuditRows for SqliteTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>> {
         if let Some(head) = &self.head {
@@ -1103,11 +1371,18 @@ impl Store for SqliteStore {
                 std::mem::take(&mut stx.staged)
             };
             witness(&staged)?;
-            crate::failpoint::hit("store.commit.before");
+            // The commit failpoints are those of a change with its audit events: a transaction that records none
+            // (a lease renewed, progress saved, a rescue that found nothing) is not one, and another thread of the
+            // process (the lease keeper) would otherwise meet them first, at an instant nobody chose.
+            if !staged.is_empty() {
+                crate::failpoint::hit("store.commit.before");
+            }
             tx.commit().map_err(db("committing"))?;
             staged
         };
-        crate::failpoint::hit("store.commit.after");
+        if !events.is_empty() {
+            crate::failpoint::hit("store.commit.after");
+        }
         if !events.is_empty() {
             self.archive_committed();
             if let Some(archive) = &self.archive {
@@ -1295,6 +1570,12 @@ impl StudyReads for SqliteStore {
             out.push(decode_study(self.mac.as_ref(), &row)?);
         }
         Ok(out)
+    }
+}
+
+impl SignerReads for SqliteStore {
+    fn get_signer(&self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
+        load_signer(&self.lock(), self.mac.as_ref(), org, subject)
     }
 }
 

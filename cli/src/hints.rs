@@ -1,0 +1,201 @@
+//! How to fix an error, in the CLI's words: the engine's messages name request fields (`deidentify`, `filters`,
+//! `signature.password`) because the same engine serves Rust, Python, C and HTTP; a CLI user needs the flag,
+//! variable or command that fixes it. [`for_error`] picks one from the error's reason and field; the error JSON
+//! carries it as `error.hint`, and a person reading a terminal sees it on its own line.
+//!
+//! The reasons come first (they say what went wrong); the field is the fallback (it says where).
+//! `cli/tests/newcomer.rs` runs the newcomer review's steps and follows the hints they print.
+
+use trialport_core::Error;
+
+/// Which command raised the error: the same engine field maps to different flags (`format` is `--format` for an
+/// export, `--to` for `convert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `convert`, `formats`, `verify`: no home, no credential.
+    Files,
+    /// Every command that works on a home.
+    Home,
+}
+
+/// The hint for `e` raised by a command of `surface`, if one applies.
+pub fn for_error(e: &Error, surface: Surface) -> Option<String> {
+    by_reason(e, surface).or_else(|| e.field().and_then(|f| by_field(f, surface)))
+}
+
+fn by_reason(e: &Error, surface: Surface) -> Option<String> {
+    let field = e.field().unwrap_or_default();
+    let text = match e.reason() {
+        "missing_home" | "not_a_home" | "incomplete_home" => {
+            "give --home DIR or set TRIALPORT_HOME; make a home with `trialport --home DIR init --source DATA --org ORG`"
+        }
+        "missing_credential" => {
+            "give --credential 'ApiKey tp_...' or set TRIALPORT_CREDENTIAL (init printed the first admin key; \
+             `trialport keys create` makes more)"
+        }
+        "invalid_credential" => {
+            "--credential and TRIALPORT_CREDENTIAL take 'ApiKey tp_...', a bare 'tp_...' key or 'Bearer <jwt>': \
+             check the key was copied whole"
+        }
+        "unknown_key" | "key_revoked" | "key_expired" | "expired" | "revoked" => {
+            "this key cannot be used: ask an administrator for a new one (`trialport keys create --name NAME --roles \
+             ROLES --studies STUDIES`)"
+        }
+        "unsupported_credential" => {
+            "this home takes API keys only: use --credential 'ApiKey tp_...', or make the home with --jwt-hs or \
+             --jwt-public-key-file"
+        }
+        "permission_denied" => {
+            "your key's roles do not allow this: see docs/permissions.md, and ask an administrator for a key with \
+             the role (`trialport keys create --roles ROLE`)"
+        }
+        "identifiable_data" => {
+            "add --deidentify safe-harbor (or another profile, e.g. pseudonymize,date-shift) for de-identified data, \
+             or --identifiable --sign approval (needs the data:identifiable permission and TRIALPORT_SIGN_PASSWORD)"
+        }
+        "signature_required" | "signature_missing" => {
+            "sign it: add --sign approval (or authorship, review, responsibility) with your password in \
+             TRIALPORT_SIGN_PASSWORD; set the password once with `trialport signing set-password`"
+        }
+        "signing_not_enrolled" | "password_reset_required" => {
+            "set your signing password with `trialport signing set-password` (read from standard input)"
+        }
+        "signature_invalid" => {
+            "TRIALPORT_SIGN_PASSWORD must hold your signing password; repeated failures lock signing until an \
+             administrator runs `trialport signing reset`"
+        }
+        "signing_locked" => {
+            "signing is locked after failed attempts: another administrator runs `trialport signing reset SUBJECT`"
+        }
+        "weak_password" => {
+            "choose a signing password of 12 or more characters that is not a common password and does not \
+             contain your id or name"
+        }
+        "unknown_profile" => {
+            "--deidentify takes profiles separated by commas: safe-harbor, pseudonymize, date-shift, drop-free-text"
+        }
+        "invalid_filter" => {
+            "--filter COLUMN:OP:VALUE, OP one of eq, ne, lt, le, gt, ge, in (VALUE a comma-separated list), \
+             is_null, is_not_null; repeat --filter for several"
+        }
+        "unknown_option" | "invalid_option" => {
+            return Some(match field.strip_prefix("options.") {
+                Some(name) => format!(
+                    "format options are --option {name}=VALUE; `trialport formats` lists each format's options and \
+                     their values"
+                ),
+                None => "format options are --option NAME=VALUE; `trialport formats` lists them".into(),
+            })
+        }
+        "unsupported_by_format" | "unsupported_by_kind"
+            if field == "deidentify" || field == "identifiable" =>
+        {
+            "this export carries no rows to de-identify (a metadata document such as define-xml, or a report): \
+             leave out --deidentify and --identifiable"
+        }
+        "unknown_output_format" | "unsupported_by_format" | "unsupported_by_kind" => {
+            return Some(match surface {
+                Surface::Files => "name the output format with --to FORMAT; `trialport formats` lists them".into(),
+                Surface::Home => "name the format with --format FORMAT; `trialport formats` lists them".into(),
+            })
+        }
+        "missing_datasets" => "name the datasets with --datasets DM,AE (the study's files under the home's source)",
+        "already_initialized" => "this home exists already: use it with --home, or give init a new directory",
+        "current_password_required" => {
+            "changing your signing password needs the current one in TRIALPORT_SIGN_PASSWORD"
+        }
+        "invalid_meaning" => "--sign takes review, approval, responsibility or authorship",
+        "idempotency_conflict" => {
+            "this --idempotency-key was used for a different request: choose a new key"
+        }
+        "not_a_regular_file" | "output_is_directory" => {
+            "-o names the file to write: a new or regular file, or an existing directory for the artifact's name"
+        }
+        "artifact_required" => {
+            "the job has several artifacts: name one with --artifact NAME, or take them all with --all -o DIR"
+        }
+        "out_of_range" if field == "limit" => "--limit takes 1 to 100",
+        "out_of_range" if field == "page" => "--page counts from 1",
+        _ => return None,
+    };
+    Some(text.to_string())
+}
+
+fn by_field(field: &str, surface: Surface) -> Option<String> {
+    if let Some(name) = field.strip_prefix("options.") {
+        return Some(format!(
+            "set it with --option {name}=VALUE; `trialport formats` lists each format's options"
+        ));
+    }
+    let flag = match (field, surface) {
+        ("format", Surface::Files) | ("to", _) => "--to FORMAT",
+        ("format", Surface::Home) => "--format FORMAT",
+        ("home", _) => "--home DIR (or TRIALPORT_HOME)",
+        ("study", _) => "--study STUDY",
+        ("datasets", _) => "--datasets DM,AE",
+        ("dataset", Surface::Files) => "--dataset NAME",
+        ("columns", _) => "--columns COL1,COL2",
+        ("filters", _) => "--filter COLUMN:OP:VALUE",
+        ("deidentify", _) => "--deidentify PROFILES (or --identifiable)",
+        ("identifiable", _) => "--identifiable",
+        ("idempotency_key", _) => "--idempotency-key KEY",
+        ("spec", _) => "--spec FILE (see docs/reports.md)",
+        ("package", _) => "--package zip|ectd",
+        ("container", _) => "--container zip|directory",
+        ("max_file_bytes", _) => "--max-file-bytes BYTES",
+        ("limit", _) => "--limit N",
+        ("page", _) => "--page N",
+        ("status", _) => "--status STATE",
+        ("timeout", _) => "--timeout SECS",
+        ("roles", _) => "--roles ROLES",
+        ("studies", _) => "--studies STUDIES",
+        ("org", _) => "--org ORG",
+        ("expires_at", _) => {
+            "--expires-at TIME (RFC 3339, in the future, e.g. 2027-01-01T00:00:00Z)"
+        }
+        ("artifact", _) => "--artifact NAME",
+        ("output" | "out", _) => "-o PATH",
+        ("source", _) => "init --source DIR",
+        ("meta", _) => "--meta FILE",
+        ("signature" | "signature.meaning" | "sign", _) => "--sign MEANING",
+        ("signature.password" | "password" | "current_password", _) => "TRIALPORT_SIGN_PASSWORD",
+        ("retention", _) => "init --retention KIND=DAYS",
+        ("jwt" | "jwt_alg", _) => "init --jwt-hs / --jwt-public-key-file with --jwt-alg",
+        ("public_key", _) => "verify --public-key FILE",
+        ("checkpoint", _) => "audit verify --checkpoint FILE",
+        ("credential", _) => "--credential (or TRIALPORT_CREDENTIAL)",
+        _ => return None,
+    };
+    Some(format!("set it with {flag}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_wins_over_its_field() {
+        let e = Error::validation("identifiable_data", "x").with_field("deidentify");
+        let hint = for_error(&e, Surface::Home).unwrap();
+        assert!(
+            hint.contains("--deidentify safe-harbor") && hint.contains("--identifiable"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn a_field_names_its_flag_by_surface() {
+        let e = Error::validation("whatever", "x").with_field("format");
+        assert!(for_error(&e, Surface::Files).unwrap().contains("--to"));
+        assert!(for_error(&e, Surface::Home).unwrap().contains("--format"));
+        let e = Error::validation("whatever", "x").with_field("options.version");
+        assert!(for_error(&e, Surface::Home)
+            .unwrap()
+            .contains("--option version=VALUE"));
+    }
+
+    #[test]
+    fn an_unknown_reason_without_a_field_has_no_hint() {
+        assert_eq!(for_error(&Error::server("io", "x"), Surface::Home), None);
+    }
+}
