@@ -283,6 +283,20 @@ fn init_binds_the_source_studies_and_the_operator_manages_bindings_but_reads_no_
         (Some("globex"), Some("S2"))
     );
 
+    // Keys of another organization are listed by the operator only, as they are created and revoked.
+    let globex_keys = s.ok(&op, &["keys", "list", "--org", "globex"]);
+    let listed = globex_keys["keys"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{globex_keys}");
+    assert_eq!(listed[0]["org"], "globex", "{globex_keys}");
+    let e = error_object(&s.run(&s.admin, &["keys", "list", "--org", "globex"]));
+    assert_eq!(
+        (e["code"].as_str(), e["details"]["scope"].as_str()),
+        (Some("EXP003"), Some("organization")),
+        "{e}"
+    );
+    let own = s.ok(&globex, &["keys", "list"]);
+    assert_eq!(own["keys"], globex_keys["keys"]);
+
     // The operator reads no study data.
     for args in [
         vec![
