@@ -46,6 +46,15 @@ pub trait StudyRows {
     /// # Errors
     /// EXP001; EXP005.
     fn delete_study(&mut self, study: &str) -> Result<()>;
+
+    /// Ends the adoption of an upgraded store's studies (see [`crate::store::Store::studies_to_adopt`]), with the
+    /// bindings it made; nothing when there is none. The default: nothing (a store without upgrades).
+    ///
+    /// # Errors
+    /// EXP005.
+    fn studies_adopted(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Reading the registry outside a transaction: `get_study` of an unbound study is `Ok(None)`; a change is seen by

@@ -1345,3 +1345,63 @@ fn checkpoints_are_signed_by_the_engine_and_an_edited_or_foreign_one_is_refused(
     };
     assert_eq!(refused(&wrong), "checkpoint");
 }
+
+/// A home of a version before the study registry has its sources' studies bound by the next engine even when
+/// another opener upgraded the file first (another process's store, or a failed engine build): the
+/// adoption is recorded in the store and ends in the transaction of its bindings, each audited (reason `upgrade`).
+#[test]
+fn an_upgraded_homes_studies_are_adopted_whoever_opened_it_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+    let open = || {
+        Engine::builder()
+            .formats(registry())
+            .source(source())
+            .home(dir.path())
+            .unwrap()
+            .workers(0)
+            .build()
+            .unwrap()
+    };
+    let e = open();
+    // The first key binds the source's studies (reason `init`).
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    drop(e);
+    // What a version before the registry left (schema 4), then another open of the home's store (as a second
+    // process's), which upgrades it.
+    {
+        let conn = rusqlite::Connection::open(home.database_path()).unwrap();
+        conn.execute_batch(
+            "DROP TABLE studies; DROP TABLE studies_adoption; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    drop(home.open_store().unwrap());
+    let e = open();
+    let bound = |e: &Engine| {
+        e.session(&admin)
+            .audit_events(1, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|ev| ev.action == "bind_study" && ev.details["reason"] == "upgrade")
+            .map(|ev| (ev.target, ev.details["org"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let studies = trialport_core::source::DataSource::studies(&*source()).unwrap();
+    assert!(!studies.is_empty());
+    let expected: Vec<(String, Value)> = studies
+        .iter()
+        .map(|s| (format!("study:{s}"), json!("acme")))
+        .collect();
+    assert_eq!(bound(&e), expected);
+    let listed = e.session(&admin).list_studies().unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.study.clone()).collect::<Vec<_>>(),
+        studies
+    );
+    assert!(listed.iter().all(|r| r.org == "acme"));
+    drop(e);
+    // Adopted once: the next engine binds nothing.
+    let e = open();
+    assert_eq!(bound(&e), expected);
+}

@@ -346,7 +346,7 @@ fn sqlite_survives_a_restart() {
     let store = open(&path);
     assert_eq!(store.schema_version().unwrap(), 5);
     assert!(
-        !store.studies_to_adopt(),
+        !store.studies_to_adopt().unwrap(),
         "a file made by this version adopts nothing"
     );
     for job in &inserted {
@@ -777,13 +777,16 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
     let store = open(&path);
     assert_eq!(store.schema_version().unwrap(), 5);
     // A file made before the study registry has it created empty, and says its studies are still to be bound.
-    assert!(store.studies_to_adopt());
+    assert!(store.studies_to_adopt().unwrap());
     assert!(
         trialport_core::study::StudyReads::list_studies(&store, None)
             .unwrap()
             .is_empty()
     );
-    assert!(!open(&path).studies_to_adopt(), "only at the upgrade");
+    // The adoption is the store's until a transaction ends it, whoever opens the file meanwhile.
+    assert!(open(&path).studies_to_adopt().unwrap());
+    write(&store, |tx| tx.studies_adopted()).unwrap();
+    assert!(!open(&path).studies_to_adopt().unwrap());
     let q = |state| FinishedQuery {
         state,
         finished_by: at(100),
@@ -852,7 +855,8 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
 
 /// Schema 5 added the study registry on top of version 4 (signers' records): a file of every earlier version, made
 /// here by taking a current file back (its `studies` table dropped, its version set), is upgraded to 5 with the
-/// registry empty and its studies still to be bound, once; its rows survive.
+/// registry empty and its studies still to be bound until a transaction ends the adoption; its rows survive. An
+/// adoption row edited outside trialport is refused.
 #[test]
 fn sqlite_upgrades_files_of_versions_2_3_and_4_to_the_study_registry() {
     for from in [2, 3, 4] {
@@ -870,16 +874,20 @@ fn sqlite_upgrades_files_of_versions_2_3_and_4_to_the_study_registry() {
         drop(conn);
         let store = home_store(dir.path());
         assert_eq!(store.schema_version().unwrap(), 5, "from {from}");
-        assert!(store.studies_to_adopt(), "from {from}");
+        assert!(store.studies_to_adopt().unwrap(), "from {from}");
         assert!(StudyReads::list_studies(&store, None).unwrap().is_empty());
         assert_eq!(store.get_job(job.id).unwrap(), job, "from {from}");
         assert_eq!(store.get_signer("org-a", "ada").unwrap().unwrap(), ada);
         drop(store);
         let store = home_store(dir.path());
         assert!(
-            !store.studies_to_adopt(),
-            "only at the upgrade (from {from})"
+            store.studies_to_adopt().unwrap(),
+            "until a transaction ends it (from {from})"
         );
+        write(&store, |tx| tx.studies_adopted()).unwrap();
+        drop(store);
+        let store = home_store(dir.path());
+        assert!(!store.studies_to_adopt().unwrap(), "from {from}");
         assert_eq!(store.schema_version().unwrap(), 5);
     }
     // A development build's version 4 that had the registry before the signers' records: its bindings are kept,
@@ -901,9 +909,20 @@ fn sqlite_upgrades_files_of_versions_2_3_and_4_to_the_study_registry() {
     drop(conn);
     let store = home_store(dir.path());
     assert_eq!(store.schema_version().unwrap(), 5);
-    assert!(!store.studies_to_adopt());
+    assert!(!store.studies_to_adopt().unwrap());
     assert_eq!(StudyReads::get_study(&store, "S1").unwrap(), Some(record));
     assert_eq!(store.get_signer("org-a", "ada").unwrap(), None);
+    drop(store);
+    // An adoption written outside trialport (to have unbound studies bound to the home's organization) is refused.
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute(
+        "INSERT INTO studies_adoption (id, body, mac) VALUES (1, 'upgrade', NULL)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let e = home_store(dir.path()).studies_to_adopt().unwrap_err();
+    assert_eq!(e.reason(), "integrity_violation", "{e:?}");
 }
 
 // ---------------------------------------------------------------------------------------------------------------

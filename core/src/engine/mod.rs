@@ -285,7 +285,7 @@ impl EngineBuilder {
         let home = crate::home::Home::open(dir)?;
         let pepper = home.pepper()?;
         let store = Arc::new(home.open_store()?);
-        let adopt = crate::store::Store::studies_to_adopt(&*store);
+        let adopt = crate::store::Store::studies_to_adopt(&*store)?;
         let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
         let mut b = self.store(store).sink(sink).pepper(&pepper);
         b.home_org = Some(home.config().org.clone());
@@ -427,7 +427,10 @@ impl EngineBuilder {
         };
         if self.adopt_studies {
             if let Some(org) = engine.inner.home_org.clone() {
-                engine.bind_source_studies(&org, "upgrade")?;
+                // The bindings and the end of the adoption commit together: an engine that fails before this
+                // point leaves the adoption to the next one.
+                let found = engine.source_studies()?;
+                engine.bind(&org, &found, "upgrade", true)?;
             }
         }
         let keeper_inner = engine.inner.clone();
@@ -905,12 +908,17 @@ impl Engine {
     /// # Errors
     /// As [`Engine::bind_studies`]; EXP005 when a source cannot list its studies.
     pub fn bind_source_studies(&self, org: &str, reason: &str) -> Result<Vec<String>> {
+        let found = self.source_studies()?;
+        self.bind_studies(org, &found, reason)
+    }
+
+    /// Every study the sources list, once each, in order.
+    fn source_studies(&self) -> Result<Vec<String>> {
         let mut found = BTreeSet::new();
         for s in &self.inner.sources {
             found.extend(s.studies()?);
         }
-        let found: Vec<String> = found.into_iter().collect();
-        self.bind_studies(org, &found, reason)
+        Ok(found.into_iter().collect())
     }
 
     /// For a host that registers studies in its own in-memory source (the Python and C bindings' `add_dataset`):
@@ -934,6 +942,18 @@ impl Engine {
     /// # Errors
     /// EXP002 for an invalid organization or study name; EXP005 for the store or the audit trail.
     pub fn bind_studies(&self, org: &str, studies: &[String], reason: &str) -> Result<Vec<String>> {
+        self.bind(org, studies, reason, false)
+    }
+
+    /// [`Engine::bind_studies`]; with `adopted`, the same transaction also ends the store's adoption of an upgraded
+    /// home's studies ([`crate::study::StudyRows::studies_adopted`]).
+    fn bind(
+        &self,
+        org: &str,
+        studies: &[String],
+        reason: &str,
+        adopted: bool,
+    ) -> Result<Vec<String>> {
         crate::sink::validate_name(org, "org")?;
         for s in studies {
             crate::sink::validate_name(s, "study")?;
@@ -966,6 +986,9 @@ impl Engine {
                     &AuditScope::new(org, Some(study)),
                 )?;
                 bound.push(study.clone());
+            }
+            if adopted {
+                tx.studies_adopted()?;
             }
             Ok(bound)
         })

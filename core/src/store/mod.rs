@@ -76,10 +76,14 @@ pub trait Store: JobReads + KeyReads + SignerReads + StudyReads + AuditReads + S
         Ok(())
     }
 
-    /// Whether the store was upgraded from a version without a study registry when it was opened, so that the
-    /// studies of its source are still to be bound to the home's organization (see
-    /// [`crate::engine::EngineBuilder::home`]). The default: no.
-    fn studies_to_adopt(&self) -> bool {
-        false
+    /// Whether the store was upgraded from a version without a study registry and the studies of its sources are
+    /// still to be bound to the home's organization (see [`crate::engine::EngineBuilder::home`]): recorded in the
+    /// store by the upgrade, whichever process made it, until a transaction binds them and calls
+    /// [`crate::study::StudyRows::studies_adopted`]. The default: no.
+    ///
+    /// # Errors
+    /// EXP005.
+    fn studies_to_adopt(&self) -> Result<bool> {
+        Ok(false)
     }
 }

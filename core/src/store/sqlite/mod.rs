@@ -103,6 +103,11 @@ CREATE TABLE IF NOT EXISTS studies (
     mac TEXT
 );
 CREATE INDEX IF NOT EXISTS studies_org ON studies (org, study);
+CREATE TABLE IF NOT EXISTS studies_adoption (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    body TEXT NOT NULL,
+    mac TEXT
+);
 CREATE TABLE IF NOT EXISTS audit_anchor (
     id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
     seq INTEGER NOT NULL,
@@ -110,6 +115,10 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
     mac TEXT
 );
 ";
+
+/// The body of the `studies_adoption` row: a file upgraded to the study registry whose studies are still to be
+/// bound (see [`Store::studies_to_adopt`]).
+const ADOPTION_BODY: &str = "upgrade";
 
 /// The table of signers' credentials (schema version 4): created here, or converted from its older form by
 /// [`migrate`].
@@ -146,9 +155,6 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     mac: Option<hmac::Key>,
     archive: Option<Archive>,
-    /// The file was upgraded from a version without the study registry at this open (see
-    /// [`Store::studies_to_adopt`]).
-    adopt_studies: bool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -970,6 +976,18 @@ impl SqliteStore {
         migrate(&tx, version, mac.as_ref())?;
         tx.execute_batch(SCHEMA_INDEXES)
             .map_err(db("creating the schema"))?;
+        if version >= 1 && !had_registry {
+            // A file made before the registry: its studies are to be bound by the next engine on the home, whichever
+            // process upgraded the file (see [`Store::studies_to_adopt`]).
+            let mac = mac
+                .as_ref()
+                .map(|k| row_mac(k, "studies_adoption", "1", ADOPTION_BODY));
+            tx.execute(
+                "INSERT OR IGNORE INTO studies_adoption (id, body, mac) VALUES (1, ?1, ?2)",
+                params![ADOPTION_BODY, mac],
+            )
+            .map_err(db("upgrading studies"))?;
+        }
         if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(db("writing the schema version"))?;
@@ -980,8 +998,6 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             mac,
             archive,
-            // A file made before version 5 has jobs and keys of studies that no registry binds yet.
-            adopt_studies: version >= 1 && !had_registry,
         };
         if store.archive.is_some() {
             store.reconcile(version < 3)?;
@@ -1287,6 +1303,13 @@ impl StudyRows for SqliteTx<'_> {
         Ok(())
     }
 
+    fn studies_adopted(&mut self) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM studies_adoption", [])
+            .map_err(db("ending the adoption of studies"))?;
+        Ok(())
+    }
+
     fn delete_study(&mut self, study: &str) -> Result<()> {
         let n = self
             .tx
@@ -1394,8 +1417,35 @@ impl Store for SqliteStore {
         Ok(events)
     }
 
-    fn studies_to_adopt(&self) -> bool {
-        self.adopt_studies
+    fn studies_to_adopt(&self) -> Result<bool> {
+        let conn = self.lock();
+        let row: Option<(String, Option<String>)> = conn
+            .query_row(
+                "SELECT body, mac FROM studies_adoption WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(read_err(
+                "studies_adoption",
+                "reading the adoption of studies",
+            ))?;
+        match row {
+            None => Ok(false),
+            Some((body, mac)) => {
+                check_mac(
+                    self.mac.as_ref(),
+                    "studies_adoption",
+                    "1",
+                    &body,
+                    mac.as_deref(),
+                )?;
+                if body != ADOPTION_BODY {
+                    return Err(corrupt("studies_adoption"));
+                }
+                Ok(true)
+            }
+        }
     }
 
     fn check_trail(&self) -> Result<()> {
