@@ -119,7 +119,9 @@ impl tp_engine {
         let stream = stream.with_meta(&meta)?;
         let schema = stream.schema().clone();
         let batches = stream.collect()?;
-        self.source.add(study, name, schema, batches)
+        self.source.add(study, name, schema, batches)?;
+        // The host's own studies belong to the home's organization (unless bound elsewhere already).
+        self.engine()?.bind_host_studies().map(|_| ())
     }
 
     /// One export of `kind` from its request JSON (parsed and checked by the core inside the audited call): the

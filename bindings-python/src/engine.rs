@@ -139,12 +139,15 @@ impl PyEngine {
     ) -> PyResult<()> {
         let reader = data.into_reader()?;
         let source = self.source.clone();
+        let engine = self.engine()?;
         released(py, move || {
             let meta = data::meta(meta.as_deref())?;
             let stream = data::stream(reader).with_meta(&meta)?;
             let schema = stream.schema().clone();
             let batches = stream.collect()?;
-            source.add(&study, &name, schema, batches)
+            source.add(&study, &name, schema, batches)?;
+            // The host's own studies belong to the home's organization (unless bound elsewhere already).
+            engine.bind_host_studies().map(|_| ())
         })
     }
 

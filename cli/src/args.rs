@@ -75,6 +75,10 @@ pub enum Command {
     /// Manage API keys; rotate the key that encrypts artifacts at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Studies and organizations: list the studies bound to organizations, bind one, remove a binding (binding
+    /// needs the operator role). A study of another organization answers as an unknown study.
+    #[command(subcommand)]
+    Studies(StudiesCommand),
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -443,9 +447,9 @@ pub struct DownloadArgs {
 pub enum KeysCommand {
     /// Create an API key; its text is printed once.
     Create(KeysCreateArgs),
-    /// List the API keys you manage (your organization's, within your studies): id, name, roles, studies,
-    /// expiry and revocation; never a secret.
-    List,
+    /// List the API keys you manage (your organization's, within your studies; an operator's, of any
+    /// organization): id, name, roles, studies, expiry and revocation; never a secret.
+    List(KeysListArgs),
     /// Revoke an API key by id.
     Revoke(KeysRevokeArgs),
     /// Rotate the key-encryption key of artifacts at rest: new artifacts use a new key, older ones stay readable.
@@ -454,13 +458,41 @@ pub enum KeysCommand {
     RotateKek,
 }
 
+/// `studies list|add|remove`
+#[derive(Debug, Subcommand)]
+pub enum StudiesCommand {
+    /// List the studies and their organizations (an operator sees every organization's; others their own).
+    List,
+    /// Bind a study to an organization (operator role).
+    Add(StudiesAddArgs),
+    /// Remove a study's binding (operator role): it answers as an unknown study until bound again.
+    Remove(StudiesRemoveArgs),
+}
+
+/// `studies add STUDY --org ORG`
+#[derive(Debug, Args)]
+pub struct StudiesAddArgs {
+    /// The study id (as the source names its folder).
+    pub study: String,
+    /// The organization it belongs to.
+    #[arg(long)]
+    pub org: String,
+}
+
+/// `studies remove STUDY`
+#[derive(Debug, Args)]
+pub struct StudiesRemoveArgs {
+    /// The study id.
+    pub study: String,
+}
+
 /// `keys create ...`
 #[derive(Debug, Args)]
 pub struct KeysCreateArgs {
     /// A name for people.
     #[arg(long)]
     pub name: String,
-    /// Roles, comma-separated: admin, data_manager, statistician, monitor, auditor, integration.
+    /// Roles, comma-separated: admin, data_manager, statistician, monitor, auditor, integration, operator.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     pub roles: Vec<String>,
     /// Studies, comma-separated ("*" for all).
@@ -472,6 +504,14 @@ pub struct KeysCreateArgs {
     /// Expiry time, RFC 3339 (e.g. 2026-12-31T23:59:59Z); it must be in the future (EXP002 invalid_expiry).
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
+}
+
+/// `keys list [--org ORG]`
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    /// Organization (default: yours; another one's keys only with the operator role).
+    #[arg(long)]
+    pub org: Option<String>,
 }
 
 /// `keys revoke KEY_ID`

@@ -4,7 +4,7 @@
 
 use crate::args::{
     DocumentArgs, DownloadArgs, ExportBulkArgs, ExportCommand, ExportCommonArgs, ExportDataArgs,
-    InitArgs, JobsCommand, JobsListArgs, KeysCommand, KeysCreateArgs, WaitArgs,
+    InitArgs, JobsCommand, JobsListArgs, KeysCommand, KeysCreateArgs, StudiesCommand, WaitArgs,
 };
 use crate::output;
 use crate::wait::{self, Finished};
@@ -67,9 +67,14 @@ impl Ctx {
     /// Opens the engine on the home without workers: a command runs at most the one job it waits for
     /// ([`run_and_report`]), so a quick `jobs list` never starts and then abandons someone's job.
     pub(crate) fn engine(&self) -> Result<Engine> {
-        trialport_formats::home::engine_builder(self.home()?)?
+        let engine = trialport_formats::home::engine_builder(self.home()?)?
             .workers(0)
-            .build()
+            .build()?;
+        // Loose modes on the home are said on stderr, whatever the output mode (stdout stays machine-readable).
+        for w in engine.warnings() {
+            output::warning(w);
+        }
+        Ok(engine)
     }
 
     pub(crate) fn cred(&self) -> &str {
@@ -641,6 +646,46 @@ pub fn download_to(
     }))
 }
 
+/// `trialport studies list|add|remove`: with `--json`, `list` prints `{"items": [{"study", "org", "added_at",
+/// "added_by"}]}` and `add`/`remove` the binding made or removed.
+///
+/// # Errors
+/// The engine's errors (EXP003 without the operator role for `add` and `remove`; EXP004 `study_exists`; EXP001
+/// for removing an unbound study).
+pub fn studies(ctx: &Ctx, cmd: &StudiesCommand) -> Result<ExitCode> {
+    let engine = ctx.engine()?;
+    let session = engine.session(ctx.cred());
+    match cmd {
+        StudiesCommand::List => {
+            let list = session.list_studies()?;
+            if ctx.json {
+                output::json(&json!({ "items": list }))?;
+            } else {
+                for r in &list {
+                    output::line(&format!("{}\t{}", r.study, r.org))?;
+                }
+            }
+        }
+        StudiesCommand::Add(a) => {
+            let r = session.add_study(&a.study, &a.org)?;
+            if ctx.json {
+                output::json(&r)?;
+            } else {
+                output::line(&format!("study {} belongs to {}", r.study, r.org))?;
+            }
+        }
+        StudiesCommand::Remove(a) => {
+            let r = session.remove_study(&a.study)?;
+            if ctx.json {
+                output::json(&json!({"study": r.study, "org": r.org, "removed": true}))?;
+            } else {
+                output::line(&format!("study {} no longer belongs to {}", r.study, r.org))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `trialport keys create|list|revoke|rotate-kek`.
 ///
 /// # Errors
@@ -659,8 +704,11 @@ pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        KeysCommand::List => {
-            let keys = ctx.engine()?.session(ctx.cred()).list_api_keys()?;
+        KeysCommand::List(a) => {
+            let keys = ctx
+                .engine()?
+                .session(ctx.cred())
+                .list_api_keys(a.org.as_deref())?;
             if ctx.json {
                 output::json(&json!({ "keys": keys }))?;
             } else {

@@ -101,6 +101,13 @@ fn by_reason(e: &Error, surface: Surface) -> Option<String> {
         }
         "missing_datasets" => "name the datasets with --datasets DM,AE (the study's files under the home's source)",
         "already_initialized" => "this home exists already: use it with --home, or give init a new directory",
+        "not_found" if field == "study" && matches!(surface, Surface::Home) => {
+            "no study of your organization has this id: `trialport studies list` shows the ones you may use"
+        }
+        "study_exists" => {
+            "the study belongs to an organization already (`trialport studies list`): to move it, run \
+             `trialport studies remove STUDY`, then `trialport studies add STUDY --org ORG`"
+        }
         "current_password_required" => {
             "changing your signing password needs the current one in TRIALPORT_SIGN_PASSWORD"
         }
@@ -172,6 +179,18 @@ fn by_field(field: &str, surface: Surface) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_study_points_to_the_registry() {
+        let e = trialport_core::source::unknown_study("S9");
+        assert!(for_error(&e, Surface::Home)
+            .unwrap()
+            .contains("trialport studies list"));
+        let e = Error::conflict("study_exists", "x").with_field("study");
+        assert!(for_error(&e, Surface::Home)
+            .unwrap()
+            .contains("trialport studies remove STUDY"));
+    }
 
     #[test]
     fn a_reason_wins_over_its_field() {

@@ -34,8 +34,13 @@ fn main() -> ExitCode {
     };
     let json = cli.json;
     match run(cli) {
-        Ok(code) => code,
+        Ok(code) => {
+            output::flush_warnings();
+            code
+        }
         Err(e) => {
+            // On failure stderr holds the standard error JSON (and, on a terminal, its hint); warnings are not
+            // printed.
             output::error(&e, hints::for_error(&e, surface).as_deref(), json);
             ExitCode::FAILURE
         }
@@ -88,6 +93,7 @@ fn run(cli: Cli) -> trialport_core::Result<ExitCode> {
         Command::Jobs(c) => engine_cmds::jobs(&ctx, c),
         Command::Download(a) => engine_cmds::download(&ctx, a),
         Command::Keys(c) => engine_cmds::keys(&ctx, c),
+        Command::Studies(c) => engine_cmds::studies(&ctx, c),
         Command::Audit(c) => audit_cmds::audit(&ctx, c),
         Command::Purge => engine_cmds::purge(&ctx),
         Command::Verify(a) => convert::verify(a, json).map(|()| ExitCode::SUCCESS),

@@ -101,6 +101,31 @@ pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// The warnings [`warning`] holds until the command has succeeded.
+fn pending() -> &'static std::sync::Mutex<Vec<String>> {
+    static PENDING: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
+/// Keeps a warning for people, printed on stderr as `warning: ...` by [`flush_warnings`] once the command has
+/// succeeded (also in JSON mode: stdout stays one document). A failed command prints the standard error JSON
+/// alone, so its stderr stays machine-readable.
+pub fn warning(text: &str) {
+    let mut p = pending().lock().unwrap_or_else(|e| e.into_inner());
+    if !p.iter().any(|w| w == text) {
+        p.push(text.to_string());
+    }
+}
+
+/// Prints the warnings kept by [`warning`], each once.
+pub fn flush_warnings() {
+    let p = std::mem::take(&mut *pending().lock().unwrap_or_else(|e| e.into_inner()));
+    let mut err = std::io::stderr().lock();
+    for w in p {
+        let _ = writeln!(err, "warning: {w}");
+    }
+}
+
 /// Whether a progress bar may be drawn: stderr is a terminal and the output is not JSON.
 pub fn progress_allowed(json: bool) -> bool {
     !json && std::io::stderr().is_terminal()

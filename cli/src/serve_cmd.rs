@@ -42,13 +42,20 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<ExitCode> {
         _ => None,
     };
     let home = ctx.home()?;
-    let checks = Arc::new(HomeChecks::open(home)?);
     let hook = Arc::new(trialport_server::metrics::MetricsHook::new());
     let mut builder = trialport_formats::home::engine_builder(home)?.audit_hook(hook);
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
     let engine = builder.build()?;
+    // A service runs until it is stopped: loose modes on the home are said on stderr when it starts.
+    for w in engine.warnings() {
+        output::warning(w);
+    }
+    output::flush_warnings();
+    // Opened after the engine: the engine's store (keyed by the home's secret) upgrades a file of an older version
+    // (row MACs, signers' records, the study registry and its adoption), never the checks' plain one.
+    let checks = Arc::new(HomeChecks::open(home)?);
     let service = ServiceOptions {
         readiness: Some(checks.clone()),
         ..ServiceOptions::default()

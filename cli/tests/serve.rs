@@ -997,3 +997,125 @@ fn http2_prior_knowledge_is_served() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers().contains_key("x-request-id"));
 }
+
+/// The study registry through HTTP: a study of another organization answers 404 EXP001 exactly as an unknown one
+/// (an export of it, a job list filtered by it), and once the operator moves a study to another organization, its
+/// earlier jobs answer 404 to their own organization too (and are left out of its job list).
+#[test]
+fn another_organizations_study_is_404_as_an_unknown_one() {
+    let setup = Setup::new(&[]);
+    let s = Server::start(&setup.home, &["--workers", "1"]);
+    let c = client();
+    let admin = setup.admin.as_str();
+    let globex = hs256(
+        &json!({"sub": "gus@globex.example", "name": "Gus", "org": "globex",
+        "roles": ["admin"], "studies": ["*"], "iat": now() - 10, "exp": now() + 600}),
+    );
+    let export = |cred: &str, study: &str| {
+        post_json(
+            &c,
+            &s.url("/api/v1/exports/data"),
+            cred,
+            &json!({"study": study, "datasets": ["DM"], "format": "csv"}),
+        )
+    };
+    let r = export(admin, "S1");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(wait_job(&c, &s, admin, &id)["state"], "succeeded");
+
+    // globex asks for acme's S1: the answer of a study no source has.
+    let foreign = error(export(&globex, "S1"), 404, "EXP001");
+    let unknown = error(export(&globex, "NOPE"), 404, "EXP001");
+    assert_eq!(foreign["details"], unknown["details"]);
+    assert_eq!(foreign["field"], unknown["field"]);
+    assert_eq!(
+        foreign["message"].as_str().unwrap().replace("S1", "NOPE"),
+        unknown["message"].as_str().unwrap()
+    );
+    let list =
+        |cred: &str, query: &str| get(&c, &s.url(&format!("/api/v1/exports/jobs{query}")), cred);
+    let foreign = error(list(&globex, "?study=S1"), 404, "EXP001");
+    let unknown = error(list(&globex, "?study=NOPE"), 404, "EXP001");
+    assert_eq!(foreign["details"], unknown["details"]);
+    error(
+        get(&c, &s.url(&format!("/api/v1/exports/jobs/{id}")), &globex),
+        404,
+        "EXP001",
+    );
+    let r = list(admin, "?study=S1");
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: Value = r.json().unwrap();
+    assert!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id.as_str()),
+        "{page}"
+    );
+
+    // The operator moves S1 to globex (through the CLI, on the served home).
+    let op = stdout_json(&run(&home_args(
+        &setup.home,
+        admin,
+        &[
+            "--json",
+            "keys",
+            "create",
+            "--name",
+            "op",
+            "--roles",
+            "operator",
+            "--studies",
+            "*",
+        ],
+    )));
+    let op = format!("ApiKey {}", op["api_key"].as_str().unwrap());
+    stdout_json(&run(&home_args(
+        &setup.home,
+        &op,
+        &["--json", "studies", "remove", "S1"],
+    )));
+    stdout_json(&run(&home_args(
+        &setup.home,
+        &op,
+        &["--json", "studies", "add", "S1", "--org", "globex"],
+    )));
+    // acme's job of S1 is now unknown to acme, and still to globex (it is not globex's job).
+    for cred in [admin, globex.as_str()] {
+        error(
+            get(&c, &s.url(&format!("/api/v1/exports/jobs/{id}")), cred),
+            404,
+            "EXP001",
+        );
+        error(
+            get(
+                &c,
+                &s.url(&format!(
+                    "/api/v1/exports/jobs/{id}/download?artifact=dm.csv"
+                )),
+                cred,
+            ),
+            404,
+            "EXP001",
+        );
+    }
+    error(list(admin, "?study=S1"), 404, "EXP001");
+    let r = list(admin, "");
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: Value = r.json().unwrap();
+    assert!(
+        !page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id.as_str()),
+        "{page}"
+    );
+    // And globex may export its study now.
+    assert_eq!(export(&globex, "S1").status(), StatusCode::ACCEPTED);
+}

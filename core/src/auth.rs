@@ -32,17 +32,21 @@ pub enum Role {
     Auditor,
     /// Machine callers: data and bulk exports, jobs, downloads.
     Integration,
+    /// The platform's operator: manages organizations, studies and keys of every organization, and what the
+    /// whole home shares (its key-encryption keys); reads no study data and cannot sign.
+    Operator,
 }
 
 impl Role {
     /// All roles.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Admin,
         Role::DataManager,
         Role::Statistician,
         Role::Monitor,
         Role::Auditor,
         Role::Integration,
+        Role::Operator,
     ];
 
     /// The snake_case name.
@@ -54,6 +58,7 @@ impl Role {
             Role::Monitor => "monitor",
             Role::Auditor => "auditor",
             Role::Integration => "integration",
+            Role::Operator => "operator",
         }
     }
 
@@ -82,8 +87,8 @@ pub const PERMISSIONS_JSON: &str = include_str!("permissions.json");
 
 /// The role→permissions table parsed from [`PERMISSIONS_JSON`], indexed in the order of [`Role::ALL`]; parsed
 /// once, on first use.
-pub fn permission_matrix() -> &'static [Vec<Permission>; 6] {
-    static MATRIX: std::sync::OnceLock<[Vec<Permission>; 6]> = std::sync::OnceLock::new();
+pub fn permission_matrix() -> &'static [Vec<Permission>; 7] {
+    static MATRIX: std::sync::OnceLock<[Vec<Permission>; 7]> = std::sync::OnceLock::new();
     MATRIX.get_or_init(|| {
         // The embedded file is fixed at build time and checked by the unit test
         // `the_embedded_permission_matrix_parses`: this cannot fail in a tested build.
@@ -101,7 +106,7 @@ pub fn permission_matrix() -> &'static [Vec<Permission>; 6] {
 /// # Errors
 /// EXP002 `invalid_permission_matrix` naming the first problem (unknown, missing or repeated role or permission,
 /// unknown key, wrong type).
-pub fn parse_permission_matrix(text: &str) -> Result<[Vec<Permission>; 6]> {
+pub fn parse_permission_matrix(text: &str) -> Result<[Vec<Permission>; 7]> {
     let bad = |what: String| {
         Error::validation(
             "invalid_permission_matrix",
@@ -152,7 +157,7 @@ pub fn parse_permission_matrix(text: &str) -> Result<[Vec<Permission>; 6]> {
     if let Some(k) = roles.keys().find(|k| Role::parse(k).is_err()) {
         return Err(bad(format!("unknown role '{k}'")));
     }
-    let mut matrix: [Vec<Permission>; 6] = Default::default();
+    let mut matrix: [Vec<Permission>; 7] = Default::default();
     for role in Role::ALL {
         let granted = names(
             roles
@@ -198,11 +203,13 @@ pub enum Permission {
     IdentifiableData,
     /// Expiring artifacts past their retention time now (`purge`; `retention:purge`).
     Purge,
+    /// Binding studies to organizations (`studies:manage`; see [`crate::study`]).
+    StudiesManage,
 }
 
 impl Permission {
     /// All permissions.
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::ExportData,
         Permission::ExportReport,
         Permission::ExportDashboard,
@@ -215,6 +222,7 @@ impl Permission {
         Permission::KeysManage,
         Permission::IdentifiableData,
         Permission::Purge,
+        Permission::StudiesManage,
     ];
 
     /// The permission named `name` (as [`Permission::as_str`] spells it), if any.
@@ -237,6 +245,7 @@ impl Permission {
             Permission::KeysManage => "keys:manage",
             Permission::IdentifiableData => "data:identifiable",
             Permission::Purge => "retention:purge",
+            Permission::StudiesManage => "studies:manage",
         }
     }
 }
@@ -271,6 +280,12 @@ impl Principal {
         self.studies.iter().any(|s| s == "*" || s == study)
     }
 
+    /// Whether the principal holds `p` through the `operator` role, which grants its permissions in every
+    /// organization (see [`authorize`]).
+    pub fn operates(&self, p: Permission) -> bool {
+        self.roles.contains(&Role::Operator) && Role::Operator.permissions().contains(&p)
+    }
+
     /// The studies visible to the principal, `None` meaning all.
     pub fn study_scope(&self) -> Option<Vec<String>> {
         if self.studies.iter().any(|s| s == "*") {
@@ -281,7 +296,8 @@ impl Principal {
     }
 }
 
-/// The one authorizer: does `principal` hold `permission` on `org` (and `study`, when given)?
+/// The one authorizer: does `principal` hold `permission` on `org` (and `study`, when given)? A permission held
+/// through the `operator` role holds in every organization and study ([`Principal::operates`]).
 ///
 /// # Errors
 /// EXP003 `permission_denied` with details `permission`, and `scope` (`role`, `organization` or `study`).
@@ -304,6 +320,9 @@ pub fn authorize(
     };
     if !principal.has(permission) {
         return deny("role");
+    }
+    if principal.operates(permission) {
+        return Ok(());
     }
     if principal.org != org {
         return deny("organization");
@@ -803,7 +822,8 @@ mod tests {
                 | Permission::AuditRead
                 | Permission::KeysManage
                 | Permission::IdentifiableData
-                | Permission::Purge => {}
+                | Permission::Purge
+                | Permission::StudiesManage => {}
             }
             assert!(Role::ALL.iter().any(|r| r.permissions().contains(&p)));
             assert_eq!(Permission::parse(p.as_str()), Some(p));
@@ -815,7 +835,21 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(holders(Permission::IdentifiableData), [Role::Admin]);
-        assert_eq!(holders(Permission::KeysManage), [Role::Admin]);
+        assert_eq!(
+            holders(Permission::KeysManage),
+            [Role::Admin, Role::Operator]
+        );
+        assert_eq!(holders(Permission::StudiesManage), [Role::Operator]);
+        // The operator reads no study data: no export, job, download, audit or PHI permission.
+        assert_eq!(
+            Role::Operator.permissions(),
+            [
+                Permission::FormatsRead,
+                Permission::KeysManage,
+                Permission::Purge,
+                Permission::StudiesManage
+            ]
+        );
     }
 
     #[test]
@@ -850,7 +884,7 @@ mod tests {
             &|d| {
                 d["permissions"].as_array_mut().unwrap().pop();
             },
-            "lacks 'retention:purge'",
+            "lacks 'studies:manage'",
         );
         check(
             &|d| d["extra"] = serde_json::json!(1),

@@ -526,6 +526,7 @@ impl Home {
             return Err(already_initialized());
         }
         fs::create_dir_all(dir).map_err(|e| Error::io("cannot create the home directory", &e))?;
+        owner_only_dir(dir)?;
         let _lock = lock_for_init(dir)?;
         if dir.join(CONFIG).exists() {
             return Err(already_initialized());
@@ -545,6 +546,7 @@ impl Home {
         remove_init_remains(dir)?;
         fs::create_dir_all(dir.join("artifacts"))
             .map_err(|e| Error::io("cannot create the home directory", &e))?;
+        owner_only_dir(&dir.join("artifacts"))?;
         let mut pepper = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut pepper)
             .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
@@ -552,6 +554,7 @@ impl Home {
         crate::failpoint::hit("init.secret.after");
         if config.encryption {
             crate::crypto::FileKeyProvider::create(dir.join(KEYS))?;
+            owner_only_dir(&dir.join(KEYS))?;
             crate::failpoint::hit("init.keys.after");
         }
         crate::deid::DeidKey::load_or_create(&dir.join(DEID_KEY))?;
@@ -576,6 +579,8 @@ impl Home {
             }
             None => None,
         };
+        home.bind_source_studies()?;
+        crate::failpoint::hit("init.studies.after");
         let text = serde_json::to_vec_pretty(&home.config)
             .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
         // The configuration is written last: its presence marks a complete home.
@@ -597,6 +602,96 @@ impl Home {
             .workers(0)
             .build()?;
         engine.create_initial_admin_key(&self.config.org)
+    }
+}
+
+impl Home {
+    /// Binds the studies found in the home's source directory (its folders with valid study names) to the home's
+    /// organization, for `init --org` (see [`crate::study`]); studies bound already are left as they are.
+    fn bind_source_studies(&self) -> Result<()> {
+        let Some(source) = &self.config.source else {
+            return Ok(());
+        };
+        let listing =
+            fs::read_dir(source).map_err(|e| Error::io("cannot list the source directory", &e))?;
+        let mut studies = Vec::new();
+        for item in listing {
+            let item = item.map_err(|e| Error::io("cannot list the source directory", &e))?;
+            let is_dir = fs::metadata(item.path()).is_ok_and(|m| m.is_dir());
+            if let (true, Some(name)) = (is_dir, item.file_name().to_str()) {
+                if crate::sink::validate_name(name, "study").is_ok() {
+                    studies.push(name.to_string());
+                }
+            }
+        }
+        studies.sort();
+        let engine = crate::engine::Engine::builder()
+            .store(Arc::new(self.open_store()?))
+            .pepper(&self.pepper()?)
+            .workers(0)
+            .build()?;
+        engine.bind_studies(&self.config.org, &studies, "init")?;
+        Ok(())
+    }
+}
+
+/// Makes `dir` a directory only its owner may enter (mode 0700 on Unix).
+fn owner_only_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("cannot restrict the home directory to its owner", &e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+impl Home {
+    /// What in the home others than its owner may read or write: the home and artifact directories (expected
+    /// 0700), the database with its `-wal` and `-shm` files, the audit log and the secret files (expected 0600),
+    /// one sentence each naming the file by its name in the home, never a path. Empty when all is owner-only (and
+    /// on systems without Unix modes).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dirs = [".", "artifacts", KEYS];
+            let files = [
+                DATABASE,
+                "trialport.db-wal",
+                "trialport.db-shm",
+                AUDIT_LOG,
+                SECRET,
+                DEID_KEY,
+                SIGNING_KEY,
+            ];
+            for (name, dir) in dirs
+                .iter()
+                .map(|n| (*n, true))
+                .chain(files.iter().map(|n| (*n, false)))
+            {
+                let Ok(meta) = fs::metadata(self.dir.join(name)) else {
+                    continue;
+                };
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    let (what, want) = if name == "." {
+                        ("the home directory".to_string(), "700")
+                    } else if dir {
+                        (format!("the home's {name} directory"), "700")
+                    } else {
+                        (format!("the home's {name}"), "600")
+                    };
+                    out.push(format!(
+                        "{what} is open to group or others (mode {mode:04o}): restrict it to its owner (chmod {want})"
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -716,6 +811,16 @@ impl Home {
     #[cfg(feature = "sqlite")]
     pub fn open_store(&self) -> Result<crate::store::SqliteStore> {
         let row_key = derive_key(&self.pepper()?, "trialport row mac v1");
+        // A new database file is made owner-only before SQLite opens it (its -wal and -shm files take its mode).
+        match crate::sink::owner_only_options()
+            .write(true)
+            .create_new(true)
+            .open(self.database_path())
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("cannot create the database file", &e)),
+        }
         crate::store::SqliteStore::open_with(
             &self.database_path(),
             crate::store::SqliteOptions {

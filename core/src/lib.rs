@@ -27,5 +27,6 @@ pub mod signer;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod study;
 
 pub use error::{Error, ErrorCode, Result};

@@ -305,6 +305,15 @@ pub struct DatasetInfo {
 /// have. `scan` returns the dataset's batches with its metadata in the schema (`trialport.dataset` set to the
 /// dataset name). Scanning the same dataset twice yields the same rows in the same order.
 pub trait DataSource: Send + Sync {
+    /// The studies the source holds, sorted (for binding them to an organization, see [`crate::study`]). The
+    /// default: none listed.
+    ///
+    /// # Errors
+    /// EXP005 for I/O.
+    fn studies(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// The study's datasets, sorted by name.
     ///
     /// # Errors
@@ -413,6 +422,11 @@ impl MemorySource {
 }
 
 impl DataSource for MemorySource {
+    fn studies(&self) -> Result<Vec<String>> {
+        let studies = self.studies.read().unwrap_or_else(|p| p.into_inner());
+        Ok(studies.keys().cloned().collect())
+    }
+
     fn datasets(&self, study: &str) -> Result<Vec<DatasetInfo>> {
         let studies = self.studies.read().unwrap_or_else(|p| p.into_inner());
         let ds = studies.get(study).ok_or_else(|| unknown_study(study))?;

@@ -67,6 +67,9 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("reset_signing", "reset_signing"),
     ("rotate_encryption_key", "rotate_encryption_key"),
     ("purge", "purge"),
+    ("list_studies", "list_studies"),
+    ("add_study", "add_study"),
+    ("remove_study", "remove_study"),
 ];
 
 /// The names of the public methods of `Session` (in its `impl` blocks across the engine's source files), and of
@@ -142,6 +145,8 @@ impl Harness {
             }))
             .audit_hook(Arc::new(hook.clone()))
             .workers(1)
+            // acme's unscoped admin may then grant the operator role.
+            .home_org("acme")
             .build()
             .unwrap();
         let admin = format!(
@@ -360,9 +365,11 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
         e.session(&stat).create_api_key(new_key())
     });
     h.once("list_api_keys", Success, || {
-        e.session(admin).list_api_keys()
+        e.session(admin).list_api_keys(None)
     });
-    h.once("list_api_keys", Denied, || e.session(&stat).list_api_keys());
+    h.once("list_api_keys", Denied, || {
+        e.session(&stat).list_api_keys(None)
+    });
     h.once("revoke_api_key", Success, || {
         e.session(admin).revoke_api_key(&key_id)
     });
@@ -425,6 +432,30 @@ fn every_operation_leaves_exactly_one_event_with_its_outcome() {
     h.once("purge", Success, || e.session(admin).purge());
     h.once("purge", Denied, || e.session(&stat).purge());
     h.once("purge", Denied, || e.session(bad).purge());
+    // The study registry: only the operator binds studies.
+    let op = key(e, admin, &[Role::Operator], &["*"]);
+    h.once("list_studies", Success, || e.session(admin).list_studies());
+    h.once("list_studies", Denied, || e.session(bad).list_studies());
+    let ev = h.once("add_study", Success, || {
+        e.session(&op).add_study("S9", "globex")
+    });
+    assert_eq!(
+        (ev.org.as_str(), ev.study.as_deref()),
+        ("globex", Some("S9"))
+    );
+    h.once("add_study", Denied, || {
+        e.session(admin).add_study("S8", "acme")
+    });
+    h.once("add_study", Failed, || {
+        e.session(&op).add_study("S9", "acme")
+    });
+    h.once("remove_study", Success, || {
+        e.session(&op).remove_study("S9")
+    });
+    h.once("remove_study", Failed, || e.session(&op).remove_study("S9"));
+    h.once("remove_study", Denied, || {
+        e.session(admin).remove_study("S1")
+    });
 
     let mut checked: Vec<&str> = h.done.borrow().clone();
     checked.sort();
@@ -524,6 +555,14 @@ impl KeyReads for FlakyStore {
     }
     fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
         self.inner.list_keys(org)
+    }
+}
+impl trialport_core::study::StudyReads for FlakyStore {
+    fn get_study(&self, s: &str) -> Result<Option<trialport_core::study::StudyRecord>> {
+        self.inner.get_study(s)
+    }
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<trialport_core::study::StudyRecord>> {
+        self.inner.list_studies(org)
     }
 }
 impl trialport_core::signer::SignerReads for FlakyStore {
@@ -1118,10 +1157,11 @@ fn two_engines_on_one_home_share_one_chain() {
             });
         }
     });
-    assert_eq!(a.session(&admin).verify_audit().unwrap(), 41);
-    assert_eq!(b.session(&admin).verify_audit().unwrap(), 42);
+    // The key, the two studies of the source bound with it (S1, S2), 40 calls; then each verify's own event.
+    assert_eq!(a.session(&admin).verify_audit().unwrap(), 43);
+    assert_eq!(b.session(&admin).verify_audit().unwrap(), 44);
     let log = lines(&dir.path().join("audit.log"));
-    assert_eq!(log.len(), 43, "every event reached the log once");
+    assert_eq!(log.len(), 45, "every event reached the log once");
 }
 
 #[test]
@@ -1171,11 +1211,16 @@ fn a_home_of_an_earlier_version_moves_its_trail_to_the_log_and_anchors_it() {
     e.formats(&admin).unwrap();
     drop(e);
     let e = open();
-    assert_eq!(e.session(&admin).verify_audit().unwrap(), 5);
+    // 3 moved events, the source's studies bound at the upgrade, the key, the formats call.
+    let studies = trialport_core::source::DataSource::studies(&*source())
+        .unwrap()
+        .len() as u64;
+    assert_eq!(e.session(&admin).verify_audit().unwrap(), 3 + studies + 2);
     let events = e.session(&admin).audit_events(1, 100).unwrap();
     assert_eq!(events[..3], old[..], "moved verbatim");
     let l = lines(&home.audit_log_path());
-    assert_eq!(l.len(), 7);
+    // ... and the verify and audit_events calls.
+    assert_eq!(l.len() as u64, 3 + studies + 4);
     for (line, event) in l.iter().zip(&events) {
         assert_eq!(line, &event.canonical(), "the log holds canonical lines");
     }
@@ -1272,10 +1317,10 @@ fn checkpoints_are_signed_by_the_engine_and_an_edited_or_foreign_one_is_refused(
             .to_string()
     };
     // Edited to match a trail cut back to an earlier event, or re-dated: the signature no longer verifies.
-    let events = s.audit_events(1, 3).unwrap();
+    let events = s.audit_events(1, 1).unwrap();
     let cut = Checkpoint {
-        seq: events[2].seq,
-        hash: events[2].hash.clone(),
+        seq: events[0].seq,
+        hash: events[0].hash.clone(),
         ..cp.clone()
     };
     assert_eq!(refused(&cut), "checkpoint_signature");
@@ -1299,4 +1344,64 @@ fn checkpoints_are_signed_by_the_engine_and_an_edited_or_foreign_one_is_refused(
         ..unsigned
     };
     assert_eq!(refused(&wrong), "checkpoint");
+}
+
+/// A home of a version before the study registry has its sources' studies bound by the next engine even when
+/// another opener upgraded the file first (another process's store, or a failed engine build): the
+/// adoption is recorded in the store and ends in the transaction of its bindings, each audited (reason `upgrade`).
+#[test]
+fn an_upgraded_homes_studies_are_adopted_whoever_opened_it_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+    let open = || {
+        Engine::builder()
+            .formats(registry())
+            .source(source())
+            .home(dir.path())
+            .unwrap()
+            .workers(0)
+            .build()
+            .unwrap()
+    };
+    let e = open();
+    // The first key binds the source's studies (reason `init`).
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    drop(e);
+    // What a version before the registry left (schema 4), then another open of the home's store (as a second
+    // process's), which upgrades it.
+    {
+        let conn = rusqlite::Connection::open(home.database_path()).unwrap();
+        conn.execute_batch(
+            "DROP TABLE studies; DROP TABLE studies_adoption; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    drop(home.open_store().unwrap());
+    let e = open();
+    let bound = |e: &Engine| {
+        e.session(&admin)
+            .audit_events(1, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|ev| ev.action == "bind_study" && ev.details["reason"] == "upgrade")
+            .map(|ev| (ev.target, ev.details["org"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let studies = trialport_core::source::DataSource::studies(&*source()).unwrap();
+    assert!(!studies.is_empty());
+    let expected: Vec<(String, Value)> = studies
+        .iter()
+        .map(|s| (format!("study:{s}"), json!("acme")))
+        .collect();
+    assert_eq!(bound(&e), expected);
+    let listed = e.session(&admin).list_studies().unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.study.clone()).collect::<Vec<_>>(),
+        studies
+    );
+    assert!(listed.iter().all(|r| r.org == "acme"));
+    drop(e);
+    // Adopted once: the next engine binds nothing.
+    let e = open();
+    assert_eq!(bound(&e), expected);
 }

@@ -811,7 +811,10 @@ fn a_job_left_running_by_a_dead_process_is_requeued_but_not_a_live_ones(cred: Cr
         } else {
             b.source(source())
         };
-        b.workers(workers).build().unwrap()
+        let e = b.workers(workers).build().unwrap();
+        // The host's in-memory studies belong to the home's organization.
+        e.bind_host_studies().unwrap();
+        e
     };
     let e = open(0, false);
     let admin = cred.admin(&e);

@@ -307,6 +307,9 @@ impl World {
             let e = Engine::builder()
                 .home(dir.path())
                 .unwrap()
+                // Both organizations use the study names S1 and S2 here: the matrix runs without the study
+                // registry (studies bound to organizations: cli/tests/tenancy.rs).
+                .study_registry(false)
                 .formats(registry())
                 .source(source())
                 .clock(clock.clone())
@@ -350,6 +353,7 @@ impl World {
         let engine = Engine::builder()
             .home(dir.path())
             .unwrap()
+            .study_registry(false)
             .formats(registry())
             .source(source())
             .clock(clock)

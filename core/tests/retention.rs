@@ -666,6 +666,8 @@ fn a_homes_retention_settings_are_checked_and_applied_per_kind() {
         .workers(1)
         .build()
         .unwrap();
+    // The host's in-memory studies belong to the home's organization.
+    e.bind_host_studies().unwrap();
     let data = e
         .export_data(&admin, ExportRequest::data("S1", &["DM"], "lines"))
         .unwrap();

@@ -485,7 +485,7 @@ fn a_signer_without_a_password_cannot_sign_and_passwords_follow_the_policy() {
 
 /// A home whose configuration hashes fast, with the test formats and source.
 fn home_engine(dir: &Path, hook: &RecordingHook) -> Engine {
-    Engine::builder()
+    let e = Engine::builder()
         .home(dir)
         .unwrap()
         .formats(formats())
@@ -493,7 +493,10 @@ fn home_engine(dir: &Path, hook: &RecordingHook) -> Engine {
         .audit_hook(Arc::new(hook.clone()))
         .workers(1)
         .build()
-        .unwrap()
+        .unwrap();
+    // The host's in-memory studies belong to the home's organization.
+    e.bind_host_studies().unwrap();
+    e
 }
 
 #[test]
@@ -1674,6 +1677,14 @@ impl trialport_core::auth::KeyReads for RacingStore {
     }
     fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
         self.inner.list_keys(org)
+    }
+}
+impl trialport_core::study::StudyReads for RacingStore {
+    fn get_study(&self, study: &str) -> Result<Option<trialport_core::study::StudyRecord>> {
+        self.inner.get_study(study)
+    }
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<trialport_core::study::StudyRecord>> {
+        self.inner.list_studies(org)
     }
 }
 impl trialport_core::audit::AuditReads for RacingStore {

@@ -53,7 +53,7 @@ fn home() -> (tempfile::TempDir, String) {
 }
 
 fn engine(dir: &Path, hook: &Arc<Refusing>) -> Engine {
-    Engine::builder()
+    let e = Engine::builder()
         .home(dir)
         .unwrap()
         .formats(registry())
@@ -61,7 +61,10 @@ fn engine(dir: &Path, hook: &Arc<Refusing>) -> Engine {
         .audit_hook(hook.clone())
         .workers(1)
         .build()
-        .unwrap()
+        .unwrap();
+    // The host's in-memory studies belong to the home's organization.
+    e.bind_host_studies().unwrap();
+    e
 }
 
 fn signed(password: &str) -> ExportRequest {

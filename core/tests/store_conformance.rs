@@ -13,6 +13,7 @@ use trialport_core::job::{FinishedQuery, Job, JobQuery, JobReads, JobRows, JobSt
 use trialport_core::signer::{SignerCredential, SignerReads, SignerRows};
 use trialport_core::store::conformance::{self, at, sample_event, sample_job, write, Stores};
 use trialport_core::store::{MemoryStore, SqliteOptions, SqliteStore, Store, Tx, Witness, Work};
+use trialport_core::study::StudyReads;
 use trialport_core::Result;
 use uuid::Uuid;
 
@@ -24,7 +25,7 @@ macro_rules! per_check {
             per_check!(@tests $make;
                 jobs_insert_get, jobs_update_is_conditional, jobs_list_filters, jobs_list_pagination,
                 jobs_idempotency, jobs_claim_order, jobs_concurrent_claims, jobs_expired_leases,
-                jobs_list_finished, jobs_list_finished_walk, keys_contract, signers_contract, audit_append_and_read,
+                jobs_list_finished, jobs_list_finished_walk, keys_contract, signers_contract, studies_contract, audit_append_and_read,
                 audit_concurrent_appends, transactions_are_atomic, transactions_read_their_writes);
         }
     };
@@ -153,6 +154,17 @@ impl KeyRows for BrokenTx<'_> {
         self.tx.org_has_keys(org)
     }
 }
+impl trialport_core::study::StudyRows for BrokenTx<'_> {
+    fn study(&mut self, s: &str) -> Result<Option<trialport_core::study::StudyRecord>> {
+        self.tx.study(s)
+    }
+    fn insert_study(&mut self, r: &trialport_core::study::StudyRecord) -> Result<()> {
+        self.tx.insert_study(r)
+    }
+    fn delete_study(&mut self, s: &str) -> Result<()> {
+        self.tx.delete_study(s)
+    }
+}
 impl SignerRows for BrokenTx<'_> {
     fn signer(&mut self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
         self.tx.signer(org, subject)
@@ -212,6 +224,14 @@ impl KeyReads for BrokenStore {
     }
     fn list_keys(&self, org: &str) -> Result<Vec<trialport_core::auth::ApiKeyRecord>> {
         self.inner.list_keys(org)
+    }
+}
+impl trialport_core::study::StudyReads for BrokenStore {
+    fn get_study(&self, s: &str) -> Result<Option<trialport_core::study::StudyRecord>> {
+        self.inner.get_study(s)
+    }
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<trialport_core::study::StudyRecord>> {
+        self.inner.list_studies(org)
     }
 }
 impl SignerReads for BrokenStore {
@@ -324,7 +344,11 @@ fn sqlite_survives_a_restart() {
         // The store is dropped here, as when the process ends.
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
+    assert!(
+        !store.studies_to_adopt().unwrap(),
+        "a file made by this version adopts nothing"
+    );
     for job in &inserted {
         assert_eq!(
             &store.get_job(job.id).unwrap(),
@@ -410,7 +434,7 @@ fn sqlite_many_stores_opening_one_new_file_at_once() {
             let opened = opened.clone();
             s.spawn(move || {
                 let store = SqliteStore::open(&path).unwrap();
-                assert_eq!(store.schema_version().unwrap(), 4);
+                assert_eq!(store.schema_version().unwrap(), 5);
                 opened.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -431,8 +455,8 @@ fn sqlite_uses_wal_and_full_sync_and_refuses_a_newer_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
-    conn.pragma_update(None, "user_version", 5).unwrap();
+    assert_eq!(version, 5);
+    conn.pragma_update(None, "user_version", 6).unwrap();
     drop(conn);
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(err.code(), ErrorCode::Server);
@@ -751,7 +775,18 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
         }
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
+    // A file made before the study registry has it created empty, and says its studies are still to be bound.
+    assert!(store.studies_to_adopt().unwrap());
+    assert!(
+        trialport_core::study::StudyReads::list_studies(&store, None)
+            .unwrap()
+            .is_empty()
+    );
+    // The adoption is the store's until a transaction ends it, whoever opens the file meanwhile.
+    assert!(open(&path).studies_to_adopt().unwrap());
+    write(&store, |tx| tx.studies_adopted()).unwrap();
+    assert!(!open(&path).studies_to_adopt().unwrap());
     let q = |state| FinishedQuery {
         state,
         finished_by: at(100),
@@ -802,7 +837,7 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
     assert!(plan.contains("jobs_state_finished"), "{plan}");
     drop(conn);
     // Opened again: nothing to upgrade, the version stays.
-    assert_eq!(open(&path).schema_version().unwrap(), 4);
+    assert_eq!(open(&path).schema_version().unwrap(), 5);
     // And a job written through the upgraded store keeps its column up to date.
     let store = open(&path);
     let mut j = store.get_job(old.id).unwrap();
@@ -816,6 +851,78 @@ fn sqlite_upgrades_a_schema_1_file_in_place() {
         store.list_finished(&q(JobState::Expired)).unwrap()[0].id,
         old.id
     );
+}
+
+/// Schema 5 added the study registry on top of version 4 (signers' records): a file of every earlier version, made
+/// here by taking a current file back (its `studies` table dropped, its version set), is upgraded to 5 with the
+/// registry empty and its studies still to be bound until a transaction ends the adoption; its rows survive. An
+/// adoption row edited outside trialport is refused.
+#[test]
+fn sqlite_upgrades_files_of_versions_2_3_and_4_to_the_study_registry() {
+    for from in [2, 3, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = home_store(dir.path());
+        let job = insert(&store, &sample_job("org-a", "S1", "alice", at(0)));
+        let ada = conformance::sample_signer("org-a", "ada", at(0));
+        write(&store, |tx| tx.put_signer(&ada)).unwrap();
+        drop(store);
+        let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+        conn.execute_batch(&format!(
+            "DROP INDEX studies_org; DROP TABLE studies; PRAGMA user_version = {from};"
+        ))
+        .unwrap();
+        drop(conn);
+        let store = home_store(dir.path());
+        assert_eq!(store.schema_version().unwrap(), 5, "from {from}");
+        assert!(store.studies_to_adopt().unwrap(), "from {from}");
+        assert!(StudyReads::list_studies(&store, None).unwrap().is_empty());
+        assert_eq!(store.get_job(job.id).unwrap(), job, "from {from}");
+        assert_eq!(store.get_signer("org-a", "ada").unwrap().unwrap(), ada);
+        drop(store);
+        let store = home_store(dir.path());
+        assert!(
+            store.studies_to_adopt().unwrap(),
+            "until a transaction ends it (from {from})"
+        );
+        write(&store, |tx| tx.studies_adopted()).unwrap();
+        drop(store);
+        let store = home_store(dir.path());
+        assert!(!store.studies_to_adopt().unwrap(), "from {from}");
+        assert_eq!(store.schema_version().unwrap(), 5);
+    }
+    // A development build's version 4 that had the registry before the signers' records: its bindings are kept,
+    // nothing is adopted, and its signers' table is converted as any older one.
+    let dir = tempfile::tempdir().unwrap();
+    let store = home_store(dir.path());
+    let record = trialport_core::study::StudyRecord {
+        study: "S1".into(),
+        org: "org-a".into(),
+        added_at: at(0),
+        added_by: "system".into(),
+    };
+    write(&store, |tx| tx.insert_study(&record)).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute_batch("DROP TABLE signing_credentials; PRAGMA user_version = 4;")
+        .unwrap();
+    conn.execute_batch(old_signers_table(false)).unwrap();
+    drop(conn);
+    let store = home_store(dir.path());
+    assert_eq!(store.schema_version().unwrap(), 5);
+    assert!(!store.studies_to_adopt().unwrap());
+    assert_eq!(StudyReads::get_study(&store, "S1").unwrap(), Some(record));
+    assert_eq!(store.get_signer("org-a", "ada").unwrap(), None);
+    drop(store);
+    // An adoption written outside trialport (to have unbound studies bound to the home's organization) is refused.
+    let conn = rusqlite::Connection::open(dir.path().join("trialport.db")).unwrap();
+    conn.execute(
+        "INSERT INTO studies_adoption (id, body, mac) VALUES (1, 'upgrade', NULL)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let e = home_store(dir.path()).studies_to_adopt().unwrap_err();
+    assert_eq!(e.reason(), "integrity_violation", "{e:?}");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -907,7 +1014,7 @@ fn signing_credentials_of_the_previous_version_become_records() {
         let dir = tempfile::tempdir().unwrap();
         previous_version_home(dir.path(), first);
         let store = home_store(dir.path());
-        assert_eq!(store.schema_version().unwrap(), 4);
+        assert_eq!(store.schema_version().unwrap(), 5);
         let ada = store
             .get_signer("acme", "apikey:aaaaaaaaaaaa")
             .unwrap()

@@ -35,6 +35,8 @@ pub fn engine_builder(home_dir: &Path) -> Result<EngineBuilder> {
 /// As [`engine_builder`].
 pub fn engine_builder_with_jwt(home_dir: &Path, jwt: Option<&JwtConfig>) -> Result<EngineBuilder> {
     let home = Home::open(home_dir)?;
+    // Encoders spool inside the home, never in the system's temporary directory.
+    crate::spool::set_dir(Some(crate::spool::prepare(home_dir)?));
     let mut builder = Engine::builder()
         .formats(crate::default_formats())
         .home(home_dir)?;

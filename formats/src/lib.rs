@@ -31,6 +31,7 @@ pub mod parquet;
 pub mod pdf;
 pub mod read;
 pub mod source;
+pub mod spool;
 #[cfg(feature = "xlsx")]
 pub mod xlsx;
 pub mod xpt;

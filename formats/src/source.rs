@@ -154,6 +154,23 @@ fn label_of(path: &Path) -> Result<Option<String>> {
 }
 
 impl DataSource for DirectorySource {
+    fn studies(&self) -> Result<Vec<String>> {
+        let listing =
+            std::fs::read_dir(&self.root).map_err(|e| Error::io("listing the source", &e))?;
+        let mut out = Vec::new();
+        for item in listing {
+            let item = item.map_err(|e| Error::io("listing the source", &e))?;
+            let is_dir = std::fs::metadata(item.path()).is_ok_and(|m| m.is_dir());
+            if let (true, Some(name)) = (is_dir, item.file_name().to_str()) {
+                if trialport_core::sink::validate_name(name, "study").is_ok() {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn datasets(&self, study: &str) -> Result<Vec<DatasetInfo>> {
         let entries = self.entries(study)?;
         if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {

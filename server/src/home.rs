@@ -23,7 +23,9 @@ impl std::fmt::Debug for HomeChecks {
 }
 
 impl HomeChecks {
-    /// Opens the home's store for the checks (jobs are counted for the home's organization).
+    /// Opens the home's store for the checks (jobs are counted for the home's organization). Open it after the
+    /// home's engine ([`trialport_core::engine::EngineBuilder::home`]): this store has no row key, so it must not be
+    /// the one that upgrades a file of an older version (the MACs it would write are none).
     ///
     /// # Errors
     /// EXP001 `not_a_home`; EXP005 when the store cannot be opened.

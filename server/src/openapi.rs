@@ -828,6 +828,7 @@ fn bulk_export() {}
         (status = 401, description = "Credential missing or refused (EXP003)", body = ErrorResponse,
             headers(("WWW-Authenticate" = String))),
         (status = 403, description = "Not permitted (EXP003)", body = ErrorResponse),
+        (status = 404, description = "Unknown study, or a study of another organization (EXP001)", body = ErrorResponse),
         (status = 429, description = "Rate limit (EXP006)", body = ErrorResponse, headers(("Retry-After" = u64))),
         (status = 500, description = "Server error (EXP005)", body = ErrorResponse)),
     security(("apiKey" = []), ("bearer" = [])))]

@@ -72,13 +72,18 @@ impl EngineBuilder {
     }
 }
 
-/// Whether `p` may act on what the whole home shares, across organizations (its key-encryption keys): an admin
-/// (`keys:manage`) whose studies are `*` in the home's own organization. The one place this rule lives.
+/// Whether `p` may act on what the whole home shares, across organizations (its key-encryption keys): the
+/// `operator`, or an admin (`keys:manage`) whose studies are `*` in the home's own organization. The one place this
+/// rule lives.
 ///
 /// # Errors
 /// EXP003 `permission_denied` (scope `role`, `organization` or `study`), with `details.requires`.
 pub(super) fn authorize_home_wide(p: &Principal, home_org: Option<&str>) -> Result<()> {
     let requires = |e: Error| e.with_detail("requires", "home_admin");
+    // The platform's operator acts on what the whole home shares.
+    if p.operates(Permission::KeysManage) {
+        return Ok(());
+    }
     let Some(org) = home_org else {
         return Err(requires(
             Error::unauthorized(

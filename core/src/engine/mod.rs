@@ -112,6 +112,12 @@ pub struct EngineBuilder {
     signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
     /// The organization owning what the whole engine shares (see [`EngineBuilder::home_org`]).
     home_org: Option<String>,
+    /// Whether studies are resolved through the store's registry (see [`EngineBuilder::study_registry`]).
+    study_registry: bool,
+    /// Whether the store was upgraded from a version without the registry (see [`EngineBuilder::home`]).
+    adopt_studies: bool,
+    /// What the home's modes let others read (see [`Engine::warnings`]).
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -255,9 +261,22 @@ impl EngineBuilder {
         self
     }
 
+    /// Resolves the study of every operation through the store's study registry (see [`crate::study`]; default:
+    /// off, for engines embedded without a home, where every study of the sources belongs to the caller's
+    /// organization; on for an engine on a home, [`EngineBuilder::home`]). With the registry, a study bound to
+    /// another organization, or to none, answers exactly as a study that does not exist (EXP001), and a job of
+    /// such a study as a job that does not exist.
+    pub fn study_registry(mut self, on: bool) -> Self {
+        self.study_registry = on;
+        self
+    }
+
     /// Wires the engine to a home directory made by [`crate::home::Home::init`]: its SQLite store (row MACs keyed by
     /// its secret, the audit trail archived in `audit.log`), its artifact directory, its pepper and, when its
-    /// configuration turns encryption on, its key-encryption keys.
+    /// configuration turns encryption on, its key-encryption keys; studies are resolved through the store's
+    /// registry ([`EngineBuilder::study_registry`]). A home made by a version without the registry has the studies
+    /// of its sources bound to its organization when the engine is built, each with a `bind_study` audit event
+    /// (reason `upgrade`).
     ///
     /// # Errors
     /// EXP001 when `dir` is not a home; EXP002 `invalid_retention` for a bad retention setting; EXP005 for I/O,
@@ -266,9 +285,13 @@ impl EngineBuilder {
         let home = crate::home::Home::open(dir)?;
         let pepper = home.pepper()?;
         let store = Arc::new(home.open_store()?);
+        let adopt = crate::store::Store::studies_to_adopt(&*store)?;
         let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
         let mut b = self.store(store).sink(sink).pepper(&pepper);
         b.home_org = Some(home.config().org.clone());
+        b.study_registry = true;
+        b.adopt_studies = adopt;
+        b.warnings = home.warnings();
         if let Some(w) = home.config().workers {
             b = b.workers(w);
         }
@@ -384,6 +407,7 @@ impl EngineBuilder {
             keeper_lock: Mutex::new(()),
             keeper_wake: Condvar::new(),
             home_org: self.home_org,
+            study_registry: self.study_registry,
         });
         let workers = (0..self.workers)
             .map(|i| {
@@ -399,7 +423,16 @@ impl EngineBuilder {
             workers,
             sweeper: None,
             keeper: None,
+            warnings: self.warnings,
         };
+        if self.adopt_studies {
+            if let Some(org) = engine.inner.home_org.clone() {
+                // The bindings and the end of the adoption commit together: an engine that fails before this
+                // point leaves the adoption to the next one.
+                let found = engine.source_studies()?;
+                engine.bind(&org, &found, "upgrade", true)?;
+            }
+        }
         let keeper_inner = engine.inner.clone();
         // On failure `engine` is dropped, which stops the threads started so far.
         engine.keeper = Some(
@@ -478,6 +511,8 @@ pub(crate) struct Inner {
     pub(crate) keeper_wake: Condvar,
     /// The organization owning what the whole engine shares (its key-encryption keys).
     pub(crate) home_org: Option<String>,
+    /// Whether studies are resolved through the store's registry.
+    pub(crate) study_registry: bool,
 }
 
 impl Inner {
@@ -561,6 +596,31 @@ impl Inner {
         self.changed.notify_all();
     }
 
+    /// The one study resolution every operation goes through: whether `study` belongs to `org`. Without a
+    /// registry (see [`EngineBuilder::study_registry`]) every study belongs to the caller's organization.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub(crate) fn study_belongs(&self, org: &str, study: &str) -> Result<bool> {
+        if !self.study_registry {
+            return Ok(true);
+        }
+        Ok(self.store.get_study(study)?.is_some_and(|r| r.org == org))
+    }
+
+    /// [`Inner::study_belongs`] as an error: a study of another organization, or one bound to none, is EXP001
+    /// exactly as a study no source has ([`unknown_study`]).
+    ///
+    /// # Errors
+    /// EXP001 (field `study`); the store's errors.
+    pub(crate) fn resolve_study(&self, org: &str, study: &str) -> Result<()> {
+        if self.study_belongs(org, study)? {
+            Ok(())
+        } else {
+            Err(unknown_study(study))
+        }
+    }
+
     /// The source holding `dataset` of `study`.
     pub(crate) fn source_for(&self, study: &str, dataset: &str) -> Result<&Arc<dyn DataSource>> {
         let mut study_known = false;
@@ -625,6 +685,8 @@ pub struct Engine {
     sweeper: Option<JoinHandle<()>>,
     /// The lease keeper: renews this engine's leases, rescues expired ones.
     keeper: Option<JoinHandle<()>>,
+    /// Warnings about the home found when the engine was built (see [`Engine::warnings`]).
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -685,6 +747,9 @@ impl Engine {
             signing_settings: None,
             signature_verifier: None,
             home_org: None,
+            study_registry: false,
+            adopt_studies: false,
+            warnings: Vec::new(),
         }
     }
 
@@ -830,13 +895,115 @@ impl Engine {
         Ok(())
     }
 
+    /// Warnings about the home the engine was built on ([`EngineBuilder::home`]): a home directory, database,
+    /// audit log or secret file that others than its owner may read or write ([`crate::home::Home::warnings`]). The
+    /// CLI prints them on stderr; empty for an engine without a home.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Binds every study the sources list ([`DataSource::studies`]) that is bound to no organization yet to `org`
+    /// (see [`Engine::bind_studies`]); returns the studies bound.
+    ///
+    /// # Errors
+    /// As [`Engine::bind_studies`]; EXP005 when a source cannot list its studies.
+    pub fn bind_source_studies(&self, org: &str, reason: &str) -> Result<Vec<String>> {
+        let found = self.source_studies()?;
+        self.bind_studies(org, &found, reason)
+    }
+
+    /// Every study the sources list, once each, in order.
+    fn source_studies(&self) -> Result<Vec<String>> {
+        let mut found = BTreeSet::new();
+        for s in &self.inner.sources {
+            found.extend(s.studies()?);
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    /// For a host that registers studies in its own in-memory source (the Python and C bindings' `add_dataset`):
+    /// binds the sources' unbound studies to the home's organization ([`EngineBuilder::home_org`]); nothing
+    /// without one. A study bound to any organization is left as it is.
+    ///
+    /// # Errors
+    /// As [`Engine::bind_source_studies`].
+    pub fn bind_host_studies(&self) -> Result<Vec<String>> {
+        match self.inner.home_org.clone() {
+            Some(org) if self.inner.study_registry => self.bind_source_studies(&org, "host"),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Binds each of `studies` that is bound to no organization yet to `org`, in one transaction with one
+    /// `bind_study` audit event each (actor `system`, `details.reason` as given: `init` for `trialport init --org`,
+    /// `upgrade` for a home made before the registry, `host` for [`Engine::bind_host_studies`]); returns the
+    /// studies bound. A host operation, without a credential: operators bind studies with [`Session::add_study`].
+    ///
+    /// # Errors
+    /// EXP002 for an invalid organization or study name; EXP005 for the store or the audit trail.
+    pub fn bind_studies(&self, org: &str, studies: &[String], reason: &str) -> Result<Vec<String>> {
+        self.bind(org, studies, reason, false)
+    }
+
+    /// [`Engine::bind_studies`]; with `adopted`, the same transaction also ends the store's adoption of an upgraded
+    /// home's studies ([`crate::study::StudyRows::studies_adopted`]).
+    fn bind(
+        &self,
+        org: &str,
+        studies: &[String],
+        reason: &str,
+        adopted: bool,
+    ) -> Result<Vec<String>> {
+        crate::sink::validate_name(org, "org")?;
+        for s in studies {
+            crate::sink::validate_name(s, "study")?;
+        }
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let request_id = format!("req_{}", Uuid::now_v7().simple());
+        inner.write(|tx| {
+            let mut bound = Vec::new();
+            for study in studies {
+                if tx.study(study)?.is_some() {
+                    continue;
+                }
+                tx.insert_study(&crate::study::StudyRecord {
+                    study: study.clone(),
+                    org: org.to_string(),
+                    added_at: now,
+                    added_by: "system".into(),
+                })?;
+                inner.record(
+                    tx,
+                    &AuditRecord {
+                        actor: Actor::system(),
+                        action: "bind_study".into(),
+                        target: format!("study:{study}"),
+                        outcome: Outcome::Success,
+                        details: json!({"org": org, "reason": reason}),
+                        request_id: request_id.clone(),
+                    },
+                    &AuditScope::new(org, Some(study)),
+                )?;
+                bound.push(study.clone());
+            }
+            if adopted {
+                tx.studies_adopted()?;
+            }
+            Ok(bound)
+        })
+    }
+
     /// The rate limit every principal's calls are counted against, if any (for the `RateLimit-Policy` of an HTTP
     /// response that made no call).
     pub fn rate_limit_policy(&self) -> Option<crate::limit::RateLimitPolicy> {
         self.inner.rate_limit.as_ref().map(|l| l.policy())
     }
 
-    /// Creates the first `admin` key of an organization, for `init`: refused once the organization has a key.
+    /// Creates the first `admin` key of an organization, for `init`: refused once the organization has a key. With
+    /// the study registry ([`EngineBuilder::study_registry`]), the studies of the sources that no organization
+    /// holds yet are then bound to `org`, as `init --org` binds those of its source ([`Engine::bind_source_studies`],
+    /// reason `init`).
     ///
     /// # Errors
     /// EXP004 `already_initialized`; EXP005.
@@ -875,6 +1042,9 @@ impl Engine {
                 &AuditScope::new(org, None),
             )
         })?;
+        if self.inner.study_registry {
+            self.bind_source_studies(org, "init")?;
+        }
         Ok(text)
     }
 }

@@ -13,6 +13,7 @@ use crate::format::FormatInfo;
 use crate::job::{Job, JobState};
 use crate::job::{JobPage, JobQuery};
 use crate::request::ListJobsRequest;
+use crate::study::{unbound_study, StudyRecord};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -162,7 +163,7 @@ impl<'e> Session<'e> {
         }
     }
 
-    /// `list_jobs`: the jobs the caller may see (own organization, permitted studies), newest first.
+    /// `list_jobs`: the jobs the caller may see (own organization, permitted studies it holds), newest first.
     ///
     /// # Errors
     /// EXP003; EXP002 with field `limit` (not 1..=100), `page` (below 1) or `status`; EXP005.
@@ -170,6 +171,9 @@ impl<'e> Session<'e> {
         let page = self.call("list_jobs", "jobs".to_string(), |call| {
             let p = call.principal();
             authorize(p, Permission::JobsRead, &p.org, request.study.as_deref())?;
+            if let Some(study) = &request.study {
+                self.inner.resolve_study(&p.org, study)?;
+            }
             let limit = request.limit.unwrap_or(i64::from(DEFAULT_PAGE_LIMIT));
             if !(1..=i64::from(MAX_PAGE_LIMIT)).contains(&limit) {
                 return Err(Error::validation(
@@ -189,6 +193,17 @@ impl<'e> Session<'e> {
             let state = request.status.as_deref().map(JobState::parse).transpose()?;
             let studies = match &request.study {
                 Some(s) => Some(vec![s.clone()]),
+                // With the registry, only the studies the organization holds now: a job of a study moved away or
+                // unbound is as invisible in the list as to `get_job`.
+                None if self.inner.study_registry => Some(
+                    self.inner
+                        .store
+                        .list_studies(Some(&p.org))?
+                        .into_iter()
+                        .map(|r| r.study)
+                        .filter(|s| p.sees_study(s))
+                        .collect(),
+                ),
                 None => p.study_scope(),
             };
             let mut result = self.inner.store.list_jobs(&JobQuery {
@@ -368,17 +383,27 @@ impl<'e> Session<'e> {
     /// entitled there may do); returns the key text (shown once) and its record.
     ///
     /// # Errors
-    /// EXP003 (needs `keys:manage`; only for the caller's organization and studies it holds); EXP002 for bad roles,
-    /// studies or name; EXP005.
+    /// EXP003 (needs `keys:manage`; only for the caller's organization and studies it holds, unless the caller is
+    /// the `operator`; a key with the `operator` role only from the operator or an admin of every study of the
+    /// home's organization); EXP001 for a study of another organization (as for an unknown one); EXP002 for bad
+    /// roles, studies or name; EXP005.
     pub fn create_api_key(&self, new: NewApiKey) -> Result<(String, ApiKeyRecord)> {
         self.call("create_api_key", "apikeys".to_string(), |call| {
             let p = call.principal();
             let mut new = new;
             let org = new.org.get_or_insert_with(|| p.org.clone()).clone();
             authorize(p, Permission::KeysManage, &org, None)?;
+            // The operator role acts in every organization: only the operator or an admin of the whole home may
+            // grant it (an organization's admin may not make itself the platform's operator).
+            if new.roles.contains(&crate::auth::Role::Operator) {
+                super::encryption::authorize_home_wide(p, self.inner.home_org.as_deref())?;
+            }
             // A key grants no study its creator does not hold (`*` only from a creator with `*`).
             for s in &new.studies {
                 authorize(p, Permission::KeysManage, &org, Some(s))?;
+                if s != "*" {
+                    self.inner.resolve_study(&org, s)?;
+                }
             }
             let (text, rec) = self.inner.auth.new_key(new, &p.subject, call.at)?;
             let target = format!("apikey:{}", rec.key_id);
@@ -407,7 +432,7 @@ impl<'e> Session<'e> {
                 .inner
                 .store
                 .get_key(key_id)?
-                .filter(|rec| rec.org == p.org)
+                .filter(|rec| rec.org == p.org || p.operates(Permission::KeysManage))
                 // Another organization's key is reported as unknown: its existence is not disclosed.
                 .ok_or_else(|| Error::not_found("no such API key").with_field("key_id"))?;
             authorize(p, Permission::KeysManage, &rec.org, None)?;
@@ -431,19 +456,24 @@ impl<'e> Session<'e> {
         })
     }
 
-    /// The API keys of the caller's organization that the caller manages (those whose every study the caller
-    /// holds, as revoking needs), oldest first, revoked and expired ones included; never their secrets.
+    /// The API keys of organization `org` (default: the caller's) that the caller manages (those whose every study
+    /// the caller holds, as revoking needs), oldest first, revoked and expired ones included; never their secrets.
+    /// Another organization's keys are the `operator`'s only, as creating and revoking them are.
     ///
     /// # Errors
-    /// EXP003 (needs `keys:manage`); EXP005.
-    pub fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+    /// EXP003 (needs `keys:manage`, in `org`: scope `organization` for another organization's keys without the
+    /// `operator` role); EXP002 for an invalid organization name; EXP005.
+    pub fn list_api_keys(&self, org: Option<&str>) -> Result<Vec<ApiKeyInfo>> {
         self.call("list_api_keys", "apikeys".to_string(), |call| {
             let p = call.principal();
-            authorize(p, Permission::KeysManage, &p.org, None)?;
+            let org = org.unwrap_or(&p.org);
+            authorize(p, Permission::KeysManage, org, None)?;
+            crate::sink::validate_name(org, "org")?;
+            call.set_scope(org, None);
             let keys: Vec<ApiKeyInfo> = self
                 .inner
                 .store
-                .list_keys(&p.org)?
+                .list_keys(org)?
                 .iter()
                 .filter(|rec| {
                     rec.studies
@@ -454,7 +484,7 @@ impl<'e> Session<'e> {
                 .collect();
             Ok(Done {
                 target: "apikeys".to_string(),
-                details: json!({"count": keys.len()}),
+                details: json!({"org": org, "count": keys.len()}),
                 value: keys,
             })
         })
@@ -581,6 +611,89 @@ impl<'e> Session<'e> {
         })
     }
 
+    /// The study registry (see [`crate::study`]): an operator sees every binding; anyone else with `jobs:read` the
+    /// studies of their own organization they may touch, by study id.
+    ///
+    /// # Errors
+    /// EXP003 (needs `studies:manage` or `jobs:read`); EXP005.
+    pub fn list_studies(&self) -> Result<Vec<StudyRecord>> {
+        self.call("list_studies", "studies".to_string(), |call| {
+            let p = call.principal();
+            let list = if p.operates(Permission::StudiesManage) {
+                self.inner.store.list_studies(None)?
+            } else {
+                authorize(p, Permission::JobsRead, &p.org, None)?;
+                let mut list = self.inner.store.list_studies(Some(&p.org))?;
+                list.retain(|r| p.sees_study(&r.study));
+                list
+            };
+            Ok(Done {
+                target: "studies".into(),
+                details: json!({"returned": list.len()}),
+                value: list,
+            })
+        })
+    }
+
+    /// Binds `study` to organization `org` (`studies:manage`, the `operator`'s), committed with its audit event
+    /// (`add_study`, scoped to `org` and the study). The study need not have data yet.
+    ///
+    /// # Errors
+    /// EXP003; EXP002 for an invalid study or organization name; EXP004 `study_exists` when the study is bound
+    /// already (remove it first to move it); EXP005.
+    pub fn add_study(&self, study: &str, org: &str) -> Result<StudyRecord> {
+        self.call("add_study", format!("study:{study}"), |call| {
+            let p = call.principal();
+            authorize(p, Permission::StudiesManage, org, Some(study))?;
+            crate::sink::validate_name(study, "study")?;
+            crate::sink::validate_name(org, "org")?;
+            call.set_scope(org, Some(study));
+            let record = StudyRecord {
+                study: study.to_string(),
+                org: org.to_string(),
+                added_at: call.at,
+                added_by: p.subject.clone(),
+            };
+            let target = format!("study:{study}");
+            let details = json!({"org": org});
+            self.inner.write(|tx| {
+                tx.insert_study(&record)?;
+                call.record_success(tx, &target, &details)
+            })?;
+            Ok(Done {
+                target,
+                details,
+                value: record,
+            })
+        })
+    }
+
+    /// Removes the binding of `study` (`studies:manage`), committed with its audit event (`remove_study`, scoped to
+    /// the organization it belonged to): from then on it answers as an unknown study to everyone, and its jobs as
+    /// unknown jobs, until it is bound again.
+    ///
+    /// # Errors
+    /// EXP003; EXP001 for an unbound study; EXP005.
+    pub fn remove_study(&self, study: &str) -> Result<StudyRecord> {
+        self.call("remove_study", format!("study:{study}"), |call| {
+            let p = call.principal();
+            authorize(p, Permission::StudiesManage, &p.org, Some(study))?;
+            let target = format!("study:{study}");
+            let removed = self.inner.write(|tx| {
+                let record = tx.study(study)?.ok_or_else(|| unbound_study(study))?;
+                tx.delete_study(study)?;
+                call.set_scope(&record.org, Some(study));
+                call.record_success(tx, &target, &json!({"org": record.org}))?;
+                Ok(record)
+            })?;
+            Ok(Done {
+                target,
+                details: json!({"org": removed.org}),
+                value: removed,
+            })
+        })
+    }
+
     /// Loads a job and checks `permission` on its organization and study.
     pub(super) fn visible_job(
         &self,
@@ -589,9 +702,10 @@ impl<'e> Session<'e> {
         permission: Permission,
     ) -> Result<Job> {
         let job = self.inner.store.get_job(job_id)?;
-        if job.org != call.principal().org {
-            // Another organization's job is reported, and audited, exactly as a job that does not exist (the
-            // stores' error): its existence is not disclosed.
+        if job.org != call.principal().org || !self.inner.study_belongs(&job.org, &job.study)? {
+            // Another organization's job, or a job of a study that is not the organization's (any more), is
+            // reported, and audited, exactly as a job that does not exist (the stores' error): its existence is
+            // not disclosed.
             return Err(Error::not_found("no job with this id"));
         }
         call.set_scope(&job.org, Some(&job.study));

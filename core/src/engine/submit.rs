@@ -113,6 +113,8 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
         authorize(p, Permission::IdentifiableData, &p.org, Some(&study))?;
     }
     crate::sink::validate_name(&study, "study")?;
+    // The study is the caller's organization's (one resolution for every operation, see `Inner::resolve_study`).
+    inner.resolve_study(&p.org, &study)?;
     // 2. What is asked.
     let format = inner.formats.get(&request.format)?.clone();
     // A metadata format (Define-XML) describes the datasets of a data export instead of holding their values.

@@ -110,6 +110,10 @@ pub const CHECKS: &[Check] = &[
         run: |s| signers_contract(&*s.store),
     },
     Check {
+        name: "studies_contract",
+        run: |s| studies_contract(&*s.store),
+    },
+    Check {
         name: "audit_append_and_read",
         run: |s| audit_append_and_read(&*s.store),
     },
@@ -1315,7 +1319,91 @@ pub fn transactions_read_their_writes(store: &dyn Store) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Keys
+// Studies and keys
+
+/// The study registry (see [`crate::study::StudyRows`] and [`crate::study::StudyReads`]): bind, get (unbound:
+/// `None`), binding a bound study EXP004 `study_exists` (nothing changed), listing one organization's or every
+/// binding by study id, reads of a transaction's own writes, rollback, removal (unbound: EXP001).
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn studies_contract(store: &dyn Store) {
+    use crate::study::StudyRecord;
+    let rec = |study: &str, org: &str, t: i64| StudyRecord {
+        study: study.to_string(),
+        org: org.to_string(),
+        added_at: at(t),
+        added_by: "apikey:0123456789ab".to_string(),
+    };
+    assert_eq!(ok(store.get_study("S1"), "get unbound study"), None);
+    assert!(ok(store.list_studies(None), "list empty").is_empty());
+    let (s2, s1, s3) = (
+        rec("S2", "org-a", 1),
+        rec("S1", "org-a", 2),
+        rec("S3", "org-b", 3),
+    );
+    for r in [&s2, &s1, &s3] {
+        ok(write(store, |tx| tx.insert_study(r)), "bind study");
+    }
+    assert_eq!(ok(store.get_study("S1"), "get study"), Some(s1.clone()));
+    assert_eq!(
+        ok(store.list_studies(Some("org-a")), "list org-a"),
+        vec![s1.clone(), s2.clone()],
+        "an organization's studies, by study id"
+    );
+    assert_eq!(
+        ok(store.list_studies(None), "list all"),
+        vec![s1.clone(), s2.clone(), s3.clone()]
+    );
+    assert!(ok(store.list_studies(Some("org-c")), "list org-c").is_empty());
+    fails(
+        write(store, |tx| tx.insert_study(&rec("S1", "org-b", 9))),
+        ErrorCode::Conflict,
+        Some("study_exists"),
+        "binding a bound study again",
+    );
+    assert_eq!(
+        ok(store.get_study("S1"), "get after refused bind"),
+        Some(s1.clone()),
+        "a refused bind must not move the study"
+    );
+    // Reads in a transaction see its own writes; a failed transaction leaves nothing.
+    let seen = ok(
+        write(store, |tx| {
+            tx.delete_study("S1")?;
+            let gone = tx.study("S1")?;
+            tx.insert_study(&rec("S1", "org-b", 10))?;
+            Ok((gone, tx.study("S1")?))
+        }),
+        "move a study in one transaction",
+    );
+    assert_eq!(seen, (None, Some(rec("S1", "org-b", 10))));
+    fails(
+        write(store, |tx| {
+            tx.delete_study("S2")?;
+            Err::<(), _>(Error::server("io_error", "injected"))
+        }),
+        ErrorCode::Server,
+        None,
+        "a failing transaction",
+    );
+    assert_eq!(
+        ok(store.get_study("S2"), "after rollback"),
+        Some(s2.clone())
+    );
+    fails(
+        write(store, |tx| tx.delete_study("S9")),
+        ErrorCode::NotFound,
+        None,
+        "removing an unbound study",
+    );
+    ok(write(store, |tx| tx.delete_study("S2")), "unbind");
+    assert_eq!(ok(store.get_study("S2"), "get unbound"), None);
+    assert_eq!(
+        ok(store.list_studies(Some("org-a")), "list after unbind"),
+        Vec::<StudyRecord>::new()
+    );
+}
 
 /// Keys: insert, get (unknown: `None`), duplicate id EXP004, an update (a revocation) visible on the next get
 /// (unknown: EXP001), `org_has_keys`, listing by organization in creation order.

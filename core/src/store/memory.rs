@@ -9,6 +9,7 @@ use crate::job::{
     check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows, JobState,
 };
 use crate::signer::{SignerCredential, SignerReads, SignerRows};
+use crate::study::{study_exists, StudyReads, StudyRecord, StudyRows};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -28,6 +29,8 @@ struct State {
     jobs: HashMap<Uuid, Job>,
     /// Keys in insertion order (key ids are unique).
     keys: Vec<ApiKeyRecord>,
+    /// The study registry, by study id.
+    studies: BTreeMap<String, StudyRecord>,
     /// Signers' credentials by (organization, subject).
     signers: BTreeMap<(String, String), SignerCredential>,
     /// Events in sequence order: `audit[i].seq == i + 1`.
@@ -58,6 +61,8 @@ struct MemoryTx<'s> {
     keys: BTreeMap<String, ApiKeyRecord>,
     /// Key ids inserted by this transaction, in order.
     new_keys: Vec<String>,
+    /// Studies bound (`Some`) or unbound (`None`) by this transaction.
+    studies: BTreeMap<String, Option<StudyRecord>>,
     signers: BTreeMap<(String, String), SignerCredential>,
     staged: Vec<AuditEvent>,
 }
@@ -87,6 +92,7 @@ impl MemoryTx<'_> {
             jobs: self.jobs,
             keys: self.keys,
             new_keys: self.new_keys,
+            studies: self.studies,
             signers: self.signers,
             staged: self.staged,
         }
@@ -98,6 +104,7 @@ struct Overlay {
     jobs: BTreeMap<Uuid, Job>,
     keys: BTreeMap<String, ApiKeyRecord>,
     new_keys: Vec<String>,
+    studies: BTreeMap<String, Option<StudyRecord>>,
     signers: BTreeMap<(String, String), SignerCredential>,
     staged: Vec<AuditEvent>,
 }
@@ -116,6 +123,12 @@ impl Overlay {
             if let Some(k) = self.keys.get(id) {
                 state.keys.push(k.clone());
             }
+        }
+        for (id, record) in self.studies {
+            match record {
+                Some(r) => state.studies.insert(id, r),
+                None => state.studies.remove(&id),
+            };
         }
         state.signers.extend(self.signers);
         state.audit.extend(self.staged.iter().cloned());
@@ -241,6 +254,32 @@ impl KeyRows for MemoryTx<'_> {
     }
 }
 
+impl StudyRows for MemoryTx<'_> {
+    fn study(&mut self, study: &str) -> Result<Option<StudyRecord>> {
+        Ok(match self.studies.get(study) {
+            Some(r) => r.clone(),
+            None => self.state.studies.get(study).cloned(),
+        })
+    }
+
+    fn insert_study(&mut self, record: &StudyRecord) -> Result<()> {
+        if self.study(&record.study)?.is_some() {
+            return Err(study_exists());
+        }
+        self.studies
+            .insert(record.study.clone(), Some(record.clone()));
+        Ok(())
+    }
+
+    fn delete_study(&mut self, study: &str) -> Result<()> {
+        if self.study(study)?.is_none() {
+            return Err(Error::not_found("no such study").with_field("study"));
+        }
+        self.studies.insert(study.to_string(), None);
+        Ok(())
+    }
+}
+
 impl SignerRows for MemoryTx<'_> {
     fn signer(&mut self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
         let key = (org.to_string(), subject.to_string());
@@ -285,6 +324,7 @@ impl Store for MemoryStore {
                 jobs: BTreeMap::new(),
                 keys: BTreeMap::new(),
                 new_keys: Vec::new(),
+                studies: BTreeMap::new(),
                 signers: BTreeMap::new(),
                 staged: Vec::new(),
             };
@@ -374,6 +414,22 @@ impl KeyReads for MemoryStore {
         // By creation time, then id: the same order as the SQLite store.
         keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
         Ok(keys)
+    }
+}
+
+impl StudyReads for MemoryStore {
+    fn get_study(&self, study: &str) -> Result<Option<StudyRecord>> {
+        Ok(self.lock().studies.get(study).cloned())
+    }
+
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<StudyRecord>> {
+        Ok(self
+            .lock()
+            .studies
+            .values()
+            .filter(|r| org.is_none_or(|o| r.org == o))
+            .cloned()
+            .collect())
     }
 }
 

@@ -180,6 +180,10 @@ pub struct SlowSource {
 }
 
 impl DataSource for SlowSource {
+    fn studies(&self) -> Result<Vec<String>> {
+        Ok(vec!["SLOW".into()])
+    }
+
     fn datasets(&self, study: &str) -> Result<Vec<DatasetInfo>> {
         if study != "SLOW" {
             return Err(trialport_core::source::unknown_study(study));

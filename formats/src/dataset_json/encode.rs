@@ -76,7 +76,7 @@ impl Spool {
         }
         let spool_error = |e: std::io::Error| Error::io("writing the Dataset-JSON spool file", &e);
         if self.file.is_none() {
-            let mut f = tempfile::tempfile().map_err(spool_error)?;
+            let mut f = crate::spool::tempfile().map_err(spool_error)?;
             f.write_all(&self.mem).map_err(spool_error)?;
             self.mem = Vec::new();
             self.file = Some(f);

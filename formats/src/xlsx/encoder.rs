@@ -86,6 +86,9 @@ impl<'a> XlsxEncoder<'a> {
             })
             .collect();
         let mut workbook = Workbook::new();
+        if let Some(dir) = crate::spool::dir() {
+            workbook.set_tempdir(dir).map_err(xlsx_error)?;
+        }
         let created = options.created_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         workbook.set_properties(&properties(created)?);
         let mut encoder = XlsxEncoder {

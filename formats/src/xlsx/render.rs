@@ -29,6 +29,9 @@ pub fn render_xlsx(doc: &Document, options: &FormatOptions, out: Output<'_>) -> 
     let options = XlsxOptions::parse(options, &DatasetMeta::default())?;
     let manifestation = Manifestation::of(doc)?;
     let mut workbook = Workbook::new();
+    if let Some(dir) = crate::spool::dir() {
+        workbook.set_tempdir(dir).map_err(xlsx_error)?;
+    }
     workbook.set_properties(&properties(options.created_at.unwrap_or(doc.generated_at))?);
     let r = Renderer {
         styles: Styles::new(),

@@ -40,6 +40,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::job::{check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows};
 use crate::signer::{PasswordHash, SignerCredential, SignerReads, SignerRows};
+use crate::study::{study_exists, StudyReads, StudyRecord, StudyRows};
 use archive::Archive;
 use chrono::{DateTime, Utc};
 use ring::hmac;
@@ -51,8 +52,8 @@ use uuid::Uuid;
 
 /// The schema version written to `PRAGMA user_version`: 1, the first; 2 added `jobs.finished_at` and its index;
 /// 3 added row MACs, the audit anchor and the lease columns; 4 moved signers' credentials into the store
-/// (`signing_credentials` as records with a body and a MAC) (see [`migrate`]).
-const SCHEMA_VERSION: i64 = 4;
+/// (`signing_credentials` as records with a body and a MAC); 5 added the study registry (see [`migrate`]).
+const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for another one's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,6 +96,18 @@ CREATE TABLE IF NOT EXISTS audit_events (
     hash TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS studies (
+    study TEXT PRIMARY KEY NOT NULL,
+    org TEXT NOT NULL,
+    body TEXT NOT NULL,
+    mac TEXT
+);
+CREATE INDEX IF NOT EXISTS studies_org ON studies (org, study);
+CREATE TABLE IF NOT EXISTS studies_adoption (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    body TEXT NOT NULL,
+    mac TEXT
+);
 CREATE TABLE IF NOT EXISTS audit_anchor (
     id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
     seq INTEGER NOT NULL,
@@ -102,6 +115,10 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
     mac TEXT
 );
 ";
+
+/// The body of the `studies_adoption` row: a file upgraded to the study registry whose studies are still to be
+/// bound (see [`Store::studies_to_adopt`]).
+const ADOPTION_BODY: &str = "upgrade";
 
 /// The table of signers' credentials (schema version 4): created here, or converted from its older form by
 /// [`migrate`].
@@ -435,6 +452,28 @@ fn load_key(
     row.map(|r| decode_key(key, &r)).transpose()
 }
 
+fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Option<String>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+/// Decodes a study row `(study, org, body, mac)`.
+fn decode_study(
+    key: Option<&hmac::Key>,
+    (study, org, body, mac): &(String, String, String, Option<String>),
+) -> Result<StudyRecord> {
+    check_mac(key, "studies", study, body, mac.as_deref())?;
+    let rec: StudyRecord = serde_json::from_str(body).map_err(|_| corrupt("studies"))?;
+    if rec.study != *study || rec.org != *org {
+        return Err(Error::server(
+            "integrity_violation",
+            "a stored studies record disagrees with its columns",
+        )
+        .with_detail("table", "studies")
+        .with_detail("check", "columns"));
+    }
+    Ok(rec)
+}
+
 /// The id a signer row's MAC covers: the organization's length, a colon, the organization and the subject (so
 /// that no two (organization, subject) pairs share an id).
 fn signer_id(org: &str, subject: &str) -> String {
@@ -465,6 +504,22 @@ fn decode_signer(
         .with_detail("check", "columns"));
     }
     Ok(rec)
+}
+
+fn load_study(
+    conn: &Connection,
+    key: Option<&hmac::Key>,
+    study: &str,
+) -> Result<Option<StudyRecord>> {
+    let row = conn
+        .query_row(
+            "SELECT study, org, body, mac FROM studies WHERE study = ?1",
+            [study],
+            study_row,
+        )
+        .optional()
+        .map_err(read_err("studies", "reading a study"))?;
+    row.map(|r| decode_study(key, &r)).transpose()
 }
 
 fn load_signer(
@@ -608,7 +663,9 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, e: &AuditEvent) -> Result<()> {
 /// Upgrades a file of an older schema version (or a new one) to the current one, in the schema transaction:
 /// version 2 added `jobs.finished_at` (filled from each job's record); version 3 added `lease_expires_at` and the
 /// row MACs (filled for every row when the store has a row key: the rows are trusted once, at this upgrade);
-/// version 4 converted `signing_credentials` to records ([`migrate_signers`]).
+/// version 4 converted `signing_credentials` to records ([`migrate_signers`]); version 5 added the `studies` table
+/// (created by the schema, empty: the engine binds the studies of an upgraded home's sources to its organization,
+/// see [`Store::studies_to_adopt`]).
 fn migrate(tx: &rusqlite::Transaction<'_>, from: i64, key: Option<&hmac::Key>) -> Result<()> {
     let has_column = |table: &str, column: &str| -> Result<bool> {
         tx.prepare(&format!(
@@ -846,7 +903,7 @@ impl SqliteStore {
     }
 
     /// Opens (creating when missing) the store in the SQLite file at `path`: WAL journal, `synchronous=FULL`, a
-    /// busy timeout so several connections and processes can share the file, and the schema (version 4 in
+    /// busy timeout so several connections and processes can share the file, and the schema (version 5 in
     /// `PRAGMA user_version`; older files are upgraded in place, in one transaction). A newer version is refused,
     /// so that an older trialport never writes rows without the columns it does not know. With an archive, checks
     /// it against the anchor and copies to it the events it lacks (see the module docs).
@@ -908,11 +965,29 @@ impl SqliteStore {
             )
             .with_detail("schema_version", version));
         }
+        // Whether the file already has a study registry (version 5; or a development build's version 4 that added
+        // the registry before the signers' records): checked before the schema creates the table.
+        let had_registry = tx
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'")
+            .and_then(|mut stmt| stmt.exists([]))
+            .map_err(db("reading the schema"))?;
         tx.execute_batch(SCHEMA)
             .map_err(db("creating the schema"))?;
         migrate(&tx, version, mac.as_ref())?;
         tx.execute_batch(SCHEMA_INDEXES)
             .map_err(db("creating the schema"))?;
+        if version >= 1 && !had_registry {
+            // A file made before the registry: its studies are to be bound by the next engine on the home, whichever
+            // process upgraded the file (see [`Store::studies_to_adopt`]).
+            let mac = mac
+                .as_ref()
+                .map(|k| row_mac(k, "studies_adoption", "1", ADOPTION_BODY));
+            tx.execute(
+                "INSERT OR IGNORE INTO studies_adoption (id, body, mac) VALUES (1, ?1, ?2)",
+                params![ADOPTION_BODY, mac],
+            )
+            .map_err(db("upgrading studies"))?;
+        }
         if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(db("writing the schema version"))?;
@@ -1204,6 +1279,53 @@ impl KeyRows for SqliteTx<'_> {
     }
 }
 
+impl StudyRows for SqliteTx<'_> {
+    fn study(&mut self, study: &str) -> Result<Option<StudyRecord>> {
+        load_study(self.tx, self.mac, study)
+    }
+
+    fn insert_study(&mut self, record: &StudyRecord) -> Result<()> {
+        let body = encode(record, "studies")?;
+        let mac = self
+            .mac
+            .map(|k| row_mac(k, "studies", &record.study, &body));
+        self.tx
+            .execute(
+                "INSERT INTO studies (study, org, body, mac) VALUES (?1, ?2, ?3, ?4)",
+                params![record.study, record.org, body, mac],
+            )
+            .map_err(|e| {
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::ConstraintViolation)
+                ) {
+                    study_exists()
+                } else {
+                    db("inserting a study")(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    fn studies_adopted(&mut self) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM studies_adoption", [])
+            .map_err(db("ending the adoption of studies"))?;
+        Ok(())
+    }
+
+    fn delete_study(&mut self, study: &str) -> Result<()> {
+        let n = self
+            .tx
+            .execute("DELETE FROM studies WHERE study = ?1", [study])
+            .map_err(db("removing a study"))?;
+        if n == 0 {
+            return Err(Error::not_found("no such study").with_field("study"));
+        }
+        Ok(())
+    }
+}
+
 impl SignerRows for SqliteTx<'_> {
     fn signer(&mut self, org: &str, subject: &str) -> Result<Option<SignerCredential>> {
         load_signer(self.tx, self.mac, org, subject)
@@ -1297,6 +1419,37 @@ impl Store for SqliteStore {
             }
         }
         Ok(events)
+    }
+
+    fn studies_to_adopt(&self) -> Result<bool> {
+        let conn = self.lock();
+        let row: Option<(String, Option<String>)> = conn
+            .query_row(
+                "SELECT body, mac FROM studies_adoption WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(read_err(
+                "studies_adoption",
+                "reading the adoption of studies",
+            ))?;
+        match row {
+            None => Ok(false),
+            Some((body, mac)) => {
+                check_mac(
+                    self.mac.as_ref(),
+                    "studies_adoption",
+                    "1",
+                    &body,
+                    mac.as_deref(),
+                )?;
+                if body != ADOPTION_BODY {
+                    return Err(corrupt("studies_adoption"));
+                }
+                Ok(true)
+            }
+        }
     }
 
     fn check_trail(&self) -> Result<()> {
@@ -1449,6 +1602,30 @@ impl KeyReads for SqliteStore {
             keys.push(decode_key(self.mac.as_ref(), &row)?);
         }
         Ok(keys)
+    }
+}
+
+impl StudyReads for SqliteStore {
+    fn get_study(&self, study: &str) -> Result<Option<StudyRecord>> {
+        load_study(&self.lock(), self.mac.as_ref(), study)
+    }
+
+    fn list_studies(&self, org: Option<&str>) -> Result<Vec<StudyRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT study, org, body, mac FROM studies WHERE ?1 IS NULL OR org = ?1 ORDER BY study ASC",
+            )
+            .map_err(db("listing studies"))?;
+        let rows = stmt
+            .query_map([org], study_row)
+            .map_err(db("listing studies"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row.map_err(read_err("studies", "listing studies"))?;
+            out.push(decode_study(self.mac.as_ref(), &row)?);
+        }
+        Ok(out)
     }
 }
 
