@@ -196,10 +196,11 @@ pub struct Job {
     /// The standard error object (`code`, `message`, `field`, `details`) when failed.
     #[serde(default)]
     pub error: Option<serde_json::Value>,
-    /// Idempotency key given by the caller.
+    /// Idempotency key given by the caller (in the store, its keyed digest: see `literals`).
     #[serde(default)]
     pub idempotency_key: Option<String>,
-    /// SHA-256 of the canonical request, to tell a repeated request from a different one under the same key.
+    /// A keyed SHA-256 (HMAC under the engine's secret) of the canonical request, to tell a repeated request from
+    /// a different one under the same key without letting a reader of the store test guesses of its values.
     pub request_hash: String,
     /// Whether a user asked to cancel it while it ran.
     #[serde(default)]
@@ -222,6 +223,12 @@ pub struct Job {
     /// artifact's record against that event. Jobs that succeeded before this field have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub succeeded_seq: Option<u64>,
+    /// The request's literals (filter values, the idempotency key) sealed under the engine's keys, while the
+    /// stored `request` holds `{"withheld": "request_literal"}` in their place and `idempotency_key` a keyed
+    /// digest. Never shown: a view of the job either puts them back (for a caller who could have made the
+    /// request) or leaves the markers. Jobs stored before sealing have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub literals: Option<String>,
 }
 
 /// A worker's claim on a running job: who holds it, for which attempt, until when (see [`crate::engine`]'s job

@@ -80,10 +80,12 @@
 
 mod aead;
 mod keys;
+mod sealed;
 mod sink;
 mod stream;
 
 pub use keys::{DataKey, FileKeyProvider, KeyProvider, PendingKey};
+pub(crate) use sealed::Sealer;
 pub use sink::EncryptedSink;
 pub use stream::{
     DecryptingReader, EncryptingWriter, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,

@@ -476,33 +476,70 @@ fn check_succeeded_event(inner: &Inner, job: &Job, artifact: &Artifact) -> Resul
     }
 }
 
+/// What a view of jobs withheld from its caller (see [`Session::withhold_requests`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Withheld {
+    /// Requests of identifiable jobs, withheld whole.
+    identifiable: usize,
+    /// Requests whose literals stayed sealed (see `literals`).
+    literals: usize,
+}
+
 impl Session<'_> {
-    /// Withholds the request (and idempotency key) of each identifiable job ([`Job::identifiable`]) among `jobs`
-    /// from a caller without `data:identifiable` on its study: the job's state, progress and artifacts stay
-    /// visible, its request becomes `{"withheld": "identifiable_data"}`. Returns how many were withheld, which
-    /// the audit event of a read call records ([`withheld_details`]): every call is audited once.
-    pub(super) fn withhold_requests(&self, call: &Call<'_>, jobs: &mut [Job]) -> usize {
-        let mut withheld = 0;
-        for job in jobs.iter_mut().filter(|j| j.identifiable) {
-            if require_identifiable(call, job).is_ok() {
+    /// Shows each of `jobs` as its caller may see it: the request (and idempotency key) of an identifiable job
+    /// ([`Job::identifiable`]) is withheld whole from a caller without `data:identifiable` on its study, and
+    /// becomes `{"withheld": "identifiable_data"}`; the literals of a request (filter values, idempotency key) are
+    /// put back only for a caller who could have made the request, the permission of the job's kind on its study,
+    /// and stay `{"withheld": "request_literal"}` for anyone else (see `literals`). State, progress and artifacts
+    /// stay visible. Returns what it withheld, which the audit event of a read call records
+    /// ([`withheld_details`]): every call is audited once.
+    ///
+    /// # Errors
+    /// The errors of opening sealed literals (EXP005).
+    pub(super) fn withhold_requests(&self, call: &Call<'_>, jobs: &mut [Job]) -> Result<Withheld> {
+        let mut withheld = Withheld::default();
+        for job in jobs.iter_mut() {
+            if job.identifiable && require_identifiable(call, job).is_err() {
+                job.request = json!({"withheld": "identifiable_data"});
+                job.idempotency_key = None;
+                job.literals = None;
+                withheld.identifiable += 1;
                 continue;
             }
-            job.request = json!({"withheld": "identifiable_data"});
-            job.idempotency_key = None;
-            withheld += 1;
+            if job.literals.is_none() {
+                continue;
+            }
+            let may_ask = authorize(
+                call.principal(),
+                super::submit::permission_of(job.kind),
+                &job.org,
+                Some(&job.study),
+            )
+            .is_ok();
+            if may_ask {
+                super::literals::reveal(self.inner, job)?;
+            } else if super::literals::conceal(job) {
+                withheld.literals += 1;
+            }
         }
-        withheld
+        Ok(withheld)
     }
 }
 
-/// The details of a job view's audit event with the requests it withheld, if any:
-/// `"requests_withheld": {"reason": "identifiable_data", "jobs": N}`.
+/// The details of a job view's audit event with what it withheld, if anything:
+/// `"requests_withheld": {"reason": "identifiable_data", "jobs": N}` and `"literals_withheld": {"reason":
+/// "request_literal", "jobs": N}`.
 pub(super) fn withheld_details(
     mut details: serde_json::Value,
-    withheld: usize,
+    withheld: Withheld,
 ) -> serde_json::Value {
-    if withheld > 0 {
-        details["requests_withheld"] = json!({"reason": "identifiable_data", "jobs": withheld});
+    if withheld.identifiable > 0 {
+        details["requests_withheld"] =
+            json!({"reason": "identifiable_data", "jobs": withheld.identifiable});
+    }
+    if withheld.literals > 0 {
+        details["literals_withheld"] =
+            json!({"reason": super::literals::MARKER, "jobs": withheld.literals});
     }
     details
 }

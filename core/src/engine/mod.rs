@@ -43,6 +43,7 @@ mod compute;
 mod download;
 mod encryption;
 mod lease;
+mod literals;
 mod package;
 mod retention;
 mod run;
@@ -382,6 +383,7 @@ impl EngineBuilder {
             formats: self.formats,
             sources: self.sources,
             sink,
+            sealer: crate::crypto::Sealer::new(self.encryption.clone(), &pepper),
             key_provider: self.encryption,
             deid_key: self.deid_key,
             store,
@@ -476,6 +478,8 @@ pub(crate) struct Inner {
     pub(crate) key_provider: Option<Arc<dyn crate::crypto::KeyProvider>>,
     /// The key of pseudonyms and date shifts.
     pub(crate) deid_key: Option<Arc<crate::deid::DeidKey>>,
+    /// Seals the request literals of jobs at rest (see `literals`).
+    pub(crate) sealer: crate::crypto::Sealer,
     /// Jobs, keys and the audit trail.
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: Authenticator,

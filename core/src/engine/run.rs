@@ -343,12 +343,13 @@ fn end_details(
     details
 }
 
-/// The request of a stored job.
+/// The request of a stored job, its sealed literals put back (see `literals`).
 ///
 /// # Errors
-/// EXP005 `corrupt_job` when the stored request cannot be read.
-pub(super) fn parse_request(job: &Job) -> Result<ExportRequest> {
-    ExportRequest::from_value(job.kind, job.request.clone()).map_err(|_| {
+/// EXP005 `corrupt_job` when the stored request cannot be read; the errors of [`super::literals::open`].
+pub(super) fn parse_request(inner: &Inner, job: &Job) -> Result<ExportRequest> {
+    let (request, _) = super::literals::open(inner, job)?;
+    ExportRequest::from_value(job.kind, request).map_err(|_| {
         Error::server(
             "corrupt_job",
             "the stored request of the job cannot be read",
@@ -377,7 +378,7 @@ fn deidentification(run: &Running<'_>) -> Option<serde_json::Value> {
 fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
     let inner = run.inner;
     let format = inner.formats.get(&run.job.format)?.clone();
-    let req = parse_request(&run.job)?;
+    let req = parse_request(run.inner, &run.job)?;
     let mut entries = Vec::new();
     let describes = format.info().can(Capability::Describe);
     // The privacy rule again, against the dataset metadata of now: it may have changed since the submission.
@@ -548,7 +549,7 @@ pub(super) fn manifest_of(
         },
         created_at: job.created_at,
         completed_at: run.inner.clock.now(),
-        request: job.request.clone(),
+        request: super::literals::open(run.inner, job)?.0,
         deidentification: deidentification(run),
         files,
         document: run.document.clone(),

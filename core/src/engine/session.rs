@@ -213,7 +213,7 @@ impl<'e> Session<'e> {
                 page: page as u32,
                 limit: limit as u32,
             })?;
-            let withheld = self.withhold_requests(call, &mut result.items);
+            let withheld = self.withhold_requests(call, &mut result.items)?;
             Ok(Done {
                 details: withheld_details(
                     json!({"page": result.page, "limit": result.limit, "returned": result.items.len(),
@@ -235,7 +235,7 @@ impl<'e> Session<'e> {
     pub fn get_job(&self, job_id: Uuid) -> Result<Job> {
         let job = self.call("get_job", format!("job:{job_id}"), |call| {
             let mut job = self.visible_job(call, job_id, Permission::JobsRead)?;
-            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job));
+            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job))?;
             Ok(Done {
                 target: format!("job:{}", job.id),
                 details: withheld_details(json!({"state": job.state}), withheld),
@@ -287,7 +287,7 @@ impl<'e> Session<'e> {
                 job = self.inner.store.get_job(job_id)?;
                 on_progress(&job);
             }
-            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job));
+            let withheld = self.withhold_requests(call, std::slice::from_mut(&mut job))?;
             Ok(Done {
                 target: format!("job:{}", job.id),
                 details: withheld_details(json!({"state": job.state}), withheld),
@@ -351,7 +351,7 @@ impl<'e> Session<'e> {
             self.inner.notify_changed();
             // The cancel's event committed with it; the request is withheld from the answer all the same.
             let mut job = job;
-            self.withhold_requests(call, std::slice::from_mut(&mut job));
+            self.withhold_requests(call, std::slice::from_mut(&mut job))?;
             Ok(Done {
                 target: format!("job:{}", job.id),
                 details: json!({"state": job.state, "cancel_requested": job.cancel_requested}),

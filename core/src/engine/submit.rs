@@ -22,7 +22,6 @@ use crate::job::{Job, JobKind, JobState, Progress};
 use crate::request::{
     DatasetSelection, ExportContent, ExportRequest, PackageContainer, PackageKind,
 };
-use crate::sink::hex;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -38,7 +37,7 @@ pub(crate) fn action_of(kind: JobKind) -> &'static str {
 }
 
 /// The permission each kind of export needs.
-fn permission_of(kind: JobKind) -> Permission {
+pub(super) fn permission_of(kind: JobKind) -> Permission {
     match kind {
         JobKind::Data => Permission::ExportData,
         JobKind::Bulk => Permission::ExportBulk,
@@ -510,18 +509,17 @@ fn enqueue(
     if let Some(o) = hashed.as_object_mut() {
         o.remove("idempotency_key");
     }
-    let request_hash = hex(ring::digest::digest(
-        &ring::digest::SHA256,
-        crate::audit::canonical_json(&json!({"kind": kind, "request": hashed})).as_bytes(),
-    )
-    .as_ref());
+    let request_hash = super::literals::request_hash(
+        inner,
+        &crate::audit::canonical_json(&json!({"kind": kind, "request": hashed})),
+    );
     let datasets_total = match &request.content {
         ExportContent::Data { datasets } | ExportContent::Bulk { datasets, .. } => {
             datasets.len() as u32
         }
         ExportContent::Report(_) | ExportContent::Dashboard(_) => 1,
     };
-    let job = Job {
+    let mut job = Job {
         id: Uuid::now_v7(),
         kind,
         study: request.study.clone(),
@@ -548,7 +546,10 @@ fn enqueue(
         version: 0,
         identifiable,
         succeeded_seq: None,
+        literals: None,
     };
+    // Filter values and the idempotency key are kept sealed (see `literals`).
+    super::literals::seal(inner, &mut job)?;
     let details = |replay: bool| {
         let mut d = json!({"study": request.study, "kind": kind, "format": request.format,
             "idempotent_replay": replay});
@@ -582,6 +583,9 @@ fn enqueue(
     if !reused {
         inner.notify_queued();
     }
+    // The caller made this request (or the same one under its key): they see it whole.
+    let mut stored = stored;
+    super::literals::reveal(inner, &mut stored)?;
     Ok(Done {
         target: format!("job:{}", stored.id),
         details: details(reused),

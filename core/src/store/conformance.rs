@@ -207,6 +207,7 @@ pub fn sample_job(org: &str, study: &str, requested_by: &str, created_at: DateTi
         version: 1,
         identifiable: true,
         succeeded_seq: Some(42),
+        literals: Some("p1.00.00".into()),
     }
 }
 
