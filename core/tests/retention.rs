@@ -993,3 +993,76 @@ fn jobs_kept_longer_do_not_hold_up_later_due_jobs() {
         .count();
     assert_eq!(expired, 41);
 }
+
+#[test]
+fn the_operator_and_the_home_admin_purge_the_home_other_admins_their_organization() {
+    let s = setup(|b| b.retention(days(1)).home_org("acme"));
+    let new_key = |cred: &str, org: &str, roles: &[Role]| {
+        let (text, _) = s
+            .engine
+            .session(cred)
+            .create_api_key(NewApiKey {
+                name: "purge scope".into(),
+                org: Some(org.into()),
+                roles: roles.to_vec(),
+                studies: vec!["*".into()],
+                expires_at: None,
+            })
+            .unwrap();
+        format!("ApiKey {text}")
+    };
+    // The home's unscoped admin makes an operator, which gives organization globex an admin.
+    let operator = new_key(&s.admin, "acme", &[Role::Operator]);
+    let globex = new_key(&operator, "globex", &[Role::Admin]);
+    let export = |cred: &str| {
+        let job = s
+            .engine
+            .export_data(cred, ExportRequest::data("S1", &["DM"], "lines"))
+            .unwrap();
+        let done = s.engine.wait(cred, job.id, WAIT).unwrap();
+        assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+        done.id
+    };
+    let last_purge = || s.events("purge").pop().unwrap();
+
+    // Another organization's admin purges its own organization's due jobs, and nothing of the home's.
+    let (acme_job, globex_job) = (export(&s.admin), export(&globex));
+    s.clock.advance(days(2));
+    assert_eq!(s.engine.session(&globex).purge().unwrap().jobs_expired, 1);
+    assert_eq!(last_purge().target, "org:globex");
+    assert_eq!(last_purge().details["scope"], "organization");
+    assert_eq!(
+        s.engine.get_job(&globex, globex_job).unwrap().state,
+        JobState::Expired
+    );
+    assert_eq!(s.state(acme_job), JobState::Succeeded);
+    // The operator purges the home: the other organization's due job too.
+    let globex_job = export(&globex);
+    s.clock.advance(days(2));
+    let summary = s.engine.session(&operator).purge().unwrap();
+    assert_eq!(summary.jobs_expired, 2);
+    assert_eq!(last_purge().target, "home");
+    assert_eq!(last_purge().details["scope"], "home");
+    assert_eq!(s.state(acme_job), JobState::Expired);
+    assert_eq!(
+        s.engine.get_job(&globex, globex_job).unwrap().state,
+        JobState::Expired
+    );
+    // So does the unscoped admin of the home's organization; each expiry is recorded with the purge's request.
+    let (acme_job, globex_job) = (export(&s.admin), export(&globex));
+    s.clock.advance(days(2));
+    assert_eq!(s.engine.session(&s.admin).purge().unwrap().jobs_expired, 2);
+    assert_eq!(last_purge().target, "home");
+    assert_eq!(s.state(acme_job), JobState::Expired);
+    assert_eq!(
+        s.engine.get_job(&globex, globex_job).unwrap().state,
+        JobState::Expired
+    );
+    let request = last_purge().request_id.clone();
+    let expired: Vec<_> = s
+        .events("job.expired")
+        .into_iter()
+        .filter(|e| e.request_id == request)
+        .collect();
+    assert_eq!(expired.len(), 2);
+}

@@ -299,7 +299,7 @@ impl Inner {
     ///
     /// # Errors
     /// As [`Inner::expire_if_due`]; EXP005 when the store cannot list jobs.
-    pub(crate) fn sweep_once(&self) -> Result<PurgeSummary> {
+    pub(crate) fn sweep_once(&self, request_id: Option<&str>) -> Result<PurgeSummary> {
         let mut total = PurgeSummary::default();
         let Some(shortest) = self.retention.shortest() else {
             return Ok(total);
@@ -326,7 +326,7 @@ impl Inner {
                     return Ok(total);
                 }
                 if self.is_due(&job, now) {
-                    let (_, done) = self.expire_if_due(job, None)?;
+                    let (_, done) = self.expire_if_due(job, request_id)?;
                     total.add(done);
                 }
             }
@@ -359,7 +359,7 @@ pub(crate) fn sweep_loop(inner: &Arc<Inner>, every: Duration) {
         if inner.shutdown.load(Ordering::SeqCst) {
             return;
         }
-        let _ = inner.sweep_once();
+        let _ = inner.sweep_once(None);
     }
 }
 
@@ -382,6 +382,11 @@ impl Session<'_> {
     /// summary. Fail-closed: when an event cannot be recorded, purging stops with that error and the job stays
     /// `succeeded`; the next attempt deletes again (a no-op for bytes already gone), records and expires it.
     ///
+    /// Scope: the `operator`, or an admin of every study (`*`) of the home's own organization
+    /// ([`super::EngineBuilder::home_org`]), purges the whole home, every organization's jobs (audit target
+    /// `home`, `details.scope` `home`); any other caller with `retention:purge` purges the jobs of the studies it
+    /// holds in its own organization (target `org:<org>`, scope `organization`).
+    ///
     /// # Errors
     /// EXP003 (needs `retention:purge`); EXP005 when an artifact cannot be deleted or an event recorded (purging
     /// stops there; what was done before is recorded).
@@ -389,14 +394,28 @@ impl Session<'_> {
         self.call("purge", "retention".to_string(), |call| {
             let p = call.principal();
             authorize(p, Permission::Purge, &p.org, None)?;
-            let summary =
-                self.inner
-                    .purge_org(&p.org, p.study_scope(), Some(&call.request_id))?;
+            // The home's retention is the operator's (or its own organization's unscoped admin's) to run for
+            // every organization; any other admin purges the studies it holds in its organization.
+            let home_wide =
+                super::encryption::authorize_home_wide(p, self.inner.home_org.as_deref()).is_ok();
+            let (summary, target) = if home_wide {
+                let summary = if self.inner.retention.is_on() {
+                    self.inner.sweep_once(Some(&call.request_id))?
+                } else {
+                    PurgeSummary::default()
+                };
+                (summary, "home".to_string())
+            } else {
+                let summary =
+                    self.inner
+                        .purge_org(&p.org, p.study_scope(), Some(&call.request_id))?;
+                (summary, format!("org:{}", p.org))
+            };
             Ok(Done {
-                target: format!("org:{}", p.org),
+                target,
                 details: json!({"jobs_expired": summary.jobs_expired,
                     "artifacts_deleted": summary.artifacts_deleted, "bytes_freed": summary.bytes_freed,
-                    "retention": self.inner.retention.is_on()}),
+                    "retention": self.inner.retention.is_on(), "scope": if home_wide { "home" } else { "organization" }}),
                 value: summary,
             })
         })
