@@ -87,6 +87,44 @@ libs_shared="$(pkg-config --libs trialport)"
 libs_static="$(pkg-config --variable=libdir trialport)/libtrialport.a"
 libs_static="$libs_static $(pkg-config --static --libs-only-l trialport | sed 's/-ltrialport//')"
 
+# The inputs of test_tenancy in its work directory: a home of organization acme made by the CLI over studies S1-S3
+# (an HS256 secret for bearer tokens), its admin's credential, a bearer token of organization globex minted here
+# (stdlib only), acme's succeeded job on S1 and its job on S3 whose binding an operator then removed, and a study
+# folder S4 added to the source after init (bound to no organization).
+prepare_tenancy() {
+  local dir="$1" admin op
+  mkdir -p "$dir/source"
+  for study in S1 S2 S3; do
+    mkdir -p "$dir/source/$study"
+    printf 'STUDYID,USUBJID,AGE\nS,S-001,40\nS,S-002,50\n' >"$dir/source/$study/DM.csv"
+  done
+  printf 'c-tenancy-test-hs256-secret-of-32-bytes-or-more' >"$dir/jwt.secret"
+  chmod 600 "$dir/jwt.secret"
+  json_member() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+  # init's advice goes to stderr: shown only when init fails.
+  "$cli" --home "$dir/home" init --source "$dir/source" --org acme --jwt-hs256-secret-file "$dir/jwt.secret" \
+    >"$dir/init.json" 2>"$dir/init.err" || { cat "$dir/init.err" >&2; return 1; }
+  admin="ApiKey $(json_member api_key <"$dir/init.json")"
+  printf '%s\n' "$admin" >"$dir/admin.cred"
+  tp() { "$cli" --home "$dir/home" --credential "$1" --json "${@:2}"; }
+  tp "$admin" export data --study S1 --datasets DM --format csv --wait | json_member id >"$dir/job1.id"
+  tp "$admin" export data --study S3 --datasets DM --format csv --wait | json_member id >"$dir/job3.id"
+  op="ApiKey $(tp "$admin" keys create --name ops --roles operator --studies '*' | json_member api_key)"
+  tp "$op" studies remove S3 >/dev/null
+  mkdir -p "$dir/source/S4"
+  cp "$dir/source/S1/DM.csv" "$dir/source/S4/DM.csv"
+  python3 - "$dir/jwt.secret" >"$dir/globex.cred" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+def b64(data): return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+now = int(time.time())
+claims = {"sub": "eve@globex", "name": "Eve", "org": "globex", "roles": ["admin"], "studies": ["*"],
+          "iat": now, "exp": now + 3600}
+signing_input = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+secret = open(sys.argv[1], "rb").read()
+print("Bearer " + signing_input + "." + b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()))
+PY
+}
+
 # 6. The C tests, against both libraries, under valgrind.
 CFLAGS_STRICT=(-std=c11 -Wall -Wextra -Werror -pedantic -g)
 VALGRIND=(valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect
@@ -100,6 +138,7 @@ for src in "$here"/tests/c/test_*.c; do
     gcc "${CFLAGS_STRICT[@]}" $cflags -I "$here/tests/c" -pthread "$src" -o "$bin" $libs
     run="$work/run-$name-$kind"
     mkdir -p "$run"
+    if [ "$name" = test_tenancy ]; then prepare_tenancy "$run"; fi
     step "$name ($kind library, valgrind)"
     "${VALGRIND[@]}" "$bin" "$run"
   done

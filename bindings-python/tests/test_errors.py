@@ -100,7 +100,8 @@ def test_exp003_unauthorized(engine: trialport.Engine, home: Home) -> None:
     # `wait` on a bare id this engine never handed out has no credential to use.
     with pytest.raises(trialport.UnauthorizedError):
         engine.wait(str(uuid.uuid4()))
-    # Keys of one study do not see another.
+    # Keys of one study do not see another (S2 is a study of the home's organization once it has data).
+    engine.add_dataset("S2", "DM", as_polars())
     key = engine.create_api_key(home.admin, name="s2 only", roles=["statistician"], studies=["S2"])
     with pytest.raises(trialport.UnauthorizedError) as e:
         engine.export_data(f"ApiKey {key}", study="S1", datasets=["DM"], format="csv")
