@@ -322,7 +322,9 @@ pub struct ExportCommonArgs {
 #[derive(Debug, Args)]
 pub struct DeidArgs {
     /// De-identification profiles, comma-separated: safe-harbor, pseudonymize, date-shift, drop-free-text
-    /// (pseudonyms and date shifts use the home's deid.key).
+    /// (pseudonyms and date shifts use the home's deid.key). safe-harbor's subject surrogates are random per
+    /// export: datasets exported in one job join on them, two jobs' do not; use pseudonymize instead for subject ids
+    /// that join across jobs (keyed pseudonyms; Safe Harbor does not allow codes derived from the id).
     #[arg(long, value_name = "PROFILES")]
     pub deidentify: Option<String>,
     /// Export identifying columns unchanged (without it, an export that would carry columns classed as
@@ -334,7 +336,8 @@ pub struct DeidArgs {
 /// `export report|dashboard ...`
 #[derive(Debug, Args)]
 pub struct DocumentArgs {
-    /// Spec file: the spec JSON, or a whole request JSON with the spec and a format.
+    /// Spec file: the spec JSON, or a whole request JSON with the spec and a format. The language is documented in
+    /// docs/reports.md, with its JSON Schema docs/report.schema.json and templates in examples/reports/.
     #[arg(long, value_name = "FILE")]
     pub spec: PathBuf,
     /// Format id (default html, or the request file's format).

@@ -45,9 +45,10 @@ pub fn wait(
             bar.set_length(u64::from(p.datasets_total));
             bar.set_position(u64::from(p.datasets_done));
             bar.set_message(format!(
-                "{}  {} rows  {}",
+                "{}  {} {}  {}",
                 job.state,
                 p.rows_written,
+                if p.rows_written == 1 { "row" } else { "rows" },
                 crate::output::bytes(p.bytes_written)
             ));
         });

@@ -457,3 +457,316 @@ fn n18_xpt_headers_state_when_they_were_made() {
         created.format("%d%b%y:%H:%M:%S").to_string().to_uppercase()
     );
 }
+
+/// A home over S1 with DM and AE keyed by subject (`USUBJID` classed `subject_id`, nothing else classed).
+fn subjects_home(dir: &Path) -> (std::path::PathBuf, String) {
+    let meta = r#"{"columns":[{"name":"USUBJID","privacy":"subject_id"}]}"#;
+    let source = write_source(
+        dir,
+        "S1",
+        &[
+            (
+                "DM.csv",
+                "STUDYID,USUBJID,AGE\nS1,S1-001,40\nS1,S1-002,50\n",
+            ),
+            ("DM.meta.json", meta),
+            (
+                "AE.csv",
+                "STUDYID,USUBJID,AESEQ,AETERM\nS1,S1-002,1,HEADACHE\nS1,S1-001,1,NAUSEA\n",
+            ),
+            ("AE.meta.json", meta),
+        ],
+    );
+    let home = dir.join("home");
+    let cred = init_home(&home, &source);
+    (home, cred)
+}
+
+#[test]
+fn n06_a_queued_export_says_what_runs_it_and_a_worker_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, cred) = subjects_home(dir.path());
+    let out = run(&home_args(
+        &home,
+        &cred,
+        &[
+            "export",
+            "data",
+            "--study",
+            "S1",
+            "--datasets",
+            "DM",
+            "--format",
+            "csv",
+            "--deidentify",
+            "safe-harbor",
+        ],
+    ));
+    let text = stdout_text(&out);
+    assert!(text.contains("trialport worker"), "{text}");
+    assert!(text.contains("trialport jobs wait"), "{text}");
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id"))
+        .unwrap()
+        .trim()
+        .to_string();
+    // What it says works: a worker of the home picks the job up, and stops on SIGTERM.
+    let mut worker = command(&home_args(&home, &cred, &["worker"]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let state = loop {
+        let v = stdout_json(&run(&home_args(
+            &home,
+            &cred,
+            &["--json", "jobs", "show", &id],
+        )));
+        if v["state"] != "queued" && v["state"] != "running" {
+            break v["state"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not run the job"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // The worker stops on SIGTERM, exit 0.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(worker.wait().unwrap().success());
+    assert_eq!(state, "succeeded");
+}
+
+#[test]
+fn n10_odm_xml_without_an_event_is_refused_before_a_job_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, cred) = subjects_home(dir.path());
+    let export = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "export",
+            "data",
+            "--study",
+            "S1",
+            "--datasets",
+            "DM",
+            "--format",
+            "odm-xml",
+            "--deidentify",
+            "safe-harbor",
+        ];
+        args.extend_from_slice(extra);
+        run(&home_args(&home, &cred, &args))
+    };
+    // Without --wait: refused at once, naming the option, and no job was queued.
+    let e = error_json(&export(&[]), "EXP002");
+    assert_eq!(e["field"], "options.event", "{e}");
+    assert!(hint(&e).contains("--option"), "{e}");
+    let jobs = stdout_json(&run(&home_args(&home, &cred, &["--json", "jobs", "list"])));
+    assert_eq!(jobs["total"], 0, "{jobs}");
+    // With an event for every row, it runs.
+    let job = stdout_json(&export(&["--option", "event_oid=SE.SCREENING", "--wait"]));
+    assert_eq!(job["state"], "succeeded", "{job}");
+}
+
+#[test]
+fn n11_convert_says_which_format_is_unsupported_and_what_would_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("dm.csv");
+    std::fs::write(&csv, DM).unwrap();
+    let xlsx = dir.path().join("dm.xlsx");
+    std::fs::write(&xlsx, "not read").unwrap();
+    let out = run(&[
+        "--json",
+        "convert",
+        xlsx.to_str().unwrap(),
+        "-o",
+        dir.path().join("out.parquet").to_str().unwrap(),
+    ]);
+    let e = error_json(&out, "EXP002");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("'.xlsx' files cannot be read"), "{e}");
+    assert!(message.contains("csv"), "{e}");
+    let out = run(&[
+        "--json",
+        "convert",
+        csv.to_str().unwrap(),
+        "-o",
+        dir.path().join("dm.pdf").to_str().unwrap(),
+    ]);
+    let e = error_json(&out, "EXP002");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("pdf writes reports and dashboards"), "{e}");
+    assert!(message.contains("trialport export report"), "{e}");
+}
+
+/// The subject ids of a job's `dm.csv` and `ae.csv`, in row order.
+fn subject_ids(home: &Path, cred: &str, profile: &str, dir: &Path) -> (Vec<String>, Vec<String>) {
+    let job = stdout_json(&run(&home_args(
+        home,
+        cred,
+        &[
+            "--json",
+            "export",
+            "data",
+            "--study",
+            "S1",
+            "--datasets",
+            "DM,AE",
+            "--format",
+            "csv",
+            "--deidentify",
+            profile,
+            "--wait",
+        ],
+    )));
+    let id = job["id"].as_str().unwrap();
+    let ids = |artifact: &str| {
+        let target = dir.join(format!("{id}-{artifact}"));
+        stdout_text(&run(&home_args(
+            home,
+            cred,
+            &[
+                "download",
+                id,
+                "--artifact",
+                artifact,
+                "-o",
+                target.to_str().unwrap(),
+            ],
+        )));
+        std::fs::read_to_string(target)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    (ids("dm.csv"), ids("ae.csv"))
+}
+
+#[test]
+fn n13_safe_harbor_surrogates_join_within_a_job_and_pseudonyms_across_jobs_as_the_help_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, cred) = subjects_home(dir.path());
+    let help = stdout_text(&run(&["export", "data", "--help"]));
+    assert!(help.contains("random per export"), "{help}");
+    assert!(help.contains("use pseudonymize instead"), "{help}");
+    // safe-harbor: DM and AE of one job join (AE lists S1-002 then S1-001); two jobs' do not.
+    let (dm1, ae1) = subject_ids(&home, &cred, "safe-harbor", dir.path());
+    assert_eq!(ae1, vec![dm1[1].clone(), dm1[0].clone()]);
+    assert!(!dm1.contains(&"S1-001".to_string()));
+    let (dm2, _) = subject_ids(&home, &cred, "safe-harbor", dir.path());
+    assert!(dm1.iter().all(|s| !dm2.contains(s)), "{dm1:?} {dm2:?}");
+    // pseudonymize: the same pseudonym in every job.
+    let (dm3, ae3) = subject_ids(&home, &cred, "pseudonymize", dir.path());
+    let (dm4, ae4) = subject_ids(&home, &cred, "pseudonymize", dir.path());
+    assert_eq!(dm3, dm4);
+    assert_eq!(ae3, ae4);
+    assert_eq!(ae3, vec![dm3[1].clone(), dm3[0].clone()]);
+    assert!(!dm3.contains(&"S1-001".to_string()));
+}
+
+#[test]
+fn n15_the_progress_bar_never_draws_an_empty_0_of_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, cred) = subjects_home(dir.path());
+    // On a terminal (util-linux `script` gives the run one), as the newcomer saw it.
+    let line = format!(
+        "{} --home {} --credential '{}' export data --study S1 --datasets DM,AE --format csv \
+         --deidentify safe-harbor --wait",
+        env!("CARGO_BIN_EXE_trialport"),
+        home.display(),
+        cred
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("TRIALPORT_HOME")
+        .env_remove("TRIALPORT_CREDENTIAL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("succeeded"), "{text}");
+    assert!(text.contains("/2 "), "the bar counts the datasets: {text}");
+    assert!(!text.contains("0/0"), "{text}");
+}
+
+#[test]
+fn n03_the_spec_flag_says_where_the_report_language_is_and_its_templates_run() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for kind in ["report", "dashboard"] {
+        let help = stdout_text(&run(&["export", kind, "--help"]));
+        for named in [
+            "docs/reports.md",
+            "docs/report.schema.json",
+            "examples/reports/",
+        ] {
+            assert!(help.contains(named), "{kind}: {help}");
+            assert!(repo.join(named).exists(), "{named}");
+        }
+    }
+    // A template, as a newcomer runs it against the demo's home.
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo(dir.path());
+    let home = dir.path().join("demo").join("home");
+    let key = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("export TRIALPORT_CREDENTIAL=\"$(cat ")
+        })
+        .and_then(|l| l.strip_suffix(")\""))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .unwrap();
+    let admin = format!("ApiKey {}", key.trim());
+    // The template lists subjects, so it is identifiable and signed: a reviewer's own key and signing password.
+    let created = stdout_json(&run(&home_args(
+        &home,
+        &admin,
+        &[
+            "--json",
+            "keys",
+            "create",
+            "--name",
+            "Ada Reviewer",
+            "--roles",
+            "admin",
+            "--studies",
+            "*",
+        ],
+    )));
+    let cred = format!("ApiKey {}", created["api_key"].as_str().unwrap());
+    let password = "a long reviewer passphrase";
+    let out = set_password(&home, &cred, password, None);
+    assert!(out.status.success(), "{out:?}");
+    let spec = repo.join("examples/reports/adverse-events-by-soc-pt.json");
+    let out = command(&home_args(
+        &home,
+        &cred,
+        &[
+            "--json",
+            "export",
+            "report",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--format",
+            "html",
+            "--identifiable",
+            "--sign",
+            "review",
+            "--wait",
+        ],
+    ))
+    .env(PASSWORD_ENV, password)
+    .output()
+    .unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(v["state"], "succeeded", "{v}");
+}

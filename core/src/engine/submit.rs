@@ -165,6 +165,9 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
     // 3. Privacy: one rule for every kind and every use of a column.
     let may_identify = authorize(p, Permission::IdentifiableData, &p.org, Some(&study)).is_ok();
     let privacy = check_privacy(inner, &request, describes, may_identify)?;
+    if !describes {
+        check_encodings(inner, &request, format.as_ref(), call.at)?;
+    }
     // 4. E-signature.
     let critical = match &request.content {
         ExportContent::Bulk {
@@ -397,6 +400,35 @@ pub(super) fn check_privacy(
             .then(|| policy.describe(key.map(crate::deid::DeidKey::id))),
         identifiable: verdict.identifying || request.identifiable,
     })
+}
+
+/// Sets up the format's encoder for each dataset of a data export as the job will (the selected columns after
+/// the request's de-identification, the job's options and creation time), writing nothing: what the format cannot
+/// represent, or an option it needs for this data (such as ODM's `event` column), is refused now, before a job is
+/// queued, with the error the job would have failed with. The rows themselves are checked when they are written.
+///
+/// # Errors
+/// The encoder's EXP002; the source's errors.
+fn check_encodings(
+    inner: &Inner,
+    request: &ExportRequest,
+    format: &dyn Format,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let ExportContent::Data { datasets } = &request.content else {
+        return Ok(());
+    };
+    let policy = crate::deid::Policy::new(request.deidentify.as_ref(), request.identifiable)?;
+    let deid =
+        crate::deid::Deidentifier::new(policy, inner.deid_key.as_deref(), &request.study, at)?;
+    let options = request.options.created_by_default(&format.info(), at);
+    for s in datasets {
+        let stream = inner.scan(&request.study, s.name(), s.columns(), s.filters())?;
+        let out = deid.dataset(s.name(), stream.schema(), &stream.meta())?;
+        let mut nowhere = std::io::sink();
+        drop(format.encoder(out.schema(), out.meta(), &options, &mut nowhere)?);
+    }
+    Ok(())
 }
 
 /// The run-time check of a job's privacy, against the dataset metadata of the moment (it may have changed since
