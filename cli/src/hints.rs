@@ -121,6 +121,12 @@ fn by_reason(e: &Error, surface: Surface) -> Option<String> {
         "artifact_required" => {
             "the job has several artifacts: name one with --artifact NAME, or take them all with --all -o DIR"
         }
+        "unsafe_package" | "invalid_package" | "integrity_violation"
+            if field == "package" && matches!(surface, Surface::Files) =>
+        {
+            "this package is not what trialport wrote, or it changed since: do not use it; download the job again \
+             with `trialport download JOB --all -o DIR` and verify that"
+        }
         "out_of_range" if field == "limit" => "--limit takes 1 to 100",
         "out_of_range" if field == "page" => "--page counts from 1",
         _ => return None,
@@ -147,7 +153,7 @@ fn by_field(field: &str, surface: Surface) -> Option<String> {
         ("identifiable", _) => "--identifiable",
         ("idempotency_key", _) => "--idempotency-key KEY",
         ("spec", _) => "--spec FILE (see docs/reports.md)",
-        ("package", _) => "--package zip|ectd",
+        ("package", Surface::Home) => "--package zip|ectd",
         ("container", _) => "--container zip|directory",
         ("max_file_bytes", _) => "--max-file-bytes BYTES",
         ("limit", _) => "--limit N",

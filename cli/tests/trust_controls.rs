@@ -661,3 +661,60 @@ fn the_help_says_the_rules() {
     let init = help(&["init", "--help"]);
     assert!(init.contains("--jwt-max-lifetime") && init.contains("chmod 600"));
 }
+
+#[test]
+fn a_zip_package_with_bytes_outside_its_entries_is_refused() {
+    let home = Home::new(&[]);
+    let job = home.signed_ectd("zip");
+    let zip = home.tmp.path().join("package.zip");
+    stdout_json(&home.run_as(
+        &home.admin,
+        &[
+            "download",
+            job["id"].as_str().unwrap(),
+            "--artifact",
+            "s1_ectd.zip",
+            "-o",
+            p(&zip),
+            "--json",
+        ],
+        None,
+    ));
+    let key = home.public_key();
+    let out = verify(&[p(&zip), "--public-key", p(&key)]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let original = fs::read(&zip).unwrap();
+    // Every entry still verifies in each of these, and no hash of the manifest covers the added bytes.
+    let mut appended = original.clone();
+    appended.extend_from_slice(b"smuggled");
+    let mut prepended = b"MZ-smuggled".to_vec();
+    prepended.extend_from_slice(&original);
+    // An archive comment: the end record's comment length, then the comment.
+    let mut commented = original.clone();
+    let n = commented.len();
+    commented[n - 2..].copy_from_slice(&8u16.to_le_bytes());
+    commented.extend_from_slice(b"smuggled");
+    for (what, bytes, message) in [
+        ("appended", appended, "bytes after its zip archive"),
+        ("prepended", prepended, "bytes before its zip archive"),
+        ("comment", commented, "has a comment"),
+    ] {
+        let path = home.tmp.path().join(format!("{what}.zip"));
+        fs::write(&path, bytes).unwrap();
+        for args in [vec![p(&path)], vec![p(&path), "--public-key", p(&key)]] {
+            let e = error_json(&verify(&args), "EXP002");
+            assert_eq!(reason(&e), ("EXP002", "unsafe_package"), "{what}: {e}");
+            assert!(
+                e["message"].as_str().unwrap().contains(message),
+                "{what}: {e}"
+            );
+            assert!(
+                e["hint"]
+                    .as_str()
+                    .unwrap()
+                    .contains("download the job again"),
+                "{e}"
+            );
+        }
+    }
+}

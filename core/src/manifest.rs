@@ -343,7 +343,8 @@ pub fn inspect_package(
         )
         .with_field("package")
     })?;
-    check_zip_layout(&mut zip)?;
+    let spans = check_zip_layout(&mut zip)?;
+    check_zip_bounds(path, &zip, spans)?;
     let mut text = Vec::new();
     zip.by_name("manifest.json")
         .map_err(|_| integrity("the package has no manifest", "manifest.json"))?
@@ -562,9 +563,69 @@ fn walk_directory(
 
 /// Checks a zip's central directory before anything is inflated: entry count, entry names, compression ratios and
 /// overlapping entries.
+/// The bytes a data descriptor may take after an entry's data (signature, CRC-32 and two 64-bit sizes).
+const MAX_DATA_DESCRIPTOR: u64 = 24;
+
+/// Checks that a zip package is its entries (`spans`: each entry's local header to the end of its data, from
+/// [`check_zip_layout`]) and nothing else, as trialport writes it: no bytes before the first
+/// entry, none between entries but a data descriptor, none between the last entry and the central directory but
+/// one, no archive comment, and the end-of-central-directory record as the file's last 22 bytes. Bytes outside
+/// every entry are covered by no hash of the manifest: a package that carries them (a polyglot, smuggled data)
+/// is refused, EXP002 `unsafe_package`.
+///
+/// # Errors
+/// EXP002 `unsafe_package`; EXP005 when the file cannot be read.
+fn check_zip_bounds<R: std::io::Read + std::io::Seek>(
+    path: &std::path::Path,
+    zip: &zip::ZipArchive<R>,
+    mut spans: Vec<(u64, u64)>,
+) -> crate::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let outside = |message: &str| unsafe_package(message, "-");
+    if zip.offset() != 0 {
+        return Err(outside("the package has bytes before its zip archive"));
+    }
+    if !zip.comment().is_empty() {
+        return Err(outside("the package's zip archive has a comment"));
+    }
+    let mut file =
+        std::fs::File::open(path).map_err(|e| crate::Error::io("cannot open the package", &e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| crate::Error::io("cannot read the package", &e))?
+        .len();
+    let mut tail = [0u8; 22];
+    if len < tail.len() as u64 {
+        return Err(outside("the package is too short for a zip archive"));
+    }
+    file.seek(SeekFrom::Start(len - tail.len() as u64))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(|e| crate::Error::io("cannot read the package", &e))?;
+    if tail[..4] != *b"PK\x05\x06" || tail[20..] != [0, 0] {
+        return Err(outside("the package has bytes after its zip archive"));
+    }
+    spans.sort_unstable();
+    let mut covered = 0u64;
+    for (start, end) in spans {
+        if start < covered || start - covered > if covered == 0 { 0 } else { MAX_DATA_DESCRIPTOR } {
+            return Err(outside(
+                "the package has bytes between the entries of its zip archive",
+            ));
+        }
+        covered = end;
+    }
+    let directory = zip.central_directory_start();
+    if directory < covered || directory - covered > MAX_DATA_DESCRIPTOR {
+        return Err(outside(
+            "the package has bytes between its last entry and its zip directory",
+        ));
+    }
+    Ok(())
+}
+
 fn check_zip_layout<R: std::io::Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
-) -> crate::Result<()> {
+) -> crate::Result<Vec<(u64, u64)>> {
     if zip.len() > MAX_PACKAGE_ENTRIES {
         return Err(
             unsafe_package("the package holds more entries than allowed", "-")
@@ -595,11 +656,11 @@ fn check_zip_layout<R: std::io::Read + std::io::Seek>(
             ));
         }
         let start = entry.header_start();
-        // The local header is at least 30 bytes and the name; the data follows (the extra field, if any,
-        // only makes the entry longer, so this end is a lower bound and any overlap it shows is real).
+        // Reading the entry located its data after the local header; without it, the package is not what
+        // trialport writes.
         let end = entry
             .data_start()
-            .unwrap_or(start + 30 + name.len() as u64)
+            .ok_or_else(|| integrity("the package is damaged", &name))?
             .saturating_add(compressed);
         ranges.push((start, end, name));
     }
@@ -612,5 +673,8 @@ fn check_zip_layout<R: std::io::Read + std::io::Seek>(
             ));
         }
     }
-    Ok(())
+    Ok(ranges
+        .into_iter()
+        .map(|(start, end, _)| (start, end))
+        .collect())
 }
