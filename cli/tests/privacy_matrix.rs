@@ -43,7 +43,7 @@ const CLASSES: [(&str, &str, &str); 4] = [
 ];
 
 /// DESIGN.md §6 / docs/permissions.md: what each role may do (the permissions this matrix needs).
-const ROLE_PERMISSIONS: [(&str, &[&str]); 6] = [
+const ROLE_PERMISSIONS: [(&str, &[&str]); 7] = [
     (
         "admin",
         &[
@@ -89,6 +89,8 @@ const ROLE_PERMISSIONS: [(&str, &[&str]); 6] = [
         "integration",
         &["export:data", "jobs:read", "jobs:download"],
     ),
+    // The platform's operator manages studies and keys of every organization and reads no study data.
+    ("operator", &[]),
 ];
 
 /// The output kinds of the matrix.
@@ -195,7 +197,8 @@ impl Home {
                 "--roles",
                 role,
                 "--studies",
-                "S1",
+                // An operator acts on every organization's studies, not on some.
+                if role == "operator" { "*" } else { "S1" },
                 "--json",
             ],
         ));
@@ -487,7 +490,7 @@ fn role_by_class_by_output() {
             }
         }
     }
-    assert_eq!(cells, 6 * 4 * 9);
+    assert_eq!(cells, 7 * 4 * 9);
     assert!(
         failures.is_empty(),
         "{} of {cells} cells differ:\n{}",
