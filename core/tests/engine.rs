@@ -1000,3 +1000,60 @@ credential_kinds!(
     calls_over_the_rate_limit_get_exp006_per_principal,
     packages_verify_against_their_manifest_and_tampering_is_found,
 );
+
+#[test]
+fn shutdown_through_a_shared_handle_gives_running_jobs_back_and_claims_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    trialport_core::home::Home::init(dir.path(), "acme", None).unwrap();
+    let open = |workers: usize| {
+        let e = Engine::builder()
+            .formats(registry())
+            .home(dir.path())
+            .unwrap()
+            .source(Arc::new(SlowSource {
+                batches: 300,
+                pause: Duration::from_millis(10),
+            }))
+            .workers(workers)
+            .build()
+            .unwrap();
+        e.bind_host_studies().unwrap();
+        Arc::new(e)
+    };
+    let e = open(1);
+    let admin = format!("ApiKey {}", e.create_initial_admin_key("acme").unwrap());
+    let job = e
+        .export_data(&admin, ExportRequest::data("SLOW", &["BIG"], "lines"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while e.get_job(&admin, job.id).unwrap().state != JobState::Running {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Another holder of the engine (a request still in flight) keeps it alive.
+    let held = e.clone();
+    assert_eq!(e.shutdown(Duration::from_secs(20)), 0);
+    let back = held.get_job(&admin, job.id).unwrap();
+    assert_eq!(back.state, JobState::Queued, "{back:?}");
+    assert!(back.lease.is_none());
+    // No more claims: a new job stays queued while the stopped engine lives.
+    let next = held
+        .export_data(&admin, ExportRequest::data("SLOW", &["BIG"], "lines"))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        held.get_job(&admin, next.id).unwrap().state,
+        JobState::Queued
+    );
+    drop(held);
+    drop(e);
+    // Another engine of the home runs both.
+    let e = open(1);
+    for id in [job.id, next.id] {
+        let done = e.wait(&admin, id, Some(Duration::from_secs(120))).unwrap();
+        assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    }
+}

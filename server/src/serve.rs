@@ -187,8 +187,12 @@ pub fn serve(engine: Engine, mut options: ServeOptions) -> Result<()> {
                 engine = shared;
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(_) => {
-                tracing::warn!(target: "trialport::http", "engine still in use after the drain limit");
+            Err(shared) => {
+                // A request still holds the engine: stop its workers all the same, so that their jobs go back
+                // to the queue now rather than when their leases expire.
+                let still_running = shared.shutdown(Duration::from_secs(10));
+                tracing::warn!(target: "trialport::http", still_running,
+                    "engine still in use after the drain limit: workers stopped without it");
                 break;
             }
         }

@@ -702,8 +702,32 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
+impl Engine {
+    /// Tells the workers to stop, as dropping the engine does, without needing the only handle (a host whose
+    /// requests may still hold the engine, such as `trialport serve` past its drain limit): no job is claimed any
+    /// more, each running attempt stops at its next batch and gives its job back (`queued`, for another process
+    /// to run), and the sweep stops. Waits up to `timeout` for the running attempts to end; returns how many were
+    /// still running then (their leases expire unrenewed and other processes rescue them). Calls on the engine
+    /// that need no worker keep working; dropping it afterwards joins the threads.
+    pub fn shutdown(&self, timeout: Duration) -> usize {
+        self.begin_shutdown();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let running = self
+                .inner
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len();
+            if running == 0 || std::time::Instant::now() >= deadline {
+                return running;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sets the shutdown flag, asks every running attempt of this engine to stop and wakes the threads.
+    fn begin_shutdown(&self) {
         self.inner.shutdown.store(true, Ordering::SeqCst);
         for held in self
             .inner
@@ -716,6 +740,12 @@ impl Drop for Engine {
         }
         self.inner.notify_queued();
         self.inner.notify_sweeper();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.begin_shutdown();
         for w in self.workers.drain(..).chain(self.sweeper.take()) {
             let _ = w.join();
         }
