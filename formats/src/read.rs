@@ -37,6 +37,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
+use trialport_core::format::OptionInfo;
 use trialport_core::meta::DatasetMeta;
 use trialport_core::source::BatchStream;
 use trialport_core::{Error, Result};
@@ -193,31 +194,70 @@ impl Default for ReadOptions {
     }
 }
 
-/// The read options as `name=value` text takes them: (name, default, description), in the order of
+/// The read options, as `trialport formats` lists them (under `read_options` of the formats they apply to: see
+/// [`read_options_of`]) and as `name=value` text takes them ([`ReadOptions::from_pairs`]); in the order of
 /// [`ReadOptions`]'s members.
-pub const READ_OPTIONS: &[(&str, &str, &str)] = &[
-    (
+pub const READ_OPTIONS: &[OptionInfo] = &[
+    OptionInfo::new(
         "csv_max_field_bytes",
         "4194304",
         "CSV/TSV: the largest field in bytes (EXP002 field_too_large beyond it)",
     ),
-    (
+    OptionInfo::new(
         "csv_max_record_bytes",
         "16777216",
         "CSV/TSV: the largest record in bytes (EXP002 record_too_large beyond it)",
     ),
-    (
+    OptionInfo::one_of(
         "xpt_allow_nul_padding",
         "false",
-        "XPT: accept NUL bytes as the padding of a member's last record (true or false)",
+        "XPT: accept NUL bytes as the padding of a member's last record",
+        &["true", "false"],
     ),
-    (
+    OptionInfo::one_of(
         "xpt_dates",
         "typed",
-        "XPT: numerics with a SAS date, datetime or time format are read as Arrow dates, timestamps and times \
-         (typed) or kept as SAS numbers (number)",
+        "XPT: numerics with a SAS date, datetime or time format (DATE9., DATETIME20., TIME8., ...) are read as \
+         Arrow dates, timestamps and times (typed) or kept as the SAS numbers (number)",
+        &["typed", "number"],
     ),
 ];
+
+/// The read options that apply to files of format `id` (`csv_*` to `csv` and `tsv`, `xpt_*` to `xpt`); empty
+/// for the others.
+pub fn read_options_of(id: &str) -> Vec<OptionInfo> {
+    let prefix = match id {
+        "csv" | "tsv" => "csv_",
+        "xpt" => "xpt_",
+        _ => return Vec::new(),
+    };
+    READ_OPTIONS
+        .iter()
+        .filter(|o| o.name.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+/// Every format of `registry` as `trialport formats --json` and Python's `trialport.formats()` list it: the
+/// [`FormatInfo`](trialport_core::format::FormatInfo) members, plus `read_options` ([`read_options_of`]) for a
+/// format that has some.
+pub fn format_listing(registry: &trialport_core::format::FormatRegistry) -> Vec<serde_json::Value> {
+    registry
+        .infos()
+        .iter()
+        .map(|info| {
+            let mut v = serde_json::to_value(info).unwrap_or_default();
+            let read = read_options_of(info.id);
+            if let (false, Some(obj)) = (read.is_empty(), v.as_object_mut()) {
+                obj.insert(
+                    "read_options".to_string(),
+                    serde_json::to_value(read).unwrap_or_default(),
+                );
+            }
+            v
+        })
+        .collect()
+}
 
 impl ReadOptions {
     /// Parses `name=value` pairs (the CLI's `--read-option`) over the defaults: the names of [`READ_OPTIONS`],
@@ -266,7 +306,7 @@ impl ReadOptions {
                         crate::xpt::XptDates::parse(value).ok_or_else(|| bad("typed or number"))?
                 }
                 _ => {
-                    let known: Vec<&str> = READ_OPTIONS.iter().map(|(n, _, _)| *n).collect();
+                    let known: Vec<&str> = READ_OPTIONS.iter().map(|o| o.name).collect();
                     return Err(Error::validation(
                         "unknown_option",
                         format!(
