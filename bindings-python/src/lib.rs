@@ -20,7 +20,9 @@ use std::path::PathBuf;
 #[pyfunction]
 fn formats(py: Python<'_>) -> PyResult<String> {
     gil::released(py, || {
-        data::to_json(&trialport_formats::default_formats().infos())
+        data::to_json(&trialport_formats::read::format_listing(
+            &trialport_formats::default_formats(),
+        ))
     })
 }
 
@@ -45,12 +47,22 @@ fn write(
     })
 }
 
-/// Opens a file as a stream of record batches (an object with `__arrow_c_stream__`).
+/// Opens a file as a stream of record batches (an object with `__arrow_c_stream__`), read as the JSON text of
+/// [`trialport_formats::read::ReadOptions`] says (`{"xpt_dates": "number"}`, ...).
 #[pyfunction]
-#[pyo3(signature = (path, format))]
-fn read(py: Python<'_>, path: PathBuf, format: Option<String>) -> PyResult<PyRecordBatchReader> {
+#[pyo3(signature = (path, format, options))]
+fn read(
+    py: Python<'_>,
+    path: PathBuf,
+    format: Option<String>,
+    options: Option<String>,
+) -> PyResult<PyRecordBatchReader> {
     let stream = gil::released(py, move || {
-        trialport_formats::read::open(&path, format.as_deref())
+        let options: trialport_formats::read::ReadOptions = match options.as_deref() {
+            Some(text) => data::parse(text).map_err(|e| e.with_field("options"))?,
+            None => Default::default(),
+        };
+        trialport_formats::read::open_with_options(&path, format.as_deref(), &options)
     })?;
     Ok(PyRecordBatchReader::new(Box::new(data::Reader::new(
         stream,

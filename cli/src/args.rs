@@ -189,6 +189,10 @@ pub struct ConvertArgs {
     /// Format option as name=value (repeatable); `trialport formats` lists them.
     #[arg(long = "option", value_name = "K=V")]
     pub options: Vec<String>,
+    /// How the input is read, as name=value (repeatable), e.g. xpt_dates=number to keep SAS dates as numbers;
+    /// `trialport formats` lists them under each format's read options.
+    #[arg(long = "read-option", value_name = "K=V")]
+    pub read_options: Vec<String>,
 }
 
 /// `demo [--out DIR]`

@@ -6,16 +6,18 @@ use serde_json::json;
 use trialport_core::format::FormatOptions;
 use trialport_core::Result;
 use trialport_formats::convert::ConvertOptions;
+use trialport_formats::read::ReadOptions;
 
 /// `trialport formats [--json]`: every registered format with capabilities and options.
 ///
 /// # Errors
 /// EXP005 when stdout cannot be written.
 pub fn formats(json: bool) -> Result<()> {
-    let infos = trialport_formats::default_formats().infos();
+    let registry = trialport_formats::default_formats();
     if json {
-        return output::json(&infos);
+        return output::json(&trialport_formats::read::format_listing(&registry));
     }
+    let infos = registry.infos();
     let mut t = Table::new(&["ID", "EXT", "MEDIA TYPE", "CAPABILITIES", "NAME"]);
     for f in &infos {
         let caps: Vec<String> = f
@@ -37,11 +39,20 @@ pub fn formats(json: bool) -> Result<()> {
         ]);
     }
     t.print()?;
-    for f in infos.iter().filter(|f| !f.options.is_empty()) {
+    let lists = infos.iter().flat_map(|f| {
+        [
+            (format!("{} options:", f.id), f.options.clone()),
+            (
+                format!("{} read options (convert --read-option K=V):", f.id),
+                trialport_formats::read::read_options_of(f.id),
+            ),
+        ]
+    });
+    for (title, options) in lists.filter(|(_, o)| !o.is_empty()) {
         output::line("")?;
-        output::line(&format!("{} options:", f.id))?;
+        output::line(&title)?;
         let mut t = Table::new(&["  OPTION", "DEFAULT", "DESCRIPTION"]);
-        for o in &f.options {
+        for o in &options {
             let mut desc = o.description.to_string();
             if !o.values.is_empty() {
                 desc.push_str(&format!(" (one of: {})", o.values.join(", ")));
@@ -81,7 +92,7 @@ pub fn convert(args: &ConvertArgs, json: bool) -> Result<()> {
         dataset: args.dataset.clone(),
         label: args.label.clone(),
         overwrite: true,
-        ..ConvertOptions::default()
+        read: ReadOptions::from_pairs(args.read_options.iter().map(String::as_str))?,
     };
     let receipt = trialport_formats::convert::convert(&args.input, &args.output, &options)
         .map_err(|e| {

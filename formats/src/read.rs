@@ -37,6 +37,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
+use trialport_core::format::OptionInfo;
 use trialport_core::meta::DatasetMeta;
 use trialport_core::source::BatchStream;
 use trialport_core::{Error, Result};
@@ -158,8 +159,9 @@ pub const DEFAULT_MAX_FIELD_BYTES: u64 = 4 << 20;
 pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 20;
 
 /// How files are read: limits and choices that the file itself does not settle. As JSON (in
-/// [`crate::convert::ConvertOptions`]'s `read`), every member is optional:
-/// `{"csv_max_field_bytes": 4194304, "csv_max_record_bytes": 16777216, "xpt_allow_nul_padding": false}`.
+/// [`crate::convert::ConvertOptions`]'s `read`, Python's `trialport.read(..., options=...)`), every member is
+/// optional: `{"csv_max_field_bytes": 4194304, "csv_max_record_bytes": 16777216, "xpt_allow_nul_padding": false,
+/// "xpt_dates": "typed"}`; as `name=value` text (the CLI's `convert --read-option`): [`ReadOptions::from_pairs`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReadOptions {
@@ -175,6 +177,10 @@ pub struct ReadOptions {
     /// XPT: NUL bytes accepted as padding of a member's last record (see
     /// [`crate::xpt::XptReadOptions::allow_nul_padding`]). Defaults to `false`: EXP002 `invalid_padding`.
     pub xpt_allow_nul_padding: bool,
+    /// XPT: how numerics with a SAS date, datetime or time display format (`DATE9.`, `DATETIME20.`, `TIME8.`, ...)
+    /// are read: `typed` (the default: Arrow `Date32`, `Timestamp(Microsecond)`, `Time64(Microsecond)`) or `number`
+    /// (the SAS numbers as `Float64`). See [`crate::xpt::decode`].
+    pub xpt_dates: crate::xpt::XptDates,
 }
 
 impl Default for ReadOptions {
@@ -183,11 +189,139 @@ impl Default for ReadOptions {
             csv_max_field_bytes: DEFAULT_MAX_FIELD_BYTES,
             csv_max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             xpt_allow_nul_padding: false,
+            xpt_dates: crate::xpt::XptDates::Typed,
         }
     }
 }
 
+/// The read options, as `trialport formats` lists them (under `read_options` of the formats they apply to: see
+/// [`read_options_of`]) and as `name=value` text takes them ([`ReadOptions::from_pairs`]); in the order of
+/// [`ReadOptions`]'s members.
+pub const READ_OPTIONS: &[OptionInfo] = &[
+    OptionInfo::new(
+        "csv_max_field_bytes",
+        "4194304",
+        "CSV/TSV: the largest field in bytes (EXP002 field_too_large beyond it)",
+    ),
+    OptionInfo::new(
+        "csv_max_record_bytes",
+        "16777216",
+        "CSV/TSV: the largest record in bytes (EXP002 record_too_large beyond it)",
+    ),
+    OptionInfo::one_of(
+        "xpt_allow_nul_padding",
+        "false",
+        "XPT: accept NUL bytes as the padding of a member's last record",
+        &["true", "false"],
+    ),
+    OptionInfo::one_of(
+        "xpt_dates",
+        "typed",
+        "XPT: numerics with a SAS date, datetime or time format (DATE9., DATETIME20., TIME8., ...) are read as \
+         Arrow dates, timestamps and times (typed) or kept as the SAS numbers (number)",
+        &["typed", "number"],
+    ),
+];
+
+/// The read options that apply to files of format `id` (`csv_*` to `csv` and `tsv`, `xpt_*` to `xpt`); empty
+/// for the others.
+pub fn read_options_of(id: &str) -> Vec<OptionInfo> {
+    let prefix = match id {
+        "csv" | "tsv" => "csv_",
+        "xpt" => "xpt_",
+        _ => return Vec::new(),
+    };
+    READ_OPTIONS
+        .iter()
+        .filter(|o| o.name.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+/// Every format of `registry` as `trialport formats --json` and Python's `trialport.formats()` list it: the
+/// [`FormatInfo`](trialport_core::format::FormatInfo) members, plus `read_options` ([`read_options_of`]) for a
+/// format that has some.
+pub fn format_listing(registry: &trialport_core::format::FormatRegistry) -> Vec<serde_json::Value> {
+    registry
+        .infos()
+        .iter()
+        .map(|info| {
+            let mut v = serde_json::to_value(info).unwrap_or_default();
+            let read = read_options_of(info.id);
+            if let (false, Some(obj)) = (read.is_empty(), v.as_object_mut()) {
+                obj.insert(
+                    "read_options".to_string(),
+                    serde_json::to_value(read).unwrap_or_default(),
+                );
+            }
+            v
+        })
+        .collect()
+}
+
 impl ReadOptions {
+    /// Parses `name=value` pairs (the CLI's `--read-option`) over the defaults: the names of [`READ_OPTIONS`],
+    /// byte limits as positive integers, `xpt_allow_nul_padding` as `true`/`false`, `xpt_dates` as
+    /// `typed`/`number`.
+    ///
+    /// # Errors
+    /// EXP002 `invalid_option` (field = the option, or `read_option` for a pair without `=`) for a malformed pair
+    /// or value, `unknown_option` (field = the name) for a name that is not a read option; `invalid_option` as
+    /// [`open_with_options`] for limits out of range.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = &'a str>) -> Result<ReadOptions> {
+        let mut o = ReadOptions::default();
+        for pair in pairs {
+            let Some((name, value)) = pair.split_once('=') else {
+                return Err(Error::validation(
+                    "invalid_option",
+                    "a read option must be name=value",
+                )
+                .with_field("read_option"));
+            };
+            let (name, value) = (name.trim(), value.trim());
+            let bad = |what: &str| {
+                Error::validation(
+                    "invalid_option",
+                    format!("read option '{name}' must be {what}"),
+                )
+                .with_field(name.to_string())
+            };
+            let bytes = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| bad("a whole number of bytes"))
+            };
+            match name {
+                "csv_max_field_bytes" => o.csv_max_field_bytes = bytes()?,
+                "csv_max_record_bytes" => o.csv_max_record_bytes = bytes()?,
+                "xpt_allow_nul_padding" => {
+                    o.xpt_allow_nul_padding = match value.to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad("true or false")),
+                    }
+                }
+                "xpt_dates" => {
+                    o.xpt_dates =
+                        crate::xpt::XptDates::parse(value).ok_or_else(|| bad("typed or number"))?
+                }
+                _ => {
+                    let known: Vec<&str> = READ_OPTIONS.iter().map(|o| o.name).collect();
+                    return Err(Error::validation(
+                        "unknown_option",
+                        format!(
+                            "'{name}' is not a read option; read options: {}",
+                            known.join(", ")
+                        ),
+                    )
+                    .with_field(name.to_string()));
+                }
+            }
+        }
+        o.check()?;
+        Ok(o)
+    }
+
     /// EXP002 `invalid_option` (field = the option) for a limit of 0, or a record limit below the field limit.
     fn check(&self) -> Result<()> {
         let bad = |name: &str, message: &str| {
@@ -282,6 +416,7 @@ fn open_impl(
                 .len();
             let xpt = crate::xpt::XptReadOptions {
                 allow_nul_padding: options.xpt_allow_nul_padding,
+                dates: options.xpt_dates,
                 ..crate::xpt::XptReadOptions::default()
             };
             conform(crate::xpt::decode::read_xpt_file(file, len, &xpt)?, schema)?

@@ -16,7 +16,7 @@ use trialport_core::format::{Format, FormatOptions};
 use trialport_core::meta::{ColumnMeta, DatasetMeta};
 use trialport_core::ErrorCode;
 use trialport_formats::xpt::{
-    self, ibm, read_xpt_from, XptFormat, XptReadOptions, XptVersion, KEY_INFORMAT,
+    self, ibm, read_xpt_from, XptDates, XptFormat, XptReadOptions, XptVersion, KEY_INFORMAT,
 };
 
 fn encode(
@@ -121,7 +121,12 @@ fn arrow_types_become_sas_numbers_and_text() {
     let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
     let bytes = encode(&schema, &named("TYPES"), &FormatOptions::new(), &[batch]);
     assert_eq!(bytes.len() % 80, 0);
-    let (rs, b) = decode(&bytes);
+    // The SAS numbers as stored (read back as Arrow temporal types by default: tests/xpt_dates.rs).
+    let numbers = XptReadOptions {
+        dates: XptDates::Number,
+        ..XptReadOptions::default()
+    };
+    let (rs, b) = decode_with(&bytes, &numbers);
     assert_eq!(b.num_rows(), 3);
     assert_eq!(
         f64s(&b, "I32"),

@@ -14,7 +14,9 @@ from ._typing import ArrowStreamExportable, ColumnsMeta, Data, OptionValue
 
 def formats() -> list[dict[str, Any]]:
     """The formats of this build: ``id``, ``name``, ``extension``, ``media_type``, ``capabilities`` and ``options``
-    (each with ``name``, ``default``, ``description`` and, for a closed set, ``values``), sorted by id."""
+    (each with ``name``, ``default``, ``description`` and, for a closed set, ``values``), sorted by id; a readable
+    format with read options (``csv``, ``tsv``, ``xpt``: those of :func:`read`'s ``options``) has them under
+    ``read_options``, in the same shape."""
     result: list[dict[str, Any]] = json.loads(_trialport.formats())
     return result
 
@@ -65,27 +67,44 @@ def write(
     return result
 
 
-def read(path: str | os.PathLike[str], format: str | None = None) -> ArrowStreamExportable:
+def read(
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    options: Mapping[str, OptionValue] | None = None,
+) -> ArrowStreamExportable:
     """Opens a file as a stream of Arrow record batches.
 
     The result has ``__arrow_c_stream__``, so ``pyarrow.table(r)``, ``polars.DataFrame(r)`` or any Arrow consumer
     takes it (once: it is a stream); iterating it yields record batches. Dataset metadata (name, labels, ...) is in
     the schema metadata under ``trialport.*`` keys, including a ``<STEM>.meta.json`` beside the file.
 
+    XPT: numerics with a SAS date, datetime or time format (``DATE9.``, ``YYMMDD10.``, ``DATETIME20.``,
+    ``E8601DT19.``, ``TIME8.``, ...) are Arrow ``date32``, ``timestamp[us]`` and ``time64[us]`` (so
+    ``pyarrow.table(r).to_pandas()`` gives ``datetime64`` columns for datetimes, and dates as ``datetime.date``
+    objects or, with ``date_as_object=False``, ``datetime64``); ``options={"xpt_dates": "number"}`` keeps the SAS
+    numbers (days or seconds since 1960-01-01, seconds since midnight). The display format stays in the field
+    metadata, so writing the data back as XPT gives the same format.
+
     Args:
         path: The file.
         format: A format id; by default the format of the path's extension.
+        options: Read options (:func:`formats` lists them under ``read_options``): ``xpt_dates`` (``"typed"``, the
+            default, or ``"number"``), ``xpt_allow_nul_padding`` (bool), ``csv_max_field_bytes`` and
+            ``csv_max_record_bytes`` (int).
 
     Raises:
         NotFoundError: The file does not exist.
-        ValidationError: Unknown or unreadable format.
+        ValidationError: Unknown or unreadable format; an unknown read option or a bad value.
 
     A problem found only while the stream is consumed (a bad value deep in the file) is raised by the consumer, not
     as a :class:`ValidationError`: the Arrow C stream interface carries an error message, not an exception type.
     pyarrow raises ``ArrowInvalid`` and polars its own error, each with the standard error's text, such as
     ``External error: EXP002 (malformed_csv): ...``.
     """
-    reader: ArrowStreamExportable = _trialport.read(os.fspath(path), format)
+    reader: ArrowStreamExportable = _trialport.read(
+        os.fspath(path), format, None if options is None else json.dumps(dict(options))
+    )
     return reader
 
 

@@ -31,10 +31,35 @@
 //!
 //! Types and metadata: numerics are `Float64` (`.` is null; the special missing values `.A`-`.Z` and `._` are null
 //! too, or tagged NaNs with [`XptReadOptions::special_missing`]); character variables are `Utf8` without trailing
-//! blanks (all-blank is `""`, never null: XPT cannot tell them apart). The schema carries the dataset name and
-//! label and, per column, the label, the character `length` and the display format as [`DatasetMeta`], plus the
-//! `trialport.xpt.*` keys of [`super`] (version, timestamps, header fields, informats, numeric lengths,
-//! justification) so that writing the rows back reproduces the file.
+//! blanks (all-blank is `""`, never null: XPT cannot tell them apart), and numerics with a SAS date, datetime or
+//! time format Arrow dates, timestamps and times (below). The schema carries the dataset name and label and, per
+//! column, the label, the character `length` and the display format as [`DatasetMeta`], plus the `trialport.xpt.*`
+//! keys of [`super`] (version, timestamps, header fields, informats, numeric lengths, justification) so that writing
+//! the rows back reproduces the file.
+//!
+//! # SAS dates, datetimes and times
+//!
+//! SAS stores them as plain numbers; only the display format tells them apart (formats.md §1.9). By default
+//! ([`XptDates::Typed`]) a numeric whose format is a SAS date, datetime or time format, by name with any width and
+//! decimals, is read as the Arrow type the XPT writer ([`super::encode`]) writes with that format, so that the two
+//! are inverse:
+//!
+//! | format names | Arrow type | value |
+//! |---|---|---|
+//! | `DATE`, `DAY`, `DDMMYY`, `MMDDYY`, `YYMMDD` (and their `B`/`C`/`D`/`N`/`P`/`S` separator variants), `E8601DA`, `B8601DA`, `IS8601DA`, `JULDAY`, `JULIAN`, `MMYY`, `MONNAME`, `MONTH`, `MONYY`, `NLDATE`, `QTR`, `WEEKDATE`, `WEEKDATX`, `WEEKDAY`, `WORDDATE`, `WORDDATX`, `YEAR`, `YYMM`, `YYMON`, `YYQ`, `DOWNAME` | `Date32` | days since 1960-01-01, shifted to 1970-01-01 (3,653 days) |
+//! | `DATETIME`, `DATEAMPM`, `DTDATE`, `DTMONYY`, `DTWKDATX`, `DTYEAR`, `DTYYQC`, `E8601DT`, `B8601DT`, `IS8601DT`, `E8601DN`, `B8601DN`, `IS8601DN`, `MDYAMPM`, `NLDATM` | `Timestamp(Microsecond, None)` | seconds since 1960-01-01T00:00:00 (no time zone), to the nearest microsecond |
+//! | `TIME`, `TIMEAMPM`, `TOD`, `HHMM`, `HOUR`, `MMSS`, `E8601TM`, `B8601TM`, `IS8601TM` | `Time64(Microsecond)` | seconds since midnight, to the nearest microsecond |
+//!
+//! The missing value `.` and the special missing values `.A`-`.Z` and `._` are null (a tag cannot be kept in a
+//! date: read with [`XptDates::Number`] and [`XptReadOptions::special_missing`] to keep it). A date with a fraction
+//! of a day is the day it falls in (the fraction is dropped, rounding down, as SAS's date formats display it); read
+//! with [`XptDates::Number`] to keep the fraction. A value that the Arrow type cannot hold is EXP002
+//! `date_out_of_range` (field = the column, `details.observation` 1-based, `details.kind` `date`, `datetime` or
+//! `time`; never the value): a date or datetime beyond the years chrono handles (about ±262,000), a time below 0 or
+//! at or beyond 24:00:00 (SAS allows durations in `TIME` formats). The label, format, informat and length stay in
+//! the field metadata as for any numeric, so writing the rows back as XPT gives the same format and bytes.
+//!
+//! [`XptDates::Number`] reads them as `Float64` SAS numbers, as every other numeric.
 
 use super::header::{
     is_header, parse_timestamp, trim_field, Namestr, SasFormat, XptVersion, HEADER_TAG, RECORD,
@@ -45,8 +70,12 @@ use super::{
     KEY_CREATED, KEY_DATASET_TYPE, KEY_INFORMAT, KEY_JUSTIFY, KEY_MODIFIED, KEY_NUMERIC_LENGTH,
     KEY_OS, KEY_SAS_VERSION, KEY_VERSION,
 };
-use arrow::array::{ArrayRef, Float64Builder, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use crate::define::{sas_temporal, SasTemporal};
+use arrow::array::{
+    ArrayRef, Date32Builder, Float64Builder, StringBuilder, Time64MicrosecondBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
@@ -78,6 +107,43 @@ pub struct XptReadOptions {
     /// record are padding too. Defaults to `false`: NUL padding is EXP002 `invalid_padding`, since a file with
     /// NULs after its data (a damaged copy, a preallocated file) would otherwise read as a valid one.
     pub allow_nul_padding: bool,
+    /// How numerics with a SAS date, datetime or time format are read. Defaults to [`XptDates::Typed`]: as Arrow
+    /// `Date32`, `Timestamp(Microsecond)` and `Time64(Microsecond)` (see [the module documentation](self)).
+    pub dates: XptDates,
+}
+
+/// How an XPT reader returns numerics whose display format is a SAS date, datetime or time format.
+///
+/// As text (the read option `xpt_dates` of [`crate::read::ReadOptions`], the CLI's `--read-option`, Python's
+/// `trialport.read(..., options=...)`): `typed` or `number`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XptDates {
+    /// As Arrow dates (`Date32`), timestamps (`Timestamp(Microsecond, None)`) and times (`Time64(Microsecond)`).
+    #[default]
+    Typed,
+    /// As the SAS numbers (`Float64`): days since 1960-01-01, seconds since 1960-01-01T00:00:00, seconds since
+    /// midnight.
+    Number,
+}
+
+impl XptDates {
+    /// The option value's text: `typed` or `number`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XptDates::Typed => "typed",
+            XptDates::Number => "number",
+        }
+    }
+
+    /// Parses `typed` or `number` (any case); `None` for anything else.
+    pub fn parse(text: &str) -> Option<XptDates> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "typed" => Some(XptDates::Typed),
+            "number" => Some(XptDates::Number),
+            _ => None,
+        }
+    }
 }
 
 impl Default for XptReadOptions {
@@ -88,6 +154,7 @@ impl Default for XptReadOptions {
             special_missing: false,
             batch_rows: 8_192,
             allow_nul_padding: false,
+            dates: XptDates::Typed,
         }
     }
 }
@@ -201,6 +268,12 @@ fn read_member_stream<R: Read + Send + 'static>(
             .is_none_or(|m| m.eq_ignore_ascii_case(&member.name));
         let mut data = DataCursor::new(&input, &member, options.allow_nul_padding);
         if wanted {
+            let mut member = member;
+            if options.dates == XptDates::Typed {
+                for v in member.vars.iter_mut().filter(|v| v.numeric) {
+                    v.temporal = sas_temporal(v.ns.format.as_ref().map(SasFormat::text).as_deref());
+                }
+            }
             let schema = member.schema();
             let stream = MemberStream {
                 input,
@@ -414,6 +487,9 @@ struct Var {
     numeric: bool,
     pos: usize,
     len: usize,
+    /// What a numeric is read as when its format is a SAS date, datetime or time format (and
+    /// [`XptDates::Typed`]); `None` otherwise.
+    temporal: Option<SasTemporal>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -544,6 +620,7 @@ fn read_member<R: Read>(
             pos: ns.position as usize,
             len,
             ns,
+            temporal: None,
         });
     }
     if vars.iter().any(|x| x.pos + x.len > obs_len) {
@@ -643,10 +720,14 @@ impl Member {
             if v.ns.justify != 0 {
                 md.insert(KEY_JUSTIFY.to_string(), v.ns.justify.to_string());
             }
-            let ty = if v.numeric {
-                DataType::Float64
-            } else {
-                DataType::Utf8
+            let ty = match (v.numeric, v.temporal) {
+                (true, Some(SasTemporal::Date)) => DataType::Date32,
+                (true, Some(SasTemporal::Datetime)) => {
+                    DataType::Timestamp(TimeUnit::Microsecond, None)
+                }
+                (true, Some(SasTemporal::Time)) => DataType::Time64(TimeUnit::Microsecond),
+                (true, None) => DataType::Float64,
+                (false, _) => DataType::Utf8,
             };
             fields.push(Field::new(v.name.clone(), ty, true).with_metadata(md));
             columns.push(ColumnMeta {
@@ -944,7 +1025,63 @@ struct MemberStream<R> {
 
 enum Builder {
     Num(Float64Builder),
+    Date(Date32Builder),
+    Datetime(TimestampMicrosecondBuilder),
+    Time(Time64MicrosecondBuilder),
     Char(StringBuilder),
+}
+
+/// Days from 1960-01-01 (the SAS epoch) to 1970-01-01.
+const SAS_EPOCH_DAYS: i64 = 3_653;
+/// Microseconds from 1960-01-01T00:00:00 to 1970-01-01T00:00:00.
+const SAS_EPOCH_MICROS: i64 = SAS_EPOCH_DAYS * 86_400 * 1_000_000;
+/// Microseconds in a day.
+const DAY_MICROS: i64 = 86_400 * 1_000_000;
+
+/// A SAS date (days since 1960-01-01) as days since 1970-01-01, the fraction of a day dropped (rounding down);
+/// `None` beyond what a `Date32` that chrono can show holds.
+fn sas_date(x: f64) -> Option<i32> {
+    let days = x.floor();
+    // Beyond ±2^31 days the value cannot be a Date32 (and the cast below would saturate).
+    if days.is_nan() || days.abs() >= 2_147_483_648.0 {
+        return None;
+    }
+    let d = i32::try_from(days as i64 - SAS_EPOCH_DAYS).ok()?;
+    arrow::temporal_conversions::date32_to_datetime(d).map(|_| d)
+}
+
+/// A SAS number of seconds as microseconds, to the nearest; `None` beyond `i64`.
+fn micros(x: f64) -> Option<i64> {
+    let us = (x * 1e6).round();
+    // 2^63 is exactly representable: anything below it in magnitude converts without saturating.
+    (us.abs() < 9_223_372_036_854_775_808.0).then_some(us as i64)
+}
+
+/// A SAS datetime (seconds since 1960-01-01T00:00:00) as microseconds since 1970-01-01T00:00:00, to the
+/// nearest; `None` beyond what chrono can show.
+fn sas_datetime(x: f64) -> Option<i64> {
+    let us = micros(x)?.checked_sub(SAS_EPOCH_MICROS)?;
+    arrow::temporal_conversions::timestamp_us_to_datetime(us).map(|_| us)
+}
+
+/// A SAS time (seconds since midnight) as microseconds since midnight, to the nearest; `None` below 0 or at or
+/// beyond 24:00:00.
+fn sas_time(x: f64) -> Option<i64> {
+    micros(x).filter(|us| (0..DAY_MICROS).contains(us))
+}
+
+/// EXP002 `date_out_of_range` for the value of column `column` at 1-based `observation`.
+fn out_of_range(column: &str, kind: &str, observation: u64) -> Error {
+    Error::validation(
+        "date_out_of_range",
+        format!(
+            "column {column}, observation {observation}: the SAS {kind} value is outside what an Arrow {kind} \
+             holds; read the file with the option xpt_dates=number to keep the SAS numbers"
+        ),
+    )
+    .with_field(column.to_string())
+    .with_detail("observation", observation)
+    .with_detail("kind", kind)
 }
 
 impl<R: Read> MemberStream<R> {
@@ -959,10 +1096,20 @@ impl<R: Read> MemberStream<R> {
             .iter()
             .map(|v| {
                 let cap = want.min(1 << 16);
-                if v.numeric {
-                    Builder::Num(Float64Builder::with_capacity(cap))
-                } else {
-                    Builder::Char(StringBuilder::with_capacity(cap, cap * v.len.min(32)))
+                match (v.numeric, v.temporal) {
+                    (true, None) => Builder::Num(Float64Builder::with_capacity(cap)),
+                    (true, Some(SasTemporal::Date)) => {
+                        Builder::Date(Date32Builder::with_capacity(cap))
+                    }
+                    (true, Some(SasTemporal::Datetime)) => {
+                        Builder::Datetime(TimestampMicrosecondBuilder::with_capacity(cap))
+                    }
+                    (true, Some(SasTemporal::Time)) => {
+                        Builder::Time(Time64MicrosecondBuilder::with_capacity(cap))
+                    }
+                    (false, _) => {
+                        Builder::Char(StringBuilder::with_capacity(cap, cap * v.len.min(32)))
+                    }
                 }
             })
             .collect();
@@ -974,6 +1121,8 @@ impl<R: Read> MemberStream<R> {
                 break;
             }
             let bytes = &self.input.data()[..n * l];
+            // 1-based number of the first observation of `bytes`, for errors.
+            let first = self.data.taken + 1;
             self.data.take(bytes)?;
             // Column by column: one kind of cell per loop.
             for (v, b) in self.member.vars.iter().zip(builders.iter_mut()) {
@@ -987,6 +1136,42 @@ impl<R: Read> MemberStream<R> {
                                     if tag != b'.' && self.options.special_missing =>
                                 {
                                     b.append_option(ibm::special_missing(tag))
+                                }
+                                IbmValue::Missing(_) => b.append_null(),
+                            }
+                        }
+                    }
+                    Builder::Date(b) => {
+                        for (i, cell) in cells.enumerate() {
+                            match ibm::from_ibm(cell) {
+                                IbmValue::Number(x) => {
+                                    b.append_value(sas_date(x).ok_or_else(|| {
+                                        out_of_range(&v.name, "date", first + i as u64)
+                                    })?)
+                                }
+                                IbmValue::Missing(_) => b.append_null(),
+                            }
+                        }
+                    }
+                    Builder::Datetime(b) => {
+                        for (i, cell) in cells.enumerate() {
+                            match ibm::from_ibm(cell) {
+                                IbmValue::Number(x) => {
+                                    b.append_value(sas_datetime(x).ok_or_else(|| {
+                                        out_of_range(&v.name, "datetime", first + i as u64)
+                                    })?)
+                                }
+                                IbmValue::Missing(_) => b.append_null(),
+                            }
+                        }
+                    }
+                    Builder::Time(b) => {
+                        for (i, cell) in cells.enumerate() {
+                            match ibm::from_ibm(cell) {
+                                IbmValue::Number(x) => {
+                                    b.append_value(sas_time(x).ok_or_else(|| {
+                                        out_of_range(&v.name, "time", first + i as u64)
+                                    })?)
                                 }
                                 IbmValue::Missing(_) => b.append_null(),
                             }
@@ -1013,6 +1198,9 @@ impl<R: Read> MemberStream<R> {
             .into_iter()
             .map(|b| match b {
                 Builder::Num(mut b) => Arc::new(b.finish()) as ArrayRef,
+                Builder::Date(mut b) => Arc::new(b.finish()) as ArrayRef,
+                Builder::Datetime(mut b) => Arc::new(b.finish()) as ArrayRef,
+                Builder::Time(mut b) => Arc::new(b.finish()) as ArrayRef,
                 Builder::Char(mut b) => Arc::new(b.finish()) as ArrayRef,
             })
             .collect();

@@ -49,9 +49,12 @@
 //!
 //! # Reading
 //!
-//! [`read_xpt`] and [`read_xpt_from`] read v5 and v8 files ([`decode`]): numerics become `Float64` (dates stay
-//! SAS numbers with their display format in the metadata, so that writing them back is byte-exact), character
-//! variables `Utf8` with trailing blanks removed. A damaged file is refused, never read short or with invented
+//! [`read_xpt`] and [`read_xpt_from`] read v5 and v8 files ([`decode`]): numerics become `Float64`, except those
+//! whose display format is a SAS date, datetime or time format (`DATE9.`, `YYMMDD10.`, `E8601DA.`, `DATETIME20.`,
+//! `E8601DT19.`, `TIME8.`, ...), which become `Date32`, `Timestamp(Microsecond, None)` and `Time64(Microsecond)`
+//! (the inverse of the writer's mapping above; [`XptDates::Number`], the read option `xpt_dates=number`, keeps the
+//! SAS numbers); the display format stays in the metadata, so that writing them back is byte-exact. Character
+//! variables are `Utf8` with trailing blanks removed. A damaged file is refused, never read short or with invented
 //! rows: a length that is not whole 80-byte records, an observation cut short, NUL padding (EXP002
 //! `truncated_file`, `invalid_padding`; see [`decode`]).
 
@@ -62,7 +65,9 @@ pub mod header;
 pub mod ibm;
 pub mod text;
 
-pub use decode::{read_xpt, read_xpt_from, read_xpt_members, XptMemberInfo, XptReadOptions};
+pub use decode::{
+    read_xpt, read_xpt_from, read_xpt_members, XptDates, XptMemberInfo, XptReadOptions,
+};
 pub use encode::XptWriter;
 pub use header::{SasFormat, XptVersion};
 pub use text::{ReadEncoding, XptEncoding};
