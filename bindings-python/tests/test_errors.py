@@ -76,8 +76,18 @@ def test_exp002_bad_requests(engine: trialport.Engine, home: Home) -> None:
     assert e.value.field == "limit"
 
 
+def test_exp002_before_a_job_for_what_the_format_cannot_hold(engine: trialport.Engine, home: Home) -> None:
+    # A column name XPT v5 cannot hold is known from the schema: refused before any job exists.
+    engine.add_dataset("S1", "NAMES", pa.table({"A_NAME_TOO_LONG_FOR_XPT": [1.0]}))
+    with pytest.raises(trialport.ValidationError) as e:
+        engine.export_data(home.admin, study="S1", datasets=["NAMES"], format="xpt")
+    assert (e.value.code, e.value.reason) == ("EXP002", "fda_check_failed")
+    assert engine.list_jobs(home.admin).total == 0
+
+
 def test_exp002_in_a_failed_job(engine: trialport.Engine, home: Home) -> None:
-    engine.add_dataset("S1", "LONG", pa.table({"A_NAME_TOO_LONG_FOR_XPT": [1.0]}))
+    # A value XPT v5 cannot hold (text over 200 bytes) is met only while writing: the job fails.
+    engine.add_dataset("S1", "LONG", pa.table({"TEXT": ["x" * 300]}))
     job = engine.export_data(home.admin, study="S1", datasets=["LONG"], format="xpt").wait(30)
     assert job.state == "failed"
     assert job.error is not None and job.error["code"] == "EXP002"
