@@ -13,6 +13,9 @@ use common::lab::Lab;
 use serde_json::Value;
 use std::process::{Child, Stdio};
 
+/// Rows of LB, which every export of these tests writes.
+const LB_ROWS: usize = 20_000;
+
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -24,8 +27,9 @@ fn setting(name: &str, default: usize) -> usize {
 /// job the exports printed.
 fn round(lab: &Lab, processes: usize, exports: usize) -> Vec<Value> {
     let tp = env!("CARGO_BIN_EXE_trialport");
+    // LB: long enough that each export is still running when the other processes start and open the home.
     let script = format!(
-        "for i in $(seq {exports}); do \"$TP\" --home \"$HOME_DIR\" --json export data --study S1 --datasets AE \
+        "for i in $(seq {exports}); do \"$TP\" --home \"$HOME_DIR\" --json export data --study S1 --datasets LB \
          --format csv --wait || exit 1; done"
     );
     let children: Vec<Child> = (0..processes)
@@ -92,7 +96,7 @@ fn parallel_waiting_exports_each_run_exactly_once() {
     let exports = setting("TRIALPORT_STRESS_EXPORTS", 3);
     let rounds = setting("TRIALPORT_STRESS_ROUNDS", 2);
     // The default lease: a claim must never be taken for lost while its process lives.
-    let lab = Lab::new(1, 30, 3);
+    let lab = Lab::new(LB_ROWS, 30, 3);
     let mut printed = Vec::new();
     for _ in 0..rounds {
         printed.extend(round(&lab, processes, exports));
@@ -105,7 +109,7 @@ fn parallel_waiting_exports_with_a_worker_beside_them_each_run_exactly_once() {
     let processes = setting("TRIALPORT_STRESS_PROCESSES", 8);
     let exports = setting("TRIALPORT_STRESS_EXPORTS", 3);
     let rounds = setting("TRIALPORT_STRESS_ROUNDS", 2);
-    let lab = Lab::new(1, 30, 3);
+    let lab = Lab::new(LB_ROWS, 30, 3);
     let mut worker = lab
         .command(&["worker", "--workers", "2"])
         .stdout(Stdio::null())
