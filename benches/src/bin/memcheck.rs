@@ -119,7 +119,9 @@ fn child(name: &str, rows: usize) -> Res<()> {
         .or(job.artifacts.first());
     let (sheets, spooled) = match data {
         Some(a) if a.name.ends_with(".xlsx") && !encrypted => {
-            let (sheets, spooled) = worksheets(&artifacts.join(job.id.to_string()).join(&a.name))?;
+            // A job's files are in the folder of its committed attempt.
+            let folder = artifacts.join(job.attempt_folder(job.attempt));
+            let (sheets, spooled) = worksheets(&folder.join(&a.name))?;
             (Some(sheets), spooled)
         }
         _ => (None, 0),
