@@ -200,15 +200,9 @@ fn bad_dataset_json_is_an_exp002_and_writes_nothing() {
 
 #[test]
 fn the_published_compressed_examples_convert_to_xpt() {
-    let examples =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/datasetjson-examples");
-    if !examples.is_dir() {
-        let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-            || std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(!required, "the conformance corpus is missing");
-        eprintln!("skipped: the conformance corpus is not beside the repository");
+    let Some(examples) = common::conformance_dir().map(|d| d.join("datasetjson-examples")) else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     for (name, rows) in [("sdtm/dm", 18), ("sdtm/ae", 74), ("adam/adsl", 254)] {
         let file = name.split('/').nth(1).unwrap();

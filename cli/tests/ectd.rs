@@ -13,29 +13,10 @@ use std::path::{Path, PathBuf};
 
 mod common;
 use common::{
-    command, error_json, files_under, home_args, init_home, run, set_password, set_signing_config,
-    stdout_json, stdout_text, PASSWORD_ENV,
+    command, conformance_dir, error_json, files_under, home_args, init_home, run, set_password,
+    set_signing_config, stdout_json, stdout_text, PASSWORD_ENV,
 };
 use std::process::Output;
-
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !required,
-        "the conformance corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: the conformance corpus is not at {}",
-        dir.display()
-    );
-    None
-}
 
 /// The signing password of the home's admin: an eCTD package needs an e-signature (`--sign`).
 const PASSWORD: &str = "correct horse battery";

@@ -15,26 +15,7 @@ use chrono::NaiveDate;
 use common::*;
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
-
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !required,
-        "the conformance corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: the conformance corpus is not at {}",
-        dir.display()
-    );
-    None
-}
+use std::path::Path;
 
 /// The date columns of CDISC's `adsl.json` (dataType `date`, stored as SAS numbers): name -> ISO dates by row.
 fn expected_dates(conformance: &Path) -> Vec<(String, Vec<Option<String>>)> {

@@ -159,3 +159,24 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `../shared/conformance` beside the repository (real SAS- and CDISC-written files), or `None` when it is absent
+/// and not required; with `TRIALPORT_REQUIRE_CONFORMANCE` set, or in CI, its absence fails the test.
+pub fn conformance_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
+        || std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !required,
+        "the conformance corpus is missing at {}",
+        dir.display()
+    );
+    eprintln!(
+        "skipped: the conformance corpus is not at {}",
+        dir.display()
+    );
+    None
+}
