@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{command, files_under, home_args, init_home, run, stdout_json, write_source};
+use common::{command, files_under, home_args, init_home, stdout_json, write_source};
 
 /// A value of the data, in every row of AE (class `none`: any exporting role sees it).
 const DATA_VALUE: &str = "ZEBRAFISH-TERM-4471";
@@ -73,22 +73,7 @@ impl Home {
     }
 
     fn key(&self, role: &str) -> String {
-        let v = stdout_json(&run(&home_args(
-            &self.dir,
-            &self.admin,
-            &[
-                "keys",
-                "create",
-                "--name",
-                role,
-                "--roles",
-                role,
-                "--studies",
-                "S1",
-                "--json",
-            ],
-        )));
-        format!("ApiKey {}", v["api_key"].as_str().unwrap())
+        common::create_key(&self.dir, &self.admin, role, "S1")
     }
 
     fn run(&self, cred: &str, args: &[&str]) -> std::process::Output {

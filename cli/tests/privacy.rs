@@ -76,21 +76,7 @@ impl Home {
 
     /// A new API key of the study with `role`.
     fn key(&self, role: &str) -> String {
-        let v = stdout_json(&self.run(
-            &self.admin,
-            &[
-                "keys",
-                "create",
-                "--name",
-                role,
-                "--roles",
-                role,
-                "--studies",
-                "S1",
-                "--json",
-            ],
-        ));
-        format!("ApiKey {}", v["api_key"].as_str().unwrap())
+        common::create_key(&self.dir, &self.admin, role, "S1")
     }
 
     /// `export data` of DM as csv, waited for, with `extra` arguments.

@@ -187,22 +187,9 @@ impl Home {
     }
 
     fn key(&self, role: &str) -> String {
-        let v = stdout_json(&self.run(
-            &self.admin,
-            &[
-                "keys",
-                "create",
-                "--name",
-                role,
-                "--roles",
-                role,
-                "--studies",
-                // An operator acts on every organization's studies, not on some.
-                if role == "operator" { "*" } else { "S1" },
-                "--json",
-            ],
-        ));
-        format!("ApiKey {}", v["api_key"].as_str().unwrap())
+        // An operator acts on every organization's studies, not on some.
+        let studies = if role == "operator" { "*" } else { "S1" };
+        common::create_key(&self.dir, &self.admin, role, studies)
     }
 
     fn export_data(&self, cred: &str, extra: &[&str]) -> Run {

@@ -180,3 +180,24 @@ pub fn conformance_dir() -> Option<PathBuf> {
     );
     None
 }
+
+/// `keys create --name ROLE --roles ROLE --studies STUDIES` by `admin` on `home`: the new key's credential,
+/// `ApiKey tp_...`.
+pub fn create_key(home: &Path, admin: &str, role: &str, studies: &str) -> String {
+    let v = stdout_json(&run(&home_args(
+        home,
+        admin,
+        &[
+            "keys",
+            "create",
+            "--name",
+            role,
+            "--roles",
+            role,
+            "--studies",
+            studies,
+            "--json",
+        ],
+    )));
+    format!("ApiKey {}", v["api_key"].as_str().unwrap())
+}
