@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -23,6 +26,34 @@ ROWS: dict[str, list[Any]] = {
     "RFSTDT": [dt.date(2024, 1, 5), None, dt.date(2024, 3, 1), dt.date(1959, 12, 31)],
     "FLAG": [True, False, None, True],
 }
+
+
+# The conformance corpus (real SAS- and CDISC-written files) beside the repository.
+CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance"
+
+
+def required() -> bool:
+    """CI (and whoever sets TRIALPORT_REQUIRE_CONFORMANCE) must run every check here, never skip one."""
+    return os.environ.get("CI") == "true" or "TRIALPORT_REQUIRE_CONFORMANCE" in os.environ
+
+
+def need(module: str) -> ModuleType:
+    """The optional test dependency `module`, or a skip (a failure where every check must run)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if required():
+            raise
+        pytest.skip(f"{module} is not installed (pip install trialport[test])")
+
+
+def corpus() -> Path:
+    """`../shared/conformance` beside the repository, or a skip (a failure where every check must run)."""
+    if not CONFORMANCE.is_dir():
+        if required():
+            raise AssertionError(f"the conformance corpus is missing at {CONFORMANCE}")
+        pytest.skip(f"the conformance corpus is not at {CONFORMANCE}")
+    return CONFORMANCE
 
 
 def as_pyarrow() -> pa.Table:

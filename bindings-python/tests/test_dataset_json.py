@@ -5,12 +5,9 @@ checked by readers nobody here wrote (the CDISC JSON Schema through the ``jsonsc
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
-import os
 import zlib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import polars as pl
@@ -18,31 +15,8 @@ import pyarrow as pa
 import pytest
 
 import trialport
-from conftest import ROWS, as_pyarrow
+from conftest import ROWS, as_pyarrow, corpus, need
 
-CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance"
-
-
-def required() -> bool:
-    """CI (and whoever sets TRIALPORT_REQUIRE_CONFORMANCE) must run every check here, never skip one."""
-    return os.environ.get("CI") == "true" or "TRIALPORT_REQUIRE_CONFORMANCE" in os.environ
-
-
-def need(module: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if required():
-            raise
-        pytest.skip(f"{module} is not installed (pip install trialport[test])")
-
-
-def corpus() -> Path:
-    if not CONFORMANCE.is_dir():
-        if required():
-            raise AssertionError(f"the conformance corpus is missing at {CONFORMANCE}")
-        pytest.skip(f"the conformance corpus is not at {CONFORMANCE}")
-    return CONFORMANCE
 
 
 COLUMNS: dict[str, dict[str, Any]] = {

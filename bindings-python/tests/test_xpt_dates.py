@@ -7,10 +7,7 @@ corpus, column by column; and pandas' datetimes written by ``trialport.write`` a
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -18,32 +15,10 @@ import pyarrow as pa
 import pytest
 
 import trialport
+from conftest import corpus, need
 
-CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance"
 SAS_EPOCH = dt.date(1960, 1, 1)
 SAS_EPOCH_DT = dt.datetime(1960, 1, 1)
-
-
-def required() -> bool:
-    """CI (and whoever sets TRIALPORT_REQUIRE_CONFORMANCE) must run every check here, never skip one."""
-    return os.environ.get("CI") == "true" or "TRIALPORT_REQUIRE_CONFORMANCE" in os.environ
-
-
-def need(module: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if required():
-            raise
-        pytest.skip(f"{module} is not installed (pip install trialport[test])")
-
-
-def corpus() -> Path:
-    if not CONFORMANCE.is_dir():
-        if required():
-            raise AssertionError(f"the conformance corpus is missing at {CONFORMANCE}")
-        pytest.skip(f"the conformance corpus is not at {CONFORMANCE}")
-    return CONFORMANCE
 
 
 # Every SAS-written XPT file of the corpus, with its text encoding.
