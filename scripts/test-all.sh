@@ -16,28 +16,26 @@ if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; f
 cargo --version
 
 step "system tools"
-# xmllint (Debian's libxml2-utils) checks the generated Define-XML and ODM documents in the format tests.
-if ! command -v xmllint >/dev/null 2>&1; then
+# need_tool CMD PACKAGE: installs Debian's PACKAGE when CMD is missing (as root with apt-get), else stops the run.
+need_tool() {
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-utils >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-utils >/dev/null; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
   else
-    echo "xmllint is missing and cannot be installed here: install libxml2-utils" >&2
+    echo "$1 is missing and cannot be installed here: install $2" >&2
     exit 1
   fi
-fi
+}
+# xmllint checks the generated Define-XML and ODM documents in the format tests.
+need_tool xmllint libxml2-utils
 xmllint --version 2>&1 | sed -n 1p  # sed reads to the end: `head` would SIGPIPE xmllint under pipefail
-# pdftoppm (Debian's poppler-utils) renders every page of the generated PDFs in the report checks.
-if ! command -v pdftoppm >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null; }
-  else
-    echo "pdftoppm is missing and cannot be installed here: install poppler-utils" >&2
-    exit 1
-  fi
-fi
+# pdftoppm renders every page of the generated PDFs in the report checks.
+need_tool pdftoppm poppler-utils
 pdftoppm -v 2>&1 | sed -n 1p
+# strace stops a process opening the home at each of its locks, in the concurrency tests.
+need_tool strace strace
+strace -V | sed -n 1p
 # Free disk, so a run that fails for space says so: the memory check alone writes about 2 GB of artifacts at a time.
 df -h . "${TMPDIR:-/tmp}"
 
