@@ -14,6 +14,7 @@
 mod common;
 
 use common::lab::Lab;
+use common::{strace_available, under_strace};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -146,25 +147,15 @@ fn logged(lab: &Lab, action: &str) -> usize {
         .count()
 }
 
-/// `command` run under strace, which traces its `flock` calls (into `trace`) and stops the process with SIGSTOP
-/// right after call number `stop_at`, if it makes that many (0: never stops it).
-fn under_strace(command: &Command, trace: &Path, stop_at: usize) -> Command {
-    let mut c = Command::new("strace");
-    c.args(["-f", "-qq", "-o"])
-        .arg(trace)
-        .args(["-e", "trace=flock"]);
+/// `command` under strace, which traces its `flock` calls into `trace` and stops the process with SIGSTOP right
+/// after call number `stop_at`, if it makes that many (0: never stops it).
+fn stopped_at_lock(command: &Command, trace: &Path, stop_at: usize) -> Command {
+    let inject = format!("inject=flock:signal=SIGSTOP:when={stop_at}");
+    let mut options = vec!["-e", "trace=flock"];
     if stop_at > 0 {
-        c.args(["-e", &format!("inject=flock:signal=SIGSTOP:when={stop_at}")]);
+        options.extend(["-e", &inject]);
     }
-    c.arg("--")
-        .arg(command.get_program())
-        .args(command.get_args());
-    for (k, v) in command.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c
+    under_strace(command, trace, &options)
 }
 
 /// Attack review H5: a process that opened the home decided it was the only one there, and later re-queued the
@@ -175,18 +166,13 @@ fn under_strace(command: &Command, trace: &Path, stop_at: usize) -> Command {
 /// succeeds, and every job runs once.
 #[test]
 fn opening_the_home_stopped_at_each_lock_never_takes_a_running_job() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "strace is required in CI (the test command installs it)"
-        );
-        eprintln!("skipped: strace is not installed");
+    if !strace_available() {
         return;
     }
     let lab = Lab::new(LB_ROWS, 30, 3);
     // How many lock calls an opening makes when nothing stops it.
     let count_trace = lab.scratch.join("count.trace");
-    let out = under_strace(&lab.command(&["jobs", "list"]), &count_trace, 0)
+    let out = stopped_at_lock(&lab.command(&["jobs", "list"]), &count_trace, 0)
         .output()
         .unwrap();
     assert!(
@@ -206,7 +192,7 @@ fn opening_the_home_stopped_at_each_lock_never_takes_a_running_job() {
     let mut exports = 0;
     for stop_at in 1..=calls {
         let trace = lab.scratch.join(format!("stop-{stop_at}.trace"));
-        let mut opener = under_strace(&lab.command(&["jobs", "list"]), &trace, stop_at)
+        let mut opener = stopped_at_lock(&lab.command(&["jobs", "list"]), &trace, stop_at)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

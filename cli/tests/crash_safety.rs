@@ -7,7 +7,7 @@
 mod common;
 
 use common::lab::{killed, temp_files, Lab};
-use common::{error_json, stdout_json, stdout_text};
+use common::{error_json, stdout_json, stdout_text, strace_available, under_strace};
 use serde_json::Value;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -282,6 +282,119 @@ fn m1_a_key_or_a_revocation_killed_at_its_commit_is_whole_or_absent_with_its_eve
         "EXP003",
     );
     assert_eq!(err["details"]["reason"], "key_revoked");
+}
+
+/// M1 again, with no failpoint (so that it runs the same against a build without them): strace kills the process
+/// at its first write to the audit log, before that write happens. Whatever each operation has committed by then
+/// (an API key, a revocation, a job, a key-encryption key), after the next open every change has its event, and
+/// no event stands for a change that is not there.
+#[test]
+fn m1_killed_at_its_first_audit_log_write_every_change_has_its_event() {
+    if !strace_available() {
+        return;
+    }
+    let lab = Lab::new(1, 1, 3);
+    let successes = |action: &str| {
+        lab.events()
+            .iter()
+            .filter(|e| e["action"] == action && e["outcome"] == "success")
+            .count()
+    };
+    let count_rows = |sql: &str| -> usize {
+        let db = rusqlite::Connection::open(lab.home.join("trialport.db")).unwrap();
+        let n: i64 = db.query_row(sql, [], |r| r.get(0)).unwrap();
+        usize::try_from(n).unwrap()
+    };
+    let keks = || std::fs::read_dir(lab.home.join("keys")).unwrap().count();
+    let audit_log = lab.home.join("audit.log");
+    let kill_at_first_log_write = |args: &[&str]| {
+        let trace = lab.scratch.join("m1.trace");
+        let out = under_strace(
+            &lab.command(args),
+            &trace,
+            &[
+                "-P",
+                audit_log.to_str().unwrap(),
+                "-e",
+                "trace=write,writev,pwrite64,pwritev",
+                "-e",
+                "inject=write,writev,pwrite64,pwritev:error=EIO:signal=SIGKILL:when=1",
+            ],
+        )
+        .output()
+        .unwrap();
+        let traced = std::fs::read_to_string(&trace).unwrap();
+        assert!(
+            killed(&out) && traced.contains("killed by SIGKILL"),
+            "{args:?} was not killed at an audit log write: {traced}"
+        );
+    };
+    let victim = stdout_json(&lab.run(&[
+        "keys",
+        "create",
+        "--name",
+        "victim",
+        "--roles",
+        "monitor",
+        "--studies",
+        "*",
+        "--json",
+    ]));
+    let victim_id = victim["key_id"].as_str().unwrap();
+    // Each operation, how to count the changes it makes (read without opening the home), and its event.
+    type Changes<'a> = &'a dyn Fn() -> usize;
+    let operations: [(&[&str], Changes, &str); 4] = [
+        (
+            &[
+                "keys",
+                "create",
+                "--name",
+                "ghost",
+                "--roles",
+                "admin",
+                "--studies",
+                "*",
+            ],
+            &|| count_rows("SELECT count(*) FROM api_keys"),
+            "create_api_key",
+        ),
+        (
+            &["keys", "revoke", victim_id],
+            &|| {
+                count_rows("SELECT count(*) FROM api_keys WHERE json_extract(body, '$.revoked_at') IS NOT NULL")
+            },
+            "revoke_api_key",
+        ),
+        (
+            &[
+                "export",
+                "data",
+                "--study",
+                "S1",
+                "--datasets",
+                "AE",
+                "--format",
+                "csv",
+            ],
+            &|| count_rows("SELECT count(*) FROM jobs"),
+            "export_data",
+        ),
+        (&["keys", "rotate-kek"], &keks, "rotate_encryption_key"),
+    ];
+    for (args, changes, action) in operations {
+        let (changes_before, events_before) = (changes(), successes(action));
+        kill_at_first_log_write(args);
+        lab.check();
+        let (made, recorded) = (
+            changes() - changes_before,
+            successes(action) - events_before,
+        );
+        assert!(made <= 1, "{args:?}: {made} changes");
+        assert_eq!(
+            made, recorded,
+            "{args:?}: {made} changes, {recorded} events"
+        );
+    }
 }
 
 #[test]

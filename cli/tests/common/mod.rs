@@ -201,3 +201,34 @@ pub fn create_key(home: &Path, admin: &str, role: &str, studies: &str) -> String
     )));
     format!("ApiKey {}", v["api_key"].as_str().unwrap())
 }
+
+/// Whether `strace` can run here. Absent, the tests that need it are skipped, except in CI (`CI=true`), where the
+/// test command installs it and its absence fails them.
+pub fn strace_available() -> bool {
+    if Command::new("strace").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "strace is required in CI (the test command installs it)"
+    );
+    eprintln!("skipped: strace is not installed");
+    false
+}
+
+/// `command` (with its arguments and environment) run under `strace -f -qq -o TRACE OPTIONS...`: strace follows
+/// every thread, writes what it traced to `trace`, and acts as `options` say (which syscalls to trace, and what to
+/// inject into them: a signal that stops or kills the process at a chosen call).
+pub fn under_strace(command: &Command, trace: &Path, options: &[&str]) -> Command {
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-o"]).arg(trace).args(options);
+    c.arg("--")
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (k, v) in command.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c
+}
