@@ -6,8 +6,8 @@
 //! signature records without revealing anything.
 
 use super::base64;
+use crate::codec::hex;
 use crate::error::{Error, Result};
-use crate::sink::hex;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use std::fs;
 use std::path::Path;
@@ -99,7 +99,7 @@ impl SigningKey {
         let pkcs8 = fresh_pkcs8()?;
         let key = SigningKey::from_pkcs8(&pkcs8)?;
         let text = Zeroizing::new(pem(PRIVATE_PEM, &pkcs8));
-        crate::sink::create_secret_file(path, text.as_bytes(), "signing key")?;
+        crate::fsutil::create_secret_file(path, text.as_bytes(), "signing key")?;
         Ok(key)
     }
 
@@ -309,11 +309,11 @@ mod tests {
     #[test]
     fn ed25519_matches_rfc8032_test_vector_1() {
         // RFC 8032 §7.1, TEST 1: the empty message.
-        let public = crate::sink::hex_decode(
+        let public = crate::codec::hex_decode(
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
         )
         .unwrap();
-        let sig = crate::sink::hex_decode(
+        let sig = crate::codec::hex_decode(
             "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155\
              5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
         )
@@ -323,7 +323,7 @@ mod tests {
         // The same seed as a PKCS#8 v1 document (RFC 8410 §10.3 layout) signs the same bytes.
         let mut der = PKCS8_V1_PREFIX.to_vec();
         der.extend(
-            crate::sink::hex_decode(
+            crate::codec::hex_decode(
                 "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
             )
             .unwrap(),
