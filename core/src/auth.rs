@@ -706,18 +706,7 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
 
 /// CRC-32 (IEEE), for the API key checksum.
 fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    crc32fast::hash(data)
 }
 
 /// The API key operations of a store's transaction ([`crate::store::Tx`]).

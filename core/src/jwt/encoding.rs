@@ -1,6 +1,8 @@
 //! Strict decoders for what a token and a key file are made of: base64 (URL-safe and standard), DER and JSON
 //! objects without duplicate member names.
 
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::cell::Cell;
@@ -9,7 +11,8 @@ use std::fmt;
 /// Decodes unpadded base64url (RFC 7515 §2) strictly: no padding, no whitespace, no other alphabet, and the
 /// unused bits of the last character must be zero, so that every byte string has exactly one encoding.
 pub(crate) fn base64url(text: &[u8]) -> Option<Vec<u8>> {
-    decode(text, url_digit)
+    // The engine refuses padding (`RequireNone`) and non-zero unused bits (`decode_allow_trailing_bits` off).
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 /// Decodes standard base64 (RFC 4648 §4) as found in PEM bodies: whitespace is skipped and `=` padding is
@@ -20,68 +23,8 @@ pub(crate) fn base64_standard(text: &[u8]) -> Option<Vec<u8>> {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    if !compact.len().is_multiple_of(4) {
-        return None;
-    }
-    let body = compact
-        .strip_suffix(b"==")
-        .or_else(|| compact.strip_suffix(b"="))
-        .unwrap_or(&compact);
-    decode(body, standard_digit)
-}
-
-fn url_digit(b: u8) -> Option<u8> {
-    match b {
-        b'A'..=b'Z' => Some(b - b'A'),
-        b'a'..=b'z' => Some(b - b'a' + 26),
-        b'0'..=b'9' => Some(b - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
-    }
-}
-
-fn standard_digit(b: u8) -> Option<u8> {
-    match b {
-        b'+' => Some(62),
-        b'/' => Some(63),
-        b'-' | b'_' => None,
-        _ => url_digit(b),
-    }
-}
-
-/// Decodes unpadded base64 with the given alphabet; `None` for a character outside it, a length that cannot be
-/// whole bytes, or non-zero unused bits.
-fn decode(text: &[u8], digit: fn(u8) -> Option<u8>) -> Option<Vec<u8>> {
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
-    for chunk in text.chunks(4) {
-        let mut acc: u32 = 0;
-        for &c in chunk {
-            acc = (acc << 6) | u32::from(digit(c)?);
-        }
-        match chunk.len() {
-            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
-            3 => {
-                // 18 bits: 16 used, 2 must be zero.
-                if acc & 0b11 != 0 {
-                    return None;
-                }
-                out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
-            }
-            2 => {
-                // 12 bits: 8 used, 4 must be zero.
-                if acc & 0b1111 != 0 {
-                    return None;
-                }
-                out.push((acc >> 4) as u8);
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
+    // The engine requires canonical padding and refuses non-zero unused bits; it skips no whitespace itself.
+    STANDARD.decode(compact).ok()
 }
 
 /// Why strict JSON parsing failed.
