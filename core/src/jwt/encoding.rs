@@ -1,7 +1,7 @@
-//! Strict decoders for what a token and a key file are made of: base64 (URL-safe and standard), DER and JSON
-//! objects without duplicate member names.
+//! Strict decoders for what a token and a key file are made of: base64url, DER and JSON objects without duplicate
+//! member names (PEM framing and its base64 are read by the `pem` crate, see `keys`).
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -13,18 +13,6 @@ use std::fmt;
 pub(crate) fn base64url(text: &[u8]) -> Option<Vec<u8>> {
     // The engine refuses padding (`RequireNone`) and non-zero unused bits (`decode_allow_trailing_bits` off).
     URL_SAFE_NO_PAD.decode(text).ok()
-}
-
-/// Decodes standard base64 (RFC 4648 §4) as found in PEM bodies: whitespace is skipped and `=` padding is
-/// required to complete the last group.
-pub(crate) fn base64_standard(text: &[u8]) -> Option<Vec<u8>> {
-    let compact: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    // The engine requires canonical padding and refuses non-zero unused bits; it skips no whitespace itself.
-    STANDARD.decode(compact).ok()
 }
 
 /// Why strict JSON parsing failed.
@@ -259,17 +247,6 @@ mod tests {
         }
         assert_eq!(base64url(b"Zm8").as_deref(), Some(&b"fo"[..]));
         assert_eq!(base64url(b"Zm9"), None, "non-zero unused bits");
-    }
-
-    #[test]
-    fn base64_standard_needs_padding_and_skips_whitespace() {
-        assert_eq!(
-            base64_standard(b"Zm9v\nYmE=\n").as_deref(),
-            Some(&b"fooba"[..])
-        );
-        assert_eq!(base64_standard(b"Zg==").as_deref(), Some(&b"f"[..]));
-        assert_eq!(base64_standard(b"Zg"), None);
-        assert_eq!(base64_standard(b"-_8="), None);
     }
 
     #[test]

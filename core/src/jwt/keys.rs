@@ -1,7 +1,7 @@
 //! Verification keys: HMAC secrets, PEM public keys (SPKI, or PKCS#1 for RSA) and JWK / JWK Set documents, each
 //! pinned to one [`Algorithm`] when it is loaded.
 
-use super::encoding::{base64_standard, base64url, strict_json, tag, Der, JsonError};
+use super::encoding::{base64url, strict_json, tag, Der, JsonError};
 use super::Algorithm;
 use crate::error::{Error, Result};
 use ring::{hmac, signature};
@@ -279,32 +279,39 @@ fn bit_len(n: &[u8]) -> usize {
     }
 }
 
-/// The label and DER bytes of the one PEM block in `text`.
+/// The label and DER bytes of the one PEM block in `text` (text before it is allowed).
+///
+/// The `pem` crate reads the framing and the base64; the checks around it keep the body as strict as RFC 7468
+/// text: one block only, base64 with ASCII whitespace (blank lines included) and no encapsulated headers.
 fn pem(text: &[u8]) -> Result<(String, Vec<u8>)> {
     let text = std::str::from_utf8(text).map_err(|_| bad_key("PEM is not text"))?;
-    let begin = text
-        .find("-----BEGIN ")
-        .ok_or_else(|| bad_key("no PEM block"))?;
-    let after = &text[begin + "-----BEGIN ".len()..];
-    let label_end = after
-        .find("-----")
-        .ok_or_else(|| bad_key("malformed PEM header"))?;
-    let label = &after[..label_end];
-    let body_start = &after[label_end + 5..];
-    let end_marker = format!("-----END {label}-----");
-    let body_end = body_start
-        .find(&end_marker)
-        .ok_or_else(|| bad_key("no PEM end line"))?;
-    let rest = &body_start[body_end + end_marker.len()..];
-    if rest.contains("-----BEGIN ") {
-        return Err(bad_key("one key per PEM file"));
+    match text.matches("-----BEGIN ").count() {
+        0 => return Err(bad_key("no PEM block")),
+        1 => {}
+        _ => return Err(bad_key("one key per PEM file")),
     }
-    let body = &body_start[..body_end];
-    if body.contains(':') {
+    // The crate skips any Unicode whitespace in the body, and reads the lines before a blank line as headers.
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() && !c.is_ascii_whitespace())
+    {
+        return Err(bad_key("malformed PEM base64"));
+    }
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let block = ::pem::parse(lines.join("\n")).map_err(|e| match e {
+        ::pem::PemError::InvalidData(_) | ::pem::PemError::InvalidHeader(_)
+            if text.contains(':') =>
+        {
+            bad_key("encrypted or annotated PEM is not supported")
+        }
+        ::pem::PemError::InvalidData(_) => bad_key("malformed PEM base64"),
+        ::pem::PemError::MissingBeginTag => bad_key("malformed PEM header"),
+        _ => bad_key("no PEM end line"),
+    })?;
+    if block.headers().iter().next().is_some() {
         return Err(bad_key("encrypted or annotated PEM is not supported"));
     }
-    let der = base64_standard(body.as_bytes()).ok_or_else(|| bad_key("malformed PEM base64"))?;
-    Ok((label.to_string(), der))
+    Ok((block.tag().to_string(), block.into_contents()))
 }
 
 /// A SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) with an RSA, EC P-256 or Ed25519 key.
@@ -479,6 +486,42 @@ fn jwk(k: &Value, configured: Option<Algorithm>, kid: Option<&str>) -> Result<Jw
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The DER bytes of a PEM block with base64 body `body`, if it is read.
+    fn pem_body(body: &str) -> Option<Vec<u8>> {
+        pem(format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n").as_bytes())
+            .ok()
+            .map(|(_, der)| der)
+    }
+
+    #[test]
+    fn base64_standard_needs_padding_and_skips_whitespace() {
+        // PEM bodies: standard base64, padded, ASCII whitespace skipped.
+        assert_eq!(pem_body("Zm9v\nYmE=\n").as_deref(), Some(&b"fooba"[..]));
+        assert_eq!(pem_body("Zg==").as_deref(), Some(&b"f"[..]));
+        assert_eq!(pem_body("Zg"), None);
+        assert_eq!(pem_body("-_8="), None);
+    }
+
+    #[test]
+    fn pem_framing_stays_strict_around_the_crate() {
+        // Blank lines in the body are whitespace; Unicode whitespace is not.
+        assert_eq!(pem_body("Zm9v\n\nYmE=\n").as_deref(), Some(&b"fooba"[..]));
+        assert_eq!(pem_body("Zm9v\u{a0}YmE="), None);
+        assert_eq!(pem_body("Zm9v\u{b}YmE="), None);
+        // Headers (encrypted PEM), a second block, a mismatched end line, no block: refused.
+        assert_eq!(pem_body("Proc-Type: 4,ENCRYPTED\n\nZg=="), None);
+        assert_eq!(pem_body("Proc-Type: 4,ENCRYPTED\nZg=="), None);
+        let two = "-----BEGIN PUBLIC KEY-----\nZg==\n-----END PUBLIC KEY-----\n".repeat(2);
+        assert!(pem(two.as_bytes()).is_err());
+        assert!(pem(b"-----BEGIN PUBLIC KEY-----\nZg==\n-----END RSA PUBLIC KEY-----\n").is_err());
+        assert!(pem(b"Zg==").is_err());
+        // Text before the block is allowed.
+        let (label, der) =
+            pem(b"a comment: key 1\n-----BEGIN PUBLIC KEY-----\nZg==\n-----END PUBLIC KEY-----\n")
+                .unwrap();
+        assert_eq!((label.as_str(), der.as_slice()), ("PUBLIC KEY", &b"f"[..]));
+    }
 
     #[test]
     fn debug_output_hides_the_material() {

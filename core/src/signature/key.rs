@@ -218,23 +218,29 @@ fn fresh_pkcs8() -> Result<Zeroizing<Vec<u8>>> {
 
 /// PEM text of one DER document, lines of 64 characters.
 fn pem(label: &str, der: &[u8]) -> String {
-    let body = base64::encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    let config = ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF);
+    ::pem::encode_config(&::pem::Pem::new(label, der), config)
 }
 
 /// The DER document of PEM text with `label`; `None` when the text is not that.
+///
+/// Stricter than the `pem` crate alone: the text (surrounding whitespace aside) is the one block and nothing
+/// else, without headers, and its body is base64 with ASCII whitespace only.
 fn unpem(text: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let body = text.trim().strip_prefix(&begin)?.strip_suffix(&end)?;
-    let joined: String = body.split_whitespace().collect();
-    base64::decode(&joined)
+    let text = text.trim();
+    let whole = text.starts_with(&format!("-----BEGIN {label}-----"))
+        && text.ends_with(&format!("-----END {label}-----"))
+        && text.matches("-----BEGIN ").count() == 1
+        && text.matches("-----END ").count() == 1
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() && !c.is_ascii_whitespace());
+    if !whole {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let block = ::pem::parse(lines.join("\n")).ok()?;
+    (block.tag() == label && block.headers().iter().next().is_none()).then(|| block.into_contents())
 }
 
 #[cfg(test)]
