@@ -1,5 +1,5 @@
-//! Strict decoders for what a token and a key file are made of: base64url, DER and JSON objects without duplicate
-//! member names (PEM framing and its base64 are read by the `pem` crate, see `keys`).
+//! Strict decoders for what a token is made of: base64url and JSON objects without duplicate member names (key
+//! files' PEM and DER are read by the `pem`, `spki` and `der` crates, see `keys`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -118,102 +118,6 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
 }
 
-/// A reader of DER (X.690) tag-length-value items, enough for public keys.
-pub(crate) struct Der<'a> {
-    rest: &'a [u8],
-}
-
-/// DER tags used by public keys.
-pub(crate) mod tag {
-    /// INTEGER.
-    pub const INTEGER: u8 = 0x02;
-    /// BIT STRING.
-    pub const BIT_STRING: u8 = 0x03;
-    /// NULL.
-    pub const NULL: u8 = 0x05;
-    /// OBJECT IDENTIFIER.
-    pub const OID: u8 = 0x06;
-    /// SEQUENCE (constructed).
-    pub const SEQUENCE: u8 = 0x30;
-}
-
-impl<'a> Der<'a> {
-    /// A reader over `bytes`.
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Der { rest: bytes }
-    }
-
-    /// Whether everything was read.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    /// The tag of the next item, if any.
-    pub(crate) fn peek(&self) -> Option<u8> {
-        self.rest.first().copied()
-    }
-
-    /// Reads one item that must have tag `want`; returns its contents.
-    pub(crate) fn read(&mut self, want: u8) -> Option<&'a [u8]> {
-        let (&t, rest) = self.rest.split_first()?;
-        if t != want {
-            return None;
-        }
-        let (&first, mut rest) = rest.split_first()?;
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            // Long form: 1 to 4 length bytes, minimal (no leading zero, not below 128).
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let (bytes, after) = rest.split_at(n);
-            rest = after;
-            if bytes[0] == 0 {
-                return None;
-            }
-            let len = bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-            if len < 0x80 {
-                return None;
-            }
-            len
-        };
-        if rest.len() < len {
-            return None;
-        }
-        let (content, after) = rest.split_at(len);
-        self.rest = after;
-        Some(content)
-    }
-
-    /// Reads a non-negative INTEGER; returns its big-endian magnitude without leading zeros.
-    pub(crate) fn unsigned_integer(&mut self) -> Option<&'a [u8]> {
-        let content = self.read(tag::INTEGER)?;
-        match content {
-            [] => None,
-            [first, ..] if first & 0x80 != 0 => None,
-            _ => {
-                let start = content
-                    .iter()
-                    .position(|&b| b != 0)
-                    .unwrap_or(content.len());
-                Some(&content[start..])
-            }
-        }
-    }
-
-    /// Reads a BIT STRING without unused bits; returns its bytes.
-    pub(crate) fn bit_string(&mut self) -> Option<&'a [u8]> {
-        match self.read(tag::BIT_STRING)? {
-            [0, bits @ ..] => Some(bits),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,21 +174,5 @@ mod tests {
         );
         assert_eq!(strict_json(b"{} x"), Err(JsonError::Invalid));
         assert_eq!(strict_json(b"\xff"), Err(JsonError::Invalid));
-    }
-
-    #[test]
-    fn der_lengths_are_minimal_and_bounded() {
-        assert_eq!(
-            Der::new(&[0x02, 0x01, 0x05]).unsigned_integer(),
-            Some(&[5u8][..])
-        );
-        assert_eq!(
-            Der::new(&[0x02, 0x02, 0x00, 0x80]).unsigned_integer(),
-            Some(&[0x80u8][..])
-        );
-        assert_eq!(Der::new(&[0x02, 0x01, 0x80]).unsigned_integer(), None);
-        assert_eq!(Der::new(&[0x02, 0x81, 0x01, 0x05]).read(0x02), None);
-        assert_eq!(Der::new(&[0x02, 0x05, 0x01]).read(0x02), None);
-        assert_eq!(Der::new(&[0x02, 0x85, 1, 1, 1, 1, 1]).read(0x02), None);
     }
 }
