@@ -351,14 +351,7 @@ impl Home {
         let text = fs::read_to_string(self.dir.join(SECRET))
             .map_err(|e| Error::io("cannot read the home secret", &e))?;
         let text = text.trim();
-        let bytes: Option<Vec<u8>> = (0..text.len())
-            .step_by(2)
-            .map(|i| {
-                text.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect();
-        match bytes {
+        match crate::codec::hex_decode(text) {
             Some(b) if b.len() >= 32 => Ok(b),
             _ => Err(Error::server(
                 "invalid_secret",
