@@ -585,7 +585,7 @@ fn download_all(ctx: &Ctx, engine: &Engine, id: Uuid, dir: &Path) -> Result<Exit
     let job = engine.session(ctx.cred()).get_job(id)?;
     let mut written = Vec::new();
     for artifact in &job.artifacts {
-        trialport_core::sink::validate_path(&artifact.name)?;
+        trialport_core::name::validate_path(&artifact.name)?;
         let path = dir.join(&artifact.name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {

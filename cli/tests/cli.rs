@@ -95,7 +95,7 @@ fn convert_csv_to_parquet_and_back() {
     assert_eq!(v["format"], "parquet");
     assert_eq!(v["rows"], 3);
     assert_eq!(v["bytes"], fs::metadata(&pq).unwrap().len());
-    let (_, sha) = trialport_core::sink::sha256_of(fs::File::open(&pq).unwrap()).unwrap();
+    let (_, sha) = trialport_core::hashing::sha256_of(fs::File::open(&pq).unwrap()).unwrap();
     assert_eq!(v["sha256"], sha);
 
     let back = tmp.path().join("back.csv");
@@ -299,7 +299,8 @@ fn export_wait_list_show_download_and_cancel() {
         "dm.csv",
         "--json",
     ]));
-    let (bytes, sha) = trialport_core::sink::sha256_of(fs::File::open(&target).unwrap()).unwrap();
+    let (bytes, sha) =
+        trialport_core::hashing::sha256_of(fs::File::open(&target).unwrap()).unwrap();
     assert_eq!(sha, artifact["sha256"].as_str().unwrap());
     assert_eq!(bytes, artifact["bytes"].as_u64().unwrap());
     assert_eq!(d["sha256"], sha);

@@ -407,7 +407,7 @@ fn m4c_download_checks_the_artifact_against_the_succeeded_event() {
         .expect("the artifact on disk");
     let forged = "STUDYID,AESEQ,AETERM\nS1,1,NOTHING\n";
     fs::write(&artifact, forged).unwrap();
-    let (_, digest) = trialport_core::sink::sha256_of(forged.as_bytes()).unwrap();
+    let (_, digest) = trialport_core::hashing::sha256_of(forged.as_bytes()).unwrap();
     let home = trialport_core::home::Home::open(&h.dir).unwrap();
     let store = home.open_store().unwrap();
     let uuid: uuid::Uuid = job.parse().unwrap();

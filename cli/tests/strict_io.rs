@@ -409,7 +409,7 @@ fn m5_a_download_killed_midway_leaves_an_owner_only_temp_file_that_the_next_run_
         fs::metadata(&target).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let (_, sha) = trialport_core::sink::sha256_of(fs::File::open(&target).unwrap()).unwrap();
+    let (_, sha) = trialport_core::hashing::sha256_of(fs::File::open(&target).unwrap()).unwrap();
     assert_eq!(v["sha256"], sha);
 
     // A convert killed the same way leaves its temp file; the next convert to that target sweeps it.

@@ -273,7 +273,7 @@ fn strip_and_change(from: &Path, to: &Path) {
 /// SHA-256 (hex) of the forged bytes, for the forger's manifest: the forgery must match its manifest so that
 /// only the missing signature can give it away (the hash is the forger's tool here, not an oracle).
 fn sha256_hex(bytes: &[u8]) -> String {
-    trialport_core::sink::sha256_of(bytes).unwrap().1
+    trialport_core::hashing::sha256_of(bytes).unwrap().1
 }
 
 #[test]

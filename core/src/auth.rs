@@ -8,9 +8,9 @@
 //! studies. A bearer token is verified by [`crate::jwt::JwtVerifier`] and resolves to its `sub`, `name`, `org`,
 //! `roles`, `studies` and `auth_time` claims (see [`crate::jwt`] for the rules).
 
+use crate::codec::hex;
 use crate::error::{Error, Result};
 use crate::jwt::JwtVerifier;
-use crate::sink::hex;
 use chrono::{DateTime, Utc};
 use ring::{hmac, rand::SecureRandom};
 use serde::{Deserialize, Serialize};
@@ -584,7 +584,7 @@ impl Authenticator {
             .keys
             .get_key(key_id)?
             .ok_or_else(|| Error::unauthorized("unknown_key", "the API key is not known"))?;
-        let expected = crate::sink::hex_decode(&record.secret_hash).unwrap_or_default();
+        let expected = crate::codec::hex_decode(&record.secret_hash).unwrap_or_default();
         // Constant-time comparison of the keyed hash.
         hmac::verify(&self.pepper, secret.as_bytes(), &expected)
             .map_err(|_| Error::unauthorized("unknown_key", "the API key is not known"))?;
@@ -626,7 +626,7 @@ impl Authenticator {
         let org = new.org.ok_or_else(|| {
             Error::validation("missing_org", "a key needs an organization").with_field("org")
         })?;
-        crate::sink::validate_name(&org, "org")?;
+        crate::name::validate_name(&org, "org")?;
         if new.expires_at.is_some_and(|t| t <= now) {
             return Err(Error::validation(
                 "invalid_expiry",
@@ -649,7 +649,7 @@ impl Authenticator {
         }
         for s in &new.studies {
             if s != "*" {
-                crate::sink::validate_name(s, "studies")?;
+                crate::name::validate_name(s, "studies")?;
             }
         }
         if new.name.is_empty() || new.name.len() > 200 || new.name.chars().any(char::is_control) {
@@ -706,18 +706,7 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
 
 /// CRC-32 (IEEE), for the API key checksum.
 fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    crc32fast::hash(data)
 }
 
 /// The API key operations of a store's transaction ([`crate::store::Tx`]).

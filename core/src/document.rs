@@ -571,7 +571,7 @@ impl Document {
         });
         let canonical = crate::audit::canonical_json(&value);
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
-        Ok(crate::sink::hex(digest.as_ref()))
+        Ok(crate::codec::hex(digest.as_ref()))
     }
 }
 

@@ -47,8 +47,9 @@
 //! `retention_days` and `retention.default_days`. Expiry deletes the artifacts' bytes but keeps the job record
 //! (now `expired`), its `manifest.json` and the audit trail; see [`crate::engine::Session::purge`].
 
+use crate::codec::hex;
 use crate::error::{Error, Result};
-use crate::sink::{hex, write_file_atomic};
+use crate::fsutil::write_file_atomic;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -350,14 +351,7 @@ impl Home {
         let text = fs::read_to_string(self.dir.join(SECRET))
             .map_err(|e| Error::io("cannot read the home secret", &e))?;
         let text = text.trim();
-        let bytes: Option<Vec<u8>> = (0..text.len())
-            .step_by(2)
-            .map(|i| {
-                text.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect();
-        match bytes {
+        match crate::codec::hex_decode(text) {
             Some(b) if b.len() >= 32 => Ok(b),
             _ => Err(Error::server(
                 "invalid_secret",
@@ -514,7 +508,7 @@ impl Home {
         deliver: Option<&mut Deliver<'_>>,
     ) -> Result<(Home, Option<String>)> {
         // Everything that can be refused is, before anything is written.
-        crate::sink::validate_name(&config.org, "org")?;
+        crate::name::validate_name(&config.org, "org")?;
         config.retention_by_kind()?;
         config.jobs.unwrap_or_default().check()?;
         config.rate_limit_policy()?;
@@ -550,7 +544,11 @@ impl Home {
         let mut pepper = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut pepper)
             .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
-        crate::sink::create_secret_file(&dir.join(SECRET), hex(&pepper).as_bytes(), "home secret")?;
+        crate::fsutil::create_secret_file(
+            &dir.join(SECRET),
+            hex(&pepper).as_bytes(),
+            "home secret",
+        )?;
         crate::failpoint::hit("init.secret.after");
         if config.encryption {
             crate::crypto::FileKeyProvider::create(dir.join(KEYS))?;
@@ -588,7 +586,7 @@ impl Home {
             .map_err(|e| Error::io("cannot write the home configuration", &e))?;
         crate::failpoint::hit("init.config.after");
         fs::remove_file(&marker)
-            .and_then(|()| crate::sink::sync_dir(dir))
+            .and_then(|()| crate::fsutil::sync_dir(dir))
             .map_err(|e| Error::io("cannot remove the init marker", &e))?;
         Ok((home, key))
     }
@@ -619,7 +617,7 @@ impl Home {
             let item = item.map_err(|e| Error::io("cannot list the source directory", &e))?;
             let is_dir = fs::metadata(item.path()).is_ok_and(|m| m.is_dir());
             if let (true, Some(name)) = (is_dir, item.file_name().to_str()) {
-                if crate::sink::validate_name(name, "study").is_ok() {
+                if crate::name::validate_name(name, "study").is_ok() {
                     studies.push(name.to_string());
                 }
             }
@@ -792,7 +790,7 @@ fn remove_init_remains(dir: &Path) -> Result<()> {
             }
         }
     }
-    crate::sink::sync_dir(dir).map_err(|e| Error::io("cannot sync the home directory", &e))
+    crate::fsutil::sync_dir(dir).map_err(|e| Error::io("cannot sync the home directory", &e))
 }
 
 /// A key derived from a home's secret for one purpose (HMAC-SHA256 of the purpose under the secret): separate
@@ -812,7 +810,7 @@ impl Home {
     pub fn open_store(&self) -> Result<crate::store::SqliteStore> {
         let row_key = derive_key(&self.pepper()?, "trialport row mac v1");
         // A new database file is made owner-only before SQLite opens it (its -wal and -shm files take its mode).
-        match crate::sink::owner_only_options()
+        match crate::fsutil::owner_only_options()
             .write(true)
             .create_new(true)
             .open(self.database_path())

@@ -380,7 +380,7 @@ pub fn inspect_package(
             .by_name(&entry.path)
             .map_err(|_| integrity("a file listed in the manifest is missing", &entry.path))?;
         // One byte more than recorded is enough to tell a mismatch; nothing beyond is inflated.
-        let (bytes, sha) = crate::sink::sha256_of(f.take(entry.bytes.saturating_add(1)))
+        let (bytes, sha) = crate::hashing::sha256_of(f.take(entry.bytes.saturating_add(1)))
             .map_err(|_| integrity("a file in the package is damaged", &entry.path))?;
         check_entry(entry, bytes, &sha)?;
     }
@@ -453,7 +453,7 @@ fn inspect_directory(
     }
     let manifest = read_manifest(&manifest_bytes)?;
     for entry in &manifest.files {
-        crate::sink::validate_path(&entry.path)?;
+        crate::name::validate_path(&entry.path)?;
     }
     let seen = walk_directory(root, &manifest)?;
     for entry in &manifest.files {
@@ -475,7 +475,7 @@ fn inspect_directory(
             ));
         }
         // One byte more than recorded is enough to tell a mismatch.
-        let (bytes, sha) = crate::sink::sha256_of(file.take(entry.bytes.saturating_add(1)))
+        let (bytes, sha) = crate::hashing::sha256_of(file.take(entry.bytes.saturating_add(1)))
             .map_err(|e| crate::Error::io("cannot read a package file", &e))?;
         check_entry(entry, bytes, &sha)?;
     }
@@ -642,7 +642,7 @@ fn check_zip_layout<R: std::io::Read + std::io::Seek>(
             .name()
             .map(|n| n.to_string())
             .map_err(|_| integrity("the package is damaged", "-"))?;
-        if crate::sink::validate_path(&name).is_err() {
+        if crate::name::validate_path(&name).is_err() {
             return Err(unsafe_package(
                 "the package holds an entry whose name is not a safe relative path",
                 "-",

@@ -8,8 +8,8 @@
 //! never stored: [`PasswordHash`] keeps a PBKDF2-HMAC-SHA256 derived key, its salt and iteration count, and is
 //! compared in constant time (`ring::pbkdf2::verify`).
 
+use crate::codec::{hex, hex_decode};
 use crate::error::{Error, Result};
-use crate::sink::{hex, hex_decode};
 use chrono::{DateTime, Utc};
 use ring::pbkdf2;
 use serde::{Deserialize, Serialize};

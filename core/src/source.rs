@@ -390,8 +390,8 @@ impl MemorySource {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<()> {
-        crate::sink::validate_name(study, "study")?;
-        crate::sink::validate_name(name, "dataset")?;
+        crate::name::validate_name(study, "study")?;
+        crate::name::validate_name(name, "dataset")?;
         let mut meta = DatasetMeta::from_schema(&schema);
         meta.name = name.to_string();
         let schema = DatasetMeta {

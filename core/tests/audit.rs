@@ -1295,7 +1295,7 @@ fn checkpoints_are_signed_by_the_engine_and_an_edited_or_foreign_one_is_refused(
     assert_eq!(signed.algorithm, "ed25519");
     assert_eq!(signed.key_id, e.signing_public_key().id());
     // The signature is an Ed25519 signature of the documented payload, checked with the public key alone.
-    let sig = trialport_core::sink::hex_decode(&signed.signature).unwrap();
+    let sig = trialport_core::codec::hex_decode(&signed.signature).unwrap();
     assert!(e.signing_public_key().verify(&cp.signed_payload(), &sig));
     let payload = String::from_utf8(cp.signed_payload()).unwrap();
     assert!(

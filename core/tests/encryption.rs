@@ -21,10 +21,11 @@ use trialport_core::crypto::{
 };
 use trialport_core::engine::{download_error, Engine};
 use trialport_core::error::Error;
+use trialport_core::hashing::sha256_of;
 use trialport_core::home::Home;
 use trialport_core::job::JobState;
 use trialport_core::request::ExportRequest;
-use trialport_core::sink::{sha256_of, MemorySink, Sink};
+use trialport_core::sink::{MemorySink, Sink};
 use trialport_core::source::MemorySource;
 use uuid::Uuid;
 

@@ -58,7 +58,7 @@ fn export_data_succeeds_with_artifacts_manifest_and_matching_checksums(cred: Cre
     let text = String::from_utf8(bytes.clone()).unwrap();
     assert_eq!(text.lines().count(), 11);
     assert!(text.starts_with("USUBJID|SEX|AGE|WEIGHT\nS1-000|F|20|50.5\n"));
-    let (n, sha) = trialport_core::sink::sha256_of(&bytes[..]).unwrap();
+    let (n, sha) = trialport_core::hashing::sha256_of(&bytes[..]).unwrap();
     assert_eq!(n, done.artifacts[0].bytes);
     assert_eq!(sha, done.artifacts[0].sha256);
     let manifest: serde_json::Value =
@@ -448,7 +448,7 @@ fn bulk_export_writes_a_zip_with_a_manifest(cred: Cred) {
             .unwrap()
             .read_to_end(&mut content)
             .unwrap();
-        let (n, sha) = trialport_core::sink::sha256_of(&content[..]).unwrap();
+        let (n, sha) = trialport_core::hashing::sha256_of(&content[..]).unwrap();
         assert_eq!(json!(n), f["bytes"]);
         assert_eq!(json!(sha), f["sha256"]);
     }

@@ -358,8 +358,12 @@ fn a_home_keeps_jwt_settings_in_its_configuration() {
     let mut home = Home::init(&home_dir, "acme", None).unwrap();
     assert_eq!(home.jwt_verifier().unwrap().map(|_| ()), None);
     // An HMAC secret file is refused unless only its owner may read and write it (mode 0600).
-    trialport_core::sink::create_secret_file(&dir.path().join("hs.secret"), SECRET, "test secret")
-        .unwrap();
+    trialport_core::fsutil::create_secret_file(
+        &dir.path().join("hs.secret"),
+        SECRET,
+        "test secret",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("short.secret"), &SECRET[..31]).unwrap();
     // Unusable settings are refused and not written.
     let bad = JwtConfig::with_keys(vec![JwtKeyConfig::new(
@@ -404,8 +408,12 @@ fn a_home_keeps_jwt_settings_in_its_configuration() {
 fn jwt_settings_parse_from_json_text_and_bad_text_is_a_validation_error() {
     let dir = tempfile::tempdir().unwrap();
     // An HMAC secret file is refused unless only its owner may read and write it (mode 0600).
-    trialport_core::sink::create_secret_file(&dir.path().join("hs.secret"), SECRET, "test secret")
-        .unwrap();
+    trialport_core::fsutil::create_secret_file(
+        &dir.path().join("hs.secret"),
+        SECRET,
+        "test secret",
+    )
+    .unwrap();
     let text = r#"{"keys": [{"path": "hs.secret", "alg": "HS256", "kid": "hs"}],
                    "issuers": ["https://idp.example"], "audiences": ["trialport"], "leeway_secs": 30}"#;
     let config = JwtConfig::from_json(text).unwrap();

@@ -121,7 +121,7 @@ fn secret(n: usize) -> Vec<u8> {
 
 /// Writes an HMAC secret file as a deployment must: readable and writable by its owner only (mode 0600).
 fn write_secret(path: &std::path::Path, bytes: &[u8]) {
-    trialport_core::sink::create_secret_file(path, bytes, "test secret").unwrap();
+    trialport_core::fsutil::create_secret_file(path, bytes, "test secret").unwrap();
 }
 
 fn claims() -> Value {

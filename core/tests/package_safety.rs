@@ -5,8 +5,8 @@
 
 use std::io::{Cursor, Write};
 use std::path::Path;
+use trialport_core::hashing::sha256_of;
 use trialport_core::manifest::{verify_package, MAX_PACKAGE_ENTRIES};
-use trialport_core::sink::sha256_of;
 use zip::write::SimpleFileOptions;
 
 fn manifest_for(files: &[(&str, &[u8])]) -> Vec<u8> {

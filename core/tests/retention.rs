@@ -181,7 +181,7 @@ impl Setup {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    trialport_core::sink::sha256_of(bytes).unwrap().1
+    trialport_core::hashing::sha256_of(bytes).unwrap().1
 }
 
 fn read(engine: &Engine, cred: &str, job: Uuid, artifact: Option<&str>) -> Result<Vec<u8>, Error> {

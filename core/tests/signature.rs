@@ -677,7 +677,7 @@ fn changing_any_byte_of_a_signed_package_fails_verification() {
     let mut bytes = std::fs::read(&dm).unwrap();
     bytes.extend_from_slice(b"S1-999|F|99|99.5\n");
     std::fs::write(&dm, &bytes).unwrap();
-    let (n, sha) = trialport_core::sink::sha256_of(bytes.as_slice()).unwrap();
+    let (n, sha) = trialport_core::hashing::sha256_of(bytes.as_slice()).unwrap();
     let mut m = manifest(dir.path());
     for f in m["files"].as_array_mut().unwrap() {
         if f["path"] == "dm.txt" {
@@ -1343,7 +1343,7 @@ fn forge_zip(from: &Path, to: &Path, change: impl Fn(&mut Value, &str, &mut Vec<
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).unwrap();
         change(&mut m, &name, &mut bytes);
-        let (n, sha) = trialport_core::sink::sha256_of(bytes.as_slice()).unwrap();
+        let (n, sha) = trialport_core::hashing::sha256_of(bytes.as_slice()).unwrap();
         for file in m["files"].as_array_mut().unwrap() {
             if file["path"] == name.as_str() {
                 file["bytes"] = json!(n);

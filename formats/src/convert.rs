@@ -41,8 +41,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use trialport_core::format::{Format, FormatOptions, FormatRegistry};
+use trialport_core::fsutil::sync_dir;
+use trialport_core::hashing::HashingWriter;
 use trialport_core::meta::DatasetMeta;
-use trialport_core::sink::{sync_dir, HashingWriter};
 use trialport_core::source::BatchStream;
 use trialport_core::{Error, Result};
 
@@ -1026,7 +1027,7 @@ mod tests {
         let w = f.commit().unwrap();
         let written = fs::read(&target).unwrap();
         assert_eq!(written, expected);
-        let (bytes, sha) = trialport_core::sink::sha256_of(&expected[..]).unwrap();
+        let (bytes, sha) = trialport_core::hashing::sha256_of(&expected[..]).unwrap();
         assert_eq!((w.bytes, w.sha256), (bytes, sha));
     }
 }

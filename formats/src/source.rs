@@ -15,7 +15,7 @@
 use crate::read;
 use std::path::{Path, PathBuf};
 use trialport_core::meta::DatasetMeta;
-use trialport_core::sink::validate_name;
+use trialport_core::name::validate_name;
 use trialport_core::source::{
     unknown_dataset, unknown_study, BatchStream, DataSource, DatasetInfo,
 };
@@ -162,7 +162,7 @@ impl DataSource for DirectorySource {
             let item = item.map_err(|e| Error::io("listing the source", &e))?;
             let is_dir = std::fs::metadata(item.path()).is_ok_and(|m| m.is_dir());
             if let (true, Some(name)) = (is_dir, item.file_name().to_str()) {
-                if trialport_core::sink::validate_name(name, "study").is_ok() {
+                if trialport_core::name::validate_name(name, "study").is_ok() {
                     out.push(name.to_string());
                 }
             }

@@ -16,11 +16,12 @@ use std::time::Duration;
 use trialport_core::clock::FixedClock;
 use trialport_core::engine::Engine;
 use trialport_core::format::{Described, Format, FormatOptions};
+use trialport_core::hashing::sha256_of;
 use trialport_core::job::{Job, JobState};
 use trialport_core::meta::DatasetMeta;
 use trialport_core::request::{ExportRequest, PackageContainer, PackageKind};
 use trialport_core::signature::{Meaning, SignatureRequest, SigningSettings};
-use trialport_core::sink::{sha256_of, LocalDirSink};
+use trialport_core::sink::LocalDirSink;
 use trialport_core::source::{DataSource, MemorySource};
 use trialport_formats::xpt::{self, XptFormat};
 

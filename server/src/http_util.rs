@@ -188,13 +188,10 @@ pub(crate) fn repr_digest(sha256_hex: &str) -> Option<String> {
     if sha256_hex.len() != 64 {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..64)
-        .step_by(2)
-        .map(|i| u8::from_str_radix(sha256_hex.get(i..i + 2)?, 16).ok())
-        .collect();
+    let bytes = trialport_core::codec::hex_decode(sha256_hex)?;
     Some(format!(
         "sha-256=:{}:",
-        base64::engine::general_purpose::STANDARD.encode(bytes?)
+        base64::engine::general_purpose::STANDARD.encode(bytes)
     ))
 }
 

@@ -567,7 +567,7 @@ fn write_spec<T: serde::Serialize>(path: &Path, spec: &T) -> Result<()> {
 
 /// Writes the demo key to a file only its owner can read.
 fn write_secret(path: &Path, key: &str) -> Result<()> {
-    trialport_core::sink::create_secret_file(path, format!("{key}\n").as_bytes(), "demo key")
+    trialport_core::fsutil::create_secret_file(path, format!("{key}\n").as_bytes(), "demo key")
 }
 
 fn eq(column: &str, value: &str) -> Filter {

@@ -75,8 +75,8 @@ pub mod export;
 pub use canonical::canonical_json;
 
 use crate::clock::Clock;
+use crate::codec::hex;
 use crate::error::{Error, Result};
-use crate::sink::hex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -65,7 +65,7 @@ impl AeadKey {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::sink::{hex, hex_decode};
+    use crate::codec::{hex, hex_decode};
 
     /// A known-answer case: key, IV, plaintext, AAD, ciphertext, tag (hex).
     struct Case {

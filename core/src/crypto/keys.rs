@@ -25,8 +25,8 @@
 //! - **old**: lower numbers: they unwrap the artifacts wrapped under them for as long as they exist.
 
 use super::aead::{AeadKey, KEY_LEN, NONCE_LEN, TAG_LEN};
+use crate::codec::hex;
 use crate::error::{Error, Result};
-use crate::sink::hex;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::collections::BTreeMap;
 use std::fs;
@@ -300,7 +300,7 @@ impl FileKeyProvider {
         aad
     }
 
-    /// Writes KEK number `n` exclusively (see [`crate::sink::create_secret_file`]): `None` when another process
+    /// Writes KEK number `n` exclusively (see [`crate::fsutil::create_secret_file`]): `None` when another process
     /// took the number first.
     fn write_new(&self, n: u32) -> Result<Option<String>> {
         let id = format!("kek-{n:04}");
@@ -309,7 +309,7 @@ impl FileKeyProvider {
             .fill(key.as_mut())
             .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
         let text = Zeroizing::new(format!("{}\n", hex(key.as_ref())));
-        match crate::sink::try_create_secret_file(&self.path_of(&id), text.as_bytes()) {
+        match crate::fsutil::try_create_secret_file(&self.path_of(&id), text.as_bytes()) {
             Ok(true) => Ok(Some(id)),
             Ok(false) => Ok(None),
             Err(e) => Err(Error::io("cannot write a key-encryption key", &e)),
@@ -400,7 +400,7 @@ impl KeyProvider for FileKeyProvider {
                 PendingName::Temp => {
                     // A key its process never named: nothing refers to it.
                     remove_if_present(&path)?;
-                    crate::sink::sync_dir(&self.dir)
+                    crate::fsutil::sync_dir(&self.dir)
                         .map_err(|e| Error::io("cannot sync the key directory", &e))?;
                 }
                 PendingName::Pending(n) => {
@@ -555,7 +555,7 @@ impl FilePending {
         ));
         let tmp = dir.join(format!(".{key_id}.pending.tmp-{}", hex(&random[16..])));
         let path = dir.join(format!("{key_id}.pending"));
-        let mut options = crate::sink::owner_only_options();
+        let mut options = crate::fsutil::owner_only_options();
         options.read(true).write(true).create_new(true);
         let mut file = options
             .open(&tmp)
@@ -592,7 +592,7 @@ impl FilePending {
             Box::new(pending).discard()?;
             return Err(rotation_in_progress());
         }
-        crate::sink::sync_dir(dir).map_err(|e| Error::io("cannot sync the key directory", &e))?;
+        crate::fsutil::sync_dir(dir).map_err(|e| Error::io("cannot sync the key directory", &e))?;
         Ok(pending)
     }
 
@@ -625,7 +625,7 @@ impl FilePending {
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(invalid)?;
         let digits = field("key").ok_or_else(invalid)?;
-        let bytes = Zeroizing::new(crate::sink::hex_decode(digits).ok_or_else(invalid)?);
+        let bytes = Zeroizing::new(crate::codec::hex_decode(digits).ok_or_else(invalid)?);
         if named != key_id
             || rotation_id.len() != 32
             || !rotation_id.bytes().all(|b| b.is_ascii_hexdigit())
@@ -665,7 +665,7 @@ impl PendingKey for FilePending {
             "{}\n",
             Zeroizing::new(hex(self.key.as_ref())).as_str()
         ));
-        match crate::sink::try_create_secret_file(&path, text.as_bytes()) {
+        match crate::fsutil::try_create_secret_file(&path, text.as_bytes()) {
             Ok(true) => {}
             Ok(false) => {
                 // Made current before, by a process stopped before it removed the pending file.
@@ -685,12 +685,14 @@ impl PendingKey for FilePending {
         }
         crate::failpoint::hit("kek.current.after");
         remove_if_present(&self.pending_path())?;
-        crate::sink::sync_dir(&self.dir).map_err(|e| Error::io("cannot sync the key directory", &e))
+        crate::fsutil::sync_dir(&self.dir)
+            .map_err(|e| Error::io("cannot sync the key directory", &e))
     }
 
     fn discard(self: Box<Self>) -> Result<()> {
         remove_if_present(&self.pending_path())?;
-        crate::sink::sync_dir(&self.dir).map_err(|e| Error::io("cannot sync the key directory", &e))
+        crate::fsutil::sync_dir(&self.dir)
+            .map_err(|e| Error::io("cannot sync the key directory", &e))
     }
 }
 
@@ -779,7 +781,7 @@ mod tests {
         let dk = DataKey::from_bytes([0x5a; 32]);
         let wrapped = p.wrap("kek-0001", &dk, b"the context").unwrap();
         let text = fs::read_to_string(dir.path().join("kek-0001.key")).unwrap();
-        let kek = crate::sink::hex_decode(text.trim()).unwrap();
+        let kek = crate::codec::hex_decode(text.trim()).unwrap();
         let mut aad = b"trialport/kek-wrap/v1".to_vec();
         aad.push(8);
         aad.extend_from_slice(b"kek-0001");

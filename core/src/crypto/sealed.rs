@@ -12,8 +12,8 @@
 
 use super::aead::{AeadKey, KEY_LEN, NONCE_LEN, TAG_LEN};
 use super::keys::{DataKey, KeyProvider};
+use crate::codec::{hex, hex_decode};
 use crate::error::{Error, Result};
-use crate::sink::{hex, hex_decode};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;

@@ -3,7 +3,8 @@
 use super::keys::KeyProvider;
 use super::stream::{DecryptingReader, EncryptingWriter, DEFAULT_SEGMENT_SIZE};
 use crate::error::Result;
-use crate::sink::{validate_path, ArtifactReceipt, Sink, SinkWriter};
+use crate::name::validate_path;
+use crate::sink::{ArtifactReceipt, Sink, SinkWriter};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 

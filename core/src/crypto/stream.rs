@@ -3,8 +3,8 @@
 use super::aead::{AeadKey, NONCE_LEN, TAG_LEN};
 use super::integrity_error;
 use super::keys::{valid_key_id, DataKey, KeyProvider};
+use crate::codec::hex;
 use crate::error::{Error, Result};
-use crate::sink::hex;
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::io::{self, Read, Write};

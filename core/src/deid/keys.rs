@@ -6,8 +6,8 @@
 //! `HMAC-SHA256(key, "trialport.deid.key-id.v1")`, names the key in manifests and audit events without revealing
 //! it: two homes that share the key file have the same key id, and so give the same pseudonyms and shifts.
 
+use crate::codec::{hex, hex_decode};
 use crate::error::{Error, Result};
-use crate::sink::{hex, hex_decode};
 use ring::hmac;
 use std::fs;
 use std::path::Path;
@@ -76,7 +76,7 @@ impl DeidKey {
     pub fn create_file(path: &Path) -> Result<Self> {
         let key = DeidKey::generate()?;
         let text = Zeroizing::new(format!("{}\n", hex(key.key.as_ref())));
-        crate::sink::create_secret_file(path, text.as_bytes(), "de-identification key")?;
+        crate::fsutil::create_secret_file(path, text.as_bytes(), "de-identification key")?;
         Ok(key)
     }
 

@@ -493,7 +493,7 @@ fn pseudonyms_follow_the_documented_construction() {
         &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, sub.as_ref()),
         &msg,
     );
-    let expected = format!("PS{}", crate::sink::hex(&tag.as_ref()[..16]));
+    let expected = format!("PS{}", crate::codec::hex(&tag.as_ref()[..16]));
     assert_eq!(ids[0].as_deref(), Some(expected.as_str()));
     assert_eq!(ids[0], ids[2]);
     // Stable with the key, different with another key or study.

@@ -4,9 +4,9 @@
 //! (its surrogate code, pseudonym or date offset), so memory grows with subjects, never with rows.
 
 use super::{Action, DeidKey, Kind, Plan, Policy, Profile, Zip3List};
+use crate::codec::hex;
 use crate::error::{Error, Result};
 use crate::meta::{ColumnMeta, DatasetMeta};
-use crate::sink::hex;
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, StringArray, StringBuilder,
 };

@@ -47,7 +47,7 @@ pub(crate) fn owner_id() -> String {
     format!(
         "{host}:{}:{}",
         std::process::id(),
-        crate::sink::hex(&random)
+        crate::codec::hex(&random)
     )
 }
 

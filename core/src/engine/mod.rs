@@ -988,9 +988,9 @@ impl Engine {
         reason: &str,
         adopted: bool,
     ) -> Result<Vec<String>> {
-        crate::sink::validate_name(org, "org")?;
+        crate::name::validate_name(org, "org")?;
         for s in studies {
-            crate::sink::validate_name(s, "study")?;
+            crate::name::validate_name(s, "study")?;
         }
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -1042,7 +1042,7 @@ impl Engine {
     /// # Errors
     /// EXP004 `already_initialized`; EXP005.
     pub fn create_initial_admin_key(&self, org: &str) -> Result<String> {
-        crate::sink::validate_name(org, "org")?;
+        crate::name::validate_name(org, "org")?;
         let inner = &self.inner;
         let (text, rec) = inner.auth.new_key(
             NewApiKey {

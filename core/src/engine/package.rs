@@ -25,9 +25,10 @@ use super::run::{
 };
 use crate::error::{Error, ErrorCode};
 use crate::format::{Described, Format, FormatOptions, StudyInfo};
+use crate::hashing::HashingWriter;
 use crate::manifest::ManifestEntry;
 use crate::request::{DatasetSelection, ExportContent, ExportRequest, PackageContainer};
-use crate::sink::{HashingWriter, SinkWriter};
+use crate::sink::SinkWriter;
 use serde_json::Value;
 use std::io::{self, Write};
 

@@ -468,7 +468,7 @@ impl<'e> Session<'e> {
             let p = call.principal();
             let org = org.unwrap_or(&p.org);
             authorize(p, Permission::KeysManage, org, None)?;
-            crate::sink::validate_name(org, "org")?;
+            crate::name::validate_name(org, "org")?;
             call.set_scope(org, None);
             let keys: Vec<ApiKeyInfo> = self
                 .inner
@@ -556,7 +556,7 @@ impl<'e> Session<'e> {
             cp.signed = Some(crate::audit::CheckpointSignature {
                 algorithm: "ed25519".into(),
                 key_id: key.public_key().id(),
-                signature: crate::sink::hex(&key.sign(&cp.signed_payload())),
+                signature: crate::codec::hex(&key.sign(&cp.signed_payload())),
             });
             Ok(Done {
                 target: "audit".into(),
@@ -645,8 +645,8 @@ impl<'e> Session<'e> {
         self.call("add_study", format!("study:{study}"), |call| {
             let p = call.principal();
             authorize(p, Permission::StudiesManage, org, Some(study))?;
-            crate::sink::validate_name(study, "study")?;
-            crate::sink::validate_name(org, "org")?;
+            crate::name::validate_name(study, "study")?;
+            crate::name::validate_name(org, "org")?;
             call.set_scope(org, Some(study));
             let record = StudyRecord {
                 study: study.to_string(),
@@ -735,7 +735,7 @@ fn check_checkpoint_signature(inner: &Inner, checkpoint: &Checkpoint) -> Result<
             "the checkpoint was signed by another key than this engine's",
         ));
     }
-    let bytes = crate::sink::hex_decode(&sig.signature)
+    let bytes = crate::codec::hex_decode(&sig.signature)
         .ok_or_else(|| refused("the checkpoint's signature is not hex"))?;
     if !public.verify(&checkpoint.signed_payload(), &bytes) {
         return Err(refused(

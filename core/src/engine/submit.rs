@@ -111,7 +111,7 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
     if request.identifiable {
         authorize(p, Permission::IdentifiableData, &p.org, Some(&study))?;
     }
-    crate::sink::validate_name(&study, "study")?;
+    crate::name::validate_name(&study, "study")?;
     // The study is the caller's organization's (one resolution for every operation, see `Inner::resolve_study`).
     inner.resolve_study(&p.org, &study)?;
     // 2. What is asked.
@@ -290,7 +290,7 @@ fn check_selections(inner: &Inner, study: &str, selections: &[DatasetSelection])
     }
     let mut seen = BTreeSet::new();
     for s in selections {
-        crate::sink::validate_name(s.name(), "datasets")?;
+        crate::name::validate_name(s.name(), "datasets")?;
         if !seen.insert(s.name().to_ascii_lowercase()) {
             return Err(Error::validation(
                 "duplicate_dataset",

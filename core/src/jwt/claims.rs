@@ -149,7 +149,7 @@ pub(crate) fn principal(
         None => sub.to_string(),
     };
     let org = string(c, "org")?.ok_or_else(|| missing("org"))?;
-    if crate::sink::validate_name(org, "org").is_err() {
+    if crate::name::validate_name(org, "org").is_err() {
         return Err(invalid_claim("org"));
     }
     let roles = strings(c, "roles")?
@@ -167,7 +167,7 @@ pub(crate) fn principal(
     let studies = strings(c, "studies")?;
     if studies
         .iter()
-        .any(|s| *s != "*" && crate::sink::validate_name(s, "studies").is_err())
+        .any(|s| *s != "*" && crate::name::validate_name(s, "studies").is_err())
     {
         return Err(invalid_claim("studies"));
     }

@@ -1,6 +1,8 @@
-//! Strict decoders for what a token and a key file are made of: base64 (URL-safe and standard), DER and JSON
-//! objects without duplicate member names.
+//! Strict decoders for what a token is made of: base64url and JSON objects without duplicate member names (key
+//! files' PEM and DER are read by the `pem`, `spki` and `der` crates, see `keys`).
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::cell::Cell;
@@ -9,79 +11,8 @@ use std::fmt;
 /// Decodes unpadded base64url (RFC 7515 §2) strictly: no padding, no whitespace, no other alphabet, and the
 /// unused bits of the last character must be zero, so that every byte string has exactly one encoding.
 pub(crate) fn base64url(text: &[u8]) -> Option<Vec<u8>> {
-    decode(text, url_digit)
-}
-
-/// Decodes standard base64 (RFC 4648 §4) as found in PEM bodies: whitespace is skipped and `=` padding is
-/// required to complete the last group.
-pub(crate) fn base64_standard(text: &[u8]) -> Option<Vec<u8>> {
-    let compact: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    if !compact.len().is_multiple_of(4) {
-        return None;
-    }
-    let body = compact
-        .strip_suffix(b"==")
-        .or_else(|| compact.strip_suffix(b"="))
-        .unwrap_or(&compact);
-    decode(body, standard_digit)
-}
-
-fn url_digit(b: u8) -> Option<u8> {
-    match b {
-        b'A'..=b'Z' => Some(b - b'A'),
-        b'a'..=b'z' => Some(b - b'a' + 26),
-        b'0'..=b'9' => Some(b - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
-    }
-}
-
-fn standard_digit(b: u8) -> Option<u8> {
-    match b {
-        b'+' => Some(62),
-        b'/' => Some(63),
-        b'-' | b'_' => None,
-        _ => url_digit(b),
-    }
-}
-
-/// Decodes unpadded base64 with the given alphabet; `None` for a character outside it, a length that cannot be
-/// whole bytes, or non-zero unused bits.
-fn decode(text: &[u8], digit: fn(u8) -> Option<u8>) -> Option<Vec<u8>> {
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
-    for chunk in text.chunks(4) {
-        let mut acc: u32 = 0;
-        for &c in chunk {
-            acc = (acc << 6) | u32::from(digit(c)?);
-        }
-        match chunk.len() {
-            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
-            3 => {
-                // 18 bits: 16 used, 2 must be zero.
-                if acc & 0b11 != 0 {
-                    return None;
-                }
-                out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
-            }
-            2 => {
-                // 12 bits: 8 used, 4 must be zero.
-                if acc & 0b1111 != 0 {
-                    return None;
-                }
-                out.push((acc >> 4) as u8);
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
+    // The engine refuses padding (`RequireNone`) and non-zero unused bits (`decode_allow_trailing_bits` off).
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 /// Why strict JSON parsing failed.
@@ -187,102 +118,6 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
 }
 
-/// A reader of DER (X.690) tag-length-value items, enough for public keys.
-pub(crate) struct Der<'a> {
-    rest: &'a [u8],
-}
-
-/// DER tags used by public keys.
-pub(crate) mod tag {
-    /// INTEGER.
-    pub const INTEGER: u8 = 0x02;
-    /// BIT STRING.
-    pub const BIT_STRING: u8 = 0x03;
-    /// NULL.
-    pub const NULL: u8 = 0x05;
-    /// OBJECT IDENTIFIER.
-    pub const OID: u8 = 0x06;
-    /// SEQUENCE (constructed).
-    pub const SEQUENCE: u8 = 0x30;
-}
-
-impl<'a> Der<'a> {
-    /// A reader over `bytes`.
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Der { rest: bytes }
-    }
-
-    /// Whether everything was read.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    /// The tag of the next item, if any.
-    pub(crate) fn peek(&self) -> Option<u8> {
-        self.rest.first().copied()
-    }
-
-    /// Reads one item that must have tag `want`; returns its contents.
-    pub(crate) fn read(&mut self, want: u8) -> Option<&'a [u8]> {
-        let (&t, rest) = self.rest.split_first()?;
-        if t != want {
-            return None;
-        }
-        let (&first, mut rest) = rest.split_first()?;
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            // Long form: 1 to 4 length bytes, minimal (no leading zero, not below 128).
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let (bytes, after) = rest.split_at(n);
-            rest = after;
-            if bytes[0] == 0 {
-                return None;
-            }
-            let len = bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-            if len < 0x80 {
-                return None;
-            }
-            len
-        };
-        if rest.len() < len {
-            return None;
-        }
-        let (content, after) = rest.split_at(len);
-        self.rest = after;
-        Some(content)
-    }
-
-    /// Reads a non-negative INTEGER; returns its big-endian magnitude without leading zeros.
-    pub(crate) fn unsigned_integer(&mut self) -> Option<&'a [u8]> {
-        let content = self.read(tag::INTEGER)?;
-        match content {
-            [] => None,
-            [first, ..] if first & 0x80 != 0 => None,
-            _ => {
-                let start = content
-                    .iter()
-                    .position(|&b| b != 0)
-                    .unwrap_or(content.len());
-                Some(&content[start..])
-            }
-        }
-    }
-
-    /// Reads a BIT STRING without unused bits; returns its bytes.
-    pub(crate) fn bit_string(&mut self) -> Option<&'a [u8]> {
-        match self.read(tag::BIT_STRING)? {
-            [0, bits @ ..] => Some(bits),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,17 +154,6 @@ mod tests {
     }
 
     #[test]
-    fn base64_standard_needs_padding_and_skips_whitespace() {
-        assert_eq!(
-            base64_standard(b"Zm9v\nYmE=\n").as_deref(),
-            Some(&b"fooba"[..])
-        );
-        assert_eq!(base64_standard(b"Zg==").as_deref(), Some(&b"f"[..]));
-        assert_eq!(base64_standard(b"Zg"), None);
-        assert_eq!(base64_standard(b"-_8="), None);
-    }
-
-    #[test]
     fn strict_json_refuses_duplicates_at_any_depth() {
         assert_eq!(
             strict_json(br#"{"a":1,"b":{"c":[1,{"d":2}]}}"#).unwrap()["b"]["c"][1]["d"],
@@ -350,21 +174,5 @@ mod tests {
         );
         assert_eq!(strict_json(b"{} x"), Err(JsonError::Invalid));
         assert_eq!(strict_json(b"\xff"), Err(JsonError::Invalid));
-    }
-
-    #[test]
-    fn der_lengths_are_minimal_and_bounded() {
-        assert_eq!(
-            Der::new(&[0x02, 0x01, 0x05]).unsigned_integer(),
-            Some(&[5u8][..])
-        );
-        assert_eq!(
-            Der::new(&[0x02, 0x02, 0x00, 0x80]).unsigned_integer(),
-            Some(&[0x80u8][..])
-        );
-        assert_eq!(Der::new(&[0x02, 0x01, 0x80]).unsigned_integer(), None);
-        assert_eq!(Der::new(&[0x02, 0x81, 0x01, 0x05]).read(0x02), None);
-        assert_eq!(Der::new(&[0x02, 0x05, 0x01]).read(0x02), None);
-        assert_eq!(Der::new(&[0x02, 0x85, 1, 1, 1, 1, 1]).read(0x02), None);
     }
 }

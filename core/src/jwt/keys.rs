@@ -1,9 +1,11 @@
 //! Verification keys: HMAC secrets, PEM public keys (SPKI, or PKCS#1 for RSA) and JWK / JWK Set documents, each
 //! pinned to one [`Algorithm`] when it is loaded.
 
-use super::encoding::{base64_standard, base64url, strict_json, tag, Der, JsonError};
+use super::encoding::{base64url, strict_json, JsonError};
 use super::Algorithm;
 use crate::error::{Error, Result};
+use der::asn1::{ObjectIdentifier, UintRef};
+use der::{Decode, Reader, SliceReader};
 use ring::{hmac, signature};
 use serde_json::Value;
 
@@ -54,10 +56,10 @@ fn bad_key(message: &str) -> Error {
     )
 }
 
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// The smallest and largest RSA moduli accepted, in bits (ring's `*_2048_8192_*` verification limits).
 const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
@@ -279,68 +281,64 @@ fn bit_len(n: &[u8]) -> usize {
     }
 }
 
-/// The label and DER bytes of the one PEM block in `text`.
+/// The label and DER bytes of the one PEM block in `text` (text before it is allowed).
+///
+/// The `pem` crate reads the framing and the base64; the checks around it keep the body as strict as RFC 7468
+/// text: one block only, base64 with ASCII whitespace (blank lines included) and no encapsulated headers.
 fn pem(text: &[u8]) -> Result<(String, Vec<u8>)> {
     let text = std::str::from_utf8(text).map_err(|_| bad_key("PEM is not text"))?;
-    let begin = text
-        .find("-----BEGIN ")
-        .ok_or_else(|| bad_key("no PEM block"))?;
-    let after = &text[begin + "-----BEGIN ".len()..];
-    let label_end = after
-        .find("-----")
-        .ok_or_else(|| bad_key("malformed PEM header"))?;
-    let label = &after[..label_end];
-    let body_start = &after[label_end + 5..];
-    let end_marker = format!("-----END {label}-----");
-    let body_end = body_start
-        .find(&end_marker)
-        .ok_or_else(|| bad_key("no PEM end line"))?;
-    let rest = &body_start[body_end + end_marker.len()..];
-    if rest.contains("-----BEGIN ") {
-        return Err(bad_key("one key per PEM file"));
+    match text.matches("-----BEGIN ").count() {
+        0 => return Err(bad_key("no PEM block")),
+        1 => {}
+        _ => return Err(bad_key("one key per PEM file")),
     }
-    let body = &body_start[..body_end];
-    if body.contains(':') {
+    // The crate skips any Unicode whitespace in the body, and reads the lines before a blank line as headers.
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() && !c.is_ascii_whitespace())
+    {
+        return Err(bad_key("malformed PEM base64"));
+    }
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let block = ::pem::parse(lines.join("\n")).map_err(|e| match e {
+        ::pem::PemError::InvalidData(_) | ::pem::PemError::InvalidHeader(_)
+            if text.contains(':') =>
+        {
+            bad_key("encrypted or annotated PEM is not supported")
+        }
+        ::pem::PemError::InvalidData(_) => bad_key("malformed PEM base64"),
+        ::pem::PemError::MissingBeginTag => bad_key("malformed PEM header"),
+        _ => bad_key("no PEM end line"),
+    })?;
+    if block.headers().iter().next().is_some() {
         return Err(bad_key("encrypted or annotated PEM is not supported"));
     }
-    let der = base64_standard(body.as_bytes()).ok_or_else(|| bad_key("malformed PEM base64"))?;
-    Ok((label.to_string(), der))
+    Ok((block.tag().to_string(), block.into_contents()))
 }
 
-/// A SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) with an RSA, EC P-256 or Ed25519 key.
+/// A SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) with an RSA, EC P-256 or Ed25519 key. The `spki` and `der` crates
+/// read it as strict DER: minimal lengths, nothing after the structure, a BIT STRING without unused bits.
 fn spki(der: &[u8]) -> Result<Material> {
     let malformed = || bad_key("malformed SubjectPublicKeyInfo");
-    let mut outer = Der::new(der);
-    let seq = outer.read(tag::SEQUENCE).ok_or_else(malformed)?;
-    if !outer.is_empty() {
-        return Err(malformed());
-    }
-    let mut spki = Der::new(seq);
-    let algorithm = spki.read(tag::SEQUENCE).ok_or_else(malformed)?;
-    let key = spki.bit_string().ok_or_else(malformed)?;
-    if !spki.is_empty() {
-        return Err(malformed());
-    }
-    let mut alg = Der::new(algorithm);
-    let oid = alg.read(tag::OID).ok_or_else(malformed)?;
+    let info = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|_| malformed())?;
+    let key = info.subject_public_key.as_bytes().ok_or_else(malformed)?;
+    let params = info.algorithm.parameters;
+    let oid = info.algorithm.oid;
     if oid == OID_RSA {
         // Parameters: NULL (required by RFC 3279, tolerated when absent).
-        if alg.peek() == Some(tag::NULL) && alg.read(tag::NULL) != Some(&[]) {
-            return Err(malformed());
-        }
-        if !alg.is_empty() {
+        if params.is_some_and(|p| !p.is_null()) {
             return Err(malformed());
         }
         let (n, e) = rsa_public_key(key).ok_or_else(|| bad_key("malformed RSA key"))?;
         Ok(Material::Rsa { n, e })
     } else if oid == OID_EC_PUBLIC_KEY {
-        let curve = alg.read(tag::OID).ok_or_else(malformed)?;
-        if curve != OID_P256 || !alg.is_empty() {
+        let curve = params.ok_or_else(malformed)?;
+        if curve.decode_as::<ObjectIdentifier>().ok() != Some(OID_P256) {
             return Err(bad_key("only the P-256 curve is supported for EC keys"));
         }
         ec_point(key.to_vec())
     } else if oid == OID_ED25519 {
-        if !alg.is_empty() {
+        if params.is_some() {
             return Err(malformed());
         }
         ed25519(key.to_vec())
@@ -351,17 +349,20 @@ fn spki(der: &[u8]) -> Result<Material> {
     }
 }
 
-/// PKCS#1 RSAPublicKey: `SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+/// PKCS#1 RSAPublicKey: `SEQUENCE { modulus INTEGER, publicExponent INTEGER }`, both non-negative and minimally
+/// encoded; returned big-endian without leading zeros.
 fn rsa_public_key(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let mut outer = Der::new(der);
-    let seq = outer.read(tag::SEQUENCE)?;
-    if !outer.is_empty() {
-        return None;
-    }
-    let mut seq = Der::new(seq);
-    let n = seq.unsigned_integer()?;
-    let e = seq.unsigned_integer()?;
-    (seq.is_empty() && !n.is_empty() && !e.is_empty()).then(|| (n.to_vec(), e.to_vec()))
+    let mut reader = SliceReader::new(der).ok()?;
+    let (n, e) = reader
+        .sequence(|seq| Ok((UintRef::decode(seq)?, UintRef::decode(seq)?)))
+        .ok()?;
+    reader.finish(()).ok()?;
+    let strip = |v: &[u8]| {
+        let start = v.iter().position(|&b| b != 0).unwrap_or(v.len());
+        v[start..].to_vec()
+    };
+    let (n, e) = (strip(n.as_bytes()), strip(e.as_bytes()));
+    (!n.is_empty() && !e.is_empty()).then_some((n, e))
 }
 
 fn ec_point(point: Vec<u8>) -> Result<Material> {
@@ -479,6 +480,69 @@ fn jwk(k: &Value, configured: Option<Algorithm>, kid: Option<&str>) -> Result<Jw
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The DER bytes of a PEM block with base64 body `body`, if it is read.
+    fn pem_body(body: &str) -> Option<Vec<u8>> {
+        pem(format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n").as_bytes())
+            .ok()
+            .map(|(_, der)| der)
+    }
+
+    #[test]
+    fn base64_standard_needs_padding_and_skips_whitespace() {
+        // PEM bodies: standard base64, padded, ASCII whitespace skipped.
+        assert_eq!(pem_body("Zm9v\nYmE=\n").as_deref(), Some(&b"fooba"[..]));
+        assert_eq!(pem_body("Zg==").as_deref(), Some(&b"f"[..]));
+        assert_eq!(pem_body("Zg"), None);
+        assert_eq!(pem_body("-_8="), None);
+    }
+
+    #[test]
+    fn pem_framing_stays_strict_around_the_crate() {
+        // Blank lines in the body are whitespace; Unicode whitespace is not.
+        assert_eq!(pem_body("Zm9v\n\nYmE=\n").as_deref(), Some(&b"fooba"[..]));
+        assert_eq!(pem_body("Zm9v\u{a0}YmE="), None);
+        assert_eq!(pem_body("Zm9v\u{b}YmE="), None);
+        // Headers (encrypted PEM), a second block, a mismatched end line, no block: refused.
+        assert_eq!(pem_body("Proc-Type: 4,ENCRYPTED\n\nZg=="), None);
+        assert_eq!(pem_body("Proc-Type: 4,ENCRYPTED\nZg=="), None);
+        let two = "-----BEGIN PUBLIC KEY-----\nZg==\n-----END PUBLIC KEY-----\n".repeat(2);
+        assert!(pem(two.as_bytes()).is_err());
+        assert!(pem(b"-----BEGIN PUBLIC KEY-----\nZg==\n-----END RSA PUBLIC KEY-----\n").is_err());
+        assert!(pem(b"Zg==").is_err());
+        // Text before the block is allowed.
+        let (label, der) =
+            pem(b"a comment: key 1\n-----BEGIN PUBLIC KEY-----\nZg==\n-----END PUBLIC KEY-----\n")
+                .unwrap();
+        assert_eq!((label.as_str(), der.as_slice()), ("PUBLIC KEY", &b"f"[..]));
+    }
+
+    #[test]
+    fn der_lengths_are_minimal_and_bounded() {
+        let uint = |der: &[u8]| UintRef::from_der(der).ok().map(|u| u.as_bytes().to_vec());
+        assert_eq!(uint(&[0x02, 0x01, 0x05]), Some(vec![5u8]));
+        assert_eq!(uint(&[0x02, 0x02, 0x00, 0x80]), Some(vec![0x80u8]));
+        assert_eq!(uint(&[0x02, 0x01, 0x80]), None);
+        let any = |der: &[u8]| der::asn1::AnyRef::from_der(der).is_ok();
+        assert!(any(&[0x02, 0x01, 0x05]));
+        assert!(!any(&[0x02, 0x81, 0x01, 0x05]));
+        assert!(!any(&[0x02, 0x05, 0x01]));
+        assert!(!any(&[0x02, 0x85, 1, 1, 1, 1, 1]));
+        // PKCS#1: a whole SEQUENCE of two positive INTEGERs, nothing after it.
+        assert_eq!(
+            rsa_public_key(&[0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x03]),
+            Some((vec![5], vec![3]))
+        );
+        assert_eq!(
+            rsa_public_key(&[0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x03, 0x00]),
+            None
+        );
+        assert_eq!(
+            rsa_public_key(&[0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x83]),
+            None
+        );
+        assert_eq!(rsa_public_key(&[0x30, 0x03, 0x02, 0x01, 0x05]), None);
+    }
 
     #[test]
     fn debug_output_hides_the_material() {

@@ -6,8 +6,8 @@
 //! signature records without revealing anything.
 
 use super::base64;
+use crate::codec::hex;
 use crate::error::{Error, Result};
-use crate::sink::hex;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use std::fs;
 use std::path::Path;
@@ -99,7 +99,7 @@ impl SigningKey {
         let pkcs8 = fresh_pkcs8()?;
         let key = SigningKey::from_pkcs8(&pkcs8)?;
         let text = Zeroizing::new(pem(PRIVATE_PEM, &pkcs8));
-        crate::sink::create_secret_file(path, text.as_bytes(), "signing key")?;
+        crate::fsutil::create_secret_file(path, text.as_bytes(), "signing key")?;
         Ok(key)
     }
 
@@ -218,23 +218,29 @@ fn fresh_pkcs8() -> Result<Zeroizing<Vec<u8>>> {
 
 /// PEM text of one DER document, lines of 64 characters.
 fn pem(label: &str, der: &[u8]) -> String {
-    let body = base64::encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    let config = ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF);
+    ::pem::encode_config(&::pem::Pem::new(label, der), config)
 }
 
 /// The DER document of PEM text with `label`; `None` when the text is not that.
+///
+/// Stricter than the `pem` crate alone: the text (surrounding whitespace aside) is the one block and nothing
+/// else, without headers, and its body is base64 with ASCII whitespace only.
 fn unpem(text: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let body = text.trim().strip_prefix(&begin)?.strip_suffix(&end)?;
-    let joined: String = body.split_whitespace().collect();
-    base64::decode(&joined)
+    let text = text.trim();
+    let whole = text.starts_with(&format!("-----BEGIN {label}-----"))
+        && text.ends_with(&format!("-----END {label}-----"))
+        && text.matches("-----BEGIN ").count() == 1
+        && text.matches("-----END ").count() == 1
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() && !c.is_ascii_whitespace());
+    if !whole {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let block = ::pem::parse(lines.join("\n")).ok()?;
+    (block.tag() == label && block.headers().iter().next().is_none()).then(|| block.into_contents())
 }
 
 #[cfg(test)]
@@ -309,11 +315,11 @@ mod tests {
     #[test]
     fn ed25519_matches_rfc8032_test_vector_1() {
         // RFC 8032 §7.1, TEST 1: the empty message.
-        let public = crate::sink::hex_decode(
+        let public = crate::codec::hex_decode(
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
         )
         .unwrap();
-        let sig = crate::sink::hex_decode(
+        let sig = crate::codec::hex_decode(
             "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155\
              5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
         )
@@ -323,7 +329,7 @@ mod tests {
         // The same seed as a PKCS#8 v1 document (RFC 8410 §10.3 layout) signs the same bytes.
         let mut der = PKCS8_V1_PREFIX.to_vec();
         der.extend(
-            crate::sink::hex_decode(
+            crate::codec::hex_decode(
                 "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
             )
             .unwrap(),

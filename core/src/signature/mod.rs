@@ -77,9 +77,9 @@ pub use verifier::{
 
 use crate::audit::canonical_json;
 use crate::auth::Principal;
+use crate::codec::hex;
 use crate::error::{Error, Result};
 use crate::signer::SignerCredential;
-use crate::sink::hex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -34,7 +34,6 @@ use arrow::record_batch::RecordBatch;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek, Write};
-use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -154,53 +153,10 @@ enum Spool {
         /// `bytes` when the batches' sharing was last looked at (see [`XptWriter::write`]).
         checked: usize,
     },
+    /// An unnamed spool file (see [`crate::spool::tempfile`]): nothing is left behind, even by a killed process.
     Disk {
         writer: Box<StreamWriter<BufWriter<File>>>,
-        file: SpoolFile,
     },
-}
-
-/// A spool file in the system temporary directory, deleted when dropped.
-struct SpoolFile {
-    path: PathBuf,
-}
-
-impl SpoolFile {
-    fn create() -> Result<(File, SpoolFile)> {
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = std::env::temp_dir();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        for _ in 0..16 {
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = dir.join(format!(
-                "trialport-xpt-{}-{nanos:09}-{n}.arrows",
-                std::process::id()
-            ));
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(f) => return Ok((f, SpoolFile { path })),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io("cannot create the XPT spool file", &e)),
-            }
-        }
-        Err(Error::server(
-            "io_error",
-            "cannot create the XPT spool file: names exhausted",
-        ))
-    }
-}
-
-impl Drop for SpoolFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// A streaming SAS XPORT writer: [`XptWriter::try_new`], [`XptWriter::write`] any number of times,
@@ -732,7 +688,8 @@ impl<W: Write> XptWriter<W> {
                 };
                 batches.push(batch);
                 if over {
-                    let (file, guard) = SpoolFile::create()?;
+                    let file = crate::spool::tempfile()
+                        .map_err(|e| Error::io("cannot create the XPT spool file", &e))?;
                     let mut writer = StreamWriter::try_new(
                         BufWriter::with_capacity(1 << 20, file),
                         &self.spool_schema,
@@ -743,7 +700,6 @@ impl<W: Write> XptWriter<W> {
                     }
                     self.spool = Some(Spool::Disk {
                         writer: Box::new(writer),
-                        file: guard,
                     });
                 }
             }
@@ -936,7 +892,7 @@ impl<W: Write> XptWriter<W> {
                         self.replay(&b)?;
                     }
                 }
-                Spool::Disk { writer, file } => {
+                Spool::Disk { writer } => {
                     let read_err = |e: arrow::error::ArrowError| match e {
                         arrow::error::ArrowError::IoError(_, io) => {
                             Error::io("cannot read the XPT spool file", &io)
@@ -954,7 +910,6 @@ impl<W: Write> XptWriter<W> {
                     for b in reader {
                         self.replay(&b.map_err(read_err)?)?;
                     }
-                    drop(file);
                 }
             }
             debug_assert_eq!(rows, self.rows);

@@ -31,8 +31,8 @@
 //!
 //! **Character lengths and streaming.** The header, written before the rows, holds every character length. A
 //! column whose metadata gives a `length` is written straight through. When some character column has none, the
-//! writer measures: it keeps the batches (in memory up to 64 MiB, beyond that in an Arrow IPC spool file in the
-//! system temporary directory, deleted afterwards), tracks each column's longest value, and writes header and rows
+//! writer measures: it keeps the batches (in memory up to 64 MiB, beyond that in an unnamed Arrow IPC spool file
+//! in the spool folder, see [`crate::spool`]), tracks each column's longest value, and writes header and rows
 //! in `finish` with the longest value's length (at least 1). Memory stays bounded either way.
 //!
 //! **Checks before a byte is written** ([`checks`]): names, labels, lengths and formats when the encoder is

@@ -40,7 +40,7 @@
 
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
-use crate::sink::sync_dir;
+use crate::fsutil::sync_dir;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -469,7 +469,7 @@ impl Archive {
     /// EXP005 `integrity_violation` when the last line is not a whole record; EXP005 for I/O.
     pub(crate) fn open(path: &Path) -> Result<Archive> {
         let existed = path.exists();
-        let mut options = crate::sink::owner_only_options();
+        let mut options = crate::fsutil::owner_only_options();
         options.read(true).append(true).create(true);
         let file = options
             .open(path)

@@ -243,7 +243,7 @@ fn mac_input(table: &str, id: &str, body: &str) -> Vec<u8> {
 
 /// The MAC of a row: HMAC-SHA256 of [`mac_input`], lowercase hex.
 fn row_mac(key: &hmac::Key, table: &str, id: &str, body: &str) -> String {
-    crate::sink::hex(hmac::sign(key, &mac_input(table, id, body)).as_ref())
+    crate::codec::hex(hmac::sign(key, &mac_input(table, id, body)).as_ref())
 }
 
 /// Checks a row's MAC (when the store has a row key), in constant time.
@@ -256,7 +256,7 @@ fn check_mac(
 ) -> Result<()> {
     let Some(key) = key else { return Ok(()) };
     let given = mac
-        .and_then(crate::sink::hex_decode)
+        .and_then(crate::codec::hex_decode)
         .ok_or_else(|| tampered(table))?;
     hmac::verify(key, &mac_input(table, id, body), &given).map_err(|_| tampered(table))
 }
@@ -874,7 +874,7 @@ fn migrate_signers(
                             V::Integer(n) => serde_json::Value::from(*n),
                             V::Real(x) => serde_json::Value::from(*x),
                             V::Text(t) => serde_json::Value::from(t.clone()),
-                            V::Blob(b) => serde_json::Value::from(crate::sink::hex(b)),
+                            V::Blob(b) => serde_json::Value::from(crate::codec::hex(b)),
                         };
                         (name.to_string(), v)
                     })
