@@ -51,6 +51,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude trialport-cli --no-de
 
 step "tests"
 cargo test --workspace --locked
+# The Rust embedding example of the README, run as a user would.
+cargo run --locked --quiet -p trialport-examples --example embed
 
 step "python (builds the wheel into a venv, runs stubtest, mypy and pytest)"
 bindings-python/test.sh
