@@ -25,7 +25,7 @@ if [ "${1:-}" = "--bless" ]; then bless=1; fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/trialport-c.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-step() { printf -- '-- %s\n' "$*"; }
+step() { printf -- '-- %s (at %d s)\n' "$*" "$SECONDS"; }
 
 # 1. cbindgen 0.29, pinned, installed once into the target directory.
 cbindgen_root="$target/tools"

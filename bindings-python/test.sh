@@ -24,7 +24,7 @@ else
     venv="${TRIALPORT_PY_VENV:-$target/py-venv}"
 fi
 
-step() { printf '\n== python: %s ==\n' "$*"; }
+step() { printf '\n== python: %s == (at %d s)\n' "$*" "$SECONDS"; }
 
 step "virtual environment ($venv)"
 if [ -n "$wheel" ]; then

@@ -23,7 +23,7 @@ cd "$repo"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 dist="$repo/dist"
 profile=dist
-step() { printf -- '-- dist: %s\n' "$*"; }
+step() { printf -- '-- dist: %s (at %d s)\n' "$*" "$SECONDS"; }
 fail() {
   echo "dist: $*" >&2
   exit 1

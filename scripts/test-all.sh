@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s ==\n' "$*"; }
+# Each step's heading says when it starts (seconds since the run began), so a slow step is found from the log.
+step() { printf '\n== %s == (at %d s)\n' "$*" "$SECONDS"; }
 
 # One-shot builds gain nothing from incremental compilation, which costs time and many GB of disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
@@ -49,7 +50,9 @@ step "docs"
 # The CLI is excluded: its doc comments are clap help text, where <PLACEHOLDERS> are meant literally.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude trialport-cli --no-deps --locked --quiet
 
-step "tests"
+step "tests: build"
+cargo test --workspace --locked --no-run --quiet
+step "tests: run"
 cargo test --workspace --locked
 # The Rust embedding example of the README, run as a user would.
 cargo run --locked --quiet -p trialport-examples --example embed
@@ -83,4 +86,4 @@ else
 fi
 
 echo
-echo "all checks passed"
+echo "all checks passed in $SECONDS s"

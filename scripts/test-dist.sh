@@ -16,7 +16,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 dist="$repo/dist"
-step() { printf -- '-- test-dist: %s\n' "$*"; }
+step() { printf -- '-- test-dist: %s (at %d s)\n' "$*" "$SECONDS"; }
 fail() {
   echo "test-dist: $*" >&2
   exit 1

@@ -19,7 +19,7 @@ budget="${ST_TIMEOUT:-900}"
 seed="${ST_SEED:-20261206}"
 if [ "$seed" = random ]; then seed="$RANDOM$RANDOM"; fi
 
-step() { printf '\n== schemathesis: %s ==\n' "$*"; }
+step() { printf '\n== schemathesis: %s == (at %d s)\n' "$*" "$SECONDS"; }
 
 step "virtual environment ($venv)"
 if [ ! -x "$venv/bin/python" ]; then
