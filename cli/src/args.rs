@@ -92,7 +92,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// E-signatures: set your signing password, reset a locked signer, print the engine's public key.
     #[command(subcommand)]
-    Signing(crate::signing_cmds::SigningCommand),
+    Signing(SigningCommand),
     /// Run job workers until SIGTERM or SIGINT: they claim queued jobs of the home (exports started by any
     /// process) with a lease, and on the signal stop at the next batch and give their jobs back to the queue.
     Worker(WorkerArgs),
@@ -313,7 +313,7 @@ pub struct ExportCommonArgs {
     pub options: Vec<String>,
     /// E-signature.
     #[command(flatten)]
-    pub sign: crate::signing_cmds::SignArgs,
+    pub sign: SignArgs,
     /// Idempotency key: repeating the same request with it returns the same job.
     #[arg(long, value_name = "K")]
     pub idempotency_key: Option<String>,
@@ -579,4 +579,48 @@ pub struct AuditExportArgs {
     /// Events at most (default: all).
     #[arg(long)]
     pub limit: Option<u64>,
+}
+
+/// `--sign MEANING` of the export commands.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Sign the export electronically (21 CFR Part 11) with this meaning: review, approval, responsibility or
+    /// authorship. Required for eCTD packages and identifiable data. The signing password comes from
+    /// TRIALPORT_SIGN_PASSWORD, else from a terminal prompt.
+    #[arg(long, value_name = "MEANING")]
+    pub sign: Option<String>,
+}
+
+/// `signing set-password|reset|public-key`
+#[derive(Debug, Subcommand)]
+pub enum SigningCommand {
+    /// Set your signing password (the second component of your e-signatures), read from standard input (one
+    /// line; without echo and twice when standard input is a terminal). Changing it needs the current one, from
+    /// TRIALPORT_SIGN_PASSWORD or a terminal prompt (not after an administrator's reset). A password has at
+    /// least 12 characters, is not a common password, and does not contain your id or printed name (EXP002
+    /// weak_password, details.rule says which).
+    SetPassword,
+    /// Reset a signer's credential: clear their password, failed attempts and lock, and make them set a new
+    /// password before they sign again (until then signing fails with EXP003 password_reset_required). Needs the
+    /// admin role in the signer's organization and every study the signer holds, as revoking their API key does.
+    /// Nobody resets their own credential, nor that of whoever created the key they use (EXP003 self_reset):
+    /// another administrator must. Nobody can set another's password.
+    Reset(ResetArgs),
+    /// Print the engine's public signing key (PEM) for `verify --public-key`: give it to verifiers out of band.
+    PublicKey(PublicKeyArgs),
+}
+
+/// `signing reset SUBJECT`
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The signer's subject id (`apikey:<key id>` for an API key, the token's `sub` for a JWT).
+    pub subject: String,
+}
+
+/// `signing public-key [-o FILE]`
+#[derive(Debug, Args)]
+pub struct PublicKeyArgs {
+    /// Write the key to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }

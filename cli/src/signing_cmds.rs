@@ -2,12 +2,12 @@
 //! and the signatures that `verify` reports. Every decision (who may sign, which exports need a signature) is the
 //! engine's; this only gathers the password and prints.
 
+use crate::args::{SignArgs, SigningCommand};
 use crate::engine_cmds::Ctx;
 use crate::output;
-use clap::{Args, Subcommand};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use trialport_core::manifest::{SignatureRequirement, SignatureStatus, VerifyReport};
 use trialport_core::signature::{Meaning, PublicKey, SignatureRequest};
@@ -15,16 +15,6 @@ use trialport_core::{Error, Result};
 
 /// The environment variable holding the signing password (else it is asked for on the terminal).
 pub const PASSWORD_ENV: &str = "TRIALPORT_SIGN_PASSWORD";
-
-/// `--sign MEANING` of the export commands.
-#[derive(Debug, Args)]
-pub struct SignArgs {
-    /// Sign the export electronically (21 CFR Part 11) with this meaning: review, approval, responsibility or
-    /// authorship. Required for eCTD packages and identifiable data. The signing password comes from
-    /// TRIALPORT_SIGN_PASSWORD, else from a terminal prompt.
-    #[arg(long, value_name = "MEANING")]
-    pub sign: Option<String>,
-}
 
 impl SignArgs {
     /// The signature of the request: `None` without `--sign`.
@@ -39,40 +29,6 @@ impl SignArgs {
         let password = password(&format!("signing password ({meaning}): "))?;
         Ok(Some(SignatureRequest::new(meaning, password)))
     }
-}
-
-/// `signing set-password|reset|public-key`
-#[derive(Debug, Subcommand)]
-pub enum SigningCommand {
-    /// Set your signing password (the second component of your e-signatures), read from standard input (one
-    /// line; without echo and twice when standard input is a terminal). Changing it needs the current one, from
-    /// TRIALPORT_SIGN_PASSWORD or a terminal prompt (not after an administrator's reset). A password has at
-    /// least 12 characters, is not a common password, and does not contain your id or printed name (EXP002
-    /// weak_password, details.rule says which).
-    SetPassword,
-    /// Reset a signer's credential: clear their password, failed attempts and lock, and make them set a new
-    /// password before they sign again (until then signing fails with EXP003 password_reset_required). Needs the
-    /// admin role in the signer's organization and every study the signer holds, as revoking their API key does.
-    /// Nobody resets their own credential, nor that of whoever created the key they use (EXP003 self_reset):
-    /// another administrator must. Nobody can set another's password.
-    Reset(ResetArgs),
-    /// Print the engine's public signing key (PEM) for `verify --public-key`: give it to verifiers out of band.
-    PublicKey(PublicKeyArgs),
-}
-
-/// `signing reset SUBJECT`
-#[derive(Debug, Args)]
-pub struct ResetArgs {
-    /// The signer's subject id (`apikey:<key id>` for an API key, the token's `sub` for a JWT).
-    pub subject: String,
-}
-
-/// `signing public-key [-o FILE]`
-#[derive(Debug, Args)]
-pub struct PublicKeyArgs {
-    /// Write the key to FILE instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
 }
 
 /// The password from [`PASSWORD_ENV`], else asked for on the terminal.
