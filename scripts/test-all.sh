@@ -45,6 +45,8 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The engine without its embedded store: SQLite is a feature of core (on by default), never a requirement.
+cargo check --locked --quiet -p trialport-core --no-default-features
 
 step "docs"
 # The CLI is excluded: its doc comments are clap help text, where <PLACEHOLDERS> are meant literally.

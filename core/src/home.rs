@@ -48,6 +48,7 @@
 //! (now `expired`), its `manifest.json` and the audit trail; see [`crate::engine::Session::purge`].
 
 use crate::codec::hex;
+use crate::engine::EngineBuilder;
 use crate::error::{Error, Result};
 use crate::fsutil::write_file_atomic;
 use serde::{Deserialize, Serialize};
@@ -630,6 +631,59 @@ impl Home {
             .build()?;
         engine.bind_studies(&self.config.org, &studies, "init")?;
         Ok(())
+    }
+}
+
+/// How an engine is built over a home: this module knows the engine, the engine knows nothing of homes.
+impl EngineBuilder {
+    /// Wires the engine to a home directory made by [`Home::init`]: its SQLite store (row MACs keyed by
+    /// its secret, the audit trail archived in `audit.log`), its artifact directory, its pepper and, when its
+    /// configuration turns encryption on, its key-encryption keys; studies are resolved through the store's
+    /// registry ([`EngineBuilder::study_registry`]). A home made by a version without the registry has the studies
+    /// of its sources bound to its organization when the engine is built, each with a `bind_study` audit event
+    /// (reason `upgrade`).
+    ///
+    /// # Errors
+    /// EXP001 when `dir` is not a home; EXP002 `invalid_retention` for a bad retention setting; EXP005 for I/O,
+    /// EXP005 `integrity_violation` when the store or its audit archive was altered.
+    pub fn home(self, dir: &Path) -> Result<Self> {
+        let home = Home::open(dir)?;
+        let pepper = home.pepper()?;
+        let store = Arc::new(home.open_store()?);
+        let adopt = crate::store::Store::studies_to_adopt(&*store)?;
+        let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
+        let mut b = self.store(store).sink(sink).pepper(&pepper);
+        b.home_org = Some(home.config().org.clone());
+        b.study_registry = true;
+        b.adopt_studies = adopt;
+        b.warnings = home.warnings();
+        if let Some(w) = home.config().workers {
+            b = b.workers(w);
+        }
+        if let Some(policy) = home.config().rate_limit_policy()? {
+            let counts = crate::store::SqliteRateLimitStore::open(&home.database_path())?;
+            b = b.rate_limiter(crate::limit::RateLimiter::new(policy, Arc::new(counts)));
+        }
+        let jobs = home.config().jobs.unwrap_or_default();
+        jobs.check()?;
+        if let Some(secs) = jobs.lease_secs {
+            b = b.lease(std::time::Duration::from_secs(secs));
+        }
+        if let Some(n) = jobs.max_attempts {
+            b = b.max_attempts(n);
+        }
+        for (kind, days) in home.config().retention_by_kind()? {
+            if let Some(days) = days {
+                b = b.retention_for(kind, chrono::Duration::days(i64::from(days)));
+            }
+        }
+        if let Some(keys) = home.key_provider() {
+            b = b.encryption(Arc::new(keys));
+        }
+        b = b.deid_key(home.deid_key()?);
+        b = b.signing_key(home.signing_key()?);
+        b = b.signing_settings(home.config().signing.unwrap_or_default());
+        Ok(b)
     }
 }
 

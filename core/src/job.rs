@@ -1,6 +1,7 @@
 //! Jobs: the record of one export, its states and the legal transitions between them, its lease while a worker
 //! runs it, and the persistence operations jobs need ([`JobRows`] inside a transaction, [`JobReads`] outside).
 
+use crate::access::Permission;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,16 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// The permission a principal needs to export this kind (and to download its artifacts).
+    pub fn permission(self) -> Permission {
+        match self {
+            JobKind::Data => Permission::ExportData,
+            JobKind::Bulk => Permission::ExportBulk,
+            JobKind::Report => Permission::ExportReport,
+            JobKind::Dashboard => Permission::ExportDashboard,
+        }
+    }
+
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {

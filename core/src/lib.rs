@@ -5,6 +5,7 @@
 //! study data from [`source::DataSource`]s and checks every call's credential through one authorizer ([`auth`]).
 //! Formats live in the `trialport-formats` crate and are registered explicitly.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod failpoint;
 pub mod format;
 pub mod fsutil;
 pub mod hashing;
+#[cfg(feature = "sqlite")]
 pub mod home;
 pub mod job;
 pub mod jwt;

@@ -16,13 +16,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use trialport_core::access::Role;
 use trialport_core::audit::AuditReads;
 use trialport_core::audit::{
     Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Checkpoint, Outcome,
     RecordingHook, GENESIS_HASH,
 };
 use trialport_core::auth::KeyReads;
-use trialport_core::auth::{NewApiKey, Role};
+use trialport_core::auth::NewApiKey;
 use trialport_core::clock::FixedClock;
 use trialport_core::engine::Engine;
 use trialport_core::error::{Error, ErrorCode};

@@ -14,8 +14,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use trialport_core::access::Role;
 use trialport_core::audit::{Outcome, RecordingHook};
-use trialport_core::auth::Role;
 use trialport_core::crypto::{
     DecryptingReader, EncryptedSink, EncryptingWriter, FileKeyProvider, KeyProvider,
 };

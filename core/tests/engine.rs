@@ -13,8 +13,8 @@ use serde_json::json;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
+use trialport_core::access::Role;
 use trialport_core::audit::{AuditEvent, AuditHook, Outcome, RecordingHook};
-use trialport_core::auth::Role;
 use trialport_core::clock::FixedClock;
 use trialport_core::document::{
     ChartKind, ChartSpec, DashboardSpec, Measure, ReportSpec, SectionSpec, TableSpec, TileSpec,

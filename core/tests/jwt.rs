@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use trialport_core::auth::{Authenticator, Role};
+use trialport_core::access::Role;
+use trialport_core::auth::Authenticator;
 use trialport_core::jwt::{
     Algorithm, JwtConfig, JwtKey, JwtKeyConfig, JwtOptions, JwtVerifier, MAX_TOKEN_BYTES,
 };

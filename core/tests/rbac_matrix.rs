@@ -19,8 +19,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use trialport_core::access::{Permission, Role};
 use trialport_core::audit::{AuditEvent, Outcome, RecordingHook};
-use trialport_core::auth::{NewApiKey, Permission, Role};
+use trialport_core::auth::NewApiKey;
 use trialport_core::clock::FixedClock;
 use trialport_core::document::{DashboardSpec, Measure, ReportSpec, SectionSpec, TileSpec};
 use trialport_core::engine::Engine;
@@ -98,7 +99,7 @@ fn the_permission_data_file_is_what_the_engine_uses() {
         let got: BTreeSet<&str> = role.permissions().iter().map(|p| p.as_str()).collect();
         assert_eq!(got, want, "{}", role.as_str());
     }
-    assert_eq!(text, trialport_core::auth::PERMISSIONS_JSON);
+    assert_eq!(text, trialport_core::access::PERMISSIONS_JSON);
 }
 
 #[test]
@@ -119,7 +120,7 @@ fn the_docs_table_matches_the_data() {
     let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(header[..2], ["permission", "operations"]);
     assert_eq!(header[2..], roles[..], "the docs table's role columns");
-    let doc: Value = serde_json::from_str(trialport_core::auth::PERMISSIONS_JSON).unwrap();
+    let doc: Value = serde_json::from_str(trialport_core::access::PERMISSIONS_JSON).unwrap();
     let order: Vec<&str> = doc["permissions"]
         .as_array()
         .unwrap()

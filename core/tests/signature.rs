@@ -11,8 +11,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use trialport_core::access::{Principal, Role};
 use trialport_core::audit::{AuditEvent, Outcome, RecordingHook};
-use trialport_core::auth::{Principal, Role};
 use trialport_core::engine::Engine;
 use trialport_core::format::{
     Capability, Described, Encoder, Format, FormatInfo, FormatOptions, FormatRegistry, Output,

@@ -1,8 +1,10 @@
 //! The one AES-256-GCM call path: segments and wrapped keys are sealed and opened here, and the published test
-//! vectors below run through the same two functions.
+//! vectors below run through the same two functions; and the random source ([`Fill`]) that keys and nonces come
+//! from.
 
 use crate::error::{Error, Result};
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
 
 /// Bytes of an AES-256 key.
 pub(crate) const KEY_LEN: usize = 32;
@@ -10,6 +12,16 @@ pub(crate) const KEY_LEN: usize = 32;
 pub(crate) const NONCE_LEN: usize = 12;
 /// Bytes of a GCM tag.
 pub(crate) const TAG_LEN: usize = 16;
+
+/// Fills a buffer with random bytes.
+pub(crate) type Fill<'a> = &'a dyn Fn(&mut [u8]) -> Result<()>;
+
+/// The system's secure random generator as a [`Fill`].
+pub(crate) fn system_fill(buf: &mut [u8]) -> Result<()> {
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| Error::server("rng_failed", "the system random generator failed"))
+}
 
 /// An AES-256-GCM key. Callers guarantee that a nonce is never used twice with one key: segments by their
 /// counter under a fresh data key, wraps by a random nonce (see the module documentation of [`crate::crypto`]).

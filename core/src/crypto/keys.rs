@@ -45,7 +45,7 @@ impl DataKey {
     }
 
     /// 32 bytes from `fill` (the system's secure random generator, or a fixed one in tests).
-    pub(crate) fn generate(fill: super::stream::Fill<'_>) -> Result<Self> {
+    pub(crate) fn generate(fill: super::aead::Fill<'_>) -> Result<Self> {
         let mut k = Zeroizing::new([0u8; KEY_LEN]);
         fill(k.as_mut())?;
         Ok(DataKey(k))

@@ -1,12 +1,11 @@
 //! The segmented format: [`EncryptingWriter`] and [`DecryptingReader`] (specified in [`crate::crypto`]).
 
-use super::aead::{AeadKey, NONCE_LEN, TAG_LEN};
+use super::aead::{system_fill, AeadKey, Fill, NONCE_LEN, TAG_LEN};
 use super::integrity_error;
 use super::keys::{valid_key_id, DataKey, KeyProvider};
 use crate::codec::hex;
 use crate::error::{Error, Result};
 use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
 use std::io::{self, Read, Write};
 
 /// The magic bytes that open every encrypted artifact.
@@ -26,16 +25,6 @@ pub const DEFAULT_SEGMENT_SIZE: u32 = 64 * 1024;
 pub const MIN_SEGMENT_SIZE: u32 = 16;
 /// The largest segment size a header may declare (a reader holds one segment in memory).
 pub const MAX_SEGMENT_SIZE: u32 = 16 * 1024 * 1024;
-
-/// Fills a buffer with random bytes.
-pub(crate) type Fill<'a> = &'a dyn Fn(&mut [u8]) -> Result<()>;
-
-/// The system's secure random generator as a [`Fill`].
-fn system_fill(buf: &mut [u8]) -> Result<()> {
-    SystemRandom::new()
-        .fill(buf)
-        .map_err(|_| Error::server("rng_failed", "the system random generator failed"))
-}
 
 /// The fields of a header (see the format in [`crate::crypto`]).
 struct Header {

@@ -2,15 +2,26 @@
 //! operation of a [`Session`] goes through [`Session::call`], so no operation can skip the credential or the
 //! audit trail.
 
-use super::{Inner, Session};
+use super::Inner;
+use crate::access::Principal;
 use crate::audit::{Actor, AuditEvent, AuditRecord, AuditScope, Outcome};
-use crate::auth::Principal;
 use crate::error::{Error, ErrorCode, Result};
 use crate::store::Tx;
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::sync::Mutex;
 use uuid::Uuid;
+
+/// What a session's last call learned of its caller, for an adapter's response headers and logs: the principal's
+/// subject once authenticated, and its rate-limit quota once counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LastCall {
+    /// The authenticated principal's subject (`None`: the credential was refused, or no call was made).
+    pub subject: Option<String>,
+    /// The quota after the call, when the engine limits calls (see [`crate::limit`]).
+    pub rate_limit: Option<crate::limit::RateLimitStatus>,
+}
 
 /// The context of one operation call: request id, time, and the principal once known.
 pub(crate) struct Call<'a> {
@@ -184,84 +195,81 @@ pub(crate) fn new_request_id() -> String {
     format!("req_{}", Uuid::now_v7().simple())
 }
 
-impl Session<'_> {
-    /// Runs one operation: authenticate, run the body (which authorizes), audit the outcome, stamp errors.
-    /// `target` names what a refused or failed call was aimed at; a successful body names its own.
-    pub(crate) fn call<T>(
-        &self,
-        action: &'static str,
-        target: String,
-        body: impl FnOnce(&Call<'_>) -> Result<Done<T>>,
-    ) -> Result<T> {
-        let inner: &Inner = self.inner;
-        self.learned(|l| *l = super::session::LastCall::default());
-        let mut call = Call {
-            inner,
-            action,
-            request_id: self.request_id.clone().unwrap_or_else(new_request_id),
-            at: inner.clock.now(),
-            target: target.clone(),
-            principal: None,
-            scope: Mutex::new(None),
-            recorded: Cell::new(false),
-            refused: Cell::new(false),
-            committed_then_failed: Cell::new(false),
-        };
-        let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
-        let authenticated = inner
-            .auth
-            .authenticate(&self.credential, call.at)
-            .and_then(|p| {
-                self.learned(|l| l.subject = Some(p.subject.clone()));
-                if let Some(limit) = &inner.rate_limit {
-                    let status = limit.check(&p.subject, call.at)?;
-                    self.learned(|l| l.rate_limit = Some(status));
-                    if !status.allowed {
-                        return Err(status.error());
-                    }
-                }
-                Ok(p)
-            });
-        match authenticated {
-            Ok(p) => {
-                call.principal = Some(p);
-            }
-            Err(e) => {
-                let outcome =
-                    if matches!(e.code(), ErrorCode::Unauthorized | ErrorCode::RateLimited) {
-                        Outcome::Denied
-                    } else {
-                        Outcome::Failed
-                    };
-                call.audit(&target, outcome, json!({"reason": e.reason()}))
-                    .map_err(|a| stamp(a, &call))?;
-                return Err(stamp(e, &call));
+/// Runs one operation with `credential`: authenticate, run the body (which authorizes), audit the outcome, stamp
+/// errors; what it learns of the caller goes to `last_call`. `target` names what a refused or failed call was
+/// aimed at; a successful body names its own.
+pub(crate) fn run<T>(
+    inner: &Inner,
+    credential: &str,
+    request_id: Option<&str>,
+    last_call: &Mutex<LastCall>,
+    action: &'static str,
+    target: String,
+    body: impl FnOnce(&Call<'_>) -> Result<Done<T>>,
+) -> Result<T> {
+    let learned =
+        |f: &dyn Fn(&mut LastCall)| f(&mut last_call.lock().unwrap_or_else(|p| p.into_inner()));
+    learned(&|l| *l = LastCall::default());
+    let mut call = Call {
+        inner,
+        action,
+        request_id: request_id.map_or_else(new_request_id, str::to_string),
+        at: inner.clock.now(),
+        target: target.clone(),
+        principal: None,
+        scope: Mutex::new(None),
+        recorded: Cell::new(false),
+        refused: Cell::new(false),
+        committed_then_failed: Cell::new(false),
+    };
+    let stamp = |e: Error, call: &Call<'_>| e.with_request(&call.request_id, call.at);
+    let authenticated = inner.auth.authenticate(credential, call.at).and_then(|p| {
+        learned(&|l| l.subject = Some(p.subject.clone()));
+        if let Some(limit) = &inner.rate_limit {
+            let status = limit.check(&p.subject, call.at)?;
+            learned(&|l| l.rate_limit = Some(status));
+            if !status.allowed {
+                return Err(status.error());
             }
         }
-        // A call aimed at a study concerns that study, whatever its body names as its target (e.g. the new job).
-        if let (Some(study), Some(p)) = (target.strip_prefix("study:"), &call.principal) {
-            call.set_scope(&p.org, Some(study));
+        Ok(p)
+    });
+    match authenticated {
+        Ok(p) => {
+            call.principal = Some(p);
         }
-        let result = body(&call);
-        match result {
-            // The body committed its change with the event.
-            Ok(done) if call.recorded.get() => Ok(done.value),
-            Ok(done) => {
-                call.audit(&done.target, Outcome::Success, done.details)
-                    .map_err(|e| stamp(e, &call))?;
-                Ok(done.value)
-            }
-            // The body committed the change its refusal made with the refusal's event, or the change it reports
-            // with its success event before failing to finish it.
-            Err(e) if call.refused.get() || call.committed_then_failed.get() => {
-                Err(stamp(e, &call))
-            }
-            Err(e) => {
-                let (outcome, details) = refusal(&e);
-                call.audit(&target, outcome, details)
-                    .map_err(|a| stamp(a, &call))?;
-                Err(stamp(e, &call))
-            }
+        Err(e) => {
+            let outcome = if matches!(e.code(), ErrorCode::Unauthorized | ErrorCode::RateLimited) {
+                Outcome::Denied
+            } else {
+                Outcome::Failed
+            };
+            call.audit(&target, outcome, json!({"reason": e.reason()}))
+                .map_err(|a| stamp(a, &call))?;
+            return Err(stamp(e, &call));
+        }
+    }
+    // A call aimed at a study concerns that study, whatever its body names as its target (e.g. the new job).
+    if let (Some(study), Some(p)) = (target.strip_prefix("study:"), &call.principal) {
+        call.set_scope(&p.org, Some(study));
+    }
+    let result = body(&call);
+    match result {
+        // The body committed its change with the event.
+        Ok(done) if call.recorded.get() => Ok(done.value),
+        Ok(done) => {
+            call.audit(&done.target, Outcome::Success, done.details)
+                .map_err(|e| stamp(e, &call))?;
+            Ok(done.value)
+        }
+        // The body committed the change its refusal made with the refusal's event, or the change it reports
+        // with its success event before failing to finish it.
+        Err(e) if call.refused.get() || call.committed_then_failed.get() => Err(stamp(e, &call)),
+        Err(e) => {
+            let (outcome, details) = refusal(&e);
+            call.audit(&target, outcome, details)
+                .map_err(|a| stamp(a, &call))?;
+            Err(stamp(e, &call))
         }
     }
 }

@@ -1,21 +1,21 @@
 //! Computing reports and dashboards: tables drawn from datasets, KPI values and chart points.
 
+use super::aggregate::{as_floats, measure_column, Agg};
 use super::Inner;
 use crate::document::{
     Block, Chart, ChartSpec, DashboardSpec, Document, DocumentKind, Kpi, Measure, ReportSpec,
     SectionSpec, TableSpec, TileSpec, DEFAULT_TABLE_LIMIT, MAX_TABLE_LIMIT,
 };
 use crate::error::{Error, Result};
-use crate::source::{BatchStream, Filter};
-use arrow::array::{Array, ArrayRef, Float64Array};
+use crate::source::Filter;
+use arrow::array::Array;
 use arrow::compute::{
     concat_batches, lexsort_to_indices, take_record_batch, SortColumn, SortOptions,
 };
-use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Validates a report spec against the study's data before a job is created.
 pub(crate) fn check_report(inner: &Inner, spec: &ReportSpec) -> Result<()> {
@@ -120,35 +120,6 @@ fn check_measure(
 ) -> Result<()> {
     let stream = inner.scan(study, dataset, None, filters)?;
     measure_column(&stream, measure, column).map(|_| ())
-}
-
-/// The index of the column a measure reads, checked for type.
-pub(super) fn measure_column(
-    stream: &BatchStream,
-    measure: Measure,
-    column: Option<&str>,
-) -> Result<Option<usize>> {
-    if !measure.needs_column() {
-        return Ok(None);
-    }
-    let name = column.ok_or_else(|| {
-        Error::validation("missing_column", "this measure needs a column").with_field("column")
-    })?;
-    let idx = stream.schema().index_of(name).map_err(|_| {
-        Error::validation(
-            "unknown_column",
-            format!("no column '{name}' in the dataset"),
-        )
-        .with_field("column")
-    })?;
-    let ty = stream.schema().field(idx).data_type();
-    if measure.numeric() && !ty.is_numeric() {
-        return Err(
-            Error::validation("not_numeric", format!("column '{name}' is not numeric"))
-                .with_field("column"),
-        );
-    }
-    Ok(Some(idx))
 }
 
 /// Computes a report.
@@ -269,65 +240,6 @@ fn table(inner: &Inner, study: &str, t: &TableSpec) -> Result<Block> {
     })
 }
 
-/// Running aggregate of one measure.
-#[derive(Default)]
-pub(super) struct Agg {
-    count: u64,
-    n: u64,
-    /// Sum of the values.
-    sum: f64,
-    /// Welford's running mean and sum of squared deviations, for the standard deviation.
-    mean: f64,
-    m2: f64,
-    min: Option<f64>,
-    max: Option<f64>,
-    distinct: HashSet<String>,
-}
-
-impl Agg {
-    /// Adds one row: its distinct-count key and numeric value, when the measure reads a column.
-    pub(super) fn add(&mut self, key: Option<String>, value: Option<f64>) {
-        self.count += 1;
-        if let Some(k) = key {
-            self.distinct.insert(k);
-        }
-        if let Some(v) = value {
-            self.number(v);
-        }
-    }
-
-    /// Adds one numeric value (not a row).
-    fn number(&mut self, v: f64) {
-        self.sum += v;
-        self.n += 1;
-        let delta = v - self.mean;
-        self.mean += delta / self.n as f64;
-        self.m2 += delta * (v - self.mean);
-        self.min = Some(self.min.map_or(v, |m| m.min(v)));
-        self.max = Some(self.max.map_or(v, |m| m.max(v)));
-    }
-
-    pub(super) fn value(&self, measure: Measure) -> Option<f64> {
-        match measure {
-            Measure::Count => Some(self.count as f64),
-            Measure::DistinctCount => Some(self.distinct.len() as f64),
-            Measure::Sum => Some(self.sum),
-            Measure::Mean => (self.n > 0).then(|| self.sum / self.n as f64),
-            Measure::Min => self.min,
-            Measure::Max => self.max,
-            Measure::Sd => (self.n > 1).then(|| (self.m2 / (self.n - 1) as f64).sqrt()),
-        }
-    }
-}
-
-pub(super) fn as_floats(col: &ArrayRef) -> Result<Float64Array> {
-    let c = arrow::compute::cast(col, &DataType::Float64)?;
-    c.as_any()
-        .downcast_ref::<Float64Array>()
-        .cloned()
-        .ok_or_else(|| Error::server("internal", "cast to Float64 failed"))
-}
-
 fn tile(inner: &Inner, study: &str, t: &TileSpec) -> Result<Kpi> {
     let stream = inner.scan(study, &t.dataset, None, &t.filters)?;
     let idx = measure_column(&stream, t.measure, t.column.as_deref())?;
@@ -335,10 +247,10 @@ fn tile(inner: &Inner, study: &str, t: &TileSpec) -> Result<Kpi> {
     for b in stream {
         let b = b?;
         match (t.measure, idx) {
-            (Measure::Count, _) | (_, None) => agg.count += b.num_rows() as u64,
+            (Measure::Count, _) | (_, None) => agg.rows(b.num_rows() as u64),
             (m, Some(i)) if m.numeric() => {
                 let f = as_floats(b.column(i))?;
-                agg.count += b.num_rows() as u64;
+                agg.rows(b.num_rows() as u64);
                 for v in f.iter().flatten() {
                     agg.number(v);
                 }
@@ -347,9 +259,9 @@ fn tile(inner: &Inner, study: &str, t: &TileSpec) -> Result<Kpi> {
                 let col = b.column(i);
                 let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
                 for r in 0..b.num_rows() {
-                    agg.count += 1;
+                    agg.rows(1);
                     if col.is_valid(r) {
-                        agg.distinct.insert(f.value(r).to_string());
+                        agg.key(f.value(r).to_string());
                     }
                 }
             }

@@ -14,9 +14,9 @@
 
 use super::call::Call;
 use super::call::Done;
-use super::{run, Inner, Session};
+use super::{attempt, Inner, Session};
+use crate::access::{authorize, Permission};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
-use crate::auth::{authorize, Permission};
 use crate::codec::hex;
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
@@ -326,7 +326,7 @@ impl Session<'_> {
             match job.state {
                 JobState::Succeeded => {}
                 // The manifest outlives the other artifacts: it is the record of what was written.
-                JobState::Expired if artifact == Some(run::MANIFEST_NAME) => {}
+                JobState::Expired if artifact == Some(attempt::MANIFEST_NAME) => {}
                 JobState::Expired => {
                     return Err(Error::conflict(
                         "expired",
@@ -354,7 +354,7 @@ impl Session<'_> {
                     let main: Vec<&Artifact> = job
                         .artifacts
                         .iter()
-                        .filter(|a| a.name != run::MANIFEST_NAME)
+                        .filter(|a| a.name != attempt::MANIFEST_NAME)
                         .collect();
                     match main.as_slice() {
                         [one] => *one,
@@ -374,7 +374,7 @@ impl Session<'_> {
             let reader = self
                 .inner
                 .sink
-                .open(&run::artifact_path(&job, &chosen.name))
+                .open(&attempt::artifact_path(&job, &chosen.name))
                 .map_err(|e| {
                     if e.reason() == "integrity_violation" {
                         e.with_detail("artifact", chosen.name.clone())
@@ -513,7 +513,7 @@ impl Session<'_> {
             }
             let may_ask = authorize(
                 call.principal(),
-                super::submit::permission_of(job.kind),
+                job.kind.permission(),
                 &job.org,
                 Some(&job.study),
             )

@@ -10,8 +10,8 @@
 
 use super::call::Done;
 use super::{EngineBuilder, Session};
+use crate::access::{authorize, Permission, Principal};
 use crate::audit::{AuditReads, Outcome};
-use crate::auth::{authorize, Permission, Principal};
 use crate::crypto::{KeyProvider, PendingKey};
 use crate::error::{Error, Result};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! The engine: the eight operations, wired explicitly with a builder, running jobs on worker threads.
 //!
 //! Every operation is a method of a [`Session`] (a credential bound to the engine, [`Engine::session`]): it
-//! authenticates the credential, authorizes the principal through [`crate::auth::authorize`], does its work and
+//! authenticates the credential, authorizes the principal through [`crate::access::authorize`], does its work and
 //! records one audit event, allowed, denied or failed (fail-closed). The four export operations are one pipeline
 //! ([`Session::export`], see `submit`): it validates the request, stores a `queued` job and returns it at once; a
 //! pool of worker threads runs it. The eight operations of the seed's API are also methods of [`Engine`] taking the
@@ -38,9 +38,12 @@
 //! assert_eq!(err.code().as_str(), "EXP001"); // no format "csv" in this engine
 //! ```
 
+mod aggregate;
+mod attempt;
 mod call;
 mod compute;
 mod download;
+mod encode;
 mod encryption;
 mod lease;
 mod literals;
@@ -52,14 +55,15 @@ mod signing;
 mod submit;
 mod summary;
 
-pub use call::MAX_REQUEST_ID;
+pub use call::{LastCall, MAX_REQUEST_ID};
 pub use download::{download_error, Download, SavedArtifact};
 pub use lease::{DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS};
 pub use retention::{PurgeSummary, DEFAULT_SWEEP_INTERVAL};
-pub use session::{LastCall, Session};
+pub use session::Session;
 
+use crate::access::Role;
 use crate::audit::{Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Outcome};
-use crate::auth::{Authenticator, NewApiKey, Role};
+use crate::auth::{Authenticator, NewApiKey};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{FormatInfo, FormatRegistry};
@@ -71,7 +75,6 @@ use crate::source::{unknown_dataset, unknown_study, BatchStream, DataSource, Fil
 use crate::store::{MemoryStore, Store, Tx};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -112,13 +115,13 @@ pub struct EngineBuilder {
     signing_settings: Option<crate::signature::SigningSettings>,
     signature_verifier: Option<Arc<dyn crate::signature::SignatureVerifier>>,
     /// The organization owning what the whole engine shares (see [`EngineBuilder::home_org`]).
-    home_org: Option<String>,
+    pub(crate) home_org: Option<String>,
     /// Whether studies are resolved through the store's registry (see [`EngineBuilder::study_registry`]).
-    study_registry: bool,
+    pub(crate) study_registry: bool,
     /// Whether the store was upgraded from a version without the registry (see [`EngineBuilder::home`]).
-    adopt_studies: bool,
+    pub(crate) adopt_studies: bool,
     /// What the home's modes let others read (see [`Engine::warnings`]).
-    warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -270,56 +273,6 @@ impl EngineBuilder {
     pub fn study_registry(mut self, on: bool) -> Self {
         self.study_registry = on;
         self
-    }
-
-    /// Wires the engine to a home directory made by [`crate::home::Home::init`]: its SQLite store (row MACs keyed by
-    /// its secret, the audit trail archived in `audit.log`), its artifact directory, its pepper and, when its
-    /// configuration turns encryption on, its key-encryption keys; studies are resolved through the store's
-    /// registry ([`EngineBuilder::study_registry`]). A home made by a version without the registry has the studies
-    /// of its sources bound to its organization when the engine is built, each with a `bind_study` audit event
-    /// (reason `upgrade`).
-    ///
-    /// # Errors
-    /// EXP001 when `dir` is not a home; EXP002 `invalid_retention` for a bad retention setting; EXP005 for I/O,
-    /// EXP005 `integrity_violation` when the store or its audit archive was altered.
-    pub fn home(self, dir: &Path) -> Result<Self> {
-        let home = crate::home::Home::open(dir)?;
-        let pepper = home.pepper()?;
-        let store = Arc::new(home.open_store()?);
-        let adopt = crate::store::Store::studies_to_adopt(&*store)?;
-        let sink = Arc::new(crate::sink::LocalDirSink::new(home.artifacts_dir())?);
-        let mut b = self.store(store).sink(sink).pepper(&pepper);
-        b.home_org = Some(home.config().org.clone());
-        b.study_registry = true;
-        b.adopt_studies = adopt;
-        b.warnings = home.warnings();
-        if let Some(w) = home.config().workers {
-            b = b.workers(w);
-        }
-        if let Some(policy) = home.config().rate_limit_policy()? {
-            let counts = crate::store::SqliteRateLimitStore::open(&home.database_path())?;
-            b = b.rate_limiter(crate::limit::RateLimiter::new(policy, Arc::new(counts)));
-        }
-        let jobs = home.config().jobs.unwrap_or_default();
-        jobs.check()?;
-        if let Some(secs) = jobs.lease_secs {
-            b = b.lease(Duration::from_secs(secs));
-        }
-        if let Some(n) = jobs.max_attempts {
-            b = b.max_attempts(n);
-        }
-        for (kind, days) in home.config().retention_by_kind()? {
-            if let Some(days) = days {
-                b = b.retention_for(kind, chrono::Duration::days(i64::from(days)));
-            }
-        }
-        if let Some(keys) = home.key_provider() {
-            b = b.encryption(Arc::new(keys));
-        }
-        b = b.deid_key(home.deid_key()?);
-        b = b.signing_key(home.signing_key()?);
-        b = b.signing_settings(home.config().signing.unwrap_or_default());
-        Ok(b)
     }
 
     /// Builds the engine, resolves the key rotations a dead process left pending (see

@@ -20,9 +20,9 @@
 //! column, row and rule) and writes nothing. The tree is one zip artifact (`<study>_ectd.zip`, holding its own
 //! `manifest.json`) or, with `container = "directory"`, the job's artifacts at their paths in the tree.
 
-use super::run::{
-    encode_dataset, encode_part, manifest_of, Counting, Encoded, Part, Running, Stop, MANIFEST_NAME,
-};
+use super::attempt::{Counting, Running, Stop, MANIFEST_NAME};
+use super::encode::{encode_dataset, encode_part, Encoded, Part};
+use super::signing::manifest_of;
 use crate::error::{Error, ErrorCode};
 use crate::format::{Described, Format, FormatOptions, StudyInfo};
 use crate::hashing::HashingWriter;
@@ -134,7 +134,7 @@ fn write_file<T>(
             (bytes, sha256)
         }
         Open::Artifact(w) => {
-            let receipt = super::run::complete(w)?;
+            let receipt = super::attempt::complete(w)?;
             (receipt.bytes, receipt.sha256)
         }
     };
@@ -202,7 +202,7 @@ fn in_zip(
         writer.abort();
         return Err(e);
     }
-    let receipt = super::run::complete(writer)?;
+    let receipt = super::attempt::complete(writer)?;
     Ok(ManifestEntry {
         path: name.to_string(),
         media_type: "application/zip".into(),

@@ -33,9 +33,9 @@
 //! jobs takes a while; a job downloaded meanwhile expires at the download.
 
 use super::call::Done;
-use super::{run, Inner, Session};
+use super::{attempt, Inner, Session};
+use crate::access::{authorize, Permission};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
-use crate::auth::{authorize, Permission};
 use crate::error::{Error, Result};
 use crate::job::{FinishedQuery, JobQuery};
 use crate::job::{Job, JobKind, JobState};
@@ -207,7 +207,7 @@ impl Inner {
             for a in job
                 .artifacts
                 .iter()
-                .filter(|a| a.name != run::MANIFEST_NAME)
+                .filter(|a| a.name != attempt::MANIFEST_NAME)
             {
                 self.record_expiry(
                     tx,
@@ -226,7 +226,7 @@ impl Inner {
                 .artifacts
                 .iter()
                 .map(|a| a.name.as_str())
-                .filter(|n| *n == run::MANIFEST_NAME)
+                .filter(|n| *n == attempt::MANIFEST_NAME)
                 .collect();
             self.record_expiry(
                 tx,
@@ -245,9 +245,10 @@ impl Inner {
             for a in stored
                 .artifacts
                 .iter()
-                .filter(|a| a.name != run::MANIFEST_NAME)
+                .filter(|a| a.name != attempt::MANIFEST_NAME)
             {
-                self.sink.delete(&run::artifact_path(&stored, &a.name))?;
+                self.sink
+                    .delete(&attempt::artifact_path(&stored, &a.name))?;
             }
         }
         Ok((stored, summary))

@@ -1,30 +1,20 @@
-//! Running jobs: the worker loop, encoding datasets into artifacts, bulk packages, documents and manifests.
+//! Running jobs: the worker loop, and each attempt from its claim to its recorded end (the datasets are encoded
+//! in `encode`, bulk packages written in `package`, manifests signed in `signing`).
 
-use super::{compute, package, Inner, ENGINE_VERSION};
+use super::attempt::{complete, Counting, Running, Stop, MANIFEST_NAME};
+use super::encode::encode_dataset;
+use super::signing::manifest_of;
+use super::{compute, package, Inner};
 use crate::error::{Error, Result};
-use crate::format::{Capability, Format, FormatOptions};
+use crate::format::Capability;
 use crate::job::{Artifact, Job, JobKind, JobState};
-use crate::manifest::{Manifest, ManifestEntry, ManifestPrincipal, MANIFEST_VERSION};
-use crate::meta::DatasetMeta;
+use crate::manifest::ManifestEntry;
 use crate::request::{ExportContent, ExportRequest, PackageKind};
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use serde_json::json;
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The name of every job's manifest artifact.
-pub(crate) const MANIFEST_NAME: &str = "manifest.json";
-
-/// How often a running job's progress is saved.
-const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-
-/// The sink path of a job's artifact ([`Job::artifact_path`]).
-pub(crate) fn artifact_path(job: &Job, name: &str) -> String {
-    job.artifact_path(name)
-}
 
 /// Claims and runs jobs until the engine shuts down.
 pub(crate) fn worker_loop(inner: &Arc<Inner>) {
@@ -40,116 +30,6 @@ pub(crate) fn worker_loop(inner: &Arc<Inner>) {
                 let _ = inner.wake.wait_timeout(guard, Duration::from_millis(200));
             }
         }
-    }
-}
-
-/// Why a job stopped before succeeding.
-pub(super) enum Stop {
-    Cancelled,
-    Shutdown,
-    /// The attempt lost its lease: it must write nothing more.
-    LeaseLost,
-    Failed(Error),
-}
-
-impl From<Error> for Stop {
-    fn from(e: Error) -> Self {
-        if e.reason() == "lease_lost" {
-            Stop::LeaseLost
-        } else {
-            Stop::Failed(e)
-        }
-    }
-}
-
-/// A running attempt: the record, its cancel flag, and throttled progress saving.
-pub(crate) struct Running<'a> {
-    pub(super) inner: &'a Inner,
-    pub(super) job: Job,
-    /// The attempt's lease epoch, which fences its writes.
-    epoch: u32,
-    cancel: Arc<AtomicBool>,
-    /// Set by the lease keeper when the lease was lost.
-    lost: Arc<AtomicBool>,
-    pub(super) bytes: Arc<AtomicU64>,
-    pub(super) rows: u64,
-    last_save: Instant,
-    /// The job's de-identification, shared by its datasets (data and bulk jobs).
-    pub(super) deid: Option<Arc<crate::deid::Deidentifier>>,
-    /// The e-signatures of the manifests written so far, for the audit trail.
-    pub(super) signatures: Vec<crate::signature::SignatureRecord>,
-    /// The rendered document of a report or dashboard job, for the manifest.
-    document: Option<crate::manifest::ManifestDocument>,
-}
-
-impl<'a> Running<'a> {
-    pub(super) fn check(&mut self) -> Result<(), Stop> {
-        if self.lost.load(Ordering::SeqCst) {
-            return Err(Stop::LeaseLost);
-        }
-        if self.inner.shutdown.load(Ordering::SeqCst) {
-            return Err(Stop::Shutdown);
-        }
-        if self.cancel.load(Ordering::SeqCst) {
-            return Err(Stop::Cancelled);
-        }
-        if self.last_save.elapsed() >= PROGRESS_EVERY {
-            self.save_progress()?;
-        }
-        Ok(())
-    }
-
-    /// Saves progress (fenced by the lease); picks up a cancel request made through the store (by another process).
-    pub(super) fn save_progress(&mut self) -> Result<(), Stop> {
-        self.last_save = Instant::now();
-        let mut progress = self.job.progress;
-        progress.rows_written = self.rows;
-        progress.bytes_written = self.bytes.load(Ordering::Relaxed);
-        let job = self.inner.fenced(self.job.id, self.epoch, |job, _| {
-            job.progress = progress;
-            Ok(())
-        })?;
-        self.job = job;
-        if self.job.cancel_requested {
-            return Err(Stop::Cancelled);
-        }
-        Ok(())
-    }
-
-    fn add_rows(&mut self, n: u64) {
-        self.rows += n;
-    }
-
-    /// Creates an artifact of this attempt.
-    pub(super) fn create(&self, name: &str) -> Result<Box<dyn crate::sink::SinkWriter>> {
-        self.inner.sink.create(&artifact_path(&self.job, name))
-    }
-}
-
-/// Completes an artifact of the attempt, between its failpoints.
-pub(super) fn complete(
-    writer: Box<dyn crate::sink::SinkWriter>,
-) -> Result<crate::sink::ArtifactReceipt> {
-    crate::failpoint::hit("job.artifact.before_complete");
-    let receipt = writer.complete()?;
-    crate::failpoint::hit("job.artifact.after_complete");
-    Ok(receipt)
-}
-
-/// A writer that counts bytes into a shared counter, for progress.
-pub(super) struct Counting<'w> {
-    pub(super) inner: &'w mut (dyn Write + Send),
-    pub(super) bytes: Arc<AtomicU64>,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -220,7 +100,7 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
     };
     let rows = run.rows;
     let bytes = run.bytes.load(Ordering::Relaxed);
-    let deid = deidentification(run);
+    let deid = run.deidentification();
     let signatures = run.signatures.clone();
     crate::failpoint::hit("job.finish.before");
     let ended = inner.fenced(id, epoch, |job, tx| {
@@ -367,12 +247,6 @@ fn job_deidentifier(run: &Running<'_>, req: &ExportRequest) -> Result<crate::dei
         &run.job.study,
         run.job.created_at,
     )
-}
-
-/// What the manifest and the audit record of de-identification: `None` for a job without a policy.
-fn deidentification(run: &Running<'_>) -> Option<serde_json::Value> {
-    let d = run.deid.as_ref()?;
-    (!d.policy().is_empty() || d.policy().identifiable()).then(|| d.describe())
 }
 
 fn execute(run: &mut Running<'_>) -> Result<Vec<Artifact>, Stop> {
@@ -527,168 +401,4 @@ fn document_signatures(job: &Job) -> Vec<crate::document::DocumentSignature> {
         })
         .into_iter()
         .collect()
-}
-
-/// The manifest of a job's `files`, signed when the request asked for an e-signature.
-pub(super) fn manifest_of(
-    run: &mut Running<'_>,
-    files: Vec<ManifestEntry>,
-) -> Result<Manifest, Stop> {
-    let job = &run.job;
-    let mut manifest = Manifest {
-        manifest_version: MANIFEST_VERSION,
-        engine: format!("trialport {ENGINE_VERSION}"),
-        job_id: job.id,
-        kind: job.kind.as_str().into(),
-        study: job.study.clone(),
-        format: job.format.clone(),
-        requested_by: ManifestPrincipal {
-            subject: job.requested_by.clone(),
-            name: job.requested_by_name.clone(),
-            org: job.org.clone(),
-        },
-        created_at: job.created_at,
-        completed_at: run.inner.clock.now(),
-        request: super::literals::open(run.inner, job)?.0,
-        deidentification: deidentification(run),
-        files,
-        document: run.document.clone(),
-        signatures: vec![],
-    };
-    super::signing::sign_manifest(run, &mut manifest)?;
-    Ok(manifest)
-}
-
-/// What encoding one dataset wrote.
-pub(super) struct Encoded {
-    /// Rows written.
-    pub(super) rows: u64,
-    /// Rows the source yielded.
-    pub(super) source_rows: u64,
-    /// The dataset's schema, with its metadata.
-    pub(super) schema: SchemaRef,
-    /// The dataset's metadata.
-    pub(super) meta: DatasetMeta,
-}
-
-/// A slice of a dataset's rows written as a dataset of its own (a part of a split dataset).
-pub(super) struct Part {
-    /// Rows of the source to skip.
-    pub(super) skip: u64,
-    /// Rows to write after them.
-    pub(super) take: u64,
-    /// The name of the part's dataset, e.g. `LB1`.
-    pub(super) name: String,
-}
-
-/// Encodes one dataset selection into `out`.
-pub(super) fn encode_dataset(
-    run: &mut Running<'_>,
-    format: &dyn Format,
-    study: &str,
-    sel: &crate::request::DatasetSelection,
-    options: &FormatOptions,
-    out: &mut (dyn Write + Send),
-) -> Result<Encoded, Stop> {
-    encode_part(run, format, study, sel, options, out, None)
-}
-
-/// Encodes one dataset selection, or the `part` of its rows, into `out`.
-pub(super) fn encode_part(
-    run: &mut Running<'_>,
-    format: &dyn Format,
-    study: &str,
-    sel: &crate::request::DatasetSelection,
-    options: &FormatOptions,
-    out: &mut (dyn Write + Send),
-    part: Option<&Part>,
-) -> Result<Encoded, Stop> {
-    let inner = run.inner;
-    let stream = inner.scan(study, sel.name(), sel.columns(), sel.filters())?;
-    let mut schema = stream.schema().clone();
-    let mut meta = stream.meta();
-    let deid = match &run.deid {
-        Some(d) => Some(d.dataset(sel.name(), &schema, &meta)?),
-        None => None,
-    };
-    if let Some(t) = &deid {
-        schema = t.schema().clone();
-        meta = t.meta().clone();
-    }
-    if let Some(p) = part {
-        meta.name = p.name.clone();
-        schema = meta.apply_to(&schema)?;
-    }
-    let (skip, take) = part.map_or((0, u64::MAX), |p| (p.skip, p.take));
-    let mut counted = Counting {
-        inner: out,
-        bytes: run.bytes.clone(),
-    };
-    // A document that states its creation time (an XPT header, Dataset-JSON's datasetJSONCreationDateTime) states
-    // the job's, from the engine's clock, unless the request sets it.
-    let options = options.created_by_default(&format.info(), run.job.created_at);
-    let mut encoder = format.encoder(&schema, &meta, &options, &mut counted)?;
-    let mut seen = 0u64;
-    let mut source_rows = 0u64;
-    for batch in stream {
-        run.check()?;
-        let batch = batch?;
-        let n = batch.num_rows() as u64;
-        let (from, to) = (seen.max(skip), (seen + n).min(skip.saturating_add(take)));
-        seen += n;
-        if from >= to {
-            if seen >= skip.saturating_add(take) {
-                break;
-            }
-            continue;
-        }
-        let slice = if from == seen - n && to == seen {
-            batch
-        } else {
-            batch.slice((from - (seen - n)) as usize, (to - from) as usize)
-        };
-        let slice = match &deid {
-            Some(t) => t.apply(&slice)?,
-            None => slice,
-        };
-        // A part carries its own name in the schema; whole datasets keep their batches as the source made them.
-        let slice = if part.is_some() {
-            RecordBatch::try_new(schema.clone(), slice.columns().to_vec()).map_err(|e| {
-                Error::server(
-                    "schema_mismatch",
-                    format!("a batch does not fit the dataset's schema: {e}"),
-                )
-            })?
-        } else {
-            slice
-        };
-        source_rows += to - from;
-        encoder.write(&slice)?;
-        run.add_rows(to - from);
-    }
-    run.check()?;
-    let summary = encoder.finish()?;
-    if summary.rows != source_rows {
-        return Err(Error::server(
-            "row_count_mismatch",
-            "the rows written differ from the rows the source yielded",
-        )
-        .with_detail("written", summary.rows)
-        .with_detail("source", source_rows)
-        .into());
-    }
-    // What the file says of itself (e.g. measured character lengths) is what a define must describe.
-    let (schema, meta) = match &summary.written {
-        Some(written) => {
-            let meta = meta.merged_with(written);
-            (meta.apply_to(&schema)?, meta)
-        }
-        None => (schema, meta),
-    };
-    Ok(Encoded {
-        rows: summary.rows,
-        source_rows,
-        schema,
-        meta,
-    })
 }

@@ -3,11 +3,12 @@
 //! authorizes the principal and audits the outcome through one [`Session::call`]. The CLI, the Python and C
 //! bindings and the HTTP service each hold a session per credential and decide nothing themselves.
 
-use super::call::{valid_request_id, Call, Done};
+use super::call::{valid_request_id, Call, Done, LastCall};
 use super::download::withheld_details;
 use super::{Engine, Inner, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use crate::access::{authorize, Permission, Principal};
 use crate::audit::{AuditEvent, Checkpoint};
-use crate::auth::{authorize, ApiKeyInfo, ApiKeyRecord, NewApiKey, Permission, Principal};
+use crate::auth::{ApiKeyInfo, ApiKeyRecord, NewApiKey};
 use crate::error::{Error, Result};
 use crate::format::FormatInfo;
 use crate::job::{Job, JobState};
@@ -43,17 +44,6 @@ pub struct Session<'e> {
     pub(super) request_id: Option<String>,
     /// What the last call learned of the caller (see [`Session::last_call`]).
     last_call: std::sync::Mutex<LastCall>,
-}
-
-/// What a session's last call learned of its caller, for an adapter's response headers and logs: the principal's
-/// subject once authenticated, and its rate-limit quota once counted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LastCall {
-    /// The authenticated principal's subject (`None`: the credential was refused, or no call was made).
-    pub subject: Option<String>,
-    /// The quota after the call, when the engine limits calls (see [`crate::limit`]).
-    pub rate_limit: Option<crate::limit::RateLimitStatus>,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -145,9 +135,23 @@ impl<'e> Session<'e> {
             .clone()
     }
 
-    /// Updates what the current call learned (reset at the start of each call).
-    pub(super) fn learned(&self, f: impl FnOnce(&mut LastCall)) {
-        f(&mut self.last_call.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Runs one operation of this session through [`super::call::run`]: authenticate, run the body (which
+    /// authorizes), audit the outcome, stamp errors.
+    pub(crate) fn call<T>(
+        &self,
+        action: &'static str,
+        target: String,
+        body: impl FnOnce(&Call<'_>) -> Result<Done<T>>,
+    ) -> Result<T> {
+        super::call::run(
+            self.inner,
+            &self.credential,
+            self.request_id.as_deref(),
+            &self.last_call,
+            action,
+            target,
+            body,
+        )
     }
 
     /// Remembers that `jobs` were obtained with this session's credential (see [`Engine::known_session`]).
@@ -395,7 +399,7 @@ impl<'e> Session<'e> {
             authorize(p, Permission::KeysManage, &org, None)?;
             // The operator role acts in every organization: only the operator or an admin of the whole home may
             // grant it (an organization's admin may not make itself the platform's operator).
-            if new.roles.contains(&crate::auth::Role::Operator) {
+            if new.roles.contains(&crate::access::Role::Operator) {
                 super::encryption::authorize_home_wide(p, self.inner.home_org.as_deref())?;
             }
             // A key grants no study its creator does not hold (`*` only from a creator with `*`).

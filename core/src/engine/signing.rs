@@ -8,14 +8,14 @@
 //! a new password). Passwords are hashed and checked before the transaction (PBKDF2 must not hold the store's
 //! write lock), against a snapshot of the credential that the transaction reads again.
 
+use super::attempt::{Running, Stop};
 use super::call::{Call, Done};
-use super::run::{Running, Stop};
 use super::{Engine, EngineBuilder, Inner, Session};
+use crate::access::{authorize, Permission};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
-use crate::auth::{authorize, Permission};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ManifestEntry, ManifestPrincipal, MANIFEST_VERSION};
 use crate::signature::{
     check_password_policy, requested_meaning, PublicKey, Reauth, SignatureRecord, SignatureRequest,
     SignatureVerifier, Signer, Signing, SigningKey, SigningSettings,
@@ -499,4 +499,34 @@ pub(super) fn record_signatures(
         &AuditScope::new(job.org.clone(), Some(&job.study)),
     )?;
     Ok(())
+}
+
+/// The manifest of a job's `files`, signed when the request asked for an e-signature.
+pub(super) fn manifest_of(
+    run: &mut Running<'_>,
+    files: Vec<ManifestEntry>,
+) -> Result<Manifest, Stop> {
+    let job = &run.job;
+    let mut manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        engine: format!("trialport {}", super::ENGINE_VERSION),
+        job_id: job.id,
+        kind: job.kind.as_str().into(),
+        study: job.study.clone(),
+        format: job.format.clone(),
+        requested_by: ManifestPrincipal {
+            subject: job.requested_by.clone(),
+            name: job.requested_by_name.clone(),
+            org: job.org.clone(),
+        },
+        created_at: job.created_at,
+        completed_at: run.inner.clock.now(),
+        request: super::literals::open(run.inner, job)?.0,
+        deidentification: run.deidentification(),
+        files,
+        document: run.document.clone(),
+        signatures: vec![],
+    };
+    super::signing::sign_manifest(run, &mut manifest)?;
+    Ok(manifest)
 }

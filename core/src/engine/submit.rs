@@ -15,7 +15,7 @@
 use super::call::{Call, Done};
 use super::signing::Critical;
 use super::{compute, package, Inner, Session};
-use crate::auth::{authorize, Permission};
+use crate::access::{authorize, Permission};
 use crate::error::{Error, Result};
 use crate::format::{Capability, Format, FormatOptions};
 use crate::job::{Job, JobKind, JobState, Progress};
@@ -33,16 +33,6 @@ pub(crate) fn action_of(kind: JobKind) -> &'static str {
         JobKind::Bulk => "bulk_export",
         JobKind::Report => "export_report",
         JobKind::Dashboard => "export_dashboard",
-    }
-}
-
-/// The permission each kind of export needs.
-pub(super) fn permission_of(kind: JobKind) -> Permission {
-    match kind {
-        JobKind::Data => Permission::ExportData,
-        JobKind::Bulk => Permission::ExportBulk,
-        JobKind::Report => Permission::ExportReport,
-        JobKind::Dashboard => Permission::ExportDashboard,
     }
 }
 
@@ -107,7 +97,7 @@ fn submit(inner: &Inner, call: &Call<'_>, mut request: ExportRequest) -> Result<
     let kind = request.kind();
     let study = request.study.clone();
     // 1. Who may ask.
-    authorize(p, permission_of(kind), &p.org, Some(&study))?;
+    authorize(p, kind.permission(), &p.org, Some(&study))?;
     if request.identifiable {
         authorize(p, Permission::IdentifiableData, &p.org, Some(&study))?;
     }

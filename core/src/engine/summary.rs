@@ -2,7 +2,7 @@
 //! by arm, events by system organ class and preferred term, ...). The result is an ordinary table block, so every
 //! renderer shows it as it shows a table drawn from a dataset.
 
-use super::compute::{as_floats, measure_column, Agg};
+use super::aggregate::{as_floats, measure_column, Agg};
 use super::Inner;
 use crate::document::{Block, Measure, SummarySpec, MAX_SUMMARY_GROUPS};
 use crate::error::{Error, Result};

@@ -1,7 +1,7 @@
 //! The JOSE header and the claims of a verified token, checked and turned into a [`Principal`].
 
 use super::{reject, Algorithm, JwtVerifier};
-use crate::auth::{Principal, Role};
+use crate::access::{Principal, Role};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

@@ -50,7 +50,7 @@
 //! | `sub` | `subject` | required; 1 to 256 characters, no control characters; `system`, `anonymous` and `apikey:...` are reserved for the engine and API keys |
 //! | `name` | `name` | optional, the printed name (defaults to `sub`) |
 //! | `org` | `org` | required, an organization name |
-//! | `roles` | `roles` | required list of the role names of [`crate::auth::Role`]; an unknown role fails (`unknown_role`) |
+//! | `roles` | `roles` | required list of the role names of [`crate::access::Role`]; an unknown role fails (`unknown_role`) |
 //! | `studies` | `studies` | required list of study names, or `["*"]` |
 //! | `auth_time` | `auth_time` | optional |
 //!
@@ -63,7 +63,7 @@ mod keys;
 
 pub use keys::{JwtKey, MAX_KEY_FILE_BYTES};
 
-use crate::auth::Principal;
+use crate::access::Principal;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use encoding::{base64url, strict_json, JsonError};

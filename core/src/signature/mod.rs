@@ -75,8 +75,8 @@ pub use verifier::{
     MIN_PBKDF2_ITERATIONS,
 };
 
+use crate::access::Principal;
 use crate::audit::canonical_json;
-use crate::auth::Principal;
 use crate::codec::hex;
 use crate::error::{Error, Result};
 use crate::signer::SignerCredential;

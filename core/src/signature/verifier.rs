@@ -26,7 +26,7 @@
 //! Cheat Sheet, 2023); each hash records its own count, so raising the setting affects new passwords only.
 //! Lower counts are for tests.
 
-use crate::auth::Principal;
+use crate::access::Principal;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -235,7 +235,7 @@ pub fn check_password_policy(password: &str, signer: &Principal) -> Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::auth::Role;
+    use crate::access::Role;
 
     fn signer(subject: &str) -> Principal {
         Principal {

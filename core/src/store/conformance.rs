@@ -21,8 +21,9 @@
 //! records, and fixed times from [`base_time`] spaced out so every ordering is deterministic.
 
 use super::{Store, Tx};
+use crate::access::Role;
 use crate::audit::{Actor, AuditEvent, Outcome, GENESIS_HASH};
-use crate::auth::{ApiKeyRecord, Role};
+use crate::auth::ApiKeyRecord;
 use crate::error::{Error, ErrorCode, Result};
 use crate::job::{Artifact, FinishedQuery, Job, JobKind, JobQuery, JobState, Lease, Progress};
 use crate::signer::{PasswordHash, SignerCredential, PASSWORD_SCHEME};
