@@ -18,24 +18,8 @@ use trialport_core::meta::{ColumnMeta, DatasetMeta};
 use trialport_formats::dataset_json::{self, DatasetJsonFormat};
 use trialport_formats::xpt::{self, XptFormat};
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !required,
-        "the conformance corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: the conformance corpus is not at {} (set TRIALPORT_REQUIRE_CONFORMANCE to fail instead)",
-        dir.display()
-    );
-    None
-}
+mod common;
+use common::conformance_dir;
 
 /// The CDISC pairs: an XPT written by SAS and the Dataset-JSON file CDISC made from it.
 const PAIRS: &[&str] = &[

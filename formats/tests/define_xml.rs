@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{TimeZone, Utc};
 use roxmltree::{Document, Node};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use trialport_core::format::{Described, Format, FormatOptions, StudyInfo};
 use trialport_core::meta::{CodeListMeta, CodeListTerm, ColumnMeta, DatasetMeta};
@@ -20,24 +20,8 @@ use trialport_core::ErrorCode;
 use trialport_formats::define::{self, DefineXmlFormat, NS_DEF, NS_ODM, NS_XLINK};
 use trialport_formats::xpt;
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !required,
-        "the conformance corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: the conformance corpus is not at {} (set TRIALPORT_REQUIRE_CONFORMANCE to fail instead)",
-        dir.display()
-    );
-    None
-}
+mod common;
+use common::conformance_dir;
 
 /// One dataset as the tests hold it: schema (with metadata), metadata, file name, rows.
 struct Owned {

@@ -25,24 +25,8 @@ use trialport_core::sink::LocalDirSink;
 use trialport_core::source::{DataSource, MemorySource};
 use trialport_formats::xpt::{self, XptFormat};
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !required,
-        "the conformance corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: the conformance corpus is not at {}",
-        dir.display()
-    );
-    None
-}
+mod common;
+use common::conformance_dir;
 
 /// The CDISC Dataset-JSON example study: SDTM DM, AE, TS and ADaM ADSL, ADTTE (SAS 9.4 XPT files).
 const DATASETS: [(&str, &str); 5] = [

@@ -19,15 +19,13 @@ use trialport_formats::read::{self, ReadOptions};
 use trialport_formats::source::DirectorySource;
 use trialport_formats::xpt;
 
+mod common;
+use common::conformance_dir;
+
 fn conformance_xpt() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    if !dir.is_dir() {
-        let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-            || std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(!required, "the conformance corpus is missing");
-        eprintln!("skipped: the conformance corpus is not beside the repository");
+    let Some(dir) = conformance_dir() else {
         return vec![];
-    }
+    };
     let mut out = vec![];
     for sub in [
         "phuse-cdiscpilot01/sdtm",

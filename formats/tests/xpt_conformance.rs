@@ -9,30 +9,14 @@
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
 use arrow::record_batch::RecordBatch;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use trialport_core::format::{Format, FormatOptions};
 use trialport_core::meta::DatasetMeta;
 use trialport_core::ErrorCode;
 use trialport_formats::xpt::{self, XptFormat, XptVersion};
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !required,
-        "the conformance corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: the conformance corpus is not at {} (set TRIALPORT_REQUIRE_CONFORMANCE to fail instead)",
-        dir.display()
-    );
-    None
-}
+mod common;
+use common::conformance_dir;
 
 /// One row of formats.md §8's table.
 struct Expected {

@@ -16,7 +16,7 @@ use arrow::datatypes::{
 };
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use trialport_core::format::{Format, FormatOptions};
 use trialport_core::meta::{ColumnMeta, DatasetMeta};
@@ -24,24 +24,8 @@ use trialport_core::ErrorCode;
 use trialport_formats::read::{self, ReadOptions};
 use trialport_formats::xpt::{self, ibm, read_xpt_from, XptDates, XptFormat, XptReadOptions};
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let required = std::env::var_os("TRIALPORT_REQUIRE_CONFORMANCE").is_some()
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !required,
-        "the conformance corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: the conformance corpus is not at {} (set TRIALPORT_REQUIRE_CONFORMANCE to fail instead)",
-        dir.display()
-    );
-    None
-}
+mod common;
+use common::conformance_dir;
 
 fn numbers() -> XptReadOptions {
     XptReadOptions {
