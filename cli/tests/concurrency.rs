@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::lab::Lab;
+use common::lab::{export_args, Lab};
 use common::{strace_available, under_strace};
 use serde_json::Value;
 use std::path::Path;
@@ -226,18 +226,7 @@ fn opening_the_home_stopped_at_each_lock_never_takes_a_running_job() {
         // opener holds a lock the export waits for).
         let running = logged(&lab, "job.running");
         let export = lab
-            .command(&[
-                "--json",
-                "export",
-                "data",
-                "--study",
-                "S1",
-                "--datasets",
-                "LB",
-                "--format",
-                "csv",
-                "--wait",
-            ])
+            .command(&export_args("LB", "csv", true))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

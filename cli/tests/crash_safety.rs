@@ -6,28 +6,12 @@
 
 mod common;
 
-use common::lab::{killed, temp_files, Lab};
+use common::lab::{export_args, killed, temp_files, Lab};
 use common::{error_json, stdout_json, stdout_text, strace_available, under_strace};
 use serde_json::Value;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use trialport_core::failpoint::FAILPOINTS;
-
-/// `export data ... --wait --json` of `datasets` as `format`, not started.
-fn export_args<'a>(datasets: &'a str, format: &'a str) -> Vec<&'a str> {
-    vec![
-        "export",
-        "data",
-        "--study",
-        "S1",
-        "--datasets",
-        datasets,
-        "--format",
-        format,
-        "--wait",
-        "--json",
-    ]
-}
 
 #[test]
 fn a_kill_at_every_failpoint_of_an_export_loses_nothing_and_the_job_is_finished_later() {
@@ -45,7 +29,7 @@ fn a_kill_at_every_failpoint_of_an_export_loses_nothing_and_the_job_is_finished_
         let mut hit_at_least_once = false;
         for n in 1.. {
             let out = lab
-                .command(&export_args("DM,AE", "csv"))
+                .command(&export_args("DM,AE", "csv", true))
                 .env("TRIALPORT_FAILPOINT", format!("{name}@{n}"))
                 .output()
                 .unwrap();
@@ -108,22 +92,12 @@ fn kill_9_at_random_instants_under_load_loses_nothing() {
             .map(|i| {
                 spawn(
                     &lab,
-                    &export_args("AE,LB", formats[(i + rng.next(4) as usize) % 4]),
+                    &export_args("AE,LB", formats[(i + rng.next(4) as usize) % 4], true),
                 )
             })
             .collect();
         // A queued job for the worker, besides.
-        stdout_text(&lab.run(&[
-            "export",
-            "data",
-            "--study",
-            "S1",
-            "--datasets",
-            "LB",
-            "--format",
-            "csv",
-            "--json",
-        ]));
+        stdout_text(&lab.run(&export_args("LB", "csv", false)));
         std::thread::sleep(Duration::from_millis(100 + rng.next(900)));
         for child in children.iter_mut() {
             if rng.next(2) == 0 {
@@ -163,7 +137,7 @@ fn kill_9_at_random_instants_under_load_loses_nothing() {
 #[test]
 fn h6_a_job_killed_after_finishing_an_artifact_is_rerun_to_success_and_its_remains_swept() {
     let lab = Lab::new(200_000, 1, 3);
-    let mut child = spawn(&lab, &export_args("AE,LB", "xlsx"));
+    let mut child = spawn(&lab, &export_args("AE,LB", "xlsx", true));
     // Kill the process as soon as the first artifact is complete (the second is being written).
     let started = Instant::now();
     let artifacts = lab.home.join("artifacts");
@@ -223,18 +197,9 @@ fn h6_a_job_killed_after_finishing_an_artifact_is_rerun_to_success_and_its_remai
 #[test]
 fn m1_a_key_or_a_revocation_killed_at_its_commit_is_whole_or_absent_with_its_event() {
     let lab = Lab::new(1, 1, 3);
-    let count = |action: &str| {
-        lab.events()
-            .iter()
-            .filter(|e| e["action"] == action && e["outcome"] == "success")
-            .count()
-    };
+    let count = |action: &str| lab.successes(action);
     // The rows themselves, read as any SQLite client would.
-    let keys = |lab: &Lab| -> i64 {
-        let db = rusqlite::Connection::open(lab.home.join("trialport.db")).unwrap();
-        db.query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0))
-            .unwrap()
-    };
+    let keys = |lab: &Lab| lab.count_rows("SELECT count(*) FROM api_keys");
     let create = [
         "keys",
         "create",
@@ -294,17 +259,8 @@ fn m1_killed_at_its_first_audit_log_write_every_change_has_its_event() {
         return;
     }
     let lab = Lab::new(1, 1, 3);
-    let successes = |action: &str| {
-        lab.events()
-            .iter()
-            .filter(|e| e["action"] == action && e["outcome"] == "success")
-            .count()
-    };
-    let count_rows = |sql: &str| -> usize {
-        let db = rusqlite::Connection::open(lab.home.join("trialport.db")).unwrap();
-        let n: i64 = db.query_row(sql, [], |r| r.get(0)).unwrap();
-        usize::try_from(n).unwrap()
-    };
+    let successes = |action: &str| lab.successes(action);
+    let count_rows = |sql: &str| lab.count_rows(sql);
     let keks = || std::fs::read_dir(lab.home.join("keys")).unwrap().count();
     let audit_log = lab.home.join("audit.log");
     let kill_at_first_log_write = |args: &[&str]| {
@@ -402,7 +358,7 @@ fn m2_removed_or_forged_events_refuse_to_open_without_any_checkpoint() {
     let fresh = || {
         let lab = Lab::new(1, 1, 3);
         for _ in 0..3 {
-            stdout_text(&lab.run(&export_args("AE", "csv")));
+            stdout_text(&lab.run(&export_args("AE", "csv", true)));
         }
         lab
     };
@@ -483,20 +439,10 @@ fn m2_removed_or_forged_events_refuse_to_open_without_any_checkpoint() {
 #[test]
 fn m7_a_waiting_export_runs_only_its_own_job() {
     let lab = Lab::new(50_000, 1, 3);
-    let queued = stdout_json(&lab.run(&[
-        "export",
-        "data",
-        "--study",
-        "S1",
-        "--datasets",
-        "LB",
-        "--format",
-        "xlsx",
-        "--json",
-    ]));
+    let queued = stdout_json(&lab.run(&export_args("LB", "xlsx", false)));
     let queued_id = queued["id"].as_str().unwrap().to_string();
     for _ in 0..3 {
-        let job = stdout_json(&lab.run(&export_args("AE", "csv")));
+        let job = stdout_json(&lab.run(&export_args("AE", "csv", true)));
         assert_eq!(job["state"], "succeeded");
     }
     let events = lab.events();

@@ -25,6 +25,26 @@ const SUBMISSIONS: [&str; 4] = [
     "bulk_export",
 ];
 
+/// The arguments of `export data` of `datasets` of study `S1` as `format` with `--json`, and `--wait` when
+/// `wait`: the export the crash and concurrency tests run, started with [`Lab::command`] or [`Lab::run`].
+pub fn export_args<'a>(datasets: &'a str, format: &'a str, wait: bool) -> Vec<&'a str> {
+    let mut args = vec![
+        "export",
+        "data",
+        "--study",
+        "S1",
+        "--datasets",
+        datasets,
+        "--format",
+        format,
+        "--json",
+    ];
+    if wait {
+        args.push("--wait");
+    }
+    args
+}
+
 /// A home with study `S1`: `DM` (3 rows), `AE` (3 rows) and `LB` (`lb_rows` rows).
 pub struct Lab {
     _tmp: tempfile::TempDir,
@@ -94,6 +114,26 @@ impl Lab {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// How many `action` events of the trail succeeded (through `audit export`, which opens the home).
+    pub fn successes(&self, action: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e["action"] == action && e["outcome"] == "success")
+            .count()
+    }
+
+    /// The number `sql` (a `SELECT count(*) ...`) gives on the home's database, read as any SQLite client would,
+    /// without opening the home.
+    pub fn count_rows(&self, sql: &str) -> usize {
+        let db = rusqlite::Connection::open_with_flags(
+            self.home.join("trialport.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let n: i64 = db.query_row(sql, [], |r| r.get(0)).unwrap();
+        usize::try_from(n).unwrap()
     }
 
     /// The audit log file as it is, read as an outside auditor would, without opening the home (opening it may
