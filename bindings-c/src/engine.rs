@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::job::{Job, JobKind};
 use trialport_core::request::{from_json, job_id, ListJobsRequest};
 use trialport_core::source::{BatchStream, MemorySource};
@@ -41,7 +42,7 @@ fn job_json(job: Result<Job>) -> Result<String> {
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value)
-        .map_err(|_| Error::server("internal", "a result could not be serialized"))
+        .map_err(|_| Error::server(Reason::Internal, "a result could not be serialized"))
 }
 
 impl tp_engine {
@@ -73,7 +74,7 @@ impl tp_engine {
     fn engine(&self) -> Result<&Engine> {
         self.engine
             .as_ref()
-            .ok_or_else(|| Error::server("closed", "the engine is closed"))
+            .ok_or_else(|| Error::server(Reason::Closed, "the engine is closed"))
     }
 
     /// The callbacks of this engine.
@@ -93,7 +94,7 @@ impl tp_engine {
             .ok_or_else(|| {
                 Error::new(
                     trialport_core::ErrorCode::NotFound,
-                    "no_initial_key",
+                    Reason::NoInitialKey,
                     "no initial API key: the home existed already, or the key was taken",
                 )
             })

@@ -7,6 +7,7 @@
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::{Mutex, MutexGuard};
 use trialport_core::audit::{AuditEvent, AuditHook};
+use trialport_core::error::Reason;
 use trialport_core::{Error, Result};
 
 /// An audit callback: called with the `userdata` given at registration and the event as JSON text (valid only
@@ -82,14 +83,16 @@ impl AuditHook for CHooks {
         let text = serde_json::to_string(event)
             .ok()
             .and_then(|t| CString::new(t).ok())
-            .ok_or_else(|| Error::server("internal", "an audit event could not be serialized"))?;
+            .ok_or_else(|| {
+                Error::server(Reason::Internal, "an audit event could not be serialized")
+            })?;
         for (index, c) in callbacks.iter().enumerate() {
             // SAFETY: `call` is the caller's function with the signature of tp_audit_fn, given with `userdata`;
             // `text` is a NUL-terminated string that outlives the call, as documented.
             let answer = unsafe { (c.call)(c.userdata, text.as_ptr()) };
             if answer != 0 {
                 return Err(Error::server(
-                    "audit_hook_failed",
+                    Reason::AuditHookFailed,
                     "a C audit callback refused the event",
                 )
                 .with_detail("callback", index)

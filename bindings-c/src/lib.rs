@@ -13,6 +13,7 @@ mod stream;
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::PathBuf;
+use trialport_core::error::Reason;
 use trialport_core::job::JobKind;
 
 pub use engine::{tp_engine, TP_WAIT_FOREVER};
@@ -34,8 +35,11 @@ unsafe fn text<'a>(p: *const c_char, name: &'static str) -> Outcome<&'a str> {
     let bytes = unsafe { CStr::from_ptr(p) };
     bytes.to_str().map_err(|_| {
         Failure::Error(
-            trialport_core::Error::validation("invalid_utf8", "a string argument is not UTF-8")
-                .with_field(name),
+            trialport_core::Error::validation(
+                Reason::InvalidUtf8,
+                "a string argument is not UTF-8",
+            )
+            .with_field(name),
         )
     })
 }
@@ -101,7 +105,7 @@ fn output<T>(p: *mut T, name: &'static str) -> Outcome {
 unsafe fn put_string(out: *mut *mut c_char, s: String) -> Outcome {
     let s = CString::new(s).map_err(|_| {
         Failure::Error(trialport_core::Error::server(
-            "internal",
+            Reason::Internal,
             "a result holds a NUL character",
         ))
     })?;

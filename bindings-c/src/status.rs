@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use trialport_core::error::Reason;
 use trialport_core::{Error, ErrorCode};
 
 /// The result of every `tp_*` function that can fail: `TP_STATUS_OK` (0), one value per error code EXP001-EXP006,
@@ -96,13 +97,13 @@ pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> tp_status {
         Ok(Err(Failure::Error(e))) => fail(status_of(&e), &e),
         Ok(Err(Failure::Null(name))) => fail(
             tp_status::TP_STATUS_NULL_ARGUMENT,
-            &Error::validation("null_argument", format!("argument '{name}' is NULL"))
+            &Error::validation(Reason::NullArgument, format!("argument '{name}' is NULL"))
                 .with_field(name),
         ),
         Err(_) => fail(
             tp_status::TP_STATUS_PANIC,
             &Error::server(
-                "panic",
+                Reason::Panic,
                 "an internal error was caught in the trialport library",
             ),
         ),
@@ -134,27 +135,27 @@ mod tests {
                     "EXP001",
                 ),
                 (
-                    Error::validation("r", "x"),
+                    Error::validation(Reason::InvalidOption, "x"),
                     tp_status::TP_STATUS_VALIDATION,
                     "EXP002",
                 ),
                 (
-                    Error::unauthorized("r", "x"),
+                    Error::unauthorized(Reason::InvalidCredential, "x"),
                     tp_status::TP_STATUS_UNAUTHORIZED,
                     "EXP003",
                 ),
                 (
-                    Error::conflict("r", "x"),
+                    Error::conflict(Reason::IllegalTransition, "x"),
                     tp_status::TP_STATUS_CONFLICT,
                     "EXP004",
                 ),
                 (
-                    Error::server("r", "x"),
+                    Error::server(Reason::Internal, "x"),
                     tp_status::TP_STATUS_SERVER,
                     "EXP005",
                 ),
                 (
-                    Error::new(ErrorCode::RateLimited, "rate_limited", "x"),
+                    Error::new(ErrorCode::RateLimited, Reason::RateLimited, "x"),
                     tp_status::TP_STATUS_RATE_LIMITED,
                     "EXP006",
                 ),

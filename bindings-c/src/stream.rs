@@ -11,6 +11,7 @@ use arrow::ffi_stream::FFI_ArrowArrayStream;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use std::ffi::c_int;
 use std::sync::Arc;
+use trialport_core::error::Reason;
 use trialport_core::source::BatchStream;
 use trialport_core::{Error, Result};
 
@@ -28,7 +29,7 @@ struct Imported {
 }
 
 fn invalid(message: &str) -> Error {
-    Error::validation("invalid_stream", message.to_string()).with_field("stream")
+    Error::validation(Reason::InvalidStream, message.to_string()).with_field("stream")
 }
 
 /// Takes ownership of the stream at `raw` (its `release` is NULL afterwards, whatever the outcome) and reads its

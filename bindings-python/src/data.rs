@@ -8,6 +8,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchReader};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use trialport_core::error::Reason;
 use trialport_core::format::FormatOptions;
 use trialport_core::meta::DatasetMeta;
 use trialport_core::source::BatchStream;
@@ -89,7 +90,7 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T> {
 /// EXP005 `internal` when it cannot be serialized (not expected).
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value)
-        .map_err(|_| Error::server("internal", "a result could not be serialized"))
+        .map_err(|_| Error::server(Reason::Internal, "a result could not be serialized"))
 }
 
 /// A job id ([`trialport_core::request::job_id`]); text that is no UUID names no job.
@@ -109,7 +110,7 @@ pub(crate) fn timeout(seconds: Option<f64>) -> Result<Option<std::time::Duration
         .map(|s| {
             std::time::Duration::try_from_secs_f64(s).map_err(|_| {
                 Error::validation(
-                    "out_of_range",
+                    Reason::OutOfRange,
                     "timeout must be a number of seconds, 0 or more",
                 )
                 .with_field("timeout")

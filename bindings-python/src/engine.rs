@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use trialport_core::auth::NewApiKey;
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::job::JobKind;
 use trialport_core::request::ListJobsRequest;
 use trialport_core::source::MemorySource;
@@ -169,7 +170,7 @@ impl PyEngine {
         released(py, move || {
             let kind = JobKind::parse(&kind).ok_or_else(|| {
                 Error::validation(
-                    "invalid_kind",
+                    Reason::InvalidKind,
                     "an export is data, bulk, report or dashboard",
                 )
             })?;

@@ -10,6 +10,7 @@ use pyo3::PyTraverseError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use trialport_core::audit::{AuditEvent, AuditHook};
+use trialport_core::error::Reason;
 use trialport_core::{Error, Result};
 
 /// The Python callables of one engine, each called with the event's JSON text.
@@ -68,7 +69,7 @@ impl AuditHook for PyHooks {
                         .unwrap_or_default();
                     // The exception's text may quote anything: only its type is kept.
                     Error::server(
-                        "audit_hook_failed",
+                        Reason::AuditHookFailed,
                         "a Python audit hook raised an exception",
                     )
                     .with_detail("exception", kind)
@@ -78,7 +79,7 @@ impl AuditHook for PyHooks {
         })
         .unwrap_or_else(|| {
             Err(Error::server(
-                "audit_hook_unavailable",
+                Reason::AuditHookUnavailable,
                 "the Python interpreter cannot run audit hooks now",
             ))
         })

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use trialport_core::audit::{export, AuditEvent, Checkpoint};
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::format::{Format, FormatOptions};
 use trialport_core::meta::DatasetMeta;
 use trialport_core::{Error, Result};
@@ -74,8 +75,11 @@ fn verify(ctx: &Ctx, engine: &Engine, a: &AuditVerifyArgs) -> Result<ExitCode> {
 /// Reads a checkpoint file written by `audit checkpoint`.
 fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
     let invalid = || {
-        Error::validation("invalid_checkpoint", "the file is not an audit checkpoint")
-            .with_field("checkpoint")
+        Error::validation(
+            Reason::InvalidCheckpoint,
+            "the file is not an audit checkpoint",
+        )
+        .with_field("checkpoint")
     };
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => {
@@ -94,7 +98,7 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
 fn checkpoint(ctx: &Ctx, engine: &Engine, a: &AuditCheckpointArgs) -> Result<ExitCode> {
     let cp = engine.session(ctx.cred()).audit_checkpoint()?;
     let text = serde_json::to_string_pretty(&cp)
-        .map_err(|_| Error::server("internal", "cannot serialize the checkpoint"))?;
+        .map_err(|_| Error::server(Reason::Internal, "cannot serialize the checkpoint"))?;
     match &a.output {
         None if ctx.json() => output::json_line(&cp)?,
         None => output::line(&text)?,

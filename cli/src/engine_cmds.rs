@@ -16,6 +16,7 @@ use trialport_core::access::Role;
 use trialport_core::auth::NewApiKey;
 use trialport_core::deid::Deidentify;
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::format::FormatOptions;
 use trialport_core::home::{Home, HomeConfig, RetentionSettings};
 use trialport_core::job::{Job, JobKind};
@@ -58,7 +59,7 @@ impl Ctx {
     pub(crate) fn home(&self) -> Result<&Path> {
         self.home.as_deref().ok_or_else(|| {
             Error::validation(
-                "missing_home",
+                Reason::MissingHome,
                 "no home directory: give --home DIR or set TRIALPORT_HOME",
             )
             .with_field("home")
@@ -142,7 +143,7 @@ fn retention_settings(pairs: &[String]) -> Result<Option<RetentionSettings>> {
     }
     let bad = || {
         Error::validation(
-            "invalid_retention",
+            Reason::InvalidRetention,
             "--retention is KIND=DAYS: KIND one of data, report, dashboard, bulk; DAYS a positive number",
         )
         .with_field("retention")
@@ -179,7 +180,7 @@ pub fn purge(ctx: &Ctx) -> Result<ExitCode> {
 fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>> {
     let absolute = |p: &Path, field: &str| {
         std::fs::canonicalize(p).map_err(|_| {
-            Error::validation("invalid_key_file", "the JWT key file cannot be found")
+            Error::validation(Reason::InvalidKeyFile, "the JWT key file cannot be found")
                 .with_field(field)
         })
     };
@@ -199,7 +200,7 @@ fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>>
                     .filter(|a| !a.is_hmac())
                     .ok_or_else(|| {
                         Error::validation(
-                            "unsupported_alg",
+                            Reason::UnsupportedAlg,
                             "--jwt-alg is one of RS256, PS256, ES256 or EdDSA",
                         )
                         .with_field("jwt_alg")
@@ -214,7 +215,7 @@ fn jwt_config(args: &InitArgs) -> Result<Option<(JwtConfig, Vec<&'static str>)>>
             || args.jwt_max_lifetime.is_some()
         {
             return Err(Error::validation(
-                "missing_jwt_keys",
+                Reason::MissingJwtKeys,
                 "--jwt-issuer, --jwt-audience and --jwt-max-lifetime need --jwt-hs256-secret-file or \
                  --jwt-public-key-file",
             )
@@ -297,7 +298,7 @@ fn seconds(s: Option<f64>) -> Result<Option<Duration>> {
     s.map(|s| {
         Duration::try_from_secs_f64(s).map_err(|_| {
             Error::validation(
-                "out_of_range",
+                Reason::OutOfRange,
                 "timeout must be a number of seconds, 0 or more",
             )
             .with_field("timeout")
@@ -317,7 +318,7 @@ fn options(pairs: &[String]) -> Result<FormatOptions> {
 pub fn parse_filter(text: &str) -> Result<Filter> {
     let bad = |what: &str| {
         Error::validation(
-            "invalid_filter",
+            Reason::InvalidFilter,
             format!("a filter is COLUMN:OP:VALUE: {what}"),
         )
         .with_field("filters")
@@ -372,14 +373,18 @@ fn bulk_request(a: &ExportBulkArgs) -> Result<ExportRequest> {
     let package = match &a.package {
         None => PackageKind::default(),
         Some(p) => serde_json::from_value(Value::String(p.to_ascii_lowercase())).map_err(|_| {
-            Error::validation("invalid_package", "package is 'zip' or 'ectd'").with_field("package")
+            Error::validation(Reason::InvalidPackage, "package is 'zip' or 'ectd'")
+                .with_field("package")
         })?,
     };
     let container = match &a.container {
         None => PackageContainer::default(),
         Some(c) => serde_json::from_value(Value::String(c.to_ascii_lowercase())).map_err(|_| {
-            Error::validation("invalid_container", "container is 'zip' or 'directory'")
-                .with_field("container")
+            Error::validation(
+                Reason::InvalidContainer,
+                "container is 'zip' or 'directory'",
+            )
+            .with_field("container")
         })?,
     };
     let datasets: Vec<&str> = a.datasets.iter().map(String::as_str).collect();
@@ -403,7 +408,7 @@ fn document_request(a: &DocumentArgs, kind: JobKind) -> Result<ExportRequest> {
     })?;
     let in_file = |e: Error| {
         Error::validation(
-            "invalid_spec",
+            Reason::InvalidSpec,
             format!("the spec file is invalid: {}", e.message()),
         )
         .with_field("spec")
@@ -772,7 +777,7 @@ fn create_key(ctx: &Ctx, a: &KeysCreateArgs) -> Result<ExitCode> {
             chrono::DateTime::parse_from_rfc3339(t)
                 .map(|t| t.with_timezone(&chrono::Utc))
                 .map_err(|_| {
-                    Error::validation("invalid_time", "expires-at is an RFC 3339 time")
+                    Error::validation(Reason::InvalidTime, "expires-at is an RFC 3339 time")
                         .with_field("expires_at")
                 })
         })

@@ -6,6 +6,7 @@
 //! The reasons come first (they say what went wrong); the field is the fallback (it says where).
 //! `cli/tests/newcomer.rs` runs the newcomer review's steps and follows the hints they print.
 
+use trialport_core::error::Reason;
 use trialport_core::Error;
 
 /// Which command raised the error: the same engine field maps to different flags (`format` is `--format` for an
@@ -25,60 +26,61 @@ pub fn for_error(e: &Error, surface: Surface) -> Option<String> {
 
 fn by_reason(e: &Error, surface: Surface) -> Option<String> {
     let field = e.field().unwrap_or_default();
-    let text = match e.reason() {
-        "missing_home" | "not_a_home" | "incomplete_home" => {
+    let reason = Reason::parse(e.reason())?;
+    let text = match reason {
+        Reason::MissingHome | Reason::NotAHome | Reason::IncompleteHome => {
             "give --home DIR or set TRIALPORT_HOME; make a home with `trialport --home DIR init --source DATA --org ORG`"
         }
-        "missing_credential" => {
+        Reason::MissingCredential => {
             "give --credential 'ApiKey tp_...' or set TRIALPORT_CREDENTIAL (init printed the first admin key; \
              `trialport keys create` makes more)"
         }
-        "invalid_credential" => {
+        Reason::InvalidCredential => {
             "--credential and TRIALPORT_CREDENTIAL take 'ApiKey tp_...', a bare 'tp_...' key or 'Bearer <jwt>': \
              check the key was copied whole"
         }
-        "unknown_key" | "key_revoked" | "key_expired" | "expired" | "revoked" => {
+        Reason::UnknownKey | Reason::KeyRevoked | Reason::KeyExpired | Reason::Expired => {
             "this key cannot be used: ask an administrator for a new one (`trialport keys create --name NAME --roles \
              ROLES --studies STUDIES`)"
         }
-        "unsupported_credential" => {
+        Reason::UnsupportedCredential => {
             "this home takes API keys only: use --credential 'ApiKey tp_...', or make the home with --jwt-hs or \
              --jwt-public-key-file"
         }
-        "permission_denied" => {
+        Reason::PermissionDenied => {
             "your key's roles do not allow this: see docs/permissions.md, and ask an administrator for a key with \
              the role (`trialport keys create --roles ROLE`)"
         }
-        "identifiable_data" => {
+        Reason::IdentifiableData => {
             "add --deidentify safe-harbor (or another profile, e.g. pseudonymize,date-shift) for de-identified data, \
              or --identifiable --sign approval (needs the data:identifiable permission and TRIALPORT_SIGN_PASSWORD)"
         }
-        "signature_required" | "signature_missing" => {
+        Reason::SignatureRequired => {
             "sign it: add --sign approval (or authorship, review, responsibility) with your password in \
              TRIALPORT_SIGN_PASSWORD; set the password once with `trialport signing set-password`"
         }
-        "signing_not_enrolled" | "password_reset_required" => {
+        Reason::SigningNotEnrolled | Reason::PasswordResetRequired => {
             "set your signing password with `trialport signing set-password` (read from standard input)"
         }
-        "signature_invalid" => {
+        Reason::SignatureInvalid => {
             "TRIALPORT_SIGN_PASSWORD must hold your signing password; repeated failures lock signing until an \
              administrator runs `trialport signing reset`"
         }
-        "signing_locked" => {
+        Reason::SigningLocked => {
             "signing is locked after failed attempts: another administrator runs `trialport signing reset SUBJECT`"
         }
-        "weak_password" => {
+        Reason::WeakPassword => {
             "choose a signing password of 12 or more characters that is not a common password and does not \
              contain your id or name"
         }
-        "unknown_profile" => {
+        Reason::UnknownProfile => {
             "--deidentify takes profiles separated by commas: safe-harbor, pseudonymize, date-shift, drop-free-text"
         }
-        "invalid_filter" => {
+        Reason::InvalidFilter => {
             "--filter COLUMN:OP:VALUE, OP one of eq, ne, lt, le, gt, ge, in (VALUE a comma-separated list), \
              is_null, is_not_null; repeat --filter for several"
         }
-        "unknown_option" | "invalid_option" => {
+        Reason::UnknownOption | Reason::InvalidOption => {
             return Some(match field.strip_prefix("options.") {
                 Some(name) => format!(
                     "format options are --option {name}=VALUE; `trialport formats` lists each format's options and \
@@ -87,48 +89,46 @@ fn by_reason(e: &Error, surface: Surface) -> Option<String> {
                 None => "format options are --option NAME=VALUE; `trialport formats` lists them".into(),
             })
         }
-        "unsupported_by_format" | "unsupported_by_kind"
-            if field == "deidentify" || field == "identifiable" =>
+        Reason::UnsupportedByFormat | Reason::UnsupportedByKind if field == "deidentify" || field == "identifiable" =>
         {
             "this export carries no rows to de-identify (a metadata document such as define-xml, or a report): \
              leave out --deidentify and --identifiable"
         }
-        "unknown_output_format" | "unsupported_by_format" | "unsupported_by_kind" => {
+        Reason::UnknownOutputFormat | Reason::UnsupportedByFormat | Reason::UnsupportedByKind => {
             return Some(match surface {
                 Surface::Files => "name the output format with --to FORMAT; `trialport formats` lists them".into(),
                 Surface::Home => "name the format with --format FORMAT; `trialport formats` lists them".into(),
             })
         }
-        "missing_datasets" => "name the datasets with --datasets DM,AE (the study's files under the home's source)",
-        "already_initialized" => "this home exists already: use it with --home, or give init a new directory",
-        "not_found" if field == "study" && matches!(surface, Surface::Home) => {
+        Reason::MissingDatasets => "name the datasets with --datasets DM,AE (the study's files under the home's source)",
+        Reason::AlreadyInitialized => "this home exists already: use it with --home, or give init a new directory",
+        Reason::NotFound if field == "study" && matches!(surface, Surface::Home) => {
             "no study of your organization has this id: `trialport studies list` shows the ones you may use"
         }
-        "study_exists" => {
+        Reason::StudyExists => {
             "the study belongs to an organization already (`trialport studies list`): to move it, run \
              `trialport studies remove STUDY`, then `trialport studies add STUDY --org ORG`"
         }
-        "current_password_required" => {
+        Reason::CurrentPasswordRequired => {
             "changing your signing password needs the current one in TRIALPORT_SIGN_PASSWORD"
         }
-        "invalid_meaning" => "--sign takes review, approval, responsibility or authorship",
-        "idempotency_conflict" => {
+        Reason::InvalidMeaning => "--sign takes review, approval, responsibility or authorship",
+        Reason::IdempotencyConflict => {
             "this --idempotency-key was used for a different request: choose a new key"
         }
-        "not_a_regular_file" | "output_is_directory" => {
+        Reason::NotARegularFile | Reason::OutputIsDirectory => {
             "-o names the file to write: a new or regular file, or an existing directory for the artifact's name"
         }
-        "artifact_required" => {
+        Reason::ArtifactRequired => {
             "the job has several artifacts: name one with --artifact NAME, or take them all with --all -o DIR"
         }
-        "unsafe_package" | "invalid_package" | "integrity_violation"
-            if field == "package" && matches!(surface, Surface::Files) =>
+        Reason::UnsafePackage | Reason::InvalidPackage | Reason::IntegrityViolation if field == "package" && matches!(surface, Surface::Files) =>
         {
             "this package is not what trialport wrote, or it changed since: do not use it; download the job again \
              with `trialport download JOB --all -o DIR` and verify that"
         }
-        "out_of_range" if field == "limit" => "--limit takes 1 to 100",
-        "out_of_range" if field == "page" => "--page counts from 1",
+        Reason::OutOfRange if field == "limit" => "--limit takes 1 to 100",
+        Reason::OutOfRange if field == "page" => "--page counts from 1",
         _ => return None,
     };
     Some(text.to_string())
@@ -192,7 +192,7 @@ mod tests {
         assert!(for_error(&e, Surface::Home)
             .unwrap()
             .contains("trialport studies list"));
-        let e = Error::conflict("study_exists", "x").with_field("study");
+        let e = Error::conflict(Reason::StudyExists, "x").with_field("study");
         assert!(for_error(&e, Surface::Home)
             .unwrap()
             .contains("trialport studies remove STUDY"));
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_reason_wins_over_its_field() {
-        let e = Error::validation("identifiable_data", "x").with_field("deidentify");
+        let e = Error::validation(Reason::IdentifiableData, "x").with_field("deidentify");
         let hint = for_error(&e, Surface::Home).unwrap();
         assert!(
             hint.contains("--deidentify safe-harbor") && hint.contains("--identifiable"),
@@ -210,17 +210,20 @@ mod tests {
 
     #[test]
     fn a_field_names_its_flag_by_surface() {
-        let e = Error::validation("whatever", "x").with_field("format");
+        let e = Error::validation(Reason::InvalidRequest, "x").with_field("format");
         assert!(for_error(&e, Surface::Files).unwrap().contains("--to"));
         assert!(for_error(&e, Surface::Home).unwrap().contains("--format"));
-        let e = Error::validation("whatever", "x").with_field("options.version");
+        let e = Error::validation(Reason::InvalidRequest, "x").with_field("options.version");
         assert!(for_error(&e, Surface::Home)
             .unwrap()
             .contains("--option version=VALUE"));
     }
 
     #[test]
-    fn an_unknown_reason_without_a_field_has_no_hint() {
-        assert_eq!(for_error(&Error::server("io", "x"), Surface::Home), None);
+    fn a_reason_without_a_hint_and_without_a_field_has_none() {
+        assert_eq!(
+            for_error(&Error::server(Reason::IoError, "x"), Surface::Home),
+            None
+        );
     }
 }

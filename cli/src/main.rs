@@ -20,6 +20,7 @@ use args::{Cli, Command};
 use clap::Parser;
 use engine_cmds::Ctx;
 use std::process::ExitCode;
+use trialport_core::error::Reason;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -72,7 +73,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .unwrap_or("invalid command line")
         .trim_start_matches("error: ")
         .to_string();
-    let error = trialport_core::Error::validation("usage", message);
+    let error = trialport_core::Error::validation(Reason::Usage, message);
     output::error(
         &error,
         Some("see `trialport --help` and `trialport COMMAND --help` for the commands and their flags"),

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
+use trialport_core::error::Reason;
 use trialport_core::job::{Job, JobState};
 use trialport_core::{Error, Result};
 
@@ -25,7 +26,7 @@ pub fn line(text: &str) -> Result<()> {
 /// EXP005 when it cannot be serialized or written.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
-        .map_err(|_| Error::server("internal", "cannot serialize the output"))?;
+        .map_err(|_| Error::server(Reason::Internal, "cannot serialize the output"))?;
     line(&text)
 }
 
@@ -36,7 +37,7 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 /// EXP005 when it cannot be serialized, written or flushed.
 pub fn json_required<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
-        .map_err(|_| Error::server("internal", "cannot serialize the output"))?;
+        .map_err(|_| Error::server(Reason::Internal, "cannot serialize the output"))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")
         .and_then(|()| out.flush())
@@ -49,7 +50,7 @@ pub fn json_required<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 /// EXP005 when it cannot be serialized or written.
 pub fn json_line<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let text = serde_json::to_string(value)
-        .map_err(|_| Error::server("internal", "cannot serialize the output"))?;
+        .map_err(|_| Error::server(Reason::Internal, "cannot serialize the output"))?;
     line(&text)
 }
 

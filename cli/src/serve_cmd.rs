@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use trialport_core::error::Reason;
 use trialport_core::{Error, Result};
 use trialport_server::home::HomeChecks;
 use trialport_server::{ServeOptions, ServiceOptions};
@@ -22,7 +23,7 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<ExitCode> {
     let addr = |text: &str, field: &str| -> Result<SocketAddr> {
         text.parse().map_err(|_| {
             Error::validation(
-                "invalid_address",
+                Reason::InvalidAddress,
                 "an address is IP:PORT, e.g. 127.0.0.1:8080",
             )
             .with_field(field)

@@ -9,6 +9,7 @@ use serde_json::json;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
+use trialport_core::error::Reason;
 use trialport_core::manifest::{SignatureRequirement, SignatureStatus, VerifyReport};
 use trialport_core::signature::{Meaning, PublicKey, SignatureRequest};
 use trialport_core::{Error, Result};
@@ -38,7 +39,7 @@ fn password(prompt: &str) -> Result<String> {
     }
     rpassword::prompt_password(prompt).map_err(|_| {
         Error::unauthorized(
-            "signature_required",
+            Reason::SignatureRequired,
             format!(
                 "a signature needs the signing password: set {PASSWORD_ENV} or run in a terminal"
             ),
@@ -56,7 +57,7 @@ fn new_password() -> Result<String> {
             .map_err(|e| Error::io("cannot read the password", &e))?;
         if first != again {
             return Err(
-                Error::validation("password_mismatch", "the two passwords differ")
+                Error::validation(Reason::PasswordMismatch, "the two passwords differ")
                     .with_field("password"),
             );
         }

@@ -3,6 +3,7 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::job::{Job, JobState};
 use trialport_core::{Error, Result};
 use uuid::Uuid;
@@ -96,16 +97,19 @@ fn outcome_of(
         JobState::Failed => {
             let e = error
                 .and_then(Error::from_object)
-                .unwrap_or_else(|| Error::server("job_failed", "the job failed"));
+                .unwrap_or_else(|| Error::server(Reason::JobFailed, "the job failed"));
             Finished::Err(
                 e.with_detail("job_id", id.to_string())
                     .with_request(&request_id, at),
             )
         }
         JobState::Cancelled => Finished::Err(
-            Error::conflict("job_cancelled", "the job was cancelled before it finished")
-                .with_detail("job_id", id.to_string())
-                .with_request(&request_id, at),
+            Error::conflict(
+                Reason::JobCancelled,
+                "the job was cancelled before it finished",
+            )
+            .with_detail("job_id", id.to_string())
+            .with_request(&request_id, at),
         ),
     }
 }
@@ -116,7 +120,7 @@ mod tests {
     use super::*;
     #[test]
     fn a_failed_job_yields_its_stored_error() {
-        let stored = Error::validation("value_too_long", "a value is too long")
+        let stored = Error::validation(Reason::ValueTooLong, "a value is too long")
             .with_field("AETERM")
             .to_object();
         let id = Uuid::now_v7();

@@ -4,6 +4,7 @@
 //! Who the caller is comes from [`crate::auth`] (API keys) or [`crate::jwt`] (bearer tokens); both build a
 //! [`Principal`]. What the caller may do is decided here only.
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -63,7 +64,8 @@ impl Role {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                Error::validation("invalid_role", format!("unknown role '{s}'")).with_field("roles")
+                Error::validation(Reason::InvalidRole, format!("unknown role '{s}'"))
+                    .with_field("roles")
             })
     }
 
@@ -101,7 +103,7 @@ pub fn permission_matrix() -> &'static [Vec<Permission>; 7] {
 pub fn parse_permission_matrix(text: &str) -> Result<[Vec<Permission>; 7]> {
     let bad = |what: String| {
         Error::validation(
-            "invalid_permission_matrix",
+            Reason::InvalidPermissionMatrix,
             format!("the permission matrix is invalid: {what}"),
         )
     };
@@ -301,7 +303,7 @@ pub fn authorize(
 ) -> Result<()> {
     let deny = |scope: &str| {
         Err(Error::unauthorized(
-            "permission_denied",
+            Reason::PermissionDenied,
             format!(
                 "permission '{}' is not granted for this {scope}",
                 permission.as_str()

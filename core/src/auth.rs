@@ -11,6 +11,7 @@
 
 use crate::access::{Principal, Role};
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::jwt::JwtVerifier;
 use chrono::{DateTime, Utc};
@@ -50,13 +51,13 @@ impl<'a> Credential<'a> {
         let s = s.trim();
         if s.is_empty() {
             return Err(Error::unauthorized(
-                "missing_credential",
+                Reason::MissingCredential,
                 "a credential is required: 'ApiKey <key>' or 'Bearer <token>'",
             ));
         }
         if s.len() > MAX_CREDENTIAL_BYTES {
             return Err(Error::unauthorized(
-                "credential_too_large",
+                Reason::CredentialTooLarge,
                 "the credential is longer than 8 KiB and its scheme",
             ));
         }
@@ -77,7 +78,7 @@ impl<'a> Credential<'a> {
 
 fn invalid_credential() -> Error {
     Error::unauthorized(
-        "invalid_credential",
+        Reason::InvalidCredential,
         "the credential is not valid: expected 'ApiKey <key>' or 'Bearer <token>'",
     )
 }
@@ -184,7 +185,7 @@ impl NewApiKey {
                 DateTime::parse_from_rfc3339(t.trim())
                     .map(|t| t.with_timezone(&Utc))
                     .map_err(|_| {
-                        Error::validation("invalid_time", "expires_at is an RFC 3339 time")
+                        Error::validation(Reason::InvalidTime, "expires_at is an RFC 3339 time")
                             .with_field("expires_at")
                     })
             })
@@ -246,7 +247,7 @@ impl Authenticator {
             Credential::Bearer(token) => match &self.jwt {
                 Some(verifier) => verifier.verify(token, now),
                 None => Err(Error::unauthorized(
-                    "unsupported_credential",
+                    Reason::UnsupportedCredential,
                     "bearer tokens are not accepted: no JWT key is configured",
                 )),
             },
@@ -257,7 +258,7 @@ impl Authenticator {
     fn authenticate_key(&self, key: &str, now: DateTime<Utc>) -> Result<Principal> {
         let (key_id, secret) = split_key(key).ok_or_else(|| {
             Error::unauthorized(
-                "invalid_credential",
+                Reason::InvalidCredential,
                 "the API key is mistyped or not a trialport key: its shape (tp_, 12, 64 and 8 hex digits) or its \
                  checksum is wrong",
             )
@@ -266,20 +267,20 @@ impl Authenticator {
         let record = self
             .keys
             .get_key(key_id)?
-            .ok_or_else(|| Error::unauthorized("unknown_key", "the API key is not known"))?;
+            .ok_or_else(|| Error::unauthorized(Reason::UnknownKey, "the API key is not known"))?;
         let expected = crate::codec::hex_decode(&record.secret_hash).unwrap_or_default();
         // Constant-time comparison of the keyed hash.
         hmac::verify(&self.pepper, secret.as_bytes(), &expected)
-            .map_err(|_| Error::unauthorized("unknown_key", "the API key is not known"))?;
+            .map_err(|_| Error::unauthorized(Reason::UnknownKey, "the API key is not known"))?;
         if record.revoked_at.is_some() {
             return Err(Error::unauthorized(
-                "key_revoked",
+                Reason::KeyRevoked,
                 "the API key was revoked",
             ));
         }
         if record.expires_at.is_some_and(|t| t <= now) {
             return Err(Error::unauthorized(
-                "key_expired",
+                Reason::KeyExpired,
                 "the API key has expired",
             ));
         }
@@ -307,25 +308,25 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<(String, ApiKeyRecord)> {
         let org = new.org.ok_or_else(|| {
-            Error::validation("missing_org", "a key needs an organization").with_field("org")
+            Error::validation(Reason::MissingOrg, "a key needs an organization").with_field("org")
         })?;
         crate::name::validate_name(&org, "org")?;
         if new.expires_at.is_some_and(|t| t <= now) {
             return Err(Error::validation(
-                "invalid_expiry",
+                Reason::InvalidExpiry,
                 "a key's expiry time must be in the future",
             )
             .with_field("expires_at"));
         }
         if new.roles.is_empty() {
             return Err(
-                Error::validation("missing_roles", "a key needs at least one role")
+                Error::validation(Reason::MissingRoles, "a key needs at least one role")
                     .with_field("roles"),
             );
         }
         if new.studies.is_empty() {
             return Err(Error::validation(
-                "missing_studies",
+                Reason::MissingStudies,
                 "a key needs at least one study, or '*'",
             )
             .with_field("studies"));
@@ -337,7 +338,7 @@ impl Authenticator {
         }
         if new.name.is_empty() || new.name.len() > 200 || new.name.chars().any(char::is_control) {
             return Err(Error::validation(
-                "invalid_name",
+                Reason::InvalidName,
                 "a key name has 1 to 200 printable characters",
             )
             .with_field("name"));
@@ -347,7 +348,7 @@ impl Authenticator {
         let mut secret = [0u8; 32];
         rng.fill(&mut id)
             .and_then(|_| rng.fill(&mut secret))
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+            .map_err(|_| Error::server(Reason::RngFailed, "the system random generator failed"))?;
         let key_id = hex(&id);
         let secret_hex = hex(&secret);
         let body = format!("{KEY_PREFIX}{key_id}_{secret_hex}");

@@ -6,6 +6,7 @@
 //! formats.
 
 use crate::deid::{ColumnUse, UsedColumn};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::signature::Meaning;
 use crate::source::{Filter, SortKey};
@@ -582,7 +583,7 @@ fn cell_texts(rows: &RecordBatch) -> Result<Vec<serde_json::Value>> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let unsupported = |name: &str| {
         Error::validation(
-            "unsupported_type",
+            Reason::UnsupportedType,
             format!("column '{name}' cannot be displayed"),
         )
         .with_field(name.to_string())

@@ -7,6 +7,7 @@
 //! options struct, so every surface offers the same options with the same names.
 
 use crate::document::Document;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::meta::DatasetMeta;
 use arrow::datatypes::SchemaRef;
@@ -139,7 +140,7 @@ impl FormatOptions {
         let mut map = BTreeMap::new();
         for p in pairs {
             let (k, v) = p.split_once('=').ok_or_else(|| {
-                Error::validation("invalid_option", "options are given as name=value")
+                Error::validation(Reason::InvalidOption, "options are given as name=value")
                     .with_field("options")
             })?;
             map.insert(k.trim().to_string(), v.to_string());
@@ -161,7 +162,7 @@ impl FormatOptions {
             let Some(info) = known.iter().find(|o| o.name == k) else {
                 let names: Vec<&str> = known.iter().map(|o| o.name).collect();
                 return Err(Error::validation(
-                    "unknown_option",
+                    Reason::UnknownOption,
                     format!("format '{format_id}' has no option '{k}'"),
                 )
                 .with_field(format!("options.{k}"))
@@ -169,7 +170,7 @@ impl FormatOptions {
             };
             if !info.values.is_empty() && !info.values.contains(&v.as_str()) {
                 return Err(Error::validation(
-                    "invalid_option",
+                    Reason::InvalidOption,
                     format!("option '{k}' must be one of: {}", info.values.join(", ")),
                 )
                 .with_field(format!("options.{k}")));
@@ -243,7 +244,7 @@ impl FormatOptions {
 }
 
 fn invalid(name: &str, what: &str) -> Error {
-    Error::validation("invalid_option", format!("option '{name}' {what}"))
+    Error::validation(Reason::InvalidOption, format!("option '{name}' {what}"))
         .with_field(format!("options.{name}"))
 }
 
@@ -390,7 +391,7 @@ pub trait Format: Send + Sync {
 
 fn unsupported(id: &str, what: &str) -> Error {
     Error::validation(
-        "unsupported_by_format",
+        Reason::UnsupportedByFormat,
         format!("format '{id}' does not write {what}"),
     )
     .with_field("format")
@@ -422,7 +423,7 @@ impl FormatRegistry {
         let id = format.info().id;
         if self.formats.contains_key(id) {
             return Err(Error::conflict(
-                "duplicate_format",
+                Reason::DuplicateFormat,
                 format!("format '{id}' is registered twice"),
             ));
         }

@@ -1,6 +1,7 @@
 //! File-system helpers with durability and privacy rules: atomic writes ([`write_file_atomic`]), directory fsync
 //! ([`sync_dir`]) and secret files created owner-only and never replaced ([`create_secret_file`]).
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -16,7 +17,7 @@ pub fn create_secret_file(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
     match try_create_secret_file(path, bytes) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::conflict(
-            "key_exists",
+            Reason::KeyExists,
             format!("the {what} file already exists"),
         )),
         Err(e) => Err(Error::io(&format!("cannot write the {what}"), &e)),

@@ -49,6 +49,7 @@
 
 use crate::codec::hex;
 use crate::engine::EngineBuilder;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::fsutil::write_file_atomic;
 use serde::{Deserialize, Serialize};
@@ -122,16 +123,17 @@ impl JobSettings {
     pub fn check(&self) -> Result<()> {
         if self.lease_secs.is_some_and(|s| !(1..=86_400).contains(&s)) {
             return Err(Error::validation(
-                "invalid_job_settings",
+                Reason::InvalidJobSettings,
                 "a job lease lasts 1 to 86,400 seconds",
             )
             .with_field("jobs.lease_secs"));
         }
         if self.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
-            return Err(
-                Error::validation("invalid_job_settings", "a job gets 1 to 100 attempts")
-                    .with_field("jobs.max_attempts"),
-            );
+            return Err(Error::validation(
+                Reason::InvalidJobSettings,
+                "a job gets 1 to 100 attempts",
+            )
+            .with_field("jobs.max_attempts"));
         }
         Ok(())
     }
@@ -155,7 +157,7 @@ impl RateLimitSettings {
     pub fn parse(text: &str) -> Result<Self> {
         let bad = || {
             Error::validation(
-                "invalid_rate_limit",
+                Reason::InvalidRateLimit,
                 "a rate limit is N/SECONDS: N calls per window of SECONDS, both positive whole numbers",
             )
             .with_field("rate_limit")
@@ -240,15 +242,18 @@ impl Home {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::new(
                     crate::ErrorCode::NotFound,
-                    "not_a_home",
+                    Reason::NotAHome,
                     "the directory is not a trialport home: run 'trialport --home DIR init' first",
                 )
                 .with_field("home")),
                 Err(e) => return Err(Error::io("cannot read the home configuration", &e)),
             };
         let config: HomeConfig = serde_json::from_slice(&text).map_err(|_| {
-            Error::validation("invalid_config", "the home configuration cannot be read")
-                .with_field("home")
+            Error::validation(
+                Reason::InvalidConfig,
+                "the home configuration cannot be read",
+            )
+            .with_field("home")
         })?;
         Ok(Home {
             dir: dir.to_path_buf(),
@@ -269,7 +274,7 @@ impl Home {
         let mut config = self.config.clone();
         config.jwt = jwt;
         let text = serde_json::to_vec_pretty(&config)
-            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
+            .map_err(|_| Error::server(Reason::Internal, "cannot serialize the configuration"))?;
         write_file_atomic(&self.dir.join(CONFIG), &text)
             .map_err(|e| Error::io("cannot write the home configuration", &e))?;
         self.config = config;
@@ -355,7 +360,7 @@ impl Home {
         match crate::codec::hex_decode(text) {
             Some(b) if b.len() >= 32 => Ok(b),
             _ => Err(Error::server(
-                "invalid_secret",
+                Reason::InvalidSecret,
                 "the home secret is malformed",
             )),
         }
@@ -400,7 +405,7 @@ impl HomeConfig {
     pub fn retention_by_kind(&self) -> Result<Vec<(crate::job::JobKind, Option<u32>)>> {
         use crate::job::JobKind;
         let bad = |field: &str, message: &str| {
-            Err(Error::validation("invalid_retention", message).with_field(field))
+            Err(Error::validation(Reason::InvalidRetention, message).with_field(field))
         };
         let r = self.retention.clone().unwrap_or_default();
         if self.retention_days.is_some() && r.default_days.is_some() {
@@ -441,19 +446,19 @@ impl HomeConfig {
         let mut settings: serde_json::Value = crate::request::from_json(text)?;
         let Some(members) = settings.as_object_mut() else {
             return Err(Error::validation(
-                "invalid_request",
+                Reason::InvalidRequest,
                 "the home settings are a JSON object",
             ));
         };
         if members.contains_key("version") {
             return Err(Error::validation(
-                "invalid_request",
+                Reason::InvalidRequest,
                 "unknown field `version`: it is not a setting",
             ));
         }
         // The given members over the defaults of a new home (HomeConfig::new), whatever members it has.
         let mut config = serde_json::to_value(HomeConfig::new("default"))
-            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
+            .map_err(|_| Error::server(Reason::Internal, "cannot serialize the configuration"))?;
         if let Some(defaults) = config.as_object_mut() {
             defaults.extend(std::mem::take(members));
         }
@@ -497,7 +502,7 @@ impl Home {
         mut deliver: impl FnMut(&str) -> Result<()>,
     ) -> Result<(Home, String)> {
         let (home, key) = Home::init_steps(dir, config, Some(&mut deliver))?;
-        let key = key.ok_or_else(|| Error::server("internal", "no admin key was created"))?;
+        let key = key.ok_or_else(|| Error::server(Reason::Internal, "no admin key was created"))?;
         Ok((home, key))
     }
 
@@ -530,7 +535,7 @@ impl Home {
         let has = |name: &str| fs::symlink_metadata(dir.join(name)).is_ok();
         if !has(INIT_MARKER) && (has(DATABASE) || has(AUDIT_LOG)) {
             return Err(Error::conflict(
-                "incomplete_home",
+                Reason::IncompleteHome,
                 "the directory holds a trialport database or audit log but no config.json, and is not what an \
                  interrupted init leaves: restore its config.json, or initialize another directory",
             )
@@ -544,7 +549,7 @@ impl Home {
         owner_only_dir(&dir.join("artifacts"))?;
         let mut pepper = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut pepper)
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+            .map_err(|_| Error::server(Reason::RngFailed, "the system random generator failed"))?;
         crate::fsutil::create_secret_file(
             &dir.join(SECRET),
             hex(&pepper).as_bytes(),
@@ -581,7 +586,7 @@ impl Home {
         home.bind_source_studies()?;
         crate::failpoint::hit("init.studies.after");
         let text = serde_json::to_vec_pretty(&home.config)
-            .map_err(|_| Error::server("internal", "cannot serialize the configuration"))?;
+            .map_err(|_| Error::server(Reason::Internal, "cannot serialize the configuration"))?;
         // The configuration is written last: its presence marks a complete home.
         write_file_atomic(&dir.join(CONFIG), &text)
             .map_err(|e| Error::io("cannot write the home configuration", &e))?;
@@ -756,7 +761,7 @@ const AUDIT_LOG: &str = "audit.log";
 
 fn already_initialized() -> Error {
     Error::conflict(
-        "already_initialized",
+        Reason::AlreadyInitialized,
         "the directory is already a trialport home",
     )
 }
@@ -764,12 +769,12 @@ fn already_initialized() -> Error {
 /// The source directory of a new home, absolute.
 fn canonical_source(s: &Path) -> Result<PathBuf> {
     let abs = fs::canonicalize(s).map_err(|_| {
-        Error::validation("invalid_source", "the source directory does not exist")
+        Error::validation(Reason::InvalidSource, "the source directory does not exist")
             .with_field("source")
     })?;
     if !abs.is_dir() {
         return Err(
-            Error::validation("invalid_source", "the source is not a directory")
+            Error::validation(Reason::InvalidSource, "the source is not a directory")
                 .with_field("source"),
         );
     }
@@ -788,7 +793,7 @@ fn lock_for_init(dir: &Path) -> Result<fs::File> {
     match lock.try_lock() {
         Ok(()) => Ok(lock),
         Err(fs::TryLockError::WouldBlock) => Err(Error::conflict(
-            "home_in_use",
+            Reason::HomeInUse,
             "another process is initializing or using this directory",
         )
         .with_field("home")),

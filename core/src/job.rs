@@ -2,6 +2,7 @@
 //! runs it, and the persistence operations jobs need ([`JobRows`] inside a transaction, [`JobReads`] outside).
 
 use crate::access::Permission;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -106,7 +107,7 @@ impl JobState {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 Error::validation(
-                    "invalid_status",
+                    Reason::InvalidStatus,
                     "status must be one of queued, running, succeeded, failed, cancelled, expired",
                 )
                 .with_field("status")
@@ -263,7 +264,7 @@ impl Job {
     pub fn transition(&mut self, next: JobState, now: DateTime<Utc>) -> Result<()> {
         if !self.state.can_become(next) {
             return Err(Error::conflict(
-                "illegal_transition",
+                Reason::IllegalTransition,
                 format!("a {} job cannot become {}", self.state, next),
             )
             .with_detail("from", self.state.as_str())
@@ -368,7 +369,7 @@ pub(crate) fn check_finished_limit(limit: u32) -> Result<()> {
         Ok(())
     } else {
         Err(Error::validation(
-            "invalid_limit",
+            Reason::InvalidLimit,
             "a page of finished jobs holds 1 to 1000 jobs",
         )
         .with_field("limit"))

@@ -10,6 +10,7 @@
 //! A window starts at a principal's first call after the previous window ended and lasts the policy's
 //! `window`; calls in it are counted, refused ones included.
 
+use crate::error::Reason;
 use crate::error::{Error, ErrorCode, Result};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ impl RateLimitPolicy {
     pub fn new(requests: u32, window: Duration) -> Result<Self> {
         if requests == 0 || window.as_millis() == 0 {
             return Err(Error::validation(
-                "invalid_rate_limit",
+                Reason::InvalidRateLimit,
                 "a rate limit needs a positive number of requests and a positive window",
             )
             .with_field("rate_limit"));
@@ -75,7 +76,7 @@ impl RateLimitStatus {
     pub fn error(&self) -> Error {
         Error::new(
             ErrorCode::RateLimited,
-            "rate_limited",
+            Reason::RateLimited,
             "too many calls: retry later",
         )
         .with_detail("retry_after_ms", self.reset.as_millis().max(1) as u64)
@@ -160,7 +161,7 @@ impl RateLimiter {
         let secs = f64::from(burst) / per_second;
         if !(per_second.is_finite() && per_second > 0.0 && secs.is_finite()) {
             return Err(Error::validation(
-                "invalid_rate_limit",
+                Reason::InvalidRateLimit,
                 "a rate limit needs a positive rate and burst",
             )
             .with_field("rate_limit"));

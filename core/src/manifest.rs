@@ -1,5 +1,6 @@
 //! The manifest of a finished job: what was asked, by whom, and every artifact with its SHA-256, size and rows.
 
+use crate::error::Reason;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -166,7 +167,7 @@ impl VerifyReport {
     pub fn require_signature(&self) -> crate::Result<()> {
         match (self.signature_status, self.signature_required) {
             (SignatureStatus::Unsigned, Some(why)) => Err(crate::Error::unauthorized(
-                "signature_required",
+                Reason::SignatureRequired,
                 match why {
                     SignatureRequirement::PublicKey => {
                         "the package is UNSIGNED: a trusted public key was given, so a signature made by it is required"
@@ -185,7 +186,7 @@ impl VerifyReport {
 }
 
 fn integrity(message: &str, path: &str) -> crate::Error {
-    crate::Error::server("integrity_violation", message.to_string()).with_detail("path", path)
+    crate::Error::server(Reason::IntegrityViolation, message.to_string()).with_detail("path", path)
 }
 
 /// Verifies the e-signatures of a manifest's bytes.
@@ -194,7 +195,7 @@ fn check_signatures(
     trusted: Option<&crate::signature::PublicKey>,
 ) -> crate::Result<Vec<crate::signature::VerifiedSignature>> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| {
-        crate::Error::validation("invalid_manifest", "manifest.json cannot be read")
+        crate::Error::validation(Reason::InvalidManifest, "manifest.json cannot be read")
             .with_field("package")
     })?;
     crate::signature::verify_signatures(&value, trusted)
@@ -202,7 +203,7 @@ fn check_signatures(
 
 fn read_manifest(bytes: &[u8]) -> crate::Result<Manifest> {
     serde_json::from_slice(bytes).map_err(|_| {
-        crate::Error::validation("invalid_manifest", "manifest.json cannot be read")
+        crate::Error::validation(Reason::InvalidManifest, "manifest.json cannot be read")
             .with_field("package")
     })
 }
@@ -265,7 +266,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_COMPRESSION_RATIO: u64 = 1_100;
 
 fn unsafe_package(message: &str, path: &str) -> crate::Error {
-    crate::Error::validation("unsafe_package", message.to_string())
+    crate::Error::validation(Reason::UnsafePackage, message.to_string())
         .with_field("package")
         .with_detail("path", path)
 }
@@ -338,7 +339,7 @@ pub fn inspect_package(
         std::fs::File::open(path).map_err(|e| crate::Error::io("cannot open the package", &e))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|_| {
         crate::Error::validation(
-            "invalid_package",
+            Reason::InvalidPackage,
             "the package is not a zip file or a directory",
         )
         .with_field("package")

@@ -18,6 +18,7 @@
 //!                 "terms": [{"value": "F", "decode": "Female"}, {"value": "M", "decode": "Male"}]}]}
 //! ```
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
@@ -87,7 +88,8 @@ impl PrivacyClass {
 
     fn parse(s: &str) -> Result<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-            Error::validation("invalid_metadata", "unknown privacy class").with_field("privacy")
+            Error::validation(Reason::InvalidMetadata, "unknown privacy class")
+                .with_field("privacy")
         })
     }
 }
@@ -224,7 +226,7 @@ impl DatasetMeta {
     pub fn from_json(text: &str) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| {
             Error::validation(
-                "invalid_metadata",
+                Reason::InvalidMetadata,
                 format!(
                     "metadata document is invalid at line {} column {}",
                     e.line(),
@@ -328,7 +330,7 @@ impl DatasetMeta {
         for c in &self.columns {
             if schema.field_with_name(&c.name).is_err() {
                 return Err(Error::validation(
-                    "unknown_column",
+                    Reason::UnknownColumn,
                     format!(
                         "metadata names column '{}' that the data does not have",
                         c.name
@@ -372,7 +374,7 @@ impl DatasetMeta {
         }
         if !self.codelists.is_empty() {
             let text = serde_json::to_string(&self.codelists).map_err(|_| {
-                Error::validation("invalid_metadata", "the codelists cannot be stored")
+                Error::validation(Reason::InvalidMetadata, "the codelists cannot be stored")
                     .with_field("codelists")
             })?;
             md.insert(KEY_CODELISTS.into(), text);

@@ -1,6 +1,7 @@
 //! Names that become file names: study, dataset and organisation names ([`validate_name`]) and artifact paths
 //! ([`validate_path`]), both refusing what a file system would misread (`..`, device names Windows reserves, ...).
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 
 /// Checks an artifact path: relative, `/`-separated, no empty, `.` or `..` segment, no backslash, no control
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 pub fn validate_path(path: &str) -> Result<()> {
     let bad = |why: &str| {
         Err(Error::validation(
-            "invalid_path",
+            Reason::InvalidPath,
             format!("artifact path {why}"),
         ))
     };
@@ -69,7 +70,7 @@ pub fn validate_name(name: &str, field: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::validation(
-            "invalid_name",
+            Reason::InvalidName,
             format!("{field} names have 1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.'"),
         )
         .with_field(field))

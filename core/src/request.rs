@@ -1,6 +1,7 @@
 //! The typed requests of the export operations, as the seed's REST API takes them in JSON.
 
 use crate::document::{DashboardSpec, ReportSpec};
+use crate::error::Reason;
 use crate::format::FormatOptions;
 use crate::job::JobKind;
 use crate::source::Filter;
@@ -335,13 +336,13 @@ impl ExportRequest {
     fn from_wire(kind: JobKind, w: Wire) -> crate::Result<Self> {
         let misplaced = |field: &str| {
             crate::Error::validation(
-                "invalid_request",
+                Reason::InvalidRequest,
                 format!("field `{field}` is not part of a {} request", kind.as_str()),
             )
             .with_field(field)
         };
         let missing = |field: &str| {
-            crate::Error::validation("invalid_request", format!("missing field `{field}`"))
+            crate::Error::validation(Reason::InvalidRequest, format!("missing field `{field}`"))
                 .with_field(field)
         };
         let no_package = |w: &Wire| -> crate::Result<()> {
@@ -401,7 +402,7 @@ impl ExportRequest {
                 };
                 if w.study.as_ref().is_some_and(|s| *s != spec_study) {
                     return Err(crate::Error::validation(
-                        "study_mismatch",
+                        Reason::StudyMismatch,
                         format!("the request names another study than its {}", kind.as_str()),
                     )
                     .with_field("study"));
@@ -545,7 +546,7 @@ fn invalid_request(e: serde_json::Error) -> crate::Error {
     } else {
         "the request is not of the expected shape".to_string()
     };
-    crate::Error::validation("invalid_request", message)
+    crate::Error::validation(Reason::InvalidRequest, message)
 }
 
 /// Parses a job id as every surface takes it (surrounding white space allowed); text that is not a UUID names no

@@ -9,6 +9,7 @@
 //! compared in constant time (`ring::pbkdf2::verify`).
 
 use crate::codec::{hex, hex_decode};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use ring::pbkdf2;
@@ -48,7 +49,7 @@ impl std::fmt::Debug for PasswordHash {
 /// EXP005 `corrupt_record` for a stored credential that cannot be used.
 fn corrupt() -> Error {
     Error::server(
-        "corrupt_record",
+        Reason::CorruptRecord,
         "a stored signing credential cannot be read",
     )
     .with_detail("table", "signing_credentials")
@@ -62,12 +63,12 @@ impl PasswordHash {
     /// EXP002 `invalid_signing_settings` for zero iterations; EXP005 `rng_failed`.
     pub fn derive(password: &str, iterations: u32) -> Result<Self> {
         let n = NonZeroU32::new(iterations).ok_or_else(|| {
-            Error::validation("invalid_signing_settings", "PBKDF2 needs iterations")
+            Error::validation(Reason::InvalidSigningSettings, "PBKDF2 needs iterations")
                 .with_field("signing")
         })?;
         let mut salt = [0u8; SALT_LEN];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+            .map_err(|_| Error::server(Reason::RngFailed, "the system random generator failed"))?;
         let mut out = zeroize::Zeroizing::new([0u8; HASH_LEN]);
         pbkdf2::derive(
             pbkdf2::PBKDF2_HMAC_SHA256,

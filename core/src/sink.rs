@@ -1,6 +1,7 @@
 //! Where artifacts are written: the [`Sink`] trait and the local-directory and memory sinks.
 
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::fsutil::{random_suffix, sync_dir};
 use crate::hashing::HashingWriter;
@@ -137,7 +138,10 @@ impl Write for LocalWriter {
 impl SinkWriter for LocalWriter {
     fn complete(mut self: Box<Self>) -> Result<ArtifactReceipt> {
         let Some(w) = self.file.take() else {
-            return Err(Error::server("sink_closed", "artifact writer is closed"));
+            return Err(Error::server(
+                Reason::SinkClosed,
+                "artifact writer is closed",
+            ));
         };
         let (buf, bytes, sha256) = w.into_parts();
         let finish = || -> io::Result<()> {
@@ -180,7 +184,7 @@ impl LocalDirSink {
         let target = self.full(path)?;
         if target.exists() {
             return Err(Error::conflict(
-                "artifact_exists",
+                Reason::ArtifactExists,
                 "the artifact already exists",
             ));
         }
@@ -315,7 +319,7 @@ impl SinkWriter for MemoryWriter {
         let mut files = self.sink.lock();
         if files.contains_key(&self.path) {
             return Err(Error::conflict(
-                "artifact_exists",
+                Reason::ArtifactExists,
                 "the artifact already exists",
             ));
         }
@@ -334,7 +338,7 @@ impl Sink for MemorySink {
         validate_path(path)?;
         if self.lock().contains_key(path) {
             return Err(Error::conflict(
-                "artifact_exists",
+                Reason::ArtifactExists,
                 "the artifact already exists",
             ));
         }

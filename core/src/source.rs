@@ -3,6 +3,7 @@
 //! Filters are typed expressions (column, operator, value), never SQL strings. A source scans a dataset into a
 //! [`BatchStream`]; [`DataSource::scan_selected`] applies projection and filters on top of any source.
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::meta::DatasetMeta;
 use arrow::array::{Array, ArrayRef, BooleanArray, Scalar, StringArray};
@@ -79,8 +80,11 @@ impl BatchStream {
             .iter()
             .map(|c| {
                 self.schema.index_of(c).map_err(|_| {
-                    Error::validation("unknown_column", format!("no column '{c}' in the dataset"))
-                        .with_field("columns")
+                    Error::validation(
+                        Reason::UnknownColumn,
+                        format!("no column '{c}' in the dataset"),
+                    )
+                    .with_field("columns")
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -203,8 +207,11 @@ struct CompiledFilter {
 }
 
 fn filter_error(column: &str, what: &str) -> Error {
-    Error::validation("invalid_filter", format!("filter on '{column}': {what}"))
-        .with_field("filters")
+    Error::validation(
+        Reason::InvalidFilter,
+        format!("filter on '{column}': {what}"),
+    )
+    .with_field("filters")
 }
 
 impl CompiledFilter {
@@ -405,7 +412,7 @@ impl MemorySource {
             .map(|b| {
                 if b.schema().fields() != schema.fields() {
                     return Err(Error::validation(
-                        "schema_mismatch",
+                        Reason::SchemaMismatch,
                         "a batch's columns differ from the dataset's schema",
                     ));
                 }

@@ -6,6 +6,7 @@
 //! operation through it: a study of another organization, or one bound to none, answers exactly as a study that
 //! does not exist (EXP001).
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -76,7 +77,7 @@ pub trait StudyReads: Send + Sync {
 /// The error of an `insert_study` of a bound study.
 pub(crate) fn study_exists() -> Error {
     Error::conflict(
-        "study_exists",
+        Reason::StudyExists,
         "the study is already bound to an organization",
     )
     .with_field("study")

@@ -26,6 +26,7 @@ use trialport_core::auth::KeyReads;
 use trialport_core::auth::NewApiKey;
 use trialport_core::clock::FixedClock;
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, ErrorCode};
 use trialport_core::job::JobReads;
 use trialport_core::job::{JobKind, JobState};
@@ -531,7 +532,7 @@ struct FlakyStore {
 impl Store for FlakyStore {
     fn write(&self, work: &mut Work<'_>, witness: &Witness<'_>) -> Result<Vec<AuditEvent>> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(Error::server("io_error", "fsync failed: EIO"));
+            return Err(Error::server(Reason::IoError, "fsync failed: EIO"));
         }
         self.inner.write(work, witness)
     }
@@ -643,7 +644,10 @@ impl AuditHook for RefuseAction {
     fn record(&self, event: &AuditEvent) -> Result<()> {
         self.seen.record(event)?;
         if event.action == self.action {
-            return Err(Error::server("hook_refused", "the host refused the event"));
+            return Err(Error::server(
+                Reason::HookRefused,
+                "the host refused the event",
+            ));
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use trialport_core::document::{
     ChartKind, ChartSpec, DashboardSpec, Measure, ReportSpec, SectionSpec, TableSpec, TileSpec,
 };
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, ErrorCode};
 use trialport_core::job::JobState;
 use trialport_core::request::{
@@ -724,7 +725,7 @@ fn the_audit_trail_records_each_operation_in_order_and_verifies(cred: Cred) {
 struct FailingHook;
 impl AuditHook for FailingHook {
     fn record(&self, _: &AuditEvent) -> trialport_core::Result<()> {
-        Err(Error::server("hook_down", "down"))
+        Err(Error::server(Reason::HookRefused, "down"))
     }
 }
 

@@ -19,6 +19,7 @@ use trialport_core::clock::FixedClock;
 use trialport_core::document::{ReportSpec, SectionSpec};
 use trialport_core::engine::{Engine, EngineBuilder, PurgeSummary};
 use trialport_core::error::Error;
+use trialport_core::error::Reason;
 use trialport_core::home::{Home, HomeConfig, RetentionSettings};
 use trialport_core::job::{Job, JobKind, JobState};
 use trialport_core::request::ExportRequest;
@@ -212,7 +213,7 @@ impl DataSource for FailingSource {
         }
         let batches: Vec<trialport_core::Result<_>> = vec![
             Ok(dm_batch(2)),
-            Err(Error::server("source_failed", "the test source fails")),
+            Err(Error::server(Reason::SourceFailed, "the test source fails")),
         ];
         Ok(BatchStream::new(dm_schema(), batches.into_iter()))
     }

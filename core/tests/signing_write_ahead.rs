@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use trialport_core::audit::{AuditEvent, AuditHook};
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::home::{Home, HomeConfig};
 use trialport_core::request::ExportRequest;
 use trialport_core::signature::{Meaning, SignatureRequest, SigningSettings};
@@ -30,7 +31,7 @@ impl AuditHook for Refusing {
     fn record(&self, _event: &AuditEvent) -> Result<()> {
         if self.0.load(Ordering::SeqCst) {
             return Err(Error::server(
-                "io_error",
+                Reason::IoError,
                 "the audit trail cannot be written",
             ));
         }
@@ -175,7 +176,7 @@ impl AuditHook for Obstructing {
     fn record(&self, event: &AuditEvent) -> Result<()> {
         if let Some(id) = event.details["key_id"].as_str() {
             std::fs::create_dir_all(self.0.join(format!("{id}.key")))
-                .map_err(|_| Error::server("io_error", "cannot obstruct the key file"))?;
+                .map_err(|_| Error::server(Reason::IoError, "cannot obstruct the key file"))?;
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use trialport_core::error::Reason;
 use trialport_core::format::{Format, FormatOptions, FormatRegistry};
 use trialport_core::fsutil::sync_dir;
 use trialport_core::hashing::HashingWriter;
@@ -122,7 +123,7 @@ pub fn output_format(
         .contains(&trialport_core::format::Capability::Data)
     {
         return Err(Error::validation(
-            "unknown_output_format",
+            Reason::UnknownOutputFormat,
             format!(
                 "{} writes reports and dashboards, not datasets: render one with 'trialport export report' or \
                  'trialport export dashboard'. {}",
@@ -198,7 +199,7 @@ fn chosen_format(
         _ => format!("'.{ext}' is not supported here: no format of this build writes such files"),
     };
     Err(Error::validation(
-        "unknown_output_format",
+        Reason::UnknownOutputFormat,
         format!("{why}. {}", data_formats(registry)),
     )
     .with_field("format")
@@ -335,7 +336,7 @@ pub fn copy_to_file_expecting(
     io::copy(&mut reader, &mut file).map_err(|e| download_error(&e))?;
     file.commit_if(|written| match expected {
         Some(want) if want != written => Err(Error::server(
-            "integrity_violation",
+            Reason::IntegrityViolation,
             "the artifact does not match its recorded SHA-256",
         )
         .with_field("artifact")),
@@ -352,7 +353,7 @@ pub fn download_error(e: &io::Error) -> Error {
     }
     if e.kind() == io::ErrorKind::InvalidData {
         Error::server(
-            "integrity_violation",
+            Reason::IntegrityViolation,
             "the artifact does not match its recorded SHA-256",
         )
         .with_field("artifact")
@@ -535,7 +536,7 @@ impl std::fmt::Debug for OutputFile {
 }
 
 fn exists_error() -> Error {
-    Error::conflict("artifact_exists", "the output file already exists").with_field("output")
+    Error::conflict(Reason::ArtifactExists, "the output file already exists").with_field("output")
 }
 
 /// The infix of [`OutputFile`]'s temp files: `.NAME.partial-` and 16 hex digits.
@@ -553,7 +554,7 @@ pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 *
 fn existing_target(target: &Path) -> Result<Option<fs::Metadata>> {
     match fs::metadata(target) {
         Ok(m) if m.is_dir() => Err(Error::validation(
-            "output_is_directory",
+            Reason::OutputIsDirectory,
             "the output path is a directory",
         )
         .with_field("output")),
@@ -577,7 +578,8 @@ impl OutputFile {
     /// `artifact_exists`; EXP005 for I/O.
     pub fn create(target: &Path, overwrite: bool) -> Result<Self> {
         let name = target.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            Error::validation("invalid_path", "the output path names no file").with_field("output")
+            Error::validation(Reason::InvalidPath, "the output path names no file")
+                .with_field("output")
         })?;
         let dir = parent_of(target);
         if !dir.is_dir() {
@@ -624,7 +626,7 @@ impl OutputFile {
     /// As [`OutputFile::commit`], and `check`'s.
     pub fn commit_if(mut self, check: impl FnOnce(&Written) -> Result<()>) -> Result<Written> {
         let Some(pipe) = self.file.take() else {
-            return Err(Error::server("closed", "the output file is closed"));
+            return Err(Error::server(Reason::Closed, "the output file is closed"));
         };
         let io_error = |e: io::Error| {
             if e.kind() == io::ErrorKind::AlreadyExists {

@@ -15,6 +15,7 @@ use crate::csv::cell::{ColumnView, Kind, Temporal};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use std::io::Write;
+use trialport_core::error::Reason;
 use trialport_core::format::{
     Capability, EncodeSummary, Encoder, Format, FormatInfo, FormatOptions, OptionInfo, Output,
 };
@@ -259,7 +260,7 @@ impl CsvOptions {
 }
 
 fn invalid_option(name: &str, message: &str) -> Error {
-    Error::validation("invalid_option", message).with_field(format!("options.{name}"))
+    Error::validation(Reason::InvalidOption, message).with_field(format!("options.{name}"))
 }
 
 /// A streaming CSV/TSV writer: [`CsvWriter::try_new`], [`CsvWriter::write`] any number of times,
@@ -444,7 +445,10 @@ impl<W: Write> CsvWriter<W> {
                 );
                 for h in handles {
                     let r = h.join().unwrap_or_else(|_| {
-                        Err(Error::server("internal", "a CSV encoding thread failed"))
+                        Err(Error::server(
+                            Reason::Internal,
+                            "a CSV encoding thread failed",
+                        ))
                     });
                     if result.is_ok() {
                         result = r;
@@ -968,6 +972,7 @@ pub(crate) mod cell {
     use chrono::format::Item;
     use chrono::{DateTime, Datelike, NaiveDate};
     use std::fmt::Write as _;
+    use trialport_core::error::Reason;
     use trialport_core::{Error, Result};
 
     /// Days from 0001-01-01 (day 1 of the common era in chrono's count) to 1970-01-01.
@@ -1033,7 +1038,7 @@ pub(crate) mod cell {
         for f in schema.fields() {
             if !supported(f.data_type()) {
                 return Err(Error::validation(
-                    "unsupported_type",
+                    Reason::UnsupportedType,
                     format!(
                         "format '{format_id}' cannot write column '{}' of type {}",
                         f.name(),
@@ -1061,7 +1066,7 @@ pub(crate) mod cell {
             Ok(())
         } else {
             Err(Error::validation(
-                "schema_mismatch",
+                Reason::SchemaMismatch,
                 "a batch's columns differ from the schema the encoder was created for",
             ))
         }
@@ -1084,7 +1089,7 @@ pub(crate) mod cell {
                 .parse_to_owned()
                 .map_err(|_| {
                     Error::validation(
-                        "invalid_option",
+                        Reason::InvalidOption,
                         format!("option '{name}' is not a valid strftime pattern"),
                     )
                     .with_field(format!("options.{name}"))
@@ -1247,7 +1252,7 @@ pub(crate) mod cell {
                 }
                 other => {
                     return Err(Error::validation(
-                        "unsupported_type",
+                        Reason::UnsupportedType,
                         format!("type {other} cannot be written as text"),
                     ))
                 }
@@ -1570,7 +1575,7 @@ pub(crate) mod cell {
 
     fn out_of_range() -> Error {
         Error::validation(
-            "unrepresentable_value",
+            Reason::UnrepresentableValue,
             "a date or time is outside the representable calendar range",
         )
     }
@@ -1620,7 +1625,7 @@ pub(crate) mod cell {
 
     fn pattern_failed(name: &str) -> Error {
         Error::validation(
-            "invalid_option",
+            Reason::InvalidOption,
             format!("option '{name}' cannot format this column's values"),
         )
         .with_field(format!("options.{name}"))

@@ -13,6 +13,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use std::io::Write;
 use trialport_core::document::Document;
+use trialport_core::error::Reason;
 use trialport_core::format::{
     Capability, EncodeSummary, Encoder, Format, FormatInfo, FormatOptions, OptionInfo, Output,
 };
@@ -140,7 +141,7 @@ impl Format for JsonFormat {
         if self.layout != JsonLayout::Array {
             let _ = (doc, options, out);
             return Err(Error::validation(
-                "unsupported_by_format",
+                Reason::UnsupportedByFormat,
                 "format 'ndjson' does not write reports or dashboards",
             )
             .with_field("format"));
@@ -307,7 +308,7 @@ impl<W: Write> JsonWriter<W> {
                 if !written {
                     return Err(self.located(
                         Error::validation(
-                            "unrepresentable_value",
+                            Reason::UnrepresentableValue,
                             "JSON cannot represent NaN or infinity; set option nan=null to write null",
                         ),
                         j,

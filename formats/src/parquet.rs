@@ -17,6 +17,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use std::io::Write;
 use std::sync::Arc;
+use trialport_core::error::Reason;
 use trialport_core::format::{
     Capability, EncodeSummary, Encoder, Format, FormatInfo, FormatOptions, OptionInfo, Output,
 };
@@ -132,7 +133,7 @@ impl ParquetOptions {
         let compression = match self.compression {
             ParquetCompression::Zstd => Compression::ZSTD(
                 ZstdLevel::try_new(ZSTD_LEVEL)
-                    .map_err(|_| Error::server("internal", "zstd level out of range"))?,
+                    .map_err(|_| Error::server(Reason::Internal, "zstd level out of range"))?,
             ),
             ParquetCompression::Snappy => Compression::SNAPPY,
             ParquetCompression::None => Compression::UNCOMPRESSED,
@@ -151,7 +152,7 @@ fn check_schema(schema: &Schema) -> Result<()> {
         let single = Schema::new(vec![f.clone()]);
         if converter.convert(&single).is_err() {
             return Err(Error::validation(
-                "unsupported_type",
+                Reason::UnsupportedType,
                 format!(
                     "format 'parquet' cannot write column '{}' of type {}",
                     f.name(),
@@ -169,13 +170,13 @@ fn parquet_error(e: parquet::errors::ParquetError) -> Error {
         parquet::errors::ParquetError::External(inner) => {
             match inner.downcast::<std::io::Error>() {
                 Ok(io) => Error::io("writing Parquet", &io),
-                Err(_) => Error::server("write_failed", "writing Parquet failed"),
+                Err(_) => Error::server(Reason::WriteFailed, "writing Parquet failed"),
             }
         }
         parquet::errors::ParquetError::ArrowError(_) => {
-            Error::validation("invalid_data", "data cannot be written as Parquet")
+            Error::validation(Reason::InvalidData, "data cannot be written as Parquet")
         }
-        _ => Error::server("write_failed", "writing Parquet failed"),
+        _ => Error::server(Reason::WriteFailed, "writing Parquet failed"),
     }
 }
 

@@ -37,6 +37,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
+use trialport_core::error::Reason;
 use trialport_core::format::OptionInfo;
 use trialport_core::meta::DatasetMeta;
 use trialport_core::source::BatchStream;
@@ -74,7 +75,7 @@ impl Kind {
             "dataset-json" => Kind::DatasetJson,
             _ => {
                 return Err(Error::validation(
-                    "unsupported_format",
+                    Reason::UnsupportedFormat,
                     format!(
                         "format '{id}' cannot be read; readable: {}",
                         READABLE.join(", ")
@@ -126,7 +127,7 @@ fn unreadable_extension(ext: &str) -> Error {
         _ => format!("'.{ext}' files cannot be read: no readable format has that extension"),
     };
     Error::validation(
-        "unknown_format",
+        Reason::UnknownFormat,
         format!("{why}. Readable formats: {READABLE_BY_EXTENSION}"),
     )
     .with_field("format")
@@ -273,7 +274,7 @@ impl ReadOptions {
         for pair in pairs {
             let Some((name, value)) = pair.split_once('=') else {
                 return Err(Error::validation(
-                    "invalid_option",
+                    Reason::InvalidOption,
                     "a read option must be name=value",
                 )
                 .with_field("read_option"));
@@ -281,7 +282,7 @@ impl ReadOptions {
             let (name, value) = (name.trim(), value.trim());
             let bad = |what: &str| {
                 Error::validation(
-                    "invalid_option",
+                    Reason::InvalidOption,
                     format!("read option '{name}' must be {what}"),
                 )
                 .with_field(name.to_string())
@@ -308,7 +309,7 @@ impl ReadOptions {
                 _ => {
                     let known: Vec<&str> = READ_OPTIONS.iter().map(|o| o.name).collect();
                     return Err(Error::validation(
-                        "unknown_option",
+                        Reason::UnknownOption,
                         format!(
                             "'{name}' is not a read option; read options: {}",
                             known.join(", ")
@@ -325,8 +326,10 @@ impl ReadOptions {
     /// EXP002 `invalid_option` (field = the option) for a limit of 0, or a record limit below the field limit.
     fn check(&self) -> Result<()> {
         let bad = |name: &str, message: &str| {
-            Err(Error::validation("invalid_option", message.to_string())
-                .with_field(name.to_string()))
+            Err(
+                Error::validation(Reason::InvalidOption, message.to_string())
+                    .with_field(name.to_string()),
+            )
         };
         if self.csv_max_field_bytes == 0 {
             return bad(
@@ -490,7 +493,7 @@ pub(crate) fn check_regular(t: &std::fs::FileType, field: &str) -> Result<()> {
         _ => "a special file",
     };
     Err(Error::validation(
-        "not_a_regular_file",
+        Reason::NotARegularFile,
         format!(
             "the {} is not a regular file but {what}: only regular files are read or replaced",
             if field == "path" { "input" } else { field },
@@ -579,15 +582,16 @@ pub fn meta_file(path: &Path) -> Result<DatasetMeta> {
     file.take(MAX_META_BYTES + 1)
         .read_to_string(&mut text)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => {
-                Error::validation("invalid_metadata", "the metadata file is not UTF-8 text")
-                    .with_field("meta")
-            }
+            std::io::ErrorKind::InvalidData => Error::validation(
+                Reason::InvalidMetadata,
+                "the metadata file is not UTF-8 text",
+            )
+            .with_field("meta"),
             _ => Error::io("reading metadata file", &e),
         })?;
     if text.len() as u64 > MAX_META_BYTES {
         return Err(Error::validation(
-            "invalid_metadata",
+            Reason::InvalidMetadata,
             format!("the metadata file is larger than {MAX_META_BYTES} bytes"),
         )
         .with_field("meta")
@@ -611,7 +615,7 @@ fn conform(stream: BatchStream, schema: Option<SchemaRef>) -> Result<BatchStream
         .map(|f| {
             source.index_of(f.name()).map_err(|_| {
                 Error::validation(
-                    "schema_mismatch",
+                    Reason::SchemaMismatch,
                     format!("the file has no column '{}'", f.name()),
                 )
                 .with_field("columns")
@@ -657,7 +661,7 @@ fn rechunk(stream: BatchStream) -> BatchStream {
 
 fn mismatch(column: &str, row: Option<u64>, ty: &DataType) -> Error {
     let mut e = Error::validation(
-        "type_mismatch",
+        Reason::TypeMismatch,
         format!("a value of column '{column}' does not convert to {ty}"),
     )
     .with_field(column.to_string());
@@ -673,13 +677,14 @@ fn mismatch(column: &str, row: Option<u64>, ty: &DataType) -> Error {
 
 #[cfg(feature = "parquet")]
 fn malformed_parquet() -> Error {
-    Error::validation("malformed_parquet", "the file is not valid Parquet")
+    Error::validation(Reason::MalformedParquet, "the file is not valid Parquet")
 }
 
 #[cfg(feature = "parquet")]
 fn parquet_stream(file: File) -> Result<BatchStream> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let malformed = |_| Error::validation("malformed_parquet", "the file is not valid Parquet");
+    let malformed =
+        |_| Error::validation(Reason::MalformedParquet, "the file is not valid Parquet");
     let reader = guarded(
         || ParquetRecordBatchReaderBuilder::try_new(file),
         malformed_parquet,
@@ -694,7 +699,7 @@ fn parquet_stream(file: File) -> Result<BatchStream> {
     Ok(BatchStream::new(
         schema,
         Guarded::new(
-            reader.map(|b| b.map_err(|e| decode_error(e, "malformed_parquet", "Parquet"))),
+            reader.map(|b| b.map_err(|e| decode_error(e, Reason::MalformedParquet, "Parquet"))),
             malformed_parquet,
         ),
     ))
@@ -703,7 +708,7 @@ fn parquet_stream(file: File) -> Result<BatchStream> {
 #[cfg(not(feature = "parquet"))]
 fn parquet_stream(_file: File) -> Result<BatchStream> {
     Err(Error::validation(
-        "unsupported_format",
+        Reason::UnsupportedFormat,
         "this build has no Parquet support (feature `parquet`)",
     )
     .with_field("format"))
@@ -732,7 +737,7 @@ fn ipc_stream(file: File) -> Result<BatchStream> {
         .seek(SeekFrom::Start(0))
         .map_err(|e| Error::io("reading Arrow IPC", &e))?;
     let decode = |b: std::result::Result<RecordBatch, ArrowError>| {
-        b.map_err(|e| decode_error(e, "malformed_ipc", "Arrow IPC"))
+        b.map_err(|e| decode_error(e, Reason::MalformedIpc, "Arrow IPC"))
     };
     if is_file {
         let r = guarded(|| FileReader::try_new(reader, None), malformed_ipc)?.map_err(malformed)?;
@@ -794,7 +799,7 @@ impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for Guarded<I> {
 }
 
 fn malformed_ipc() -> Error {
-    Error::validation("malformed_ipc", "the file is not valid Arrow IPC")
+    Error::validation(Reason::MalformedIpc, "the file is not valid Arrow IPC")
 }
 
 /// Checks that every length an Arrow IPC file or stream claims (footer, blocks, messages and bodies) lies
@@ -886,7 +891,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 }
 
 /// An error of a decoder: I/O stays EXP005; anything else is malformed input, said without quoting it.
-fn decode_error(e: ArrowError, reason: &str, what: &str) -> Error {
+fn decode_error(e: ArrowError, reason: Reason, what: &str) -> Error {
     match e {
         ArrowError::IoError(_, io) if io.kind() != std::io::ErrorKind::InvalidData => {
             Error::io("reading input", &io)
@@ -935,7 +940,7 @@ fn json_stream(
                         })
                 });
             let inferred = arrow::json::reader::infer_json_schema_from_iterator(values)
-                .map_err(|e| decode_error(e, "malformed_json", "JSON records"))?;
+                .map_err(|e| decode_error(e, Reason::MalformedJson, "JSON records"))?;
             Arc::new(inferred)
         }
     };
@@ -965,10 +970,10 @@ fn json_stream(
     let reader = arrow::json::ReaderBuilder::new(decode_schema)
         .with_batch_size(BATCH_SIZE)
         .build(json_input(open_file(path)?, array))
-        .map_err(|e| decode_error(e, "malformed_json", "JSON records"))?;
+        .map_err(|e| decode_error(e, Reason::MalformedJson, "JSON records"))?;
     let out = schema.clone();
     let batches = reader.map(move |b| {
-        let b = b.map_err(|e| decode_error(e, "malformed_json", "JSON records"))?;
+        let b = b.map_err(|e| decode_error(e, Reason::MalformedJson, "JSON records"))?;
         let mut columns = b.columns().to_vec();
         for (i, unit, tz) in &retag {
             columns[*i] = with_timezone(&columns[*i], *unit, tz.clone());
@@ -1136,7 +1141,7 @@ impl<R: Read> Read for ArrayRecords<R> {
 // ---------------------------------------------------------------------------------------------------------------
 
 fn malformed_csv(message: &str, record: u64) -> Error {
-    Error::validation("malformed_csv", message.to_string()).with_detail("line", record)
+    Error::validation(Reason::MalformedCsv, message.to_string()).with_detail("line", record)
 }
 
 /// Splits delimited text into records of fields, remembering which fields were quoted.
@@ -1238,7 +1243,7 @@ impl<R: BufRead> RecordReader<R> {
             return self.field_over(self.lines + 1);
         }
         too_large(
-            "record_too_large",
+            Reason::RecordTooLarge,
             "a record",
             "csv_max_record_bytes",
             self.max_record,
@@ -1248,7 +1253,7 @@ impl<R: BufRead> RecordReader<R> {
 
     fn field_over(&self, line: u64) -> Error {
         too_large(
-            "field_too_large",
+            Reason::FieldTooLarge,
             "a field",
             "csv_max_field_bytes",
             self.max_field,
@@ -1351,7 +1356,7 @@ impl<R: BufRead> RecordReader<R> {
     /// The current record's text, checked to be UTF-8.
     fn text(&self) -> Result<&str> {
         std::str::from_utf8(&self.text).map_err(|_| {
-            Error::validation("invalid_utf8", "the file is not valid UTF-8")
+            Error::validation(Reason::InvalidUtf8, "the file is not valid UTF-8")
                 .with_detail("line", self.lines)
         })
     }
@@ -1375,7 +1380,7 @@ fn trailing_run(line: &[u8], delimiter: u8) -> u64 {
 }
 
 /// EXP002 `reason` for `what` over the limit `option` = `max` bytes, found at `line`.
-fn too_large(reason: &str, what: &str, option: &str, max: u64, line: u64) -> Error {
+fn too_large(reason: Reason, what: &str, option: &str, max: u64, line: u64) -> Error {
     Error::validation(
         reason,
         format!("{what} on line {line} is larger than {max} bytes, the limit of the read option {option}"),
@@ -1398,7 +1403,7 @@ fn csv_header(
     let mut r = RecordReader::new(BufReader::with_capacity(1 << 16, file), delimiter, options);
     if !r.next_record()? {
         return Err(Error::validation(
-            "malformed_csv",
+            Reason::MalformedCsv,
             "the file is empty: a header row is required",
         ));
     }
@@ -1412,7 +1417,7 @@ fn csv_header(
     for (i, name) in names.iter().enumerate() {
         if !seen.insert(name.as_str()) {
             return Err(Error::validation(
-                "duplicate_column",
+                Reason::DuplicateColumn,
                 format!(
                     "the header names column '{name}' twice (again as column {}): column names must be unique",
                     i + 1
@@ -1440,7 +1445,7 @@ fn csv_stream(
             for f in schema.fields() {
                 let i = names.iter().position(|n| n == f.name()).ok_or_else(|| {
                     Error::validation(
-                        "schema_mismatch",
+                        Reason::SchemaMismatch,
                         format!("the file has no column '{}'", f.name()),
                     )
                     .with_field("columns")
@@ -1449,7 +1454,7 @@ fn csv_stream(
             }
             if names.len() != schema.fields().len() {
                 return Err(Error::validation(
-                    "schema_mismatch",
+                    Reason::SchemaMismatch,
                     "the file has columns the schema does not name",
                 )
                 .with_field("columns"));

@@ -14,6 +14,7 @@
 
 use crate::read;
 use std::path::{Path, PathBuf};
+use trialport_core::error::Reason;
 use trialport_core::meta::DatasetMeta;
 use trialport_core::name::validate_name;
 use trialport_core::source::{
@@ -115,7 +116,7 @@ impl DirectorySource {
 
 fn ambiguous(dataset: &str) -> Error {
     Error::validation(
-        "ambiguous_dataset",
+        Reason::AmbiguousDataset,
         format!("dataset '{dataset}' has more than one file; keep one"),
     )
     .with_field("datasets")

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use trialport_core::engine::{LastCall, Session, MAX_REQUEST_ID};
+use trialport_core::error::Reason;
 use trialport_core::limit::RateLimitStatus;
 use trialport_core::Error;
 
@@ -69,7 +70,7 @@ impl RequestCtx {
         .await
         .map_err(|_| {
             ApiError::made(
-                Error::server("internal", "the request could not be completed"),
+                Error::server(Reason::Internal, "the request could not be completed"),
                 &self.request_id,
             )
         })?;
@@ -128,7 +129,7 @@ pub(crate) async fn request_context(
         let allow = response.headers().get(header::ALLOW).cloned();
         response = ApiError::made(
             Error::validation(
-                "method_not_allowed",
+                Reason::MethodNotAllowed,
                 "this method is not allowed on this path: see the Allow header",
             ),
             &ctx.request_id,

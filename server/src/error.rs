@@ -101,26 +101,36 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trialport_core::error::Reason;
 
     #[test]
     fn statuses_follow_the_contract() {
         let s = |e: Error, auth: bool| ApiError::engine(e, auth).status().as_u16();
         assert_eq!(s(Error::not_found("x"), true), 404);
-        assert_eq!(s(Error::validation("r", "x"), true), 400);
+        assert_eq!(s(Error::validation(Reason::InvalidOption, "x"), true), 400);
         assert_eq!(
-            s(Error::unauthorized("invalid_credential", "x"), false),
+            s(Error::unauthorized(Reason::InvalidCredential, "x"), false),
             401
         );
-        assert_eq!(s(Error::unauthorized("permission_denied", "x"), true), 403);
-        assert_eq!(s(Error::unauthorized("signature_required", "x"), true), 403);
-        assert_eq!(s(Error::conflict("r", "x"), true), 409);
-        assert_eq!(s(Error::server("r", "x"), true), 500);
-        let limited = Error::new(ErrorCode::RateLimited, "rate_limited", "x")
+        assert_eq!(
+            s(Error::unauthorized(Reason::PermissionDenied, "x"), true),
+            403
+        );
+        assert_eq!(
+            s(Error::unauthorized(Reason::SignatureRequired, "x"), true),
+            403
+        );
+        assert_eq!(
+            s(Error::conflict(Reason::IllegalTransition, "x"), true),
+            409
+        );
+        assert_eq!(s(Error::server(Reason::Internal, "x"), true), 500);
+        let limited = Error::new(ErrorCode::RateLimited, Reason::RateLimited, "x")
             .with_detail("retry_after_ms", 1500);
         let r = ApiError::engine(limited, true);
         assert_eq!((r.status().as_u16(), r.retry_after), (429, Some(2)));
-        let r =
-            ApiError::engine(Error::unauthorized("missing_credential", "x"), false).into_response();
+        let r = ApiError::engine(Error::unauthorized(Reason::MissingCredential, "x"), false)
+            .into_response();
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
     }
 }

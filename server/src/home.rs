@@ -3,6 +3,7 @@
 use crate::{JobCounts, Readiness};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use trialport_core::error::Reason;
 use trialport_core::home::Home;
 use trialport_core::job::{JobQuery, JobReads, JobState};
 use trialport_core::store::SqliteStore;
@@ -54,13 +55,13 @@ impl HomeChecks {
 
 #[async_trait::async_trait]
 impl Readiness for HomeChecks {
-    async fn check(&self) -> Result<(), &'static str> {
+    async fn check(&self) -> Result<(), Reason> {
         let store = self.store.clone();
         let org = self.org.clone();
         let artifacts = self.artifacts.clone();
         tokio::task::spawn_blocking(move || {
             if !artifacts.is_dir() {
-                return Err("artifacts_unreachable");
+                return Err(Reason::ArtifactsUnreachable);
             }
             let query = JobQuery {
                 org,
@@ -72,21 +73,21 @@ impl Readiness for HomeChecks {
             store
                 .list_jobs(&query)
                 .map(|_| ())
-                .map_err(|_| "store_unreachable")
+                .map_err(|_| Reason::StoreUnreachable)
         })
         .await
-        .unwrap_or(Err("check_failed"))
+        .unwrap_or(Err(Reason::CheckFailed))
     }
 }
 
 impl JobCounts for HomeChecks {
-    fn counts(&self) -> Result<Vec<(&'static str, u64)>, &'static str> {
+    fn counts(&self) -> Result<Vec<(&'static str, u64)>, Reason> {
         JobState::ALL
             .into_iter()
             .map(|s| {
                 self.total(Some(s))
                     .map(|n| (s.as_str(), n))
-                    .map_err(|_| "store_unreachable")
+                    .map_err(|_| Reason::StoreUnreachable)
             })
             .collect()
     }

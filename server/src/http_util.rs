@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::OriginalUri;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use base64::Engine as _;
+use trialport_core::error::Reason;
 use trialport_core::Error;
 
 /// Reads a JSON request body of at most `limit` bytes as text.
@@ -36,7 +37,7 @@ pub(crate) async fn json_body(
     if !is_json {
         return Err(ApiError::made(
             Error::validation(
-                "unsupported_media_type",
+                Reason::UnsupportedMediaType,
                 "the request body must be JSON (Content-Type: application/json)",
             )
             .with_field("Content-Type"),
@@ -47,7 +48,7 @@ pub(crate) async fn json_body(
     let too_large = || {
         ApiError::made(
             Error::validation(
-                "body_too_large",
+                Reason::BodyTooLarge,
                 format!("the request body is larger than {limit} bytes"),
             )
             .with_detail("max_bytes", limit as u64),
@@ -73,14 +74,14 @@ pub(crate) async fn json_body(
                 source = s.source();
             }
             return Err(ApiError::made(
-                Error::validation("invalid_request", "the request body could not be read"),
+                Error::validation(Reason::InvalidRequest, "the request body could not be read"),
                 request_id,
             ));
         }
     };
     String::from_utf8(bytes.to_vec()).map_err(|_| {
         ApiError::made(
-            Error::validation("invalid_request", "the request body is not UTF-8 text"),
+            Error::validation(Reason::InvalidRequest, "the request body is not UTF-8 text"),
             request_id,
         )
     })

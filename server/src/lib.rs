@@ -35,6 +35,7 @@ use axum::Router;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 
 pub use serve::{serve, ServeOptions};
 
@@ -51,8 +52,8 @@ pub trait Readiness: Send + Sync {
     /// `Ok` when ready.
     ///
     /// # Errors
-    /// A stable snake_case reason when not ready.
-    async fn check(&self) -> Result<(), &'static str>;
+    /// The reason it is not ready (e.g. [`Reason::StoreUnreachable`]).
+    async fn check(&self) -> Result<(), Reason>;
 }
 
 /// Counts of jobs by state, for the `trialport_jobs` gauge (read when the metrics are scraped).
@@ -60,8 +61,8 @@ pub trait JobCounts: Send + Sync {
     /// The number of jobs in each state (snake_case state name, count).
     ///
     /// # Errors
-    /// A stable snake_case reason when the store cannot be read.
-    fn counts(&self) -> Result<Vec<(&'static str, u64)>, &'static str>;
+    /// The reason when the store cannot be read.
+    fn counts(&self) -> Result<Vec<(&'static str, u64)>, Reason>;
 }
 
 /// How [`router_with`] serves.

@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trialport_core::engine::Engine;
+use trialport_core::error::Reason;
 use trialport_core::{Error, Result};
 
 /// The default API listener.
@@ -74,7 +75,7 @@ impl std::fmt::Debug for ServeOptions {
 pub fn serve(engine: Engine, mut options: ServeOptions) -> Result<()> {
     if options.tls.is_none() && !options.listen.ip().is_loopback() && !options.insecure_listen {
         return Err(Error::validation(
-            "insecure_listen",
+            Reason::InsecureListen,
             "plain HTTP is served only on a loopback address: give --tls-cert and --tls-key, or --insecure-listen",
         )
         .with_field("listen"));
@@ -123,7 +124,7 @@ pub fn serve(engine: Engine, mut options: ServeOptions) -> Result<()> {
         let mut metrics_addr = None;
         if let Some(listen) = options.metrics_listen {
             let handle = crate::metrics::install_prometheus()
-                .map_err(|m| Error::server("metrics_failed", m))?;
+                .map_err(|m| Error::server(Reason::MetricsFailed, m))?;
             let counts = options.job_counts.clone();
             let app = Router::new().route(
                 "/metrics",
@@ -207,7 +208,7 @@ fn listen_failed(ended: std::result::Result<std::io::Result<()>, tokio::task::Jo
         Ok(Err(e)) => format!("{:?}", e.kind()),
         _ => "unknown".into(),
     };
-    Error::server("listen_failed", "cannot listen on the address").with_detail("kind", kind)
+    Error::server(Reason::ListenFailed, "cannot listen on the address").with_detail("kind", kind)
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -262,8 +263,9 @@ fn init_logs() {
 fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<RustlsConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let bad =
-        |field: &str, message: &str| Error::validation("invalid_tls", message).with_field(field);
+    let bad = |field: &str, message: &str| {
+        Error::validation(Reason::InvalidTls, message).with_field(field)
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|_| bad("tls_cert", "the certificate file cannot be read"))?
         .collect::<std::result::Result<_, _>>()

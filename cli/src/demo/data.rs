@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use std::sync::Arc;
+use trialport_core::error::Reason;
 use trialport_core::meta::{ColumnMeta, DatasetMeta, PrivacyClass};
 use trialport_core::{Error, Result};
 
@@ -267,7 +268,7 @@ fn dates(v: Vec<NaiveDate>) -> ArrayRef {
 
 fn subjects(rng: &mut Rng) -> Result<Vec<Subject>> {
     let first = NaiveDate::from_ymd_opt(2024, 1, 8)
-        .ok_or_else(|| Error::server("internal", "bad demo start date"))?;
+        .ok_or_else(|| Error::server(Reason::Internal, "bad demo start date"))?;
     Ok((1..=SUBJECTS)
         .map(|n| {
             let (site, country) = SITES[rng.below(SITES.len() as u64) as usize];

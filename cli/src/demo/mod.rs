@@ -23,6 +23,7 @@ use std::time::Instant;
 use trialport_core::document::{
     ChartKind, ChartSpec, DashboardSpec, Measure, ReportSpec, SectionSpec, TableSpec, TileSpec,
 };
+use trialport_core::error::Reason;
 use trialport_core::format::{Capability, FormatOptions};
 use trialport_core::home::Home;
 use trialport_core::job::{Job, JobState};
@@ -65,8 +66,11 @@ pub fn templates() -> Result<Vec<(&'static str, ReportSpec)>> {
             serde_json::from_str::<ReportSpec>(text)
                 .map(|spec| (*name, spec))
                 .map_err(|_| {
-                    Error::server("internal", "a report template of the demo cannot be read")
-                        .with_detail("template", *name)
+                    Error::server(
+                        Reason::Internal,
+                        "a report template of the demo cannot be read",
+                    )
+                    .with_detail("template", *name)
                 })
         })
         .collect()
@@ -512,7 +516,7 @@ fn prepare_dir(out: Option<&Path>) -> Result<PathBuf> {
     if dir.exists() {
         if !dir.is_dir() {
             return Err(Error::validation(
-                "not_a_directory",
+                Reason::NotADirectory,
                 "the demo output path exists and is not a directory",
             )
             .with_field("out"));
@@ -521,7 +525,7 @@ fn prepare_dir(out: Option<&Path>) -> Result<PathBuf> {
             fs::read_dir(&dir).map_err(|e| Error::io("cannot read the demo directory", &e))?;
         if entries.next().is_some() {
             return Err(Error::conflict(
-                "directory_not_empty",
+                Reason::DirectoryNotEmpty,
                 "the demo directory is not empty: remove it or choose another with --out DIR",
             )
             .with_field("out"));
@@ -546,7 +550,7 @@ fn write_csv(study_dir: &Path, d: &Dataset) -> Result<()> {
     // The labels and types travel in a `<NAME>.meta.json` sidecar, which the directory source layers over the
     // CSV file.
     let meta = serde_json::to_vec_pretty(&d.meta())
-        .map_err(|_| Error::server("internal", "cannot serialize the demo metadata"))?;
+        .map_err(|_| Error::server(Reason::Internal, "cannot serialize the demo metadata"))?;
     let mut file = OutputFile::create(&study_dir.join(format!("{}.meta.json", d.name)), true)?;
     file.write_all(&meta)
         .map_err(|e| Error::io("cannot write the demo metadata", &e))?;
@@ -557,7 +561,7 @@ fn write_csv(study_dir: &Path, d: &Dataset) -> Result<()> {
 /// Writes a spec as pretty JSON.
 fn write_spec<T: serde::Serialize>(path: &Path, spec: &T) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(spec)
-        .map_err(|_| Error::server("internal", "cannot serialize a demo spec"))?;
+        .map_err(|_| Error::server(Reason::Internal, "cannot serialize a demo spec"))?;
     text.push(b'\n');
     let mut file = OutputFile::create(path, true)?;
     file.write_all(&text)

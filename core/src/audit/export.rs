@@ -9,6 +9,7 @@
 //!   cell beginning with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`); `seq` is a number and never touched.
 
 use super::{canonical_json, AuditEvent};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use arrow::array::{ArrayRef, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -80,7 +81,7 @@ pub fn table_batch(events: &[AuditEvent]) -> Result<RecordBatch> {
         text(&|e| e.hash.clone()),
     ];
     RecordBatch::try_new(table_schema(), columns)
-        .map_err(|_| Error::server("internal", "cannot build the audit table"))
+        .map_err(|_| Error::server(Reason::Internal, "cannot build the audit table"))
 }
 
 /// The event's time as its JSON holds it.

@@ -76,6 +76,7 @@ pub use canonical::canonical_json;
 
 use crate::clock::Clock;
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -347,8 +348,11 @@ impl Checkpoint {
     /// signature that is not an Ed25519 signature in hex.
     pub fn from_json(text: &str) -> Result<Checkpoint> {
         let invalid = || {
-            Error::validation("invalid_checkpoint", "the text is not an audit checkpoint")
-                .with_field("checkpoint")
+            Error::validation(
+                Reason::InvalidCheckpoint,
+                "the text is not an audit checkpoint",
+            )
+            .with_field("checkpoint")
         };
         let cp: Checkpoint = serde_json::from_str(text).map_err(|_| invalid())?;
         let lower_hex = |s: &str, len: usize| {
@@ -437,7 +441,7 @@ impl std::fmt::Debug for Auditor {
 /// EXP005 `audit_failed` with the cause.
 pub(crate) fn audit_failed(cause: &str) -> Error {
     Error::server(
-        "audit_failed",
+        Reason::AuditFailed,
         "the audit trail could not record the operation",
     )
     .with_detail("cause", cause.to_string())
@@ -445,7 +449,7 @@ pub(crate) fn audit_failed(cause: &str) -> Error {
 
 /// EXP005 `integrity_violation` naming the first bad event and the check it failed.
 fn violation(seq: u64, check: &str) -> Error {
-    Error::server("integrity_violation", "the audit trail was altered")
+    Error::server(Reason::IntegrityViolation, "the audit trail was altered")
         .with_detail("seq", seq)
         .with_detail("check", check.to_string())
 }
@@ -636,7 +640,7 @@ fn walk(trail: &dyn AuditReads, checkpoint: Option<&Checkpoint>) -> Result<Chain
 
 fn checkpoint_mismatch(seq: u64, cp: &Checkpoint) -> Error {
     Error::server(
-        "integrity_violation",
+        Reason::IntegrityViolation,
         "the audit trail does not match the checkpoint",
     )
     .with_detail("seq", seq)
@@ -768,7 +772,7 @@ mod tests {
     struct Refusing;
     impl AuditHook for Refusing {
         fn record(&self, _: &AuditEvent) -> Result<()> {
-            Err(Error::server("hook_down", "the hook refuses"))
+            Err(Error::server(Reason::HookRefused, "the hook refuses"))
         }
     }
 
@@ -778,7 +782,7 @@ mod tests {
         let e = t.emit(record("x"), AuditScope::default()).unwrap_err();
         assert_eq!(
             (e.reason(), e.details()["cause"].as_str()),
-            ("audit_failed", Some("hook_down"))
+            ("audit_failed", Some("hook_refused"))
         );
         assert_eq!(t.store.audit_last().unwrap(), None);
     }

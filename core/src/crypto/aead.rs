@@ -2,6 +2,7 @@
 //! vectors below run through the same two functions; and the random source ([`Fill`]) that keys and nonces come
 //! from.
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -20,7 +21,7 @@ pub(crate) type Fill<'a> = &'a dyn Fn(&mut [u8]) -> Result<()>;
 pub(crate) fn system_fill(buf: &mut [u8]) -> Result<()> {
     SystemRandom::new()
         .fill(buf)
-        .map_err(|_| Error::server("rng_failed", "the system random generator failed"))
+        .map_err(|_| Error::server(Reason::RngFailed, "the system random generator failed"))
 }
 
 /// An AES-256-GCM key. Callers guarantee that a nonce is never used twice with one key: segments by their
@@ -32,7 +33,7 @@ impl AeadKey {
     pub(crate) fn new(key: &[u8; KEY_LEN]) -> Result<Self> {
         UnboundKey::new(&AES_256_GCM, key)
             .map(|k| AeadKey(LessSafeKey::new(k)))
-            .map_err(|_| Error::server("crypto_error", "the AES-256-GCM key cannot be set up"))
+            .map_err(|_| Error::server(Reason::CryptoError, "the AES-256-GCM key cannot be set up"))
     }
 
     /// Encrypts `in_out` in place and returns the tag.
@@ -45,7 +46,7 @@ impl AeadKey {
         let tag = self
             .0
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), in_out)
-            .map_err(|_| Error::server("crypto_error", "AES-256-GCM encryption failed"))?;
+            .map_err(|_| Error::server(Reason::CryptoError, "AES-256-GCM encryption failed"))?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(tag.as_ref());
         Ok(out)

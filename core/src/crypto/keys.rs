@@ -26,6 +26,7 @@
 
 use super::aead::{AeadKey, KEY_LEN, NONCE_LEN, TAG_LEN};
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use ring::rand::{SecureRandom, SystemRandom};
 use std::collections::BTreeMap;
@@ -104,7 +105,7 @@ pub trait KeyProvider: Send + Sync {
     fn prepare_rotation(&self, after_seq: u64) -> Result<Box<dyn PendingKey>> {
         let _ = after_seq;
         Err(Error::validation(
-            "rotation_unsupported",
+            Reason::RotationUnsupported,
             "this key provider's keys are rotated where they are managed",
         ))
     }
@@ -247,7 +248,7 @@ impl FileKeyProvider {
     fn load(&self, key_id: &str) -> Result<Arc<Zeroizing<[u8; KEY_LEN]>>> {
         let unknown = || {
             Error::server(
-                "unknown_key",
+                Reason::UnknownKey,
                 "no key-encryption key has the artifact's key id",
             )
             .with_detail("key_id", key_id)
@@ -281,7 +282,7 @@ impl FileKeyProvider {
             });
         if !ok {
             return Err(Error::server(
-                "invalid_key_file",
+                Reason::InvalidKeyFile,
                 "a key-encryption key file is not 64 hex digits",
             )
             .with_detail("key_id", key_id));
@@ -307,7 +308,7 @@ impl FileKeyProvider {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         self.rng
             .fill(key.as_mut())
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+            .map_err(|_| Error::server(Reason::RngFailed, "the system random generator failed"))?;
         let text = Zeroizing::new(format!("{}\n", hex(key.as_ref())));
         match crate::fsutil::try_create_secret_file(&self.path_of(&id), text.as_bytes()) {
             Ok(true) => Ok(Some(id)),
@@ -331,7 +332,7 @@ impl KeyProvider for FileKeyProvider {
     fn current_key_id(&self) -> Result<String> {
         self.key_ids()?.pop().ok_or_else(|| {
             Error::server(
-                "key_unavailable",
+                Reason::KeyUnavailable,
                 "the key directory holds no key-encryption key",
             )
         })
@@ -342,7 +343,7 @@ impl KeyProvider for FileKeyProvider {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+            .map_err(|_| Error::server(Reason::RngFailed, "the system random generator failed"))?;
         let mut out = Vec::with_capacity(NONCE_LEN + KEY_LEN + TAG_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(key.as_bytes());
@@ -382,7 +383,7 @@ impl KeyProvider for FileKeyProvider {
         {
             Some((n, _)) => n
                 .checked_add(1)
-                .ok_or_else(|| Error::server("key_unavailable", "no key number is left"))?,
+                .ok_or_else(|| Error::server(Reason::KeyUnavailable, "no key number is left"))?,
             None => 1,
         };
         let pending = FilePending::prepare(&self.dir, next, after_seq, &self.rng)?;
@@ -415,7 +416,7 @@ impl KeyProvider for FileKeyProvider {
 /// EXP004 `rotation_in_progress`.
 fn rotation_in_progress() -> Error {
     Error::conflict(
-        "rotation_in_progress",
+        Reason::RotationInProgress,
         "another rotation of the key-encryption key is in progress",
     )
 }
@@ -542,7 +543,7 @@ impl FilePending {
     /// Prepares key number `n`: a random key and rotation id written to a locked temp file, fsynced, then linked
     /// to `kek-NNNN.pending` (exclusively: another rotation's pending key of the same number wins).
     fn prepare(dir: &Path, n: u32, after_seq: u64, rng: &SystemRandom) -> Result<Self> {
-        let rng_failed = |_| Error::server("rng_failed", "the system random generator failed");
+        let rng_failed = |_| Error::server(Reason::RngFailed, "the system random generator failed");
         let key_id = format!("kek-{n:04}");
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rng.fill(key.as_mut()).map_err(rng_failed)?;
@@ -601,7 +602,7 @@ impl FilePending {
         let key_id = format!("kek-{n:04}");
         let invalid = || {
             Error::server(
-                "invalid_key_file",
+                Reason::InvalidKeyFile,
                 "a pending key-encryption key file cannot be read",
             )
             .with_detail("key_id", key_id.clone())
@@ -675,7 +676,7 @@ impl PendingKey for FilePending {
                 );
                 if existing.trim() != text.trim() {
                     return Err(Error::server(
-                        "integrity_violation",
+                        Reason::IntegrityViolation,
                         "a key-encryption key file holds another key than the pending key of its id",
                     )
                     .with_detail("key_id", self.key_id.clone()));

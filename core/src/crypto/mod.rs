@@ -92,8 +92,9 @@ pub use stream::{
 };
 
 use crate::error::Error;
+use crate::error::Reason;
 
 /// EXP005 `integrity_violation`: the stored artifact is not what was written (the message says which check).
 pub(crate) fn integrity_error(message: &str) -> Error {
-    Error::server("integrity_violation", message.to_string()).with_field("artifact")
+    Error::server(Reason::IntegrityViolation, message.to_string()).with_field("artifact")
 }

@@ -13,6 +13,7 @@
 use super::aead::{AeadKey, KEY_LEN, NONCE_LEN, TAG_LEN};
 use super::keys::{DataKey, KeyProvider};
 use crate::codec::{hex, hex_decode};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -40,14 +41,14 @@ impl std::fmt::Debug for Sealer {
 /// EXP005 `integrity_violation` for a sealed record that does not open.
 fn unreadable() -> Error {
     Error::server(
-        "integrity_violation",
+        Reason::IntegrityViolation,
         "a sealed record of the job does not authenticate",
     )
     .with_detail("check", "sealed_record")
 }
 
 fn rng_failed() -> Error {
-    Error::server("rng_failed", "the system random generator failed")
+    Error::server(Reason::RngFailed, "the system random generator failed")
 }
 
 impl Sealer {
@@ -159,7 +160,7 @@ impl Sealer {
             ["k1", key_id, wrapped, body] => {
                 let provider = self.provider.as_ref().ok_or_else(|| {
                     Error::server(
-                        "key_unavailable",
+                        Reason::KeyUnavailable,
                         "the record was sealed under a key-encryption key and the engine has none",
                     )
                 })?;

@@ -2,6 +2,7 @@
 
 use super::keys::KeyProvider;
 use super::stream::{DecryptingReader, EncryptingWriter, DEFAULT_SEGMENT_SIZE};
+use crate::error::Reason;
 use crate::error::Result;
 use crate::name::validate_path;
 use crate::sink::{ArtifactReceipt, Sink, SinkWriter};
@@ -46,7 +47,7 @@ impl EncryptedSink {
     pub fn with_segment_size(mut self, bytes: u32) -> Result<Self> {
         if !(super::MIN_SEGMENT_SIZE..=super::MAX_SEGMENT_SIZE).contains(&bytes) {
             return Err(crate::Error::validation(
-                "invalid_segment_size",
+                Reason::InvalidSegmentSize,
                 "the segment size must be between 16 bytes and 16 MiB",
             ));
         }
@@ -84,7 +85,7 @@ impl SinkWriter for EncryptedWriter {
     fn complete(mut self: Box<Self>) -> Result<ArtifactReceipt> {
         let Some(stream) = self.stream.take() else {
             return Err(crate::Error::server(
-                "sink_closed",
+                Reason::SinkClosed,
                 "artifact writer is closed",
             ));
         };

@@ -4,6 +4,7 @@ use super::aead::{system_fill, AeadKey, Fill, NONCE_LEN, TAG_LEN};
 use super::integrity_error;
 use super::keys::{valid_key_id, DataKey, KeyProvider};
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use ring::digest;
 use std::io::{self, Read, Write};
@@ -136,7 +137,7 @@ fn with_path(bytes: &[u8], path: &str) -> Vec<u8> {
 fn check_path(path: &str) -> Result<()> {
     if path.len() > usize::from(u16::MAX) {
         return Err(Error::validation(
-            "invalid_path",
+            Reason::InvalidPath,
             "artifact path must have at most 65,535 bytes",
         ));
     }
@@ -232,7 +233,7 @@ impl<W: Write> EncryptingWriter<W> {
     ) -> Result<Self> {
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size) {
             return Err(Error::validation(
-                "invalid_segment_size",
+                Reason::InvalidSegmentSize,
                 "the segment size must be between 16 bytes and 16 MiB",
             ));
         }
@@ -240,7 +241,7 @@ impl<W: Write> EncryptingWriter<W> {
         let key_id = keys.current_key_id()?;
         if !valid_key_id(&key_id) {
             return Err(Error::server(
-                "invalid_key_id",
+                Reason::InvalidKeyId,
                 "the key provider's key id is not 1 to 64 characters of A-Z a-z 0-9 . _ -",
             ));
         }
@@ -260,7 +261,7 @@ impl<W: Write> EncryptingWriter<W> {
         )?;
         if !(1..=MAX_WRAPPED_LEN).contains(&header.wrapped_key.len()) {
             return Err(Error::server(
-                "invalid_wrapped_key",
+                Reason::InvalidWrappedKey,
                 "the key provider's wrapped key is not 1 to 1,024 bytes",
             ));
         }
@@ -317,7 +318,7 @@ impl<W: Write> EncryptingWriter<W> {
     pub fn finish(mut self) -> Result<(W, u64, String)> {
         if self.poisoned {
             return Err(Error::server(
-                "sink_closed",
+                Reason::SinkClosed,
                 "an earlier write to the encrypted artifact failed",
             ));
         }

@@ -7,6 +7,7 @@
 //! it: two homes that share the key file have the same key id, and so give the same pseudonyms and shifts.
 
 use crate::codec::{hex, hex_decode};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use ring::hmac;
 use std::fs;
@@ -50,7 +51,7 @@ impl DeidKey {
     pub fn generate() -> Result<Self> {
         let mut bytes = Zeroizing::new([0u8; DEID_KEY_LEN]);
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), bytes.as_mut())
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+            .map_err(|_| Error::server(Reason::RngFailed, "the system random generator failed"))?;
         Ok(DeidKey::from_bytes(*bytes))
     }
 
@@ -90,7 +91,7 @@ impl DeidKey {
             Ok(t) => Zeroizing::new(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::server(
-                    "key_unavailable",
+                    Reason::KeyUnavailable,
                     "there is no de-identification key",
                 ))
             }
@@ -103,7 +104,7 @@ impl DeidKey {
         {
             Some(Ok(b)) => Ok(DeidKey::from_bytes(b)),
             _ => Err(Error::server(
-                "invalid_key",
+                Reason::InvalidKey,
                 "the de-identification key file is malformed",
             )),
         }

@@ -103,6 +103,7 @@ pub use privacy::{ClassedUse, ColumnUse, PrivacyCheck, PrivacyVerdict, UsedColum
 pub use transform::{DatasetDeid, Deidentifier};
 pub use zip3::Zip3List;
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::meta::{DatasetMeta, PrivacyClass};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -151,7 +152,7 @@ impl Profile {
             .into_iter()
             .find(|p| p.as_str() == name.trim())
             .ok_or_else(|| {
-                Error::validation("unknown_profile", "unknown de-identification profile")
+                Error::validation(Reason::UnknownProfile, "unknown de-identification profile")
                     .with_field("deidentify")
                     .with_detail(
                         "known",
@@ -420,7 +421,7 @@ fn check_column_list(list: &[String], field: &str) -> Result<()> {
     for name in list {
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(Error::validation(
-                "invalid_column",
+                Reason::InvalidColumn,
                 "a column name in a de-identification list is empty, too long or has control characters",
             )
             .with_field(field));
@@ -524,7 +525,7 @@ impl Policy {
         profiles.dedup();
         if profiles.contains(&Profile::SafeHarbor) && profiles.contains(&Profile::Pseudonymize) {
             return Err(Error::validation(
-                "conflicting_profiles",
+                Reason::ConflictingProfiles,
                 "safe-harbor and pseudonymize cannot be combined: Safe Harbor allows subject codes that are not \
                  derived from the identifier, and a keyed pseudonym is",
             )
@@ -534,7 +535,7 @@ impl Policy {
         check_column_list(&spec.keep, "deidentify.keep")?;
         if spec.drop.iter().any(|d| contains(&spec.keep, d)) {
             return Err(Error::validation(
-                "conflicting_columns",
+                Reason::ConflictingColumns,
                 "a column is both in the drop and in the keep list",
             )
             .with_field("deidentify"));
@@ -614,7 +615,7 @@ impl Policy {
             let action = self.action_for(name, privacy, birth);
             let unsupported = || {
                 Error::validation(
-                    "unsupported_column_type",
+                    Reason::UnsupportedColumnType,
                     format!(
                         "column '{name}' of dataset '{dataset}' is classed '{}' but its type cannot be \
                          de-identified",
@@ -648,14 +649,14 @@ impl Policy {
                 kind,
             });
         }
-        let dataset_error = |reason: &str, message: String| {
-            Error::validation(reason.to_string(), message)
+        let dataset_error = |reason: Reason, message: String| {
+            Error::validation(reason, message)
                 .with_field("deidentify")
                 .with_detail("dataset", dataset)
         };
         if subject.is_none() && columns.iter().any(|c| c.action.shifts()) {
             return Err(dataset_error(
-                "date_shift_needs_subject_id",
+                Reason::DateShiftNeedsSubjectId,
                 format!(
                     "dataset '{dataset}' has dates to shift but no subject id column to key the shift on"
                 ),
@@ -663,7 +664,7 @@ impl Policy {
         }
         if !columns.is_empty() && columns.iter().all(|c| matches!(c.action, Action::Drop(_))) {
             return Err(dataset_error(
-                "no_columns_left",
+                Reason::NoColumnsLeft,
                 format!("de-identification would leave no column of dataset '{dataset}'"),
             ));
         }
@@ -695,7 +696,7 @@ impl Policy {
             .map(|(d, c)| format!("{d}.{}", c.name))
             .collect();
         Err(Error::validation(
-            "identifiable_data",
+            Reason::IdentifiableData,
             format!(
                 "the export would carry identifying columns ({}): name a de-identification profile that covers \
                  them, drop them, or set 'identifiable' to export identifiable data",
@@ -727,7 +728,7 @@ impl Policy {
                     .any(|p| p.columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)));
                 if !known {
                     return Err(Error::validation(
-                        "unknown_column",
+                        Reason::UnknownColumn,
                         format!("no dataset of the export has column '{name}'"),
                     )
                     .with_field(field));

@@ -22,6 +22,7 @@
 //! use in `details.columns`. A caller who has the permission but did not set `identifiable` gets EXP002
 //! `identifiable_data` (the export must say so, and be signed), with every raw column in `details.columns`.
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::meta::PrivacyClass;
 use serde_json::{json, Value};
@@ -178,7 +179,7 @@ impl PrivacyCheck {
                 }
             };
             return Err(Error::unauthorized(
-                "identifiable_data",
+                Reason::IdentifiableData,
                 format!(
                     "column '{}' of dataset '{}' is classed '{}': {what}",
                     first.column,
@@ -201,7 +202,7 @@ impl PrivacyCheck {
                 .collect();
             names.dedup();
             return Err(Error::validation(
-                "identifiable_data",
+                Reason::IdentifiableData,
                 format!(
                     "the export would carry identifying columns ({}): name a de-identification profile that covers \
                      them, drop them, or set 'identifiable' to export identifiable data",

@@ -5,6 +5,7 @@
 
 use super::{Action, DeidKey, Kind, Plan, Policy, Profile, Zip3List};
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::meta::{ColumnMeta, DatasetMeta};
 use arrow::array::{
@@ -109,7 +110,7 @@ pub(crate) fn offset(key: &hmac::Key, study: &str, id: &str) -> i32 {
 }
 
 fn internal(message: &str) -> Error {
-    Error::server("deid_error", message.to_string())
+    Error::server(Reason::DeidError, message.to_string())
 }
 
 impl Deidentifier {
@@ -127,7 +128,7 @@ impl Deidentifier {
         let key = if policy.needs_key() {
             Some(key.ok_or_else(|| {
                 Error::server(
-                    "key_unavailable",
+                    Reason::KeyUnavailable,
                     "pseudonymize and date-shift need a de-identification key, and this engine has none",
                 )
                 .with_field("deidentify")
@@ -460,7 +461,7 @@ impl DatasetDeid {
                     loop {
                         let mut b = [0u8; 8];
                         shared.rng.fill(&mut b).map_err(|_| {
-                            Error::server("rng_failed", "the system random generator failed")
+                            Error::server(Reason::RngFailed, "the system random generator failed")
                         })?;
                         let n = u64::from_be_bytes(b) % SURROGATE_SPACE;
                         let code = format!("{SURROGATE_PREFIX}{n:010}");

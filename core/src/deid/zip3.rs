@@ -6,6 +6,7 @@
 //! Information* (2012), section 3.4. The version is recorded in every de-identified export's manifest, so a new
 //! list is a new file with a new version, never an edit of the old one.
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use std::collections::BTreeSet;
 
@@ -29,7 +30,7 @@ impl Zip3List {
     pub fn builtin() -> Result<Self> {
         Zip3List::parse(BUILTIN).map_err(|_| {
             Error::server(
-                "invalid_zip3_list",
+                Reason::InvalidZip3List,
                 "the built-in restricted ZIP list is malformed",
             )
         })
@@ -41,7 +42,7 @@ impl Zip3List {
     /// # Errors
     /// EXP002 `invalid_zip3_list` for a line that is neither, a missing version or source, or no prefix.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = |m: &str| Error::validation("invalid_zip3_list", m.to_string());
+        let bad = |m: &str| Error::validation(Reason::InvalidZip3List, m.to_string());
         let mut version = None;
         let mut census = None;
         let mut source = None;

@@ -2,6 +2,7 @@
 //! aggregate over the rows.
 
 use crate::document::Measure;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::source::BatchStream;
 use arrow::array::{Array, ArrayRef, Float64Array};
@@ -18,21 +19,22 @@ pub(super) fn measure_column(
         return Ok(None);
     }
     let name = column.ok_or_else(|| {
-        Error::validation("missing_column", "this measure needs a column").with_field("column")
+        Error::validation(Reason::MissingColumn, "this measure needs a column").with_field("column")
     })?;
     let idx = stream.schema().index_of(name).map_err(|_| {
         Error::validation(
-            "unknown_column",
+            Reason::UnknownColumn,
             format!("no column '{name}' in the dataset"),
         )
         .with_field("column")
     })?;
     let ty = stream.schema().field(idx).data_type();
     if measure.numeric() && !ty.is_numeric() {
-        return Err(
-            Error::validation("not_numeric", format!("column '{name}' is not numeric"))
-                .with_field("column"),
-        );
+        return Err(Error::validation(
+            Reason::NotNumeric,
+            format!("column '{name}' is not numeric"),
+        )
+        .with_field("column"));
     }
     Ok(Some(idx))
 }
@@ -105,5 +107,5 @@ pub(super) fn as_floats(col: &ArrayRef) -> Result<Float64Array> {
     c.as_any()
         .downcast_ref::<Float64Array>()
         .cloned()
-        .ok_or_else(|| Error::server("internal", "cast to Float64 failed"))
+        .ok_or_else(|| Error::server(Reason::Internal, "cast to Float64 failed"))
 }

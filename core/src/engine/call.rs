@@ -1,6 +1,6 @@
-//! One operation call: authenticate, run the body (which authorizes), audit the outcome, stamp errors. Every
-//! operation of a [`Session`] goes through [`Session::call`], so no operation can skip the credential or the
-//! audit trail.
+//! One operation call ([`run`]): authenticate, run the body (which authorizes), audit the outcome, stamp errors.
+//! Every operation of a `Session` goes through `Session::call`, which runs it here, so no operation can skip the
+//! credential or the audit trail.
 
 use super::Inner;
 use crate::access::Principal;
@@ -29,7 +29,7 @@ pub(crate) struct Call<'a> {
     pub(crate) action: &'static str,
     pub(crate) request_id: String,
     pub(crate) at: chrono::DateTime<chrono::Utc>,
-    /// What a refused or failed call was aimed at (the target given to [`Session::call`]).
+    /// What a refused or failed call was aimed at (the target given to `Session::call`).
     target: String,
     principal: Option<Principal>,
     /// The organization and study the call concerns, once a job it reads names them (see [`Call::scope`]).
@@ -142,7 +142,7 @@ impl Call<'_> {
     }
 
     /// Records the call's refusal event for `err` in `tx`, the transaction of a change the refusal itself makes
-    /// (a failed signature's count, a lock): the change and the event commit together, and [`Session::call`]
+    /// (a failed signature's count, a lock): the change and the event commit together, and `Session::call`
     /// records no second event. The event is the one `Session::call` would record for `err` (its target, outcome
     /// and details); the body must then return `err` once the transaction committed, or call
     /// [`Call::rolled_back`] when it did not.
@@ -162,13 +162,13 @@ impl Call<'_> {
 
     /// Says that the call's success event committed with its change, and that what the body then failed to do
     /// completes without the call (a rotated KEK made current when an engine next opens the home): the body's error
-    /// is returned and [`Session::call`] records no event of it, which would contradict the committed one.
+    /// is returned and `Session::call` records no event of it, which would contradict the committed one.
     pub(crate) fn failed_after_commit(&self) {
         self.committed_then_failed.set(true);
     }
 
     /// Says that the transaction in which the body recorded the call's success or refusal event did not commit:
-    /// [`Session::call`] then records the call's outcome itself.
+    /// `Session::call` then records the call's outcome itself.
     pub(crate) fn rolled_back(&self) {
         self.recorded.set(false);
         self.refused.set(false);
@@ -182,7 +182,7 @@ pub(crate) struct Done<T> {
     pub(crate) details: Value,
 }
 
-/// The longest request id a caller may give (see [`Session::with_request_id`]).
+/// The longest request id a caller may give (see [`super::Session::with_request_id`]).
 pub const MAX_REQUEST_ID: usize = 128;
 
 /// Whether `id` may be used as a request id: 1 to [`MAX_REQUEST_ID`] printable ASCII characters, no space.

@@ -6,6 +6,7 @@ use crate::document::{
     Block, Chart, ChartSpec, DashboardSpec, Document, DocumentKind, Kpi, Measure, ReportSpec,
     SectionSpec, TableSpec, TileSpec, DEFAULT_TABLE_LIMIT, MAX_TABLE_LIMIT,
 };
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::source::Filter;
 use arrow::array::Array;
@@ -65,7 +66,7 @@ fn check_chart(inner: &Inner, study: &str, c: &ChartSpec) -> Result<()> {
     let s = inner.scan(study, &c.dataset, None, &[])?;
     if s.schema().index_of(&c.x).is_err() {
         return Err(Error::validation(
-            "unknown_column",
+            Reason::UnknownColumn,
             format!("chart '{}' groups by a column the dataset lacks", c.title),
         )
         .with_field("charts.x"));
@@ -75,7 +76,9 @@ fn check_chart(inner: &Inner, study: &str, c: &ChartSpec) -> Result<()> {
 
 fn check_text(text: &str, field: &str) -> Result<()> {
     if text.trim().is_empty() {
-        return Err(Error::validation("missing_title", "a title is required").with_field(field));
+        return Err(
+            Error::validation(Reason::MissingTitle, "a title is required").with_field(field),
+        );
     }
     Ok(())
 }
@@ -84,7 +87,7 @@ fn table_limit(t: &TableSpec) -> Result<usize> {
     let limit = t.limit.unwrap_or(DEFAULT_TABLE_LIMIT);
     if !(1..=MAX_TABLE_LIMIT).contains(&limit) {
         return Err(Error::validation(
-            "out_of_range",
+            Reason::OutOfRange,
             format!("a table shows 1 to {MAX_TABLE_LIMIT} rows"),
         )
         .with_field("limit"));
@@ -98,7 +101,7 @@ fn check_table(inner: &Inner, study: &str, t: &TableSpec) -> Result<()> {
     for k in &t.sort {
         if stream.schema().index_of(&k.column).is_err() {
             return Err(Error::validation(
-                "unknown_column",
+                Reason::UnknownColumn,
                 format!(
                     "sort column '{}' is not among the table's columns",
                     k.column
@@ -214,7 +217,7 @@ fn table(inner: &Inner, study: &str, t: &TableSpec) -> Result<Block> {
             .map(|k| {
                 let idx = schema.index_of(&k.column).map_err(|_| {
                     Error::validation(
-                        "unknown_column",
+                        Reason::UnknownColumn,
                         "sort column is not among the table's columns",
                     )
                     .with_field("sort")
@@ -278,7 +281,7 @@ fn chart(inner: &Inner, study: &str, c: &ChartSpec) -> Result<Chart> {
     let idx = measure_column(&stream, c.measure, c.column.as_deref())?;
     let x = stream.schema().index_of(&c.x).map_err(|_| {
         Error::validation(
-            "unknown_column",
+            Reason::UnknownColumn,
             "the chart's x column is not in the dataset",
         )
         .with_field("charts.x")

@@ -18,6 +18,7 @@ use super::{attempt, Inner, Session};
 use crate::access::{authorize, Permission};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::hashing::HashingWriter;
@@ -66,7 +67,7 @@ pub fn download_error(e: &io::Error) -> Error {
     }
     if e.kind() == io::ErrorKind::InvalidData {
         return Error::server(
-            "integrity_violation",
+            Reason::IntegrityViolation,
             "the artifact does not match its recorded SHA-256",
         )
         .with_field("artifact");
@@ -98,7 +99,8 @@ impl Download {
 
     fn save(mut self, path: &Path, replace: bool) -> Result<SavedArtifact> {
         let exists = || {
-            Error::conflict("output_exists", "a file exists at the output path").with_field("path")
+            Error::conflict(Reason::OutputExists, "a file exists at the output path")
+                .with_field("path")
         };
         let target = if path.is_dir() {
             path.join(&self.artifact.name)
@@ -106,10 +108,11 @@ impl Download {
             path.to_path_buf()
         };
         if target.is_dir() {
-            return Err(
-                Error::validation("output_is_directory", "the output path is a directory")
-                    .with_field("path"),
-            );
+            return Err(Error::validation(
+                Reason::OutputIsDirectory,
+                "the output path is a directory",
+            )
+            .with_field("path"));
         }
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -127,7 +130,7 @@ impl Download {
             .unwrap_or("download");
         let mut suffix = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
-            .map_err(|_| Error::server("rng_failed", "the system random generator failed"))?;
+            .map_err(|_| Error::server(Reason::RngFailed, "the system random generator failed"))?;
         let tmp = dir.join(format!(".{name}.part-{}", hex(&suffix)));
         let file = OpenOptions::new()
             .write(true)
@@ -141,7 +144,7 @@ impl Download {
             if bytes != self.artifact.bytes || sha256 != self.artifact.sha256 {
                 // Only a reader that does not verify gets here (a `Download` built by hand).
                 return Err(Error::server(
-                    "integrity_violation",
+                    Reason::IntegrityViolation,
                     "the artifact does not match its recorded SHA-256",
                 )
                 .with_field("artifact"));
@@ -289,7 +292,7 @@ impl Read for VerifyingReader {
                 {
                     return Err(self.fail(
                         Error::server(
-                            "integrity_violation",
+                            Reason::IntegrityViolation,
                             "the artifact does not match its recorded size and SHA-256",
                         )
                         .with_field("artifact"),
@@ -329,7 +332,7 @@ impl Session<'_> {
                 JobState::Expired if artifact == Some(attempt::MANIFEST_NAME) => {}
                 JobState::Expired => {
                     return Err(Error::conflict(
-                        "expired",
+                        Reason::Expired,
                         "the job's artifacts passed their retention time and were deleted; its manifest.json is kept",
                     )
                     .with_field("artifact")
@@ -337,7 +340,7 @@ impl Session<'_> {
                 }
                 other => {
                     return Err(Error::conflict(
-                        "job_not_succeeded",
+                        Reason::JobNotSucceeded,
                         format!("the job is {other}: only a succeeded job has artifacts"),
                     )
                     .with_detail("state", other.as_str()))
@@ -360,7 +363,7 @@ impl Session<'_> {
                         [one] => *one,
                         _ => {
                             return Err(Error::validation(
-                                "artifact_required",
+                                Reason::ArtifactRequired,
                                 "the job has several artifacts: name the one to download",
                             )
                             .with_field("artifact")
@@ -420,7 +423,7 @@ fn require_identifiable(call: &Call<'_>, job: &Job) -> Result<()> {
     )
     .map_err(|_| {
         Error::unauthorized(
-            "identifiable_data",
+            Reason::IdentifiableData,
             "the job holds identifiable data: this needs the permission data:identifiable",
         )
         .with_field("job")
@@ -441,7 +444,7 @@ fn check_succeeded_event(inner: &Inner, job: &Job, artifact: &Artifact) -> Resul
         return Ok(());
     };
     let violation = |message: &str| {
-        Error::server("integrity_violation", message.to_string())
+        Error::server(Reason::IntegrityViolation, message.to_string())
             .with_field("artifact")
             .with_detail("check", "succeeded_event")
             .with_detail("seq", seq)

@@ -2,6 +2,7 @@
 //! with its row count checked against the source.
 
 use super::attempt::{Counting, Running, Stop};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::format::{Format, FormatOptions};
 use crate::meta::DatasetMeta;
@@ -105,7 +106,7 @@ pub(super) fn encode_part(
         let slice = if part.is_some() {
             RecordBatch::try_new(schema.clone(), slice.columns().to_vec()).map_err(|e| {
                 Error::server(
-                    "schema_mismatch",
+                    Reason::SchemaMismatch,
                     format!("a batch does not fit the dataset's schema: {e}"),
                 )
             })?
@@ -120,7 +121,7 @@ pub(super) fn encode_part(
     let summary = encoder.finish()?;
     if summary.rows != source_rows {
         return Err(Error::server(
-            "row_count_mismatch",
+            Reason::RowCountMismatch,
             "the rows written differ from the rows the source yielded",
         )
         .with_detail("written", summary.rows)

@@ -13,6 +13,7 @@ use super::{EngineBuilder, Session};
 use crate::access::{authorize, Permission, Principal};
 use crate::audit::{AuditReads, Outcome};
 use crate::crypto::{KeyProvider, PendingKey};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use serde_json::json;
 
@@ -87,7 +88,7 @@ pub(super) fn authorize_home_wide(p: &Principal, home_org: Option<&str>) -> Resu
     let Some(org) = home_org else {
         return Err(requires(
             Error::unauthorized(
-                "permission_denied",
+                Reason::PermissionDenied,
                 "this engine names no home organization: nobody may act on its shared keys",
             )
             .with_detail("permission", Permission::KeysManage.as_str())
@@ -120,7 +121,7 @@ impl Session<'_> {
             authorize(p, Permission::KeysManage, &p.org, None)?;
             let keys = self.inner.key_provider.as_ref().ok_or_else(|| {
                 Error::validation(
-                    "encryption_disabled",
+                    Reason::EncryptionDisabled,
                     "this engine does not encrypt artifacts at rest",
                 )
             })?;

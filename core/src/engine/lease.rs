@@ -7,6 +7,7 @@
 //! release), and the end events written by [`super::run`].
 
 use super::Inner;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobState, Lease};
 use crate::store::Tx;
@@ -54,7 +55,7 @@ pub(crate) fn owner_id() -> String {
 /// EXP004 `lease_lost`: the attempt no longer holds the job.
 pub(crate) fn lease_lost() -> Error {
     Error::conflict(
-        "lease_lost",
+        Reason::LeaseLost,
         "the worker's lease on the job was lost: another attempt owns it now",
     )
 }
@@ -175,7 +176,7 @@ impl Inner {
                     let attempt = job.attempt;
                     if attempt >= self.max_attempts {
                         let error = Error::server(
-                            "worker_lost",
+                            Reason::WorkerLost,
                             "the job's worker stopped renewing its lease in its last attempt",
                         )
                         .with_detail("attempts", attempt);

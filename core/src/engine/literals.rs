@@ -13,6 +13,7 @@
 //! the markers, and no idempotency key. Jobs stored before this sealing keep their plain request and key.
 
 use super::Inner;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use serde::{Deserialize, Serialize};
@@ -98,7 +99,12 @@ pub(super) fn seal(inner: &Inner, job: &mut Job) -> Result<()> {
         values,
         idempotency_key,
     })
-    .map_err(|_| Error::server("encode_failed", "the request's literals cannot be encoded"))?;
+    .map_err(|_| {
+        Error::server(
+            Reason::EncodeFailed,
+            "the request's literals cannot be encoded",
+        )
+    })?;
     job.literals = Some(inner.sealer.seal(job.id.as_bytes(), &text)?);
     Ok(())
 }
@@ -106,7 +112,7 @@ pub(super) fn seal(inner: &Inner, job: &mut Job) -> Result<()> {
 /// EXP005 `corrupt_job`: the sealed literals do not fit the stored request.
 fn corrupt() -> Error {
     Error::server(
-        "corrupt_job",
+        Reason::CorruptJob,
         "the stored request of the job and its sealed literals do not match",
     )
     .with_field("job")

@@ -65,6 +65,7 @@ use crate::access::Role;
 use crate::audit::{Actor, AuditEvent, AuditHook, AuditRecord, AuditScope, Auditor, Outcome};
 use crate::auth::{Authenticator, NewApiKey};
 use crate::clock::{Clock, SystemClock};
+use crate::error::Reason;
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{FormatInfo, FormatRegistry};
 use crate::job::JobPage;
@@ -287,20 +288,21 @@ impl EngineBuilder {
         self.retention.check()?;
         if self.sweep_interval.is_some_and(|d| d.is_zero()) {
             return Err(Error::validation(
-                "invalid_sweep_interval",
+                Reason::InvalidSweepInterval,
                 "the retention sweep interval must be positive",
             )
             .with_field("sweep_interval"));
         }
         if self.lease < Duration::from_secs(1) {
-            return Err(
-                Error::validation("invalid_lease", "a lease lasts at least one second")
-                    .with_field("lease"),
-            );
+            return Err(Error::validation(
+                Reason::InvalidLease,
+                "a lease lasts at least one second",
+            )
+            .with_field("lease"));
         }
         if self.max_attempts == 0 {
             return Err(Error::validation(
-                "invalid_max_attempts",
+                Reason::InvalidMaxAttempts,
                 "a job needs at least one attempt",
             )
             .with_field("max_attempts"));
@@ -310,14 +312,14 @@ impl EngineBuilder {
             Some(p) if p.len() >= 32 => p,
             Some(_) => {
                 return Err(Error::validation(
-                    "weak_pepper",
+                    Reason::WeakPepper,
                     "the API key pepper needs at least 32 bytes",
                 ))
             }
             None => {
                 let mut p = vec![0u8; 32];
                 ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p).map_err(
-                    |_| Error::server("rng_failed", "the system random generator failed"),
+                    |_| Error::server(Reason::RngFailed, "the system random generator failed"),
                 )?;
                 p
             }
@@ -490,7 +492,7 @@ impl Inner {
             },
             &|events| self.auditor.witness(events),
         )?;
-        out.ok_or_else(|| Error::server("internal", "a transaction returned nothing"))
+        out.ok_or_else(|| Error::server(Reason::Internal, "a transaction returned nothing"))
     }
 
     /// Records one audit event in `tx` (it commits with the transaction's changes).
@@ -1011,7 +1013,7 @@ impl Engine {
         inner.write(|tx| {
             if tx.org_has_keys(org)? {
                 return Err(Error::conflict(
-                    "already_initialized",
+                    Reason::AlreadyInitialized,
                     "the organization already has API keys",
                 ));
             }

@@ -23,6 +23,7 @@
 use super::attempt::{Counting, Running, Stop, MANIFEST_NAME};
 use super::encode::{encode_dataset, encode_part, Encoded, Part};
 use super::signing::manifest_of;
+use crate::error::Reason;
 use crate::error::{Error, ErrorCode};
 use crate::format::{Described, Format, FormatOptions, StudyInfo};
 use crate::hashing::HashingWriter;
@@ -70,7 +71,7 @@ enum Open<'z> {
 }
 
 fn zip_error(e: zip::result::ZipError) -> Stop {
-    Stop::Failed(Error::server("package_error", format!("zip: {e}")))
+    Stop::Failed(Error::server(Reason::PackageError, format!("zip: {e}")))
 }
 
 fn zip_options(run: &Running<'_>) -> zip::write::SimpleFileOptions {
@@ -189,7 +190,9 @@ fn in_zip(
         let files = body(run, &mut container)?;
         let manifest = manifest_of(run, files)?;
         let Container::Zip(mut zip) = container else {
-            return Err(Error::server("package_error", "the zip container was replaced").into());
+            return Err(
+                Error::server(Reason::PackageError, "the zip container was replaced").into(),
+            );
         };
         zip.start_file(MANIFEST_NAME, zip_options(run))
             .map_err(zip_error)?;
@@ -299,8 +302,8 @@ fn check_all(
         return Ok(sizes);
     }
     let reason = match reasons.as_slice() {
-        [one] => one.clone(),
-        _ => "package_check_failed".to_string(),
+        [one] => Reason::parse(one).unwrap_or(Reason::PackageCheckFailed),
+        _ => Reason::PackageCheckFailed,
     };
     Err(Error::validation(
         reason,
@@ -355,7 +358,7 @@ fn plan_parts(
     let rows_per_part = room / per_row;
     if rows_per_part == 0 {
         return Err(Error::validation(
-            "max_file_bytes_too_small",
+            Reason::MaxFileBytesTooSmall,
             "max_file_bytes does not leave room for one row of the dataset",
         )
         .with_field("max_file_bytes")

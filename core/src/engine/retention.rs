@@ -36,6 +36,7 @@ use super::call::Done;
 use super::{attempt, Inner, Session};
 use crate::access::{authorize, Permission};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::job::{FinishedQuery, JobQuery};
 use crate::job::{Job, JobKind, JobState};
@@ -124,7 +125,7 @@ impl Retention {
         for d in all {
             if *d <= chrono::Duration::zero() {
                 return Err(Error::validation(
-                    "invalid_retention",
+                    Reason::InvalidRetention,
                     "a retention time must be positive",
                 )
                 .with_field("retention"));

@@ -5,6 +5,7 @@ use super::attempt::{complete, Counting, Running, Stop, MANIFEST_NAME};
 use super::encode::encode_dataset;
 use super::signing::manifest_of;
 use super::{compute, package, Inner};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::format::Capability;
 use crate::job::{Artifact, Job, JobKind, JobState};
@@ -142,9 +143,11 @@ fn finish(run: &mut Running<'_>, result: Result<Vec<Artifact>, Stop>) {
             // recorded; else the lease expires and the job is rescued.
             let _ = inner.sink.delete_tree(&run.job.attempt_folder(epoch));
             if state == JobState::Succeeded {
-                let failure =
-                    Error::server("audit_failed", "the end of the job could not be audited")
-                        .with_detail("cause", e.reason().to_string());
+                let failure = Error::server(
+                    Reason::AuditFailed,
+                    "the end of the job could not be audited",
+                )
+                .with_detail("cause", e.reason().to_string());
                 let _ = inner.fenced(id, epoch, |job, tx| {
                     end_job(
                         job,
@@ -231,7 +234,7 @@ pub(super) fn parse_request(inner: &Inner, job: &Job) -> Result<ExportRequest> {
     let (request, _) = super::literals::open(inner, job)?;
     ExportRequest::from_value(job.kind, request).map_err(|_| {
         Error::server(
-            "corrupt_job",
+            Reason::CorruptJob,
             "the stored request of the job cannot be read",
         )
     })

@@ -9,6 +9,7 @@ use super::{Engine, Inner, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::access::{authorize, Permission, Principal};
 use crate::audit::{AuditEvent, Checkpoint};
 use crate::auth::{ApiKeyInfo, ApiKeyRecord, NewApiKey};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::format::FormatInfo;
 use crate::job::{Job, JobState};
@@ -181,7 +182,7 @@ impl<'e> Session<'e> {
             let limit = request.limit.unwrap_or(i64::from(DEFAULT_PAGE_LIMIT));
             if !(1..=i64::from(MAX_PAGE_LIMIT)).contains(&limit) {
                 return Err(Error::validation(
-                    "out_of_range",
+                    Reason::OutOfRange,
                     format!("limit must be between 1 and {MAX_PAGE_LIMIT}"),
                 )
                 .with_field("limit")
@@ -190,7 +191,7 @@ impl<'e> Session<'e> {
             }
             let page = request.page.unwrap_or(1);
             if !(1..=i64::from(u32::MAX)).contains(&page) {
-                return Err(Error::validation("out_of_range", "page must be 1 or more")
+                return Err(Error::validation(Reason::OutOfRange, "page must be 1 or more")
                     .with_field("page")
                     .with_detail("min", 1));
             }
@@ -320,7 +321,7 @@ impl<'e> Session<'e> {
                     JobState::Running => job.cancel_requested = true,
                     other => {
                         return Err(Error::conflict(
-                            "illegal_transition",
+                            Reason::IllegalTransition,
                             format!("a {other} job cannot be cancelled"),
                         )
                         .with_detail("from", other.as_str())
@@ -506,10 +507,11 @@ impl<'e> Session<'e> {
             let p = call.principal();
             authorize(p, Permission::AuditRead, &p.org, None)?;
             if !(1..=1000).contains(&limit) {
-                return Err(
-                    Error::validation("out_of_range", "limit must be between 1 and 1000")
-                        .with_field("limit"),
-                );
+                return Err(Error::validation(
+                    Reason::OutOfRange,
+                    "limit must be between 1 and 1000",
+                )
+                .with_field("limit"));
             }
             let events = self.visible_events(p, from, limit)?;
             Ok(Done {
@@ -730,7 +732,7 @@ fn check_checkpoint_signature(inner: &Inner, checkpoint: &Checkpoint) -> Result<
     };
     let public = inner.signing.key().public_key();
     let refused = |message: &str| {
-        Error::server("integrity_violation", message.to_string())
+        Error::server(Reason::IntegrityViolation, message.to_string())
             .with_detail("check", "checkpoint_signature")
             .with_detail("seq", checkpoint.seq)
     };

@@ -13,6 +13,7 @@ use super::call::{Call, Done};
 use super::{Engine, EngineBuilder, Inner, Session};
 use crate::access::{authorize, Permission};
 use crate::audit::{Actor, AuditRecord, AuditScope, Outcome};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::manifest::{Manifest, ManifestEntry, ManifestPrincipal, MANIFEST_VERSION};
@@ -37,14 +38,14 @@ const MAX_RECHECKS: usize = 4;
 /// EXP004 `signer_changed`: the credential changed between the check of the password and the commit.
 fn signer_changed() -> Error {
     Error::conflict(
-        "signer_changed",
+        Reason::SignerChanged,
         "the signer's signing credential changed while the request was checked: try again",
     )
 }
 
 /// EXP003 `self_reset`.
 fn self_reset(message: &str) -> Error {
-    Error::unauthorized("self_reset", message).with_field("subject")
+    Error::unauthorized(Reason::SelfReset, message).with_field("subject")
 }
 
 /// Why an export needs a signature: the detail `required_for` of EXP003 `signature_required`.
@@ -156,7 +157,7 @@ pub(super) fn check_signature(
     let Some(sig) = signature else {
         return match critical {
             Some(c) => Err(Error::unauthorized(
-                "signature_required",
+                Reason::SignatureRequired,
                 format!(
                     "{} needs an electronic signature: a meaning and the signer's password",
                     c.what()
@@ -169,7 +170,7 @@ pub(super) fn check_signature(
     };
     if sig.password.is_empty() {
         return Err(Error::unauthorized(
-            "signature_required",
+            Reason::SignatureRequired,
             "an electronic signature needs the signer's password",
         )
         .with_field("signature.password"));
@@ -215,7 +216,7 @@ fn reauthenticate(inner: &Inner, call: &Call<'_>, password: &str) -> Result<Reau
             let (next, outcome) = signing.count_failure(p, current.as_ref(), call.at);
             let Err(refusal) = outcome.into_result() else {
                 return Err(Error::server(
-                    "internal",
+                    Reason::Internal,
                     "a failed attempt was not refused",
                 ));
             };
@@ -280,7 +281,7 @@ impl Session<'_> {
             let verified = if enrolled {
                 let current = current.filter(|c| !c.is_empty()).ok_or_else(|| {
                     Error::unauthorized(
-                        "current_password_required",
+                        Reason::CurrentPasswordRequired,
                         "changing the signing password needs the current one",
                     )
                     .with_field("current_password")
@@ -453,7 +454,7 @@ pub(super) fn sign_manifest(run: &mut Running<'_>, manifest: &mut Manifest) -> R
     };
     let job = &run.job;
     let value = serde_json::to_value(&*manifest)
-        .map_err(|_| Error::server("internal", "cannot serialize the manifest"))?;
+        .map_err(|_| Error::server(Reason::Internal, "cannot serialize the manifest"))?;
     let record = run.inner.signing.key().sign_manifest(
         &value,
         job.id,
@@ -466,7 +467,7 @@ pub(super) fn sign_manifest(run: &mut Running<'_>, manifest: &mut Manifest) -> R
         job.created_at,
     );
     let recorded = serde_json::to_value(&record)
-        .map_err(|_| Error::server("internal", "cannot serialize a signature"))?;
+        .map_err(|_| Error::server(Reason::Internal, "cannot serialize a signature"))?;
     manifest.signatures.push(recorded);
     run.signatures.push(record);
     Ok(())

@@ -16,6 +16,7 @@ use super::call::{Call, Done};
 use super::signing::Critical;
 use super::{compute, package, Inner, Session};
 use crate::access::{authorize, Permission};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::format::{Capability, Format, FormatOptions};
 use crate::job::{Job, JobKind, JobState, Progress};
@@ -75,7 +76,7 @@ impl Session<'_> {
             |call| {
                 if request.kind() != kind {
                     return Err(Error::validation(
-                        "wrong_kind",
+                        Reason::WrongKind,
                         format!(
                             "a {} request cannot be submitted as {}",
                             request.kind().as_str(),
@@ -197,7 +198,7 @@ fn check_spec_study(spec: &str, request: &str) -> Result<()> {
         return Ok(());
     }
     Err(Error::validation(
-        "study_mismatch",
+        Reason::StudyMismatch,
         "the request names another study than its spec",
     )
     .with_field("study"))
@@ -212,7 +213,7 @@ fn check_format(
     let info = format.info();
     if !info.can(capability) {
         return Err(Error::validation(
-            "unsupported_by_format",
+            Reason::UnsupportedByFormat,
             format!("format '{}' cannot be used for this export", info.id),
         )
         .with_field("format"));
@@ -232,7 +233,7 @@ fn check_package(
         PackageKind::Zip => {
             if container != PackageContainer::Zip {
                 return Err(Error::validation(
-                    "unsupported_container",
+                    Reason::UnsupportedContainer,
                     "a zip package is a zip: the directory container is for eCTD packages",
                 )
                 .with_field("container"));
@@ -242,7 +243,7 @@ fn check_package(
             let version = options.get("version").unwrap_or("5");
             if format != package::ECTD_DATA_FORMAT || version != "5" {
                 return Err(Error::validation(
-                    "ectd_requires_xpt_v5",
+                    Reason::EctdRequiresXptV5,
                     "an eCTD package holds SAS XPORT version 5 files: use format 'xpt' without version 8",
                 )
                 .with_field("format"));
@@ -252,14 +253,14 @@ fn check_package(
                 .get(package::ECTD_DEFINE_FORMAT)
                 .map_err(|_| {
                     Error::validation(
-                        "ectd_requires_define",
+                        Reason::EctdRequiresDefine,
                         "an eCTD package needs the 'define-xml' format, which this engine lacks",
                     )
                     .with_field("package")
                 })?;
             if !define.info().can(Capability::Describe) {
                 return Err(Error::validation(
-                    "ectd_requires_define",
+                    Reason::EctdRequiresDefine,
                     "the engine's 'define-xml' format cannot describe datasets",
                 )
                 .with_field("package"));
@@ -274,7 +275,7 @@ fn check_package(
 fn check_selections(inner: &Inner, study: &str, selections: &[DatasetSelection]) -> Result<()> {
     if selections.is_empty() {
         return Err(
-            Error::validation("missing_datasets", "name at least one dataset")
+            Error::validation(Reason::MissingDatasets, "name at least one dataset")
                 .with_field("datasets"),
         );
     }
@@ -283,7 +284,7 @@ fn check_selections(inner: &Inner, study: &str, selections: &[DatasetSelection])
         crate::name::validate_name(s.name(), "datasets")?;
         if !seen.insert(s.name().to_ascii_lowercase()) {
             return Err(Error::validation(
-                "duplicate_dataset",
+                Reason::DuplicateDataset,
                 format!("dataset '{}' is named twice", s.name()),
             )
             .with_field("datasets"));
@@ -319,7 +320,7 @@ pub(super) fn check_privacy(
         ExportContent::Report(_) | ExportContent::Dashboard(_) => {
             if request.deidentify.is_some() {
                 return Err(Error::validation(
-                    "unsupported_by_kind",
+                    Reason::UnsupportedByKind,
                     "de-identification profiles apply to data and bulk exports: a report or dashboard shows \
                      identifying columns only with 'identifiable'",
                 )
@@ -348,7 +349,7 @@ pub(super) fn check_privacy(
         // A metadata document carries no values: nothing to de-identify.
         if request.deidentify.is_some() {
             return Err(Error::validation(
-                "unsupported_by_format",
+                Reason::UnsupportedByFormat,
                 "de-identification applies to data formats, not to metadata documents",
             )
             .with_field("deidentify"));
@@ -518,7 +519,7 @@ fn enqueue(
     if let Some(k) = &request.idempotency_key {
         if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
             return Err(Error::validation(
-                "invalid_idempotency_key",
+                Reason::InvalidIdempotencyKey,
                 "an idempotency key has 1 to 200 printable characters",
             )
             .with_field("idempotency_key"));
@@ -589,7 +590,7 @@ fn enqueue(
             if let Some(existing) = tx.job_by_idempotency_key(&job.org, &job.requested_by, key)? {
                 if existing.request_hash != job.request_hash {
                     return Err(Error::conflict(
-                        "idempotency_conflict",
+                        Reason::IdempotencyConflict,
                         "the idempotency key was used for a different request",
                     ));
                 }

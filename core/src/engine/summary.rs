@@ -5,6 +5,7 @@
 use super::aggregate::{as_floats, measure_column, Agg};
 use super::Inner;
 use crate::document::{Block, Measure, SummarySpec, MAX_SUMMARY_GROUPS};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use arrow::array::{Array, ArrayRef, Decimal128Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -27,14 +28,14 @@ const DECIMAL_PRECISION: u8 = 38;
 pub(super) fn check(inner: &Inner, study: &str, spec: &SummarySpec) -> Result<()> {
     if spec.group_by.is_empty() {
         return Err(Error::validation(
-            "missing_group_by",
+            Reason::MissingGroupBy,
             "a summary table groups by at least one column",
         )
         .with_field("group_by"));
     }
     if spec.measures.is_empty() {
         return Err(Error::validation(
-            "missing_measures",
+            Reason::MissingMeasures,
             "a summary table has at least one measure",
         )
         .with_field("measures"));
@@ -48,7 +49,7 @@ pub(super) fn check(inner: &Inner, study: &str, spec: &SummarySpec) -> Result<()
     {
         if name.trim().is_empty() || !names.insert(name) {
             return Err(Error::validation(
-                "duplicate_column",
+                Reason::DuplicateColumn,
                 "a summary table's group columns and measure labels must be distinct and not blank",
             )
             .with_field("measures.label"));
@@ -60,7 +61,7 @@ pub(super) fn check(inner: &Inner, study: &str, spec: &SummarySpec) -> Result<()
         .any(|m| m.decimals.is_some_and(|d| d > MAX_DECIMALS))
     {
         return Err(Error::validation(
-            "out_of_range",
+            Reason::OutOfRange,
             format!("a measure is rounded to at most {MAX_DECIMALS} decimals"),
         )
         .with_field("measures.decimals"));
@@ -69,7 +70,7 @@ pub(super) fn check(inner: &Inner, study: &str, spec: &SummarySpec) -> Result<()
     for c in &spec.group_by {
         if stream.schema().index_of(c).is_err() {
             return Err(Error::validation(
-                "unknown_column",
+                Reason::UnknownColumn,
                 format!("no column '{c}' in the dataset"),
             )
             .with_field("group_by"));
@@ -136,8 +137,11 @@ pub(super) fn table(inner: &Inner, study: &str, spec: &SummarySpec) -> Result<Bl
         .iter()
         .map(|c| {
             schema.index_of(c).map_err(|_| {
-                Error::validation("unknown_column", format!("no column '{c}' in the dataset"))
-                    .with_field("group_by")
+                Error::validation(
+                    Reason::UnknownColumn,
+                    format!("no column '{c}' in the dataset"),
+                )
+                .with_field("group_by")
             })
         })
         .collect::<Result<_>>()?;
@@ -198,7 +202,7 @@ pub(super) fn table(inner: &Inner, study: &str, spec: &SummarySpec) -> Result<Bl
                 .collect::<Vec<_>>();
             if !groups.contains_key(&key) && groups.len() >= MAX_SUMMARY_GROUPS {
                 return Err(Error::validation(
-                    "too_many_groups",
+                    Reason::TooManyGroups,
                     format!("a summary table has at most {MAX_SUMMARY_GROUPS} groups"),
                 )
                 .with_field("group_by"));

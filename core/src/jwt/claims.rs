@@ -2,6 +2,7 @@
 
 use super::{reject, Algorithm, JwtVerifier};
 use crate::access::{Principal, Role};
+use crate::error::Reason;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -23,18 +24,18 @@ pub(crate) fn header(h: &Map<String, Value>, allowed: &[Algorithm]) -> Result<He
         Some(Value::String(s)) => s,
         Some(_) => {
             return Err(reject(
-                "malformed_header",
+                Reason::MalformedHeader,
                 "the token's 'alg' is not a string",
             ))
         }
-        None => return Err(reject("malformed_header", "the token has no 'alg'")),
+        None => return Err(reject(Reason::MalformedHeader, "the token has no 'alg'")),
     };
     let alg = match Algorithm::parse(alg) {
         Some(a) if allowed.contains(&a) => a,
         // `none` in any letter case lands here, as does every name outside the configured keys' algorithms.
         _ => {
             return Err(reject(
-                "alg_not_allowed",
+                Reason::AlgNotAllowed,
                 "the token's algorithm is not allowed",
             ))
         }
@@ -42,7 +43,7 @@ pub(crate) fn header(h: &Map<String, Value>, allowed: &[Algorithm]) -> Result<He
     for name in KEY_REFERENCE_HEADERS {
         if h.contains_key(name) {
             return Err(reject(
-                "key_reference_not_allowed",
+                Reason::KeyReferenceNotAllowed,
                 "the token names its own key (jku, x5u, jwk, x5c): keys come only from configuration",
             )
             .with_detail("header", name));
@@ -50,7 +51,7 @@ pub(crate) fn header(h: &Map<String, Value>, allowed: &[Algorithm]) -> Result<He
     }
     if h.contains_key("crit") {
         return Err(reject(
-            "unsupported_crit",
+            Reason::UnsupportedCrit,
             "the token has critical header extensions trialport does not understand",
         ));
     }
@@ -59,14 +60,14 @@ pub(crate) fn header(h: &Map<String, Value>, allowed: &[Algorithm]) -> Result<He
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             return Err(reject(
-                "malformed_header",
+                Reason::MalformedHeader,
                 "the token's 'kid' is not a string",
             ))
         }
     };
     if h.get("typ").is_some_and(|t| !t.is_string()) {
         return Err(reject(
-            "malformed_header",
+            Reason::MalformedHeader,
             "the token's 'typ' is not a string",
         ));
     }
@@ -89,14 +90,17 @@ pub(crate) fn principal(
     let iss = string(c, "iss")?;
     string(c, "jti")?;
     if now >= exp.saturating_add(leeway) {
-        return Err(reject("token_expired", "the token has expired"));
+        return Err(reject(Reason::TokenExpired, "the token has expired"));
     }
     if nbf.is_some_and(|nbf| now < nbf.saturating_sub(leeway)) {
-        return Err(reject("token_not_yet_valid", "the token is not valid yet"));
+        return Err(reject(
+            Reason::TokenNotYetValid,
+            "the token is not valid yet",
+        ));
     }
     if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
         return Err(reject(
-            "token_issued_in_future",
+            Reason::TokenIssuedInFuture,
             "the token was issued in the future",
         ));
     }
@@ -110,7 +114,7 @@ pub(crate) fn principal(
         };
         if too_long {
             return Err(reject(
-                "token_lifetime_too_long",
+                Reason::TokenLifetimeTooLong,
                 "the token is valid for longer than this engine accepts",
             )
             .with_detail("max_lifetime_secs", max));
@@ -118,14 +122,14 @@ pub(crate) fn principal(
     }
     if auth_time.is_some_and(|t| t > now.saturating_add(leeway)) {
         return Err(reject(
-            "invalid_claim",
+            Reason::InvalidClaim,
             "the token's authentication time is in the future",
         )
         .with_detail("claim", "auth_time"));
     }
     if !v.issuers.is_empty() && !iss.is_some_and(|i| v.issuers.iter().any(|x| x == i)) {
         return Err(reject(
-            "invalid_issuer",
+            Reason::InvalidIssuer,
             "the token's issuer is not accepted",
         ));
     }
@@ -157,7 +161,7 @@ pub(crate) fn principal(
         .map(|r| {
             Role::parse(r).map_err(|_| {
                 reject(
-                    "unknown_role",
+                    Reason::UnknownRole,
                     "the token names a role trialport does not know",
                 )
                 .with_detail("claim", "roles")
@@ -206,7 +210,7 @@ fn audience(c: &Map<String, Value>, accepted: &[String]) -> Result<()> {
         Ok(())
     } else {
         Err(reject(
-            "invalid_audience",
+            Reason::InvalidAudience,
             "the token is not meant for this audience",
         ))
     }
@@ -250,17 +254,21 @@ fn strings<'a>(c: &'a Map<String, Value>, name: &'static str) -> Result<Vec<&'a 
 }
 
 fn missing(name: &'static str) -> crate::Error {
-    reject("missing_claim", "the token lacks a required claim").with_detail("claim", name)
+    reject(Reason::MissingClaim, "the token lacks a required claim").with_detail("claim", name)
 }
 
 fn wrong_type(name: &'static str) -> crate::Error {
     reject(
-        "invalid_claim_type",
+        Reason::InvalidClaimType,
         "a claim of the token has the wrong JSON type",
     )
     .with_detail("claim", name)
 }
 
 fn invalid_claim(name: &'static str) -> crate::Error {
-    reject("invalid_claim", "a claim of the token has an invalid value").with_detail("claim", name)
+    reject(
+        Reason::InvalidClaim,
+        "a claim of the token has an invalid value",
+    )
+    .with_detail("claim", name)
 }

@@ -3,6 +3,7 @@
 
 use super::encoding::{base64url, strict_json, JsonError};
 use super::Algorithm;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use der::asn1::{ObjectIdentifier, UintRef};
 use der::{Decode, Reader, SliceReader};
@@ -45,13 +46,13 @@ impl std::fmt::Debug for JwtKey {
     }
 }
 
-fn invalid(reason: &str, message: impl Into<String>) -> Error {
+fn invalid(reason: Reason, message: impl Into<String>) -> Error {
     Error::validation(reason, message).with_field("jwt")
 }
 
 fn bad_key(message: &str) -> Error {
     invalid(
-        "invalid_key",
+        Reason::InvalidKey,
         format!("the JWT key cannot be read: {message}"),
     )
 }
@@ -80,7 +81,7 @@ impl JwtKey {
         };
         if secret.len() < min {
             return Err(invalid(
-                "weak_hmac_secret",
+                Reason::WeakHmacSecret,
                 format!("an {} secret needs at least {min} bytes", alg.as_str()),
             )
             .with_detail("min_bytes", min));
@@ -129,7 +130,7 @@ impl JwtKey {
         if let Some(keys) = doc.get("keys") {
             if kid.is_some() {
                 return Err(invalid(
-                    "invalid_kid",
+                    Reason::InvalidKid,
                     "a key id cannot be given for a JWK Set: each key carries its own",
                 ));
             }
@@ -218,7 +219,7 @@ impl JwtKey {
 
     fn new(kid: Option<&str>, alg: Algorithm, material: Material) -> Result<JwtKey> {
         if kid.is_some_and(str::is_empty) {
-            return Err(invalid("invalid_kid", "a key id cannot be empty"));
+            return Err(invalid(Reason::InvalidKid, "a key id cannot be empty"));
         }
         Ok(JwtKey {
             kid: kid.map(str::to_string),
@@ -255,21 +256,21 @@ impl JwtKey {
 
 fn mismatch(alg: Algorithm) -> Error {
     invalid(
-        "key_alg_mismatch",
+        Reason::KeyAlgMismatch,
         format!("the key cannot verify {} tokens", alg.as_str()),
     )
 }
 
 fn missing_alg() -> Error {
     invalid(
-        "missing_alg",
+        Reason::MissingAlg,
         "the JWT key needs an algorithm: give 'alg' in the configuration or in the JWK",
     )
 }
 
 fn private_key() -> Error {
     invalid(
-        "private_key_in_config",
+        Reason::PrivateKeyInConfig,
         "a private key was given: trialport only verifies tokens and needs the public key",
     )
 }
@@ -401,7 +402,7 @@ fn jwk(k: &Value, configured: Option<Algorithm>, kid: Option<&str>) -> Result<Jw
         None => None,
         Some(name) => Some(Algorithm::parse(name).ok_or_else(|| {
             invalid(
-                "unsupported_alg",
+                Reason::UnsupportedAlg,
                 "a JWK names an algorithm trialport does not verify",
             )
         })?),
@@ -409,7 +410,7 @@ fn jwk(k: &Value, configured: Option<Algorithm>, kid: Option<&str>) -> Result<Jw
     let alg = match (own_alg, configured) {
         (Some(a), Some(c)) if a != c => {
             return Err(invalid(
-                "key_alg_mismatch",
+                Reason::KeyAlgMismatch,
                 "the JWK's 'alg' differs from the configured algorithm",
             ))
         }
@@ -428,7 +429,7 @@ fn jwk(k: &Value, configured: Option<Algorithm>, kid: Option<&str>) -> Result<Jw
     let kid = match (own_kid, kid) {
         (Some(a), Some(b)) if a != b => {
             return Err(invalid(
-                "invalid_kid",
+                Reason::InvalidKid,
                 "the configured key id differs from the JWK's 'kid'",
             ))
         }

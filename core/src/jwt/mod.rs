@@ -64,6 +64,7 @@ mod keys;
 pub use keys::{JwtKey, MAX_KEY_FILE_BYTES};
 
 use crate::access::Principal;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use encoding::{base64url, strict_json, JsonError};
@@ -230,11 +231,11 @@ pub struct JwtVerifier {
 }
 
 /// An EXP003 refusal of a token.
-pub(crate) fn reject(reason: &str, message: &str) -> Error {
+pub(crate) fn reject(reason: Reason, message: &str) -> Error {
     Error::unauthorized(reason, message)
 }
 
-fn config_error(reason: &str, message: &str) -> Error {
+fn config_error(reason: Reason, message: &str) -> Error {
     Error::validation(reason, message).with_field("jwt")
 }
 
@@ -248,39 +249,40 @@ impl JwtVerifier {
     pub fn new(keys: Vec<JwtKey>, options: JwtOptions) -> Result<JwtVerifier> {
         if keys.is_empty() {
             return Err(config_error(
-                "missing_jwt_keys",
+                Reason::MissingJwtKeys,
                 "JWT verification needs at least one key",
             ));
         }
         for (i, k) in keys.iter().enumerate() {
             if k.kid().is_some() && keys[..i].iter().any(|o| o.kid() == k.kid()) {
                 return Err(config_error(
-                    "duplicate_kid",
+                    Reason::DuplicateKid,
                     "two JWT keys have the same key id",
                 ));
             }
         }
         if options.leeway_secs > MAX_LEEWAY_SECS {
-            return Err(
-                config_error("invalid_leeway", "the JWT leeway is at most 300 seconds")
-                    .with_detail("max", MAX_LEEWAY_SECS),
-            );
+            return Err(config_error(
+                Reason::InvalidLeeway,
+                "the JWT leeway is at most 300 seconds",
+            )
+            .with_detail("max", MAX_LEEWAY_SECS));
         }
         if options.max_lifetime_secs == Some(0) {
             return Err(config_error(
-                "invalid_max_lifetime",
+                Reason::InvalidMaxLifetime,
                 "the longest JWT lifetime is at least one second",
             ));
         }
         if options.issuers.iter().any(String::is_empty) {
             return Err(config_error(
-                "invalid_issuer",
+                Reason::InvalidIssuer,
                 "a JWT issuer cannot be empty",
             ));
         }
         if options.audiences.iter().any(String::is_empty) {
             return Err(config_error(
-                "invalid_audience",
+                Reason::InvalidAudience,
                 "a JWT audience cannot be empty",
             ));
         }
@@ -354,7 +356,10 @@ impl JwtVerifier {
     /// EXP003 with the reasons of the [module documentation](self).
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Principal> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(reject("token_too_large", "the token is longer than 8 KiB"));
+            return Err(reject(
+                Reason::TokenTooLarge,
+                "the token is longer than 8 KiB",
+            ));
         }
         let mut segments = token.split('.');
         let (Some(h64), Some(p64), Some(s64), None) = (
@@ -364,16 +369,16 @@ impl JwtVerifier {
             segments.next(),
         ) else {
             return Err(reject(
-                "malformed_token",
+                Reason::MalformedToken,
                 "a token has three base64url segments separated by '.'",
             ));
         };
         let decode = |s: &str| {
             base64url(s.as_bytes())
-                .ok_or_else(|| reject("invalid_base64", "a token segment is not base64url"))
+                .ok_or_else(|| reject(Reason::InvalidBase64, "a token segment is not base64url"))
         };
         let (header, payload, signature) = (decode(h64)?, decode(p64)?, decode(s64)?);
-        let header = object(&header, "malformed_header")?;
+        let header = object(&header, Reason::MalformedHeader)?;
         let header = claims::header(&header, &self.allowed)?;
         let candidates: Vec<&JwtKey> = match &header.kid {
             Some(kid) => {
@@ -384,7 +389,7 @@ impl JwtVerifier {
                     .collect();
                 if named.is_empty() {
                     return Err(reject(
-                        "unknown_kid",
+                        Reason::UnknownKid,
                         "the token's key id names no configured key",
                     ));
                 }
@@ -397,7 +402,7 @@ impl JwtVerifier {
         };
         if candidates.is_empty() {
             return Err(reject(
-                "key_alg_mismatch",
+                Reason::KeyAlgMismatch,
                 "the key the token names is pinned to another algorithm",
             ));
         }
@@ -407,24 +412,24 @@ impl JwtVerifier {
             .any(|k| k.verify(signing_input, &signature))
         {
             return Err(reject(
-                "invalid_signature",
+                Reason::InvalidSignature,
                 "the token's signature does not verify",
             ));
         }
-        let claims = object(&payload, "malformed_payload")?;
+        let claims = object(&payload, Reason::MalformedPayload)?;
         claims::principal(&claims, self, now)
     }
 }
 
 /// A decoded segment as a JSON object without duplicate member names.
-fn object(bytes: &[u8], malformed: &str) -> Result<Map<String, Value>> {
+fn object(bytes: &[u8], malformed: Reason) -> Result<Map<String, Value>> {
     match strict_json(bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) | Err(JsonError::Invalid) => {
             Err(reject(malformed, "a token segment is not a JSON object"))
         }
         Err(JsonError::DuplicateKey) => Err(reject(
-            "duplicate_json_key",
+            Reason::DuplicateJsonKey,
             "a token segment holds the same member name twice",
         )),
     }
@@ -451,7 +456,7 @@ fn read_key_file(path: &Path) -> Result<(zeroize::Zeroizing<Vec<u8>>, Option<u32
         .map_err(|e| Error::io("cannot read a JWT key file", &e))?;
     if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
         return Err(config_error(
-            "invalid_key",
+            Reason::InvalidKey,
             "a JWT key file is larger than 1 MiB",
         ));
     }
@@ -463,7 +468,7 @@ fn read_key_file(path: &Path) -> Result<(zeroize::Zeroizing<Vec<u8>>, Option<u32
 fn check_secret_mode(mode: Option<u32>) -> Result<()> {
     match mode {
         Some(mode) if mode & 0o066 != 0 => Err(config_error(
-            "insecure_key_file",
+            Reason::InsecureKeyFile,
             &format!(
                 "a JWT secret file is readable or writable by its group or others (mode {mode:04o}): \
                  restrict it to its owner (chmod 600)"
@@ -495,7 +500,7 @@ impl JwtConfig {
     /// `details.column` locate the problem. The message never quotes the text.
     pub fn from_json(text: &str) -> Result<JwtConfig> {
         serde_json::from_str(text).map_err(|e| {
-            config_error("invalid_config", "the JWT settings are not valid")
+            config_error(Reason::InvalidConfig, "the JWT settings are not valid")
                 .with_detail("line", e.line())
                 .with_detail("column", e.column())
         })

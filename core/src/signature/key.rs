@@ -7,6 +7,7 @@
 
 use super::base64;
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use std::fs;
@@ -46,13 +47,13 @@ impl std::fmt::Debug for SigningKey {
 
 fn invalid_key() -> Error {
     Error::server(
-        "invalid_key",
+        Reason::InvalidKey,
         "the signing key is not an Ed25519 PKCS#8 key",
     )
 }
 
 fn rng_failed() -> Error {
-    Error::server("rng_failed", "the system random generator failed")
+    Error::server(Reason::RngFailed, "the system random generator failed")
 }
 
 impl SigningKey {
@@ -112,7 +113,10 @@ impl SigningKey {
         let bytes = match fs::read(path) {
             Ok(b) => Zeroizing::new(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::server("key_unavailable", "there is no signing key"))
+                return Err(Error::server(
+                    Reason::KeyUnavailable,
+                    "there is no signing key",
+                ))
             }
             Err(e) => return Err(Error::io("cannot read the signing key", &e)),
         };
@@ -191,7 +195,7 @@ impl PublicKey {
             .map(PublicKey::from_bytes)
             .ok_or_else(|| {
                 Error::validation(
-                    "invalid_public_key",
+                    Reason::InvalidPublicKey,
                     "the public key is neither an Ed25519 PEM public key nor the base64 of 32 bytes",
                 )
                 .with_field("public_key")

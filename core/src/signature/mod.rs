@@ -78,6 +78,7 @@ pub use verifier::{
 use crate::access::Principal;
 use crate::audit::canonical_json;
 use crate::codec::hex;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::signer::SignerCredential;
 use chrono::{DateTime, Utc};
@@ -136,7 +137,7 @@ impl Meaning {
             .find(|m| m.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 Error::validation(
-                    "invalid_meaning",
+                    Reason::InvalidMeaning,
                     "a signature's meaning is review, approval, responsibility or authorship",
                 )
                 .with_field("signature.meaning")
@@ -316,7 +317,7 @@ pub struct VerifiedSignature {
 }
 
 fn bad_signature(index: usize, problem: &str, message: &str) -> Error {
-    Error::server("integrity_violation", message.to_string())
+    Error::server(Reason::IntegrityViolation, message.to_string())
         .with_detail("path", "manifest.json")
         .with_detail("signature", index)
         .with_detail("problem", problem)
@@ -465,7 +466,7 @@ impl Reauth {
         match self {
             Reauth::Verified => Ok(()),
             Reauth::Rejected { attempts_left } => Err(Error::unauthorized(
-                "signature_invalid",
+                Reason::SignatureInvalid,
                 "the signature's password is wrong",
             )
             .with_field("signature.password")
@@ -476,7 +477,7 @@ impl Reauth {
             Reauth::Locked => Err(verifier::locked()),
             Reauth::ResetRequired => Err(verifier::reset_required()),
             Reauth::NotEnrolled => Err(Error::unauthorized(
-                "signing_not_enrolled",
+                Reason::SigningNotEnrolled,
                 "the signer has no signing password: set one first ('trialport signing set-password')",
             )),
         }

@@ -27,6 +27,7 @@
 //! Lower counts are for tests.
 
 use crate::access::Principal;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,7 @@ impl SigningSettings {
             || !(1..=100).contains(&self.max_failed_attempts)
         {
             return Err(Error::validation(
-                "invalid_signing_settings",
+                Reason::InvalidSigningSettings,
                 format!(
                     "signing needs at least {MIN_PBKDF2_ITERATIONS} PBKDF2 iterations and 1 to 100 attempts"
                 ),
@@ -127,7 +128,7 @@ pub trait SignatureVerifier: Send + Sync {
     fn set_secret(&self, signer: &Principal, secret: &str, now: DateTime<Utc>) -> Result<()> {
         let _ = (signer, secret, now);
         Err(Error::validation(
-            "unsupported",
+            Reason::Unsupported,
             "this engine's signature verifier does not take passwords: they are managed elsewhere",
         ))
     }
@@ -136,7 +137,7 @@ pub trait SignatureVerifier: Send + Sync {
 /// EXP003 `signing_locked`.
 pub(crate) fn locked() -> Error {
     Error::unauthorized(
-        "signing_locked",
+        Reason::SigningLocked,
         "signing is locked for this signer after too many failed attempts: an administrator must reset it",
     )
 }
@@ -144,7 +145,7 @@ pub(crate) fn locked() -> Error {
 /// EXP003 `password_reset_required`.
 pub(crate) fn reset_required() -> Error {
     Error::unauthorized(
-        "password_reset_required",
+        Reason::PasswordResetRequired,
         "an administrator reset this signer's signing credential: the signer must set a new password \
          ('trialport signing set-password') before signing again",
     )
@@ -184,7 +185,7 @@ fn folded(text: &str) -> String {
 /// `max`), `control_character`, `common_password` or `contains_identity`.
 pub fn check_password_policy(password: &str, signer: &Principal) -> Result<()> {
     let weak = |rule: &str, message: &str| {
-        Error::validation("weak_password", message)
+        Error::validation(Reason::WeakPassword, message)
             .with_field("password")
             .with_detail("rule", rule)
     };

@@ -24,6 +24,7 @@ use super::{Store, Tx};
 use crate::access::Role;
 use crate::audit::{Actor, AuditEvent, Outcome, GENESIS_HASH};
 use crate::auth::ApiKeyRecord;
+use crate::error::Reason;
 use crate::error::{Error, ErrorCode, Result};
 use crate::job::{Artifact, FinishedQuery, Job, JobKind, JobQuery, JobState, Lease, Progress};
 use crate::signer::{PasswordHash, SignerCredential, PASSWORD_SCHEME};
@@ -326,7 +327,7 @@ pub fn write<T>(store: &dyn Store, mut work: impl FnMut(&mut dyn Tx) -> Result<T
         },
         &|_| Ok(()),
     )?;
-    out.ok_or_else(|| Error::server("internal", "the transaction returned nothing"))
+    out.ok_or_else(|| Error::server(Reason::Internal, "the transaction returned nothing"))
 }
 
 fn insert(store: &dyn Store, job: &Job) -> Result<Job> {
@@ -1216,12 +1217,15 @@ pub fn transactions_are_atomic(store: &dyn Store) {
         tx.insert_job(&job)?;
         tx.insert_key(&key)?;
         tx.stage_event(&e2)?;
-        Err::<(), _>(Error::validation("test", "the work gives up"))
+        Err::<(), _>(Error::validation(
+            Reason::InvalidRequest,
+            "the work gives up",
+        ))
     });
     fails(
         failed,
         ErrorCode::Validation,
-        Some("test"),
+        Some("invalid_request"),
         "the failing work",
     );
     // The witness refuses.
@@ -1234,13 +1238,13 @@ pub fn transactions_are_atomic(store: &dyn Store) {
         &|events| {
             assert_eq!(events.len(), 1, "the witness sees the staged event");
             assert_eq!(events[0].seq, 2);
-            Err(Error::server("test", "the witness refuses"))
+            Err(Error::server(Reason::HookRefused, "the witness refuses"))
         },
     );
     fails(
         refused,
         ErrorCode::Server,
-        Some("test"),
+        Some("hook_refused"),
         "the refusing witness",
     );
     fails(
@@ -1383,7 +1387,7 @@ pub fn studies_contract(store: &dyn Store) {
     fails(
         write(store, |tx| {
             tx.delete_study("S2")?;
-            Err::<(), _>(Error::server("io_error", "injected"))
+            Err::<(), _>(Error::server(Reason::IoError, "injected"))
         }),
         ErrorCode::Server,
         None,
@@ -1533,10 +1537,13 @@ pub fn signers_contract(store: &dyn Store) {
         write(store, |tx| {
             tx.put_signer(&locked)?;
             tx.put_signer(&SignerCredential::new("org-a", "bob", at(20)))?;
-            Err::<(), _>(Error::validation("test", "the work gives up"))
+            Err::<(), _>(Error::validation(
+                Reason::InvalidRequest,
+                "the work gives up",
+            ))
         }),
         ErrorCode::Validation,
-        Some("test"),
+        Some("invalid_request"),
         "the failing work",
     );
     let e1 = sample_event(1, GENESIS_HASH);
@@ -1546,10 +1553,10 @@ pub fn signers_contract(store: &dyn Store) {
                 tx.put_signer(&locked)?;
                 tx.stage_event(&e1)
             },
-            &|_| Err(Error::server("test", "the witness refuses")),
+            &|_| Err(Error::server(Reason::HookRefused, "the witness refuses")),
         ),
         ErrorCode::Server,
-        Some("test"),
+        Some("hook_refused"),
         "the refusing witness",
     );
     assert_eq!(

@@ -4,6 +4,7 @@
 use super::{Store, Witness, Work};
 use crate::audit::{AuditEvent, AuditReads, AuditRows};
 use crate::auth::{ApiKeyRecord, KeyReads, KeyRows};
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::job::{
     check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows, JobState,
@@ -464,7 +465,7 @@ impl AuditReads for MemoryStore {
 /// The version after `v`.
 pub(super) fn next_version(v: u64) -> Result<u64> {
     v.checked_add(1)
-        .ok_or_else(|| Error::server("store_error", "job version overflow"))
+        .ok_or_else(|| Error::server(Reason::StoreError, "job version overflow"))
 }
 
 /// EXP004 `sequence_conflict` unless `event` follows `head` (see [`AuditRows`]).
@@ -482,7 +483,7 @@ pub(super) fn check_next(head: Option<(u64, String)>, event: &AuditEvent) -> Res
 /// EXP004 `idempotency_conflict`.
 pub(super) fn idempotency_conflict() -> Error {
     Error::conflict(
-        "idempotency_conflict",
+        Reason::IdempotencyConflict,
         "the idempotency key was used for a different request",
     )
 }
@@ -490,7 +491,7 @@ pub(super) fn idempotency_conflict() -> Error {
 /// EXP004 `version_conflict`.
 pub(super) fn version_conflict(stored: u64, given: u64) -> Error {
     Error::conflict(
-        "version_conflict",
+        Reason::VersionConflict,
         "the job was changed by someone else; reload it and retry",
     )
     .with_detail("stored_version", stored)
@@ -499,18 +500,18 @@ pub(super) fn version_conflict(stored: u64, given: u64) -> Error {
 
 /// EXP004 `duplicate_id`.
 pub(super) fn duplicate_id() -> Error {
-    Error::conflict("duplicate_id", "a job with this id exists")
+    Error::conflict(Reason::DuplicateId, "a job with this id exists")
 }
 
 /// EXP004 `key_exists`.
 pub(super) fn key_exists() -> Error {
-    Error::conflict("key_exists", "an API key with this id exists")
+    Error::conflict(Reason::KeyExists, "an API key with this id exists")
 }
 
 /// EXP004 `sequence_conflict`.
 pub(super) fn sequence_conflict(expected: u64, given: u64) -> Error {
     Error::conflict(
-        "sequence_conflict",
+        Reason::SequenceConflict,
         "the audit event does not follow the last stored one",
     )
     .with_detail("expected_seq", expected)

@@ -1,6 +1,7 @@
 //! [`SqliteRateLimitStore`]: the call counts of rate limiting in a SQLite database (a home's `trialport.db`), so
 //! that every process of a home enforces one quota per principal.
 
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::limit::{RateLimitStore, WindowCount};
 use rusqlite::{params, Connection};
@@ -34,7 +35,7 @@ pub struct SqliteRateLimitStore {
 }
 
 fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
-    move |_| Error::server("store_error", format!("SQLite rate limits: {context}"))
+    move |_| Error::server(Reason::StoreError, format!("SQLite rate limits: {context}"))
 }
 
 impl SqliteRateLimitStore {

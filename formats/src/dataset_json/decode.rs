@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
+use trialport_core::error::Reason;
 use trialport_core::meta::{ColumnMeta, DatasetMeta};
 use trialport_core::source::BatchStream;
 use trialport_core::{Error, Result};
@@ -291,12 +292,13 @@ struct Header {
 }
 
 fn invalid(attribute: &str, message: &str) -> Error {
-    Error::validation("invalid_attribute", message.to_string()).with_field(attribute.to_string())
+    Error::validation(Reason::InvalidAttribute, message.to_string())
+        .with_field(attribute.to_string())
 }
 
 fn missing(attribute: &str) -> Error {
     Error::validation(
-        "missing_attribute",
+        Reason::MissingAttribute,
         format!("the required attribute '{attribute}' is missing"),
     )
     .with_field(attribute.to_string())
@@ -344,7 +346,7 @@ impl Header {
     fn from_map(map: &Map<String, Value>) -> Result<Self> {
         if let Some(k) = map.keys().find(|k| !ATTRIBUTES.contains(&k.as_str())) {
             return Err(Error::validation(
-                "unknown_attribute",
+                Reason::UnknownAttribute,
                 format!("'{k}' is not a Dataset-JSON 1.1 attribute"),
             )
             .with_field(k.clone()));
@@ -359,7 +361,7 @@ impl Header {
         let version = string_attr(map, "datasetJSONVersion", true)?.unwrap_or_default();
         if !is_version_1_1(version) {
             return Err(Error::validation(
-                "unsupported_version",
+                Reason::UnsupportedVersion,
                 "only Dataset-JSON 1.1 is read (datasetJSONVersion 1.1 or 1.1.n)",
             )
             .with_field("datasetJSONVersion"));
@@ -436,7 +438,7 @@ impl Header {
         let mut seen = std::collections::HashSet::new();
         if let Some(c) = columns.iter().find(|c| !seen.insert(c.name.as_str())) {
             return Err(Error::validation(
-                "duplicate_column",
+                Reason::DuplicateColumn,
                 format!("column '{}' appears twice", c.name),
             )
             .with_field("columns"));
@@ -510,7 +512,7 @@ fn column_def(i: usize, c: &Value) -> Result<ColumnDef> {
     };
     if let Some(k) = o.keys().find(|k| !COLUMN_ATTRIBUTES.contains(&k.as_str())) {
         return Err(Error::validation(
-            "unknown_attribute",
+            Reason::UnknownAttribute,
             format!("'{k}' is not a Dataset-JSON 1.1 column attribute"),
         )
         .with_field(field(k)));
@@ -533,7 +535,7 @@ fn column_def(i: usize, c: &Value) -> Result<ColumnDef> {
     let dt = text("dataType", true, false)?.unwrap_or_default();
     let data_type = DsType::parse(&dt).ok_or_else(|| {
         Error::validation(
-            "unknown_data_type",
+            Reason::UnknownDataType,
             format!(
                 "column '{name}' has a dataType that Dataset-JSON does not define; allowed: {}",
                 DsType::ALL.map(DsType::as_str).join(", ")
@@ -545,7 +547,7 @@ fn column_def(i: usize, c: &Value) -> Result<ColumnDef> {
         None => None,
         Some(t) => Some(Target::parse(&t).ok_or_else(|| {
             Error::validation(
-                "invalid_target_data_type",
+                Reason::InvalidTargetDataType,
                 format!("column '{name}' has a targetDataType other than integer or decimal"),
             )
             .with_field(field("targetDataType"))
@@ -553,7 +555,7 @@ fn column_def(i: usize, c: &Value) -> Result<ColumnDef> {
     };
     let ty = ColumnType::new(data_type, target).ok_or_else(|| {
         Error::validation(
-            "invalid_target_data_type",
+            Reason::InvalidTargetDataType,
             format!("column '{name}': this targetDataType is not allowed with dataType '{dt}'"),
         )
         .with_field(field("targetDataType"))
@@ -774,14 +776,14 @@ struct Batches {
 }
 
 impl Batches {
-    fn row_error(&self, reason: &str, message: String) -> Error {
+    fn row_error(&self, reason: Reason, message: String) -> Error {
         Error::validation(reason, message).with_detail("row", self.rows + 1)
     }
 
     fn decode_row(&mut self) -> Result<()> {
         let mut cells = Cells::new(&self.row).map_err(|what| {
             self.row_error(
-                "malformed_dataset_json",
+                Reason::MalformedDatasetJson,
                 format!("the text is not valid JSON: {what}"),
             )
         })?;
@@ -793,7 +795,7 @@ impl Batches {
                 Ok(None) => break,
                 Err(what) => {
                     return Err(self.row_error(
-                        "malformed_dataset_json",
+                        Reason::MalformedDatasetJson,
                         format!("the text is not valid JSON: {what}"),
                     ))
                 }
@@ -805,7 +807,7 @@ impl Batches {
                 let c = &self.header.columns[j];
                 return Err(self
                     .row_error(
-                        "type_mismatch",
+                        Reason::TypeMismatch,
                         format!(
                             "a value of column '{}' does not fit its dataType '{}'{}",
                             c.name,
@@ -827,7 +829,7 @@ impl Batches {
 
     fn row_length(&self, n: usize) -> Error {
         self.row_error(
-            "row_length",
+            Reason::RowLength,
             format!("a row does not have one cell for each of the {n} columns"),
         )
         .with_field("rows")
@@ -842,7 +844,7 @@ impl Batches {
                 || (self.header.records.is_some() && *k == "records")
         }) {
             return Err(Error::validation(
-                "unknown_attribute",
+                Reason::UnknownAttribute,
                 format!(
                     "'{k}' after rows is not a Dataset-JSON 1.1 attribute that may follow them"
                 ),
@@ -856,7 +858,7 @@ impl Batches {
         let had_rows = !matches!(self.source, RowSource::None);
         if had_rows && records != self.rows {
             return Err(Error::validation(
-                "records_mismatch",
+                Reason::RecordsMismatch,
                 "the file's 'records' differs from the number of rows it holds",
             )
             .with_field("records")

@@ -25,6 +25,7 @@ use arrow::record_batch::RecordBatch;
 use flate2::write::ZlibEncoder;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use trialport_core::error::Reason;
 use trialport_core::format::{EncodeSummary, Encoder};
 use trialport_core::{Error, Result};
 
@@ -254,7 +255,7 @@ impl<W: Write> DatasetJsonWriter<W> {
     fn out(&mut self) -> Result<&mut Out<W>> {
         self.out.as_mut().ok_or_else(|| {
             Error::server(
-                "io_error",
+                Reason::IoError,
                 "the Dataset-JSON writer was used after it failed",
             )
         })
@@ -336,7 +337,7 @@ impl<W: Write> DatasetJsonWriter<W> {
                     continue;
                 }
                 if let Err(what) = view.write(self.columns[j].mode, row, &mut self.buf) {
-                    return Err(Error::validation("unrepresentable_value", what)
+                    return Err(Error::validation(Reason::UnrepresentableValue, what)
                         .with_field(self.columns[j].name.clone())
                         .with_detail("row", self.rows + row as u64));
                 }
@@ -383,7 +384,7 @@ impl<W: Write> DatasetJsonWriter<W> {
 
 fn records_mismatch(expected: u64, rows: u64) -> Error {
     Error::validation(
-        "records_mismatch",
+        Reason::RecordsMismatch,
         "the rows written differ from the count given in option 'records'",
     )
     .with_field("options.records")
@@ -511,7 +512,7 @@ impl<'a> View<'a> {
             }
             other => {
                 return Err(Error::validation(
-                    "unsupported_type",
+                    Reason::UnsupportedType,
                     format!("format 'dataset-json' cannot write type {other}"),
                 ))
             }

@@ -67,6 +67,7 @@ pub use encode::DatasetJsonWriter;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use std::io::Write;
+use trialport_core::error::Reason;
 use trialport_core::format::{
     Capability, Encoder, Format, FormatInfo, FormatOptions, OptionInfo, Output,
 };
@@ -268,7 +269,7 @@ pub struct DatasetJsonOptions {
 }
 
 fn invalid_option(name: &str, message: &str) -> Error {
-    Error::validation("invalid_option", message).with_field(format!("options.{name}"))
+    Error::validation(Reason::InvalidOption, message).with_field(format!("options.{name}"))
 }
 
 impl DatasetJsonOptions {
@@ -400,7 +401,7 @@ impl TopLevel {
         let name = o.dataset.clone().unwrap_or_else(|| meta.name.clone());
         if name.is_empty() {
             return Err(Error::validation(
-                "missing_dataset_name",
+                Reason::MissingDatasetName,
                 "Dataset-JSON needs a dataset name: give the metadata's name or option 'dataset'",
             )
             .with_field("dataset"));
@@ -474,7 +475,7 @@ impl DatasetJsonFormat {
             .map(|f| {
                 if !seen.insert(f.name().as_str()) {
                     return Err(Error::validation(
-                        "duplicate_column",
+                        Reason::DuplicateColumn,
                         format!("column '{}' appears twice", f.name()),
                     )
                     .with_field(f.name().clone()));

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::io::Read;
+use trialport_core::error::Reason;
 use trialport_core::{Error, Result};
 
 /// Bytes read from the input at a time.
@@ -12,7 +13,7 @@ const CHUNK: usize = 256 * 1024;
 /// A syntax error at a byte offset.
 pub(super) fn malformed(offset: u64, what: &str) -> Error {
     Error::validation(
-        "malformed_dataset_json",
+        Reason::MalformedDatasetJson,
         format!("the Dataset-JSON text is not valid JSON: {what}"),
     )
     .with_detail("offset", offset)
@@ -105,7 +106,7 @@ impl Scanner {
             )
         {
             Error::validation(
-                "malformed_dsjc",
+                Reason::MalformedDsjc,
                 "the compressed Dataset-JSON stream is corrupt or truncated",
             )
             .with_detail("offset", self.consumed)

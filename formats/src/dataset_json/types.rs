@@ -2,6 +2,7 @@
 //! §4.3), for the writer; the reader's mapping back to Arrow is [`ColumnType::arrow_type`].
 
 use arrow::datatypes::{DataType as Arrow, TimeUnit};
+use trialport_core::error::Reason;
 use trialport_core::meta::ColumnMeta;
 use trialport_core::{Error, Result};
 
@@ -251,7 +252,7 @@ pub(crate) struct ColumnSpec {
     pub(crate) mode: Mode,
 }
 
-fn column_error(reason: &str, column: &str, message: String) -> Error {
+fn column_error(reason: Reason, column: &str, message: String) -> Error {
     Error::validation(reason, message).with_field(column.to_string())
 }
 
@@ -270,7 +271,7 @@ pub(crate) fn resolve(
 ) -> Result<ColumnSpec> {
     let fam = family(arrow).ok_or_else(|| {
         column_error(
-            "unsupported_type",
+            Reason::UnsupportedType,
             name,
             format!("format 'dataset-json' cannot write column '{name}' of type {arrow}"),
         )
@@ -279,7 +280,7 @@ pub(crate) fn resolve(
         None => None,
         Some(s) => Some(DataType::parse(s).ok_or_else(|| {
             column_error(
-                "unknown_data_type",
+                Reason::UnknownDataType,
                 name,
                 format!(
                     "column '{name}' has a dataType that Dataset-JSON does not define; allowed: {}",
@@ -292,7 +293,7 @@ pub(crate) fn resolve(
         None => None,
         Some(s) => Some(Target::parse(s).ok_or_else(|| {
             column_error(
-                "invalid_target_data_type",
+                Reason::InvalidTargetDataType,
                 name,
                 format!("column '{name}' has a targetDataType other than integer or decimal"),
             )
@@ -344,7 +345,7 @@ pub(crate) fn resolve(
     }
     .ok_or_else(|| {
         column_error(
-            "incompatible_data_type",
+            Reason::IncompatibleDataType,
             name,
             format!(
                 "column '{name}' of type {arrow} cannot be written as dataType '{}'",
@@ -362,7 +363,7 @@ pub(crate) fn resolve(
     };
     let ty = ColumnType::new(data_type, target.or(default_target)).ok_or_else(|| {
         column_error(
-            "invalid_target_data_type",
+            Reason::InvalidTargetDataType,
             name,
             format!(
                 "column '{name}': targetDataType '{}' is not allowed with dataType '{}'",
@@ -374,7 +375,7 @@ pub(crate) fn resolve(
     let positive = |v: Option<u32>, attr: &str| -> Result<Option<u32>> {
         match v {
             Some(0) => Err(column_error(
-                "invalid_metadata",
+                Reason::InvalidMetadata,
                 name,
                 format!("column '{name}': {attr} must be at least 1"),
             )),

@@ -5,6 +5,7 @@ use super::write::{NS_DEF, NS_ODM, NS_XLINK};
 use roxmltree::{Document, Node};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use trialport_core::error::Reason;
 use trialport_core::format::Described;
 use trialport_core::meta::ColumnMeta;
 use trialport_core::{Error, Result};
@@ -91,7 +92,7 @@ fn description<'a>(n: Node<'a, '_>) -> Option<&'a str> {
 pub fn findings(define_xml: &str, files: &[Described<'_>]) -> Result<Vec<Finding>> {
     let doc = Document::parse(define_xml).map_err(|e| {
         Error::validation(
-            "invalid_define",
+            Reason::InvalidDefine,
             format!("the define is not well-formed XML (line {})", e.pos().row),
         )
     })?;
@@ -322,7 +323,7 @@ pub fn cross_check(define_xml: &str, files: &[Described<'_>]) -> Result<()> {
     found.sort_by(|a, b| (&a.dataset, &a.variable, a.rule).cmp(&(&b.dataset, &b.variable, b.rule)));
     let n = found.len();
     Err(Error::validation(
-        "define_mismatch",
+        Reason::DefineMismatch,
         format!(
             "the define does not match the files: {n} finding{} (see details.findings)",
             if n == 1 { "" } else { "s" }

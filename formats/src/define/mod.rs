@@ -76,6 +76,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::collections::HashMap;
+use trialport_core::error::Reason;
 use trialport_core::format::{
     Capability, Described, EncodeSummary, Encoder, Format, FormatInfo, FormatOptions, OptionInfo,
     Output, StudyInfo,
@@ -248,7 +249,7 @@ pub(crate) fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>> {
         })
         .map_err(|_| {
             Error::validation(
-                "invalid_option",
+                Reason::InvalidOption,
                 format!("option '{name}' must be an RFC 3339 time or YYYY-MM-DDTHH:MM:SS"),
             )
             .with_field(format!("options.{name}"))
@@ -269,7 +270,7 @@ impl DefineOptions {
                 None => Ok(default),
                 Some(v) if !v.trim().is_empty() => Ok(v.to_string()),
                 Some(_) => Err(Error::validation(
-                    "invalid_option",
+                    Reason::InvalidOption,
                     format!("option '{name}' must not be empty"),
                 )
                 .with_field(format!("options.{name}"))),
@@ -346,7 +347,7 @@ impl Format for DefineXmlFormat {
         let opts = DefineOptions::from_format_options(options)?;
         if opts.file.is_some() {
             return Err(Error::validation(
-                "invalid_option",
+                Reason::InvalidOption,
                 "option 'file' applies to one dataset in convert; a description names each dataset's file",
             )
             .with_field("options.file"));
@@ -364,7 +365,7 @@ impl Format for DefineXmlFormat {
         let opts = DefineOptions::from_format_options(options)?;
         if meta.name.is_empty() {
             return Err(
-                Error::validation("missing_dataset_name", "the dataset has no name")
+                Error::validation(Reason::MissingDatasetName, "the dataset has no name")
                     .with_field("dataset"),
             );
         }
@@ -429,7 +430,7 @@ impl Encoder for DefineEncoder<'_> {
             Some(s) => s,
             None => {
                 return Err(Error::validation(
-                    "missing_option",
+                    Reason::MissingOption,
                     "the dataset has no STUDYID value: give the study id as option study=",
                 )
                 .with_field("options.study"))

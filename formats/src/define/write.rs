@@ -9,6 +9,7 @@ use super::DefineOptions;
 use crate::xpt::KEY_NUMERIC_LENGTH;
 use serde::Serialize;
 use std::collections::HashMap;
+use trialport_core::error::Reason;
 use trialport_core::format::{Described, StudyInfo};
 use trialport_core::meta::{CodeListMeta, ColumnMeta};
 use trialport_core::{Error, Result};
@@ -472,7 +473,7 @@ pub(crate) fn document(
 ) -> Result<Vec<u8>> {
     if datasets.is_empty() {
         return Err(Error::validation(
-            "missing_datasets",
+            Reason::MissingDatasets,
             "a Define-XML document describes at least one dataset",
         )
         .with_field("datasets"));
@@ -481,7 +482,7 @@ pub(crate) fn document(
     if !problems.0.is_empty() {
         let n = problems.0.len();
         return Err(Error::validation(
-            "invalid_metadata",
+            Reason::InvalidMetadata,
             format!(
                 "the metadata cannot make a Define-XML document: {n} problem{} (see details.problems; the metadata \
                  document supplies what is missing)",

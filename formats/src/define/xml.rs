@@ -1,5 +1,6 @@
 //! The one XML escaping function and a small indenting element writer, shared by Define-XML and ODM.
 
+use trialport_core::error::Reason;
 use trialport_core::{Error, Result};
 
 /// Appends `s` escaped for XML 1.0 text or attribute values: `& < > " '` as entities, tab, line feed and carriage
@@ -41,7 +42,7 @@ pub(crate) fn escape_into(buf: &mut Vec<u8>, s: &str) -> std::result::Result<(),
 /// The error for a value with a character XML cannot carry, naming where it is (never the value).
 pub(crate) fn bad_character(field: &str) -> Error {
     Error::validation(
-        "invalid_xml_character",
+        Reason::InvalidXmlCharacter,
         "a value holds a control character that XML 1.0 cannot carry",
     )
     .with_field(field.to_string())

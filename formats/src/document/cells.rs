@@ -11,6 +11,7 @@ use arrow::datatypes::{
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions as DisplayOptions};
 use std::sync::Arc;
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 
 const UTC_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.fZ";
@@ -51,7 +52,7 @@ impl Displayable {
     pub(crate) fn formatter(&self) -> Result<Formatter<'_>> {
         let inner = ArrayFormatter::try_new(self.array.as_ref(), &self.options).map_err(|_| {
             Error::validation(
-                "unsupported_type",
+                Reason::UnsupportedType,
                 format!("column '{}' cannot be displayed", self.name),
             )
             .with_field(self.name.clone())
@@ -82,7 +83,7 @@ impl Formatter<'_> {
         }
         self.inner.value(i).try_to_string().map(Some).map_err(|_| {
             Error::validation(
-                "invalid_data",
+                Reason::InvalidData,
                 format!("a value of column '{}' cannot be displayed", self.name),
             )
             .with_field(self.name.to_string())

@@ -43,6 +43,7 @@ pub use json::render_json;
 
 use std::borrow::Cow;
 use trialport_core::document::Document;
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 use trialport_core::format::{Capability, Format, FormatInfo, FormatOptions, OptionInfo, Output};
 
@@ -86,7 +87,7 @@ impl HtmlOptions {
             Some("dark") => Theme::Dark,
             Some(_) => {
                 return Err(Error::validation(
-                    "invalid_option",
+                    Reason::InvalidOption,
                     "option 'theme' must be light or dark",
                 )
                 .with_field("options.theme"))

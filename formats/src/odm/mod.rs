@@ -46,6 +46,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashSet;
+use trialport_core::error::Reason;
 use trialport_core::format::{
     Capability, EncodeSummary, Encoder, Format, FormatInfo, FormatOptions, OptionInfo, Output,
 };
@@ -280,7 +281,7 @@ impl std::fmt::Debug for OdmWriter<'_> {
 
 fn missing_column(option: &str, what: &str) -> Error {
     Error::validation(
-        "missing_column",
+        Reason::MissingColumn,
         format!("the dataset has no {what} column: give option {option}="),
     )
     .with_field(format!("options.{option}"))
@@ -316,7 +317,7 @@ impl<'a> OdmWriter<'a> {
                             name: name.to_string(),
                         })),
                         None => Err(Error::validation(
-                            "unknown_column",
+                            Reason::UnknownColumn,
                             format!("option '{option}' names a column the dataset does not have"),
                         )
                         .with_field(format!("options.{option}"))),
@@ -495,7 +496,7 @@ impl<'a> OdmWriter<'a> {
             Key::Column { index, name } => {
                 if !self.cell(views, *index, row)? {
                     return Err(Error::validation(
-                        "missing_key",
+                        Reason::MissingKey,
                         format!(
                             "key column '{name}' is empty at row {}",
                             self.rows + row as u64 + 1
@@ -516,7 +517,7 @@ impl<'a> OdmWriter<'a> {
         };
         let n = self.rows + row as u64 + 1;
         Error::validation(
-            "not_grouped",
+            Reason::NotGrouped,
             format!(
                 "row {n} returns to a {} seen before: ODM needs the rows of each subject, event and form together \
                  (sort by subject, event and form)",
@@ -556,7 +557,7 @@ impl<'a> OdmWriter<'a> {
             if !same {
                 let n = self.rows + row as u64 + 1;
                 return Err(Error::validation(
-                    "mixed_study",
+                    Reason::MixedStudy,
                     format!(
                         "row {n} has another STUDYID than the first row: one ClinicalData holds one study \
                          (give study_oid= to keep STUDYID as an item)"
@@ -656,7 +657,7 @@ impl<'a> OdmWriter<'a> {
             let (_, oid, _) = &self.items[k];
             self.xml.context = self.schema.field(ci).name().clone();
             let text = std::str::from_utf8(&value).map_err(|_| {
-                Error::server("invalid_text", "a value is not UTF-8")
+                Error::server(Reason::InvalidText, "a value is not UTF-8")
                     .with_field(self.xml.context.clone())
             })?;
             self.xml
@@ -735,7 +736,7 @@ impl<'a> OdmWriter<'a> {
 
 fn missing_study() -> Error {
     Error::validation(
-        "missing_option",
+        Reason::MissingOption,
         "no STUDYID value gives the StudyOID: give option study_oid=",
     )
     .with_field("options.study_oid")
@@ -753,7 +754,7 @@ impl Encoder for OdmWriter<'_> {
 
 fn unrepresentable(what: &str) -> Error {
     Error::validation(
-        "unrepresentable_value",
+        Reason::UnrepresentableValue,
         format!("a value cannot be written in ODM: {what}"),
     )
 }

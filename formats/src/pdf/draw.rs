@@ -18,6 +18,7 @@ use krilla::{Document as PdfDocument, SerializeSettings};
 use trialport_core::clock::format_utc;
 use trialport_core::document::{Chart, Document};
 use trialport_core::engine::ENGINE_VERSION;
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 
 /// The standard the writer validates against, as named in errors and documentation.
@@ -38,7 +39,7 @@ pub(crate) fn draw(
     let configuration = ConfigurationBuilder::new()
         .with_archival_validator(Archival::A2_B)
         .finish()
-        .map_err(|_| Error::server("pdf_failed", "the PDF/A configuration is invalid"))?;
+        .map_err(|_| Error::server(Reason::PdfFailed, "the PDF/A configuration is invalid"))?;
     let settings = SerializeSettings {
         configuration,
         enable_tagging: false,
@@ -66,7 +67,7 @@ pub(crate) fn draw(
     );
     let total = pages.len();
     let size = PageSettings::from_wh(geometry.width, geometry.height)
-        .ok_or_else(|| Error::server("pdf_failed", "the page size is invalid"))?;
+        .ok_or_else(|| Error::server(Reason::PdfFailed, "the page size is invalid"))?;
     for (i, items) in pages.iter().enumerate() {
         let mut page = pdf.start_page_with(size.clone());
         let mut surface = page.surface();
@@ -415,7 +416,7 @@ fn krilla_error(e: krilla::error::KrillaError) -> Error {
                 "an unknown rule",
             ));
             let mut err = Error::server(
-                "pdfa_violation",
+                Reason::PdfaViolation,
                 format!("the PDF would violate {STANDARD} ({what}), so it was not written"),
             )
             .with_detail("rule", rule)
@@ -426,8 +427,8 @@ fn krilla_error(e: krilla::error::KrillaError) -> Error {
             }
             err
         }
-        K::Font(..) => Error::server("pdf_failed", "an embedded font could not be written"),
-        _ => Error::server("pdf_failed", "the PDF writer failed"),
+        K::Font(..) => Error::server(Reason::PdfFailed, "an embedded font could not be written"),
+        _ => Error::server(Reason::PdfFailed, "the PDF writer failed"),
     }
 }
 

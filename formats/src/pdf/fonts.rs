@@ -14,6 +14,7 @@ use skrifa::instance::{LocationRef, Size};
 use skrifa::metrics::GlyphMetrics;
 use skrifa::raw::TableProvider;
 use skrifa::{FontRef, MetadataProvider};
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 
 static REGULAR: &[u8] = include_bytes!("../../fonts/DejaVuSansCondensed.ttf");
@@ -30,7 +31,7 @@ pub(crate) struct Face {
 
 impl Face {
     fn load(data: &'static [u8]) -> Result<Face> {
-        let broken = || Error::server("font_unavailable", "an embedded font cannot be read");
+        let broken = || Error::server(Reason::FontUnavailable, "an embedded font cannot be read");
         let font_ref = FontRef::new(data).map_err(|_| broken())?;
         let upem = f32::from(font_ref.head().map_err(|_| broken())?.units_per_em());
         Ok(Face {

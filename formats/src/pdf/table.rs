@@ -10,6 +10,7 @@
 
 use super::fonts::Face;
 use super::layout::{colour, Item, Layout, ASCENT, LEADING};
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 
 /// Font size of cells and headers.
@@ -83,7 +84,7 @@ pub(crate) fn column_widths(l: &Layout<'_>, t: &TextTable, available: f32) -> Re
     let least: f32 = narrow.iter().sum();
     if least > available + 0.01 {
         return Err(Error::validation(
-            "table_too_wide",
+            Reason::TableTooWide,
             format!(
                 "a table's {n} columns do not fit across the page: show fewer columns, or use the option \
                  orientation=landscape"

@@ -9,6 +9,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions as DisplayOptions};
 use rust_xlsxwriter::{ColNum, Format, RowNum, Worksheet};
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 
 /// Integers beyond this magnitude are written as text: a double cannot hold all of them exactly.
@@ -84,7 +85,7 @@ pub(crate) fn check_fields<'f>(fields: impl IntoIterator<Item = &'f Field>) -> R
     for f in fields {
         if !supported(f.data_type()) {
             return Err(Error::validation(
-                "unsupported_type",
+                Reason::UnsupportedType,
                 format!(
                     "column '{}' has type {} which an XLSX cell cannot hold",
                     f.name(),
@@ -145,7 +146,7 @@ impl TextPolicy {
 
 fn too_long(field: &str) -> Error {
     Error::validation(
-        "unrepresentable_value",
+        Reason::UnrepresentableValue,
         format!(
             "a value of '{field}' is longer than the {MAX_CELL_CHARS} characters an Excel cell holds"
         ),
@@ -269,7 +270,7 @@ fn normalise(array: &ArrayRef) -> Result<(ArrayRef, DataType)> {
 }
 
 fn internal() -> Error {
-    Error::server("xlsx_error", "unexpected array layout")
+    Error::server(Reason::XlsxError, "unexpected array layout")
 }
 
 /// Reads the cells of one column.
@@ -320,7 +321,7 @@ impl<'a> Cells<'a> {
             },
             other => {
                 return Err(Error::validation(
-                    "unsupported_type",
+                    Reason::UnsupportedType,
                     format!("type {other} cannot be written to an XLSX cell"),
                 ))
             }
@@ -520,7 +521,7 @@ fn write_float(ws: &mut Worksheet, row: RowNum, col: ColNum, v: f64) -> Result<(
 
 fn unrepresentable(name: &str) -> Error {
     Error::validation(
-        "unrepresentable_value",
+        Reason::UnrepresentableValue,
         format!("a value of column '{name}' is outside what an Excel cell can hold"),
     )
     .with_field(name.to_string())

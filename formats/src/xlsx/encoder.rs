@@ -6,6 +6,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use rust_xlsxwriter::{ColNum, Workbook, Worksheet};
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 use trialport_core::format::{EncodeSummary, Encoder, Output};
 use trialport_core::meta::DatasetMeta;
@@ -53,7 +54,7 @@ impl<'a> XlsxEncoder<'a> {
         check_fields(schema.fields().iter().map(|f| f.as_ref()))?;
         if schema.fields().len() > MAX_COLUMNS {
             return Err(Error::validation(
-                "too_many_columns",
+                Reason::TooManyColumns,
                 format!("an Excel sheet holds at most {MAX_COLUMNS} columns"),
             )
             .with_field("columns")
@@ -61,7 +62,7 @@ impl<'a> XlsxEncoder<'a> {
         }
         sheet_name::validate(&options.sheet_name).map_err(|why| {
             Error::validation(
-                "invalid_option",
+                Reason::InvalidOption,
                 format!("option 'sheet_name' is not a valid Excel sheet name: {why}"),
             )
             .with_field("options.sheet_name")
@@ -69,7 +70,7 @@ impl<'a> XlsxEncoder<'a> {
         let min_rows = u32::from(options.header) + 1;
         if !(min_rows..=MAX_ROWS_PER_SHEET).contains(&options.max_rows_per_sheet) {
             return Err(Error::validation(
-                "invalid_option",
+                Reason::InvalidOption,
                 "rows per sheet must leave room for a data row and stay within Excel's limit",
             )
             .with_field("options.max_rows_per_sheet"));
@@ -159,14 +160,14 @@ impl<'a> XlsxEncoder<'a> {
 }
 
 fn col_num(col: usize) -> Result<ColNum> {
-    ColNum::try_from(col).map_err(|_| Error::validation("too_many_columns", "too many columns"))
+    ColNum::try_from(col).map_err(|_| Error::validation(Reason::TooManyColumns, "too many columns"))
 }
 
 impl Encoder for XlsxEncoder<'_> {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_columns() != self.schema.fields().len() {
             return Err(Error::validation(
-                "schema_mismatch",
+                Reason::SchemaMismatch,
                 "batch has a different number of columns than the schema",
             ));
         }

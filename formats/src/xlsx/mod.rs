@@ -79,6 +79,7 @@ pub use render::render_xlsx;
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 use trialport_core::document::Document;
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 use trialport_core::format::{
     Capability, Encoder, Format, FormatInfo, FormatOptions, OptionInfo, Output,
@@ -180,7 +181,7 @@ impl XlsxOptions {
             Some(name) => {
                 sheet_name::validate(name).map_err(|why| {
                     Error::validation(
-                        "invalid_option",
+                        Reason::InvalidOption,
                         format!("option 'sheet_name' is not a valid Excel sheet name: {why}"),
                     )
                     .with_field("options.sheet_name")
@@ -196,7 +197,7 @@ impl XlsxOptions {
                 DateTime::parse_from_rfc3339(v.trim())
                     .map_err(|_| {
                         Error::validation(
-                            "invalid_option",
+                            Reason::InvalidOption,
                             "option 'created_at' must be an RFC 3339 date-time",
                         )
                         .with_field("options.created_at")
@@ -263,10 +264,10 @@ fn xlsx_error(e: rust_xlsxwriter::XlsxError) -> Error {
         X::IoError(io) => Error::io("writing the XLSX workbook", &io),
         X::TempFileError(_, io) => Error::io("creating an XLSX temporary file", &io),
         X::MaxStringLengthExceeded => Error::validation(
-            "unrepresentable_value",
+            Reason::UnrepresentableValue,
             "a text is longer than the 32767 characters an Excel cell holds",
         ),
-        _ => Error::server("xlsx_error", "the XLSX writer failed"),
+        _ => Error::server(Reason::XlsxError, "the XLSX writer failed"),
     }
 }
 
@@ -277,7 +278,7 @@ fn xlsx_error(e: rust_xlsxwriter::XlsxError) -> Error {
 fn properties(at: DateTime<Utc>) -> Result<rust_xlsxwriter::DocProperties> {
     let when = rust_xlsxwriter::ExcelDateTime::from_timestamp(at.timestamp()).map_err(|_| {
         Error::validation(
-            "invalid_option",
+            Reason::InvalidOption,
             "option 'created_at' must be a time in the years 1900 to 9999",
         )
         .with_field("options.created_at")

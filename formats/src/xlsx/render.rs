@@ -8,6 +8,7 @@ use crate::document::paragraphs;
 use rust_xlsxwriter::{Chart, ChartType, ColNum, RowNum, Workbook, Worksheet};
 use trialport_core::clock::format_utc;
 use trialport_core::document::{display_number, Block, ChartKind, Document, DocumentKind};
+use trialport_core::error::Reason;
 use trialport_core::error::{Error, Result};
 use trialport_core::format::{FormatOptions, Output};
 use trialport_core::meta::DatasetMeta;
@@ -226,7 +227,7 @@ impl Renderer {
         check_fields(schema.fields().iter().map(|f| f.as_ref()))?;
         if schema.fields().len() > MAX_COLUMNS {
             return Err(Error::validation(
-                "too_many_columns",
+                Reason::TooManyColumns,
                 format!("an Excel sheet holds at most {MAX_COLUMNS} columns"),
             )
             .with_field("columns"));
@@ -234,7 +235,7 @@ impl Renderer {
         // Tables are at most MAX_TABLE_LIMIT rows, far below a sheet's capacity.
         if rows.num_rows() as u64 >= u64::from(MAX_ROWS_PER_SHEET) {
             return Err(Error::validation(
-                "too_many_rows",
+                Reason::TooManyRows,
                 "a table has more rows than an Excel sheet holds",
             ));
         }

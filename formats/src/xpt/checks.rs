@@ -24,6 +24,7 @@
 use super::header::XptVersion;
 use super::text::{TextIssue, XptEncoding};
 use serde_json::{json, Value};
+use trialport_core::error::Reason;
 use trialport_core::Error;
 
 /// One broken rule.
@@ -80,7 +81,7 @@ pub fn failed(dataset: &str, version: XptVersion, violations: &[Violation]) -> E
     rules.sort_unstable();
     rules.dedup();
     Error::validation(
-        "fda_check_failed",
+        Reason::FdaCheckFailed,
         format!(
             "{} violation(s) of the SAS XPORT v{} rules: {}",
             violations.len(),

@@ -83,6 +83,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
+use trialport_core::error::Reason;
 use trialport_core::meta::{ColumnMeta, DatasetMeta};
 use trialport_core::source::BatchStream;
 use trialport_core::{Error, Result};
@@ -181,12 +182,12 @@ pub struct XptMemberInfo {
 }
 
 fn invalid(message: &str) -> Error {
-    Error::validation("invalid_xpt", message.to_string())
+    Error::validation(Reason::InvalidXpt, message.to_string())
 }
 
 /// EXP002 `truncated_file` at byte `offset`.
 fn truncated(message: String, offset: u64) -> Error {
-    Error::validation("truncated_file", message).with_detail("offset", offset)
+    Error::validation(Reason::TruncatedFile, message).with_detail("offset", offset)
 }
 
 /// The error of a file whose length `len` is not a multiple of 80.
@@ -824,7 +825,7 @@ impl DataCursor {
                 {
                     let k = self.taken + i as u64;
                     return Err(Error::validation(
-                        "invalid_padding",
+                        Reason::InvalidPadding,
                         format!(
                             "member {} of the XPT file has blank padding inside its data (observation {} is \
                              all blanks, which no numeric value is): bytes were added after its end",
@@ -851,7 +852,7 @@ impl DataCursor {
     fn nul_padding_error(&self, at: u64, what: &str) -> Error {
         let observation = (at - self.data_start) / self.obs_len.max(1) + 1;
         Error::validation(
-            "invalid_padding",
+            Reason::InvalidPadding,
             format!(
                 "member {} of the XPT file ends in NUL bytes from byte {at} ({what}), where SAS writes blanks: the \
                  file was damaged or filled up after its end",
@@ -1073,7 +1074,7 @@ fn sas_time(x: f64) -> Option<i64> {
 /// EXP002 `date_out_of_range` for the value of column `column` at 1-based `observation`.
 fn out_of_range(column: &str, kind: &str, observation: u64) -> Error {
     Error::validation(
-        "date_out_of_range",
+        Reason::DateOutOfRange,
         format!(
             "column {column}, observation {observation}: the SAS {kind} value is outside what an Arrow {kind} \
              holds; read the file with the option xpt_dates=number to keep the SAS numbers"

@@ -37,6 +37,7 @@ use std::io::{BufReader, BufWriter, Seek, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use trialport_core::error::Reason;
 use trialport_core::format::{EncodeSummary, Encoder};
 use trialport_core::meta::{ColumnMeta, DatasetMeta};
 use trialport_core::{Error, Result};
@@ -205,7 +206,7 @@ impl<W: Write> std::fmt::Debug for XptWriter<W> {
 
 fn unsupported(field: &Field) -> Error {
     Error::validation(
-        "unsupported_type",
+        Reason::UnsupportedType,
         format!(
             "format 'xpt' cannot write column '{}' of type {}",
             field.name(),
@@ -216,7 +217,7 @@ fn unsupported(field: &Field) -> Error {
 }
 
 fn unrepresentable(column: &str, row: u64, what: &str) -> Error {
-    Error::validation("unrepresentable_value", what.to_string())
+    Error::validation(Reason::UnrepresentableValue, what.to_string())
         .with_field(column.to_string())
         .with_detail("row", row)
 }
@@ -399,7 +400,7 @@ impl<W: Write> XptWriter<W> {
             Ok(())
         } else {
             Err(Error::validation(
-                "schema_mismatch",
+                Reason::SchemaMismatch,
                 "a batch's columns differ from the schema the encoder was created for",
             ))
         }
@@ -1158,7 +1159,7 @@ impl Drop for Pipeline {
 }
 
 fn thread_failed() -> Error {
-    Error::server("internal", "an XPT encoding thread failed")
+    Error::server(Reason::Internal, "an XPT encoding thread failed")
 }
 
 impl<W: Write + Send> Encoder for XptWriter<W> {
@@ -1366,7 +1367,7 @@ impl<'a> StrView<'a> {
             DataType::Utf8View => StrView::View(a.as_string_view()),
             other => {
                 return Err(Error::validation(
-                    "unsupported_type",
+                    Reason::UnsupportedType,
                     format!("format 'xpt' cannot write text of type {other}"),
                 ))
             }

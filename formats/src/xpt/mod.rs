@@ -74,6 +74,7 @@ pub use text::{ReadEncoding, XptEncoding};
 
 use arrow::datatypes::{Schema, SchemaRef};
 use chrono::{NaiveDate, NaiveDateTime};
+use trialport_core::error::Reason;
 use trialport_core::format::{
     Capability, Encoder, Format, FormatInfo, FormatOptions, OptionInfo, Output,
 };
@@ -187,7 +188,7 @@ fn sas_epoch() -> NaiveDateTime {
 }
 
 fn invalid_option(name: &str, message: &str) -> Error {
-    Error::validation("invalid_option", message).with_field(format!("options.{name}"))
+    Error::validation(Reason::InvalidOption, message).with_field(format!("options.{name}"))
 }
 
 impl XptOptions {

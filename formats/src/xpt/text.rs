@@ -1,6 +1,7 @@
 //! Character encodings of XPORT text: the file carries no encoding marker (formats.md §1.1), so the writer is told
 //! one ([`XptEncoding`]) and the reader is told or guesses ([`ReadEncoding`]).
 
+use trialport_core::error::Reason;
 use trialport_core::{Error, Result};
 
 /// How the writer stores text (values and labels). Names are always ASCII.
@@ -137,7 +138,7 @@ impl ReadEncoding {
 
 fn invalid_encoding() -> Error {
     Error::validation(
-        "invalid_encoding",
+        Reason::InvalidEncoding,
         "the XPT file holds text that is not valid UTF-8",
     )
 }

@@ -17,6 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use std::io::{self, Read};
+use trialport_core::error::Reason;
 use trialport_core::Error;
 
 /// Bytes per chunk sent.
@@ -90,7 +91,7 @@ fn respond(
         RangeAsk::Unsatisfiable => {
             let mut r = ApiError::made(
                 Error::validation(
-                    "range_not_satisfiable",
+                    Reason::RangeNotSatisfiable,
                     "the range starts past the end of the artifact",
                 )
                 .with_field("Range")

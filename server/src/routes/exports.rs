@@ -11,6 +11,7 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use trialport_core::error::Reason;
 use trialport_core::job::JobKind;
 use trialport_core::Error;
 
@@ -119,7 +120,7 @@ fn with_idempotency_key(
     };
     let bad = |message: &str| {
         ApiError::made(
-            Error::validation("invalid_request", message).with_field("Idempotency-Key"),
+            Error::validation(Reason::InvalidRequest, message).with_field("Idempotency-Key"),
             &ctx.request_id,
         )
     };

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use std::sync::atomic::Ordering;
+use trialport_core::error::Reason;
 use trialport_core::Error;
 
 /// `GET /healthz`: the process answers.
@@ -22,7 +23,7 @@ pub(crate) async fn readyz(
     Extension(ctx): Extension<RequestCtx>,
 ) -> Response {
     let reason = if state.options.shutting_down.load(Ordering::SeqCst) {
-        Some("shutting_down")
+        Some(Reason::ShuttingDown)
     } else if let Some(check) = &state.options.readiness {
         check.check().await.err()
     } else {

@@ -10,6 +10,7 @@ use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use trialport_core::error::Reason;
 use trialport_core::request::ListJobsRequest;
 use trialport_core::Error;
 
@@ -54,8 +55,11 @@ fn list_request(query: &str, ctx: &RequestCtx) -> Result<ListJobsRequest, ApiErr
     let number = |field: &str, value: &str| {
         value.trim().parse::<i64>().map_err(|_| {
             ApiError::made(
-                Error::validation("invalid_request", format!("{field} must be a whole number"))
-                    .with_field(field),
+                Error::validation(
+                    Reason::InvalidRequest,
+                    format!("{field} must be a whole number"),
+                )
+                .with_field(field),
                 &ctx.request_id,
             )
         })

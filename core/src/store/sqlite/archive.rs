@@ -39,6 +39,7 @@
 //! its directory fsynced.
 
 use crate::audit::AuditEvent;
+use crate::error::Reason;
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use std::fs::File;
@@ -141,7 +142,7 @@ struct Index {
 
 /// EXP005 `integrity_violation` for a record that is not whole (or, read back, not intact).
 fn corrupt(seq: u64, offset: u64, message: &str) -> Error {
-    Error::server("integrity_violation", message.to_string())
+    Error::server(Reason::IntegrityViolation, message.to_string())
         .with_detail("seq", seq)
         .with_detail("offset", offset)
         .with_detail("check", "record")
@@ -149,7 +150,7 @@ fn corrupt(seq: u64, offset: u64, message: &str) -> Error {
 
 fn poisoned() -> Error {
     Error::server(
-        "audit_poisoned",
+        Reason::AuditPoisoned,
         "an earlier write to the audit log failed: open the log again",
     )
 }
@@ -421,7 +422,7 @@ impl State {
         if let Err(e) = self.file.append(bytes).and_then(|()| self.file.sync()) {
             self.poisoned = true;
             return Err(Error::server(
-                "audit_write_failed",
+                Reason::AuditWriteFailed,
                 format!("the audit log could not be written durably: {}", e.kind()),
             ));
         }
@@ -543,7 +544,7 @@ impl Archive {
             for e in events.iter().filter(|e| e.seq >= first) {
                 if e.seq != next || e.prev_hash != prev {
                     return Err(Error::server(
-                        "integrity_violation",
+                        Reason::IntegrityViolation,
                         "the audit events to archive do not continue the audit log",
                     )
                     .with_detail("seq", next)

@@ -37,6 +37,7 @@ use super::{Store, Witness, Work};
 use crate::audit::{AuditEvent, AuditReads, AuditRows};
 use crate::auth::{ApiKeyRecord, KeyReads, KeyRows};
 use crate::error::Error;
+use crate::error::Reason;
 use crate::error::Result;
 use crate::job::{check_finished_limit, FinishedQuery, Job, JobPage, JobQuery, JobReads, JobRows};
 use crate::signer::{PasswordHash, SignerCredential, SignerReads, SignerRows};
@@ -166,7 +167,7 @@ impl std::fmt::Debug for SqliteStore {
 /// EXP005 `store_error` for a SQLite failure: the context and SQLite's error code, never the values involved.
 fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |e| {
-        let mut err = Error::server("store_error", format!("SQLite store: {context}"));
+        let mut err = Error::server(Reason::StoreError, format!("SQLite store: {context}"));
         if let Some(code) = e.sqlite_error_code() {
             err = err.with_detail("sqlite_error", format!("{code:?}"));
         }
@@ -177,7 +178,7 @@ fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
 /// EXP005 `corrupt_record`: a stored row that cannot be read back.
 fn corrupt(table: &'static str) -> Error {
     Error::server(
-        "corrupt_record",
+        Reason::CorruptRecord,
         format!("a stored {table} record cannot be read"),
     )
     .with_detail("table", table)
@@ -186,7 +187,7 @@ fn corrupt(table: &'static str) -> Error {
 /// EXP005 `integrity_violation`: a row whose MAC does not hold (edited outside trialport).
 fn tampered(table: &'static str) -> Error {
     Error::server(
-        "integrity_violation",
+        Reason::IntegrityViolation,
         format!("a stored {table} record was altered outside trialport"),
     )
     .with_detail("table", table)
@@ -195,7 +196,7 @@ fn tampered(table: &'static str) -> Error {
 
 /// EXP005 `integrity_violation` (check `anchor`): the archive disagrees with the database's anchor.
 fn anchor_violation(message: &str, archived: u64, anchored: u64) -> Error {
-    Error::server("integrity_violation", message.to_string())
+    Error::server(Reason::IntegrityViolation, message.to_string())
         .with_detail("check", "anchor")
         .with_detail("archive_seq", archived)
         .with_detail("anchor_seq", anchored)
@@ -210,15 +211,19 @@ fn time_key(t: DateTime<Utc>) -> String {
 fn to_i64(v: u64, what: &'static str) -> Result<i64> {
     i64::try_from(v).map_err(|_| {
         Error::server(
-            "store_error",
+            Reason::StoreError,
             format!("{what} is too large for the SQLite store"),
         )
     })
 }
 
 fn encode<T: serde::Serialize>(value: &T, table: &'static str) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|_| Error::server("store_error", format!("a {table} record cannot be encoded")))
+    serde_json::to_string(value).map_err(|_| {
+        Error::server(
+            Reason::StoreError,
+            format!("a {table} record cannot be encoded"),
+        )
+    })
 }
 
 /// Maps a row-reading error: a column of the wrong type is a corrupt record, anything else a store error.
@@ -297,7 +302,7 @@ fn decode_job(key: Option<&hmac::Key>, row: &JobRow) -> Result<Job> {
         || job.state.as_str() != row.state
     {
         return Err(Error::server(
-            "integrity_violation",
+            Reason::IntegrityViolation,
             "a stored jobs record disagrees with its columns",
         )
         .with_detail("table", "jobs")
@@ -427,7 +432,7 @@ fn decode_key(
     let rec: ApiKeyRecord = serde_json::from_str(body).map_err(|_| corrupt("api_keys"))?;
     if rec.key_id != *key_id || rec.org != *org {
         return Err(Error::server(
-            "integrity_violation",
+            Reason::IntegrityViolation,
             "a stored api_keys record disagrees with its columns",
         )
         .with_detail("table", "api_keys")
@@ -465,7 +470,7 @@ fn decode_study(
     let rec: StudyRecord = serde_json::from_str(body).map_err(|_| corrupt("studies"))?;
     if rec.study != *study || rec.org != *org {
         return Err(Error::server(
-            "integrity_violation",
+            Reason::IntegrityViolation,
             "a stored studies record disagrees with its columns",
         )
         .with_detail("table", "studies")
@@ -497,7 +502,7 @@ fn decode_signer(
         serde_json::from_str(body).map_err(|_| corrupt("signing_credentials"))?;
     if rec.org != *org || rec.subject != *subject {
         return Err(Error::server(
-            "integrity_violation",
+            Reason::IntegrityViolation,
             "a stored signing_credentials record disagrees with its columns",
         )
         .with_detail("table", "signing_credentials")
@@ -633,7 +638,7 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, e: &AuditEvent) -> Result<()> {
     let line = e.canonical();
     if line.len() + 1 > archive::MAX_RECORD {
         return Err(Error::validation(
-            "audit_record_too_large",
+            Reason::AuditRecordTooLarge,
             "the audit event is larger than the audit trail accepts",
         )
         .with_detail("max_bytes", archive::MAX_RECORD));
@@ -930,7 +935,7 @@ impl SqliteStore {
         let mac = match options.row_key {
             Some(k) if k.len() < 32 => {
                 return Err(Error::validation(
-                    "weak_row_key",
+                    Reason::WeakRowKey,
                     "the row key needs at least 32 bytes",
                 ))
             }
@@ -945,7 +950,7 @@ impl SqliteStore {
                 .map_err(db("enabling WAL"))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(Error::server(
-                    "store_error",
+                    Reason::StoreError,
                     "SQLite store: the database cannot use WAL journaling",
                 ));
             }
@@ -960,7 +965,7 @@ impl SqliteStore {
             .map_err(db("reading the schema version"))?;
         if version > SCHEMA_VERSION {
             return Err(Error::server(
-                "store_error",
+                Reason::StoreError,
                 "SQLite store: the database was written by a newer trialport (schema version too new)",
             )
             .with_detail("schema_version", version));

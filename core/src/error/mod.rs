@@ -5,7 +5,12 @@
 //! as the seed's standard error response with [`Error::to_json`].
 
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::fmt;
+
+mod reason;
+
+pub use reason::Reason;
 
 /// The stable error codes of the contract (DESIGN.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -76,7 +81,8 @@ pub struct Error(Box<Inner>);
 #[derive(Debug, Clone, PartialEq)]
 struct Inner {
     code: ErrorCode,
-    reason: String,
+    /// A catalogue name ([`Reason::as_str`]), or the name an error read back by [`Error::from_object`] carried.
+    reason: Cow<'static, str>,
     message: String,
     field: Option<String>,
     details: Map<String, Value>,
@@ -88,11 +94,16 @@ struct Inner {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// A new error with a code, a stable snake_case reason and a human message.
-    pub fn new(code: ErrorCode, reason: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A new error with a code, a reason of the catalogue and a human message.
+    pub fn new(code: ErrorCode, reason: Reason, message: impl Into<String>) -> Self {
+        debug_assert!(
+            reason.codes().contains(&code),
+            "reason {} is not catalogued with {code}",
+            reason.as_str()
+        );
         Error(Box::new(Inner {
             code,
-            reason: reason.into(),
+            reason: Cow::Borrowed(reason.as_str()),
             message: message.into(),
             field: None,
             details: Map::new(),
@@ -103,32 +114,32 @@ impl Error {
 
     /// EXP001 with reason `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Error::new(ErrorCode::NotFound, "not_found", message)
+        Error::new(ErrorCode::NotFound, Reason::NotFound, message)
     }
 
     /// EXP002 with the given reason.
-    pub fn validation(reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn validation(reason: Reason, message: impl Into<String>) -> Self {
         Error::new(ErrorCode::Validation, reason, message)
     }
 
     /// EXP003 with the given reason.
-    pub fn unauthorized(reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn unauthorized(reason: Reason, message: impl Into<String>) -> Self {
         Error::new(ErrorCode::Unauthorized, reason, message)
     }
 
     /// EXP004 with the given reason.
-    pub fn conflict(reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn conflict(reason: Reason, message: impl Into<String>) -> Self {
         Error::new(ErrorCode::Conflict, reason, message)
     }
 
     /// EXP005 with the given reason.
-    pub fn server(reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn server(reason: Reason, message: impl Into<String>) -> Self {
         Error::new(ErrorCode::Server, reason, message)
     }
 
     /// EXP005 for an I/O failure; the OS error kind is kept, the path is not (it may name data).
     pub fn io(context: &str, err: &std::io::Error) -> Self {
-        Error::server("io_error", format!("{context}: {}", err.kind()))
+        Error::server(Reason::IoError, format!("{context}: {}", err.kind()))
     }
 
     /// Sets the request field the error is about, e.g. `"limit"`.
@@ -184,7 +195,9 @@ impl Error {
 
     /// The HTTP status for this error: 403 for a denied permission, else the code's status.
     pub fn http_status(&self) -> u16 {
-        if self.0.code == ErrorCode::Unauthorized && self.0.reason == "permission_denied" {
+        if self.0.code == ErrorCode::Unauthorized
+            && self.0.reason == Reason::PermissionDenied.as_str()
+        {
             403
         } else {
             self.0.code.http_status()
@@ -216,7 +229,7 @@ impl Error {
         let reason = details.remove("reason")?.as_str()?.to_string();
         Some(Error(Box::new(Inner {
             code,
-            reason,
+            reason: Cow::Owned(reason),
             message: v.get("message")?.as_str()?.to_string(),
             field: v.get("field").and_then(Value::as_str).map(str::to_string),
             details,
@@ -229,7 +242,7 @@ impl Error {
     /// `{"error": {"code", "message", "field", "details": {"reason", ...}, "timestamp", "request_id"}}`.
     pub fn to_json(&self, timestamp: chrono::DateTime<chrono::Utc>, request_id: &str) -> Value {
         let mut details = Map::new();
-        details.insert("reason".into(), Value::String(self.0.reason.clone()));
+        details.insert("reason".into(), Value::String(self.0.reason.to_string()));
         for (k, v) in &self.0.details {
             details.insert(k.clone(), v.clone());
         }
@@ -260,7 +273,7 @@ impl From<arrow::error::ArrowError> for Error {
     fn from(e: arrow::error::ArrowError) -> Self {
         match e {
             arrow::error::ArrowError::IoError(_, io) => Error::io("arrow", &io),
-            other => Error::validation("invalid_data", arrow_message(&other)),
+            other => Error::validation(Reason::InvalidData, arrow_message(&other)),
         }
     }
 }
@@ -296,7 +309,7 @@ mod tests {
 
     #[test]
     fn renders_the_seed_shape() {
-        let e = Error::validation("out_of_range", "limit must be between 1 and 100")
+        let e = Error::validation(Reason::OutOfRange, "limit must be between 1 and 100")
             .with_field("limit")
             .with_detail("max", 100);
         let ts = chrono::DateTime::parse_from_rfc3339("2025-01-21T10:00:00Z")
@@ -314,11 +327,11 @@ mod tests {
     #[test]
     fn permission_denied_is_403() {
         assert_eq!(
-            Error::unauthorized("permission_denied", "x").http_status(),
+            Error::unauthorized(Reason::PermissionDenied, "x").http_status(),
             403
         );
         assert_eq!(
-            Error::unauthorized("invalid_credential", "x").http_status(),
+            Error::unauthorized(Reason::InvalidCredential, "x").http_status(),
             401
         );
     }
