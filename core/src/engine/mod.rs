@@ -350,6 +350,7 @@ impl EngineBuilder {
             sweep_lock: Mutex::new(()),
             sweep_wake: Condvar::new(),
             running: Mutex::new(HashMap::new()),
+            claiming: std::sync::atomic::AtomicUsize::new(0),
             wake: Condvar::new(),
             wake_lock: Mutex::new(0),
             known_jobs: Mutex::new(session::KnownJobs::default()),
@@ -449,6 +450,10 @@ pub(crate) struct Inner {
     pub(crate) sweep_wake: Condvar,
     /// The attempts this process is running: their cancel flags and lease epochs, for the lease keeper.
     pub(crate) running: Mutex<HashMap<Uuid, lease::Held>>,
+    /// Workers between deciding to claim a job and registering its attempt in `running` (see
+    /// [`run::Claiming`]): `shutdown` waits for them too, or it could return while a job it never saw was
+    /// claimed.
+    pub(crate) claiming: std::sync::atomic::AtomicUsize,
     pub(crate) wake: Condvar,
     pub(crate) wake_lock: Mutex<u64>,
     /// The credential each job was last obtained with (see [`Engine::known_session`]).
@@ -673,7 +678,8 @@ impl Engine {
                 .running
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .len();
+                .len()
+                + self.inner.claiming.load(Ordering::SeqCst);
             if running == 0 || std::time::Instant::now() >= deadline {
                 return running;
             }
@@ -844,9 +850,10 @@ impl Engine {
     /// # Errors
     /// The store's errors while claiming (the job's own failures are its state, not errors).
     pub fn run_job(&self, id: Uuid) -> Result<bool> {
+        let claiming = run::Claiming::new(&self.inner);
         match self.inner.claim(Some(id))? {
             Some(job) => {
-                run::run_claimed(&self.inner, job);
+                run::run_claimed(&self.inner, job, claiming);
                 Ok(true)
             }
             None => Ok(false),

@@ -17,12 +17,37 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A worker on its way to running a job, counted in `Inner::claiming` from before it looks at the shutdown flag
+/// until its claimed attempt is in `Inner::running` (or it claimed nothing). `Engine::shutdown` sets the flag and
+/// then waits until both are empty: a worker counted before that wait either sees the flag and claims nothing, or
+/// is waited for until its attempt is registered, stopped and its job given back. Without it, shutdown could
+/// return between the commit of a claim and the registration of its attempt, with the job still `running`.
+pub(crate) struct Claiming<'a>(&'a Inner);
+
+impl<'a> Claiming<'a> {
+    pub(crate) fn new(inner: &'a Inner) -> Self {
+        inner.claiming.fetch_add(1, Ordering::SeqCst);
+        Claiming(inner)
+    }
+}
+
+impl Drop for Claiming<'_> {
+    fn drop(&mut self) {
+        self.0.claiming.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Claims and runs jobs until the engine shuts down.
 pub(crate) fn worker_loop(inner: &Arc<Inner>) {
-    while !inner.shutdown.load(Ordering::SeqCst) {
+    loop {
+        let claiming = Claiming::new(inner);
+        if inner.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
         match inner.claim(None) {
-            Ok(Some(job)) => run_claimed(inner, job),
+            Ok(Some(job)) => run_claimed(inner, job, claiming),
             Ok(None) | Err(_) => {
+                drop(claiming);
                 // Nothing to do (or the store is failing): sleep until woken or a short time passed.
                 let guard = inner.wake_lock.lock().unwrap_or_else(|p| p.into_inner());
                 if inner.shutdown.load(Ordering::SeqCst) {
@@ -34,8 +59,9 @@ pub(crate) fn worker_loop(inner: &Arc<Inner>) {
     }
 }
 
-/// Runs attempt `job.attempt` of a job this engine claimed, to its end.
-pub(crate) fn run_claimed(inner: &Inner, job: Job) {
+/// Runs attempt `job.attempt` of a job this engine claimed, to its end (`claiming` ends once the attempt is
+/// registered).
+pub(crate) fn run_claimed(inner: &Inner, job: Job, claiming: Claiming<'_>) {
     let cancel = Arc::new(AtomicBool::new(job.cancel_requested));
     let lost = Arc::new(AtomicBool::new(false));
     let epoch = job.attempt;
@@ -51,6 +77,7 @@ pub(crate) fn run_claimed(inner: &Inner, job: Job) {
                 lost: lost.clone(),
             },
         );
+    drop(claiming);
     let id = job.id;
     let mut run = Running {
         inner,
